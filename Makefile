@@ -1,0 +1,109 @@
+# medpipe - see README.md.  `make`, `make check`, `make demo`, `make bench`,
+# `make install PREFIX=...`, `make check SANITIZE=1`.
+#
+# Everything is discovered: libcommon/*.c|*.cc -> build/libmedpipe.a,
+# opencl/*.c -> the same library (opencl/*.cl embedded), tools/NAME.c -> bin/NAME,
+# tests/unit/NAME.c -> build/tests/NAME.  Adding a file needs no edit here.
+
+PREFIX   ?= /usr/local
+CC       ?= cc
+CXX      ?= c++
+SANITIZE ?= 0
+OPT      ?= -O2
+
+WARN     = -Wall -Wextra -Werror
+CPPFLAGS = -D_GNU_SOURCE -Ilibcommon -Iopencl -Ibuild/gen -I/usr/include/openjpeg-2.5
+CFLAGS   = -std=c11 $(OPT) -g $(WARN) -pthread -fno-strict-aliasing
+CXXFLAGS = -std=c++17 $(OPT) -g $(WARN) -pthread
+LDFLAGS  = -pthread
+ifeq ($(SANITIZE),1)
+CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+CXXFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS  += -fsanitize=address,undefined
+endif
+
+# the libraries every program may use (see DESIGN.md, Dependencies)
+DCMTK_LIBS = -ldcmjpls -ldcmjpeg -ldcmimage -ldcmimgle -ldcmdata -loflog -lofstd \
+             -lijg8 -lijg12 -lijg16 -ldcmtkcharls
+LDLIBS   = -Wl,--as-needed $(DCMTK_LIBS) -lopenjp2 -lOpenCL -lopenblas -lpng -lz -lm -lstdc++
+
+LIB_C    = $(sort $(wildcard libcommon/*.c) $(wildcard opencl/*.c))
+LIB_CC   = $(sort $(wildcard libcommon/*.cc))
+CL_SRC   = $(sort $(wildcard opencl/*.cl))
+TOOLS    = $(sort $(basename $(notdir $(wildcard tools/*.c))))
+UNITS    = $(sort $(basename $(notdir $(wildcard tests/unit/*.c))))
+LIB_OBJ  = $(LIB_C:%.c=build/%.o) $(LIB_CC:%.cc=build/%.o)
+BINS     = $(TOOLS:%=bin/%)
+UNIT_BINS= $(UNITS:%=build/tests/%)
+LIB      = build/libmedpipe.a
+
+.PHONY: all check demo bench install clean deps man distclean
+.DELETE_ON_ERROR:
+.SUFFIXES:
+
+all: $(BINS) $(UNIT_BINS)
+
+# rebuild everything when the flags change (e.g. SANITIZE=1 after a plain build)
+FLAGS_NOW = $(CC) $(CXX) $(CPPFLAGS) $(CFLAGS) $(CXXFLAGS) $(LDFLAGS) $(LDLIBS)
+build/flags: FORCE
+	@mkdir -p build
+	@echo '$(FLAGS_NOW)' | cmp -s - $@ || echo '$(FLAGS_NOW)' > $@
+FORCE:
+
+# OpenCL kernel sources compiled into the binaries
+build/gen/mp_cl_sources.h: $(CL_SRC) opencl/embed.sh
+	@mkdir -p build/gen
+	sh opencl/embed.sh $(CL_SRC) > $@.tmp && mv $@.tmp $@
+
+build/%.o: %.c build/flags build/gen/mp_cl_sources.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+build/%.o: %.cc build/flags
+	@mkdir -p $(dir $@)
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -MMD -MP -c -o $@ $<
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+bin/%: build/tools/%.o $(LIB)
+	@mkdir -p bin
+	$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+build/tests/%: build/tests/unit/%.o $(LIB)
+	@mkdir -p build/tests
+	$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+-include $(LIB_OBJ:.o=.d) $(TOOLS:%=build/tools/%.d) $(UNITS:%=build/tests/unit/%.d)
+
+deps:
+	@sh tests/deps.sh
+
+check: deps all
+	@SANITIZE=$(SANITIZE) sh tests/run.sh
+
+demo: deps all
+	@sh examples/demo.sh
+
+bench: deps all
+	@sh tests/bench/run.sh
+
+# man pages are generated from each program's option table (--man) and kept
+# in the repository; tests/t/man.sh checks they are in step with the code
+man: $(BINS)
+	@for t in $(TOOLS); do bin/$$t --man > man/man1/$$t.1.tmp && mv man/man1/$$t.1.tmp man/man1/$$t.1; done
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+	  $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man7
+	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 man/man1/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 644 man/man5/*.5 $(DESTDIR)$(PREFIX)/share/man/man5/
+	install -m 644 man/man7/*.7 $(DESTDIR)$(PREFIX)/share/man/man7/
+
+clean:
+	rm -rf build bin
+
+distclean: clean
+	rm -rf .venv

@@ -1,0 +1,42 @@
+#!/bin/sh
+# tests/run.sh - runs every test and prints "N passed, N failed, N skipped".
+#   unit tests:  build/tests/*          (from tests/unit/*.c)
+#   tool tests:  tests/t/*.sh, tests/t/*.py
+# Each prints PASS/FAIL/SKIP lines; a test program that exits non-zero without
+# printing a FAIL line counts as one failure.  Logs: build/test-logs/.
+# TESTS="pattern" runs only the tests whose file name matches the pattern.
+cd "$(dirname "$0")/.." || exit 1
+PY=${PY:-/usr/bin/python3}
+VPY=.venv/bin/python3; [ -x "$VPY" ] || VPY=$PY
+export PY VPY DATA="${DATA:-../shared/data}" BIN=bin
+if [ "${SANITIZE:-0}" = 1 ]; then
+	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=99
+	export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:exitcode=99
+fi
+[ -d "$DATA" ] || echo "note: $DATA is absent: tests that need real data will be skipped"
+logs=build/test-logs; mkdir -p $logs
+p=0; f=0; s=0
+for t in build/tests/* tests/t/*.sh tests/t/*.py; do
+	[ -f "$t" ] || continue
+	case "$t" in *.d|*.o) continue;; esac
+	if [ -n "${TESTS:-}" ]; then case "$t" in *$TESTS*) ;; *) continue;; esac; fi
+	name=$(basename "$t")
+	log=$logs/$name.log
+	start=$(date +%s)
+	case "$t" in
+	*.sh) timeout 900 sh "$t" > "$log" 2>&1 ;;
+	*.py) timeout 900 "$VPY" "$t" > "$log" 2>&1 ;;
+	*)    timeout 900 "$t" > "$log" 2>&1 ;;
+	esac
+	rc=$?
+	tp=$(grep -c '^PASS ' "$log"); tf=$(grep -c '^FAIL ' "$log"); ts=$(grep -c '^SKIP ' "$log")
+	if [ "$rc" -ne 0 ] && [ "$tf" -eq 0 ]; then
+		echo "FAIL $name: exited $rc (see $log)"; tail -n 5 "$log" | sed 's/^/    /'
+		tf=1
+	fi
+	grep -E '^(FAIL|SKIP) ' "$log" | sed "s|^|  $name: |"
+	echo "$name: $tp passed, $tf failed, $ts skipped ($(( $(date +%s) - start ))s)"
+	p=$((p + tp)); f=$((f + tf)); s=$((s + ts))
+done
+echo "$p passed, $f failed, $s skipped"
+[ "$f" -eq 0 ]
