@@ -1,0 +1,49 @@
+/* mp_device.h - where the heavy steps run: the C path or an OpenCL device.
+ *
+ * A tool with a heavy step adds the option
+ *     MP_DEV_OPTION(&devspec),
+ * to its table, opens the device once (mp_dev_open(devspec)) and calls the
+ * mp_dev_* dispatchers below instead of the C functions; they run the OpenCL
+ * kernel on an OpenCL device and the C function otherwise.  Both give the same
+ * results: bit for bit for integer output, within the tolerance stated in
+ * opencl/mp_cl.h for floating point.
+ *
+ * Device specs (option --device, else env MEDPIPE_DEVICE, else "auto"):
+ *   cpu        the C implementation (libcommon)
+ *   opencl     the first OpenCL GPU/accelerator, else the first OpenCL device
+ *   opencl:N   OpenCL device N as listed by medpipe-devices
+ *   auto       OpenCL when a GPU or accelerator is present, else cpu.  Measured
+ *              (tests/bench/opencl*.sh): on CPU-only machines PoCL runs these
+ *              steps slower than the C path (and adds seconds of kernel
+ *              compilation on a cold cache), so auto does not pick it.  If the
+ *              OpenCL device fails at run time under auto (no memory, build
+ *              error), the step falls back to the C path with a note.
+ */
+#ifndef MP_DEVICE_H
+#define MP_DEVICE_H
+
+#include "mp.h"
+
+typedef struct mp_dev mp_dev;
+struct mp_cl;
+
+/* spec NULL: $MEDPIPE_DEVICE, else "auto".  NULL + mp_err when the spec is bad
+ * or the OpenCL device asked for cannot be opened. */
+mp_dev *mp_dev_open(const char *spec);
+void mp_dev_close(mp_dev *d);
+int mp_dev_is_cl(const mp_dev *d);
+struct mp_cl *mp_dev_cl(mp_dev *d);            /* NULL on the C path */
+const char *mp_dev_name(const mp_dev *d);     /* "cpu" or "opencl:0 (NAME)" */
+/* 0 if spec is well formed, else -1 + mp_err (usage error) */
+int mp_dev_check(const char *spec);
+/* MP_OPT_CALL handler: checks the spec and stores it in *(const char **)ctx */
+int mp_dev_optfn(void *ctx, const char *arg);
+
+#define MP_DEV_HELP "Where the heavy steps run: cpu (the C code), opencl (the first OpenCL GPU, else the first OpenCL device), opencl:N (device N of medpipe-devices) or auto (OpenCL when a GPU is present, else cpu). Default: $MEDPIPE_DEVICE, else auto. Results agree between devices: integers bit for bit, floating point within 1e-5 relative."
+#define MP_DEV_OPTION(pspec) { "device", 0, MP_OPT_CALL, (pspec), mp_dev_optfn, "DEV", MP_DEV_HELP }
+
+/* ---------------------------------------------------------------- dispatch */
+/* mp_convert on the device */
+int mp_dev_convert(mp_dev *d, void *dst, mp_type dt, const void *src, mp_type st, size_t n);
+
+#endif

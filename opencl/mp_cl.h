@@ -1,0 +1,121 @@
+/* mp_cl.h - the OpenCL runtime: device discovery through the ICD loader,
+ * one context + queue per opened device, programs built once per device and
+ * cached on disk, buffers with clear errors; and the OpenCL versions of the
+ * heavy steps (mp_cl_window, mp_cl_resize..., mp_cl_ccl...), which mirror the
+ * C functions in mp_filter.h / mp_label.h.  Tools do not call these directly:
+ * they go through the dispatchers in mp_device.h.
+ *
+ * Program cache: $MEDPIPE_CACHE_DIR, else $XDG_CACHE_HOME/medpipe, else
+ * ~/.cache/medpipe.  One file per (program, device): NAME-KEY.clbin, where KEY
+ * is a 64-bit FNV-1a hash of the platform name and version, the device name,
+ * the driver version, the kernel source and the build options.  The file holds
+ * a magic, the key, the binary's size and an FNV-1a checksum of the binary;
+ * a file that fails any check is rebuilt from source and replaced.  Files are
+ * written to a temporary name in the same folder and renamed, so concurrent
+ * processes (make -j) never see half a file.  MEDPIPE_CL_NOCACHE=1 disables
+ * the cache.
+ */
+#ifndef MP_CL_H
+#define MP_CL_H
+
+#ifndef CL_TARGET_OPENCL_VERSION
+#define CL_TARGET_OPENCL_VERSION 120
+#endif
+#include <CL/cl.h>
+
+#include "mp.h"
+
+enum { MP_CL_CPU = 1, MP_CL_GPU = 2, MP_CL_ACCEL = 4 };
+
+typedef struct mp_cl_devinfo {
+	int index;                  /* position in the flattened list (opencl:N) */
+	int platform_index, device_index;
+	cl_platform_id platform;
+	cl_device_id device;
+	int type;                   /* MP_CL_CPU / GPU / ACCEL */
+	char name[256];
+	char vendor[128];
+	char platform_name[128];
+	char platform_version[128];
+	char version[128];          /* device OpenCL version */
+	char driver[128];
+	unsigned compute_units;
+	size_t global_mem;          /* bytes */
+	size_t max_alloc;           /* CL_DEVICE_MAX_MEM_ALLOC_SIZE (or MEDPIPE_CL_MAX_ALLOC) */
+	size_t max_wg;              /* CL_DEVICE_MAX_WORK_GROUP_SIZE */
+	int fp64;                   /* cl_khr_fp64 */
+} mp_cl_devinfo;
+
+/* every device of every platform, in platform order; *list stays owned by the
+ * runtime.  Returns the count (0: platforms exist but no devices), or -1 with
+ * mp_err ("no OpenCL platform ...") */
+int mp_cl_devices(const mp_cl_devinfo **list);
+
+typedef struct mp_cl mp_cl;
+/* open device N of mp_cl_devices(); N < 0: the first GPU or accelerator, else
+ * the first device.  NULL + mp_err. */
+mp_cl *mp_cl_open(int n);
+void mp_cl_close(mp_cl *c);
+const mp_cl_devinfo *mp_cl_info(const mp_cl *c);
+cl_context mp_cl_context(mp_cl *c);
+cl_command_queue mp_cl_queue(mp_cl *c);
+
+/* the embedded program NAME (opencl/NAME.cl) built for the device (or loaded
+ * from the cache); kept until mp_cl_close.  NULL + mp_err (with the first
+ * lines of the build log on a build failure). */
+cl_program mp_cl_program(mp_cl *c, const char *name);
+/* the same for a program given as source text (tests) */
+cl_program mp_cl_program_src(mp_cl *c, const char *name, const char *src);
+/* a kernel of that program (created once, kept); NULL + mp_err */
+cl_kernel mp_cl_kernel(mp_cl *c, const char *prog, const char *kernel);
+
+/* counters since start: programs built from source, loaded from the cache,
+ * cache entries found corrupt (and rebuilt) */
+typedef struct { int built, loaded, corrupt; } mp_cl_stats;
+mp_cl_stats mp_cl_get_stats(void);
+/* the cache folder (malloc'd), or NULL when the cache is off */
+char *mp_cl_cache_dir(void);
+
+/* error helpers: "opencl: WHAT: CL_ERROR_NAME" (out of memory spelled out) */
+const char *mp_cl_errname(cl_int e);
+int mp_cl_fail(cl_int e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* a buffer of n bytes (copied from host when host != NULL); NULL + mp_err */
+cl_mem mp_cl_buffer(mp_cl *c, cl_mem_flags fl, size_t n, const void *host);
+int mp_cl_write(mp_cl *c, cl_mem b, size_t off, size_t n, const void *host);
+int mp_cl_read(mp_cl *c, cl_mem b, size_t off, size_t n, void *host);
+int mp_cl_fill0(mp_cl *c, cl_mem b, size_t n);
+/* set kernel arguments: pairs (size, pointer), ended by 0 */
+int mp_cl_args(cl_kernel k, ...);
+/* run k over a 1D/2D/3D global size (rounded up to the local size the
+ * runtime chooses; kernels check bounds) and wait when wait != 0 */
+int mp_cl_run(mp_cl *c, cl_kernel k, int dims, const size_t *global, int wait);
+int mp_cl_finish(mp_cl *c);
+
+/* ---------------------------------------------------------------- steps
+ * Each returns 0, -1 + mp_err on failure, or MP_CL_UNSUPPORTED when this
+ * device cannot do it (a type it lacks, e.g. double without cl_khr_fp64):
+ * the dispatcher then runs the C function.  Inputs larger than the device's
+ * allocation limit are processed in pieces. */
+#define MP_CL_UNSUPPORTED (-2)
+/* the largest piece (bytes) one buffer may hold: max_alloc, at most
+ * MEDPIPE_CL_PIECE bytes (default 256 MiB) */
+size_t mp_cl_piece(const mp_cl *c);
+/* kernels can load and store type t here (32-bit ints and double need fp64) */
+int mp_cl_type_ok(const mp_cl *c, mp_type t);
+
+/* ---------------------------------------------------------------- steps
+ * Each returns 0, -1 + mp_err on failure, or MP_CL_UNSUPPORTED when this
+ * device cannot do it (a type it lacks, e.g. double without cl_khr_fp64):
+ * the dispatcher then runs the C function.  Inputs larger than the device's
+ * allocation limit are processed in pieces. */
+#define MP_CL_UNSUPPORTED (-2)
+/* the largest piece (bytes) one buffer may hold: max_alloc, at most
+ * MEDPIPE_CL_PIECE bytes (default 256 MiB) */
+size_t mp_cl_piece(const mp_cl *c);
+/* kernels can load and store type t here (32-bit ints and double need fp64) */
+int mp_cl_type_ok(const mp_cl *c, mp_type t);
+
+/* mp_convert: 8/16/32-bit integers, float, double (fp64 devices) */
+int mp_cl_convert(mp_cl *c, void *dst, mp_type dt, const void *src, mp_type st, size_t n);
+
+#endif
