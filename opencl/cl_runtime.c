@@ -33,6 +33,7 @@ mp_cl_errname(cl_int e)
 	E(CL_INVALID_WORK_ITEM_SIZE) E(CL_INVALID_GLOBAL_OFFSET) E(CL_INVALID_BUFFER_SIZE)
 	E(CL_INVALID_GLOBAL_WORK_SIZE) E(CL_MISALIGNED_SUB_BUFFER_OFFSET)
 	E(CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST)
+	case -1001: return "CL_PLATFORM_NOT_FOUND_KHR";
 #undef E
 	default: return "CL_ERROR";
 	}
@@ -404,6 +405,19 @@ source_of(const char *name)
 	for (int i = 0; mp_cl_sources[i].name; i++)
 		if (strcmp(mp_cl_sources[i].name, name) == 0)
 			return mp_cl_sources[i].src;
+	return NULL;
+}
+
+const char *
+mp_cl_program_name(int i)
+{
+	int k = 0;
+	for (int j = 0; mp_cl_sources[j].name; j++) {
+		if (!strcmp(mp_cl_sources[j].name, "common"))
+			continue;
+		if (k++ == i)
+			return mp_cl_sources[j].name;
+	}
 	return NULL;
 }
 

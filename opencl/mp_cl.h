@@ -64,6 +64,8 @@ cl_command_queue mp_cl_queue(mp_cl *c);
  * from the cache); kept until mp_cl_close.  NULL + mp_err (with the first
  * lines of the build log on a build failure). */
 cl_program mp_cl_program(mp_cl *c, const char *name);
+/* name of embedded program i (0, 1, ...), NULL past the end */
+const char *mp_cl_program_name(int i);
 /* the same for a program given as source text (tests) */
 cl_program mp_cl_program_src(mp_cl *c, const char *name, const char *src);
 /* a kernel of that program (created once, kept); NULL + mp_err */
