@@ -82,10 +82,12 @@ mp_usage_die(const char *fmt, ...)
 {
 	va_list ap;
 
+	char buf[1024];
+
 	va_start(ap, fmt);
-	vmsg(fmt, ap);
+	vsnprintf(buf, sizeof buf, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "%s: try '%s --help'\n", mp_progname, mp_progname);
+	fprintf(stderr, "%s: %s (see '%s --help')\n", mp_progname, buf, mp_progname);
 	exit(2);
 }
 
