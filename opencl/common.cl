@@ -66,3 +66,17 @@ st(__global void *p, int t, size_t i, real v)
 	default: break;
 	}
 }
+
+/* integer voxel value (for label comparisons); float types compare by bits */
+inline uint
+ldu(__global const void *p, int t, size_t i)
+{
+	switch (t) {
+	case T_INT8: return (uint)(int)((__global const char *)p)[i];
+	case T_UINT8: return ((__global const uchar *)p)[i];
+	case T_INT16: return (uint)(int)((__global const short *)p)[i];
+	case T_UINT16: return ((__global const ushort *)p)[i];
+	case T_INT32: case T_UINT32: case T_FLOAT32: return ((__global const uint *)p)[i];
+	default: return 0;
+	}
+}

@@ -1,0 +1,197 @@
+/* ccl.cl - connected components by block-based union-find (after Allegretti,
+ * Bolelli and Grana's BUF/BKE: one union-find node per 2x2x2 block for 26-
+ * connectivity, 2x2 blocks in-plane for 8-connectivity; single voxels for
+ * 6/18/4, and when the volume holds several label values, since a block then
+ * is not one component).  The union-find lives in global memory; unions use
+ * atomic_min so that a root is always the smallest node index of its tree.
+ *
+ * Voxels are connected when both hold the same nonzero value.  The final
+ * numbering is the C implementation's: components numbered 1, 2, ... in the
+ * raster order of their first voxel (x fastest), optionally leaving out
+ * components smaller than a minimum size (those become 0).
+ *
+ * Passes (host: opencl/cl_ccl.c):
+ *   init      parent[n] = n
+ *   merge     each voxel unites its node with the nodes of its backward
+ *             neighbours (those before it in raster order) of the same value
+ *   flatten   parent[n] = root(n)
+ *   stats     first[root] = min voxel index, size[root] = voxel count
+ *   count     flags per chunk of CH voxels: the first voxel of a kept component
+ *   (host)    exclusive prefix sum of the chunk counts
+ *   number    num[root] = chunk base + rank of its first voxel in the chunk
+ *   final     out[v] = num[root(v)]
+ */
+
+inline uint
+node_of(uint x, uint y, uint z, uint bx, uint by, uint bz, uint nbx, uint nby)
+{
+	return ((z / bz) * nby + (y / by)) * nbx + (x / bx);
+}
+
+inline uint
+find_root(volatile __global uint *p, uint x)
+{
+	uint q = p[x];
+	while (q != x) {
+		x = q;
+		q = p[x];
+	}
+	return x;
+}
+
+inline void
+unite(volatile __global uint *p, uint a, uint b)
+{
+	for (;;) {
+		a = find_root(p, a);
+		b = find_root(p, b);
+		if (a == b)
+			return;
+		if (a < b) {
+			uint old = atomic_min(&p[b], a);
+			if (old == b)
+				return;
+			b = old;
+		} else {
+			uint old = atomic_min(&p[a], b);
+			if (old == a)
+				return;
+			a = old;
+		}
+	}
+}
+
+__kernel void
+init(__global uint *parent, uint nnodes)
+{
+	uint i = get_global_id(0);
+	if (i < nnodes)
+		parent[i] = i;
+}
+
+/* conn: 6, 18, 26 (3D) or 4, 8 (in-plane) */
+__kernel void
+merge(__global const void *vol, int type, volatile __global uint *parent,
+      uint nx, uint ny, uint nz, uint bx, uint by, uint bz, uint nbx, uint nby, int conn)
+{
+	uint x = get_global_id(0), y = get_global_id(1), z = get_global_id(2);
+	size_t i;
+	uint v, me;
+	int zlo;
+
+	if (x >= nx || y >= ny || z >= nz)
+		return;
+	i = ((size_t)z * ny + y) * nx + x;
+	v = ldu(vol, type, i);
+	if (v == 0)
+		return;
+	me = node_of(x, y, z, bx, by, bz, nbx, nby);
+	zlo = (conn == 4 || conn == 8) ? 0 : -1;
+	for (int dz = zlo; dz <= 0; dz++)
+		for (int dy = -1; dy <= 1; dy++)
+			for (int dx = -1; dx <= 1; dx++) {
+				int d = (dx != 0) + (dy != 0) + (dz != 0);
+				int xx = (int)x + dx, yy = (int)y + dy, zz = (int)z + dz;
+				uint other;
+				if (dz == 0 && (dy > 0 || (dy == 0 && dx >= 0)))
+					continue;                  /* forward half or self */
+				if (conn == 6 || conn == 4 ? d > 1 : conn == 18 ? d > 2 : 0)
+					continue;
+				if (xx < 0 || yy < 0 || zz < 0 || xx >= (int)nx || yy >= (int)ny)
+					continue;
+				other = node_of((uint)xx, (uint)yy, (uint)zz, bx, by, bz, nbx, nby);
+				if (other == me)
+					continue;
+				if (ldu(vol, type, ((size_t)zz * ny + (uint)yy) * nx + (uint)xx) != v)
+					continue;
+				unite(parent, me, other);
+			}
+}
+
+__kernel void
+flatten(volatile __global uint *parent, uint nnodes)
+{
+	uint i = get_global_id(0);
+	if (i < nnodes)
+		parent[i] = find_root(parent, i);
+}
+
+__kernel void
+stats(__global const void *vol, int type, __global const uint *parent,
+      __global uint *first, __global uint *size,
+      uint nx, uint ny, uint nz, uint bx, uint by, uint bz, uint nbx, uint nby)
+{
+	uint x = get_global_id(0), y = get_global_id(1), z = get_global_id(2);
+	uint i, r;
+
+	if (x >= nx || y >= ny || z >= nz)
+		return;
+	i = (z * ny + y) * nx + x;
+	if (ldu(vol, type, i) == 0)
+		return;
+	r = parent[node_of(x, y, z, bx, by, bz, nbx, nby)];
+	atomic_min(&first[r], i);
+	atomic_inc(&size[r]);
+}
+
+/* is voxel i the first voxel of a component of at least minsize voxels */
+inline int
+is_first(__global const void *vol, int type, __global const uint *parent, __global const uint *first,
+         __global const uint *size, uint i, uint nx, uint ny, uint bx, uint by, uint bz, uint nbx, uint nby, uint minsize)
+{
+	uint x, y, z, r;
+	if (ldu(vol, type, i) == 0)
+		return 0;
+	x = i % nx;
+	y = (i / nx) % ny;
+	z = i / nx / ny;
+	r = parent[node_of(x, y, z, bx, by, bz, nbx, nby)];
+	return first[r] == i && size[r] >= minsize;
+}
+
+__kernel void
+count(__global const void *vol, int type, __global const uint *parent, __global const uint *first,
+      __global const uint *size, __global uint *counts, uint n, uint chunk,
+      uint nx, uint ny, uint bx, uint by, uint bz, uint nbx, uint nby, uint minsize)
+{
+	uint c = get_global_id(0), k = 0;
+	uint lo = c * chunk, hi;
+	if (lo >= n)
+		return;
+	hi = min(lo + chunk, n);
+	for (uint i = lo; i < hi; i++)
+		k += is_first(vol, type, parent, first, size, i, nx, ny, bx, by, bz, nbx, nby, minsize);
+	counts[c] = k;
+}
+
+__kernel void
+number(__global const void *vol, int type, __global const uint *parent, __global const uint *first,
+       __global const uint *size, __global const uint *base, __global uint *num, uint n, uint chunk,
+       uint nx, uint ny, uint bx, uint by, uint bz, uint nbx, uint nby, uint minsize)
+{
+	uint c = get_global_id(0), k;
+	uint lo = c * chunk, hi;
+	if (lo >= n)
+		return;
+	k = base[c];
+	hi = min(lo + chunk, n);
+	for (uint i = lo; i < hi; i++)
+		if (is_first(vol, type, parent, first, size, i, nx, ny, bx, by, bz, nbx, nby, minsize)) {
+			uint x = i % nx, y = (i / nx) % ny, z = i / nx / ny;
+			num[parent[node_of(x, y, z, bx, by, bz, nbx, nby)]] = ++k;
+		}
+}
+
+/* out: uint32 component numbers (0: background or removed) */
+__kernel void
+final(__global const void *vol, int type, __global const uint *parent, __global const uint *num,
+      __global uint *out, uint nx, uint ny, uint nz, uint bx, uint by, uint bz, uint nbx, uint nby)
+{
+	uint x = get_global_id(0), y = get_global_id(1), z = get_global_id(2);
+	uint i;
+
+	if (x >= nx || y >= ny || z >= nz)
+		return;
+	i = (z * ny + y) * nx + x;
+	out[i] = ldu(vol, type, i) == 0 ? 0 : num[parent[node_of(x, y, z, bx, by, bz, nbx, nby)]];
+}

@@ -1,0 +1,132 @@
+/* cl_ccl.c - connected components on an OpenCL device (ccl.cl): host side */
+#include "mp_cl.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define CHUNK 4096u
+
+/* one nonzero value at most: blocks may be used as union-find nodes */
+static int
+binary(const void *vol, mp_type t, size_t n)
+{
+	size_t es = mp_type_size(t);
+	const unsigned char *p = vol;
+	unsigned char z[8] = {0}, v[8];
+	size_t i = 0;
+
+	while (i < n && !memcmp(p + i * es, z, es))
+		i++;
+	if (i == n)
+		return 1;
+	memcpy(v, p + i * es, es);
+	for (; i < n; i++)
+		if (memcmp(p + i * es, z, es) && memcmp(p + i * es, v, es))
+			return 0;
+	return 1;
+}
+
+long
+mp_cl_ccl(mp_cl *c, const void *vol, mp_type t, size_t nx, size_t ny, size_t nz, int conn,
+          size_t minsize, uint32_t *out)
+{
+	size_t n = nx * ny * nz, nnodes, nchunks, g3[3] = { nx, ny, nz }, gn, gc;
+	cl_uint bx = 1, by = 1, bz = 1, nbx, nby, nbz, ux = (cl_uint)nx, uy = (cl_uint)ny, uz = (cl_uint)nz;
+	cl_uint un, uch = CHUNK, umin, nnu;
+	cl_int tc = (cl_int)t, cn = conn;
+	cl_mem vb = NULL, par = NULL, first = NULL, size = NULL, cnt = NULL, num = NULL, ob = NULL;
+	cl_kernel kinit, kmerge, kflat, kstats, kcount, knum, kfinal;
+	uint32_t *counts = NULL;
+	long total = -1;
+	size_t es = mp_type_size(t);
+
+	if (t != MP_INT8 && t != MP_UINT8 && t != MP_INT16 && t != MP_UINT16 && t != MP_INT32 && t != MP_UINT32)
+		return MP_CL_UNSUPPORTED;
+	if (conn != 4 && conn != 8 && conn != 6 && conn != 18 && conn != 26)
+		return mp_seterr("connectivity %d (4, 8, 6, 18 or 26)", conn);
+	if (n == 0)
+		return 0;
+	/* 32-bit voxel indices; buffers larger than the device allows: C path */
+	if (n >= 0xffffffffu || n * 4 > mp_cl_info(c)->max_alloc || n * es > mp_cl_info(c)->max_alloc)
+		return MP_CL_UNSUPPORTED;
+	if ((conn == 26 || conn == 8) && binary(vol, t, n)) {
+		bx = by = 2;
+		bz = conn == 26 ? 2 : 1;
+	}
+	nbx = (ux + bx - 1) / bx;
+	nby = (uy + by - 1) / by;
+	nbz = (uz + bz - 1) / bz;
+	nnodes = (size_t)nbx * nby * nbz;
+	nchunks = (n + CHUNK - 1) / CHUNK;
+	un = (cl_uint)n;
+	nnu = (cl_uint)nnodes;
+	umin = minsize > 0xffffffffu ? 0xffffffffu : (cl_uint)minsize;
+	if (!(kinit = mp_cl_kernel(c, "ccl", "init")) || !(kmerge = mp_cl_kernel(c, "ccl", "merge"))
+	    || !(kflat = mp_cl_kernel(c, "ccl", "flatten")) || !(kstats = mp_cl_kernel(c, "ccl", "stats"))
+	    || !(kcount = mp_cl_kernel(c, "ccl", "count")) || !(knum = mp_cl_kernel(c, "ccl", "number"))
+	    || !(kfinal = mp_cl_kernel(c, "ccl", "final")))
+		return -1;
+	if (!(vb = mp_cl_buffer(c, CL_MEM_READ_ONLY, n * es, vol))
+	    || !(par = mp_cl_buffer(c, CL_MEM_READ_WRITE, nnodes * 4, NULL))
+	    || !(first = mp_cl_buffer(c, CL_MEM_READ_WRITE, nnodes * 4, NULL))
+	    || !(size = mp_cl_buffer(c, CL_MEM_READ_WRITE, nnodes * 4, NULL))
+	    || !(num = mp_cl_buffer(c, CL_MEM_READ_WRITE, nnodes * 4, NULL))
+	    || !(cnt = mp_cl_buffer(c, CL_MEM_READ_WRITE, nchunks * 4, NULL))
+	    || !(ob = mp_cl_buffer(c, CL_MEM_WRITE_ONLY, n * 4, NULL)))
+		goto out;
+	{
+		cl_uint ff = 0xffffffffu;
+		cl_int e = clEnqueueFillBuffer(mp_cl_queue(c), first, &ff, 4, 0, nnodes * 4, 0, NULL, NULL);
+		if (e != CL_SUCCESS) {
+			mp_cl_fail(e, "ccl: clearing");
+			goto out;
+		}
+	}
+	gn = nnodes;
+	gc = nchunks;
+	if (mp_cl_fill0(c, size, nnodes * 4) || mp_cl_fill0(c, num, nnodes * 4)
+	    || mp_cl_args(kinit, sizeof par, &par, sizeof nnu, &nnu, (size_t)0)
+	    || mp_cl_run(c, kinit, 1, &gn, 0)
+	    || mp_cl_args(kmerge, sizeof vb, &vb, sizeof tc, &tc, sizeof par, &par, 4, &ux, 4, &uy, 4, &uz,
+	                  4, &bx, 4, &by, 4, &bz, 4, &nbx, 4, &nby, sizeof cn, &cn, (size_t)0)
+	    || mp_cl_run(c, kmerge, 3, g3, 0)
+	    || mp_cl_args(kflat, sizeof par, &par, sizeof nnu, &nnu, (size_t)0)
+	    || mp_cl_run(c, kflat, 1, &gn, 0)
+	    || mp_cl_args(kstats, sizeof vb, &vb, sizeof tc, &tc, sizeof par, &par, sizeof first, &first,
+	                  sizeof size, &size, 4, &ux, 4, &uy, 4, &uz, 4, &bx, 4, &by, 4, &bz, 4, &nbx, 4, &nby, (size_t)0)
+	    || mp_cl_run(c, kstats, 3, g3, 0)
+	    || mp_cl_args(kcount, sizeof vb, &vb, sizeof tc, &tc, sizeof par, &par, sizeof first, &first,
+	                  sizeof size, &size, sizeof cnt, &cnt, 4, &un, 4, &uch, 4, &ux, 4, &uy,
+	                  4, &bx, 4, &by, 4, &bz, 4, &nbx, 4, &nby, 4, &umin, (size_t)0)
+	    || mp_cl_run(c, kcount, 1, &gc, 0))
+		goto out;
+	counts = mp_xmalloc(nchunks * 4);
+	if (mp_cl_read(c, cnt, 0, nchunks * 4, counts))
+		goto out;
+	total = 0;
+	for (size_t i = 0; i < nchunks; i++) {
+		uint32_t k = counts[i];
+		counts[i] = (uint32_t)total;
+		total += k;
+	}
+	if (mp_cl_write(c, cnt, 0, nchunks * 4, counts)
+	    || mp_cl_args(knum, sizeof vb, &vb, sizeof tc, &tc, sizeof par, &par, sizeof first, &first,
+	                  sizeof size, &size, sizeof cnt, &cnt, sizeof num, &num, 4, &un, 4, &uch, 4, &ux, 4, &uy,
+	                  4, &bx, 4, &by, 4, &bz, 4, &nbx, 4, &nby, 4, &umin, (size_t)0)
+	    || mp_cl_run(c, knum, 1, &gc, 0)
+	    || mp_cl_args(kfinal, sizeof vb, &vb, sizeof tc, &tc, sizeof par, &par, sizeof num, &num,
+	                  sizeof ob, &ob, 4, &ux, 4, &uy, 4, &uz, 4, &bx, 4, &by, 4, &bz, 4, &nbx, 4, &nby, (size_t)0)
+	    || mp_cl_run(c, kfinal, 3, g3, 0)
+	    || mp_cl_read(c, ob, 0, n * 4, out))
+		total = -1;
+out:
+	free(counts);
+	if (vb) clReleaseMemObject(vb);
+	if (par) clReleaseMemObject(par);
+	if (first) clReleaseMemObject(first);
+	if (size) clReleaseMemObject(size);
+	if (num) clReleaseMemObject(num);
+	if (cnt) clReleaseMemObject(cnt);
+	if (ob) clReleaseMemObject(ob);
+	return total;
+}
