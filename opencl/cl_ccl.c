@@ -26,9 +26,9 @@ binary(const void *vol, mp_type t, size_t n)
 	return 1;
 }
 
-long
-mp_cl_ccl(mp_cl *c, const void *vol, mp_type t, size_t nx, size_t ny, size_t nz, int conn,
-          size_t minsize, uint32_t *out)
+static long
+ccl_slab(mp_cl *c, const void *vol, mp_type t, size_t nx, size_t ny, size_t nz, int conn,
+         size_t minsize, uint32_t *out)
 {
 	size_t n = nx * ny * nz, nnodes, nchunks, g3[3] = { nx, ny, nz }, gn, gc;
 	cl_uint bx = 1, by = 1, bz = 1, nbx, nby, nbz, ux = (cl_uint)nx, uy = (cl_uint)ny, uz = (cl_uint)nz;
@@ -40,15 +40,8 @@ mp_cl_ccl(mp_cl *c, const void *vol, mp_type t, size_t nx, size_t ny, size_t nz,
 	long total = -1;
 	size_t es = mp_type_size(t);
 
-	if (t != MP_INT8 && t != MP_UINT8 && t != MP_INT16 && t != MP_UINT16 && t != MP_INT32 && t != MP_UINT32)
-		return MP_CL_UNSUPPORTED;
-	if (conn != 4 && conn != 8 && conn != 6 && conn != 18 && conn != 26)
-		return mp_seterr("connectivity %d (4, 8, 6, 18 or 26)", conn);
 	if (n == 0)
 		return 0;
-	/* 32-bit voxel indices; buffers larger than the device allows: C path */
-	if (n >= 0xffffffffu || n * 4 > mp_cl_info(c)->max_alloc || n * es > mp_cl_info(c)->max_alloc)
-		return MP_CL_UNSUPPORTED;
 	if ((conn == 26 || conn == 8) && binary(vol, t, n)) {
 		bx = by = 2;
 		bz = conn == 26 ? 2 : 1;
@@ -129,4 +122,113 @@ out:
 	if (cnt) clReleaseMemObject(cnt);
 	if (ob) clReleaseMemObject(ob);
 	return total;
+}
+
+/* host union-find over provisional labels */
+static uint32_t
+uf_find(uint32_t *p, uint32_t x)
+{
+	while (p[x] != x) {
+		p[x] = p[p[x]];
+		x = p[x];
+	}
+	return x;
+}
+
+static void
+uf_union(uint32_t *p, uint32_t a, uint32_t b)
+{
+	a = uf_find(p, a);
+	b = uf_find(p, b);
+	if (a < b)
+		p[b] = a;
+	else if (b < a)
+		p[a] = b;
+}
+
+/* Volumes whose buffers exceed the device's piece size run slab by slab
+ * (whole slices): each slab is labelled on the device in raster order, the
+ * labels are made unique, slabs are joined across their boundary planes on
+ * the host with a union-find, and the components renumbered in raster order
+ * (a component's first voxel lies in its smallest provisional label, since
+ * provisional labels grow in raster order). */
+long
+mp_cl_ccl(mp_cl *c, const void *vol, mp_type t, size_t nx, size_t ny, size_t nz, int conn,
+          size_t minsize, uint32_t *out)
+{
+	size_t es = mp_type_size(t), plane = nx * ny, n = plane * nz, piece = mp_cl_piece(c);
+	size_t slab, per = es + 4 + 16;             /* bytes per voxel on the device (worst case) */
+	uint32_t *par = NULL, *map = NULL;
+	size_t *sizes = NULL;
+	uint64_t total = 0;
+	long kept = 0;
+	int twod = conn == 4 || conn == 8;
+
+	if (t != MP_INT8 && t != MP_UINT8 && t != MP_INT16 && t != MP_UINT16 && t != MP_INT32 && t != MP_UINT32)
+		return MP_CL_UNSUPPORTED;
+	if (conn != 4 && conn != 8 && conn != 6 && conn != 18 && conn != 26)
+		return mp_seterr("connectivity %d (4, 8, 6, 18 or 26)", conn);
+	if (n == 0)
+		return 0;
+	if (plane * per > piece || plane >= 0xffffffffu)
+		return MP_CL_UNSUPPORTED;           /* not even one slice fits */
+	slab = piece / (plane * per);
+	if (slab >= nz && n < 0xffffffffu)
+		return ccl_slab(c, vol, t, nx, ny, nz, conn, minsize, out);
+	if (slab * plane >= 0xffffffffu)
+		slab = 0xfffffffeu / plane;
+	mp_note("opencl: ccl: %zu slices in slabs of %zu", nz, slab);
+	/* label each slab; offset its labels */
+	for (size_t z0 = 0; z0 < nz; z0 += slab) {
+		size_t m = nz - z0 < slab ? nz - z0 : slab;
+		long k = ccl_slab(c, (const char *)vol + z0 * plane * es, t, nx, ny, m, conn, 0, out + z0 * plane);
+		if (k < 0)
+			return k;
+		if (total + (uint64_t)k >= 0xffffffffu)
+			return MP_CL_UNSUPPORTED;
+		if (total)
+			for (size_t i = z0 * plane; i < (z0 + m) * plane; i++)
+				if (out[i])
+					out[i] += (uint32_t)total;
+		total += (uint64_t)k;
+	}
+	par = mp_xmalloc((size_t)(total + 1) * 4);
+	for (uint32_t i = 0; i <= total; i++)
+		par[i] = i;
+	/* join across boundaries: plane z0 with its backward neighbours in z0-1 */
+	for (size_t z0 = slab; z0 < nz && !twod; z0 += slab)
+		for (size_t y = 0; y < ny; y++)
+			for (size_t x = 0; x < nx; x++) {
+				size_t i = (z0 * ny + y) * nx + x;
+				if (!out[i])
+					continue;
+				for (int dy = -1; dy <= 1; dy++)
+					for (int dx = -1; dx <= 1; dx++) {
+						int d = 1 + (dx != 0) + (dy != 0);
+						long xx = (long)x + dx, yy = (long)y + dy;
+						size_t j;
+						if ((conn == 6 && d > 1) || (conn == 18 && d > 2))
+							continue;
+						if (xx < 0 || yy < 0 || xx >= (long)nx || yy >= (long)ny)
+							continue;
+						j = ((z0 - 1) * ny + (size_t)yy) * nx + (size_t)xx;
+						if (out[j] && !memcmp((const char *)vol + i * es, (const char *)vol + j * es, es))
+							uf_union(par, out[i], out[j]);
+					}
+			}
+	sizes = mp_xcalloc((size_t)total + 1, sizeof *sizes);
+	for (size_t i = 0; i < n; i++)
+		if (out[i])
+			sizes[uf_find(par, out[i])]++;
+	map = mp_xcalloc((size_t)total + 1, 4);
+	for (uint32_t l = 1; l <= total; l++)
+		if (uf_find(par, l) == l && sizes[l] >= minsize && sizes[l] > 0)
+			map[l] = (uint32_t)++kept;
+	for (size_t i = 0; i < n; i++)
+		if (out[i])
+			out[i] = map[uf_find(par, out[i])];
+	free(par);
+	free(map);
+	free(sizes);
+	return kept;
 }

@@ -6,7 +6,7 @@
 size_t
 mp_cl_piece(const mp_cl *c)
 {
-	size_t lim = (size_t)256 << 20;
+	size_t lim = (size_t)1 << 30;
 	const char *s = getenv("MEDPIPE_CL_PIECE");
 	size_t m = mp_cl_info(c)->max_alloc;
 

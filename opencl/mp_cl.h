@@ -100,7 +100,7 @@ int mp_cl_finish(mp_cl *c);
  * allocation limit are processed in pieces. */
 #define MP_CL_UNSUPPORTED (-2)
 /* the largest piece (bytes) one buffer may hold: max_alloc, at most
- * MEDPIPE_CL_PIECE bytes (default 256 MiB) */
+ * MEDPIPE_CL_PIECE bytes (default 1 GiB) */
 size_t mp_cl_piece(const mp_cl *c);
 /* kernels can load and store type t here (32-bit ints and double need fp64) */
 int mp_cl_type_ok(const mp_cl *c, mp_type t);
@@ -112,7 +112,7 @@ int mp_cl_type_ok(const mp_cl *c, mp_type t);
  * allocation limit are processed in pieces. */
 #define MP_CL_UNSUPPORTED (-2)
 /* the largest piece (bytes) one buffer may hold: max_alloc, at most
- * MEDPIPE_CL_PIECE bytes (default 256 MiB) */
+ * MEDPIPE_CL_PIECE bytes (default 1 GiB) */
 size_t mp_cl_piece(const mp_cl *c);
 /* kernels can load and store type t here (32-bit ints and double need fp64) */
 int mp_cl_type_ok(const mp_cl *c, mp_type t);

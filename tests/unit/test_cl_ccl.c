@@ -115,5 +115,32 @@ main(void)
 	if (!bad)
 		printf("PASS cl ccl: %d random cases bit-identical to the flood-fill reference\n", cases);
 	mp_cl_close(c);
+
+	/* in slabs: a small piece size forces the host-side join */
+	setenv("MEDPIPE_CL_PIECE", "40000", 1);
+	c = mp_cl_open(-1);
+	bad = 0;
+	for (size_t k = 0; k < sizeof conns / sizeof *conns; k++)
+		for (unsigned dd = 0; dd < 3; dd++) {
+			size_t nx = 37, ny = 29, nz = 41, n = nx * ny * nz;
+			uint8_t *v = malloc(n);
+			uint32_t *a = malloc(n * 4), *b = malloc(n * 4);
+			long na, nb;
+			unsigned den = 30 + 15 * dd;
+			for (size_t i = 0; i < n; i++)
+				v[i] = rnd() % 100 < den ? (uint8_t)(1 + (dd == 2 ? rnd() % 2 : 0)) : 0;
+			na = ref_ccl(v, nx, ny, nz, conns[k], 2, a);
+			nb = mp_cl_ccl(c, v, MP_UINT8, nx, ny, nz, conns[k], 2, b);
+			if (nb < 0 || na != nb || memcmp(a, b, n * 4)) {
+				T_FAIL("cl ccl in slabs", "conn %d density %u: %ld vs %ld (%s)", conns[k], den, na, nb, nb < 0 ? mp_err() : "");
+				bad++;
+			}
+			free(v);
+			free(a);
+			free(b);
+		}
+	if (!bad)
+		T_PASS("cl ccl: in slabs (40 kB pieces), joined on the host");
+	mp_cl_close(c);
 	return bad ? 1 : 0;
 }
