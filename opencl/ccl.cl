@@ -22,6 +22,20 @@
  *   final     out[v] = num[root(v)]
  */
 
+/* a voxel's class: its bit pattern (es bytes), or 0/1 when binary */
+inline ulong
+val(__global const void *p, int es, int binary, size_t i)
+{
+	ulong v;
+	switch (es) {
+	case 1: v = ((__global const uchar *)p)[i]; break;
+	case 2: v = ((__global const ushort *)p)[i]; break;
+	case 4: v = ((__global const uint *)p)[i]; break;
+	default: v = ((__global const ulong *)p)[i]; break;
+	}
+	return binary ? (ulong)(v != 0) : v;
+}
+
 inline uint
 node_of(uint x, uint y, uint z, uint bx, uint by, uint bz, uint nbx, uint nby)
 {
@@ -71,18 +85,19 @@ init(__global uint *parent, uint nnodes)
 
 /* conn: 6, 18, 26 (3D) or 4, 8 (in-plane) */
 __kernel void
-merge(__global const void *vol, int type, volatile __global uint *parent,
+merge(__global const void *vol, int es, int binary, volatile __global uint *parent,
       uint nx, uint ny, uint nz, uint bx, uint by, uint bz, uint nbx, uint nby, int conn)
 {
 	uint x = get_global_id(0), y = get_global_id(1), z = get_global_id(2);
 	size_t i;
-	uint v, me;
+	ulong v;
+	uint me;
 	int zlo;
 
 	if (x >= nx || y >= ny || z >= nz)
 		return;
 	i = ((size_t)z * ny + y) * nx + x;
-	v = ldu(vol, type, i);
+	v = val(vol, es, binary, i);
 	if (v == 0)
 		return;
 	me = node_of(x, y, z, bx, by, bz, nbx, nby);
@@ -102,7 +117,7 @@ merge(__global const void *vol, int type, volatile __global uint *parent,
 				other = node_of((uint)xx, (uint)yy, (uint)zz, bx, by, bz, nbx, nby);
 				if (other == me)
 					continue;
-				if (ldu(vol, type, ((size_t)zz * ny + (uint)yy) * nx + (uint)xx) != v)
+				if (val(vol, es, binary, ((size_t)zz * ny + (uint)yy) * nx + (uint)xx) != v)
 					continue;
 				unite(parent, me, other);
 			}
@@ -117,7 +132,7 @@ flatten(volatile __global uint *parent, uint nnodes)
 }
 
 __kernel void
-stats(__global const void *vol, int type, __global const uint *parent,
+stats(__global const void *vol, int es, int binary, __global const uint *parent,
       __global uint *first, __global uint *size,
       uint nx, uint ny, uint nz, uint bx, uint by, uint bz, uint nbx, uint nby)
 {
@@ -127,7 +142,7 @@ stats(__global const void *vol, int type, __global const uint *parent,
 	if (x >= nx || y >= ny || z >= nz)
 		return;
 	i = (z * ny + y) * nx + x;
-	if (ldu(vol, type, i) == 0)
+	if (val(vol, es, binary, i) == 0)
 		return;
 	r = parent[node_of(x, y, z, bx, by, bz, nbx, nby)];
 	atomic_min(&first[r], i);
@@ -136,11 +151,11 @@ stats(__global const void *vol, int type, __global const uint *parent,
 
 /* is voxel i the first voxel of a component of at least minsize voxels */
 inline int
-is_first(__global const void *vol, int type, __global const uint *parent, __global const uint *first,
+is_first(__global const void *vol, int es, int binary, __global const uint *parent, __global const uint *first,
          __global const uint *size, uint i, uint nx, uint ny, uint bx, uint by, uint bz, uint nbx, uint nby, uint minsize)
 {
 	uint x, y, z, r;
-	if (ldu(vol, type, i) == 0)
+	if (val(vol, es, binary, i) == 0)
 		return 0;
 	x = i % nx;
 	y = (i / nx) % ny;
@@ -150,7 +165,7 @@ is_first(__global const void *vol, int type, __global const uint *parent, __glob
 }
 
 __kernel void
-count(__global const void *vol, int type, __global const uint *parent, __global const uint *first,
+count(__global const void *vol, int es, int binary, __global const uint *parent, __global const uint *first,
       __global const uint *size, __global uint *counts, uint n, uint chunk,
       uint nx, uint ny, uint bx, uint by, uint bz, uint nbx, uint nby, uint minsize)
 {
@@ -160,12 +175,12 @@ count(__global const void *vol, int type, __global const uint *parent, __global 
 		return;
 	hi = min(lo + chunk, n);
 	for (uint i = lo; i < hi; i++)
-		k += is_first(vol, type, parent, first, size, i, nx, ny, bx, by, bz, nbx, nby, minsize);
+		k += is_first(vol, es, binary, parent, first, size, i, nx, ny, bx, by, bz, nbx, nby, minsize);
 	counts[c] = k;
 }
 
 __kernel void
-number(__global const void *vol, int type, __global const uint *parent, __global const uint *first,
+number(__global const void *vol, int es, int binary, __global const uint *parent, __global const uint *first,
        __global const uint *size, __global const uint *base, __global uint *num, uint n, uint chunk,
        uint nx, uint ny, uint bx, uint by, uint bz, uint nbx, uint nby, uint minsize)
 {
@@ -176,7 +191,7 @@ number(__global const void *vol, int type, __global const uint *parent, __global
 	k = base[c];
 	hi = min(lo + chunk, n);
 	for (uint i = lo; i < hi; i++)
-		if (is_first(vol, type, parent, first, size, i, nx, ny, bx, by, bz, nbx, nby, minsize)) {
+		if (is_first(vol, es, binary, parent, first, size, i, nx, ny, bx, by, bz, nbx, nby, minsize)) {
 			uint x = i % nx, y = (i / nx) % ny, z = i / nx / ny;
 			num[parent[node_of(x, y, z, bx, by, bz, nbx, nby)]] = ++k;
 		}
@@ -184,7 +199,7 @@ number(__global const void *vol, int type, __global const uint *parent, __global
 
 /* out: uint32 component numbers (0: background or removed) */
 __kernel void
-final(__global const void *vol, int type, __global const uint *parent, __global const uint *num,
+final(__global const void *vol, int es, int binary, __global const uint *parent, __global const uint *num,
       __global uint *out, uint nx, uint ny, uint nz, uint bx, uint by, uint bz, uint nbx, uint nby)
 {
 	uint x = get_global_id(0), y = get_global_id(1), z = get_global_id(2);
@@ -193,5 +208,5 @@ final(__global const void *vol, int type, __global const uint *parent, __global 
 	if (x >= nx || y >= ny || z >= nz)
 		return;
 	i = (z * ny + y) * nx + x;
-	out[i] = ldu(vol, type, i) == 0 ? 0 : num[parent[node_of(x, y, z, bx, by, bz, nbx, nby)]];
+	out[i] = val(vol, es, binary, i) == 0 ? 0 : num[parent[node_of(x, y, z, bx, by, bz, nbx, nby)]];
 }

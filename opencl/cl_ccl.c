@@ -8,9 +8,8 @@
 
 /* one nonzero value at most: blocks may be used as union-find nodes */
 static int
-binary(const void *vol, mp_type t, size_t n)
+one_value(const void *vol, size_t es, size_t n)
 {
-	size_t es = mp_type_size(t);
 	const unsigned char *p = vol;
 	unsigned char z[8] = {0}, v[8];
 	size_t i = 0;
@@ -27,22 +26,21 @@ binary(const void *vol, mp_type t, size_t n)
 }
 
 static long
-ccl_slab(mp_cl *c, const void *vol, mp_type t, size_t nx, size_t ny, size_t nz, int conn,
-         size_t minsize, uint32_t *out)
+ccl_slab(mp_cl *c, const void *vol, size_t es, size_t nx, size_t ny, size_t nz, int conn,
+         int binary, size_t minsize, uint32_t *out)
 {
 	size_t n = nx * ny * nz, nnodes, nchunks, g3[3] = { nx, ny, nz }, gn, gc;
 	cl_uint bx = 1, by = 1, bz = 1, nbx, nby, nbz, ux = (cl_uint)nx, uy = (cl_uint)ny, uz = (cl_uint)nz;
 	cl_uint un, uch = CHUNK, umin, nnu;
-	cl_int tc = (cl_int)t, cn = conn;
+	cl_int tc = (cl_int)es, cn = conn, bin = binary;
 	cl_mem vb = NULL, par = NULL, first = NULL, size = NULL, cnt = NULL, num = NULL, ob = NULL;
 	cl_kernel kinit, kmerge, kflat, kstats, kcount, knum, kfinal;
 	uint32_t *counts = NULL;
 	long total = -1;
-	size_t es = mp_type_size(t);
 
 	if (n == 0)
 		return 0;
-	if ((conn == 26 || conn == 8) && binary(vol, t, n)) {
+	if ((conn == 26 || conn == 8) && (binary || one_value(vol, es, n))) {
 		bx = by = 2;
 		bz = conn == 26 ? 2 : 1;
 	}
@@ -80,15 +78,15 @@ ccl_slab(mp_cl *c, const void *vol, mp_type t, size_t nx, size_t ny, size_t nz, 
 	if (mp_cl_fill0(c, size, nnodes * 4) || mp_cl_fill0(c, num, nnodes * 4)
 	    || mp_cl_args(kinit, sizeof par, &par, sizeof nnu, &nnu, (size_t)0)
 	    || mp_cl_run(c, kinit, 1, &gn, 0)
-	    || mp_cl_args(kmerge, sizeof vb, &vb, sizeof tc, &tc, sizeof par, &par, 4, &ux, 4, &uy, 4, &uz,
+	    || mp_cl_args(kmerge, sizeof vb, &vb, sizeof tc, &tc, sizeof bin, &bin, sizeof par, &par, 4, &ux, 4, &uy, 4, &uz,
 	                  4, &bx, 4, &by, 4, &bz, 4, &nbx, 4, &nby, sizeof cn, &cn, (size_t)0)
 	    || mp_cl_run(c, kmerge, 3, g3, 0)
 	    || mp_cl_args(kflat, sizeof par, &par, sizeof nnu, &nnu, (size_t)0)
 	    || mp_cl_run(c, kflat, 1, &gn, 0)
-	    || mp_cl_args(kstats, sizeof vb, &vb, sizeof tc, &tc, sizeof par, &par, sizeof first, &first,
+	    || mp_cl_args(kstats, sizeof vb, &vb, sizeof tc, &tc, sizeof bin, &bin, sizeof par, &par, sizeof first, &first,
 	                  sizeof size, &size, 4, &ux, 4, &uy, 4, &uz, 4, &bx, 4, &by, 4, &bz, 4, &nbx, 4, &nby, (size_t)0)
 	    || mp_cl_run(c, kstats, 3, g3, 0)
-	    || mp_cl_args(kcount, sizeof vb, &vb, sizeof tc, &tc, sizeof par, &par, sizeof first, &first,
+	    || mp_cl_args(kcount, sizeof vb, &vb, sizeof tc, &tc, sizeof bin, &bin, sizeof par, &par, sizeof first, &first,
 	                  sizeof size, &size, sizeof cnt, &cnt, 4, &un, 4, &uch, 4, &ux, 4, &uy,
 	                  4, &bx, 4, &by, 4, &bz, 4, &nbx, 4, &nby, 4, &umin, (size_t)0)
 	    || mp_cl_run(c, kcount, 1, &gc, 0))
@@ -103,11 +101,11 @@ ccl_slab(mp_cl *c, const void *vol, mp_type t, size_t nx, size_t ny, size_t nz, 
 		total += k;
 	}
 	if (mp_cl_write(c, cnt, 0, nchunks * 4, counts)
-	    || mp_cl_args(knum, sizeof vb, &vb, sizeof tc, &tc, sizeof par, &par, sizeof first, &first,
+	    || mp_cl_args(knum, sizeof vb, &vb, sizeof tc, &tc, sizeof bin, &bin, sizeof par, &par, sizeof first, &first,
 	                  sizeof size, &size, sizeof cnt, &cnt, sizeof num, &num, 4, &un, 4, &uch, 4, &ux, 4, &uy,
 	                  4, &bx, 4, &by, 4, &bz, 4, &nbx, 4, &nby, 4, &umin, (size_t)0)
 	    || mp_cl_run(c, knum, 1, &gc, 0)
-	    || mp_cl_args(kfinal, sizeof vb, &vb, sizeof tc, &tc, sizeof par, &par, sizeof num, &num,
+	    || mp_cl_args(kfinal, sizeof vb, &vb, sizeof tc, &tc, sizeof bin, &bin, sizeof par, &par, sizeof num, &num,
 	                  sizeof ob, &ob, 4, &ux, 4, &uy, 4, &uz, 4, &bx, 4, &by, 4, &bz, 4, &nbx, 4, &nby, (size_t)0)
 	    || mp_cl_run(c, kfinal, 3, g3, 0)
 	    || mp_cl_read(c, ob, 0, n * 4, out))
@@ -152,11 +150,11 @@ uf_union(uint32_t *p, uint32_t a, uint32_t b)
  * the host with a union-find, and the components renumbered in raster order
  * (a component's first voxel lies in its smallest provisional label, since
  * provisional labels grow in raster order). */
-long
-mp_cl_ccl(mp_cl *c, const void *vol, mp_type t, size_t nx, size_t ny, size_t nz, int conn,
-          size_t minsize, uint32_t *out)
+int64_t
+mp_cl_ccl(mp_cl *c, const void *vol, size_t es, size_t nx, size_t ny, size_t nz, int conn,
+          int binary, size_t minsize, uint32_t *out)
 {
-	size_t es = mp_type_size(t), plane = nx * ny, n = plane * nz, piece = mp_cl_piece(c);
+	size_t plane = nx * ny, n = plane * nz, piece = mp_cl_piece(c);
 	size_t slab, per = es + 4 + 16;             /* bytes per voxel on the device (worst case) */
 	uint32_t *par = NULL, *map = NULL;
 	size_t *sizes = NULL;
@@ -164,8 +162,8 @@ mp_cl_ccl(mp_cl *c, const void *vol, mp_type t, size_t nx, size_t ny, size_t nz,
 	long kept = 0;
 	int twod = conn == 4 || conn == 8;
 
-	if (t != MP_INT8 && t != MP_UINT8 && t != MP_INT16 && t != MP_UINT16 && t != MP_INT32 && t != MP_UINT32)
-		return MP_CL_UNSUPPORTED;
+	if (es != 1 && es != 2 && es != 4 && es != 8)
+		return mp_seterr("ccl: element size %zu (1, 2, 4 or 8)", es);
 	if (conn != 4 && conn != 8 && conn != 6 && conn != 18 && conn != 26)
 		return mp_seterr("connectivity %d (4, 8, 6, 18 or 26)", conn);
 	if (n == 0)
@@ -174,14 +172,14 @@ mp_cl_ccl(mp_cl *c, const void *vol, mp_type t, size_t nx, size_t ny, size_t nz,
 		return MP_CL_UNSUPPORTED;           /* not even one slice fits */
 	slab = piece / (plane * per);
 	if (slab >= nz && n < 0xffffffffu)
-		return ccl_slab(c, vol, t, nx, ny, nz, conn, minsize, out);
+		return ccl_slab(c, vol, es, nx, ny, nz, conn, binary, minsize, out);
 	if (slab * plane >= 0xffffffffu)
 		slab = 0xfffffffeu / plane;
 	mp_note("opencl: ccl: %zu slices in slabs of %zu", nz, slab);
 	/* label each slab; offset its labels */
 	for (size_t z0 = 0; z0 < nz; z0 += slab) {
 		size_t m = nz - z0 < slab ? nz - z0 : slab;
-		long k = ccl_slab(c, (const char *)vol + z0 * plane * es, t, nx, ny, m, conn, 0, out + z0 * plane);
+		long k = ccl_slab(c, (const char *)vol + z0 * plane * es, es, nx, ny, m, conn, binary, 0, out + z0 * plane);
 		if (k < 0)
 			return k;
 		if (total + (uint64_t)k >= 0xffffffffu)
@@ -212,7 +210,7 @@ mp_cl_ccl(mp_cl *c, const void *vol, mp_type t, size_t nx, size_t ny, size_t nz,
 						if (xx < 0 || yy < 0 || xx >= (long)nx || yy >= (long)ny)
 							continue;
 						j = ((z0 - 1) * ny + (size_t)yy) * nx + (size_t)xx;
-						if (out[j] && !memcmp((const char *)vol + i * es, (const char *)vol + j * es, es))
+						if (out[j] && (binary || !memcmp((const char *)vol + i * es, (const char *)vol + j * es, es)))
 							uf_union(par, out[i], out[j]);
 					}
 			}
@@ -231,4 +229,87 @@ mp_cl_ccl(mp_cl *c, const void *vol, mp_type t, size_t nx, size_t ny, size_t nz,
 	free(map);
 	free(sizes);
 	return kept;
+}
+
+typedef struct { uint64_t val, size; uint32_t id; } compinfo;
+
+static int
+cmp_comp(const void *a, const void *b)
+{
+	const compinfo *x = a, *y = b;
+	if (x->val != y->val)
+		return x->val < y->val ? -1 : 1;
+	if (x->size != y->size)
+		return x->size > y->size ? -1 : 1;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static uint64_t
+getv(const void *vol, size_t es, size_t i)
+{
+	switch (es) {
+	case 1: return ((const uint8_t *)vol)[i];
+	case 2: return ((const uint16_t *)vol)[i];
+	case 4: return ((const uint32_t *)vol)[i];
+	default: return ((const uint64_t *)vol)[i];
+	}
+}
+
+int
+mp_cl_dust(mp_cl *c, void *vol, size_t es, size_t nx, size_t ny, size_t nz, int conn,
+           int binary, double min, int keep_largest, uint64_t *ncomp, uint64_t *nremoved)
+{
+	size_t n = nx * ny * nz;
+	uint32_t *ids;
+	uint8_t *drop;
+	compinfo *ci;
+	uint64_t removed = 0;
+	int64_t nc;
+
+	if (n == 0) {
+		if (ncomp) *ncomp = 0;
+		if (nremoved) *nremoved = 0;
+		return 0;
+	}
+	ids = malloc(n * sizeof *ids);
+	if (!ids)
+		return mp_seterr("ccl: out of memory for %zu voxels", n);
+	nc = mp_cl_ccl(c, vol, es, nx, ny, nz, conn, binary, 0, ids);
+	if (nc < 0) {
+		free(ids);
+		return (int)nc;
+	}
+	ci = mp_xcalloc((size_t)nc + 1, sizeof *ci);
+	drop = mp_xcalloc((size_t)nc + 1, 1);
+	for (size_t i = 0; i < n; i++) {
+		uint32_t k = ids[i];
+		if (!k)
+			continue;
+		if (!ci[k].size) {
+			ci[k].id = k;
+			ci[k].val = binary ? 1 : getv(vol, es, i);
+		}
+		ci[k].size++;
+	}
+	for (int64_t k = 1; k <= nc; k++)
+		if ((double)ci[k].size < min)
+			drop[k] = 1;
+	if (keep_largest && nc > 0) {
+		qsort(ci + 1, (size_t)nc, sizeof *ci, cmp_comp);
+		for (int64_t k = 1; k <= nc; k++)
+			if (k > 1 && ci[k].val == ci[k - 1].val)
+				drop[ci[k].id] = 1;
+	}
+	for (int64_t k = 1; k <= nc; k++)
+		removed += drop[k];
+	if (removed)
+		for (size_t i = 0; i < n; i++)
+			if (ids[i] && drop[ids[i]])
+				memset((char *)vol + i * es, 0, es);
+	if (ncomp) *ncomp = (uint64_t)nc;
+	if (nremoved) *nremoved = removed;
+	free(ids);
+	free(ci);
+	free(drop);
+	return 0;
 }

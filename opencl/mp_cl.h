@@ -120,12 +120,15 @@ int mp_cl_type_ok(const mp_cl *c, mp_type t);
 /* mp_convert: 8/16/32-bit integers, float, double (fp64 devices) */
 int mp_cl_convert(mp_cl *c, void *dst, mp_type dt, const void *src, mp_type st, size_t n);
 
-/* connected components of the nonzero voxels of vol (nx*ny*nz, x fastest; an
- * 8/16/32-bit integer type), voxels connected when they hold the same value:
- * conn 6, 18, 26 (3D) or 4, 8 (each slice on its own).  out[i] = 1..n in the
- * raster order of each component's first voxel, 0 for background and for
- * components of fewer than minsize voxels (not counted).  Returns n. */
-long mp_cl_ccl(mp_cl *c, const void *vol, mp_type t, size_t nx, size_t ny, size_t nz, int conn,
-               size_t minsize, uint32_t *out);
+/* connected components as mp_ccl32 (mp_label.h): elements of es bytes
+ * compared as bit patterns (binary: every nonzero voxel one class); conn 6,
+ * 18, 26 or 4, 8 (slice by slice); ids 1..N in the raster order of each
+ * component's first voxel; additionally components of fewer than minsize
+ * voxels are left out (0) and not counted.  Returns N. */
+int64_t mp_cl_ccl(mp_cl *c, const void *vol, size_t es, size_t nx, size_t ny, size_t nz, int conn,
+                  int binary, size_t minsize, uint32_t *ids);
+/* mp_dust on the device (components on the device, removal on the host) */
+int mp_cl_dust(mp_cl *c, void *vol, size_t elsize, size_t nx, size_t ny, size_t nz, int conn,
+               int binary, double min, int keep_largest, uint64_t *ncomp, uint64_t *nremoved);
 
 #endif

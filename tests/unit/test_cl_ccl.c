@@ -93,7 +93,7 @@ main(void)
 						for (size_t i = 0; i < n; i++)
 							v[i] = rnd() % 100 < dens[d] ? (uint8_t)(1 + rnd() % (unsigned)labels) : 0;
 						na = ref_ccl(v, nx, ny, nz, conns[k], minsize, a);
-						nb = mp_cl_ccl(c, v, MP_UINT8, nx, ny, nz, conns[k], minsize, b);
+						nb = mp_cl_ccl(c, v, 1, nx, ny, nz, conns[k], 0, minsize, b);
 						snprintf(name, sizeof name, "cl ccl %zux%zux%zu density %u%% labels %d conn %d min %zu",
 						         nx, ny, nz, dens[d], labels, conns[k], minsize);
 						cases++;
@@ -130,7 +130,7 @@ main(void)
 			for (size_t i = 0; i < n; i++)
 				v[i] = rnd() % 100 < den ? (uint8_t)(1 + (dd == 2 ? rnd() % 2 : 0)) : 0;
 			na = ref_ccl(v, nx, ny, nz, conns[k], 2, a);
-			nb = mp_cl_ccl(c, v, MP_UINT8, nx, ny, nz, conns[k], 2, b);
+			nb = mp_cl_ccl(c, v, 1, nx, ny, nz, conns[k], 0, 2, b);
 			if (nb < 0 || na != nb || memcmp(a, b, n * 4)) {
 				T_FAIL("cl ccl in slabs", "conn %d density %u: %ld vs %ld (%s)", conns[k], den, na, nb, nb < 0 ? mp_err() : "");
 				bad++;
