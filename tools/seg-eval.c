@@ -1,0 +1,342 @@
+/* seg-eval - Dice and normalised surface Dice per label and per case, as CSV */
+#include "mp.h"
+#include "mp_eval.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *ref_role = "label", *pred_role = "mask", *ref_file, *outpath;
+static double tol = 2.0, gate = 0.2;
+static long digits = 4;
+static int no_nsd, summary, all_nsd;
+
+static const mp_opt opts[] = {
+	{ "tolerance", 't', MP_OPT_DBL, &tol, NULL, "MM", "Tolerance of the surface Dice in mm (default 2)." },
+	{ "ref", 'r', MP_OPT_STR, &ref_file, NULL, "FILE", "Read the reference frames from FILE (every frame of FILE, whatever its role); each prediction is matched to the reference of its case, or, when cases are not set, to the reference at the same position. Every input frame that is not of role image is then a prediction." },
+	{ "ref-role", 0, MP_OPT_STR, &ref_role, NULL, "ROLE", "Role of the reference frames in the input stream (default label)." },
+	{ "pred-role", 0, MP_OPT_STR, &pred_role, NULL, "ROLE", "Role of the prediction frames in the input stream (default mask)." },
+	{ "no-nsd", 0, MP_OPT_FLAG, &no_nsd, NULL, NULL, "Dice only (the nsd column is empty)." },
+	{ "gate", 0, MP_OPT_DBL, &gate, NULL, "D", "Case NSD is 0 when the case Dice is <= D, as in MedSAM's evaluation (default 0.2; 0 turns it off)." },
+	{ "all-labels-nsd", 0, MP_OPT_FLAG, &all_nsd, NULL, NULL, "Also compute the NSD of labels that are only in the prediction (always 0 when computed; by default left empty)." },
+	{ "summary", 's', MP_OPT_FLAG, &summary, NULL, NULL, "Only the per-case rows (label 'all')." },
+	{ "digits", 'd', MP_OPT_INT, &digits, NULL, "N", "Decimals of dice and nsd (default 4, as MedSAM's CSV)." },
+	{ "output", 'o', MP_OPT_STR, &outpath, NULL, "FILE", "Write the CSV to FILE (atomically) instead of standard output." },
+	{ NULL, 0, MP_OPT_END, NULL, NULL, NULL, NULL }
+};
+
+static const mp_prog prog = {
+	"seg-eval",
+	"Dice and normalised surface Dice of predictions against a reference, as CSV",
+	"[options] [FILE...]",
+	"seg-eval reads frames from the FILEs (none or '-': standard input) and compares every "
+	"prediction frame (role mask) with the reference frame (role label) of the same case "
+	"(medpipe.case; frames of a case are adjacent, the reference may come before or after its "
+	"predictions). With --ref, the references come from a separate stream instead. Frames of "
+	"other roles are skipped. Reference and prediction must have the same sizes and spacing.\n\n"
+	"For every label present in either frame it prints a CSV row: case, pred (the prediction's "
+	"frame number in its input), label, ref_voxels, pred_voxels, dice, nsd; then one row with "
+	"label 'all': the case summary.\n\n"
+	"The numbers are those of MedSAM's CVPR 2024 evaluation (compute_metrics.py with "
+	"SurfaceDice.py, the method of DeepMind's surface-distance): Dice = 2|A and B|/(|A|+|B|); "
+	"NSD: surface elements at the corners of the voxel grid whose 2x2x2 neighbourhood is neither "
+	"empty nor full, each with an area from the marching-cubes table scaled by the spacing, "
+	"distances from an exact Euclidean distance transform with the spacing; NSD = (area of "
+	"reference surface within the tolerance of the predicted surface + area of predicted surface "
+	"within the tolerance of the reference surface) / (area of both surfaces). The spacing of "
+	"each axis comes from the frame (space directions), so a volume of numpy shape (Z,Y,X) is "
+	"measured with spacing (sz,sy,sx).\n\n"
+	"Empty labels: the case summary (label 'all') is the mean over the labels present in the "
+	"reference, as MedSAM computes it; a label only in the prediction gets a row (dice 0, nsd "
+	"empty unless --all-labels-nsd) but does not count in the case summary. A reference label "
+	"missing from the prediction has dice 0 and nsd 0. A reference with no label at all gives "
+	"nan in the summary row. If the case Dice is <= 0.2 the case NSD is 0 (MedSAM's gate; "
+	"--gate). 2D frames are one slice thick: the surface includes both faces, as MedSAM's "
+	"expand_dims evaluation of 2D images does (MedSAM uses spacing 1,1,1 there; the frame's "
+	"spacing is used here).",
+	"$ seg-eval --ref seg.nrrd pred.nrrd\n"
+	"Compare a prediction with a reference stored in two frame files.\n"
+	"$ vol-cat --label ref.nii.gz --mask pred.nii.gz | seg-eval -t 1 -o metrics.csv\n"
+	"Both in one stream, tolerance 1 mm, CSV to a file.",
+	"vol-cat(1), vol-preview(1), sam-decode(1), medpipe(7)",
+	opts, 0
+};
+
+typedef struct {
+	char *casename;
+	int frameno;
+	size_t dim[3];
+	double sp[3];
+	int32_t *lab;
+	char *src;
+} vol;
+
+static void
+vol_free(vol *v)
+{
+	free(v->casename);
+	free(v->lab);
+	free(v->src);
+	memset(v, 0, sizeof *v);
+}
+
+static int
+read_vol(mp_in *in, mp_frame *f, vol *v)
+{
+	size_t nx, ny, nz;
+	if (mp_frame_xyz(f, &nx, &ny, &nz) < 0)
+		return mp_seterr("%s: frame %d: not a scalar 2D or 3D frame", mp_in_name(in), mp_in_frameno(in));
+	if (mp_in_rest(in, f) < 0)
+		return -1;
+	size_t n = nx * ny * nz;
+	v->dim[0] = nx; v->dim[1] = ny; v->dim[2] = nz;
+	for (int a = 0; a < 3; a++)
+		v->sp[a] = a < f->dim ? mp_spacing(f, a) : 1.0;
+	v->lab = mp_xmalloc(n * sizeof *v->lab);
+	for (size_t i = 0; i < n; i++) {
+		double d = mp_get(f->data, f->type, i);
+		if (!(d >= INT32_MIN && d <= INT32_MAX) || d != floor(d)) {
+			free(v->lab);
+			v->lab = NULL;
+			return mp_seterr("%s: frame %d: voxel %zu: value %g is not an integer label",
+			                 mp_in_name(in), mp_in_frameno(in), i, d);
+		}
+		v->lab[i] = (int32_t)d;
+	}
+	v->casename = mp_xstrdup(mp_case(f));
+	v->frameno = mp_in_frameno(in);
+	v->src = mp_xstrdup(mp_in_name(in));
+	mp_frame_clear_data(f);
+	return 0;
+}
+
+static FILE *out;
+
+static void
+csv_field(const char *s)
+{
+	if (strpbrk(s, ",\"\n")) {
+		fputc('"', out);
+		for (; *s; s++) {
+			if (*s == '"')
+				fputc('"', out);
+			fputc(*s, out);
+		}
+		fputc('"', out);
+	} else
+		fputs(s, out);
+}
+
+static void
+num(double d, int empty)
+{
+	if (empty)
+		return;
+	if (isnan(d))
+		fputs("nan", out);
+	else
+		fprintf(out, "%.*f", (int)digits, d);
+}
+
+static void
+evaluate(const vol *r, const vol *p)
+{
+	if (r->dim[0] != p->dim[0] || r->dim[1] != p->dim[1] || r->dim[2] != p->dim[2])
+		mp_die("%s: frame %d: sizes %zux%zux%zu differ from the reference's %zux%zux%zu (%s frame %d)",
+		       p->src, p->frameno, p->dim[0], p->dim[1], p->dim[2], r->dim[0], r->dim[1], r->dim[2],
+		       r->src, r->frameno);
+	for (int a = 0; a < 3; a++)
+		if (fabs(r->sp[a] - p->sp[a]) > 1e-4 * fabs(r->sp[a]))
+			mp_die("%s: frame %d: spacing %g of axis %d differs from the reference's %g",
+			       p->src, p->frameno, p->sp[a], a, r->sp[a]);
+	mp_eval_label *L;
+	size_t nl;
+	if (mp_eval_labels(r->lab, p->lab, r->dim, r->sp, tol, no_nsd ? 0 : all_nsd ? 2 : 1, &L, &nl) < 0)
+		mp_die("%s: frame %d: %s", p->src, p->frameno, mp_err());
+	if (!summary)
+		for (size_t i = 0; i < nl; i++) {
+			csv_field(r->casename);
+			fprintf(out, ",%d,%ld,%zu,%zu,", p->frameno, (long)L[i].label, L[i].nref, L[i].npred);
+			num(L[i].dice, 0);
+			fputc(',', out);
+			num(L[i].nsd, no_nsd || (L[i].nref == 0 && !all_nsd));
+			fputc('\n', out);
+		}
+	double d, s;
+	mp_eval_case(L, nl, no_nsd ? 0 : gate, &d, &s);
+	size_t tr = 0, tp = 0;
+	for (size_t i = 0; i < nl; i++) {
+		tr += L[i].nref;
+		tp += L[i].npred;
+	}
+	csv_field(r->casename);
+	fprintf(out, ",%d,all,%zu,%zu,", p->frameno, tr, tp);
+	num(d, 0);
+	fputc(',', out);
+	num(s, no_nsd);
+	fputc('\n', out);
+	free(L);
+}
+
+int
+main(int argc, char **argv)
+{
+	char **args;
+	int nargs = mp_parse(&prog, argc, argv, &args);
+	mp_afile *af = NULL;
+
+	if (!(tol >= 0))
+		mp_usage_die("--tolerance: must be >= 0");
+	if (digits < 0 || digits > 17)
+		mp_usage_die("--digits: must be 0..17");
+	vol *refs = NULL;
+	size_t nrefs = 0, used = 0;
+	if (ref_file) {
+		mp_in *in = mp_in_open(ref_file);
+		mp_frame f;
+		int r;
+		if (!in)
+			mp_die("%s", mp_err());
+		while ((r = mp_in_header(in, &f)) == 1) {
+			refs = mp_xrealloc(refs, (nrefs + 1) * sizeof *refs);
+			memset(&refs[nrefs], 0, sizeof *refs);
+			if (read_vol(in, &f, &refs[nrefs]) < 0)
+				mp_die("%s", mp_err());
+			nrefs++;
+			mp_frame_free(&f);
+		}
+		if (r < 0)
+			mp_die("%s", mp_err());
+		if (nrefs == 0)
+			mp_die("%s: empty stream: no frame", ref_file);
+		mp_in_close(in);
+	}
+	if (outpath) {
+		af = mp_afile_open(outpath);
+		if (!af)
+			mp_die("%s", mp_err());
+		out = af->fp;
+	} else
+		out = stdout;
+	fputs("case,pred,label,ref_voxels,pred_voxels,dice,nsd\n", out);
+
+	/* in-stream mode: the frames of the current case */
+	vol cur_ref = { 0 };
+	vol *pend = NULL;
+	size_t npend = 0;
+	int have_ref = 0, npreds = 0;
+	char *curcase = NULL;
+
+	for (int i = 0; i < (nargs ? nargs : 1); i++) {
+		const char *path = nargs ? args[i] : "-";
+		mp_in *in = mp_in_open(path);
+		mp_frame f;
+		int r;
+		if (!in)
+			mp_die("%s", mp_err());
+		while ((r = mp_in_header(in, &f)) == 1) {
+			const char *role = mp_role(&f);
+			if (ref_file) {
+				if (strcmp(role, "image") == 0) {
+					if (mp_in_skipdata(in) < 0)
+						mp_die("%s", mp_err());
+					mp_frame_free(&f);
+					continue;
+				}
+				vol p = { 0 };
+				if (read_vol(in, &f, &p) < 0)
+					mp_die("%s", mp_err());
+				const vol *rv = NULL;
+				if (*p.casename)
+					for (size_t k = 0; k < nrefs && !rv; k++)
+						if (strcmp(refs[k].casename, p.casename) == 0)
+							rv = &refs[k];
+				if (!rv) {
+					if (used >= nrefs)
+						mp_die("%s: frame %d: no reference for this prediction (case '%s')",
+						       p.src, p.frameno, p.casename);
+					rv = &refs[used];
+				}
+				used++;
+				evaluate(rv, &p);
+				npreds++;
+				vol_free(&p);
+				mp_frame_free(&f);
+				continue;
+			}
+			int isref = strcmp(role, ref_role) == 0, ispred = strcmp(role, pred_role) == 0;
+			if (!isref && !ispred) {
+				if (mp_in_skipdata(in) < 0)
+					mp_die("%s", mp_err());
+				mp_frame_free(&f);
+				continue;
+			}
+			if (curcase && strcmp(curcase, mp_case(&f)) != 0) {
+				/* case ended: predictions that came before their reference */
+				if (npend && !have_ref)
+					mp_die("%s: frame %d: no reference (role %s) for case '%s'",
+					       pend[0].src, pend[0].frameno, ref_role, curcase);
+				for (size_t k = 0; k < npend; k++) {
+					evaluate(&cur_ref, &pend[k]);
+					vol_free(&pend[k]);
+				}
+				npend = 0;
+				vol_free(&cur_ref);
+				have_ref = 0;
+			}
+			free(curcase);
+			curcase = mp_xstrdup(mp_case(&f));
+			vol v = { 0 };
+			if (read_vol(in, &f, &v) < 0)
+				mp_die("%s", mp_err());
+			if (isref) {
+				if (have_ref)
+					mp_die("%s: frame %d: a second reference (role %s) for case '%s'",
+					       v.src, v.frameno, ref_role, curcase);
+				cur_ref = v;
+				have_ref = 1;
+				for (size_t k = 0; k < npend; k++) {
+					evaluate(&cur_ref, &pend[k]);
+					vol_free(&pend[k]);
+				}
+				npend = 0;
+			} else if (have_ref) {
+				evaluate(&cur_ref, &v);
+				vol_free(&v);
+				npreds++;
+			} else {
+				pend = mp_xrealloc(pend, (npend + 1) * sizeof *pend);
+				pend[npend++] = v;
+				npreds++;
+			}
+			mp_frame_free(&f);
+		}
+		if (r < 0)
+			mp_die("%s", mp_err());
+		if (mp_in_frameno(in) == 0)
+			mp_die("%s: empty stream: no frame", mp_in_name(in));
+		mp_in_close(in);
+	}
+	if (npend && !have_ref)
+		mp_die("%s: frame %d: no reference (role %s) for case '%s'",
+		       pend[0].src, pend[0].frameno, ref_role, curcase ? curcase : "");
+	for (size_t k = 0; k < npend; k++) {
+		evaluate(&cur_ref, &pend[k]);
+		vol_free(&pend[k]);
+	}
+	if (npreds == 0)
+		mp_die("no prediction frames (role %s) in the input", ref_file ? "not image" : pred_role);
+	vol_free(&cur_ref);
+	free(pend);
+	free(curcase);
+	for (size_t k = 0; k < nrefs; k++)
+		vol_free(&refs[k]);
+	free(refs);
+	free(args);
+	if (af) {
+		if (mp_afile_commit(af) < 0)
+			mp_die("%s", mp_err());
+	} else if (fflush(stdout) != 0 || ferror(stdout))
+		mp_die("<stdout>: write error:");
+	return 0;
+}
