@@ -1,0 +1,378 @@
+/* ccl.c - connected components of label volumes (3D 6/18/26, 2D 4/8 per
+ * slice) and removal of small components (cc3d.dust's rule).
+ *
+ * One raster scan. For each foreground voxel the neighbours already scanned
+ * (13 for 26-connectivity, 9 for 18, 3 for 6, 4 and 2 in 2D) are visited in
+ * an order that puts the neighbour touching most of the others first (for 26
+ * the voxel below, which touches all 12 others). Two earlier neighbours that
+ * touch each other are already in one component (the later of them saw the
+ * other when it was scanned), so once a neighbour of the voxel's class is
+ * found, every neighbour touching it is skipped without being read: the
+ * decision-tree idea (Wu, Otoo and Suzuki; Grana et al.) in table form, for
+ * any connectivity. Provisional labels live in the output array; the
+ * union-find keeps the smaller label as root, so a component's root is its
+ * first voxel in raster order and the final numbering (one pass over the
+ * equivalence table, one over the voxels) follows raster order.
+ */
+#include "mp_label.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+	int k;                  /* number of earlier neighbours */
+	int dx[13], dy[13], dz[13];
+	uint32_t adj[13];       /* earlier neighbours touching neighbour j (and j) */
+	uint32_t all, need_xm, need_xp, need_ym, need_yp, need_zm;
+} cclconn;
+
+int
+mp_ccl_conn_ok(int conn)
+{
+	return conn == 6 || conn == 18 || conn == 26 || conn == 4 || conn == 8;
+}
+
+static int
+touches(int l1max, int ax, int ay, int az, int bx, int by, int bz)
+{
+	int x = abs(ax - bx), y = abs(ay - by), z = abs(az - bz);
+
+	return x <= 1 && y <= 1 && z <= 1 && x + y + z <= l1max && x + y + z > 0;
+}
+
+static int
+conn_setup(int conn, cclconn *c)
+{
+	int l1max, is2d = conn == 4 || conn == 8, n = 0;
+	int cx[13], cy[13], cz[13], score[13], order[13];
+
+	if (!mp_ccl_conn_ok(conn))
+		return mp_seterr("connectivity %d: want 6, 18 or 26 (3D), 4 or 8 (2D)", conn);
+	l1max = conn == 6 || conn == 4 ? 1 : conn == 18 || conn == 8 ? 2 : 3;
+	for (int dz = -1; dz <= 0; dz++)
+		for (int dy = -1; dy <= 1; dy++)
+			for (int dx = -1; dx <= 1; dx++) {
+				if (dz == 0 && (dy > 0 || (dy == 0 && dx >= 0)))
+					continue;
+				if (is2d && dz != 0)
+					continue;
+				if (abs(dx) + abs(dy) + abs(dz) > l1max)
+					continue;
+				cx[n] = dx, cy[n] = dy, cz[n] = dz, n++;
+			}
+	/* order: most touching first, raster order among equals */
+	for (int i = 0; i < n; i++) {
+		score[i] = 0;
+		for (int j = 0; j < n; j++)
+			score[i] += touches(l1max, cx[i], cy[i], cz[i], cx[j], cy[j], cz[j]);
+		order[i] = i;
+	}
+	for (int i = 1; i < n; i++)
+		for (int j = i; j > 0 && score[order[j]] > score[order[j - 1]]; j--) {
+			int t = order[j];
+			order[j] = order[j - 1], order[j - 1] = t;
+		}
+	memset(c, 0, sizeof *c);
+	c->k = n;
+	for (int i = 0; i < n; i++) {
+		int o = order[i];
+		c->dx[i] = cx[o], c->dy[i] = cy[o], c->dz[i] = cz[o];
+	}
+	for (int i = 0; i < n; i++) {
+		uint32_t b = 1u << i;
+		c->adj[i] = b;
+		for (int j = 0; j < n; j++)
+			if (touches(l1max, c->dx[i], c->dy[i], c->dz[i], c->dx[j], c->dy[j], c->dz[j]))
+				c->adj[i] |= 1u << j;
+		c->all |= b;
+		if (c->dx[i] < 0) c->need_xm |= b;
+		if (c->dx[i] > 0) c->need_xp |= b;
+		if (c->dy[i] < 0) c->need_ym |= b;
+		if (c->dy[i] > 0) c->need_yp |= b;
+		if (c->dz[i] < 0) c->need_zm |= b;
+	}
+	return 0;
+}
+
+/* The scan, for element type T and id type L. EQ(a): neighbour value a is in
+ * the class of the current voxel v. */
+#define CCL_SCAN(NAME, T, L)                                                                \
+static int64_t                                                                              \
+NAME(const T *in, size_t nx, size_t ny, size_t nz, const cclconn *c, int binary, L *out,    \
+     uint64_t lmax)                                                                         \
+{                                                                                           \
+	ptrdiff_t off[13];                                                                  \
+	size_t cap = 4096, np = 0, nvox = nx * ny * nz;                                     \
+	L *par;                                                                             \
+	for (int k = 0; k < c->k; k++)                                                      \
+		off[k] = (ptrdiff_t)c->dx[k] + (ptrdiff_t)c->dy[k] * (ptrdiff_t)nx          \
+		       + (ptrdiff_t)c->dz[k] * (ptrdiff_t)(nx * ny);                         \
+	par = malloc(cap * sizeof *par);                                                    \
+	if (!par)                                                                           \
+		return mp_seterr("connected components: out of memory");                    \
+	par[0] = 0;                                                                         \
+	for (size_t z = 0; z < nz; z++)                                                     \
+		for (size_t y = 0; y < ny; y++) {                                           \
+			uint32_t row = c->all;                                              \
+			size_t base = (z * ny + y) * nx;                                    \
+			if (z == 0) row &= ~c->need_zm;                                     \
+			if (y == 0) row &= ~c->need_ym;                                     \
+			if (y == ny - 1) row &= ~c->need_yp;                                \
+			for (size_t x = 0; x < nx; x++) {                                   \
+				size_t i = base + x;                                        \
+				T v = in[i];                                                \
+				uint32_t todo = row;                                        \
+				L a = 0;                                                    \
+				if (!v) {                                                   \
+					out[i] = 0;                                         \
+					continue;                                           \
+				}                                                           \
+				if (x == 0) todo &= ~c->need_xm;                            \
+				if (x == nx - 1) todo &= ~c->need_xp;                       \
+				while (todo) {                                              \
+					int k = __builtin_ctz(todo);                        \
+					T w = in[(ptrdiff_t)i + off[k]];                    \
+					todo &= todo - 1;                                   \
+					if (binary ? w == 0 : w != v)                       \
+						continue;                                   \
+					todo &= ~c->adj[k];                                 \
+					L b = out[(ptrdiff_t)i + off[k]];                   \
+					if (!a) {                                           \
+						a = b;                                      \
+						continue;                                   \
+					}                                                   \
+					while (par[a] != a) a = par[a] = par[par[a]];       \
+					while (par[b] != b) b = par[b] = par[par[b]];       \
+					if (a < b) par[b] = a;                              \
+					else if (b < a) { par[a] = b; a = b; }              \
+				}                                                           \
+				if (!a) {                                                   \
+					if (++np >= cap) {                                  \
+						L *t;                                       \
+						if ((uint64_t)np > lmax) {                  \
+							free(par);                          \
+							return mp_seterr("connected components: more than %llu components; use 64-bit ids", (unsigned long long)lmax); \
+						}                                           \
+						cap = cap * 2 > nvox + 1 ? nvox + 1 : cap * 2; \
+						t = realloc(par, cap * sizeof *par);        \
+						if (!t) {                                   \
+							free(par);                          \
+							return mp_seterr("connected components: out of memory"); \
+						}                                           \
+						par = t;                                    \
+					}                                                   \
+					par[np] = (L)np;                                    \
+					a = (L)np;                                          \
+				}                                                           \
+				out[i] = a;                                                 \
+			}                                                                   \
+		}                                                                           \
+	/* final ids in raster order of each root (the smallest label of its set) */       \
+	uint64_t n = 0;                                                                     \
+	for (size_t l = 1; l <= np; l++)                                                    \
+		par[l] = par[l] == l ? (L)++n : par[par[l]];                                \
+	for (size_t i = 0; i < nvox; i++)                                                   \
+		out[i] = par[out[i]];                                                       \
+	free(par);                                                                          \
+	return (int64_t)n;                                                                  \
+}
+
+CCL_SCAN(scan_8_32, uint8_t, uint32_t)
+CCL_SCAN(scan_16_32, uint16_t, uint32_t)
+CCL_SCAN(scan_32_32, uint32_t, uint32_t)
+CCL_SCAN(scan_64_32, uint64_t, uint32_t)
+CCL_SCAN(scan_8_64, uint8_t, uint64_t)
+CCL_SCAN(scan_16_64, uint16_t, uint64_t)
+CCL_SCAN(scan_32_64, uint32_t, uint64_t)
+CCL_SCAN(scan_64_64, uint64_t, uint64_t)
+
+static int
+ccl_args(size_t elsize, size_t nx, size_t ny, size_t nz, int conn, cclconn *c)
+{
+	size_t n;
+
+	if (elsize != 1 && elsize != 2 && elsize != 4 && elsize != 8)
+		return mp_seterr("connected components: element size %zu: want 1, 2, 4 or 8 bytes", elsize);
+	if (mp_mulsize(nx, ny, &n) < 0 || mp_mulsize(n, nz, &n) < 0)
+		return -1;
+	if ((uint64_t)n >= UINT64_MAX / 2)
+		return mp_seterr("connected components: volume too large");
+	return conn_setup(conn, c);
+}
+
+int64_t
+mp_ccl32(const void *vol, size_t elsize, size_t nx, size_t ny, size_t nz, int conn, int binary, uint32_t *ids)
+{
+	cclconn c;
+
+	if (ccl_args(elsize, nx, ny, nz, conn, &c) < 0)
+		return -1;
+	if (nx * ny * nz == 0)
+		return 0;
+	switch (elsize) {
+	case 1: return scan_8_32(vol, nx, ny, nz, &c, binary, ids, UINT32_MAX - 1);
+	case 2: return scan_16_32(vol, nx, ny, nz, &c, binary, ids, UINT32_MAX - 1);
+	case 4: return scan_32_32(vol, nx, ny, nz, &c, binary, ids, UINT32_MAX - 1);
+	default: return scan_64_32(vol, nx, ny, nz, &c, binary, ids, UINT32_MAX - 1);
+	}
+}
+
+int64_t
+mp_ccl64(const void *vol, size_t elsize, size_t nx, size_t ny, size_t nz, int conn, int binary, uint64_t *ids)
+{
+	cclconn c;
+
+	if (ccl_args(elsize, nx, ny, nz, conn, &c) < 0)
+		return -1;
+	if (nx * ny * nz == 0)
+		return 0;
+	switch (elsize) {
+	case 1: return scan_8_64(vol, nx, ny, nz, &c, binary, ids, UINT64_MAX / 2);
+	case 2: return scan_16_64(vol, nx, ny, nz, &c, binary, ids, UINT64_MAX / 2);
+	case 4: return scan_32_64(vol, nx, ny, nz, &c, binary, ids, UINT64_MAX / 2);
+	default: return scan_64_64(vol, nx, ny, nz, &c, binary, ids, UINT64_MAX / 2);
+	}
+}
+
+void
+mp_ccl_sizes32(const uint32_t *ids, size_t nvox, size_t n, uint64_t *sizes)
+{
+	memset(sizes, 0, (n + 1) * sizeof *sizes);
+	for (size_t i = 0; i < nvox; i++)
+		sizes[ids[i]]++;
+}
+
+void
+mp_ccl_sizes64(const uint64_t *ids, size_t nvox, size_t n, uint64_t *sizes)
+{
+	memset(sizes, 0, (n + 1) * sizeof *sizes);
+	for (size_t i = 0; i < nvox; i++)
+		sizes[ids[i]]++;
+}
+
+/* ---------------------------------------------------------------- dust */
+
+static uint64_t
+val_at(const void *vol, size_t es, size_t i)
+{
+	const unsigned char *p = (const unsigned char *)vol + i * es;
+
+	switch (es) {
+	case 1: return *p;
+	case 2: { uint16_t v; memcpy(&v, p, 2); return v; }
+	case 4: { uint32_t v; memcpy(&v, p, 4); return v; }
+	default: { uint64_t v; memcpy(&v, p, 8); return v; }
+	}
+}
+
+typedef struct {
+	uint64_t val, size, id;
+} comp;
+
+static int
+comp_cmp(const void *pa, const void *pb)
+{
+	const comp *a = pa, *b = pb;
+
+	if (a->val != b->val)
+		return a->val < b->val ? -1 : 1;
+	if (a->size != b->size)
+		return a->size > b->size ? -1 : 1;
+	return a->id < b->id ? -1 : a->id > b->id;
+}
+
+/* one slab (the whole volume for 3D, one slice for 2D) */
+static int
+dust_slab(unsigned char *vol, size_t es, size_t nx, size_t ny, size_t nz, int conn, int binary,
+          double min, int keep_largest, void *ids, int wide, uint64_t *ncomp, uint64_t *nremoved)
+{
+	size_t nvox = nx * ny * nz;
+	int64_t n = wide ? mp_ccl64(vol, es, nx, ny, nz, conn, binary, ids)
+	                 : mp_ccl32(vol, es, nx, ny, nz, conn, binary, ids);
+	uint64_t *sizes, *first;
+	unsigned char *rm;
+	uint64_t nrm = 0;
+
+	if (n < 0)
+		return -1;
+	*ncomp += (uint64_t)n;
+	if (n == 0)
+		return 0;
+	sizes = calloc((size_t)n + 1, sizeof *sizes);
+	first = malloc(((size_t)n + 1) * sizeof *first);
+	rm = calloc((size_t)n + 1, 1);
+	if (!sizes || !first || !rm) {
+		free(sizes), free(first), free(rm);
+		return mp_seterr("connected components: out of memory");
+	}
+	for (size_t i = 0; i < nvox; i++) {
+		uint64_t id = wide ? ((uint64_t *)ids)[i] : ((uint32_t *)ids)[i];
+		if (!sizes[id]++)
+			first[id] = i;
+	}
+	for (int64_t c = 1; c <= n; c++)
+		if ((double)sizes[c] < min)
+			rm[c] = 1;
+	if (keep_largest) {
+		comp *cs = malloc((size_t)n * sizeof *cs);
+		if (!cs) {
+			free(sizes), free(first), free(rm);
+			return mp_seterr("connected components: out of memory");
+		}
+		for (int64_t c = 1; c <= n; c++) {
+			cs[c - 1].val = binary ? 0 : val_at(vol, es, first[c]);
+			cs[c - 1].size = sizes[c];
+			cs[c - 1].id = (uint64_t)c;
+		}
+		qsort(cs, (size_t)n, sizeof *cs, comp_cmp);
+		for (int64_t j = 1; j < n; j++)
+			if (cs[j].val == cs[j - 1].val)
+				rm[cs[j].id] = 1;
+		free(cs);
+	}
+	for (int64_t c = 1; c <= n; c++)
+		nrm += rm[c];
+	if (nrm)
+		for (size_t i = 0; i < nvox; i++) {
+			uint64_t id = wide ? ((uint64_t *)ids)[i] : ((uint32_t *)ids)[i];
+			if (rm[id])
+				memset(vol + i * es, 0, es);
+		}
+	*nremoved += nrm;
+	free(sizes), free(first), free(rm);
+	return 0;
+}
+
+int
+mp_dust(void *vol, size_t es, size_t nx, size_t ny, size_t nz, int conn, int binary,
+        double min, int keep_largest, uint64_t *ncomp, uint64_t *nremoved)
+{
+	int is2d = conn == 4 || conn == 8, wide;
+	size_t slabz = is2d ? 1 : nz, nslab = is2d ? nz : 1, slab;
+	uint64_t nc = 0, nr = 0;
+	void *ids;
+	cclconn c;
+
+	if (ccl_args(es, nx, ny, nz, conn, &c) < 0)
+		return -1;
+	slab = nx * ny * slabz;
+	if (slab == 0 || nslab == 0) {
+		if (ncomp) *ncomp = 0;
+		if (nremoved) *nremoved = 0;
+		return 0;
+	}
+	wide = slab >= UINT32_MAX;
+	ids = malloc(slab * (wide ? 8 : 4));
+	if (!ids)
+		return mp_seterr("connected components: out of memory for %zu ids", slab);
+	for (size_t s = 0; s < nslab; s++)
+		if (dust_slab((unsigned char *)vol + s * slab * es, es, nx, ny, slabz, conn, binary,
+		              min, keep_largest, ids, wide, &nc, &nr) < 0) {
+			free(ids);
+			return -1;
+		}
+	free(ids);
+	if (ncomp) *ncomp = nc;
+	if (nremoved) *nremoved = nr;
+	return 0;
+}
