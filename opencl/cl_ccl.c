@@ -231,12 +231,14 @@ mp_cl_ccl(mp_cl *c, const void *vol, size_t es, size_t nx, size_t ny, size_t nz,
 	return kept;
 }
 
-typedef struct { uint64_t val, size; uint32_t id; } compinfo;
+typedef struct { uint64_t slice, val, size; uint32_t id; } compinfo;
 
 static int
 cmp_comp(const void *a, const void *b)
 {
 	const compinfo *x = a, *y = b;
+	if (x->slice != y->slice)
+		return x->slice < y->slice ? -1 : 1;
 	if (x->val != y->val)
 		return x->val < y->val ? -1 : 1;
 	if (x->size != y->size)
@@ -288,6 +290,8 @@ mp_cl_dust(mp_cl *c, void *vol, size_t es, size_t nx, size_t ny, size_t nz, int 
 		if (!ci[k].size) {
 			ci[k].id = k;
 			ci[k].val = binary ? 1 : getv(vol, es, i);
+			/* 2D: keep-largest acts per slice, as mp_dust does */
+			ci[k].slice = (conn == 4 || conn == 8) ? i / (nx * ny) : 0;
 		}
 		ci[k].size++;
 	}
@@ -297,7 +301,7 @@ mp_cl_dust(mp_cl *c, void *vol, size_t es, size_t nx, size_t ny, size_t nz, int 
 	if (keep_largest && nc > 0) {
 		qsort(ci + 1, (size_t)nc, sizeof *ci, cmp_comp);
 		for (int64_t k = 1; k <= nc; k++)
-			if (k > 1 && ci[k].val == ci[k - 1].val)
+			if (k > 1 && ci[k].val == ci[k - 1].val && ci[k].slice == ci[k - 1].slice)
 				drop[ci[k].id] = 1;
 	}
 	for (int64_t k = 1; k <= nc; k++)

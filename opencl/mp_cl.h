@@ -131,4 +131,9 @@ int64_t mp_cl_ccl(mp_cl *c, const void *vol, size_t es, size_t nx, size_t ny, si
 int mp_cl_dust(mp_cl *c, void *vol, size_t elsize, size_t nx, size_t ny, size_t nz, int conn,
                int binary, double min, int keep_largest, uint64_t *ncomp, uint64_t *nremoved);
 
+/* mp_window_apply (mp_filter.h); struct mp_winmap as there */
+struct mp_winmap;
+int mp_cl_window_apply(mp_cl *c, void *dst, mp_type dt, const void *src, mp_type st, size_t n,
+                       const struct mp_winmap *m);
+
 #endif

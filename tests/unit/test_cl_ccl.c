@@ -2,7 +2,11 @@
  * plain flood fill written here (raster numbering), on random volumes of
  * several densities, shapes, connectivities and label counts. */
 #include "mp_cl.h"
+#include "mp_label.h"
+#include "mp_device.h"
 #include "t.h"
+#include "test_cl_data.h"
+#include <time.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +67,66 @@ ref_ccl(const uint8_t *v, size_t nx, size_t ny, size_t nz, int conn, size_t mins
 	free(memb);
 	free(tmp);
 	return kept;
+}
+
+static double
+now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* mp_cl_ccl and mp_cl_dust against mp_ccl32 and mp_dust on one volume */
+static int
+vs_c(mp_cl *c, const char *what, const void *vol, size_t es, size_t nx, size_t ny, size_t nz, int quiet)
+{
+	static const int conns[] = { 6, 18, 26, 4, 8 };
+	size_t n = nx * ny * nz;
+	uint32_t *a = malloc(n * 4), *b = malloc(n * 4);
+	void *va = malloc(n * es), *vb = malloc(n * es);
+	int bad = 0;
+	double tc = 0, tl = 0, t0;
+
+	for (size_t k = 0; k < sizeof conns / sizeof *conns; k++)
+		for (int binary = 0; binary <= 1; binary++) {
+			int64_t na, nb;
+			t0 = now();
+			na = mp_ccl32(vol, es, nx, ny, nz, conns[k], binary, a);
+			tc += now() - t0;
+			t0 = now();
+			nb = mp_cl_ccl(c, vol, es, nx, ny, nz, conns[k], binary, 0, b);
+			tl += now() - t0;
+			if (na < 0 || nb != na || memcmp(a, b, n * 4)) {
+				size_t i = 0;
+				while (i < n && a[i] == b[i])
+					i++;
+				T_FAIL("cl ccl vs mp_ccl32", "%s conn %d binary %d: %lld vs %lld components, first difference at %zu (%s)",
+				       what, conns[k], binary, (long long)na, (long long)nb, i, nb < 0 ? mp_err() : "");
+				bad++;
+			}
+			for (int kl = 0; kl <= 1; kl++) {
+				uint64_t c1 = 0, r1 = 0, c2 = 1, r2 = 1;
+				double mn = kl ? 0 : 3 + (double)k;
+				memcpy(va, vol, n * es);
+				memcpy(vb, vol, n * es);
+				if (mp_dust(va, es, nx, ny, nz, conns[k], binary, mn, kl, &c1, &r1)
+				    || mp_cl_dust(c, vb, es, nx, ny, nz, conns[k], binary, mn, kl, &c2, &r2)
+				    || c1 != c2 || r1 != r2 || memcmp(va, vb, n * es)) {
+					T_FAIL("cl dust vs mp_dust", "%s conn %d binary %d min %g keep-largest %d: %llu/%llu vs %llu/%llu",
+					       what, conns[k], binary, mn, kl, (unsigned long long)c1, (unsigned long long)r1,
+					       (unsigned long long)c2, (unsigned long long)r2);
+					bad++;
+				}
+			}
+		}
+	if (!bad && !quiet)
+		printf("PASS cl ccl+dust = C on %s (10 ccl runs: C %.3f s, OpenCL %.3f s)\n", what, tc, tl);
+	free(a);
+	free(b);
+	free(va);
+	free(vb);
+	return bad;
 }
 
 int
@@ -141,6 +205,57 @@ main(void)
 		}
 	if (!bad)
 		T_PASS("cl ccl: in slabs (40 kB pieces), joined on the host");
+	mp_cl_close(c);
+	unsetenv("MEDPIPE_CL_PIECE");
+
+	/* against the C implementation: random volumes of each element size */
+	c = mp_cl_open(-1);
+	{
+		static const size_t ess[] = { 1, 2, 4, 8 };
+		int nb = 0;
+		for (size_t e = 0; e < 4; e++)
+			for (int r = 0; r < 3; r++) {
+				size_t nx = 23 + (size_t)r * 9, ny = 19, nz = 7 + (size_t)r, n = nx * ny * nz;
+				unsigned char *v = calloc(n, ess[e]);
+				char what[64];
+				for (size_t i = 0; i < n; i++)
+					if (rnd() % 100 < 40 + 15u * (unsigned)r) {
+						unsigned long long x = 1 + rnd() % (r == 0 ? 1 : r == 1 ? 3 : 200);
+						if (r == 2 && ess[e] == 8)
+							x |= (unsigned long long)(rnd() % 2) << 40;   /* high bits matter */
+						memcpy(v + i * ess[e], &x, ess[e]);
+					}
+				snprintf(what, sizeof what, "random %zux%zux%zu, %zu-byte values", nx, ny, nz, ess[e]);
+				nb += vs_c(c, what, v, ess[e], nx, ny, nz, 1);
+				free(v);
+			}
+		if (!nb)
+			T_PASS("cl ccl+dust = C on 12 random volumes (1/2/4/8-byte values, 1/3/200 labels)");
+		bad += nb;
+	}
+	/* real label maps */
+	{
+		size_t dim[3];
+		mp_type t;
+		void *seg = td_nifti("nifti/totalseg/example_seg.nii.gz", dim, &t);
+		if (!seg) {
+			T_SKIP("cl ccl on example_seg.nii.gz", "no ../shared/data/nifti/totalseg");
+		} else {
+			bad += vs_c(c, "TotalSegmentator example_seg (41 labels)", seg, mp_type_size(t), dim[0], dim[1], dim[2], 0);
+			free(seg);
+		}
+		if (getenv("MEDPIPE_SLOW") && atoi(getenv("MEDPIPE_SLOW"))) {
+			uint8_t *frog = td_frog(dim);
+			if (!frog)
+				T_SKIP("cl ccl on the frog", "no ../shared/data/meta/frog");
+			else {
+				bad += vs_c(c, "frog tissue 500x470x136 (26 labels)", frog, 1, dim[0], dim[1], dim[2], 0);
+				free(frog);
+			}
+		} else {
+			T_SKIP("cl ccl on the frog (32M voxels)", "set MEDPIPE_SLOW=1");
+		}
+	}
 	mp_cl_close(c);
 	return bad ? 1 : 0;
 }
