@@ -228,6 +228,23 @@ def atomic_write(path, fn):
             os.unlink(tmp)
 
 
+def nrrd_frame(arr_zyx, D, origin, role, case, extra=None):
+    """one medpipe stream frame (a complete NRRD, raw little endian) as bytes"""
+    nz, ny, nx = arr_zyx.shape
+    t = {"uint8": "uint8", "int16": "int16", "int32": "int32", "float32": "float",
+         "uint16": "uint16", "float64": "double"}[arr_zyx.dtype.name]
+    dirs = " ".join("(%s)" % ",".join(repr(float(v)) for v in D[:, a]) for a in range(3))
+    hdr = ["NRRD0005", "type: %s" % t, "dimension: 3", "space: left-posterior-superior",
+           "sizes: %d %d %d" % (nx, ny, nz), "space directions: %s" % dirs,
+           "kinds: domain domain domain", "endian: little", "encoding: raw",
+           "space origin: (%s)" % ",".join(repr(float(v)) for v in origin),
+           "medpipe.case:=%s" % case, "medpipe.role:=%s" % role]
+    for k, v in (extra or {}).items():
+        hdr.append("%s:=%s" % (k, v))
+    data = np.ascontiguousarray(arr_zyx).astype(arr_zyx.dtype.newbyteorder("<")).tobytes()
+    return ("\n".join(hdr) + "\n\n").encode() + data
+
+
 def uid(*parts):
     h = hashlib.sha256("/".join(str(p) for p in parts).encode()).hexdigest()
     return "2.25." + str(int(h[:30], 16))
@@ -359,6 +376,8 @@ def main():
     ap.add_argument("--perturbed", help="write a perturbed copy of the label map (a fake prediction)")
     ap.add_argument("--dicom", help="write a DICOM series into this folder (IM0001.dcm ...)")
     ap.add_argument("--dicom-writer", choices=("dcmtk", "pydicom"), default="dcmtk")
+    ap.add_argument("--nrrd", help="write a medpipe frame stream: image (role image) then label (role label)"
+                    " and, with --perturbed, the perturbed map (role mask)")
     ap.add_argument("--npy", help="write image and label as NAME_img.npy / NAME_seg.npy (Z,Y,X)")
     ap.add_argument("--print-geometry", action="store_true", help="print spacing, direction, origin")
     args = ap.parse_args()
@@ -378,6 +397,14 @@ def main():
         save_nifti(args.label, lab, D, origin, desc + " labels")
     if args.perturbed:
         save_nifti(args.perturbed, perturb(lab, args.seed), D, origin, desc + " perturbed")
+    if args.nrrd:
+        def wr(tmp):
+            with open(tmp, "wb") as f:
+                f.write(nrrd_frame(img, D, origin, "image", args.case))
+                f.write(nrrd_frame(lab, D, origin, "label", args.case))
+                if args.perturbed:
+                    f.write(nrrd_frame(perturb(lab, args.seed), D, origin, "mask", args.case))
+        atomic_write(args.nrrd, wr)
     if args.npy:
         np.save(args.npy + "_img.npy", img)
         np.save(args.npy + "_seg.npy", lab)

@@ -1,0 +1,50 @@
+/* mp_preview.h - PNG writing and slice previews: montages of slices with
+ * label maps drawn over the image, and a legend. */
+#ifndef MP_PREVIEW_H
+#define MP_PREVIEW_H
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* an 8-bit RGB raster */
+typedef struct {
+	size_t w, h;
+	uint8_t *px;           /* w*h*3 */
+} mp_rgb;
+
+int mp_rgb_init(mp_rgb *r, size_t w, size_t h, uint8_t grey);   /* -1 + mp_err */
+void mp_rgb_free(mp_rgb *r);
+/* 8-bit RGB PNG through libpng (deterministic: no time chunk) */
+int mp_png_write(FILE *fp, const char *name, const mp_rgb *r);
+/* written whole or not at all (temporary name, renamed) */
+int mp_png_save(const char *path, const mp_rgb *r);
+
+/* fixed colour of a label (labels 1..: a table of distinct colours, then a hash) */
+void mp_label_colour(long label, uint8_t rgb[3]);
+
+/* which plane: 0 axial (x right, y down), 1 coronal (x right, z up), 2 sagittal (y right, z up) */
+typedef struct {
+	int axis;              /* 0 axial, 1 coronal, 2 sagittal */
+	double lo, hi;         /* grey window: lo -> black, hi -> white */
+	double alpha;          /* fill opacity of labels; 0: outlines only */
+	int outline;           /* draw label outlines (also with fill) */
+	double scale;          /* output pixels per mm of the finest displayed axis spacing x this */
+} mp_preview_opts;
+
+/* the number of slices along the chosen plane's normal and the displayed
+ * pixel size of one slice (with the aspect from the spacing) */
+size_t mp_preview_nslices(const size_t dim[3], int axis);
+void mp_preview_size(const size_t dim[3], const double sp[3], const mp_preview_opts *o, size_t *w, size_t *h);
+
+/* draw slice s of a volume (img: float, may be NULL for black; labs: n label
+ * maps, int32, may be 0) into r at (x0,y0), of the size mp_preview_size gives */
+void mp_preview_slice(mp_rgb *r, size_t x0, size_t y0, const float *img,
+                      const int32_t *const *labs, size_t nlabs,
+                      const size_t dim[3], const double sp[3], size_t s,
+                      const mp_preview_opts *o);
+
+/* text in a built-in 5x7 font (digits, letters, a few signs), scale k */
+void mp_draw_text(mp_rgb *r, size_t x, size_t y, const char *s, int k, const uint8_t rgb[3]);
+size_t mp_text_width(const char *s, int k);
+void mp_fill_rect(mp_rgb *r, size_t x, size_t y, size_t w, size_t h, const uint8_t rgb[3]);
+#endif

@@ -1,0 +1,235 @@
+/* preview.c - slices of a volume drawn with label maps over them, text */
+#include "mp.h"
+#include "mp_preview.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* distinct colours for labels 1..20 (then a hash of the label) */
+static const uint8_t palette[20][3] = {
+	{ 230, 25, 75 }, { 60, 180, 75 }, { 255, 225, 25 }, { 0, 130, 200 }, { 245, 130, 48 },
+	{ 145, 30, 180 }, { 70, 240, 240 }, { 240, 50, 230 }, { 210, 245, 60 }, { 250, 190, 212 },
+	{ 0, 128, 128 }, { 220, 190, 255 }, { 170, 110, 40 }, { 255, 250, 200 }, { 128, 0, 0 },
+	{ 170, 255, 195 }, { 128, 128, 0 }, { 255, 215, 180 }, { 0, 0, 128 }, { 255, 128, 128 },
+};
+
+void
+mp_label_colour(long label, uint8_t rgb[3])
+{
+	if (label >= 1 && label <= 20) {
+		memcpy(rgb, palette[label - 1], 3);
+		return;
+	}
+	uint32_t h = (uint32_t)label * 2654435761u;
+	h ^= h >> 15;
+	h *= 2246822519u;
+	h ^= h >> 13;
+	rgb[0] = (uint8_t)(64 + (h & 0xbf));
+	rgb[1] = (uint8_t)(64 + ((h >> 8) & 0xbf));
+	rgb[2] = (uint8_t)(64 + ((h >> 16) & 0xbf));
+}
+
+size_t
+mp_preview_nslices(const size_t dim[3], int axis)
+{
+	return axis == 0 ? dim[2] : axis == 1 ? dim[1] : dim[0];
+}
+
+/* the in-plane axes (u horizontal, v vertical) of a plane */
+static void
+plane_axes(int axis, int *u, int *v)
+{
+	*u = axis == 2 ? 1 : 0;
+	*v = axis == 0 ? 1 : 2;
+}
+
+void
+mp_preview_size(const size_t dim[3], const double sp[3], const mp_preview_opts *o, size_t *w, size_t *h)
+{
+	int u, v;
+	plane_axes(o->axis, &u, &v);
+	double su = sp[u] > 0 ? sp[u] : 1, sv = sp[v] > 0 ? sp[v] : 1;
+	double base = su < sv ? su : sv;
+	double k = o->scale > 0 ? o->scale : 1;
+	double fw = floor(dim[u] * su / base * k + 0.5), fh = floor(dim[v] * sv / base * k + 0.5);
+	*w = fw < 1 ? 1 : (size_t)fw;
+	*h = fh < 1 ? 1 : (size_t)fh;
+}
+
+/* voxel index of output pixel (px,py) of slice s */
+static size_t
+src_index(const size_t dim[3], int axis, size_t s, size_t px, size_t py, size_t w, size_t h)
+{
+	int u, v;
+	plane_axes(axis, &u, &v);
+	size_t iu = (size_t)(((double)px + 0.5) * dim[u] / w);
+	size_t iv = (size_t)(((double)py + 0.5) * dim[v] / h);
+	if (iu >= dim[u])
+		iu = dim[u] - 1;
+	if (iv >= dim[v])
+		iv = dim[v] - 1;
+	if (v == 2)              /* superior up */
+		iv = dim[2] - 1 - iv;
+	size_t p[3];
+	p[u] = iu;
+	p[v] = iv;
+	p[axis == 0 ? 2 : axis == 1 ? 1 : 0] = s;
+	return (p[2] * dim[1] + p[1]) * dim[0] + p[0];
+}
+
+void
+mp_preview_slice(mp_rgb *r, size_t x0, size_t y0, const float *img,
+                 const int32_t *const *labs, size_t nlabs,
+                 const size_t dim[3], const double sp[3], size_t s,
+                 const mp_preview_opts *o)
+{
+	size_t w, h;
+	mp_preview_size(dim, sp, o, &w, &h);
+	size_t *idx = mp_xmalloc(w * h * sizeof *idx);
+	for (size_t py = 0; py < h; py++)
+		for (size_t px = 0; px < w; px++)
+			idx[py * w + px] = src_index(dim, o->axis, s, px, py, w, h);
+	double span = o->hi - o->lo;
+	for (size_t py = 0; py < h; py++) {
+		if (y0 + py >= r->h)
+			break;
+		for (size_t px = 0; px < w; px++) {
+			if (x0 + px >= r->w)
+				break;
+			uint8_t *q = r->px + ((y0 + py) * r->w + x0 + px) * 3;
+			double g = 0;
+			if (img) {
+				double val = img[idx[py * w + px]];
+				g = span > 0 ? (val - o->lo) / span : (val >= o->hi ? 1 : 0);
+				if (!(g > 0))
+					g = 0;
+				if (g > 1)
+					g = 1;
+			}
+			uint8_t gv = (uint8_t)floor(g * 255 + 0.5);
+			q[0] = q[1] = q[2] = gv;
+		}
+	}
+	for (size_t m = 0; m < nlabs; m++) {
+		const int32_t *L = labs[m];
+		for (size_t py = 0; py < h && y0 + py < r->h; py++)
+			for (size_t px = 0; px < w && x0 + px < r->w; px++) {
+				int32_t l = L[idx[py * w + px]];
+				if (l == 0)
+					continue;
+				uint8_t c[3];
+				mp_label_colour(l, c);
+				int edge = 0;
+				if (o->outline || o->alpha <= 0) {
+					edge = px == 0 || py == 0 || px + 1 == w || py + 1 == h ||
+					       L[idx[py * w + px - 1]] != l || L[idx[py * w + px + 1]] != l ||
+					       L[idx[(py - 1) * w + px]] != l || L[idx[(py + 1) * w + px]] != l;
+				}
+				uint8_t *q = r->px + ((y0 + py) * r->w + x0 + px) * 3;
+				if (edge) {
+					memcpy(q, c, 3);
+				} else if (o->alpha > 0) {
+					for (int k = 0; k < 3; k++)
+						q[k] = (uint8_t)floor((1 - o->alpha) * q[k] + o->alpha * c[k] + 0.5);
+				}
+			}
+	}
+	free(idx);
+}
+
+/* ---------------------------------------------------------------- text */
+typedef struct {
+	char c;
+	uint8_t row[7];
+} glyph;
+
+static const glyph font[] = {
+	{ '0', { 0x0E, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0E } },
+	{ '1', { 0x04, 0x0C, 0x04, 0x04, 0x04, 0x04, 0x0E } },
+	{ '2', { 0x0E, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1F } },
+	{ '3', { 0x1F, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0E } },
+	{ '4', { 0x02, 0x06, 0x0A, 0x12, 0x1F, 0x02, 0x02 } },
+	{ '5', { 0x1F, 0x10, 0x1E, 0x01, 0x01, 0x11, 0x0E } },
+	{ '6', { 0x06, 0x08, 0x10, 0x1E, 0x11, 0x11, 0x0E } },
+	{ '7', { 0x1F, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08 } },
+	{ '8', { 0x0E, 0x11, 0x11, 0x0E, 0x11, 0x11, 0x0E } },
+	{ '9', { 0x0E, 0x11, 0x11, 0x0F, 0x01, 0x02, 0x0C } },
+	{ 'A', { 0x0E, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11 } },
+	{ 'B', { 0x1E, 0x11, 0x11, 0x1E, 0x11, 0x11, 0x1E } },
+	{ 'C', { 0x0E, 0x11, 0x10, 0x10, 0x10, 0x11, 0x0E } },
+	{ 'D', { 0x1C, 0x12, 0x11, 0x11, 0x11, 0x12, 0x1C } },
+	{ 'E', { 0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x1F } },
+	{ 'F', { 0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x10 } },
+	{ 'G', { 0x0E, 0x11, 0x10, 0x17, 0x11, 0x11, 0x0F } },
+	{ 'H', { 0x11, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11 } },
+	{ 'I', { 0x0E, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0E } },
+	{ 'J', { 0x07, 0x02, 0x02, 0x02, 0x02, 0x12, 0x0C } },
+	{ 'K', { 0x11, 0x12, 0x14, 0x18, 0x14, 0x12, 0x11 } },
+	{ 'L', { 0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x1F } },
+	{ 'M', { 0x11, 0x1B, 0x15, 0x15, 0x11, 0x11, 0x11 } },
+	{ 'N', { 0x11, 0x11, 0x19, 0x15, 0x13, 0x11, 0x11 } },
+	{ 'O', { 0x0E, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E } },
+	{ 'P', { 0x1E, 0x11, 0x11, 0x1E, 0x10, 0x10, 0x10 } },
+	{ 'Q', { 0x0E, 0x11, 0x11, 0x11, 0x15, 0x12, 0x0D } },
+	{ 'R', { 0x1E, 0x11, 0x11, 0x1E, 0x14, 0x12, 0x11 } },
+	{ 'S', { 0x0F, 0x10, 0x10, 0x0E, 0x01, 0x01, 0x1E } },
+	{ 'T', { 0x1F, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04 } },
+	{ 'U', { 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E } },
+	{ 'V', { 0x11, 0x11, 0x11, 0x11, 0x11, 0x0A, 0x04 } },
+	{ 'W', { 0x11, 0x11, 0x11, 0x15, 0x15, 0x15, 0x0A } },
+	{ 'X', { 0x11, 0x11, 0x0A, 0x04, 0x0A, 0x11, 0x11 } },
+	{ 'Y', { 0x11, 0x11, 0x11, 0x0A, 0x04, 0x04, 0x04 } },
+	{ 'Z', { 0x1F, 0x01, 0x02, 0x04, 0x08, 0x10, 0x1F } },
+	{ '-', { 0x00, 0x00, 0x00, 0x1F, 0x00, 0x00, 0x00 } },
+	{ '_', { 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x1F } },
+	{ '.', { 0x00, 0x00, 0x00, 0x00, 0x00, 0x0C, 0x0C } },
+	{ ',', { 0x00, 0x00, 0x00, 0x00, 0x0C, 0x04, 0x08 } },
+	{ ':', { 0x00, 0x0C, 0x0C, 0x00, 0x0C, 0x0C, 0x00 } },
+	{ '/', { 0x01, 0x01, 0x02, 0x04, 0x08, 0x10, 0x10 } },
+	{ '=', { 0x00, 0x00, 0x1F, 0x00, 0x1F, 0x00, 0x00 } },
+	{ '(', { 0x02, 0x04, 0x08, 0x08, 0x08, 0x04, 0x02 } },
+	{ ')', { 0x08, 0x04, 0x02, 0x02, 0x02, 0x04, 0x08 } },
+	{ '+', { 0x00, 0x04, 0x04, 0x1F, 0x04, 0x04, 0x00 } },
+	{ '#', { 0x0A, 0x0A, 0x1F, 0x0A, 0x1F, 0x0A, 0x0A } },
+};
+
+static const uint8_t *
+glyph_rows(char c)
+{
+	if (c >= 'a' && c <= 'z')
+		c = (char)(c - 'a' + 'A');
+	for (size_t i = 0; i < sizeof font / sizeof font[0]; i++)
+		if (font[i].c == c)
+			return font[i].row;
+	return NULL;
+}
+
+size_t
+mp_text_width(const char *s, int k)
+{
+	size_t n = strlen(s);
+	return n ? (n * 6 - 1) * (size_t)k : 0;
+}
+
+void
+mp_fill_rect(mp_rgb *r, size_t x, size_t y, size_t w, size_t h, const uint8_t rgb[3])
+{
+	for (size_t j = y; j < y + h && j < r->h; j++)
+		for (size_t i = x; i < x + w && i < r->w; i++)
+			memcpy(r->px + (j * r->w + i) * 3, rgb, 3);
+}
+
+void
+mp_draw_text(mp_rgb *r, size_t x, size_t y, const char *s, int k, const uint8_t rgb[3])
+{
+	for (; *s; s++, x += 6 * (size_t)k) {
+		const uint8_t *g = glyph_rows(*s);
+		if (!g)
+			continue;
+		for (int row = 0; row < 7; row++)
+			for (int col = 0; col < 5; col++)
+				if (g[row] & (0x10 >> col))
+					mp_fill_rect(r, x + (size_t)col * k, y + (size_t)row * k, (size_t)k, (size_t)k, rgb);
+	}
+}

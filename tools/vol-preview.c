@@ -1,0 +1,414 @@
+/* vol-preview - PNG montages of slices with labels or predictions drawn over the image */
+#include "mp.h"
+#include "mp_filter.h"
+#include "mp_preview.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *outpat, *axis_s = "axial", *slices_s, *preset, *window_s, *range_s;
+static long maxn = 16, cols;
+static double alpha = 0.4, scale = 1;
+static int outline, no_legend, no_text;
+
+static const mp_opt opts[] = {
+	{ "output", 'o', MP_OPT_STR, &outpat, NULL, "FILE", "PNG to write (required). '%c' in the name is replaced by the case, '%n' by the case's number (1, 2, ...); needed when the input holds several cases." },
+	{ "axis", 'a', MP_OPT_STR, &axis_s, NULL, "PLANE", "axial (default), coronal or sagittal: slices across the third, second or first voxel axis. Coronal and sagittal slices are drawn with the third axis (superior) up." },
+	{ "slices", 's', MP_OPT_STR, &slices_s, NULL, "SPEC", "Which slices: 'labelled' (those where a label or mask frame is non-zero; the default when there is one), 'all' (the default otherwise), 'every:N' (every Nth), or a list of 0-based indices '3,10,20'." },
+	{ "max", 'm', MP_OPT_INT, &maxn, NULL, "N", "At most N slices (evenly spread over the chosen ones; default 16; 0: no limit)." },
+	{ "cols", 'c', MP_OPT_INT, &cols, NULL, "N", "Columns of the montage (default: about square)." },
+	{ "preset", 'p', MP_OPT_STR, &preset, NULL, "NAME", "Grey window preset, as hu-window's (soft-tissue, bone, lung, brain, liver, ...)." },
+	{ "window", 'w', MP_OPT_STR, &window_s, NULL, "L,W", "Grey window level and width." },
+	{ "range", 'r', MP_OPT_STR, &range_s, NULL, "LO,HI", "Grey window as the values shown black and white. Default (no --preset/--window/--range): the 0.5 and 99.5 percentiles of the image." },
+	{ "alpha", 0, MP_OPT_DBL, &alpha, NULL, "A", "Opacity of the label fill, 0..1 (default 0.4; 0: outlines only)." },
+	{ "outline", 'l', MP_OPT_FLAG, &outline, NULL, NULL, "Draw label outlines in full colour (with the fill unless --alpha 0)." },
+	{ "scale", 0, MP_OPT_DBL, &scale, NULL, "K", "Output pixels per voxel along the finer in-plane axis (default 1); the other axis follows the spacing, so the aspect is true." },
+	{ "no-legend", 0, MP_OPT_FLAG, &no_legend, NULL, NULL, "No legend of label colours." },
+	{ "no-text", 0, MP_OPT_FLAG, &no_text, NULL, NULL, "No title and no slice numbers." },
+	{ NULL, 0, MP_OPT_END, NULL, NULL, NULL, NULL }
+};
+
+static const mp_prog prog = {
+	"vol-preview",
+	"PNG montages of slices with label or prediction frames drawn over the image",
+	"[options] -o FILE.png [FILE...]",
+	"vol-preview reads frames (none or '-': standard input) and, for every case, draws a grid "
+	"of slices of its image frame (role image) in grey with every label and mask frame of the "
+	"case drawn over it: filled with transparency, or as outlines, in a fixed colour per label "
+	"(label 1 red, 2 green, 3 yellow, 4 blue, 5 orange, 6 purple, ...: the same label has the "
+	"same colour in every picture), with a legend of the labels shown. Frames of a case are "
+	"adjacent in the stream; a case without an image frame is drawn on black. Label and mask "
+	"frames must have the image's sizes.\n\n"
+	"Pixels follow the spacing: a slice of 0.8 x 2.5 mm voxels is drawn 3.125 times as tall as "
+	"wide, so anatomy keeps its shape. Slices are shown in voxel order as stored (no "
+	"reorientation); each tile carries its slice number, the title the case, plane and window.\n\n"
+	"The PNG is 8-bit RGB, written whole or not at all (temporary name, then renamed); the "
+	"same input and options give the same bytes.",
+	"$ vol-cat ct.nii.gz --label seg.nii.gz | vol-preview -p soft-tissue -o ct.png\n"
+	"Labelled axial slices of a CT with its labels.\n"
+	"$ vol-preview -a coronal --slices every:8 --outline --alpha 0 -o 'png/%c.png' cases.nrrd\n"
+	"Coronal outlines, one PNG per case.",
+	"seg-eval(1), hu-window(1), vol-info(1), medpipe(7)",
+	opts, 0
+};
+
+typedef struct {
+	float *img;
+	int32_t **labs;
+	size_t nlabs;
+	size_t dim[3];
+	double sp[3];
+	int have_dim;
+	char *casename;
+	char *src;
+	int frameno;
+} kase;
+
+static int axis;
+static int ncase;
+
+static void
+kase_free(kase *k)
+{
+	free(k->img);
+	for (size_t i = 0; i < k->nlabs; i++)
+		free(k->labs[i]);
+	free(k->labs);
+	free(k->casename);
+	free(k->src);
+	memset(k, 0, sizeof *k);
+}
+
+static int
+cmp_size(const void *a, const void *b)
+{
+	size_t x = *(const size_t *)a, y = *(const size_t *)b;
+	return (x > y) - (x < y);
+}
+
+static char *
+out_name(const char *casename)
+{
+	size_t n = strlen(outpat) + 64;
+	for (const char *p = outpat; *p; p++)
+		if (p[0] == '%' && p[1] == 'c')
+			n += strlen(casename);
+	char *s = mp_xmalloc(n), *q = s;
+	for (const char *p = outpat; *p; p++) {
+		if (p[0] == '%' && p[1] == 'c') {
+			const char *c = *casename ? casename : "case";
+			for (; *c; c++)
+				*q++ = (*c == '/') ? '_' : *c;
+			p++;
+		} else if (p[0] == '%' && p[1] == 'n') {
+			q += sprintf(q, "%d", ncase);
+			p++;
+		} else
+			*q++ = *p;
+	}
+	*q = 0;
+	return s;
+}
+
+static void
+render(kase *k)
+{
+	if (!k->have_dim)
+		return;
+	ncase++;
+	if (ncase > 1 && !strstr(outpat, "%c") && !strstr(outpat, "%n"))
+		mp_die("%s: frame %d: a second case ('%s'): use %%c or %%n in the --output name",
+		       k->src, k->frameno, k->casename);
+	size_t ns = mp_preview_nslices(k->dim, axis), *sel = mp_xmalloc((ns ? ns : 1) * sizeof *sel), nsel = 0;
+	size_t plane = k->dim[0] * k->dim[1] * k->dim[2] / (ns ? ns : 1);
+	mp_preview_opts o = { axis, 0, 1, alpha, outline, scale };
+	const char *spec = slices_s ? slices_s : (k->nlabs ? "labelled" : "all");
+
+	/* slice selection */
+	if (strcmp(spec, "labelled") == 0 || strcmp(spec, "all") == 0 || strncmp(spec, "every:", 6) == 0) {
+		long every = 1;
+		if (strncmp(spec, "every:", 6) == 0 && (mp_parse_long(spec + 6, &every) < 0 || every < 1))
+			mp_usage_die("--slices: bad 'every:N': %s", spec);
+		int lab = strcmp(spec, "labelled") == 0;
+		for (size_t s = 0; s < ns; s += (size_t)every) {
+			if (lab) {
+				int any = 0;
+				for (size_t m = 0; m < k->nlabs && !any; m++)
+					for (size_t i = 0; i < plane && !any; i++) {
+						size_t p[3] = { 0, 0, 0 }, u = i;
+						/* walk the plane of slice s */
+						if (axis == 0) { p[0] = u % k->dim[0]; p[1] = u / k->dim[0]; p[2] = s; }
+						else if (axis == 1) { p[0] = u % k->dim[0]; p[2] = u / k->dim[0]; p[1] = s; }
+						else { p[1] = u % k->dim[1]; p[2] = u / k->dim[1]; p[0] = s; }
+						any = k->labs[m][(p[2] * k->dim[1] + p[1]) * k->dim[0] + p[0]] != 0;
+					}
+				if (!any)
+					continue;
+			}
+			sel[nsel++] = s;
+		}
+	} else {
+		const char *p = spec;
+		while (*p) {
+			char *end;
+			long v = strtol(p, &end, 10);
+			if (end == p || v < 0 || (*end && *end != ','))
+				mp_usage_die("--slices: expected labelled, all, every:N or a list of numbers: %s", spec);
+			if ((size_t)v >= ns)
+				mp_die("%s: frame %d: --slices: slice %ld is beyond the %zu slices of the %s plane",
+				       k->src, k->frameno, v, ns, axis_s);
+			if (nsel < ns)
+				sel[nsel++] = (size_t)v;
+			p = *end ? end + 1 : end;
+		}
+		qsort(sel, nsel, sizeof *sel, cmp_size);
+	}
+	if (nsel == 0) {
+		mp_warn("%s: case '%s': no slice to show (%s); showing the middle slice", k->src, k->casename, spec);
+		sel[nsel++] = ns / 2;
+	}
+	if (maxn > 0 && nsel > (size_t)maxn) {
+		size_t m = (size_t)maxn;
+		for (size_t i = 0; i < m; i++)
+			sel[i] = sel[(size_t)((i + 0.5) * nsel / m)];
+		nsel = m;
+	}
+
+	/* window */
+	if (preset) {
+		const mp_win_preset *w = mp_win_preset_find(preset);
+		if (!w)
+			mp_usage_die("--preset: unknown preset '%s'", preset);
+		o.lo = w->level - w->width / 2;
+		o.hi = w->level + w->width / 2;
+	} else if (window_s) {
+		double lw[2];
+		if (mp_parse_doubles(window_s, lw, 2) != 2 || !(lw[1] > 0))
+			mp_usage_die("--window: expected L,W with W > 0: %s", window_s);
+		o.lo = lw[0] - lw[1] / 2;
+		o.hi = lw[0] + lw[1] / 2;
+	} else if (range_s) {
+		double r[2];
+		if (mp_parse_doubles(range_s, r, 2) != 2 || !(r[1] > r[0]))
+			mp_usage_die("--range: expected LO,HI with HI > LO: %s", range_s);
+		o.lo = r[0];
+		o.hi = r[1];
+	} else if (k->img) {
+		double p[2] = { 0.5, 99.5 }, v[2];
+		if (mp_percentiles(k->img, MP_FLOAT32, k->dim[0] * k->dim[1] * k->dim[2], 0, p, 2, v) == 0) {
+			o.lo = v[0];
+			o.hi = v[1];
+		}
+	}
+
+	/* layout */
+	size_t tw, th;
+	mp_preview_size(k->dim, k->sp, &o, &tw, &th);
+	size_t nc = cols > 0 ? (size_t)cols : (size_t)ceil(sqrt((double)nsel));
+	if (nc > nsel)
+		nc = nsel;
+	size_t nr = (nsel + nc - 1) / nc, gap = 4;
+	int ts = tw >= 200 ? 2 : 1;
+	size_t title_h = no_text ? 0 : 7 * 2 + 10;
+	size_t W = nc * tw + (nc + 1) * gap, H = title_h + nr * th + (nr + 1) * gap;
+
+	/* labels shown, for the legend */
+	int32_t *shown = NULL;
+	size_t nshown = 0;
+	if (!no_legend) {
+		for (size_t m = 0; m < k->nlabs; m++)
+			for (size_t si = 0; si < nsel; si++)
+				for (size_t i = 0; i < plane; i++) {
+					size_t p[3], u = i, s = sel[si];
+					if (axis == 0) { p[0] = u % k->dim[0]; p[1] = u / k->dim[0]; p[2] = s; }
+					else if (axis == 1) { p[0] = u % k->dim[0]; p[2] = u / k->dim[0]; p[1] = s; }
+					else { p[1] = u % k->dim[1]; p[2] = u / k->dim[1]; p[0] = s; }
+					int32_t l = k->labs[m][(p[2] * k->dim[1] + p[1]) * k->dim[0] + p[0]];
+					if (l == 0)
+						continue;
+					size_t j;
+					for (j = 0; j < nshown && shown[j] != l; j++)
+						;
+					if (j == nshown) {
+						shown = mp_xrealloc(shown, (nshown + 1) * sizeof *shown);
+						shown[nshown++] = l;
+					}
+				}
+		for (size_t a = 1; a < nshown; a++)    /* sort */
+			for (size_t b = a; b > 0 && shown[b - 1] > shown[b]; b--) {
+				int32_t t = shown[b];
+				shown[b] = shown[b - 1];
+				shown[b - 1] = t;
+			}
+	}
+	/* legend rows */
+	size_t lx = gap, lrows = nshown ? 1 : 0, entry_h = 20;
+	for (size_t j = 0; j < nshown; j++) {
+		char t[32];
+		snprintf(t, sizeof t, "%ld", (long)shown[j]);
+		size_t ew = 16 + 4 + mp_text_width(t, 2) + 12;
+		if (lx + ew > W && lx > gap) {
+			lrows++;
+			lx = gap;
+		}
+		lx += ew;
+	}
+	size_t legend_h = lrows * entry_h + (lrows ? gap : 0);
+	H += legend_h;
+
+	mp_rgb r;
+	if (mp_rgb_init(&r, W, H, 24) < 0)
+		mp_die("%s: case '%s': %s", k->src, k->casename, mp_err());
+	const uint8_t white[3] = { 255, 255, 255 }, yellow[3] = { 255, 255, 0 };
+	if (!no_text) {
+		char t[256];
+		snprintf(t, sizeof t, "%s %s %g/%g", *k->casename ? k->casename : "", axis_s, o.lo, o.hi);
+		mp_draw_text(&r, gap, 5, t, 2, white);
+	}
+	for (size_t si = 0; si < nsel; si++) {
+		size_t cx = si % nc, cy = si / nc;
+		size_t x0 = gap + cx * (tw + gap), y0 = title_h + gap + cy * (th + gap);
+		mp_preview_slice(&r, x0, y0, k->img, (const int32_t *const *)k->labs, k->nlabs, k->dim, k->sp, sel[si], &o);
+		if (!no_text) {
+			char t[32];
+			snprintf(t, sizeof t, "%zu", sel[si]);
+			mp_draw_text(&r, x0 + 2, y0 + 2, t, ts, yellow);
+		}
+	}
+	lx = gap;
+	size_t ly = title_h + nr * th + (nr + 1) * gap;
+	for (size_t j = 0; j < nshown; j++) {
+		char t[32];
+		uint8_t c[3];
+		snprintf(t, sizeof t, "%ld", (long)shown[j]);
+		size_t ew = 16 + 4 + mp_text_width(t, 2) + 12;
+		if (lx + ew > W && lx > gap) {
+			ly += entry_h;
+			lx = gap;
+		}
+		mp_label_colour(shown[j], c);
+		mp_fill_rect(&r, lx, ly + 1, 16, 16, c);
+		mp_draw_text(&r, lx + 20, ly + 2, t, 2, white);
+		lx += ew;
+	}
+	char *path = out_name(k->casename);
+	if (mp_png_save(path, &r) < 0)
+		mp_die("%s", mp_err());
+	mp_note("%s: %zu slices, %zux%zu pixels", path, nsel, W, H);
+	free(path);
+	free(shown);
+	free(sel);
+	mp_rgb_free(&r);
+}
+
+static void
+set_dim(kase *k, const mp_frame *f, mp_in *in, const size_t d[3])
+{
+	if (!k->have_dim) {
+		memcpy(k->dim, d, sizeof k->dim);
+		for (int a = 0; a < 3; a++)
+			k->sp[a] = a < f->dim ? mp_spacing(f, a) : 1.0;
+		k->have_dim = 1;
+		return;
+	}
+	if (memcmp(k->dim, d, sizeof k->dim) != 0)
+		mp_die("%s: frame %d: sizes %zux%zux%zu differ from the case's %zux%zux%zu",
+		       mp_in_name(in), mp_in_frameno(in), d[0], d[1], d[2], k->dim[0], k->dim[1], k->dim[2]);
+}
+
+int
+main(int argc, char **argv)
+{
+	char **args;
+	int nargs = mp_parse(&prog, argc, argv, &args);
+
+	if (!outpat)
+		mp_usage_die("--output: required");
+	if (strcmp(axis_s, "axial") == 0)
+		axis = 0;
+	else if (strcmp(axis_s, "coronal") == 0)
+		axis = 1;
+	else if (strcmp(axis_s, "sagittal") == 0)
+		axis = 2;
+	else
+		mp_usage_die("--axis: expected axial, coronal or sagittal: %s", axis_s);
+	if (!(alpha >= 0 && alpha <= 1))
+		mp_usage_die("--alpha: must be in 0..1");
+	if (!(scale > 0 && scale <= 64))
+		mp_usage_die("--scale: must be in (0, 64]");
+	if (maxn < 0 || cols < 0)
+		mp_usage_die("--max and --cols must be >= 0");
+
+	kase k = { 0 };
+	int started = 0;
+	for (int i = 0; i < (nargs ? nargs : 1); i++) {
+		const char *path = nargs ? args[i] : "-";
+		mp_in *in = mp_in_open(path);
+		mp_frame f;
+		int r;
+		if (!in)
+			mp_die("%s", mp_err());
+		while ((r = mp_in_header(in, &f)) == 1) {
+			const char *role = mp_role(&f);
+			int isimg = strcmp(role, "image") == 0;
+			int islab = strcmp(role, "label") == 0 || strcmp(role, "mask") == 0;
+			if (!isimg && !islab) {
+				if (mp_in_skipdata(in) < 0)
+					mp_die("%s", mp_err());
+				mp_frame_free(&f);
+				continue;
+			}
+			if (started && strcmp(k.casename, mp_case(&f)) != 0) {
+				render(&k);
+				kase_free(&k);
+				started = 0;
+			}
+			if (!started) {
+				k.casename = mp_xstrdup(mp_case(&f));
+				started = 1;
+			}
+			size_t d[3];
+			if (mp_frame_xyz(&f, &d[0], &d[1], &d[2]) < 0)
+				mp_die("%s: frame %d: not a scalar 2D or 3D frame", mp_in_name(in), mp_in_frameno(in));
+			if (isimg && k.img) {
+				/* a second image of the case: skip it */
+				mp_warn("%s: frame %d: a second image for case '%s' is not shown", mp_in_name(in), mp_in_frameno(in), k.casename);
+				if (mp_in_skipdata(in) < 0)
+					mp_die("%s", mp_err());
+				mp_frame_free(&f);
+				continue;
+			}
+			set_dim(&k, &f, in, d);
+			free(k.src);
+			k.src = mp_xstrdup(mp_in_name(in));
+			k.frameno = mp_in_frameno(in);
+			if (mp_in_rest(in, &f) < 0)
+				mp_die("%s", mp_err());
+			size_t n = d[0] * d[1] * d[2];
+			if (isimg) {
+				k.img = mp_xmalloc(n * sizeof *k.img);
+				mp_convert(k.img, MP_FLOAT32, f.data, f.type, n);
+			} else {
+				int32_t *l = mp_xmalloc(n * sizeof *l);
+				mp_convert(l, MP_INT32, f.data, f.type, n);
+				k.labs = mp_xrealloc(k.labs, (k.nlabs + 1) * sizeof *k.labs);
+				k.labs[k.nlabs++] = l;
+			}
+			mp_frame_free(&f);
+		}
+		if (r < 0)
+			mp_die("%s", mp_err());
+		if (mp_in_frameno(in) == 0)
+			mp_die("%s: empty stream: no frame", mp_in_name(in));
+		mp_in_close(in);
+	}
+	if (started) {
+		render(&k);
+		kase_free(&k);
+	}
+	if (ncase == 0)
+		mp_die("no image, label or mask frame in the input");
+	free(args);
+	return 0;
+}
