@@ -1,0 +1,79 @@
+/* crop.c - bounding boxes of labels and box/slice copies */
+#include "mp_filter.h"
+
+#include <string.h>
+
+static int
+inset(int64_t v, const int64_t *labs, size_t nlab)
+{
+	if (nlab == 0)
+		return v != 0;
+	for (size_t i = 0; i < nlab; i++)
+		if (labs[i] == v)
+			return 1;
+	return 0;
+}
+
+#define BBOX_LOOP(T)                                                        \
+	do {                                                                \
+		const T *p = vol;                                           \
+		for (size_t z = 0; z < nz; z++)                             \
+			for (size_t y = 0; y < ny; y++) {                   \
+				const T *row = p + (z * ny + y) * nx;       \
+				for (size_t x = 0; x < nx; x++) {           \
+					if (row[x] == 0 && nlab == 0)       \
+						continue;                   \
+					if (!inset((int64_t)row[x], labs, nlab)) \
+						continue;                   \
+					cnt++;                              \
+					if (x < lo[0]) lo[0] = x;           \
+					if (x > hi[0]) hi[0] = x;           \
+					if (y < lo[1]) lo[1] = y;           \
+					if (y > hi[1]) hi[1] = y;           \
+					if (z < lo[2]) lo[2] = z;           \
+					if (z > hi[2]) hi[2] = z;           \
+					if (zused) zused[z] = 1;            \
+				}                                           \
+			}                                                   \
+	} while (0)
+
+long long
+mp_label_bbox(const void *vol, mp_type t, size_t nx, size_t ny, size_t nz,
+              const int64_t *labs, size_t nlab, size_t lo[3], size_t hi[3], unsigned char *zused)
+{
+	long long cnt = 0;
+
+	lo[0] = nx, lo[1] = ny, lo[2] = nz;
+	hi[0] = hi[1] = hi[2] = 0;
+	if (zused)
+		memset(zused, 0, nz);
+	switch (t) {
+	case MP_INT8: BBOX_LOOP(int8_t); break;
+	case MP_UINT8: BBOX_LOOP(uint8_t); break;
+	case MP_INT16: BBOX_LOOP(int16_t); break;
+	case MP_UINT16: BBOX_LOOP(uint16_t); break;
+	case MP_INT32: BBOX_LOOP(int32_t); break;
+	case MP_UINT32: BBOX_LOOP(uint32_t); break;
+	case MP_INT64: BBOX_LOOP(int64_t); break;
+	case MP_UINT64: BBOX_LOOP(uint64_t); break;
+	default:
+		return -1;
+	}
+	return cnt;
+}
+
+void
+mp_crop(void *dst, const void *src, size_t elsize, size_t nx, size_t ny,
+        size_t x0, size_t y0, size_t cw, size_t ch, const size_t *zlist, size_t z0, size_t cd)
+{
+	unsigned char *d = dst;
+	const unsigned char *s = src;
+
+	for (size_t k = 0; k < cd; k++) {
+		size_t z = zlist ? zlist[k] : z0 + k;
+		for (size_t y = 0; y < ch; y++) {
+			memcpy(d, s + ((z * ny + y0 + y) * nx + x0) * elsize, cw * elsize);
+			d += cw * elsize;
+		}
+	}
+}

@@ -1,0 +1,178 @@
+/* mp_filter.h - intensity windowing, in-plane resizing, resampling to a
+ * spacing, cropping, and the geometry history that lets vol-restore undo
+ * crops, pads and resizes.
+ *
+ * Buffers are plain arrays in the stream's layout (x fastest, then y, then z).
+ * Every function here has a direct OpenCL counterpart in opencl/ (issue 6):
+ * they take buffers, sizes and parameters only, never frames, except the
+ * history helpers at the end (which work on frame keys).
+ */
+#ifndef MP_FILTER_H
+#define MP_FILTER_H
+
+#include "mp.h"
+
+/* ================================================================ windowing */
+typedef struct mp_win_preset {
+	const char *name;
+	double level, width;
+	const char *what;         /* one line: what it is for */
+} mp_win_preset;
+/* the table of presets (NULL-name terminated) and a lookup by name */
+const mp_win_preset *mp_win_presets(void);
+const mp_win_preset *mp_win_preset_find(const char *name);
+
+/* A linear intensity map, applied voxel by voxel:
+ *   v = clamp(x, clip_lo, clip_hi)
+ *   t = (v - in_lo) / (in_hi - in_lo)        (t = 0 when in_hi == in_lo)
+ *   y = out_lo + t * (out_hi - out_lo)
+ *   keep_zero: voxels with x == 0 give y = 0 (MedSAM's MR rule)
+ *   trunc: integer outputs truncate toward zero (numpy's astype(uint8));
+ *          otherwise they round half away from zero; both clamp to the type.
+ *   single: compute in float (what numpy does for float32 input), else double.
+ * clinical: in = clip = [L-W/2, L+W/2].
+ * medsam:   clip = [L-W/2, L+W/2], in = [min, max] of the clipped volume. */
+typedef struct mp_winmap {
+	double clip_lo, clip_hi;
+	double in_lo, in_hi;
+	double out_lo, out_hi;
+	int keep_zero, trunc, single;
+} mp_winmap;
+void mp_window_apply(void *dst, mp_type dt, const void *src, mp_type st, size_t n,
+                     const mp_winmap *m);
+
+/* percentile p (0..100) of the n values of src as numpy.percentile computes it
+ * (method 'linear'); positive_only: only values > 0 count (MedSAM's MR rule:
+ * image_data[image_data > 0]). Returns 0, or -1 with mp_err when no value
+ * counts. NaNs are ignored. np values at once into out[]. */
+int mp_percentiles(const void *src, mp_type st, size_t n, int positive_only,
+                   const double *p, int np, double *out);
+
+/* ================================================================ resizing */
+typedef enum {
+	MP_RS_NEAREST = 0,  /* centre of the output pixel, floor: src = floor((2i+1)*sn / (2*dn)) */
+	MP_RS_LINEAR,       /* OpenCV INTER_LINEAR (half-pixel centres, replicated border, no anti-aliasing) */
+	MP_RS_CUBIC,        /* OpenCV INTER_CUBIC: Keys cubic, a = -0.75 by default */
+	MP_RS_AREA,         /* OpenCV INTER_AREA: pixel-area average when shrinking, OpenCV's area-linear when enlarging */
+	MP_RS_BSPLINE3      /* scikit-image resize(order=3, mode='reflect', anti_aliasing=True, clip=True) */
+} mp_rs_method;
+const char *mp_rs_name(mp_rs_method m);
+int mp_rs_parse(const char *s, mp_rs_method *m);   /* -1 + mp_err */
+
+/* A 1-D resampling table: output sample i = sum_k w[i*ntap+k] * in[idx[i*ntap+k]].
+ * Indices are already clamped/mirrored into 0..sn-1. */
+typedef struct mp_rs_tab {
+	size_t sn, dn, ntap;
+	int32_t *idx;
+	float *w;
+} mp_rs_tab;
+/* tables for a method along one axis (cubic_a used by MP_RS_CUBIC);
+ * MP_RS_BSPLINE3 tables act on prefiltered coefficients (mp_bspline_prefilter).
+ * -1 + mp_err on bad sizes / memory. */
+int mp_rs_tab_make(mp_rs_tab *t, mp_rs_method m, size_t sn, size_t dn, double cubic_a);
+/* the Gaussian anti-aliasing filter of scikit-image (sigma, truncate 4, mirror),
+ * as a table of the same length n (a no-op table for sigma <= 0) */
+int mp_rs_tab_gauss(mp_rs_tab *t, size_t n, double sigma);
+/* linear or nearest resampling with origin-aligned samples: out i at in i*step
+ * (used for resampling to a spacing); nearest rounds half up */
+int mp_rs_tab_aligned(mp_rs_tab *t, int nearest, size_t sn, size_t dn, double step);
+void mp_rs_tab_free(mp_rs_tab *t);
+
+/* cubic B-spline prefilter in place along a line of n values with stride, mirror boundary
+ * (scipy.ndimage.spline_filter1d(order=3, mode='mirror')) */
+void mp_bspline_prefilter(double *line, size_t n);
+
+/* Resizes one 2-D slice held as floats: src sw x sh -> dst dw x dh. The
+ * workspace ws must hold mp_resize2d_ws(...) floats. For MP_RS_BSPLINE3
+ * the slice is smoothed (when shrinking), prefiltered and interpolated, and
+ * the result clipped to the slice's min..max as scikit-image does.
+ * Returns 0 or -1 with mp_err. */
+typedef struct mp_resizer {
+	mp_rs_method m;
+	size_t sw, sh, dw, dh;
+	mp_rs_tab tx, ty;           /* interpolation tables */
+	mp_rs_tab gx, gy;           /* bspline3: anti-aliasing */
+	float *tmp, *tmp2;          /* workspace */
+	double *line;
+} mp_resizer;
+int mp_resizer_init(mp_resizer *r, mp_rs_method m, size_t sw, size_t sh, size_t dw, size_t dh,
+                    double cubic_a);
+void mp_resizer_run(mp_resizer *r, const float *src, float *dst);
+void mp_resizer_free(mp_resizer *r);
+/* nearest-neighbour resize of any element size (labels: values copied, never converted) */
+void mp_resize_nearest(void *dst, size_t dw, size_t dh, const void *src, size_t sw, size_t sh,
+                       size_t elsize);
+/* apply a table along x (rows) or y (columns) of a float image */
+void mp_rs_apply_x(const mp_rs_tab *t, const float *src, size_t h, float *dst);
+void mp_rs_apply_y(const mp_rs_tab *t, const float *src, size_t w, float *dst);
+
+/* output size for the longest side n: SAM's ResizeLongestSide
+ * (scale = n / max(w,h); new = (int)(old * scale + 0.5)) */
+void mp_longest_side(size_t w, size_t h, size_t n, size_t *nw, size_t *nh);
+
+/* ================================================================ cropping */
+/* bounding box of voxels whose value is in the set (or any non-zero when
+ * nlab == 0) of an integer label volume; lo/hi inclusive, per axis x,y,z.
+ * zused (nz bytes, may be NULL) gets 1 for every slice holding such voxels.
+ * Returns the number of such voxels (0: empty, box undefined), -1 on a
+ * non-integer type. */
+long long mp_label_bbox(const void *vol, mp_type t, size_t nx, size_t ny, size_t nz,
+                        const int64_t *labs, size_t nlab, size_t lo[3], size_t hi[3],
+                        unsigned char *zused);
+/* copy the box x0..x0+cw-1, y0.., and the slices zlist[0..cd-1] (or z0..z0+cd-1 when
+ * zlist is NULL) out of a volume of elsize-byte elements */
+void mp_crop(void *dst, const void *src, size_t elsize, size_t nx, size_t ny,
+             size_t x0, size_t y0, size_t cw, size_t ch, const size_t *zlist, size_t z0, size_t cd);
+
+/* ================================================================ geometry history
+ * Keys (see medpipe-vol(5)):
+ *   medpipe.grid0.sizes:=NX NY NZ          the grid before the first geometry change
+ *   medpipe.grid0.directions:=(..) (..) (..)
+ *   medpipe.grid0.origin:=(x,y,z)
+ *   medpipe.history:=OP; OP; ...           oldest first
+ * An OP maps a parent grid (its input) to a child grid (its output), per axis:
+ *   crop PXxPYxPZ>CXxCYxCZ at X0,Y0,Z0     child i = parent i + X0 (per axis)
+ *   slices PZ>CZ LIST                      child slice j = parent slice LIST[j];
+ *                                          LIST: "a-b,c,..." (0-based, increasing)
+ *   resize PXxPY>CXxCY METHOD              in-plane, pixel-area: child pixel i covers
+ *                                          parent [i*P/C, (i+1)*P/C)
+ *   pad PXxPYxPZ>CXxCYxCZ at X0,Y0,Z0      parent i sits at child i + X0
+ *   resample PXxPYxPZ>CXxCYxCZ step SX,SY,SZ  child i sits at parent i*S (origin kept)
+ */
+#define MP_HIST_MAXOP 64
+typedef enum { MP_OP_CROP, MP_OP_SLICES, MP_OP_RESIZE, MP_OP_PAD, MP_OP_RESAMPLE } mp_opkind;
+typedef struct mp_histop {
+	mp_opkind kind;
+	size_t psz[3], csz[3];      /* parent and child sizes */
+	long off[3];                /* crop / pad offsets */
+	double step[3];             /* resample */
+	size_t *list;               /* slices: csz[2] entries */
+	char method[16];            /* resize */
+} mp_histop;
+typedef struct mp_history {
+	int have_grid0;
+	size_t size0[3];
+	double dir0[3][3], origin0[3];
+	int nop;
+	mp_histop op[MP_HIST_MAXOP];
+} mp_history;
+
+/* read grid0 and the op list from a frame's keys (-1 + mp_err on bad text) */
+int mp_hist_read(const mp_frame *f, mp_history *h);
+void mp_hist_free(mp_history *h);
+/* record grid0 from the frame's current geometry when absent */
+void mp_hist_grid0(mp_frame *f);
+/* append one op (text without "; ") to medpipe.history, setting grid0 first */
+void mp_hist_append(mp_frame *f, const char *op);
+/* helpers building op text */
+void mp_hist_crop(mp_frame *f, const size_t psz[3], const size_t csz[3], const size_t off[3]);
+void mp_hist_slices(mp_frame *f, size_t pz, const size_t *list, size_t cz);
+void mp_hist_resize(mp_frame *f, size_t pw, size_t ph, size_t cw, size_t chh, const char *method);
+void mp_hist_pad(mp_frame *f, const size_t psz[3], const size_t csz[3], const size_t off[3]);
+void mp_hist_resample(mp_frame *f, const size_t psz[3], const size_t csz[3], const double step[3]);
+/* For each axis a, map[a][q] (q in 0..size0[a]-1) = index in the final grid of
+ * the voxel that grid0 voxel q became (nearest), or -1 when it was cut away.
+ * Axis 2 maps slices. Requires have_grid0. maps are malloc'd. */
+int mp_hist_maps(const mp_history *h, const size_t final[3], long *map[3]);
+
+#endif

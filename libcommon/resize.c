@@ -1,0 +1,521 @@
+/* resize.c - separable 2-D resizing of slices (nearest, linear, Keys cubic,
+ * area, cubic B-spline with Gaussian anti-aliasing) and the 1-D tables they
+ * use. Conventions follow OpenCV's cv::resize (linear, cubic, area) and
+ * scikit-image's transform.resize (bspline3); written from their documented
+ * behaviour (half-pixel centres, replicated or mirrored borders). */
+#include "mp_filter.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const rs_names[] = { "nearest", "linear", "cubic", "area", "bspline3" };
+
+const char *
+mp_rs_name(mp_rs_method m)
+{
+	return (unsigned)m < 5 ? rs_names[m] : "?";
+}
+
+int
+mp_rs_parse(const char *s, mp_rs_method *m)
+{
+	for (int i = 0; i < 5; i++)
+		if (strcmp(s, rs_names[i]) == 0) {
+			*m = (mp_rs_method)i;
+			return 0;
+		}
+	if (strcmp(s, "bspline") == 0 || strcmp(s, "order3") == 0 || strcmp(s, "skimage") == 0) {
+		*m = MP_RS_BSPLINE3;
+		return 0;
+	}
+	return mp_seterr("unknown interpolation '%s' (nearest, linear, cubic, area, bspline3)", s);
+}
+
+void
+mp_rs_tab_free(mp_rs_tab *t)
+{
+	free(t->idx);
+	free(t->w);
+	memset(t, 0, sizeof *t);
+}
+
+static int
+tab_alloc(mp_rs_tab *t, size_t sn, size_t dn, size_t ntap)
+{
+	memset(t, 0, sizeof *t);
+	if (sn == 0 || dn == 0 || sn > INT32_MAX || dn > INT32_MAX)
+		return mp_seterr("bad resize sizes %zu -> %zu", sn, dn);
+	t->sn = sn;
+	t->dn = dn;
+	t->ntap = ntap;
+	t->idx = calloc(dn * ntap, sizeof *t->idx);
+	t->w = calloc(dn * ntap, sizeof *t->w);
+	if (!t->idx || !t->w) {
+		mp_rs_tab_free(t);
+		return mp_seterr("out of memory for a resize table");
+	}
+	return 0;
+}
+
+static inline long
+clampi(long i, long n)
+{
+	return i < 0 ? 0 : i >= n ? n - 1 : i;
+}
+
+/* mirror about the edge samples (d c b | a b c d | c b a): scipy's 'mirror' */
+static inline long
+mirror(long i, long n)
+{
+	if (n == 1)
+		return 0;
+	long p = 2 * (n - 1);
+	i %= p;
+	if (i < 0)
+		i += p;
+	return i < n ? i : p - i;
+}
+
+static void
+keys_coeffs(double a, float x, float c[4])
+{
+	/* Keys' cubic convolution kernel at distances 1+x, x, 1-x, 2-x */
+	float A = (float)a;
+	c[0] = ((A * (x + 1) - 5 * A) * (x + 1) + 8 * A) * (x + 1) - 4 * A;
+	c[1] = ((A + 2) * x - (A + 3)) * x * x + 1;
+	c[2] = ((A + 2) * (1 - x) - (A + 3)) * (1 - x) * (1 - x) + 1;
+	c[3] = 1.f - c[0] - c[1] - c[2];
+}
+
+static int
+area_tab(mp_rs_tab *t, size_t sn, size_t dn, int shrink)
+{
+	double scale = (double)sn / (double)dn, inv = (double)dn / (double)sn;
+	long n = (long)sn;
+
+	if (!shrink) {
+		/* OpenCV's INTER_AREA when enlarging: linear with area-derived weights */
+		if (tab_alloc(t, sn, dn, 2) < 0)
+			return -1;
+		for (size_t i = 0; i < dn; i++) {
+			long sx = (long)floor((double)i * scale);
+			float fx = (float)((double)(i + 1) - (double)(sx + 1) * inv);
+			fx = fx <= 0 ? 0.f : fx - floorf(fx);
+			if (sx >= n - 1) {
+				fx = 0;
+				sx = n - 1;
+			}
+			t->idx[2 * i] = (int32_t)sx;
+			t->idx[2 * i + 1] = (int32_t)clampi(sx + 1, n);
+			t->w[2 * i] = 1.f - fx;
+			t->w[2 * i + 1] = fx;
+		}
+		return 0;
+	}
+	size_t ntap = (size_t)ceil(scale) + 2;
+	if (tab_alloc(t, sn, dn, ntap) < 0)
+		return -1;
+	for (size_t i = 0; i < dn; i++) {
+		double f1 = (double)i * scale, f2 = f1 + scale;
+		double cell = scale < (double)sn - f1 ? scale : (double)sn - f1;
+		long s1 = (long)ceil(f1), s2 = (long)floor(f2);
+		size_t k = 0;
+		if (s2 > n - 1)
+			s2 = n - 1;
+		if (s1 > s2)
+			s1 = s2;
+		int32_t *ix = t->idx + i * ntap;
+		float *w = t->w + i * ntap;
+		if ((double)s1 - f1 > 1e-3) {
+			ix[k] = (int32_t)(s1 - 1);
+			w[k++] = (float)(((double)s1 - f1) / cell);
+		}
+		for (long s = s1; s < s2 && k < ntap; s++) {
+			ix[k] = (int32_t)s;
+			w[k++] = (float)(1.0 / cell);
+		}
+		if (f2 - (double)s2 > 1e-3 && k < ntap) {
+			double r = f2 - (double)s2;
+			if (r > 1)
+				r = 1;
+			if (r > cell)
+				r = cell;
+			ix[k] = (int32_t)s2;
+			w[k++] = (float)(r / cell);
+		}
+		for (; k < ntap; k++) {
+			ix[k] = ix[k ? k - 1 : 0];
+			w[k] = 0;
+		}
+	}
+	return 0;
+}
+
+static int
+tab_make(mp_rs_tab *t, mp_rs_method m, size_t sn, size_t dn, double cubic_a, int area_shrink)
+{
+	double scale = (double)sn / (double)dn;
+	long n = (long)sn;
+
+	switch (m) {
+	case MP_RS_NEAREST:
+		if (tab_alloc(t, sn, dn, 1) < 0)
+			return -1;
+		for (size_t i = 0; i < dn; i++) {
+			t->idx[i] = (int32_t)(((2 * (uint64_t)i + 1) * sn) / (2 * (uint64_t)dn));
+			t->w[i] = 1;
+		}
+		return 0;
+	case MP_RS_LINEAR:
+		if (tab_alloc(t, sn, dn, 2) < 0)
+			return -1;
+		for (size_t i = 0; i < dn; i++) {
+			float fx = (float)(((double)i + 0.5) * scale - 0.5);
+			long sx = (long)floorf(fx);
+			fx -= (float)sx;
+			if (sx < 0)
+				fx = 0, sx = 0;
+			if (sx >= n - 1)
+				fx = 0, sx = n - 1;
+			t->idx[2 * i] = (int32_t)sx;
+			t->idx[2 * i + 1] = (int32_t)clampi(sx + 1, n);
+			t->w[2 * i] = 1.f - fx;
+			t->w[2 * i + 1] = fx;
+		}
+		return 0;
+	case MP_RS_CUBIC:
+		if (tab_alloc(t, sn, dn, 4) < 0)
+			return -1;
+		for (size_t i = 0; i < dn; i++) {
+			float fx = (float)(((double)i + 0.5) * scale - 0.5), c[4];
+			long sx = (long)floorf(fx);
+			fx -= (float)sx;
+			keys_coeffs(cubic_a, fx, c);
+			for (int k = 0; k < 4; k++) {
+				t->idx[4 * i + k] = (int32_t)clampi(sx - 1 + k, n);
+				t->w[4 * i + k] = c[k];
+			}
+		}
+		return 0;
+	case MP_RS_AREA:
+		return area_tab(t, sn, dn, area_shrink);
+	case MP_RS_BSPLINE3:
+		if (tab_alloc(t, sn, dn, 4) < 0)
+			return -1;
+		for (size_t i = 0; i < dn; i++) {
+			double x = ((double)i + 0.5) * scale - 0.5, fl = floor(x), u = x - fl, v = 1 - u;
+			long sx = (long)fl;
+			double c[4] = { v * v * v / 6, (4 - 6 * u * u + 3 * u * u * u) / 6,
+				        (4 - 6 * v * v + 3 * v * v * v) / 6, u * u * u / 6 };
+			for (int k = 0; k < 4; k++) {
+				t->idx[4 * i + k] = (int32_t)mirror(sx - 1 + k, n);
+				t->w[4 * i + k] = (float)c[k];
+			}
+		}
+		return 0;
+	}
+	return mp_seterr("unknown interpolation %d", (int)m);
+}
+
+int
+mp_rs_tab_make(mp_rs_tab *t, mp_rs_method m, size_t sn, size_t dn, double cubic_a)
+{
+	return tab_make(t, m, sn, dn, cubic_a, sn >= dn);
+}
+
+int
+mp_rs_tab_gauss(mp_rs_tab *t, size_t n, double sigma)
+{
+	if (sigma <= 0) {
+		if (tab_alloc(t, n, n, 1) < 0)
+			return -1;
+		for (size_t i = 0; i < n; i++) {
+			t->idx[i] = (int32_t)i;
+			t->w[i] = 1;
+		}
+		return 0;
+	}
+	long r = (long)(4.0 * sigma + 0.5);
+	size_t ntap = (size_t)(2 * r + 1);
+	double *g = mp_xmalloc(ntap * sizeof *g), sum = 0;
+	for (long k = -r; k <= r; k++)
+		sum += g[k + r] = exp(-0.5 / (sigma * sigma) * (double)(k * k));
+	if (tab_alloc(t, n, n, ntap) < 0) {
+		free(g);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++)
+		for (long k = -r; k <= r; k++) {
+			t->idx[i * ntap + (size_t)(k + r)] = (int32_t)mirror((long)i + k, (long)n);
+			t->w[i * ntap + (size_t)(k + r)] = (float)(g[k + r] / sum);
+		}
+	free(g);
+	return 0;
+}
+
+int
+mp_rs_tab_aligned(mp_rs_tab *t, int nearest, size_t sn, size_t dn, double step)
+{
+	long n = (long)sn;
+
+	if (tab_alloc(t, sn, dn, nearest ? 1 : 2) < 0)
+		return -1;
+	for (size_t i = 0; i < dn; i++) {
+		double c = (double)i * step;
+		if (nearest) {
+			t->idx[i] = (int32_t)clampi((long)floor(c + 0.5), n);
+			t->w[i] = 1;
+			continue;
+		}
+		long s0 = (long)floor(c);
+		double f = c - (double)s0;
+		if (s0 >= n - 1)
+			s0 = n - 1, f = 0;
+		if (s0 < 0)
+			s0 = 0, f = 0;
+		t->idx[2 * i] = (int32_t)s0;
+		t->idx[2 * i + 1] = (int32_t)clampi(s0 + 1, n);
+		t->w[2 * i] = (float)(1 - f);
+		t->w[2 * i + 1] = (float)f;
+	}
+	return 0;
+}
+
+void
+mp_bspline_prefilter(double *c, size_t n)
+{
+	const double z = sqrt(3.0) - 2.0, lambda = (1 - z) * (1 - 1 / z);
+
+	if (n < 2)
+		return;
+	for (size_t i = 0; i < n; i++)
+		c[i] *= lambda;
+	/* causal initialisation, mirror boundary, exact (Unser 1999) */
+	double zn = pow(z, (double)(n - 1)), sum = c[0] + zn * c[n - 1];
+	/* + sum_{i=1}^{n-2} (z^i + z^(2n-2-i)) c[i] */
+	double zi = z, zj = zn * zn / z;
+	for (size_t i = 1; i + 1 < n; i++) {
+		sum += (zi + zj) * c[i];
+		zi *= z;
+		zj /= z;
+	}
+	c[0] = sum / (1 - zn * zn);
+	for (size_t i = 1; i < n; i++)
+		c[i] += z * c[i - 1];
+	c[n - 1] = (z / (z * z - 1)) * (z * c[n - 2] + c[n - 1]);
+	for (size_t i = n - 1; i-- > 0;)
+		c[i] = z * (c[i + 1] - c[i]);
+}
+
+void
+mp_rs_apply_x(const mp_rs_tab *t, const float *src, size_t h, float *dst)
+{
+	size_t sn = t->sn, dn = t->dn, nt = t->ntap;
+
+	for (size_t y = 0; y < h; y++) {
+		const float *s = src + y * sn;
+		float *d = dst + y * dn;
+		if (nt == 2) {
+			for (size_t i = 0; i < dn; i++)
+				d[i] = t->w[2 * i] * s[t->idx[2 * i]] + t->w[2 * i + 1] * s[t->idx[2 * i + 1]];
+			continue;
+		}
+		if (nt == 4) {
+			for (size_t i = 0; i < dn; i++) {
+				const int32_t *ix = t->idx + 4 * i;
+				const float *w = t->w + 4 * i;
+				d[i] = w[0] * s[ix[0]] + w[1] * s[ix[1]] + w[2] * s[ix[2]] + w[3] * s[ix[3]];
+			}
+			continue;
+		}
+		for (size_t i = 0; i < dn; i++) {
+			float acc = 0;
+			for (size_t k = 0; k < nt; k++)
+				acc += t->w[i * nt + k] * s[t->idx[i * nt + k]];
+			d[i] = acc;
+		}
+	}
+}
+
+void
+mp_rs_apply_y(const mp_rs_tab *t, const float *src, size_t w, float *dst)
+{
+	size_t dn = t->dn, nt = t->ntap;
+
+	for (size_t y = 0; y < dn; y++) {
+		float *d = dst + y * w;
+		const int32_t *ix = t->idx + y * nt;
+		const float *wt = t->w + y * nt;
+		if (nt == 2) {
+			const float *a = src + (size_t)ix[0] * w, *b = src + (size_t)ix[1] * w;
+			float wa = wt[0], wb = wt[1];
+			for (size_t x = 0; x < w; x++)
+				d[x] = wa * a[x] + wb * b[x];
+			continue;
+		}
+		if (nt == 4) {
+			const float *a = src + (size_t)ix[0] * w, *b = src + (size_t)ix[1] * w;
+			const float *c = src + (size_t)ix[2] * w, *e = src + (size_t)ix[3] * w;
+			float wa = wt[0], wb = wt[1], wc = wt[2], we = wt[3];
+			for (size_t x = 0; x < w; x++)
+				d[x] = wa * a[x] + wb * b[x] + wc * c[x] + we * e[x];
+			continue;
+		}
+		const float *a = src + (size_t)ix[0] * w;
+		float wa = wt[0];
+		for (size_t x = 0; x < w; x++)
+			d[x] = wa * a[x];
+		for (size_t k = 1; k < nt; k++) {
+			if (wt[k] == 0)
+				continue;
+			a = src + (size_t)ix[k] * w;
+			wa = wt[k];
+			for (size_t x = 0; x < w; x++)
+				d[x] += wa * a[x];
+		}
+	}
+}
+
+int
+mp_resizer_init(mp_resizer *r, mp_rs_method m, size_t sw, size_t sh, size_t dw, size_t dh, double cubic_a)
+{
+	size_t big;
+
+	memset(r, 0, sizeof *r);
+	r->m = m;
+	r->sw = sw;
+	r->sh = sh;
+	r->dw = dw;
+	r->dh = dh;
+	int shrink = sw >= dw && sh >= dh;
+	if (tab_make(&r->tx, m, sw, dw, cubic_a, shrink) < 0 || tab_make(&r->ty, m, sh, dh, cubic_a, shrink) < 0)
+		goto fail;
+	if (m == MP_RS_BSPLINE3) {
+		double fx = (double)sw / (double)dw, fy = (double)sh / (double)dh;
+		if (mp_rs_tab_gauss(&r->gx, sw, fx > 1 ? (fx - 1) / 2 : 0) < 0 ||
+		    mp_rs_tab_gauss(&r->gy, sh, fy > 1 ? (fy - 1) / 2 : 0) < 0)
+			goto fail;
+	}
+	big = sw * sh > dw * sh ? sw * sh : dw * sh;
+	r->tmp = malloc(big * sizeof(float));
+	r->tmp2 = malloc(big * sizeof(float));
+	r->line = malloc((sw > sh ? sw : sh) * sizeof(double));
+	if (!r->tmp || !r->tmp2 || !r->line) {
+		mp_seterr("out of memory for resize buffers");
+		goto fail;
+	}
+	return 0;
+fail:
+	mp_resizer_free(r);
+	return -1;
+}
+
+void
+mp_resizer_free(mp_resizer *r)
+{
+	mp_rs_tab_free(&r->tx);
+	mp_rs_tab_free(&r->ty);
+	mp_rs_tab_free(&r->gx);
+	mp_rs_tab_free(&r->gy);
+	free(r->tmp);
+	free(r->tmp2);
+	free(r->line);
+	memset(r, 0, sizeof *r);
+}
+
+void
+mp_resizer_run(mp_resizer *r, const float *src, float *dst)
+{
+	size_t sw = r->sw, sh = r->sh, dw = r->dw, dh = r->dh;
+
+	if (r->m != MP_RS_BSPLINE3) {
+		mp_rs_apply_x(&r->tx, src, sh, r->tmp);
+		mp_rs_apply_y(&r->ty, r->tmp, dw, dst);
+		return;
+	}
+	/* scikit-image: Gaussian (when shrinking), spline prefilter, interpolation, clip */
+	float mn = INFINITY, mx = -INFINITY;
+	for (size_t i = 0; i < sw * sh; i++) {
+		if (src[i] < mn)
+			mn = src[i];
+		if (src[i] > mx)
+			mx = src[i];
+	}
+	const float *cur = src;
+	if (r->gx.ntap > 1) {
+		mp_rs_apply_x(&r->gx, cur, sh, r->tmp2);
+		cur = r->tmp2;
+	}
+	if (r->gy.ntap > 1) {
+		mp_rs_apply_y(&r->gy, cur, sw, r->tmp);
+		cur = r->tmp;
+	}
+	/* prefilter rows then columns into tmp (double precision per line) */
+	double *line = r->line;
+	for (size_t y = 0; y < sh; y++) {
+		for (size_t x = 0; x < sw; x++)
+			line[x] = cur[y * sw + x];
+		mp_bspline_prefilter(line, sw);
+		for (size_t x = 0; x < sw; x++)
+			r->tmp[y * sw + x] = (float)line[x];
+	}
+	for (size_t x = 0; x < sw; x++) {
+		for (size_t y = 0; y < sh; y++)
+			line[y] = r->tmp[y * sw + x];
+		mp_bspline_prefilter(line, sh);
+		for (size_t y = 0; y < sh; y++)
+			r->tmp[y * sw + x] = (float)line[y];
+	}
+	mp_rs_apply_x(&r->tx, r->tmp, sh, r->tmp2);
+	mp_rs_apply_y(&r->ty, r->tmp2, dw, dst);
+	for (size_t i = 0; i < dw * dh; i++)
+		dst[i] = dst[i] < mn ? mn : dst[i] > mx ? mx : dst[i];
+}
+
+void
+mp_resize_nearest(void *dst, size_t dw, size_t dh, const void *src, size_t sw, size_t sh, size_t elsize)
+{
+	size_t *xs = mp_xmalloc(dw * sizeof *xs);
+	unsigned char *d = dst;
+	const unsigned char *s = src;
+
+	for (size_t i = 0; i < dw; i++)
+		xs[i] = ((2 * (uint64_t)i + 1) * sw) / (2 * (uint64_t)dw);
+	for (size_t y = 0; y < dh; y++) {
+		size_t sy = ((2 * (uint64_t)y + 1) * sh) / (2 * (uint64_t)dh);
+		const unsigned char *row = s + sy * sw * elsize;
+		unsigned char *o = d + y * dw * elsize;
+		switch (elsize) {
+		case 1:
+			for (size_t i = 0; i < dw; i++)
+				o[i] = row[xs[i]];
+			break;
+		case 2:
+			for (size_t i = 0; i < dw; i++)
+				((uint16_t *)(void *)o)[i] = ((const uint16_t *)(const void *)row)[xs[i]];
+			break;
+		case 4:
+			for (size_t i = 0; i < dw; i++)
+				((uint32_t *)(void *)o)[i] = ((const uint32_t *)(const void *)row)[xs[i]];
+			break;
+		default:
+			for (size_t i = 0; i < dw; i++)
+				memcpy(o + i * elsize, row + xs[i] * elsize, elsize);
+		}
+	}
+	free(xs);
+}
+
+void
+mp_longest_side(size_t w, size_t h, size_t n, size_t *nw, size_t *nh)
+{
+	double scale = (double)n / (double)(w > h ? w : h);
+
+	*nw = (size_t)((double)w * scale + 0.5);
+	*nh = (size_t)((double)h * scale + 0.5);
+	if (*nw < 1)
+		*nw = 1;
+	if (*nh < 1)
+		*nh = 1;
+}

@@ -1,0 +1,193 @@
+/* window.c - intensity windowing (level/width, MedSAM's mapping) and percentiles */
+#include "mp_filter.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const mp_win_preset presets[] = {
+	{ "soft-tissue", 40, 400, "abdomen/chest soft tissue (MedSAM's CT window)" },
+	{ "abdomen", 60, 400, "abdominal soft tissue" },
+	{ "liver", 60, 150, "liver parenchyma and lesions (narrow)" },
+	{ "mediastinum", 50, 350, "mediastinum, heart, great vessels" },
+	{ "lung", -600, 1500, "lung parenchyma" },
+	{ "bone", 300, 1500, "bone (a common compromise; 400/1800 and 500/2000 are also used)" },
+	{ "brain", 40, 80, "brain parenchyma" },
+	{ "subdural", 75, 215, "subdural haematoma (blood against bone)" },
+	{ "stroke", 40, 40, "early ischaemic stroke (grey/white contrast)" },
+	{ "temporal-bone", 600, 2800, "inner ear, temporal bone" },
+	{ "angio", 300, 600, "CT angiography, contrast-filled vessels" },
+	{ "spine", 50, 250, "spinal soft tissue" },
+	{ "pelvis", 40, 400, "pelvic soft tissue" },
+	{ "head-neck", 40, 350, "head and neck soft tissue" },
+	{ NULL, 0, 0, NULL }
+};
+
+const mp_win_preset *
+mp_win_presets(void)
+{
+	return presets;
+}
+
+const mp_win_preset *
+mp_win_preset_find(const char *name)
+{
+	for (const mp_win_preset *p = presets; p->name; p++)
+		if (strcmp(p->name, name) == 0)
+			return p;
+	/* also accept soft_tissue, SOFT-TISSUE */
+	char buf[32];
+	size_t i;
+	for (i = 0; name[i] && i + 1 < sizeof buf; i++)
+		buf[i] = name[i] == '_' ? '-' : (name[i] >= 'A' && name[i] <= 'Z') ? (char)(name[i] - 'A' + 'a') : name[i];
+	buf[i] = 0;
+	for (const mp_win_preset *p = presets; p->name; p++)
+		if (strcmp(p->name, buf) == 0)
+			return p;
+	return NULL;
+}
+
+/* store v into dst[i] of type dt: truncation or rounding, clamped */
+static inline void
+store(void *dst, mp_type dt, size_t i, double v, int tr)
+{
+	if (tr && mp_type_is_int(dt))
+		v = isnan(v) ? 0 : trunc(v);
+	mp_put(dst, dt, i, v);
+}
+
+#define WIN_LOOP(T, REAL)                                                          \
+	do {                                                                       \
+		const T *s = src;                                                  \
+		REAL clo = (REAL)m->clip_lo, chi = (REAL)m->clip_hi;              \
+		REAL ilo = (REAL)m->in_lo, den = (REAL)m->in_hi - (REAL)m->in_lo; \
+		REAL olo = (REAL)m->out_lo, orng = (REAL)m->out_hi - (REAL)m->out_lo; \
+		for (size_t i = 0; i < n; i++) {                                   \
+			REAL x = (REAL)s[i], v, t, y;                             \
+			if (m->keep_zero && s[i] == 0) {                           \
+				y = 0;                                             \
+			} else {                                                   \
+				v = x < clo ? clo : x > chi ? chi : x;             \
+				t = den != 0 ? (v - ilo) / den : (REAL)0;          \
+				y = olo == 0 ? t * orng : olo + t * orng;          \
+			}                                                          \
+			if (u8)                                                    \
+				((uint8_t *)dst)[i] = y <= 0 || y != y ? 0 : y >= 255 ? 255 : (uint8_t)y; \
+			else if (f32)                                              \
+				((float *)dst)[i] = (float)y;                      \
+			else                                                       \
+				store(dst, dt, i, (double)y, m->trunc);            \
+		}                                                                  \
+	} while (0)
+
+void
+mp_window_apply(void *dst, mp_type dt, const void *src, mp_type st, size_t n, const mp_winmap *m)
+{
+	int u8 = dt == MP_UINT8 && m->trunc, f32 = dt == MP_FLOAT32;
+
+	if (m->single) {
+		switch (st) {
+		case MP_FLOAT32: WIN_LOOP(float, float); return;
+		default: break;
+		}
+	}
+	switch (st) {
+	case MP_INT8: WIN_LOOP(int8_t, double); break;
+	case MP_UINT8: WIN_LOOP(uint8_t, double); break;
+	case MP_INT16: WIN_LOOP(int16_t, double); break;
+	case MP_UINT16: WIN_LOOP(uint16_t, double); break;
+	case MP_INT32: WIN_LOOP(int32_t, double); break;
+	case MP_UINT32: WIN_LOOP(uint32_t, double); break;
+	case MP_INT64: WIN_LOOP(int64_t, double); break;
+	case MP_UINT64: WIN_LOOP(uint64_t, double); break;
+	case MP_FLOAT32: WIN_LOOP(float, double); break;
+	case MP_FLOAT64: WIN_LOOP(double, double); break;
+	default: break;
+	}
+}
+
+static int
+cmpd(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* numpy's linear interpolation between sorted neighbours (its _lerp) */
+static double
+lerp(double a, double b, double g)
+{
+	double d = b - a;
+
+	return g >= 0.5 ? b - d * (1 - g) : a + d * g;
+}
+
+int
+mp_percentiles(const void *src, mp_type st, size_t n, int positive_only,
+               const double *p, int np, double *out)
+{
+	size_t cnt = 0;
+
+	if (st == MP_UINT8 || st == MP_INT8 || st == MP_INT16 || st == MP_UINT16) {
+		/* exact order statistics from a histogram */
+		size_t *hist = mp_xcalloc(65536, sizeof *hist);
+		long off = st == MP_INT8 ? 128 : st == MP_INT16 ? 32768 : 0;
+		for (size_t i = 0; i < n; i++) {
+			long v = (long)mp_get(src, st, i);
+			if (positive_only && v <= 0)
+				continue;
+			hist[v + off]++;
+			cnt++;
+		}
+		if (cnt == 0) {
+			free(hist);
+			return mp_seterr("no %svoxels to take percentiles of", positive_only ? "positive " : "");
+		}
+		for (int k = 0; k < np; k++) {
+			double vi = (double)(cnt - 1) * (p[k] / 100.0);
+			double lo = floor(vi), g = vi - lo;
+			size_t r0 = (size_t)lo, r1 = r0 + 1 < cnt ? r0 + 1 : cnt - 1, acc = 0;
+			double a = 0, b = 0;
+			int got = 0;
+			for (size_t v = 0; v < 65536 && got < 2; v++) {
+				if (!hist[v])
+					continue;
+				if (got == 0 && r0 < acc + hist[v]) {
+					a = (double)((long)v - off);
+					got = 1;
+				}
+				if (got == 1 && r1 < acc + hist[v]) {
+					b = (double)((long)v - off);
+					got = 2;
+				}
+				acc += hist[v];
+			}
+			out[k] = lerp(a, b, g);
+		}
+		free(hist);
+		return 0;
+	}
+	double *v = malloc((n ? n : 1) * sizeof *v);
+	if (!v)
+		return mp_seterr("out of memory for %zu values", n);
+	for (size_t i = 0; i < n; i++) {
+		double x = mp_get(src, st, i);
+		if (isnan(x) || (positive_only && !(x > 0)))
+			continue;
+		v[cnt++] = x;
+	}
+	if (cnt == 0) {
+		free(v);
+		return mp_seterr("no %svoxels to take percentiles of", positive_only ? "positive " : "");
+	}
+	qsort(v, cnt, sizeof *v, cmpd);
+	for (int k = 0; k < np; k++) {
+		double vi = (double)(cnt - 1) * (p[k] / 100.0);
+		double lo = floor(vi), g = vi - lo;
+		size_t r0 = (size_t)lo, r1 = r0 + 1 < cnt ? r0 + 1 : cnt - 1;
+		out[k] = lerp(v[r0], v[r1], g);
+	}
+	free(v);
+	return 0;
+}

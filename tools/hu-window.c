@@ -1,0 +1,266 @@
+/* hu-window - intensity windowing of image frames (CT level/width, presets,
+ * percentiles for MR) with the clinical or MedSAM's mapping */
+#include "mp.h"
+#include "mp_filter.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static double level = NAN, width = NAN;
+static const char *preset, *pctl, *mapping = "clinical", *range, *otype;
+static int listp, nonzero;
+
+static const mp_opt opts[] = {
+	{ "level", 'l', MP_OPT_DBL, &level, NULL, "L", "Window level (centre), in the image's units (HU for CT)." },
+	{ "width", 'w', MP_OPT_DBL, &width, NULL, "W", "Window width (> 0). The window is [L-W/2, L+W/2]." },
+	{ "preset", 'p', MP_OPT_STR, &preset, NULL, "NAME", "A named window (see --list-presets), e.g. soft-tissue (40/400), bone (300/1500), lung (-600/1500), brain (40/80), liver (60/150)." },
+	{ "list-presets", 0, MP_OPT_FLAG, &listp, NULL, NULL, "Print the presets (name, level, width, use) and exit." },
+	{ "percentiles", 'P', MP_OPT_STR, &pctl, NULL, "LO,HI", "Window from percentiles of the frame's voxels (numpy.percentile, linear), e.g. 0.5,99.5 for MR." },
+	{ "nonzero", 'z', MP_OPT_FLAG, &nonzero, NULL, NULL, "With --percentiles: take them over voxels > 0 only, and keep voxels that are 0 at 0 in the output (MedSAM's MR rule)." },
+	{ "mapping", 'm', MP_OPT_STR, &mapping, NULL, "M", "clinical (default) or medsam; see DESCRIPTION." },
+	{ "range", 'r', MP_OPT_STR, &range, NULL, "LO,HI", "Output range: 0,255 (default), 0,1, -1,1 or any pair." },
+	{ "type", 't', MP_OPT_STR, &otype, NULL, "TYPE", "Output voxel type (uint8, int16, float, double, ...). Default: uint8 for the range 0,255, float otherwise." },
+	{ NULL, 0, MP_OPT_END, NULL, NULL, NULL, NULL }
+};
+
+static const mp_prog prog = {
+	"hu-window",
+	"window the intensities of image frames (level/width, presets, percentiles)",
+	"[options] [FILE...]",
+	"hu-window maps the voxels of every frame of role image to an output range through "
+	"a window, and passes every other frame (labels, masks, ...) through unchanged. The "
+	"window is given as --level/--width, as a --preset, or computed from --percentiles of "
+	"the frame (optionally over voxels > 0 only, with --nonzero).\n\n"
+	"Two mappings. clinical: the window [L-W/2, L+W/2] is clipped and mapped linearly onto "
+	"the output range: L-W/2 to its bottom, L+W/2 to its top; integer outputs are rounded "
+	"(half away from zero). The frame streams through slab by slab in little memory.\n\n"
+	"medsam: as MedSAM's pre_CT_MR.py: clip to the window, then (v - min)/(max - min) "
+	"over the clipped frame (min and max of the clipped voxels, which differ from the "
+	"window bounds when the image does not reach them), times the output range; integer "
+	"outputs are truncated toward zero (numpy's astype(uint8)). Computed in double "
+	"precision, in single precision for float input (as numpy does). The whole frame is "
+	"held in memory (its input size plus its output size).\n\n"
+	"--percentiles LO,HI sets the window to [P(LO), P(HI)] computed over the frame; "
+	"with --nonzero only voxels > 0 count and voxels equal to 0 stay 0 (MedSAM's MR "
+	"preprocessing: percentiles 0.5,99.5 --nonzero --mapping medsam). The frame is held "
+	"in memory.\n\n"
+	"The window is recorded in the frame: medpipe.window.level, medpipe.window.width, "
+	"medpipe.window.mapping, medpipe.window.in (the input values mapped to the bottom and "
+	"top of the range), medpipe.window.out (the range), and medpipe.window.preset or "
+	"medpipe.window.percentiles when used.",
+	"$ hu-window --preset soft-tissue < ct.nrrd > ct-w.nrrd\n"
+	"Window 40/400 to uint8 0..255.\n"
+	"$ vol-cat ct.nii.gz --label seg.nii.gz | hu-window -l 40 -w 400 --mapping medsam | vol2npz --layout medsam out.npz\n"
+	"MedSAM's CT preprocessing.\n"
+	"$ vol-cat mr.nii.gz | hu-window --percentiles 0.5,99.5 --nonzero --mapping medsam\n"
+	"MedSAM's MR normalisation.\n"
+	"$ hu-window --preset lung --range 0,1 --type float < ct.nrrd\n"
+	"Lung window to floats in [0,1].",
+	"vol-resize(1), vol2npz(1), vol-info(1), medpipe-vol(5)",
+	opts, 1
+};
+
+static mp_type out_type;
+static double out_lo = 0, out_hi = 255, plo, phi;
+static int medsam;
+
+static void
+set_keys(mp_frame *f, const mp_winmap *m, double lev, double wid)
+{
+	char a[40], b[40];
+
+	mp_fmt_double(a, sizeof a, lev);
+	mp_set_kv(f, "medpipe.window.level", a);
+	mp_fmt_double(a, sizeof a, wid);
+	mp_set_kv(f, "medpipe.window.width", a);
+	mp_set_kv(f, "medpipe.window.mapping", medsam ? "medsam" : "clinical");
+	mp_fmt_double(a, sizeof a, m->in_lo);
+	mp_fmt_double(b, sizeof b, m->in_hi);
+	mp_set_kvf(f, "medpipe.window.in", "%s,%s", a, b);
+	mp_fmt_double(a, sizeof a, m->out_lo);
+	mp_fmt_double(b, sizeof b, m->out_hi);
+	mp_set_kvf(f, "medpipe.window.out", "%s,%s", a, b);
+	mp_del_kv(f, "medpipe.window.preset");
+	mp_del_kv(f, "medpipe.window.percentiles");
+	if (preset)
+		mp_set_kv(f, "medpipe.window.preset", preset);
+	if (pctl) {
+		mp_fmt_double(a, sizeof a, plo);
+		mp_fmt_double(b, sizeof b, phi);
+		mp_set_kvf(f, "medpipe.window.percentiles", "%s,%s%s", a, b, nonzero ? " positive" : "");
+	}
+}
+
+static int
+window_frame(mp_in *in, mp_frame *f, mp_out *o)
+{
+	mp_winmap m = { 0 };
+	size_t n = mp_frame_nvox(f);
+	mp_type st = f->type;
+	double lo, hi;
+
+	m.out_lo = out_lo;
+	m.out_hi = out_hi;
+	m.trunc = medsam;
+	m.single = medsam && st == MP_FLOAT32;
+	if (!pctl && !medsam) {
+		/* clinical: stream */
+		size_t chunk = 1 << 20, ssz = mp_type_size(st), dsz = mp_type_size(out_type);
+		void *sb = mp_xmalloc(chunk * ssz), *db = mp_xmalloc(chunk * dsz);
+		m.clip_lo = m.in_lo = level - width / 2;
+		m.clip_hi = m.in_hi = level + width / 2;
+		set_keys(f, &m, level, width);
+		f->type = out_type;
+		mp_frame_touch(f);
+		if (mp_out_header(o, f) < 0)
+			goto fail;
+		for (size_t done = 0; done < n;) {
+			size_t k = n - done < chunk ? n - done : chunk;
+			if (mp_in_data(in, sb, k * ssz) < 0)
+				goto fail;
+			mp_window_apply(db, out_type, sb, st, k, &m);
+			if (mp_out_data(o, db, k * dsz) < 0)
+				goto fail;
+			done += k;
+		}
+		free(sb);
+		free(db);
+		return 0;
+	fail:
+		free(sb);
+		free(db);
+		return -1;
+	}
+	/* the whole frame is needed */
+	if (mp_in_rest(in, f) < 0)
+		return -1;
+	if (pctl) {
+		double p[2] = { plo, phi }, v[2];
+		if (mp_percentiles(f->data, st, n, nonzero, p, 2, v) < 0)
+			return mp_preerr("%s: frame %d", mp_in_name(in), mp_in_frameno(in));
+		lo = v[0];
+		hi = v[1];
+		m.keep_zero = nonzero;
+	} else {
+		lo = level - width / 2;
+		hi = level + width / 2;
+	}
+	if (m.single) {
+		lo = (float)lo;
+		hi = (float)hi;
+	}
+	m.clip_lo = m.in_lo = lo;
+	m.clip_hi = m.in_hi = hi;
+	if (medsam) {
+		/* min and max of the clipped volume */
+		double mn = INFINITY, mx = -INFINITY;
+		for (size_t i = 0; i < n; i++) {
+			double x = mp_get(f->data, st, i);
+			if (x < mn)
+				mn = x;
+			if (x > mx)
+				mx = x;
+		}
+		if (mn > mx) /* all NaN */
+			mn = mx = lo;
+		m.in_lo = mn < lo ? lo : mn > hi ? hi : mn;
+		m.in_hi = mx < lo ? lo : mx > hi ? hi : mx;
+	}
+	void *dst = NULL;
+	size_t nb;
+	if (mp_mulsize(n, mp_type_size(out_type), &nb) < 0 || !(dst = malloc(nb ? nb : 1)))
+		return mp_seterr("%s: frame %d: out of memory", mp_in_name(in), mp_in_frameno(in));
+	mp_window_apply(dst, out_type, f->data, st, n, &m);
+	free(f->data);
+	f->data = dst;
+	f->type = out_type;
+	set_keys(f, &m, (lo + hi) / 2, hi - lo);
+	mp_frame_touch(f);
+	return mp_out_frame(o, f);
+}
+
+static int
+parse_pair(const char *s, double *a, double *b)
+{
+	double v[2];
+
+	if (mp_parse_doubles(s, v, 2) != 2)
+		return -1;
+	*a = v[0];
+	*b = v[1];
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	char **args;
+	int nargs = mp_parse(&prog, argc, argv, &args);
+	int haslw = !isnan(level) || !isnan(width);
+
+	if (listp) {
+		for (const mp_win_preset *p = mp_win_presets(); p->name; p++)
+			printf("%-14s %6g %6g  %s\n", p->name, p->level, p->width, p->what);
+		return 0;
+	}
+	if (strcmp(mapping, "medsam") == 0)
+		medsam = 1;
+	else if (strcmp(mapping, "clinical") != 0)
+		mp_usage_die("--mapping: '%s' is neither clinical nor medsam", mapping);
+	if ((haslw ? 1 : 0) + (preset ? 1 : 0) + (pctl ? 1 : 0) != 1)
+		mp_usage_die("give exactly one of --level/--width, --preset, --percentiles");
+	if (haslw && (isnan(level) || isnan(width)))
+		mp_usage_die("--level and --width go together");
+	if (haslw && !(width > 0))
+		mp_usage_die("--width must be > 0");
+	if (nonzero && !pctl)
+		mp_usage_die("--nonzero needs --percentiles");
+	if (preset) {
+		const mp_win_preset *p = mp_win_preset_find(preset);
+		if (!p)
+			mp_usage_die("--preset: unknown preset '%s' (see --list-presets)", preset);
+		preset = p->name;
+		level = p->level;
+		width = p->width;
+	}
+	if (pctl) {
+		if (parse_pair(pctl, &plo, &phi) < 0 || !(plo >= 0) || !(phi <= 100) || !(plo < phi))
+			mp_usage_die("--percentiles: want LO,HI with 0 <= LO < HI <= 100, not '%s'", pctl);
+	}
+	if (range && (parse_pair(range, &out_lo, &out_hi) < 0 || !(out_lo < out_hi) || !isfinite(out_lo) || !isfinite(out_hi)))
+		mp_usage_die("--range: want LO,HI with LO < HI, not '%s'", range);
+	if (otype) {
+		out_type = mp_type_parse(otype);
+		if (out_type == MP_NONE)
+			mp_usage_die("--type: unknown type '%s'", otype);
+	} else {
+		out_type = out_lo == 0 && out_hi == 255 ? MP_UINT8 : MP_FLOAT32;
+	}
+	if (mp_type_is_int(out_type) && (out_lo < mp_type_min(out_type) || out_hi > mp_type_max(out_type)))
+		mp_usage_die("--range %g,%g does not fit the type %s", out_lo, out_hi, mp_type_name(out_type));
+
+	mp_out *o = mp_out_stdout();
+	for (int i = 0; i < (nargs ? nargs : 1); i++) {
+		mp_in *in = mp_in_open(nargs ? args[i] : "-");
+		mp_frame f;
+		int r;
+		if (!in)
+			mp_die("%s", mp_err());
+		while ((r = mp_in_header(in, &f)) == 1) {
+			int rc = strcmp(mp_role(&f), "image") == 0 ? window_frame(in, &f, o) : mp_pass(in, &f, o);
+			mp_frame_free(&f);
+			if (rc < 0)
+				mp_die("%s", mp_err());
+		}
+		if (r < 0)
+			mp_die("%s", mp_err());
+		if (mp_in_frameno(in) == 0)
+			mp_die("%s: empty stream: no frame", mp_in_name(in));
+		mp_in_close(in);
+	}
+	if (mp_out_close(o))
+		mp_die("%s", mp_err());
+	free(args);
+	return 0;
+}
