@@ -2,6 +2,8 @@
  * dispatchers that run a step in C or on OpenCL (see mp_device.h) */
 #include "mp_device.h"
 #include "mp_cl.h"
+#include "mp_filter.h"
+#include "mp_label.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -137,4 +139,73 @@ mp_dev_convert(mp_dev *d, void *dst, mp_type dt, const void *src, mp_type st, si
 	}
 	mp_convert(dst, dt, src, st, n);
 	return 0;
+}
+
+int
+mp_dev_window_apply(mp_dev *d, void *dst, mp_type dt, const void *src, mp_type st, size_t n,
+                    const mp_winmap *m)
+{
+	if (mp_dev_is_cl(d)) {
+		int r = after_cl(d, mp_cl_window_apply(d->cl, dst, dt, src, st, n, m), "window");
+		if (r <= 0)
+			return r;
+	}
+	mp_window_apply(dst, dt, src, st, n, m);
+	return 0;
+}
+
+int
+mp_dev_resize(mp_dev *d, mp_resizer *r, const float *src, float *dst, size_t nslices)
+{
+	if (mp_dev_is_cl(d)) {
+		int k = after_cl(d, mp_cl_resize(d->cl, r, src, dst, nslices), "resize");
+		if (k <= 0)
+			return k;
+	}
+	for (size_t z = 0; z < nslices; z++)
+		mp_resizer_run(r, src + z * r->sw * r->sh, dst + z * r->dw * r->dh);
+	return 0;
+}
+
+int
+mp_dev_resize_nearest(mp_dev *d, void *dst, size_t dw, size_t dh, const void *src, size_t sw, size_t sh,
+                      size_t elsize, size_t nslices)
+{
+	if (mp_dev_is_cl(d)) {
+		int k = after_cl(d, mp_cl_resize_nearest(d->cl, dst, dw, dh, src, sw, sh, elsize, nslices), "resize");
+		if (k <= 0)
+			return k;
+	}
+	for (size_t z = 0; z < nslices; z++)
+		mp_resize_nearest((char *)dst + z * dw * dh * elsize, dw, dh,
+		                  (const char *)src + z * sw * sh * elsize, sw, sh, elsize);
+	return 0;
+}
+
+int64_t
+mp_dev_ccl32(mp_dev *d, const void *vol, size_t elsize, size_t nx, size_t ny, size_t nz,
+             int conn, int binary, uint32_t *ids)
+{
+	if (mp_dev_is_cl(d) && mp_ccl_conn_ok(conn)) {
+		int64_t n = mp_cl_ccl(d->cl, vol, elsize, nx, ny, nz, conn, binary, 0, ids);
+		int k = after_cl(d, n >= 0 ? 0 : (int)n, "connected components");
+		if (k < 0)
+			return -1;
+		if (k == 0)
+			return n;
+	}
+	return mp_ccl32(vol, elsize, nx, ny, nz, conn, binary, ids);
+}
+
+int
+mp_dev_dust(mp_dev *d, void *vol, size_t elsize, size_t nx, size_t ny, size_t nz, int conn,
+            int binary, double min, int keep_largest, uint64_t *ncomp, uint64_t *nremoved)
+{
+	if (mp_dev_is_cl(d) && mp_ccl_conn_ok(conn)) {
+		int k = after_cl(d, mp_cl_dust(d->cl, vol, elsize, nx, ny, nz, conn, binary, min, keep_largest,
+		                               ncomp, nremoved), "connected components");
+		if (k <= 0)
+			return k;
+	}
+	return mp_dust(vol, elsize, nx, ny, nz, conn, binary, min, keep_largest, ncomp, nremoved);
 }

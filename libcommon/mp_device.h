@@ -46,4 +46,23 @@ int mp_dev_optfn(void *ctx, const char *arg);
 /* mp_convert on the device */
 int mp_dev_convert(mp_dev *d, void *dst, mp_type dt, const void *src, mp_type st, size_t n);
 
+/* mp_window_apply (mp_filter.h) */
+struct mp_winmap;
+int mp_dev_window_apply(mp_dev *d, void *dst, mp_type dt, const void *src, mp_type st, size_t n,
+                        const struct mp_winmap *m);
+
+/* mp_resizer_run on nslices consecutive slices (src sw*sh*nslices floats,
+ * dst dw*dh*nslices); r initialised by mp_resizer_init */
+struct mp_resizer;
+int mp_dev_resize(mp_dev *d, struct mp_resizer *r, const float *src, float *dst, size_t nslices);
+/* mp_resize_nearest on nslices consecutive slices */
+int mp_dev_resize_nearest(mp_dev *d, void *dst, size_t dw, size_t dh, const void *src, size_t sw, size_t sh,
+                          size_t elsize, size_t nslices);
+
+/* mp_ccl32 and mp_dust (mp_label.h) */
+int64_t mp_dev_ccl32(mp_dev *d, const void *vol, size_t elsize, size_t nx, size_t ny, size_t nz,
+                     int conn, int binary, uint32_t *ids);
+int mp_dev_dust(mp_dev *d, void *vol, size_t elsize, size_t nx, size_t ny, size_t nz, int conn,
+                int binary, double min, int keep_largest, uint64_t *ncomp, uint64_t *nremoved);
+
 #endif

@@ -10,7 +10,7 @@
 #include <zlib.h>
 
 /* NIfTI-1 .nii.gz: returns data (malloc'd), dims, mp_type; NULL if absent */
-static void *
+static __attribute__((unused)) void *
 td_nifti(const char *rel, size_t dim[3], mp_type *t)
 {
 	char path[1024];
@@ -52,7 +52,7 @@ td_nifti(const char *rel, size_t dim[3], mp_type *t)
 }
 
 /* the frog: 500x470x136 uint8 labels (zlib) */
-static uint8_t *
+static __attribute__((unused)) uint8_t *
 td_frog(size_t dim[3])
 {
 	char path[1024];
