@@ -1,6 +1,7 @@
 /* ccl-clean - remove small connected components from label frames */
 #include "mp.h"
 #include "mp_label.h"
+#include "mp_device.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,8 @@ static long conn3 = 26, conn2 = 8;
 static double min3, min3mm, min2, min2mm;
 static int binary, largest, ids, idsonly, wide;
 static const char *role = "label";
+static const char *devspec;
+static mp_dev *dev;
 
 static const mp_opt opts[] = {
 	{ "min", 'm', MP_OPT_DBL, &min3, NULL, "N", "Remove 3D components with fewer than N voxels (size < N, as cc3d.dust(threshold=N))." },
@@ -23,6 +26,7 @@ static const mp_opt opts[] = {
 	{ "ids", 'i', MP_OPT_FLAG, &ids, NULL, NULL, "After each cleaned frame, write a frame of its component ids (role instance, uint32; 0 background, 1..N in raster order) under --connectivity." },
 	{ "ids-only", 0, MP_OPT_FLAG, &idsonly, NULL, NULL, "Write the component id frame instead of the cleaned frame." },
 	{ "ids64", 0, MP_OPT_FLAG, &wide, NULL, NULL, "Component ids as uint64 (needed beyond 4294967294 components)." },
+	MP_DEV_OPTION(&devspec),
 	{ NULL, 0, MP_OPT_END, NULL, NULL, NULL, NULL }
 };
 
@@ -48,14 +52,17 @@ static const mp_prog prog = {
 	"method of Wu et al. and Grana et al.) and union-find, of the class cc3d uses. "
 	"--ids writes the component ids: components are numbered 1..N in raster order of their "
 	"first voxel (x fastest), as scipy.ndimage.label numbers them. The frame records what "
-	"was done in medpipe.ccl-clean.",
+	"was done in medpipe.ccl-clean.\n\n"
+	"--device (or MEDPIPE_DEVICE) chooses where the components are found: cpu (this C code) "
+	"or an OpenCL device (a block-based union-find after Allegretti et al., numbered the same "
+	"way); the output is bit for bit the same. See medpipe-devices(1).",
 	"$ ccl-clean --min 1000 --min2d 100 < case.vol > clean.vol\n"
 	"MedSAM's rule (LiteMedSAM: --min 100 --min2d 10).\n"
 	"$ ccl-clean --binary --keep-largest --connectivity 6 < mask.vol > one.vol\n"
 	"Keep the largest face-connected blob of a mask.\n"
 	"$ ccl-clean --ids-only --connectivity 6 < seg.vol | vol-info\n"
 	"Label the components.",
-	"label-map(1), roi-crop(1), vol2npz(1), medpipe-vol(5)",
+	"label-map(1), roi-crop(1), vol2npz(1), medpipe-devices(1), medpipe-vol(5)",
 	opts, 1
 };
 
@@ -88,13 +95,13 @@ clean(mp_in *in, mp_frame *f, mp_out *o)
 	if (min2mm > 0 && min2mm / (sx * sy) > t2)
 		t2 = min2mm / (sx * sy);
 	if (t3 > 0 || largest) {
-		if (mp_dust(f->data, es, nx, ny, nz, (int)conn3, binary, t3, largest, &nc, &nr) < 0)
+		if (mp_dev_dust(dev, f->data, es, nx, ny, nz, (int)conn3, binary, t3, largest, &nc, &nr) < 0)
 			die_frame(in, "3D components");
 		n += snprintf(note + n, sizeof note - (size_t)n, "3D conn %ld: %llu components, %llu removed (min %g voxels%s); ",
 		              conn3, (unsigned long long)nc, (unsigned long long)nr, t3, largest ? ", keep largest" : "");
 	}
 	if (t2 > 0) {
-		if (mp_dust(f->data, es, nx, ny, nz, (int)conn2, binary, t2, 0, &nc2, &nr2) < 0)
+		if (mp_dev_dust(dev, f->data, es, nx, ny, nz, (int)conn2, binary, t2, 0, &nc2, &nr2) < 0)
 			die_frame(in, "2D components");
 		n += snprintf(note + n, sizeof note - (size_t)n, "2D conn %ld: %llu components, %llu removed (min %g pixels); ",
 		              conn2, (unsigned long long)nc2, (unsigned long long)nr2, t2);
@@ -118,7 +125,7 @@ clean(mp_in *in, mp_frame *f, mp_out *o)
 		if (mp_frame_alloc(&g) < 0)
 			die_frame(in, "component ids");
 		k = wide ? mp_ccl64(f->data, es, nx, ny, nz, (int)conn3, binary, g.data)
-		         : mp_ccl32(f->data, es, nx, ny, nz, (int)conn3, binary, g.data);
+		         : mp_dev_ccl32(dev, f->data, es, nx, ny, nz, (int)conn3, binary, g.data);
 		if (k < 0)
 			die_frame(in, "component ids");
 		mp_set_kvf(&g, "medpipe.components", "%lld", (long long)k);
@@ -147,6 +154,8 @@ main(int argc, char **argv)
 		mp_usage_die("--ids and --ids-only contradict each other");
 	if (wide && !ids && !idsonly)
 		ids = 1;
+	if (!(dev = mp_dev_open(devspec)))
+		mp_die("%s", mp_err());
 	o = mp_out_stdout();
 	for (int i = 0; i < (nargs ? nargs : 1); i++) {
 		mp_in *in = mp_in_open(nargs ? args[i] : "-");
@@ -170,6 +179,7 @@ main(int argc, char **argv)
 	}
 	if (mp_out_close(o) < 0)
 		mp_die("%s", mp_err());
+	mp_dev_close(dev);
 	free(args);
 	return 0;
 }

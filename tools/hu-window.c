@@ -2,6 +2,7 @@
  * percentiles for MR) with the clinical or MedSAM's mapping */
 #include "mp.h"
 #include "mp_filter.h"
+#include "mp_device.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -10,6 +11,8 @@
 static double level = NAN, width = NAN;
 static const char *preset, *pctl, *mapping = "clinical", *range, *otype;
 static int listp, nonzero;
+static const char *devspec;
+static mp_dev *dev;
 
 static const mp_opt opts[] = {
 	{ "level", 'l', MP_OPT_DBL, &level, NULL, "L", "Window level (centre), in the image's units (HU for CT)." },
@@ -21,6 +24,7 @@ static const mp_opt opts[] = {
 	{ "mapping", 'm', MP_OPT_STR, &mapping, NULL, "M", "clinical (default) or medsam; see DESCRIPTION." },
 	{ "range", 'r', MP_OPT_STR, &range, NULL, "LO,HI", "Output range: 0,255 (default), 0,1, -1,1 or any pair." },
 	{ "type", 't', MP_OPT_STR, &otype, NULL, "TYPE", "Output voxel type (uint8, int16, float, double, ...). Default: uint8 for the range 0,255, float otherwise." },
+	MP_DEV_OPTION(&devspec),
 	{ NULL, 0, MP_OPT_END, NULL, NULL, NULL, NULL }
 };
 
@@ -48,7 +52,10 @@ static const mp_prog prog = {
 	"The window is recorded in the frame: medpipe.window.level, medpipe.window.width, "
 	"medpipe.window.mapping, medpipe.window.in (the input values mapped to the bottom and "
 	"top of the range), medpipe.window.out (the range), and medpipe.window.preset or "
-	"medpipe.window.percentiles when used.",
+	"medpipe.window.percentiles when used.\n\n"
+	"--device (or MEDPIPE_DEVICE) chooses where the mapping runs: cpu (this C code) or an "
+	"OpenCL device, which does the same operations in the same order: the output is bit for "
+	"bit the same. See medpipe-devices(1).",
 	"$ hu-window --preset soft-tissue < ct.nrrd > ct-w.nrrd\n"
 	"Window 40/400 to uint8 0..255.\n"
 	"$ vol-cat ct.nii.gz --label seg.nii.gz | hu-window -l 40 -w 400 --mapping medsam | vol2npz --layout medsam out.npz\n"
@@ -57,7 +64,7 @@ static const mp_prog prog = {
 	"MedSAM's MR normalisation.\n"
 	"$ hu-window --preset lung --range 0,1 --type float < ct.nrrd\n"
 	"Lung window to floats in [0,1].",
-	"vol-resize(1), vol2npz(1), vol-info(1), medpipe-vol(5)",
+	"vol-resize(1), vol2npz(1), vol-info(1), medpipe-devices(1), medpipe-vol(5)",
 	opts, 1
 };
 
@@ -119,7 +126,8 @@ window_frame(mp_in *in, mp_frame *f, mp_out *o)
 			size_t k = n - done < chunk ? n - done : chunk;
 			if (mp_in_data(in, sb, k * ssz) < 0)
 				goto fail;
-			mp_window_apply(db, out_type, sb, st, k, &m);
+			if (mp_dev_window_apply(dev, db, out_type, sb, st, k, &m) < 0)
+				goto fail;
 			if (mp_out_data(o, db, k * dsz) < 0)
 				goto fail;
 			done += k;
@@ -171,7 +179,10 @@ window_frame(mp_in *in, mp_frame *f, mp_out *o)
 	size_t nb;
 	if (mp_mulsize(n, mp_type_size(out_type), &nb) < 0 || !(dst = malloc(nb ? nb : 1)))
 		return mp_seterr("%s: frame %d: out of memory", mp_in_name(in), mp_in_frameno(in));
-	mp_window_apply(dst, out_type, f->data, st, n, &m);
+	if (mp_dev_window_apply(dev, dst, out_type, f->data, st, n, &m) < 0) {
+		free(dst);
+		return -1;
+	}
 	free(f->data);
 	f->data = dst;
 	f->type = out_type;
@@ -240,7 +251,11 @@ main(int argc, char **argv)
 	if (mp_type_is_int(out_type) && (out_lo < mp_type_min(out_type) || out_hi > mp_type_max(out_type)))
 		mp_usage_die("--range %g,%g does not fit the type %s", out_lo, out_hi, mp_type_name(out_type));
 
-	mp_out *o = mp_out_stdout();
+	mp_out *o;
+
+	if (!(dev = mp_dev_open(devspec)))
+		mp_die("%s", mp_err());
+	o = mp_out_stdout();
 	for (int i = 0; i < (nargs ? nargs : 1); i++) {
 		mp_in *in = mp_in_open(nargs ? args[i] : "-");
 		mp_frame f;
