@@ -102,6 +102,11 @@ void mp_resizer_free(mp_resizer *r);
 /* nearest-neighbour resize of any element size (labels: values copied, never converted) */
 void mp_resize_nearest(void *dst, size_t dw, size_t dh, const void *src, size_t sw, size_t sh,
                        size_t elsize);
+/* dst[y][x] = src[yi[y]][xi[x]] for elements of elsize bytes (sw: source row length) */
+void mp_gather2d(void *dst, size_t dw, size_t dh, const void *src, size_t sw,
+                 const int32_t *xi, const int32_t *yi, size_t elsize);
+/* dst = (1-f)*a + f*b */
+void mp_blend(float *dst, const float *a, const float *b, float f, size_t n);
 /* apply a table along x (rows) or y (columns) of a float image */
 void mp_rs_apply_x(const mp_rs_tab *t, const float *src, size_t h, float *dst);
 void mp_rs_apply_y(const mp_rs_tab *t, const float *src, size_t w, float *dst);

@@ -476,35 +476,15 @@ mp_resizer_run(mp_resizer *r, const float *src, float *dst)
 void
 mp_resize_nearest(void *dst, size_t dw, size_t dh, const void *src, size_t sw, size_t sh, size_t elsize)
 {
-	size_t *xs = mp_xmalloc(dw * sizeof *xs);
-	unsigned char *d = dst;
-	const unsigned char *s = src;
+	int32_t *xi = mp_xmalloc(dw * sizeof *xi), *yi = mp_xmalloc(dh * sizeof *yi);
 
 	for (size_t i = 0; i < dw; i++)
-		xs[i] = ((2 * (uint64_t)i + 1) * sw) / (2 * (uint64_t)dw);
-	for (size_t y = 0; y < dh; y++) {
-		size_t sy = ((2 * (uint64_t)y + 1) * sh) / (2 * (uint64_t)dh);
-		const unsigned char *row = s + sy * sw * elsize;
-		unsigned char *o = d + y * dw * elsize;
-		switch (elsize) {
-		case 1:
-			for (size_t i = 0; i < dw; i++)
-				o[i] = row[xs[i]];
-			break;
-		case 2:
-			for (size_t i = 0; i < dw; i++)
-				((uint16_t *)(void *)o)[i] = ((const uint16_t *)(const void *)row)[xs[i]];
-			break;
-		case 4:
-			for (size_t i = 0; i < dw; i++)
-				((uint32_t *)(void *)o)[i] = ((const uint32_t *)(const void *)row)[xs[i]];
-			break;
-		default:
-			for (size_t i = 0; i < dw; i++)
-				memcpy(o + i * elsize, row + xs[i] * elsize, elsize);
-		}
-	}
-	free(xs);
+		xi[i] = (int32_t)(((2 * (uint64_t)i + 1) * sw) / (2 * (uint64_t)dw));
+	for (size_t i = 0; i < dh; i++)
+		yi[i] = (int32_t)(((2 * (uint64_t)i + 1) * sh) / (2 * (uint64_t)dh));
+	mp_gather2d(dst, dw, dh, src, sw, xi, yi, elsize);
+	free(xi);
+	free(yi);
 }
 
 void
@@ -518,4 +498,43 @@ mp_longest_side(size_t w, size_t h, size_t n, size_t *nw, size_t *nh)
 		*nw = 1;
 	if (*nh < 1)
 		*nh = 1;
+}
+
+void
+mp_gather2d(void *dst, size_t dw, size_t dh, const void *src, size_t sw,
+            const int32_t *xi, const int32_t *yi, size_t elsize)
+{
+	unsigned char *d = dst;
+	const unsigned char *s = src;
+
+	for (size_t y = 0; y < dh; y++) {
+		const unsigned char *row = s + (size_t)yi[y] * sw * elsize;
+		unsigned char *o = d + y * dw * elsize;
+		switch (elsize) {
+		case 1:
+			for (size_t i = 0; i < dw; i++)
+				o[i] = row[xi[i]];
+			break;
+		case 2:
+			for (size_t i = 0; i < dw; i++)
+				memcpy(o + 2 * i, row + 2 * (size_t)xi[i], 2);
+			break;
+		case 4:
+			for (size_t i = 0; i < dw; i++)
+				memcpy(o + 4 * i, row + 4 * (size_t)xi[i], 4);
+			break;
+		default:
+			for (size_t i = 0; i < dw; i++)
+				memcpy(o + i * elsize, row + (size_t)xi[i] * elsize, elsize);
+		}
+	}
+}
+
+void
+mp_blend(float *dst, const float *a, const float *b, float f, size_t n)
+{
+	float g = 1.f - f;
+
+	for (size_t i = 0; i < n; i++)
+		dst[i] = g * a[i] + f * b[i];
 }

@@ -1,0 +1,405 @@
+/* vol-resize - in-plane resizing of every slice (fixed size, or longest side
+ * plus padding as SAM expects), and resampling of volumes to a spacing */
+#include "mp.h"
+#include "mp_filter.h"
+
+#include <math.h>
+#include <regex.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *size_s, *interp_s = "linear", *spacing_s, *otype_s;
+static long longest;
+static int pad;
+static double pad_value = 0, cubic_a = -0.75;
+
+static const mp_opt opts[] = {
+	{ "size", 's', MP_OPT_STR, &size_s, NULL, "WxH", "Resize every slice to W x H pixels (also accepted as the first argument)." },
+	{ "longest", 'L', MP_OPT_INT, &longest, NULL, "N", "Scale every slice so that its longest side is N (SAM's ResizeLongestSide: new = (int)(old*N/max + 0.5))." },
+	{ "pad", 0, MP_OPT_FLAG, &pad, NULL, NULL, "With --longest: pad at the right and bottom to N x N (SAM 1024, LiteMedSAM 256)." },
+	{ "pad-value", 0, MP_OPT_DBL, &pad_value, NULL, "V", "Value of padded image pixels (default 0; label and mask frames always pad with 0)." },
+	{ "interp", 'i', MP_OPT_STR, &interp_s, NULL, "M", "Interpolation of image frames: linear (default), cubic, area, bspline3, nearest. Label and mask frames always use nearest." },
+	{ "cubic-a", 0, MP_OPT_DBL, &cubic_a, NULL, "A", "The Keys parameter of --interp cubic (default -0.75 as OpenCV; -0.5 is Keys' original)." },
+	{ "spacing", 'S', MP_OPT_STR, &spacing_s, NULL, "SX,SY,SZ", "Resample the volume to this spacing in mm (one value: all axes; 0 keeps an axis): trilinear for images (--interp linear) or nearest, nearest for labels." },
+	{ "type", 't', MP_OPT_STR, &otype_s, NULL, "TYPE", "Voxel type of resized image frames (default: unchanged; integer types are rounded and clamped)." },
+	{ NULL, 0, MP_OPT_END, NULL, NULL, NULL, NULL }
+};
+
+static const mp_prog prog = {
+	"vol-resize",
+	"resize every slice in-plane, or resample volumes to a spacing",
+	"[options] [WxH] [FILE...]",
+	"vol-resize resizes every slice (x-y plane) of image, logits, label and mask frames, one "
+	"slice at a time: to W x H (--size or a first argument WxH), or so that the longest side "
+	"is N (--longest) and, with --pad, padded at the right and bottom to N x N. Other frames "
+	"pass through unchanged.\n\n"
+	"Image and logits frames are interpolated: linear, cubic and area behave as OpenCV's "
+	"cv::resize INTER_LINEAR, INTER_CUBIC (Keys, a = -0.75) and INTER_AREA (half-pixel "
+	"centres, replicated borders, no anti-aliasing for linear and cubic); bspline3 as "
+	"scikit-image's transform.resize(order=3, mode='reflect', anti_aliasing=True, "
+	"preserve_range=True): a Gaussian of sigma (scale-1)/2 on shrunk axes, a cubic B-spline "
+	"with mirrored borders, the result clipped to the slice's range. Computation is in single "
+	"precision (the B-spline prefilter in double). Label and mask frames use nearest "
+	"neighbour on the pixel centres (source pixel floor((i+0.5)*old/new)); their values are "
+	"copied, never converted; they must have an integer type.\n\n"
+	"Geometry stays exact in world coordinates: pixels keep covering the same area (new "
+	"spacing = old * old_size / new_size, the origin moves by the half-pixel difference), "
+	"padding adds pixels beyond the last row and column. The resize and the padding are "
+	"appended to medpipe.history (and the grid before the first change to medpipe.grid0.*) "
+	"so that vol-restore(1) can undo them.\n\n"
+	"--spacing resamples whole volumes to a spacing: the voxel (0,0,0) keeps its position, "
+	"the size along an axis becomes round(size * old / new) and the voxels lie at exactly the "
+	"new spacing; images are interpolated trilinearly (or nearest with --interp nearest), "
+	"labels by nearest neighbour. Two input slices are held at a time.",
+	"$ vol-resize 1024x1024 < case.nrrd > case1024.nrrd\n"
+	"Every slice to 1024 x 1024 (images linear, labels nearest).\n"
+	"$ vol-resize --longest 256 --pad --interp bspline3 < case.nrrd\n"
+	"LiteMedSAM's input: longest side 256, padded to 256 x 256.\n"
+	"$ vol-resize --spacing 1.5,1.5,3 < ct.nrrd\n"
+	"Resample to 1.5 x 1.5 x 3 mm.",
+	"vol-restore(1), roi-crop(1), hu-window(1), medpipe-vol(5)",
+	opts, 1
+};
+
+static mp_rs_method method;
+static long dw_opt, dh_opt;
+static double spacing[3];
+static mp_type otype = MP_NONE;
+
+static int
+is_label(const mp_frame *f)
+{
+	const char *r = mp_role(f);
+	return strcmp(r, "label") == 0 || strcmp(r, "mask") == 0;
+}
+
+static int
+acts_on(const mp_frame *f)
+{
+	const char *r = mp_role(f);
+	return is_label(f) || strcmp(r, "image") == 0 || strcmp(r, "logits") == 0;
+}
+
+static int
+ferr(mp_in *in, const char *what)
+{
+	return mp_seterr("%s: frame %d: %s", mp_in_name(in), mp_in_frameno(in), what);
+}
+
+/* write n elements of value v of type t */
+static int
+put_fill(mp_out *o, mp_type t, double v, size_t n, void *buf, size_t cap)
+{
+	size_t el = mp_type_size(t);
+
+	for (size_t i = 0; i < cap; i++)
+		mp_put(buf, t, i, v);
+	while (n > 0) {
+		size_t k = n < cap ? n : cap;
+		if (mp_out_data(o, buf, k * el) < 0)
+			return -1;
+		n -= k;
+	}
+	return 0;
+}
+
+static int
+resize_frame(mp_in *in, mp_frame *f, mp_out *o)
+{
+	size_t sw, sh, nz, dw, dh, ow, oh;
+	int lab = is_label(f);
+	mp_type st = f->type, dt = lab || otype == MP_NONE ? st : otype;
+	size_t sel = mp_type_size(st), del = mp_type_size(dt);
+	mp_resizer rs;
+	int rc = -1;
+
+	if (mp_frame_xyz(f, &sw, &sh, &nz) < 0)
+		return ferr(in, "not a 2-D or 3-D scalar frame: cannot resize");
+	if (lab && !mp_type_is_int(st))
+		return ferr(in, "label frame is not of an integer type");
+	if (longest > 0) {
+		mp_longest_side(sw, sh, (size_t)longest, &dw, &dh);
+		ow = pad ? (size_t)longest : dw;
+		oh = pad ? (size_t)longest : dh;
+	} else {
+		ow = dw = (size_t)dw_opt;
+		oh = dh = (size_t)dh_opt;
+	}
+	/* geometry: pixel-area convention */
+	if (f->space)
+		for (int a = 0; a < 2; a++) {
+			double s = (double)(a ? sh : sw) / (double)(a ? dh : dw);
+			for (int c = 0; c < 3; c++) {
+				f->origin[c] += f->dir[a][c] * ((s - 1) / 2);
+				f->dir[a][c] *= s;
+			}
+		}
+	mp_hist_resize(f, sw, sh, dw, dh, lab ? "nearest" : mp_rs_name(method));
+	if (ow != dw || oh != dh) {
+		size_t p[3] = { dw, dh, nz }, c[3] = { ow, oh, nz }, off[3] = { 0, 0, 0 };
+		mp_hist_pad(f, p, c, off);
+	}
+	f->size[0] = ow;
+	f->size[1] = oh;
+	f->type = dt;
+	mp_frame_touch(f);
+	if (mp_frame_check(f) < 0)
+		return mp_preerr("%s: frame %d", mp_in_name(in), mp_in_frameno(in));
+	if (!lab && method != MP_RS_NEAREST && mp_resizer_init(&rs, method, sw, sh, dw, dh, cubic_a) < 0)
+		return mp_preerr("%s: frame %d", mp_in_name(in), mp_in_frameno(in));
+	unsigned char *sbuf = mp_xmalloc(sw * sh * sel), *dbuf = mp_xmalloc(dw * dh * (del > 4 ? del : 4));
+	float *fs = lab ? NULL : mp_xmalloc(sw * sh * sizeof(float)), *fd = lab ? NULL : mp_xmalloc(dw * dh * sizeof(float));
+	unsigned char *fill = mp_xmalloc(4096 * del);
+	double pv = lab ? 0 : pad_value;
+	if (mp_out_header(o, f) < 0)
+		goto done;
+	for (size_t z = 0; z < nz; z++) {
+		if (mp_in_data(in, sbuf, sw * sh * sel) < 0)
+			goto done;
+		if (lab || method == MP_RS_NEAREST) {
+			mp_resize_nearest(dbuf, dw, dh, sbuf, sw, sh, sel);
+			if (!lab && dt != st) {
+				/* convert through floats */
+				float *tmp = mp_xmalloc(dw * dh * sizeof *tmp);
+				mp_convert(tmp, MP_FLOAT32, dbuf, st, dw * dh);
+				mp_convert(dbuf, dt, tmp, MP_FLOAT32, dw * dh);
+				free(tmp);
+			}
+		} else {
+			mp_convert(fs, MP_FLOAT32, sbuf, st, sw * sh);
+			mp_resizer_run(&rs, fs, fd);
+			mp_convert(dbuf, dt, fd, MP_FLOAT32, dw * dh);
+		}
+		if (ow == dw && oh == dh) {
+			if (mp_out_data(o, dbuf, dw * dh * del) < 0)
+				goto done;
+			continue;
+		}
+		for (size_t y = 0; y < dh; y++) {
+			if (mp_out_data(o, dbuf + y * dw * del, dw * del) < 0 ||
+			    put_fill(o, dt, pv, ow - dw, fill, 4096) < 0)
+				goto done;
+		}
+		if (put_fill(o, dt, pv, (oh - dh) * ow, fill, 4096) < 0)
+			goto done;
+	}
+	rc = 0;
+done:
+	if (!lab && method != MP_RS_NEAREST)
+		mp_resizer_free(&rs);
+	free(sbuf);
+	free(dbuf);
+	free(fs);
+	free(fd);
+	free(fill);
+	return rc;
+}
+
+/* ------------------------------------------------------------ to a spacing */
+static int
+resample_frame(mp_in *in, mp_frame *f, mp_out *o)
+{
+	size_t s[3], d[3];
+	double step[3];
+	int lab = is_label(f), near = lab || method == MP_RS_NEAREST;
+	mp_type st = f->type, dt = lab || otype == MP_NONE ? st : otype;
+	size_t sel = mp_type_size(st), del = mp_type_size(dt);
+	mp_rs_tab tx, ty;
+	int rc = -1;
+
+	if (mp_frame_xyz(f, &s[0], &s[1], &s[2]) < 0)
+		return ferr(in, "not a 2-D or 3-D scalar frame: cannot resample");
+	if (lab && !mp_type_is_int(st))
+		return ferr(in, "label frame is not of an integer type");
+	if (!f->space)
+		return ferr(in, "no world geometry (space directions): cannot resample to a spacing");
+	for (int a = 0; a < 3; a++) {
+		double sp = mp_spacing(f, a);
+		if (a == 2 && f->dim == 2) {
+			step[a] = 1;
+			d[a] = 1;
+			continue;
+		}
+		if (spacing[a] <= 0) {
+			step[a] = 1;
+			d[a] = s[a];
+			continue;
+		}
+		double n = floor((double)s[a] * sp / spacing[a] + 0.5);
+		d[a] = n < 1 ? 1 : (size_t)n;
+		step[a] = spacing[a] / sp;
+		for (int c = 0; c < 3; c++)
+			f->dir[a][c] *= step[a];
+	}
+	mp_hist_resample(f, s, d, step);
+	f->size[0] = d[0];
+	f->size[1] = d[1];
+	if (f->dim > 2)
+		f->size[2] = d[2];
+	f->type = dt;
+	mp_frame_touch(f);
+	if (mp_frame_check(f) < 0)
+		return mp_preerr("%s: frame %d", mp_in_name(in), mp_in_frameno(in));
+	if (mp_rs_tab_aligned(&tx, near, s[0], d[0], step[0]) < 0)
+		return -1;
+	if (mp_rs_tab_aligned(&ty, near, s[1], d[1], step[1]) < 0) {
+		mp_rs_tab_free(&tx);
+		return -1;
+	}
+	size_t sn = s[0] * s[1], dn = d[0] * d[1];
+	unsigned char *sbuf = mp_xmalloc(sn * sel), *dbuf = mp_xmalloc(dn * (del > 4 ? del : 4));
+	/* two cached slices (in-plane resampled), by slice index parity */
+	void *cache[2] = { mp_xmalloc(dn * (near ? sel : sizeof(float))), mp_xmalloc(dn * (near ? sel : sizeof(float))) };
+	long have[2] = { -1, -1 };
+	float *fs = near ? NULL : mp_xmalloc(sn * sizeof(float)), *tmp = near ? NULL : mp_xmalloc(d[0] * s[1] * sizeof(float));
+	float *blend = near ? NULL : mp_xmalloc(dn * sizeof(float));
+	size_t next = 0;   /* next input slice to read */
+
+	if (mp_out_header(o, f) < 0)
+		goto done;
+	for (size_t k = 0; k < d[2]; k++) {
+		double zc = (double)k * step[2];
+		long z0, z1;
+		float fz = 0;
+		if (near) {
+			z0 = z1 = (long)floor(zc + 0.5);
+		} else {
+			z0 = (long)floor(zc);
+			fz = (float)(zc - (double)z0);
+			z1 = z0 + 1;
+		}
+		if (z0 > (long)s[2] - 1)
+			z0 = (long)s[2] - 1, fz = 0;
+		if (z1 > (long)s[2] - 1)
+			z1 = (long)s[2] - 1;
+		/* read up to z1, keeping slices z1-1 and z1 */
+		while ((long)next <= z1) {
+			if (mp_in_data(in, sbuf, sn * sel) < 0)
+				goto done;
+			if ((long)next >= z0) {
+				int slot = (int)(next & 1);
+				if (near) {
+					mp_gather2d(cache[slot], d[0], d[1], sbuf, s[0], tx.idx, ty.idx, sel);
+				} else {
+					mp_convert(fs, MP_FLOAT32, sbuf, st, sn);
+					mp_rs_apply_x(&tx, fs, s[1], tmp);
+					mp_rs_apply_y(&ty, tmp, d[0], cache[slot]);
+				}
+				have[slot] = (long)next;
+			}
+			next++;
+		}
+		int s0 = (int)(z0 & 1), s1 = (int)(z1 & 1);
+		if (have[s0] != z0 || have[s1] != z1) {
+			mp_seterr("%s: frame %d: internal error: slice cache", mp_in_name(in), mp_in_frameno(in));
+			goto done;
+		}
+		if (near) {
+			if (mp_out_data(o, cache[s0], dn * del) < 0)
+				goto done;
+			continue;
+		}
+		mp_blend(blend, cache[s0], cache[s1], fz, dn);
+		mp_convert(dbuf, dt, blend, MP_FLOAT32, dn);
+		if (mp_out_data(o, dbuf, dn * del) < 0)
+			goto done;
+	}
+	if (mp_in_skipdata(in) < 0)
+		goto done;
+	rc = 0;
+done:
+	mp_rs_tab_free(&tx);
+	mp_rs_tab_free(&ty);
+	free(sbuf);
+	free(dbuf);
+	free(cache[0]);
+	free(cache[1]);
+	free(fs);
+	free(tmp);
+	free(blend);
+	return rc;
+}
+
+static int
+looks_like_size(const char *s)
+{
+	regex_t re;
+	int ok;
+
+	if (regcomp(&re, "^[0-9]+x[0-9]+$", REG_EXTENDED | REG_NOSUB) != 0)
+		return 0;
+	ok = regexec(&re, s, 0, NULL, 0) == 0;
+	regfree(&re);
+	return ok;
+}
+
+int
+main(int argc, char **argv)
+{
+	char **args;
+	int nargs = mp_parse(&prog, argc, argv, &args);
+	char **files = args;
+
+	if (nargs > 0 && !size_s && looks_like_size(args[0])) {
+		size_s = args[0];
+		files++;
+		nargs--;
+	}
+	if (mp_rs_parse(interp_s, &method) < 0)
+		mp_usage_die("--interp: %s", mp_err());
+	if ((size_s ? 1 : 0) + (longest ? 1 : 0) + (spacing_s ? 1 : 0) != 1)
+		mp_usage_die("give exactly one of WxH (--size), --longest, --spacing");
+	if (pad && !longest)
+		mp_usage_die("--pad needs --longest");
+	if (size_s) {
+		long v[2];
+		if (mp_parse_dims(size_s, v, 2) != 2 || v[0] < 1 || v[1] < 1 || v[0] > 1 << 20 || v[1] > 1 << 20)
+			mp_usage_die("bad size '%s': want WxH, e.g. 1024x1024", size_s);
+		dw_opt = v[0];
+		dh_opt = v[1];
+	}
+	if (longest && (longest < 1 || longest > 1 << 20))
+		mp_usage_die("--longest: want a positive size, not %ld", longest);
+	if (spacing_s) {
+		int n = mp_parse_doubles(spacing_s, spacing, 3);
+		if (n == 1)
+			spacing[1] = spacing[2] = spacing[0];
+		if ((n != 1 && n != 3) || spacing[0] < 0 || spacing[1] < 0 || spacing[2] < 0 ||
+		    !isfinite(spacing[0] + spacing[1] + spacing[2]))
+			mp_usage_die("--spacing: want SX,SY,SZ (mm, >= 0) or one value, not '%s'", spacing_s);
+		if (method != MP_RS_LINEAR && method != MP_RS_NEAREST)
+			mp_usage_die("--spacing interpolates with linear or nearest only, not %s", interp_s);
+	}
+	if (otype_s && (otype = mp_type_parse(otype_s)) == MP_NONE)
+		mp_usage_die("--type: unknown type '%s'", otype_s);
+
+	mp_out *o = mp_out_stdout();
+	for (int i = 0; i < (nargs ? nargs : 1); i++) {
+		mp_in *in = mp_in_open(nargs ? files[i] : "-");
+		mp_frame f;
+		int r;
+		if (!in)
+			mp_die("%s", mp_err());
+		while ((r = mp_in_header(in, &f)) == 1) {
+			int rc;
+			if (!acts_on(&f))
+				rc = mp_pass(in, &f, o);
+			else if (spacing_s)
+				rc = resample_frame(in, &f, o);
+			else
+				rc = resize_frame(in, &f, o);
+			mp_frame_free(&f);
+			if (rc < 0)
+				mp_die("%s", mp_err());
+		}
+		if (r < 0)
+			mp_die("%s", mp_err());
+		if (mp_in_frameno(in) == 0)
+			mp_die("%s: empty stream: no frame", mp_in_name(in));
+		mp_in_close(in);
+	}
+	if (mp_out_close(o))
+		mp_die("%s", mp_err());
+	free(args);
+	return 0;
+}
