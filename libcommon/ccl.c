@@ -137,7 +137,7 @@ NAME(const T *in, size_t nx, size_t ny, size_t nz, const cclconn *c, int binary,
 						continue;                                   \
 					todo &= ~c->adj[k];                                 \
 					L b = out[(ptrdiff_t)i + off[k]];                   \
-					if (!a) {                                           \
+					if (!a || b == a) {                                 \
 						a = b;                                      \
 						continue;                                   \
 					}                                                   \

@@ -1,0 +1,440 @@
+/* vol2npz - frames to numpy .npy/.npz files (MedSAM's layout too) */
+#include "mp.h"
+#include "mp_filter.h"
+#include "mp_label.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *outpat, *layout = "roles", *slicedir, *slicename, *slicetype = "float64";
+static long level = 1, slicesize = 1024;
+static int stored;
+
+static const mp_opt opts[] = {
+	{ "output", 'o', MP_OPT_STR, &outpat, NULL, "PATH", "The file to write: NAME.npz, or NAME.npy for a single frame ('-': an npz on standard output, written with data descriptors when it is a pipe). \"{case}\" in PATH is replaced by the case id (medpipe.case), and then every case of the stream goes to its own file." },
+	{ "layout", 'L', MP_OPT_STR, &layout, NULL, "NAME", "roles (the default): one array per frame, named after its role (image, label, ...; a repeated role gets _2, _3, ...). medsam: MedSAM's npz: imgs (the image frame, uint8), gts (the label frame as uint8) and spacing (float64 x, y, z in mm, as SimpleITK's GetSpacing()); arrays of shape (Z, H, W)." },
+	{ "level", 0, MP_OPT_INT, &level, NULL, "N", "Deflate level 1..9 (default 1: fast; numpy's savez_compressed uses 6), 0: stored." },
+	{ "stored", 0, MP_OPT_FLAG, &stored, NULL, NULL, "No compression (as numpy's savez); the same as --level 0." },
+	{ "slices", 's', MP_OPT_STR, &slicedir, NULL, "DIR", "Also write MedSAM's per-slice files of each case: DIR/imgs/NAME-%03d.npy, the image slice repeated to 3 channels, resized to SIZExSIZE with a cubic B-spline (scikit-image order=3 with anti-aliasing) and min-max normalised to [0,1], shape (SIZE, SIZE, 3); DIR/gts/NAME-%03d.npy, the label slice resized with nearest neighbour, uint8 (SIZE, SIZE)." },
+	{ "name", 'n', MP_OPT_STR, &slicename, NULL, "NAME", "The NAME of per-slice files (default: the case id, else the output's base name)." },
+	{ "size", 0, MP_OPT_INT, &slicesize, NULL, "N", "Per-slice size (default 1024; LiteMedSAM: 256)." },
+	{ "slice-type", 0, MP_OPT_STR, &slicetype, NULL, "T", "Type of per-slice images: float64 (the default, as MedSAM writes them) or float32." },
+	{ NULL, 0, MP_OPT_END, NULL, NULL, NULL, NULL }
+};
+
+static const mp_prog prog = {
+	"vol2npz",
+	"write frames as numpy .npy / .npz files (MedSAM's layout included)",
+	"-o OUT.npz|OUT.npy [options] [FILE...]",
+	"vol2npz reads frames (FILEs or standard input) and writes them as arrays that "
+	"numpy.load reads. An array has the frame's voxel type and the frame's sizes in "
+	"reverse order: a volume of sizes X Y Z becomes shape (Z, Y, X), the memory layout "
+	"of the stream itself, so that arr[z, y, x] is voxel (x, y, z).\n\n"
+	"An .npz is a zip archive of NAME.npy entries; entries are deflated with zlib "
+	"(--level) or stored (--stored), and written as the data arrives, so that a volume "
+	"of any size goes through in little memory in the roles layout. Entries and archives "
+	"past 4 GiB get ZIP64 records. Timestamps are fixed: the same input gives the same bytes.\n\n"
+	"The medsam layout reproduces the files of MedSAM's pre_CT_MR.py: imgs (uint8; run "
+	"hu-window with an uint8 output first), gts (the label as uint8; an error when a label "
+	"does not fit) and spacing; --slices adds its per-slice training files.",
+	"$ vol-cat ct.nii.gz --label seg.nii.gz | hu-window --preset soft-tissue --medsam | ccl-clean --min 1000 --min2d 100 | roi-crop --slices labelled | vol2npz --layout medsam -o CT_Abd_case01.npz\n"
+	"MedSAM's CT preprocessing of one case.\n"
+	"$ vol2npz -o '{case}.npz' < many.vol\n"
+	"One npz per case, one array per frame.",
+	"hu-window(1), ccl-clean(1), roi-crop(1), vol-resize(1), medpipe-vol(5)",
+	opts, 0
+};
+
+/* ---------------------------------------------------------------- output files */
+typedef struct {
+	char *path;
+	int npy;
+	mp_afile *a;
+	mp_zip *z;
+	char **names;
+	size_t nnames;
+	int frames;
+} outfile;
+
+static outfile cur;
+static char *curcase;
+
+static char *
+expand(const char *pat, const char *cs)
+{
+	const char *p = strstr(pat, "{case}");
+	char *s;
+
+	if (!p)
+		return mp_xstrdup(pat);
+	s = mp_xmalloc(strlen(pat) + strlen(cs) + 1);
+	memcpy(s, pat, (size_t)(p - pat));
+	strcpy(s + (p - pat), cs);
+	strcat(s, p + 6);
+	return s;
+}
+
+static int
+ends_with(const char *s, const char *e)
+{
+	size_t n = strlen(s), m = strlen(e);
+
+	return n >= m && strcmp(s + n - m, e) == 0;
+}
+
+static void
+out_start(const char *path)
+{
+	memset(&cur, 0, sizeof cur);
+	cur.path = mp_xstrdup(path);
+	if (strcmp(path, "-") == 0) {
+		/* standard output: an .npz with data descriptors when it is a pipe */
+		if (isatty(1))
+			mp_usage_die("refusing to write an npz to a terminal");
+		cur.z = mp_zip_open(stdout, "<stdout>", stored ? 0 : (int)level);
+		return;
+	}
+	cur.npy = ends_with(path, ".npy");
+	cur.a = mp_afile_open(path);
+	if (!cur.a)
+		mp_die("%s", mp_err());
+	if (!cur.npy)
+		cur.z = mp_zip_open(cur.a->fp, path, stored ? 0 : (int)level);
+}
+
+static void
+out_finish(void)
+{
+	if (!cur.path)
+		return;
+	if (cur.z && mp_zip_close(cur.z) < 0)
+		mp_die("%s", mp_err());
+	if (cur.a && mp_afile_commit(cur.a) < 0)
+		mp_die("%s", mp_err());
+	mp_note("wrote %s (%d arrays)", cur.path, cur.frames);
+	for (size_t i = 0; i < cur.nnames; i++)
+		free(cur.names[i]);
+	free(cur.names);
+	free(cur.path);
+	memset(&cur, 0, sizeof cur);
+}
+
+/* a unique array name in the current file */
+static char *
+array_name(const char *base)
+{
+	char *n = mp_xmalloc(strlen(base) + 24);
+	int k = 1;
+
+	strcpy(n, base);
+	for (size_t i = 0; i < cur.nnames; i++)
+		if (strcmp(cur.names[i], n) == 0) {
+			sprintf(n, "%s_%d", base, ++k);
+			i = (size_t)-1;
+		}
+	cur.names = mp_xrealloc(cur.names, (cur.nnames + 1) * sizeof *cur.names);
+	cur.names[cur.nnames++] = mp_xstrdup(n);
+	return n;
+}
+
+static void
+shape_of(const mp_frame *f, size_t *shp)
+{
+	for (int a = 0; a < f->dim; a++)
+		shp[a] = f->size[f->dim - 1 - a];
+}
+
+static void
+die_in(mp_in *in, const char *fmt, const char *a)
+{
+	char msg[512];
+
+	snprintf(msg, sizeof msg, fmt, a);
+	mp_die("%s: frame %d: %s", mp_in_name(in), mp_in_frameno(in), msg);
+}
+
+/* roles layout: stream one frame into the current file */
+static int
+put_frame(mp_in *in, mp_frame *f)
+{
+	size_t shp[MP_MAXDIM], hl, chunk = 4u << 20, left = mp_frame_nbytes(f);
+	char *h, *name, *entry;
+	unsigned char *buf;
+	FILE *fp = cur.a ? cur.a->fp : stdout;
+
+	if (cur.npy && cur.frames > 0)
+		die_in(in, "%s holds one array and the stream has more frames for it: write an .npz", cur.path);
+	shape_of(f, shp);
+	h = mp_npy_header(f->type, f->dim, shp, &hl);
+	if (!h)
+		die_in(in, "%s", mp_err());
+	name = array_name(mp_role(f));
+	if (cur.z) {
+		entry = mp_xmalloc(strlen(name) + 5);
+		sprintf(entry, "%s.npy", name);
+		if (mp_zip_begin(cur.z, entry, (int64_t)(hl + left)) < 0 || mp_zip_write(cur.z, h, hl) < 0)
+			mp_die("%s", mp_err());
+		free(entry);
+	} else if (fwrite(h, 1, hl, fp) != hl) {
+		mp_die("%s: write error: %s", cur.path, strerror(errno));
+	}
+	free(h);
+	free(name);
+	buf = mp_xmalloc(chunk);
+	while (left) {
+		size_t k = left < chunk ? left : chunk;
+		if (mp_in_data(in, buf, k) < 0)
+			mp_die("%s", mp_err());
+		if (mp_type_size(f->type) > 1 && ((const unsigned char *)&(uint16_t){ 1 })[0] == 0)
+			mp_swap_bytes(buf, mp_type_size(f->type), k / mp_type_size(f->type));
+		if (cur.z ? mp_zip_write(cur.z, buf, k) < 0 : fwrite(buf, 1, k, fp) != k)
+			mp_die("%s: %s", cur.path, cur.z ? mp_err() : strerror(errno));
+		left -= k;
+	}
+	free(buf);
+	if (cur.z && mp_zip_end(cur.z) < 0)
+		mp_die("%s", mp_err());
+	cur.frames++;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- medsam layout */
+static mp_frame mimg, mlab;
+static int have_img, have_lab;
+static char *mcase, *msrc;
+
+static void
+mkdir_p(const char *d)
+{
+	char *p = mp_xstrdup(d);
+
+	for (char *s = p + 1; *s; s++)
+		if (*s == '/') {
+			*s = 0;
+			if (mkdir(p, 0777) < 0 && errno != EEXIST)
+				mp_die("%s: cannot create: %s", p, strerror(errno));
+			*s = '/';
+		}
+	if (mkdir(p, 0777) < 0 && errno != EEXIST)
+		mp_die("%s: cannot create: %s", p, strerror(errno));
+	free(p);
+}
+
+static void
+write_slices(const char *name, const uint8_t *img, const uint8_t *gt, size_t nx, size_t ny, size_t nz)
+{
+	size_t n = (size_t)slicesize, shp3[3] = { n, n, 3 }, shp2[2] = { n, n };
+	int f32 = strcmp(slicetype, "float32") == 0;
+	float *src = mp_xmalloc(nx * ny * sizeof *src), *dst = mp_xmalloc(n * n * sizeof *dst);
+	void *rgb = mp_xmalloc(n * n * 3 * (f32 ? 4 : 8));
+	uint8_t *g = mp_xmalloc(n * n);
+	char *dimg = mp_xmalloc(strlen(slicedir) + 8), *dgt = mp_xmalloc(strlen(slicedir) + 8);
+	mp_resizer r;
+
+	sprintf(dimg, "%s/imgs", slicedir);
+	sprintf(dgt, "%s/gts", slicedir);
+	mkdir_p(dimg);
+	mkdir_p(dgt);
+	if (mp_resizer_init(&r, MP_RS_BSPLINE3, nx, ny, n, n, -0.75) < 0)
+		mp_die("%s: per-slice resize: %s", name, mp_err());
+	for (size_t z = 0; z < nz; z++) {
+		size_t plen = strlen(slicedir) + strlen(name) + 24;
+		char *path = mp_xmalloc(plen);
+		double mn = 1e300, mx = -1e300, d;
+		mp_afile *a;
+
+		for (size_t i = 0; i < nx * ny; i++)
+			src[i] = img[z * nx * ny + i];
+		mp_resizer_run(&r, src, dst);
+		for (size_t i = 0; i < n * n; i++) {
+			if (dst[i] < mn) mn = dst[i];
+			if (dst[i] > mx) mx = dst[i];
+		}
+		d = mx - mn < 1e-8 ? 1e-8 : mx - mn;
+		for (size_t i = 0; i < n * n; i++) {
+			double v = (dst[i] - mn) / d;
+			for (int c = 0; c < 3; c++) {
+				if (f32)
+					((float *)rgb)[3 * i + c] = (float)v;
+				else
+					((double *)rgb)[3 * i + c] = v;
+			}
+		}
+		snprintf(path, plen, "%s/imgs/%s-%03zu.npy", slicedir, name, z);
+		if (!(a = mp_afile_open(path)) || mp_npy_write(a->fp, f32 ? MP_FLOAT32 : MP_FLOAT64, 3, shp3, rgb) < 0 ||
+		    mp_afile_commit(a) < 0)
+			mp_die("%s: %s", path, mp_err());
+		mp_resize_nearest(g, n, n, gt + z * nx * ny, nx, ny, 1);
+		snprintf(path, plen, "%s/gts/%s-%03zu.npy", slicedir, name, z);
+		if (!(a = mp_afile_open(path)) || mp_npy_write(a->fp, MP_UINT8, 2, shp2, g) < 0 || mp_afile_commit(a) < 0)
+			mp_die("%s: %s", path, mp_err());
+		free(path);
+	}
+	mp_resizer_free(&r);
+	free(src), free(dst), free(rgb), free(g), free(dimg), free(dgt);
+}
+
+static char *
+base_name(const char *path)
+{
+	const char *b = strrchr(path, '/');
+	char *s = mp_xstrdup(b ? b + 1 : path), *dot = strrchr(s, '.');
+
+	if (dot && dot != s)
+		*dot = 0;
+	return s;
+}
+
+static void
+medsam_flush(void)
+{
+	size_t nx, ny, nz, shp[3];
+	uint8_t *gt;
+	double sp[3];
+	const char *cs = mcase ? mcase : "";
+
+	if (!have_img && !have_lab)
+		return;
+	if (!have_img || !have_lab)
+		mp_die("%s: case '%s': no %s frame: MedSAM's layout needs an image and a label", msrc, cs,
+		       have_img ? "label" : "image");
+	if (mimg.type != MP_UINT8)
+		mp_die("%s: case '%s': image frame is %s: MedSAM's imgs are uint8 (hu-window --type uint8)", msrc, cs,
+		       mp_type_name(mimg.type));
+	if (!mp_type_is_int(mlab.type))
+		mp_die("%s: case '%s': label frame is not of an integer type (%s)", msrc, cs, mp_type_name(mlab.type));
+	if (mp_frame_xyz(&mimg, &nx, &ny, &nz) < 0)
+		mp_die("%s: case '%s': image frame is not a 2D or 3D scalar volume", msrc, cs);
+	if (mlab.dim != mimg.dim || memcmp(mlab.size, mimg.size, sizeof mimg.size) != 0)
+		mp_die("%s: case '%s': image and label sizes differ", msrc, cs);
+	gt = mp_xmalloc(nx * ny * nz);
+	for (size_t i = 0; i < nx * ny * nz; i++) {
+		double v = mp_get(mlab.data, mlab.type, i);
+		if (v < 0 || v > 255)
+			mp_die("%s: case '%s': label %g does not fit uint8 (MedSAM's gts): renumber with label-map", msrc, cs, v);
+		gt[i] = (uint8_t)v;
+	}
+	for (int a = 0; a < 3; a++)
+		sp[a] = a < mimg.dim ? mp_spacing(&mimg, a) : 1.0;
+	shp[0] = nz, shp[1] = ny, shp[2] = nx;
+	if (outpat) {
+		char *path = expand(outpat, cs);
+		if (ends_with(path, ".npy"))
+			mp_die("%s: MedSAM's layout is an .npz", path);
+		out_start(path);
+		if (mp_npz_add(cur.z, "imgs", MP_UINT8, 3, shp, mimg.data) < 0 ||
+		    mp_npz_add(cur.z, "gts", MP_UINT8, 3, shp, gt) < 0 ||
+		    mp_npz_add(cur.z, "spacing", MP_FLOAT64, 1, (size_t[]){ 3 }, sp) < 0)
+			mp_die("%s", mp_err());
+		cur.frames = 3;
+		out_finish();
+		free(path);
+	}
+	if (slicedir) {
+		char *name = slicename ? mp_xstrdup(slicename) : *cs ? mp_xstrdup(cs) : outpat ? base_name(outpat) : mp_xstrdup("slice");
+		write_slices(name, mimg.data, gt, nx, ny, nz);
+		free(name);
+	}
+	free(gt);
+	mp_frame_free(&mimg);
+	mp_frame_free(&mlab);
+	have_img = have_lab = 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	char **args;
+	int nargs = mp_parse(&prog, argc, argv, &args), medsam;
+
+	if (strcmp(layout, "medsam") == 0)
+		medsam = 1;
+	else if (strcmp(layout, "roles") == 0)
+		medsam = 0;
+	else
+		mp_usage_die("--layout %s: want roles or medsam", layout);
+	if (!outpat && !slicedir)
+		mp_usage_die("no output: give -o OUT.npz (or --slices DIR)");
+	if (slicedir && !medsam)
+		mp_usage_die("--slices needs --layout medsam (images and labels of each case)");
+	if (outpat && strcmp(outpat, "-") != 0 && !ends_with(outpat, ".npz") && !ends_with(outpat, ".npy"))
+		mp_usage_die("%s: the output must end in .npz or .npy ('-': an npz on standard output)", outpat);
+	if (level < 0 || level > 9)
+		mp_usage_die("--level %ld: want 0..9", level);
+	if (slicesize < 1 || slicesize > 65536)
+		mp_usage_die("--size %ld: want 1..65536", slicesize);
+	if (strcmp(slicetype, "float64") != 0 && strcmp(slicetype, "float32") != 0)
+		mp_usage_die("--slice-type %s: want float64 or float32", slicetype);
+	for (int i = 0; i < (nargs ? nargs : 1); i++) {
+		mp_in *in = mp_in_open(nargs ? args[i] : "-");
+		mp_frame f;
+		int r;
+
+		if (!in)
+			mp_die("%s", mp_err());
+		while ((r = mp_in_header(in, &f)) == 1) {
+			const char *cs = mp_case(&f);
+			int newcase = !curcase || strcmp(curcase, cs) != 0;
+
+			if (newcase) {
+				int percase = outpat && strstr(outpat, "{case}");
+				if (curcase && !percase && outpat && (medsam || ends_with(outpat, ".npy")))
+					mp_die("%s: frame %d: a second case ('%s' after '%s'): put {case} in the output name",
+					       mp_in_name(in), mp_in_frameno(in), cs, curcase);
+				if (medsam)
+					medsam_flush();
+				else if (curcase && percase)
+					out_finish();
+				free(curcase);
+				curcase = mp_xstrdup(cs);
+			}
+			if (medsam) {
+				const char *role = mp_role(&f);
+				mp_frame *dst = NULL;
+				if (strcmp(role, "image") == 0 && !have_img)
+					dst = &mimg, have_img = 1;
+				else if (strcmp(role, "label") == 0 && !have_lab)
+					dst = &mlab, have_lab = 1;
+				if (dst) {
+					if (mp_in_rest(in, &f) < 0)
+						mp_die("%s", mp_err());
+					*dst = f;
+					mp_frame_init(&f);
+					free(msrc);
+					msrc = mp_xstrdup(mp_in_name(in));
+					free(mcase);
+					mcase = mp_xstrdup(cs);
+				} else {
+					mp_note("%s: frame %d: role %s not in MedSAM's layout: skipped", mp_in_name(in),
+					        mp_in_frameno(in), role);
+					if (mp_in_skipdata(in) < 0)
+						mp_die("%s", mp_err());
+				}
+			} else {
+				if (!cur.path) {
+					char *p = expand(outpat, cs);
+					out_start(p);
+					free(p);
+				}
+				put_frame(in, &f);
+			}
+			mp_frame_free(&f);
+		}
+		if (r < 0)
+			mp_die("%s", mp_err());
+		mp_in_close(in);
+	}
+	if (!curcase)
+		mp_die("%s: no frame in the input", nargs ? args[0] : "<stdin>");
+	if (medsam)
+		medsam_flush();
+	else if (!cur.path)
+		mp_die("%s: no frame in the input", nargs ? args[0] : "<stdin>");
+	out_finish();
+	free(curcase), free(mcase), free(msrc);
+	free(args);
+	return 0;
+}
