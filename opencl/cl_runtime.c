@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -173,6 +174,46 @@ mp_cl_devices(const mp_cl_devinfo **list)
 	return ndevs;
 }
 
+/* MEDPIPE_CL_PROFILE=1: every kernel run waited for and timed; totals per
+ * kernel printed on stderr when the device is closed */
+static struct { char name[64]; double t; int n; } prof[64];
+static int nprof, profiling = -1;
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void
+prof_add(cl_kernel k, double t)
+{
+	char name[64] = "?";
+	int i;
+	clGetKernelInfo(k, CL_KERNEL_FUNCTION_NAME, sizeof name, name, NULL);
+	name[sizeof name - 1] = 0;
+	for (i = 0; i < nprof; i++)
+		if (!strcmp(prof[i].name, name))
+			break;
+	if (i == nprof) {
+		if (nprof == 64)
+			return;
+		memcpy(prof[nprof++].name, name, sizeof name);
+	}
+	prof[i].t += t;
+	prof[i].n++;
+}
+
+static void
+prof_print(void)
+{
+	for (int i = 0; i < nprof; i++)
+		fprintf(stderr, "%s: opencl profile: %-16s %5d runs %9.3f ms\n", mp_progname, prof[i].name, prof[i].n, prof[i].t * 1e3);
+	nprof = 0;
+}
+
 /* ---------------------------------------------------------------- contexts */
 typedef struct {
 	char *name;
@@ -237,6 +278,8 @@ mp_cl_close(mp_cl *c)
 {
 	if (!c)
 		return;
+	if (profiling > 0)
+		prof_print();
 	for (int i = 0; i < c->np; i++) {
 		progent *p = &c->progs[i];
 		for (int k = 0; k < p->nk; k++) {
@@ -679,6 +722,7 @@ mp_cl_args(cl_kernel k, ...)
 int
 mp_cl_run(mp_cl *c, cl_kernel k, int dims, const size_t *global, int wait)
 {
+	double t0 = 0;
 	static const size_t l1[1] = {64}, l2[2] = {16, 8}, l3[3] = {8, 8, 2};
 	const size_t *loc = dims == 1 ? l1 : dims == 2 ? l2 : l3;
 	size_t g[3], l[3], tot = 1;
@@ -696,9 +740,21 @@ mp_cl_run(mp_cl *c, cl_kernel k, int dims, const size_t *global, int wait)
 	}
 	for (int i = 0; i < dims; i++)
 		g[i] = (global[i] + l[i] - 1) / l[i] * l[i];
+	if (profiling < 0) {
+		const char *p = getenv("MEDPIPE_CL_PROFILE");
+		profiling = p && *p && strcmp(p, "0") != 0;
+	}
+	if (profiling) {
+		clFinish(c->q);
+		t0 = now_s();
+	}
 	e = clEnqueueNDRangeKernel(c->q, k, (cl_uint)dims, NULL, g, l, 0, NULL, NULL);
 	if (e != CL_SUCCESS)
 		return mp_cl_fail(e, "%s: running a kernel", c->info.name);
+	if (profiling) {
+		clFinish(c->q);
+		prof_add(k, now_s() - t0);
+	}
 	if (wait)
 		return mp_cl_finish(c);
 	return 0;
