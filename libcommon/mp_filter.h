@@ -167,7 +167,8 @@ int mp_hist_read(const mp_frame *f, mp_history *h);
 void mp_hist_free(mp_history *h);
 /* record grid0 from the frame's current geometry when absent */
 void mp_hist_grid0(mp_frame *f);
-/* append one op (text without "; ") to medpipe.history, setting grid0 first */
+/* append one op (text without "; ") to medpipe.history, setting grid0 first
+ * when absent: call mp_hist_grid0 yourself BEFORE changing the frame's geometry */
 void mp_hist_append(mp_frame *f, const char *op);
 /* helpers building op text */
 void mp_hist_crop(mp_frame *f, const size_t psz[3], const size_t csz[3], const size_t off[3]);

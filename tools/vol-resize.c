@@ -125,6 +125,7 @@ resize_frame(mp_in *in, mp_frame *f, mp_out *o)
 		ow = dw = (size_t)dw_opt;
 		oh = dh = (size_t)dh_opt;
 	}
+	mp_hist_grid0(f);   /* the grid before the first change */
 	/* geometry: pixel-area convention */
 	if (f->space)
 		for (int a = 0; a < 2; a++) {
@@ -213,6 +214,7 @@ resample_frame(mp_in *in, mp_frame *f, mp_out *o)
 		return ferr(in, "label frame is not of an integer type");
 	if (!f->space)
 		return ferr(in, "no world geometry (space directions): cannot resample to a spacing");
+	mp_hist_grid0(f);
 	for (int a = 0; a < 3; a++) {
 		double sp = mp_spacing(f, a);
 		if (a == 2 && f->dim == 2) {

@@ -113,7 +113,10 @@ c_old = np.array(ORIG) - d0[0] / 2 - d0[1] / 2
 c_new = np.array(fr.origin) - np.array(fr.dirs[0]) / 2 - np.array(fr.dirs[1]) / 2
 res("resize-geometry-pixel-area", ok and np.allclose(c_old, c_new, atol=1e-9), "dirs %s origin %s" % (fr.dirs, fr.origin))
 h = fr.keys.get("medpipe.history", "")
-res("resize-history", h == "resize 37x23>100x61 nearest" and fr.keys.get("medpipe.grid0.sizes") == "37 23 3",
+g0 = (fr.keys.get("medpipe.grid0.directions"), fr.keys.get("medpipe.grid0.origin"))
+g0ok = g0[0] is not None and np.allclose([float(v) for v in g0[0].replace("(", " ").replace(")", " ").replace(",", " ").split()], np.ravel(DIRS)) \
+    and np.allclose([float(v) for v in g0[1].strip("()").split(",")], ORIG)
+res("resize-history", h == "resize 37x23>100x61 nearest" and fr.keys.get("medpipe.grid0.sizes") == "37 23 3" and g0ok,
     "history '%s' grid0 '%s'" % (h, fr.keys.get("medpipe.grid0.sizes")))
 
 # ---------------------------------------------------------------- longest side + pad
