@@ -1,0 +1,120 @@
+# pipelines/common.mk - shared by ct-npz.mk, mr-npz.mk and sanity.mk; not run
+# on its own.  A dataset is a folder IN holding cases in either layout:
+#
+#   nnU-Net:  IN/imagesTr/NAME_0000.nii.gz  +  IN/labelsTr/NAME.nii.gz
+#   DICOM:    IN/NAME/dicom/...  (any depth)  +  IN/NAME/label.nii.gz
+#
+# (a case without its label file is processed as image only).  Every case is
+# one target; results go under OUT.  Each step writes its file whole or not at
+# all, so an interrupted run (Ctrl-C, a killed job, a failed case under -k)
+# leaves no finished-looking file, and running make again redoes only what is
+# missing or older than its inputs.
+#
+# Variables (make VAR=value):
+#   IN, OUT         dataset and result folders (required)
+#   MODALITY        ct (default) or mr
+#   LEVEL, WIDTH    CT window (default 40 / 400, soft tissue), MedSAM's mapping
+#   PERCENTILES     MR normalisation percentiles (default 0.5,99.5, over voxels > 0)
+#   MIN, MIN2D      components smaller than MIN voxels (3D) and MIN2D pixels
+#                   (per slice) are removed from labels (default 1000 / 100, MedSAM)
+#   CROP            roi-crop options (default --slices labelled)
+#   SIZE            in-plane size of the npz slices, e.g. 1024 (default empty:
+#                   not resized, as MedSAM's CVPR 2024 npz files)
+#   MEDPIPE_BIN     folder of the medpipe programs (default: this tree's bin/
+#                   when built, else the PATH)
+#   V=1             show the commands, not only one line per case
+
+ifndef IN
+$(error IN is not set: make -f pipelines/ct-npz.mk IN=DATASET OUT=RESULTS)
+endif
+ifndef OUT
+$(error OUT is not set: make -f pipelines/ct-npz.mk IN=DATASET OUT=RESULTS)
+endif
+
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -ec
+.DELETE_ON_ERROR:
+.SUFFIXES:
+
+PIPEDIR     := $(dir $(lastword $(filter %common.mk,$(MAKEFILE_LIST))))
+MEDPIPE_BIN ?= $(abspath $(PIPEDIR)../bin)
+P           := $(if $(wildcard $(MEDPIPE_BIN)/vol-info),$(MEDPIPE_BIN)/,)
+
+MODALITY    ?= ct
+LEVEL       ?= 40
+WIDTH       ?= 400
+PERCENTILES ?= 0.5,99.5
+MIN         ?= 1000
+MIN2D       ?= 100
+CROP        ?= --slices labelled
+SIZE        ?=
+
+ifeq ($(MODALITY),ct)
+WINDOW_OPTS ?= --level $(LEVEL) --width $(WIDTH) --mapping medsam
+else ifeq ($(MODALITY),mr)
+WINDOW_OPTS ?= --percentiles $(PERCENTILES) --nonzero --mapping medsam
+else
+$(error MODALITY must be ct or mr, not '$(MODALITY)')
+endif
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+# ------------------------------------------------------------------ cases
+NNU_CASES := $(patsubst $(IN)/imagesTr/%_0000.nii.gz,%,$(wildcard $(IN)/imagesTr/*_0000.nii.gz))
+DCM_CASES := $(patsubst $(IN)/%/dicom,%,$(wildcard $(IN)/*/dicom))
+CASES     := $(sort $(NNU_CASES) $(DCM_CASES))
+ifeq ($(strip $(CASES)),)
+$(warning no cases under $(IN): expected $(IN)/imagesTr/NAME_0000.nii.gz or $(IN)/NAME/dicom/)
+endif
+
+# the input files of a case, and the command that streams its frames
+# (image then label; medpipe.case set to NAME)
+nnu_label = $(wildcard $(IN)/labelsTr/$(1).nii.gz)
+dcm_label = $(firstword $(wildcard $(IN)/$(1)/label.nii.gz $(IN)/$(1)/label.nrrd $(IN)/$(1)/label.nii))
+case_inputs = $(if $(filter $(1),$(NNU_CASES)),$(IN)/imagesTr/$(1)_0000.nii.gz $(call nnu_label,$(1)),$(shell find $(IN)/$(1)/dicom -type f 2>/dev/null | sort) $(call dcm_label,$(1)))
+case_source = $(if $(filter $(1),$(NNU_CASES)),$(P)vol-cat --case $(1) $(IN)/imagesTr/$(1)_0000.nii.gz $(if $(call nnu_label,$(1)),--label $(call nnu_label,$(1))),$(P)dcm2vol $(IN)/$(1)/dicom | $(P)vol-cat --case $(1) - $(if $(call dcm_label,$(1)),--label $(call dcm_label,$(1))))
+
+# the processed case: window, clean, crop (a frame stream, kept under
+# OUT/work so that npz files, NIfTI files, previews and the summary come from
+# the same frames)
+define case_rules
+$(OUT)/work/$(1).nrrd: $(call case_inputs,$(1))
+	@mkdir -p $$(@D)
+	@echo "prep   $(1)"
+	$(Q)$(call case_source,$(1)) \
+	  | $(P)hu-window $(WINDOW_OPTS) \
+	  | $(P)ccl-clean --min $(MIN) --min2d $(MIN2D) \
+	  | $(P)roi-crop $(CROP) > $$@.tmp
+	$(Q)mv -f $$@.tmp $$@
+endef
+$(foreach c,$(CASES),$(eval $(call case_rules,$(c))))
+
+# one CSV line per case: case, slices, size, spacing, labels (label:voxels ...)
+$(OUT)/info/%.csv: $(OUT)/work/%.nrrd
+	@mkdir -p $(@D)
+	$(Q)$(P)vol-info $< | awk -v c="$*" ' \
+	  /^frame /            { f++ } \
+	  /^  role:/           { role[f] = $$2 } \
+	  /^  sizes:/          { sz[f] = $$2 "x" $$3 "x" $$4; nz[f] = $$4 } \
+	  /^  spacing:/        { sp[f] = $$2 "x" $$3 "x" $$4 } \
+	  /^  labels:/         { sub(/^  labels: *[0-9]+:? */, ""); gsub(/\(/, ":"); gsub(/\)/, ""); lab[f] = $$0 } \
+	  END { for (i = 1; i <= f; i++) if (role[i] == "image") im = i; if (!im) im = 1; \
+	        for (i = 1; i <= f; i++) if (role[i] == "label") lb = i; \
+	        printf "%s,%s,%s,%s,%s\n", c, nz[im], sz[im], sp[im], (lb ? lab[lb] : "") }' > $@.tmp
+	$(Q)mv -f $@.tmp $@
+
+$(OUT)/summary.csv: $(CASES:%=$(OUT)/info/%.csv)
+	@mkdir -p $(@D)
+	$(Q){ echo "case,slices,size,spacing_mm,labels"; cat $^ /dev/null; } > $@.tmp
+	$(Q)mv -f $@.tmp $@
+	@echo "summary $@ ($(words $(CASES)) cases)"
+
+.PHONY: all list clean-work
+list:
+	@printf '%s\n' $(CASES)
+clean-work:
+	rm -rf $(OUT)/work
