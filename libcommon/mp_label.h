@@ -63,6 +63,8 @@ int mp_parse_int_list(const char *s, int64_t **v, size_t *n);
 /* apply to n voxels of type t (in place); -1 + mp_err when a result does not
  * fit the type */
 int mp_lmap_apply(const mp_lmap *m, void *buf, mp_type t, size_t n);
+/* renumber the non-zero values to 1..K in increasing order; returns K or -1 */
+int64_t mp_lmap_renumber(void *buf, mp_type t, size_t n);
 
 /* Semantic to instance labels: every connected component (conn) of a voxel
  * whose value is in sel[] gets its own id, start, start+1, ... in raster order;
