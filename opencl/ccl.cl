@@ -131,22 +131,41 @@ flatten(volatile __global uint *parent, uint nnodes)
 		parent[i] = find_root(parent, i);
 }
 
+/* per block, its first foreground voxel (in raster order) records the block
+ * in its root: first[root] = min voxel index (not needed with single-voxel
+ * nodes, where the root is the first voxel), size[root] += the block's
+ * foreground count (only when filtering by size).  One atomic per block. */
 __kernel void
 stats(__global const void *vol, int es, int binary, __global const uint *parent,
       __global uint *first, __global uint *size,
-      uint nx, uint ny, uint nz, uint bx, uint by, uint bz, uint nbx, uint nby)
+      uint nx, uint ny, uint nz, uint bx, uint by, uint bz, uint nbx, uint nby, uint minsize)
 {
 	uint x = get_global_id(0), y = get_global_id(1), z = get_global_id(2);
-	uint i, r;
+	uint i, r, cnt = 0, x0, y0, z0;
 
 	if (x >= nx || y >= ny || z >= nz)
 		return;
 	i = (z * ny + y) * nx + x;
 	if (val(vol, es, binary, i) == 0)
 		return;
+	x0 = x - x % bx;
+	y0 = y - y % by;
+	z0 = z - z % bz;
+	for (uint zz = z0; zz < min(z0 + bz, nz); zz++)
+		for (uint yy = y0; yy < min(y0 + by, ny); yy++)
+			for (uint xx = x0; xx < min(x0 + bx, nx); xx++) {
+				uint j = (zz * ny + yy) * nx + xx;
+				if (val(vol, es, binary, j) == 0)
+					continue;
+				if (j < i)
+					return;         /* not the block's first */
+				cnt++;
+			}
 	r = parent[node_of(x, y, z, bx, by, bz, nbx, nby)];
-	atomic_min(&first[r], i);
-	atomic_inc(&size[r]);
+	if (bx * by * bz > 1)
+		atomic_min(&first[r], i);
+	if (minsize > 1)
+		atomic_add(&size[r], cnt);
 }
 
 /* is voxel i the first voxel of a component of at least minsize voxels */
@@ -161,7 +180,8 @@ is_first(__global const void *vol, int es, int binary, __global const uint *pare
 	y = (i / nx) % ny;
 	z = i / nx / ny;
 	r = parent[node_of(x, y, z, bx, by, bz, nbx, nby)];
-	return first[r] == i && size[r] >= minsize;
+	/* single-voxel nodes: the root is the smallest voxel index, the first */
+	return (bx * by * bz == 1 ? r == i : first[r] == i) && (minsize <= 1 || size[r] >= minsize);
 }
 
 __kernel void

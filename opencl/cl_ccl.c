@@ -57,13 +57,13 @@ ccl_slab(mp_cl *c, const void *vol, size_t es, size_t nx, size_t ny, size_t nz, 
 	    || !(kcount = mp_cl_kernel(c, "ccl", "count")) || !(knum = mp_cl_kernel(c, "ccl", "number"))
 	    || !(kfinal = mp_cl_kernel(c, "ccl", "final")))
 		return -1;
-	if (!(vb = mp_cl_buffer(c, CL_MEM_READ_ONLY, n * es, vol))
+	if (!(vb = mp_cl_hostbuf(c, CL_MEM_READ_ONLY, n * es, (void *)vol))
 	    || !(par = mp_cl_buffer(c, CL_MEM_READ_WRITE, nnodes * 4, NULL))
 	    || !(first = mp_cl_buffer(c, CL_MEM_READ_WRITE, nnodes * 4, NULL))
 	    || !(size = mp_cl_buffer(c, CL_MEM_READ_WRITE, nnodes * 4, NULL))
 	    || !(num = mp_cl_buffer(c, CL_MEM_READ_WRITE, nnodes * 4, NULL))
 	    || !(cnt = mp_cl_buffer(c, CL_MEM_READ_WRITE, nchunks * 4, NULL))
-	    || !(ob = mp_cl_buffer(c, CL_MEM_WRITE_ONLY, n * 4, NULL)))
+	    || !(ob = mp_cl_hostbuf(c, CL_MEM_WRITE_ONLY, n * 4, out)))
 		goto out;
 	{
 		cl_uint ff = 0xffffffffu;
@@ -83,9 +83,11 @@ ccl_slab(mp_cl *c, const void *vol, size_t es, size_t nx, size_t ny, size_t nz, 
 	    || mp_cl_run(c, kmerge, 3, g3, 0)
 	    || mp_cl_args(kflat, sizeof par, &par, sizeof nnu, &nnu, (size_t)0)
 	    || mp_cl_run(c, kflat, 1, &gn, 0)
-	    || mp_cl_args(kstats, sizeof vb, &vb, sizeof tc, &tc, sizeof bin, &bin, sizeof par, &par, sizeof first, &first,
-	                  sizeof size, &size, 4, &ux, 4, &uy, 4, &uz, 4, &bx, 4, &by, 4, &bz, 4, &nbx, 4, &nby, (size_t)0)
-	    || mp_cl_run(c, kstats, 3, g3, 0)
+	    || (!(bx * by * bz == 1 && umin <= 1)
+	        && (mp_cl_args(kstats, sizeof vb, &vb, sizeof tc, &tc, sizeof bin, &bin, sizeof par, &par, sizeof first, &first,
+	                       sizeof size, &size, 4, &ux, 4, &uy, 4, &uz, 4, &bx, 4, &by, 4, &bz, 4, &nbx, 4, &nby,
+	                       4, &umin, (size_t)0)
+	            || mp_cl_run(c, kstats, 3, g3, 0)))
 	    || mp_cl_args(kcount, sizeof vb, &vb, sizeof tc, &tc, sizeof bin, &bin, sizeof par, &par, sizeof first, &first,
 	                  sizeof size, &size, sizeof cnt, &cnt, 4, &un, 4, &uch, 4, &ux, 4, &uy,
 	                  4, &bx, 4, &by, 4, &bz, 4, &nbx, 4, &nby, 4, &umin, (size_t)0)
@@ -108,7 +110,7 @@ ccl_slab(mp_cl *c, const void *vol, size_t es, size_t nx, size_t ny, size_t nz, 
 	    || mp_cl_args(kfinal, sizeof vb, &vb, sizeof tc, &tc, sizeof bin, &bin, sizeof par, &par, sizeof num, &num,
 	                  sizeof ob, &ob, 4, &ux, 4, &uy, 4, &uz, 4, &bx, 4, &by, 4, &bz, 4, &nbx, 4, &nby, (size_t)0)
 	    || mp_cl_run(c, kfinal, 3, g3, 0)
-	    || mp_cl_read(c, ob, 0, n * 4, out))
+	    || mp_cl_hostread(c, ob, n * 4, out))
 		total = -1;
 out:
 	free(counts);

@@ -663,6 +663,41 @@ mp_cl_buffer(mp_cl *c, cl_mem_flags fl, size_t n, const void *host)
 	return m;
 }
 
+/* on CPU devices a buffer over host memory (no copy); elsewhere a copy */
+cl_mem
+mp_cl_hostbuf(mp_cl *c, cl_mem_flags fl, size_t n, void *host)
+{
+	cl_int e;
+	cl_mem m;
+
+	if (c->info.type != MP_CL_CPU || n == 0 || n > c->info.max_alloc)
+		return fl & CL_MEM_WRITE_ONLY ? mp_cl_buffer(c, fl, n, NULL) : mp_cl_buffer(c, fl, n, host);
+	m = clCreateBuffer(c->ctx, fl | CL_MEM_USE_HOST_PTR, n, host, &e);
+	if (!m)
+		mp_cl_fail(e, "%s: a buffer of %zu MiB over host memory", c->info.name, n >> 20);
+	return m;
+}
+
+/* bring a buffer made by mp_cl_hostbuf back to host (n bytes into host) */
+int
+mp_cl_hostread(mp_cl *c, cl_mem b, size_t n, void *host)
+{
+	cl_int e;
+	void *p;
+
+	if (c->info.type != MP_CL_CPU || n == 0 || n > c->info.max_alloc)
+		return mp_cl_read(c, b, 0, n, host);
+	p = clEnqueueMapBuffer(c->q, b, CL_TRUE, CL_MAP_READ, 0, n, 0, NULL, NULL, &e);
+	if (!p)
+		return mp_cl_fail(e, "%s: mapping %zu bytes", c->info.name, n);
+	if (p != host)
+		memcpy(host, p, n);
+	e = clEnqueueUnmapMemObject(c->q, b, p, 0, NULL, NULL);
+	if (e == CL_SUCCESS)
+		e = clFinish(c->q);
+	return e == CL_SUCCESS ? 0 : mp_cl_fail(e, "%s: unmapping", c->info.name);
+}
+
 int
 mp_cl_write(mp_cl *c, cl_mem b, size_t off, size_t n, const void *host)
 {

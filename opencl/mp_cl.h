@@ -83,6 +83,10 @@ const char *mp_cl_errname(cl_int e);
 int mp_cl_fail(cl_int e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* a buffer of n bytes (copied from host when host != NULL); NULL + mp_err */
 cl_mem mp_cl_buffer(mp_cl *c, cl_mem_flags fl, size_t n, const void *host);
+/* a buffer over host memory on CPU devices (CL_MEM_USE_HOST_PTR: no copy),
+ * a copy elsewhere (WRITE_ONLY: uninitialised); read back with mp_cl_hostread */
+cl_mem mp_cl_hostbuf(mp_cl *c, cl_mem_flags fl, size_t n, void *host);
+int mp_cl_hostread(mp_cl *c, cl_mem b, size_t n, void *host);
 int mp_cl_write(mp_cl *c, cl_mem b, size_t off, size_t n, const void *host);
 int mp_cl_read(mp_cl *c, cl_mem b, size_t off, size_t n, void *host);
 int mp_cl_fill0(mp_cl *c, cl_mem b, size_t n);
