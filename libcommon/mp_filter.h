@@ -105,6 +105,10 @@ void mp_resize_nearest(void *dst, size_t dw, size_t dh, const void *src, size_t 
 /* dst[y][x] = src[yi[y]][xi[x]] for elements of elsize bytes (sw: source row length) */
 void mp_gather2d(void *dst, size_t dw, size_t dh, const void *src, size_t sw,
                  const int32_t *xi, const int32_t *yi, size_t elsize);
+/* fast conversions to and from float (integers: round half away from zero, clamp;
+ * the same results as mp_convert) */
+void mp_to_float(float *dst, const void *src, mp_type st, size_t n);
+void mp_from_float(void *dst, mp_type dt, const float *src, size_t n);
 /* dst = (1-f)*a + f*b */
 void mp_blend(float *dst, const float *a, const float *b, float f, size_t n);
 /* apply a table along x (rows) or y (columns) of a float image */

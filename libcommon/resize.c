@@ -538,3 +538,43 @@ mp_blend(float *dst, const float *a, const float *b, float f, size_t n)
 	for (size_t i = 0; i < n; i++)
 		dst[i] = g * a[i] + f * b[i];
 }
+
+#define TOF(T) { const T *s = src; for (size_t i = 0; i < n; i++) dst[i] = (float)s[i]; } break
+void
+mp_to_float(float *dst, const void *src, mp_type st, size_t n)
+{
+	switch (st) {
+	case MP_INT8: TOF(int8_t);
+	case MP_UINT8: TOF(uint8_t);
+	case MP_INT16: TOF(int16_t);
+	case MP_UINT16: TOF(uint16_t);
+	case MP_INT32: TOF(int32_t);
+	case MP_UINT32: TOF(uint32_t);
+	case MP_FLOAT32: memcpy(dst, src, n * sizeof *dst); break;
+	case MP_FLOAT64: TOF(double);
+	default: mp_convert(dst, MP_FLOAT32, src, st, n);
+	}
+}
+#undef TOF
+
+/* round half away from zero (in double: exact for every float), clamp; NaN -> 0 */
+#define FROMF(T, LO, HI) { T *d = dst; for (size_t i = 0; i < n; i++) { \
+	double v = (double)src[i]; \
+	v = v != v ? 0 : v <= (LO) ? (LO) : v >= (HI) ? (HI) : v; \
+	d[i] = (T)(int64_t)(v >= 0 ? v + 0.5 : v - 0.5); } } break
+void
+mp_from_float(void *dst, mp_type dt, const float *src, size_t n)
+{
+	switch (dt) {
+	case MP_INT8: FROMF(int8_t, -128.0, 127.0);
+	case MP_UINT8: FROMF(uint8_t, 0.0, 255.0);
+	case MP_INT16: FROMF(int16_t, -32768.0, 32767.0);
+	case MP_UINT16: FROMF(uint16_t, 0.0, 65535.0);
+	case MP_INT32: FROMF(int32_t, -2147483648.0, 2147483647.0);
+	case MP_UINT32: FROMF(uint32_t, 0.0, 4294967295.0);
+	case MP_FLOAT32: memcpy(dst, src, n * sizeof *src); break;
+	case MP_FLOAT64: { double *d = dst; for (size_t i = 0; i < n; i++) d[i] = src[i]; } break;
+	default: mp_convert(dst, dt, src, MP_FLOAT32, n);
+	}
+}
+#undef FROMF
