@@ -34,7 +34,9 @@ mkdir -p "$D/in" "$D/out/npz" "$D/out/nifti" "$D/out/png" "$D/out/eval"
 say "making the phantom study (128x128x40 CT, 0.8x0.8x2.5 mm, oblique) in $D/in"
 "$PY" tests/gen/phantom.py --case "$CASE" --size 128x128x40 --spacing 0.8x0.8x2.5 --seed 1 \
 	--dicom "$D/in/dicom" --image "$D/in/image.nii.gz" --label "$D/in/label.nii.gz" \
-	--perturbed "$D/in/pred.nii.gz" --nrrd "$D/in/phantom.nrrd" \
+	--perturbed "$D/in/pred.nii.gz" --nrrd "$D/in/eval.nrrd" \
+	&& "$PY" tests/gen/phantom.py --case "$CASE" --size 128x128x40 --spacing 0.8x0.8x2.5 --seed 1 \
+		--nrrd "$D/in/phantom.nrrd" \
 	|| die "tests/gen/phantom.py failed (needs python3-numpy, python3-nibabel, dcmtk)"
 
 # ---------------------------------------------------------------- source frames
@@ -113,14 +115,14 @@ if have seg-eval; then
 			| "$B/seg-eval" -o "$D/out/eval/$CASE.csv" || die "seg-eval failed"
 	else
 		say "vol-cat is not built yet: seg-eval reads the phantom's frame stream (label + perturbed mask)"
-		"$B/seg-eval" -o "$D/out/eval/$CASE.csv" "$D/in/phantom.nrrd" || die "seg-eval failed"
+		"$B/seg-eval" -o "$D/out/eval/$CASE.csv" "$D/in/eval.nrrd" || die "seg-eval failed"
 	fi
 	if have vol-preview; then
 		if have vol-cat; then
 			"$B/vol-cat" --case "$CASE" "$D/in/image.nii.gz" --label "$D/in/label.nii.gz" --mask "$D/in/pred.nii.gz" \
 				> "$D/out/pred.nrrd" || die "vol-cat failed"
 		else
-			cp "$D/in/phantom.nrrd" "$D/out/pred.nrrd"
+			cp "$D/in/eval.nrrd" "$D/out/pred.nrrd"
 		fi
 		"$B/vol-preview" --preset soft-tissue --outline --alpha 0 --max 8 -o "$D/out/png/prediction.png" "$D/out/pred.nrrd" \
 			|| die "vol-preview of the prediction failed"

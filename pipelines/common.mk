@@ -85,35 +85,43 @@ define case_rules
 $(OUT)/work/$(1).nrrd: $(call case_inputs,$(1))
 	@mkdir -p $$(@D)
 	@echo "prep   $(1)"
-	$(Q)$(call case_source,$(1)) \
+	$(Q)trap 'rm -f "$$@.tmp"' EXIT; \
+	  $(call case_source,$(1)) \
 	  | $(P)hu-window $(WINDOW_OPTS) \
 	  | $(P)ccl-clean --min $(MIN) --min2d $(MIN2D) \
-	  | $(P)roi-crop $(CROP) > $$@.tmp
-	$(Q)mv -f $$@.tmp $$@
+	  | $(P)roi-crop $(CROP) > $$@.tmp; \
+	  mv -f $$@.tmp $$@
 endef
 $(foreach c,$(CASES),$(eval $(call case_rules,$(c))))
 
 # one CSV line per case: case, slices, size, spacing, labels (label:voxels ...)
 $(OUT)/info/%.csv: $(OUT)/work/%.nrrd
 	@mkdir -p $(@D)
-	$(Q)$(P)vol-info $< | awk -v c="$*" ' \
+	$(Q)trap 'rm -f "$@.tmp"' EXIT; $(P)vol-info $< | awk -v c="$*" ' \
 	  /^frame /            { f++ } \
 	  /^  role:/           { role[f] = $$2 } \
 	  /^  sizes:/          { sz[f] = $$2 "x" $$3 "x" $$4; nz[f] = $$4 } \
-	  /^  spacing:/        { sp[f] = $$2 "x" $$3 "x" $$4 } \
+	  /^  spacing:/        { sp[f] = sprintf("%.6g" "x" "%.6g" "x" "%.6g", $$2, $$3, $$4) } \
 	  /^  labels:/         { sub(/^  labels: *[0-9]+:? */, ""); gsub(/\(/, ":"); gsub(/\)/, ""); lab[f] = $$0 } \
 	  END { for (i = 1; i <= f; i++) if (role[i] == "image") im = i; if (!im) im = 1; \
 	        for (i = 1; i <= f; i++) if (role[i] == "label") lb = i; \
-	        printf "%s,%s,%s,%s,%s\n", c, nz[im], sz[im], sp[im], (lb ? lab[lb] : "") }' > $@.tmp
-	$(Q)mv -f $@.tmp $@
+	        printf "%s,%s,%s,%s,%s\n", c, nz[im], sz[im], sp[im], (lb ? lab[lb] : "") }' > $@.tmp; \
+	  mv -f $@.tmp $@
 
 $(OUT)/summary.csv: $(CASES:%=$(OUT)/info/%.csv)
 	@mkdir -p $(@D)
-	$(Q){ echo "case,slices,size,spacing_mm,labels"; cat $^ /dev/null; } > $@.tmp
-	$(Q)mv -f $@.tmp $@
+	$(Q){ echo "case,slices,size,spacing_mm,labels"; cat $^ /dev/null; } > $@.tmp && mv -f $@.tmp $@
 	@echo "summary $@ ($(words $(CASES)) cases)"
 
-.PHONY: all list clean-work
+# summary.csv is made only when every case succeeded; after a run with -k and
+# failed cases, this writes OUT/summary-partial.csv from the cases that did
+partial-summary:
+	@mkdir -p $(OUT)
+	$(Q){ echo "case,slices,size,spacing_mm,labels"; cat $(wildcard $(CASES:%=$(OUT)/info/%.csv)) /dev/null; } > $(OUT)/summary-partial.csv.tmp \
+	  && mv -f $(OUT)/summary-partial.csv.tmp $(OUT)/summary-partial.csv
+	@echo "summary $(OUT)/summary-partial.csv ($(words $(wildcard $(CASES:%=$(OUT)/info/%.csv))) of $(words $(CASES)) cases)"
+
+.PHONY: all list clean-work partial-summary
 list:
 	@printf '%s\n' $(CASES)
 clean-work:
