@@ -1,0 +1,207 @@
+/* mp_sam.h - Segment Anything (SAM) and MedSAM inference: the ViT image
+ * encoder, the prompt encoder and the mask decoder, reading the official
+ * PyTorch checkpoints (see torchload.h).
+ *
+ * The model is a struct of named tensors. Loading checks every tensor of the
+ * checkpoint against the names and shapes the architecture needs and works
+ * the architecture out of the shapes: embedding width, depth, heads (from the
+ * relative-position tables), window size and which blocks attend globally.
+ * ViT-B, ViT-L, ViT-H and smaller configurations of the same structure load.
+ *
+ * Layouts: an image for the encoder is 3 x S x S floats (channel planes, row
+ * major, S = img_size, 1024 for the official models); the image embedding is
+ * C x H x W (256 x 64 x 64), the layout of torch's image_embeddings[0].
+ *
+ * Heavy operations go through a backend (mp_sam_backend): the default is the
+ * CPU with a CBLAS for matrix products and threads for the rest. Another
+ * backend (OpenCL) can provide the same entries.
+ */
+#ifndef MP_SAM_H
+#define MP_SAM_H
+
+#include <stddef.h>
+#include "mp.h"
+#include "torchload.h"
+
+/* ---------------------------------------------------------------- backend */
+/* multi-head attention over nb independent batches (windows):
+ *   for each batch b and head h: O = softmax(scale * Q K^T (+ rel pos)) V
+ * where Q rows are q + b*bsq + i*ldq + h*hd (hd floats), likewise K, V, O.
+ * Decomposed relative positions (ViTDet/SAM) when rph != NULL: the query and
+ * key grids are gh x gw (nq == nk == gh*gw) and attn[i][kh*gw+kw] gets
+ * q_i . rph[qh-kh+gh-1] + q_i . rpw[qw-kw+gw-1] (unscaled q). */
+typedef struct mp_sam_attn {
+	int nb, nq, nk, heads, hd;
+	const float *q, *k, *v;
+	float *o;
+	int ldq, ldk, ldv, ldo;
+	size_t bsq, bsk, bsv, bso;
+	float scale;
+	const float *rph, *rpw;
+	int gh, gw;
+} mp_sam_attn;
+
+typedef struct mp_sam_backend {
+	const char *name;
+	void *ctx;
+	/* row-major C = alpha * op(A) op(B) + beta * C (CBLAS semantics) */
+	void (*gemm)(void *ctx, int transa, int transb, int m, int n, int k, float alpha,
+	             const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
+	/* y[r] = layernorm(x[r]) * w + b over d values per row; y may be x */
+	void (*layernorm)(void *ctx, float *y, const float *x, size_t rows, size_t d,
+	                  const float *w, const float *b, float eps);
+	/* exact (erf) GELU in place */
+	void (*gelu)(void *ctx, float *x, size_t n);
+	void (*attention)(void *ctx, const mp_sam_attn *a);
+} mp_sam_backend;
+
+/* the CPU backend (CBLAS + threads); nthreads <= 0: all online CPUs */
+const mp_sam_backend *mp_sam_cpu_backend(int nthreads);
+int mp_sam_threads(void);
+
+/* ---------------------------------------------------------------- model */
+typedef struct { const float *w, *b; int out, in; } mp_sam_lin;
+typedef struct { const float *w, *b; } mp_sam_norm;
+
+typedef struct mp_sam_block {
+	mp_sam_norm n1, n2;
+	mp_sam_lin qkv, proj, lin1, lin2;
+	const float *rph, *rpw;      /* (2*g-1) x hd */
+	int window;                  /* 0: global attention */
+} mp_sam_block;
+
+typedef struct mp_sam_tattn { mp_sam_lin q, k, v, o; } mp_sam_tattn;
+typedef struct mp_sam_tlayer {
+	mp_sam_tattn self_attn, t2i, i2t;
+	mp_sam_norm n1, n2, n3, n4;
+	mp_sam_lin lin1, lin2;
+} mp_sam_tlayer;
+
+typedef struct mp_sam_config {
+	int img_size, patch, grid;         /* 1024, 16, 64 */
+	int embed, depth, heads, hd, mlp;  /* 768, 12, 12, 64, 3072 for ViT-B */
+	int window;                        /* 14 */
+	int nglobal, global_idx[64];
+	int out_chans;                     /* 256: prompt embedding width */
+	int dec_depth, dec_heads, dec_mlp, dec_internal;
+	int mask_in_chans;
+	int nmask;                         /* mask tokens (4) */
+	int iou_hidden, iou_depth;
+	char arch[32];                     /* "vit_b", "vit_l", "vit_h" or "vit_E_D" */
+} mp_sam_config;
+
+#define MP_SAM_MAXDEPTH 64
+
+typedef struct mp_sam {
+	mp_sam_config cfg;
+	mp_tdict td;                       /* owns every tensor */
+	char path[512];
+	/* image encoder */
+	const float *patch_w, *patch_b, *pos;
+	mp_sam_block blk[MP_SAM_MAXDEPTH];
+	const float *neck0, *neck2;
+	mp_sam_norm neck1, neck3;
+	/* prompt encoder */
+	const float *pe_gauss;             /* 2 x out_chans/2 */
+	const float *point_emb[4], *not_a_point, *no_mask;
+	/* mask decoder */
+	mp_sam_tlayer tl[8];
+	mp_sam_tattn final_attn;
+	mp_sam_norm norm_final;
+	const float *iou_token, *mask_tokens;
+	const float *up0_w, *up0_b, *up3_w, *up3_b;
+	mp_sam_norm up1;
+	mp_sam_lin hyper[16][3];
+	mp_sam_lin iou_head[8];
+	float *dense_pe;                   /* grid*grid x out_chans, token-major */
+	const mp_sam_backend *be;
+} mp_sam;
+
+/* load and check a checkpoint; -1 + mp_err naming the file and the tensor */
+int mp_sam_load(mp_sam *m, const char *path, const mp_sam_backend *be);
+void mp_sam_free(mp_sam *m);
+/* one line: "vit_b (embed 768, depth 12, heads 12, global 2,5,8,11)" */
+void mp_sam_describe(const mp_sam *m, char *buf, size_t n);
+
+/* image encoder: img 3 x S x S -> emb out_chans x grid x grid. Timings of
+ * the stages go to mp_note. 0 or -1 + mp_err (memory). */
+int mp_sam_encode(mp_sam *m, const float *img, float *emb);
+
+/* prompts in the model's input frame (0..img_size, x then y) */
+typedef struct mp_sam_prompt {
+	int npts;
+	const float *pts;       /* npts x 2 */
+	const int *labels;      /* 1 foreground, 0 background */
+	int has_box;
+	float box[4];           /* x0, y0, x1, y1 */
+} mp_sam_prompt;
+
+/* mask decoder for one prompt: lowres gets nmask planes of (4*grid)^2 logits
+ * (all mask tokens, torch's order: 0 is the single-mask output), iou nmask
+ * predictions. 0 or -1 + mp_err. */
+int mp_sam_decode(mp_sam *m, const float *emb, const mp_sam_prompt *p, float *lowres, float *iou);
+
+/* ---------------------------------------------------------------- pre/post */
+typedef enum { MP_SAM_MEDSAM = 0, MP_SAM_SAM = 1 } mp_sam_mode;
+const char *mp_sam_mode_name(mp_sam_mode m);
+int mp_sam_mode_parse(const char *s, mp_sam_mode *m);
+/* the size (before padding) an nx x ny slice takes in the model's input:
+ * medsam: S x S; sam: longest side S (ResizeLongestSide) */
+void mp_sam_input_size(mp_sam_mode m, int S, size_t nx, size_t ny, size_t *rw, size_t *rh);
+/* build the encoder input from one slice of nc (1 or 3) interleaved channels
+ * (x fastest): resize (interp: an mp_rs_method), then
+ *   medsam: min-max of the resized image to [0,1];
+ *   sam: (v - mean) / std with ImageNet's mean/std on a 0..255 scale, zero padding.
+ * out: 3 x S x S. 0 or -1 + mp_err. */
+int mp_sam_preprocess(mp_sam_mode m, int interp, int S, const float *slice, size_t nx, size_t ny,
+                      int nc, float *out);
+/* low-resolution logits (L x L) to the original slice (nx x ny):
+ *   medsam: probabilities sigmoid(logit) resized bilinearly to nx x ny (torch
+ *           F.interpolate, align_corners=False); threshold 0.5 gives the mask
+ *   sam:    logits resized to S x S, cropped to rw x rh, resized to nx x ny;
+ *           threshold 0 gives the mask.
+ * out: nx*ny floats (probabilities for medsam, logits for sam) */
+void mp_sam_postprocess(mp_sam_mode m, int S, const float *low, int L, size_t rw, size_t rh,
+                        size_t nx, size_t ny, float *out);
+/* torch F.interpolate(mode='bilinear', align_corners=False) of one plane */
+void mp_sam_bilinear(const float *src, size_t sw, size_t sh, float *dst, size_t dw, size_t dh);
+
+#endif
+
+/* ---------------------------------------------------------------- frames
+ * An embedding frame (role "embedding") holds the embeddings of the chosen
+ * slices of one image frame: sizes G G C N (x, y, channel, slice), float,
+ * kinds "domain domain list domain", in-plane directions scaled to the
+ * embedding grid. Keys (besides every key of the image frame):
+ *   medpipe.sam.mode:=medsam|sam        preprocessing
+ *   medpipe.sam.interp:=NAME            resize method
+ *   medpipe.sam.arch:=vit_b ...         medpipe.sam.weights:=FILE (base name)
+ *   medpipe.sam.weights_id:=ARCH-CRC    identity of the weights (checked by sam-decode)
+ *   medpipe.sam.image_sizes:=NX NY NZ   medpipe.sam.image_dim:=2|3
+ *   medpipe.sam.image_directions:=(..) (..) (..)   medpipe.sam.image_origin:=(..)
+ *   medpipe.sam.input:=RW RH            the slice's size in the model input (before padding)
+ *   medpipe.sam.slices:=LIST            0-based image slices embedded, in order
+ */
+typedef struct mp_sam_embinfo {
+	mp_sam_mode mode;
+	char interp[16], arch[32], weights_id[64];
+	size_t nx, ny, nz, rw, rh;
+	int imdim;
+	int has_space;
+	double dir[3][3], origin[3];
+	size_t nsel, *sel;                 /* malloc'd */
+	int G, C;
+} mp_sam_embinfo;
+/* set up the embedding frame header e for the image frame f whose spatial
+ * axes start at axis off (1 for interleaved RGB) */
+void mp_sam_emb_header(mp_frame *e, const mp_frame *f, int off, const mp_sam *m, mp_sam_mode mode,
+                       const char *interp, const char *weights, size_t nx, size_t ny, size_t nz,
+                       size_t rw, size_t rh, const size_t *sel, size_t nsel);
+/* read the keys back; -1 + mp_err when missing or inconsistent */
+int mp_sam_emb_read(const mp_frame *e, mp_sam_embinfo *info);
+void mp_sam_emb_free(mp_sam_embinfo *info);
+/* the weights identity written to medpipe.sam.weights_id */
+void mp_sam_weights_id(const mp_sam *m, char *buf, size_t n);
+/* a mask frame header on the original image grid for an embedding frame */
+void mp_sam_mask_header(mp_frame *o, const mp_frame *e, const mp_sam_embinfo *info, mp_type t,
+                        const char *role);

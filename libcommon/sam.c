@@ -1,0 +1,746 @@
+/* sam.c - SAM / MedSAM model: loading and checking the named tensors, the
+ * ViT image encoder, the prompt encoder and the mask decoder (see mp_sam.h).
+ * Written from the structure of the official segment-anything model. */
+#include "mp_sam.h"
+#include "mp.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ================================================================ loading */
+typedef struct {
+	mp_sam *m;
+	unsigned char *used;
+	int err;
+} ld;
+
+static mp_tensor *
+ld_find(ld *l, const char *name)
+{
+	for (size_t i = 0; i < l->m->td.n; i++)
+		if (strcmp(l->m->td.t[i].name, name) == 0)
+			return &l->m->td.t[i];
+	return NULL;
+}
+
+/* the tensor NAME (printf format) with the given shape (-1: any) */
+static const float *
+req(ld *l, int ndim, const int64_t *shape, const char *fmt, ...)
+{
+	char name[256], a[96], b[96];
+	va_list ap;
+
+	if (l->err)
+		return NULL;
+	va_start(ap, fmt);
+	vsnprintf(name, sizeof name, fmt, ap);
+	va_end(ap);
+	mp_tensor *t = ld_find(l, name);
+	if (!t) {
+		l->err = 1;
+		mp_seterr("missing tensor %s", name);
+		return NULL;
+	}
+	l->used[t - l->m->td.t] = 1;
+	if (!mp_tl_is_float(t->dtype)) {
+		l->err = 1;
+		mp_seterr("tensor %s: type %s, expected a floating-point type", name, mp_tl_dtype_name(t->dtype));
+		return NULL;
+	}
+	int ok = t->ndim == ndim;
+	for (int i = 0; ok && i < ndim; i++)
+		if (shape[i] >= 0 && shape[i] != t->shape[i])
+			ok = 0;
+	if (!ok) {
+		mp_tl_shape_str(t->shape, t->ndim, a, sizeof a);
+		mp_tl_shape_str(shape, ndim, b, sizeof b);
+		l->err = 1;
+		mp_seterr("tensor %s: shape %s, expected %s", name, a, b);
+		return NULL;
+	}
+	return t->data;
+}
+
+#define S1(a) (const int64_t[]){ (a) }
+#define S2(a, b) (const int64_t[]){ (a), (b) }
+#define S4(a, b, c, d) (const int64_t[]){ (a), (b), (c), (d) }
+
+static void
+req_lin(ld *l, mp_sam_lin *L, int out, int in, const char *prefix)
+{
+	L->out = out;
+	L->in = in;
+	L->w = req(l, 2, S2(out, in), "%s.weight", prefix);
+	L->b = req(l, 1, S1(out), "%s.bias", prefix);
+}
+
+static void
+req_norm(ld *l, mp_sam_norm *n, int d, const char *prefix)
+{
+	n->w = req(l, 1, S1(d), "%s.weight", prefix);
+	n->b = req(l, 1, S1(d), "%s.bias", prefix);
+}
+
+static void
+req_tattn(ld *l, mp_sam_tattn *a, int c, int in, const char *prefix)
+{
+	char p[200];
+
+	snprintf(p, sizeof p, "%s.q_proj", prefix);
+	req_lin(l, &a->q, in, c, p);
+	snprintf(p, sizeof p, "%s.k_proj", prefix);
+	req_lin(l, &a->k, in, c, p);
+	snprintf(p, sizeof p, "%s.v_proj", prefix);
+	req_lin(l, &a->v, in, c, p);
+	snprintf(p, sizeof p, "%s.out_proj", prefix);
+	req_lin(l, &a->o, c, in, p);
+}
+
+/* a dimension of a tensor that must exist, for inferring the architecture */
+static int64_t
+dimof(ld *l, const char *name, int ndim, int axis)
+{
+	if (l->err)
+		return -1;
+	mp_tensor *t = ld_find(l, name);
+	if (!t) {
+		l->err = 1;
+		mp_seterr("missing tensor %s (is this a SAM / MedSAM checkpoint?)", name);
+		return -1;
+	}
+	if (t->ndim != ndim) {
+		l->err = 1;
+		mp_seterr("tensor %s: %d dimensions, expected %d", name, t->ndim, ndim);
+		return -1;
+	}
+	return t->shape[axis];
+}
+
+static int
+count(ld *l, const char *fmt)
+{
+	char name[256];
+	int n = 0;
+
+	for (;; n++) {
+		snprintf(name, sizeof name, fmt, n);
+		if (!ld_find(l, name))
+			return n;
+	}
+}
+
+static void
+dense_pe(mp_sam *m)
+{
+	int G = m->cfg.grid, C = m->cfg.out_chans, F = C / 2;
+
+	m->dense_pe = mp_xmalloc((size_t)G * G * C * sizeof(float));
+	for (int y = 0; y < G; y++)
+		for (int x = 0; x < G; x++) {
+			float cx = 2 * (((float)x + 0.5f) / (float)G) - 1, cy = 2 * (((float)y + 0.5f) / (float)G) - 1;
+			float *o = m->dense_pe + ((size_t)y * G + x) * C;
+			for (int j = 0; j < F; j++) {
+				float v = cx * m->pe_gauss[j] + cy * m->pe_gauss[F + j];
+				v = 2 * (float)M_PI * v;
+				o[j] = sinf(v);
+				o[F + j] = cosf(v);
+			}
+		}
+}
+
+int
+mp_sam_load(mp_sam *m, const char *path, const mp_sam_backend *be)
+{
+	ld l;
+	mp_sam_config *c = &m->cfg;
+	char p[200];
+
+	memset(m, 0, sizeof *m);
+	m->be = be ? be : mp_sam_cpu_backend(0);
+	snprintf(m->path, sizeof m->path, "%s", path);
+	if (mp_tl_load(path, &m->td))
+		return -1;
+	l.m = m;
+	l.err = 0;
+	l.used = mp_xcalloc(m->td.n + 1, 1);
+
+	/* architecture from shapes */
+	c->embed = (int)dimof(&l, "image_encoder.patch_embed.proj.weight", 4, 0);
+	c->patch = (int)dimof(&l, "image_encoder.patch_embed.proj.weight", 4, 2);
+	c->grid = (int)dimof(&l, "image_encoder.pos_embed", 4, 1);
+	c->hd = (int)dimof(&l, "image_encoder.blocks.0.attn.rel_pos_h", 2, 1);
+	c->mlp = (int)dimof(&l, "image_encoder.blocks.0.mlp.lin1.weight", 2, 0);
+	c->out_chans = (int)dimof(&l, "image_encoder.neck.0.weight", 4, 0);
+	c->depth = count(&l, "image_encoder.blocks.%d.norm1.weight");
+	c->dec_depth = count(&l, "mask_decoder.transformer.layers.%d.norm1.weight");
+	c->dec_mlp = (int)dimof(&l, "mask_decoder.transformer.layers.0.mlp.lin1.weight", 2, 0);
+	c->dec_internal = (int)dimof(&l, "mask_decoder.transformer.layers.0.cross_attn_token_to_image.q_proj.weight", 2, 0);
+	c->mask_in_chans = (int)dimof(&l, "prompt_encoder.mask_downscaling.3.weight", 4, 0);
+	c->nmask = (int)dimof(&l, "mask_decoder.mask_tokens.weight", 2, 0);
+	c->iou_hidden = (int)dimof(&l, "mask_decoder.iou_prediction_head.layers.0.weight", 2, 0);
+	c->iou_depth = count(&l, "mask_decoder.iou_prediction_head.layers.%d.weight");
+	c->dec_heads = 8;   /* not visible in shapes; 8 in every SAM model */
+	if (l.err)
+		goto fail;
+	if (c->embed <= 0 || c->patch <= 0 || c->grid <= 0 || c->hd <= 0 || c->embed % c->hd ||
+	    c->depth < 1 || c->depth > MP_SAM_MAXDEPTH || c->dec_depth < 1 || c->dec_depth > 8 ||
+	    c->out_chans < 16 || c->out_chans % 16 || c->nmask < 1 || c->nmask > 16 ||
+	    c->iou_depth < 1 || c->iou_depth > 8 || c->dec_internal % c->dec_heads || c->mask_in_chans % 4 ||
+	    (long)c->grid * c->patch > 8192) {
+		mp_seterr("unsupported model dimensions (embed %d, patch %d, grid %d, depth %d, head dim %d)",
+		          c->embed, c->patch, c->grid, c->depth, c->hd);
+		goto fail;
+	}
+	c->heads = c->embed / c->hd;
+	c->img_size = c->grid * c->patch;
+	c->window = 0;
+	c->nglobal = 0;
+	for (int i = 0; i < c->depth; i++) {
+		snprintf(p, sizeof p, "image_encoder.blocks.%d.attn.rel_pos_h", i);
+		int L = (int)dimof(&l, p, 2, 0);
+		if (l.err)
+			goto fail;
+		if (L == 2 * c->grid - 1) {
+			m->blk[i].window = 0;
+			c->global_idx[c->nglobal++] = i;
+		} else if (L % 2 == 1 && L > 1) {
+			m->blk[i].window = (L + 1) / 2;
+			if (c->window && c->window != m->blk[i].window) {
+				mp_seterr("tensor %s: window size %d differs from block 0's %d", p, m->blk[i].window, c->window);
+				goto fail;
+			}
+			c->window = m->blk[i].window;
+		} else {
+			mp_seterr("tensor %s: %d rows fit neither a window nor the %dx%d grid", p, L, c->grid, c->grid);
+			goto fail;
+		}
+	}
+	if (c->embed == 768 && c->depth == 12)
+		snprintf(c->arch, sizeof c->arch, "vit_b");
+	else if (c->embed == 1024 && c->depth == 24)
+		snprintf(c->arch, sizeof c->arch, "vit_l");
+	else if (c->embed == 1280 && c->depth == 32)
+		snprintf(c->arch, sizeof c->arch, "vit_h");
+	else
+		snprintf(c->arch, sizeof c->arch, "vit_%d_%d", c->embed, c->depth);
+
+	/* every tensor, named and shaped */
+	int E = c->embed, C = c->out_chans, I = c->dec_internal, MI = c->mask_in_chans;
+	m->patch_w = req(&l, 4, S4(E, 3, c->patch, c->patch), "image_encoder.patch_embed.proj.weight");
+	m->patch_b = req(&l, 1, S1(E), "image_encoder.patch_embed.proj.bias");
+	m->pos = req(&l, 4, S4(1, c->grid, c->grid, E), "image_encoder.pos_embed");
+	for (int i = 0; i < c->depth; i++) {
+		mp_sam_block *b = &m->blk[i];
+		int g = b->window ? b->window : c->grid;
+		snprintf(p, sizeof p, "image_encoder.blocks.%d.norm1", i);
+		req_norm(&l, &b->n1, E, p);
+		snprintf(p, sizeof p, "image_encoder.blocks.%d.norm2", i);
+		req_norm(&l, &b->n2, E, p);
+		snprintf(p, sizeof p, "image_encoder.blocks.%d.attn.qkv", i);
+		req_lin(&l, &b->qkv, 3 * E, E, p);
+		snprintf(p, sizeof p, "image_encoder.blocks.%d.attn.proj", i);
+		req_lin(&l, &b->proj, E, E, p);
+		b->rph = req(&l, 2, S2(2 * g - 1, c->hd), "image_encoder.blocks.%d.attn.rel_pos_h", i);
+		b->rpw = req(&l, 2, S2(2 * g - 1, c->hd), "image_encoder.blocks.%d.attn.rel_pos_w", i);
+		snprintf(p, sizeof p, "image_encoder.blocks.%d.mlp.lin1", i);
+		req_lin(&l, &b->lin1, c->mlp, E, p);
+		snprintf(p, sizeof p, "image_encoder.blocks.%d.mlp.lin2", i);
+		req_lin(&l, &b->lin2, E, c->mlp, p);
+	}
+	m->neck0 = req(&l, 4, S4(C, E, 1, 1), "image_encoder.neck.0.weight");
+	req_norm(&l, &m->neck1, C, "image_encoder.neck.1");
+	m->neck2 = req(&l, 4, S4(C, C, 3, 3), "image_encoder.neck.2.weight");
+	req_norm(&l, &m->neck3, C, "image_encoder.neck.3");
+
+	m->pe_gauss = req(&l, 2, S2(2, C / 2), "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix");
+	for (int i = 0; i < 4; i++)
+		m->point_emb[i] = req(&l, 2, S2(1, C), "prompt_encoder.point_embeddings.%d.weight", i);
+	m->not_a_point = req(&l, 2, S2(1, C), "prompt_encoder.not_a_point_embed.weight");
+	m->no_mask = req(&l, 2, S2(1, C), "prompt_encoder.no_mask_embed.weight");
+	/* mask input path: checked, not used (no mask prompts) */
+	req(&l, 4, S4(MI / 4, 1, 2, 2), "prompt_encoder.mask_downscaling.0.weight");
+	req(&l, 1, S1(MI / 4), "prompt_encoder.mask_downscaling.0.bias");
+	req(&l, 1, S1(MI / 4), "prompt_encoder.mask_downscaling.1.weight");
+	req(&l, 1, S1(MI / 4), "prompt_encoder.mask_downscaling.1.bias");
+	req(&l, 4, S4(MI, MI / 4, 2, 2), "prompt_encoder.mask_downscaling.3.weight");
+	req(&l, 1, S1(MI), "prompt_encoder.mask_downscaling.3.bias");
+	req(&l, 1, S1(MI), "prompt_encoder.mask_downscaling.4.weight");
+	req(&l, 1, S1(MI), "prompt_encoder.mask_downscaling.4.bias");
+	req(&l, 4, S4(C, MI, 1, 1), "prompt_encoder.mask_downscaling.6.weight");
+	req(&l, 1, S1(C), "prompt_encoder.mask_downscaling.6.bias");
+
+	for (int i = 0; i < c->dec_depth; i++) {
+		mp_sam_tlayer *t = &m->tl[i];
+		char q[160];
+		snprintf(q, sizeof q, "mask_decoder.transformer.layers.%d", i);
+		snprintf(p, sizeof p, "%s.self_attn", q);
+		req_tattn(&l, &t->self_attn, C, C, p);
+		snprintf(p, sizeof p, "%s.cross_attn_token_to_image", q);
+		req_tattn(&l, &t->t2i, C, I, p);
+		snprintf(p, sizeof p, "%s.cross_attn_image_to_token", q);
+		req_tattn(&l, &t->i2t, C, I, p);
+		snprintf(p, sizeof p, "%s.norm1", q);
+		req_norm(&l, &t->n1, C, p);
+		snprintf(p, sizeof p, "%s.norm2", q);
+		req_norm(&l, &t->n2, C, p);
+		snprintf(p, sizeof p, "%s.norm3", q);
+		req_norm(&l, &t->n3, C, p);
+		snprintf(p, sizeof p, "%s.norm4", q);
+		req_norm(&l, &t->n4, C, p);
+		snprintf(p, sizeof p, "%s.mlp.lin1", q);
+		req_lin(&l, &t->lin1, c->dec_mlp, C, p);
+		snprintf(p, sizeof p, "%s.mlp.lin2", q);
+		req_lin(&l, &t->lin2, C, c->dec_mlp, p);
+	}
+	req_tattn(&l, &m->final_attn, C, I, "mask_decoder.transformer.final_attn_token_to_image");
+	req_norm(&l, &m->norm_final, C, "mask_decoder.transformer.norm_final_attn");
+	m->iou_token = req(&l, 2, S2(1, C), "mask_decoder.iou_token.weight");
+	m->mask_tokens = req(&l, 2, S2(c->nmask, C), "mask_decoder.mask_tokens.weight");
+	m->up0_w = req(&l, 4, S4(C, C / 4, 2, 2), "mask_decoder.output_upscaling.0.weight");
+	m->up0_b = req(&l, 1, S1(C / 4), "mask_decoder.output_upscaling.0.bias");
+	req_norm(&l, &m->up1, C / 4, "mask_decoder.output_upscaling.1");
+	m->up3_w = req(&l, 4, S4(C / 4, C / 8, 2, 2), "mask_decoder.output_upscaling.3.weight");
+	m->up3_b = req(&l, 1, S1(C / 8), "mask_decoder.output_upscaling.3.bias");
+	for (int i = 0; i < c->nmask; i++)
+		for (int j = 0; j < 3; j++) {
+			snprintf(p, sizeof p, "mask_decoder.output_hypernetworks_mlps.%d.layers.%d", i, j);
+			req_lin(&l, &m->hyper[i][j], j == 2 ? C / 8 : C, C, p);
+		}
+	for (int j = 0; j < c->iou_depth; j++) {
+		snprintf(p, sizeof p, "mask_decoder.iou_prediction_head.layers.%d", j);
+		req_lin(&l, &m->iou_head[j], j == c->iou_depth - 1 ? c->nmask : c->iou_hidden,
+		        j == 0 ? C : c->iou_hidden, p);
+	}
+	if (l.err)
+		goto fail;
+	for (size_t i = 0; i < m->td.n; i++) {
+		const char *n = m->td.t[i].name;
+		if (!l.used[i] && strcmp(n, "pixel_mean") != 0 && strcmp(n, "pixel_std") != 0) {
+			mp_seterr("unexpected tensor %s", n);
+			goto fail;
+		}
+	}
+	free(l.used);
+	dense_pe(m);
+	return 0;
+fail:
+	free(l.used);
+	mp_preerr("%s: ", path);
+	mp_tl_free(&m->td);
+	return -1;
+}
+
+void
+mp_sam_free(mp_sam *m)
+{
+	mp_tl_free(&m->td);
+	free(m->dense_pe);
+	memset(m, 0, sizeof *m);
+}
+
+void
+mp_sam_describe(const mp_sam *m, char *buf, size_t n)
+{
+	const mp_sam_config *c = &m->cfg;
+	size_t p = (size_t)snprintf(buf, n, "%s (embed %d, depth %d, heads %d, window %d, global", c->arch,
+	                            c->embed, c->depth, c->heads, c->window);
+	for (int i = 0; i < c->nglobal && p < n; i++)
+		p += (size_t)snprintf(buf + p, n - p, "%s%d", i ? "," : " ", c->global_idx[i]);
+	if (p < n)
+		snprintf(buf + p, n - p, "; image %d, embedding %dx%dx%d)", c->img_size, c->out_chans, c->grid, c->grid);
+}
+
+/* ================================================================ helpers */
+static double
+now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* y (rows x out) = x (rows x in) W^T + b */
+static void
+linear(const mp_sam *m, const mp_sam_lin *L, const float *x, int rows, float *y)
+{
+	m->be->gemm(m->be->ctx, 0, 1, rows, L->out, L->in, 1.0f, x, L->in, L->w, L->in, 0.0f, y, L->out);
+	if (L->b)
+		for (int r = 0; r < rows; r++) {
+			float *yr = y + (size_t)r * L->out;
+			for (int j = 0; j < L->out; j++)
+				yr[j] += L->b[j];
+		}
+}
+
+static void
+relu(float *x, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		x[i] = x[i] > 0 ? x[i] : 0;
+}
+
+static void *
+tryalloc(size_t n, size_t sz)
+{
+	size_t b;
+	if (mp_mulsize(n, sz, &b))
+		return NULL;
+	return malloc(b ? b : 1);
+}
+
+/* ================================================================ encoder */
+int
+mp_sam_encode(mp_sam *m, const float *img, float *emb)
+{
+	const mp_sam_config *c = &m->cfg;
+	const mp_sam_backend *be = m->be;
+	int G = c->grid, E = c->embed, P = c->patch, S = c->img_size, C = c->out_chans;
+	int T = G * G, ws = c->window ? c->window : 1;
+	int nwx = (G + ws - 1) / ws, Np = nwx * nwx * ws * ws;
+	int rows = Np > T ? Np : T, K = 3 * P * P, MC = 1024;
+	double t0 = now(), t1;
+	int EW = E > C ? E : C;
+	float *x = tryalloc((size_t)T, (size_t)E * 4), *xn = tryalloc((size_t)rows, (size_t)EW * 4);
+	float *qkv = tryalloc((size_t)rows, (size_t)3 * E * 4), *ao = tryalloc((size_t)rows, (size_t)EW * 4);
+	float *hid = tryalloc((size_t)MC, (size_t)(c->mlp > 9 * C ? c->mlp : 9 * C) * 4);
+	float *cols = tryalloc((size_t)T, (size_t)(K > 9 * C ? K : 9 * C) * 4);
+	int rc = -1;
+
+	if (!x || !xn || !qkv || !ao || !hid || !cols) {
+		mp_seterr("image encoder: out of memory");
+		goto out;
+	}
+	/* patch embedding: im2col (c, kh, kw) then one product */
+	for (int ty = 0; ty < G; ty++)
+		for (int tx = 0; tx < G; tx++) {
+			float *r = cols + ((size_t)ty * G + tx) * K;
+			for (int ch = 0; ch < 3; ch++)
+				for (int kh = 0; kh < P; kh++)
+					memcpy(r + (ch * P + kh) * P, img + ((size_t)ch * S + (size_t)ty * P + kh) * S + (size_t)tx * P,
+					       (size_t)P * sizeof(float));
+		}
+	be->gemm(be->ctx, 0, 1, T, E, K, 1.0f, cols, K, m->patch_w, K, 0.0f, x, E);
+	for (int t = 0; t < T; t++)
+		for (int e = 0; e < E; e++)
+			x[(size_t)t * E + e] += m->patch_b[e] + m->pos[(size_t)t * E + e];
+	t1 = now();
+	mp_note("encoder: patch embedding %.3f s", t1 - t0);
+
+	for (int bi = 0; bi < c->depth; bi++) {
+		const mp_sam_block *b = &m->blk[bi];
+		double tb = now();
+		int N = b->window ? Np : T;
+		if (b->window) {
+			int w = b->window;
+			memset(xn, 0, (size_t)Np * E * sizeof(float));
+			float *tmp = ao;
+			be->layernorm(be->ctx, tmp, x, (size_t)T, (size_t)E, b->n1.w, b->n1.b, 1e-6f);
+			for (int gy = 0; gy < G; gy++)
+				for (int gx = 0; gx < G; gx++) {
+					int wi = (gy / w) * nwx + gx / w, ti = (gy % w) * w + gx % w;
+					memcpy(xn + ((size_t)wi * w * w + ti) * E, tmp + ((size_t)gy * G + gx) * E, (size_t)E * sizeof(float));
+				}
+		} else
+			be->layernorm(be->ctx, xn, x, (size_t)T, (size_t)E, b->n1.w, b->n1.b, 1e-6f);
+		linear(m, &b->qkv, xn, N, qkv);
+		mp_sam_attn a;
+		memset(&a, 0, sizeof a);
+		a.nb = b->window ? nwx * nwx : 1;
+		a.nq = a.nk = b->window ? b->window * b->window : T;
+		a.heads = c->heads;
+		a.hd = c->hd;
+		a.q = qkv;
+		a.k = qkv + E;
+		a.v = qkv + 2 * E;
+		a.ldq = a.ldk = a.ldv = 3 * E;
+		a.bsq = a.bsk = a.bsv = (size_t)a.nq * 3 * E;
+		a.o = ao;
+		a.ldo = E;
+		a.bso = (size_t)a.nq * E;
+		a.scale = 1.0f / sqrtf((float)c->hd);
+		a.rph = b->rph;
+		a.rpw = b->rpw;
+		a.gh = a.gw = b->window ? b->window : G;
+		be->attention(be->ctx, &a);
+		linear(m, &b->proj, ao, N, xn);
+		if (b->window) {
+			int w = b->window;
+			for (int gy = 0; gy < G; gy++)
+				for (int gx = 0; gx < G; gx++) {
+					int wi = (gy / w) * nwx + gx / w, ti = (gy % w) * w + gx % w;
+					const float *s = xn + ((size_t)wi * w * w + ti) * E;
+					float *d = x + ((size_t)gy * G + gx) * E;
+					for (int e = 0; e < E; e++)
+						d[e] += s[e];
+				}
+		} else
+			for (size_t i = 0; i < (size_t)T * E; i++)
+				x[i] += xn[i];
+		/* MLP in chunks of rows */
+		be->layernorm(be->ctx, xn, x, (size_t)T, (size_t)E, b->n2.w, b->n2.b, 1e-6f);
+		for (int r0 = 0; r0 < T; r0 += MC) {
+			int nr = T - r0 < MC ? T - r0 : MC;
+			linear(m, &b->lin1, xn + (size_t)r0 * E, nr, hid);
+			be->gelu(be->ctx, hid, (size_t)nr * c->mlp);
+			m->be->gemm(be->ctx, 0, 1, nr, E, c->mlp, 1.0f, hid, c->mlp, b->lin2.w, c->mlp, 1.0f,
+			            x + (size_t)r0 * E, E);
+			for (int r = r0; r < r0 + nr; r++)
+				for (int e = 0; e < E; e++)
+					x[(size_t)r * E + e] += b->lin2.b[e];
+		}
+		mp_note("encoder: block %d (%s) %.3f s", bi, b->window ? "window" : "global", now() - tb);
+	}
+	t1 = now();
+	/* neck: 1x1 conv, LayerNorm2d, 3x3 conv (pad 1), LayerNorm2d */
+	float *n0 = ao, *n1 = xn;
+	be->gemm(be->ctx, 0, 1, T, C, E, 1.0f, x, E, m->neck0, E, 0.0f, n0, C);
+	be->layernorm(be->ctx, n0, n0, (size_t)T, (size_t)C, m->neck1.w, m->neck1.b, 1e-6f);
+	for (int y = 0; y < G; y++)
+		for (int xx = 0; xx < G; xx++) {
+			float *r = cols + ((size_t)y * G + xx) * 9 * C;
+			for (int ch = 0; ch < C; ch++)
+				for (int kh = 0; kh < 3; kh++)
+					for (int kw = 0; kw < 3; kw++) {
+						int sy = y + kh - 1, sx = xx + kw - 1;
+						r[ch * 9 + kh * 3 + kw] = sy < 0 || sy >= G || sx < 0 || sx >= G ? 0.0f :
+						                          n0[((size_t)sy * G + sx) * C + ch];
+					}
+		}
+	be->gemm(be->ctx, 0, 1, T, C, 9 * C, 1.0f, cols, 9 * C, m->neck2, 9 * C, 0.0f, n1, C);
+	be->layernorm(be->ctx, n1, n1, (size_t)T, (size_t)C, m->neck3.w, m->neck3.b, 1e-6f);
+	for (int t = 0; t < T; t++)
+		for (int ch = 0; ch < C; ch++)
+			emb[(size_t)ch * T + t] = n1[(size_t)t * C + ch];
+	mp_note("encoder: neck %.3f s; total %.3f s", now() - t1, now() - t0);
+	rc = 0;
+out:
+	free(x);
+	free(xn);
+	free(qkv);
+	free(ao);
+	free(hid);
+	free(cols);
+	return rc;
+}
+
+/* ================================================================ decoder */
+static void
+pe_coords(const mp_sam *m, float x, float y, float *out)
+{
+	int F = m->cfg.out_chans / 2;
+	float S = (float)m->cfg.img_size;
+	float cx = 2 * (x / S) - 1, cy = 2 * (y / S) - 1;
+
+	for (int j = 0; j < F; j++) {
+		float v = cx * m->pe_gauss[j] + cy * m->pe_gauss[F + j];
+		v = 2 * (float)M_PI * v;
+		out[j] = sinf(v);
+		out[F + j] = cosf(v);
+	}
+}
+
+/* out (nq x C) = Attention(qin, kin, vin) */
+static int
+tattn(const mp_sam *m, const mp_sam_tattn *A, const float *qin, int nq, const float *kin,
+      const float *vin, int nk, float *out)
+{
+	int I = A->q.out, H = m->cfg.dec_heads;
+	float *Q = tryalloc((size_t)nq, (size_t)I * 4), *K = tryalloc((size_t)nk, (size_t)I * 4);
+	float *V = tryalloc((size_t)nk, (size_t)I * 4), *O = tryalloc((size_t)nq, (size_t)I * 4);
+
+	if (!Q || !K || !V || !O) {
+		free(Q);
+		free(K);
+		free(V);
+		free(O);
+		return mp_seterr("mask decoder: out of memory");
+	}
+	linear(m, &A->q, qin, nq, Q);
+	linear(m, &A->k, kin, nk, K);
+	linear(m, &A->v, vin, nk, V);
+	mp_sam_attn a;
+	memset(&a, 0, sizeof a);
+	a.nb = 1;
+	a.nq = nq;
+	a.nk = nk;
+	a.heads = H;
+	a.hd = I / H;
+	a.q = Q;
+	a.k = K;
+	a.v = V;
+	a.o = O;
+	a.ldq = a.ldk = a.ldv = a.ldo = I;
+	a.scale = 1.0f / sqrtf((float)a.hd);
+	m->be->attention(m->be->ctx, &a);
+	linear(m, &A->o, O, nq, out);
+	free(Q);
+	free(K);
+	free(V);
+	free(O);
+	return 0;
+}
+
+static void
+addv(float *d, const float *a, const float *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		d[i] = a[i] + b[i];
+}
+
+static void
+mlp3(const mp_sam *m, const mp_sam_lin *L, int n, const float *in, float *out)
+{
+	float a[1024] = { 0 }, b[1024] = { 0 };
+	const float *x = in;
+
+	for (int i = 0; i < n; i++) {
+		float *y = i == n - 1 ? out : (i % 2 ? b : a);
+		linear(m, &L[i], x, 1, y);
+		if (i < n - 1)
+			relu(y, (size_t)L[i].out);
+		x = y;
+	}
+}
+
+int
+mp_sam_decode(mp_sam *m, const float *emb, const mp_sam_prompt *p, float *lowres, float *iou)
+{
+	const mp_sam_config *c = &m->cfg;
+	int C = c->out_chans, G = c->grid, T = G * G, NM = c->nmask;
+	int npts = p->npts + (p->has_box ? 0 : 1);
+	int nsp = npts + (p->has_box ? 2 : 0), NT = 1 + NM + nsp;
+	const mp_sam_backend *be = m->be;
+	int rc = -1;
+
+	if (C > 1024 || c->iou_hidden > 1024)
+		return mp_seterr("mask decoder: width %d not supported", C);
+	float *tok = mp_xcalloc((size_t)NT * C, sizeof(float)), *qry = mp_xmalloc((size_t)NT * C * sizeof(float));
+	float *tq = mp_xmalloc((size_t)NT * C * sizeof(float)), *tmpq = mp_xmalloc((size_t)NT * C * sizeof(float));
+	float *keys = tryalloc((size_t)T, (size_t)C * 4), *tk = tryalloc((size_t)T, (size_t)C * 4);
+	float *tmpk = tryalloc((size_t)T, (size_t)C * 4);
+	int C4 = C / 4, C8 = C / 8, G2 = 2 * G, G4 = 4 * G;
+	float *y1 = tryalloc((size_t)T, (size_t)C4 * 4 * 4), *u1 = tryalloc((size_t)G2 * G2, (size_t)C4 * 4);
+	float *y2 = tryalloc((size_t)G2 * G2, (size_t)C8 * 4 * 4), *u2 = tryalloc((size_t)G4 * G4, (size_t)C8 * 4);
+	float *hyper = mp_xmalloc((size_t)NM * C8 * sizeof(float));
+
+	if (!keys || !tk || !tmpk || !y1 || !u1 || !y2 || !u2) {
+		mp_seterr("mask decoder: out of memory");
+		goto out;
+	}
+	/* tokens: iou, mask tokens, points (padded), box corners */
+	memcpy(tok, m->iou_token, (size_t)C * sizeof(float));
+	memcpy(tok + C, m->mask_tokens, (size_t)NM * C * sizeof(float));
+	float *sp = tok + (size_t)(1 + NM) * C;
+	for (int i = 0; i < npts; i++) {
+		float *e = sp + (size_t)i * C;
+		int lab = i < p->npts ? p->labels[i] : -1;
+		if (lab == -1) {
+			memcpy(e, m->not_a_point, (size_t)C * sizeof(float));
+			continue;
+		}
+		pe_coords(m, p->pts[2 * i] + 0.5f, p->pts[2 * i + 1] + 0.5f, e);
+		const float *add = m->point_emb[lab ? 1 : 0];
+		for (int j = 0; j < C; j++)
+			e[j] += add[j];
+	}
+	if (p->has_box)
+		for (int k = 0; k < 2; k++) {
+			float *e = sp + (size_t)(npts + k) * C;
+			pe_coords(m, p->box[2 * k] + 0.5f, p->box[2 * k + 1] + 0.5f, e);
+			for (int j = 0; j < C; j++)
+				e[j] += m->point_emb[2 + k][j];
+		}
+	/* image tokens: embedding (C x T) to token-major, plus the no-mask embedding */
+	for (int t = 0; t < T; t++)
+		for (int ch = 0; ch < C; ch++)
+			keys[(size_t)t * C + ch] = emb[(size_t)ch * T + t] + m->no_mask[ch];
+	memcpy(qry, tok, (size_t)NT * C * sizeof(float));
+	const float *kpe = m->dense_pe;
+	size_t nq = (size_t)NT * C, nk = (size_t)T * C;
+	for (int li = 0; li < c->dec_depth; li++) {
+		const mp_sam_tlayer *L = &m->tl[li];
+		if (li == 0) {
+			if (tattn(m, &L->self_attn, qry, NT, qry, qry, NT, tmpq))
+				goto out;
+			memcpy(qry, tmpq, nq * sizeof(float));
+		} else {
+			addv(tq, qry, tok, nq);
+			if (tattn(m, &L->self_attn, tq, NT, tq, qry, NT, tmpq))
+				goto out;
+			addv(qry, qry, tmpq, nq);
+		}
+		be->layernorm(be->ctx, qry, qry, (size_t)NT, (size_t)C, L->n1.w, L->n1.b, 1e-5f);
+		addv(tq, qry, tok, nq);
+		addv(tk, keys, kpe, nk);
+		if (tattn(m, &L->t2i, tq, NT, tk, keys, T, tmpq))
+			goto out;
+		addv(qry, qry, tmpq, nq);
+		be->layernorm(be->ctx, qry, qry, (size_t)NT, (size_t)C, L->n2.w, L->n2.b, 1e-5f);
+		{
+			float *h = mp_xmalloc((size_t)NT * c->dec_mlp * sizeof(float));
+			linear(m, &L->lin1, qry, NT, h);
+			relu(h, (size_t)NT * c->dec_mlp);
+			linear(m, &L->lin2, h, NT, tmpq);
+			free(h);
+		}
+		addv(qry, qry, tmpq, nq);
+		be->layernorm(be->ctx, qry, qry, (size_t)NT, (size_t)C, L->n3.w, L->n3.b, 1e-5f);
+		addv(tq, qry, tok, nq);
+		/* tk still holds keys + pe */
+		if (tattn(m, &L->i2t, tk, T, tq, qry, NT, tmpk))
+			goto out;
+		addv(keys, keys, tmpk, nk);
+		be->layernorm(be->ctx, keys, keys, (size_t)T, (size_t)C, L->n4.w, L->n4.b, 1e-5f);
+	}
+	addv(tq, qry, tok, nq);
+	addv(tk, keys, kpe, nk);
+	if (tattn(m, &m->final_attn, tq, NT, tk, keys, T, tmpq))
+		goto out;
+	addv(qry, qry, tmpq, nq);
+	be->layernorm(be->ctx, qry, qry, (size_t)NT, (size_t)C, m->norm_final.w, m->norm_final.b, 1e-5f);
+
+	/* upscaling: two transposed 2x2 convolutions, stride 2 */
+	be->gemm(be->ctx, 0, 0, T, C4 * 4, C, 1.0f, keys, C, m->up0_w, C4 * 4, 0.0f, y1, C4 * 4);
+	for (int y = 0; y < G; y++)
+		for (int x = 0; x < G; x++) {
+			const float *s = y1 + ((size_t)y * G + x) * C4 * 4;
+			for (int o = 0; o < C4; o++)
+				for (int kh = 0; kh < 2; kh++)
+					for (int kw = 0; kw < 2; kw++)
+						u1[((size_t)(2 * y + kh) * G2 + 2 * x + kw) * C4 + o] = s[o * 4 + kh * 2 + kw] + m->up0_b[o];
+		}
+	be->layernorm(be->ctx, u1, u1, (size_t)G2 * G2, (size_t)C4, m->up1.w, m->up1.b, 1e-6f);
+	be->gelu(be->ctx, u1, (size_t)G2 * G2 * C4);
+	be->gemm(be->ctx, 0, 0, G2 * G2, C8 * 4, C4, 1.0f, u1, C4, m->up3_w, C8 * 4, 0.0f, y2, C8 * 4);
+	for (int y = 0; y < G2; y++)
+		for (int x = 0; x < G2; x++) {
+			const float *s = y2 + ((size_t)y * G2 + x) * C8 * 4;
+			for (int o = 0; o < C8; o++)
+				for (int kh = 0; kh < 2; kh++)
+					for (int kw = 0; kw < 2; kw++)
+						u2[((size_t)(2 * y + kh) * G4 + 2 * x + kw) * C8 + o] = s[o * 4 + kh * 2 + kw] + m->up3_b[o];
+		}
+	be->gelu(be->ctx, u2, (size_t)G4 * G4 * C8);
+	for (int i = 0; i < NM; i++)
+		mlp3(m, m->hyper[i], 3, qry + (size_t)(1 + i) * C, hyper + (size_t)i * C8);
+	be->gemm(be->ctx, 0, 1, NM, G4 * G4, C8, 1.0f, hyper, C8, u2, C8, 0.0f, lowres, G4 * G4);
+	mlp3(m, m->iou_head, c->iou_depth, qry, iou);
+	rc = 0;
+out:
+	free(tok);
+	free(qry);
+	free(tq);
+	free(tmpq);
+	free(keys);
+	free(tk);
+	free(tmpk);
+	free(y1);
+	free(u1);
+	free(y2);
+	free(u2);
+	free(hyper);
+	return rc;
+}

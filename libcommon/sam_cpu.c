@@ -1,0 +1,306 @@
+/* sam_cpu.c - the CPU backend of the SAM model: CBLAS (OpenBLAS) matrix
+ * products, threaded attention, layer norms and GELU. */
+#include "mp_sam.h"
+#include "mp.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int nthr = 1;
+
+int
+mp_sam_threads(void)
+{
+	return nthr;
+}
+
+/* ---------------------------------------------------------------- parallel for */
+typedef struct {
+	void (*fn)(void *ctx, size_t i, int tid);
+	void *ctx;
+	size_t n;
+	size_t next;
+	pthread_mutex_t mu;
+	int tid;
+} pfor;
+
+typedef struct {
+	pfor *p;
+	int tid;
+} pfor_arg;
+
+static void *
+pfor_run(void *arg)
+{
+	pfor_arg *a = arg;
+	pfor *p = a->p;
+
+	for (;;) {
+		pthread_mutex_lock(&p->mu);
+		size_t i = p->next++;
+		pthread_mutex_unlock(&p->mu);
+		if (i >= p->n)
+			break;
+		p->fn(p->ctx, i, a->tid);
+	}
+	return NULL;
+}
+
+static void
+parfor(size_t n, void (*fn)(void *, size_t, int), void *ctx)
+{
+	int nt = nthr;
+	pfor p = { fn, ctx, n, 0, PTHREAD_MUTEX_INITIALIZER, 0 };
+	pthread_t th[64];
+	pfor_arg args[64];
+	int started = 0;
+
+	if (nt > 64)
+		nt = 64;
+	if ((size_t)nt > n)
+		nt = (int)n;
+	for (int t = 1; t < nt; t++) {
+		args[t].p = &p;
+		args[t].tid = t;
+		if (pthread_create(&th[t], NULL, pfor_run, &args[t]) != 0)
+			break;
+		started = t;
+	}
+	args[0].p = &p;
+	args[0].tid = 0;
+	pfor_run(&args[0]);
+	for (int t = 1; t <= started; t++)
+		pthread_join(th[t], NULL);
+	pthread_mutex_destroy(&p.mu);
+}
+
+/* ---------------------------------------------------------------- fast exp / erf
+ * exp: 2^n * p(r), r in [-ln2/2, ln2/2], degree-6 polynomial (rel. error
+ * about 2e-7); written as plain loops that the compiler vectorises. */
+static inline float
+fexp(float x)
+{
+	if (x < -87.0f)
+		x = -87.0f;
+	if (x > 88.0f)
+		x = 88.0f;
+	float n = floorf(x * 1.44269504089f + 0.5f);
+	float r = x - n * 0.693145751953125f - n * 1.428606765330187e-06f;
+	float p = 1.0f / 720;
+	p = p * r + 1.0f / 120;
+	p = p * r + 1.0f / 24;
+	p = p * r + 1.0f / 6;
+	p = p * r + 0.5f;
+	p = p * r + 1.0f;
+	p = p * r + 1.0f;
+	int32_t e = ((int32_t)n + 127) << 23;
+	float s;
+	memcpy(&s, &e, 4);
+	return p * s;
+}
+
+/* Abramowitz & Stegun 7.1.26 refined: erf with |error| < 1.5e-7 */
+static inline float
+ferf(float x)
+{
+	float a = fabsf(x);
+	float t = 1.0f / (1.0f + 0.3275911f * a);
+	float y = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
+	float r = 1.0f - y * fexp(-a * a);
+	return x < 0 ? -r : r;
+}
+
+/* ---------------------------------------------------------------- ops */
+static void
+cpu_gemm(void *ctx, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+         const float *b, int ldb, float beta, float *c, int ldc)
+{
+	(void)ctx;
+	cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+	            m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+typedef struct {
+	float *y;
+	const float *x, *w, *b;
+	size_t rows, d;
+	float eps;
+} ln_ctx;
+
+static void
+ln_rows(void *vc, size_t chunk, int tid)
+{
+	ln_ctx *c = vc;
+	size_t r0 = chunk * 64, r1 = r0 + 64 < c->rows ? r0 + 64 : c->rows;
+
+	(void)tid;
+	for (size_t r = r0; r < r1; r++) {
+		const float *x = c->x + r * c->d;
+		float *y = c->y + r * c->d;
+		double s = 0, s2 = 0;
+		for (size_t i = 0; i < c->d; i++)
+			s += x[i];
+		double mean = s / (double)c->d;
+		for (size_t i = 0; i < c->d; i++) {
+			double t = x[i] - mean;
+			s2 += t * t;
+		}
+		float inv = (float)(1.0 / sqrt(s2 / (double)c->d + c->eps)), mf = (float)mean;
+		for (size_t i = 0; i < c->d; i++)
+			y[i] = (x[i] - mf) * inv * c->w[i] + c->b[i];
+	}
+}
+
+static void
+cpu_layernorm(void *ctx, float *y, const float *x, size_t rows, size_t d, const float *w,
+              const float *b, float eps)
+{
+	ln_ctx c = { y, x, w, b, rows, d, eps };
+
+	(void)ctx;
+	if (rows * d < 65536) {
+		for (size_t i = 0; i < (rows + 63) / 64; i++)
+			ln_rows(&c, i, 0);
+	} else
+		parfor((rows + 63) / 64, ln_rows, &c);
+}
+
+typedef struct {
+	float *x;
+	size_t n;
+} gelu_ctx;
+
+#define GELU_CHUNK 16384
+static void
+gelu_chunk(void *vc, size_t chunk, int tid)
+{
+	gelu_ctx *c = vc;
+	size_t i0 = chunk * GELU_CHUNK, i1 = i0 + GELU_CHUNK < c->n ? i0 + GELU_CHUNK : c->n;
+	float *x = c->x;
+
+	(void)tid;
+	for (size_t i = i0; i < i1; i++)
+		x[i] = 0.5f * x[i] * (1.0f + ferf(x[i] * 0.70710678118654752f));
+}
+
+static void
+cpu_gelu(void *ctx, float *x, size_t n)
+{
+	gelu_ctx c = { x, n };
+
+	(void)ctx;
+	if (n < GELU_CHUNK * 2) {
+		for (size_t i = 0; i < (n + GELU_CHUNK - 1) / GELU_CHUNK; i++)
+			gelu_chunk(&c, i, 0);
+	} else
+		parfor((n + GELU_CHUNK - 1) / GELU_CHUNK, gelu_chunk, &c);
+}
+
+/* attention: tasks over (batch, head, block of query rows) */
+#define ATT_BQ 128
+typedef struct {
+	const mp_sam_attn *a;
+	int nqb;
+	float *ws[64];           /* per thread: ATT_BQ x nk scores + rel pos */
+} att_ctx;
+
+static void
+att_task(void *vc, size_t task, int tid)
+{
+	att_ctx *c = vc;
+	const mp_sam_attn *a = c->a;
+	int qb = (int)(task % (size_t)c->nqb);
+	int h = (int)(task / (size_t)c->nqb % (size_t)a->heads);
+	int b = (int)(task / (size_t)c->nqb / (size_t)a->heads);
+	int i0 = qb * ATT_BQ, nq = a->nq - i0 < ATT_BQ ? a->nq - i0 : ATT_BQ;
+	const float *q = a->q + (size_t)b * a->bsq + (size_t)i0 * a->ldq + (size_t)h * a->hd;
+	const float *k = a->k + (size_t)b * a->bsk + (size_t)h * a->hd;
+	const float *v = a->v + (size_t)b * a->bsv + (size_t)h * a->hd;
+	float *o = a->o + (size_t)b * a->bso + (size_t)i0 * a->ldo + (size_t)h * a->hd;
+	float *S = c->ws[tid];
+	int nk = a->nk, hd = a->hd;
+
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, a->scale, q, a->ldq, k, a->ldk,
+	            0.0f, S, nk);
+	if (a->rph) {
+		float *rh = S + (size_t)ATT_BQ * nk, *rw = rh + a->gh;
+		for (int i = 0; i < nq; i++) {
+			int qi = i0 + i, qh = qi / a->gw, qw = qi % a->gw;
+			const float *qr = q + (size_t)i * a->ldq;
+			for (int kh = 0; kh < a->gh; kh++) {
+				const float *R = a->rph + (size_t)(qh - kh + a->gh - 1) * hd;
+				float s = 0;
+				for (int d = 0; d < hd; d++)
+					s += qr[d] * R[d];
+				rh[kh] = s;
+			}
+			for (int kw = 0; kw < a->gw; kw++) {
+				const float *R = a->rpw + (size_t)(qw - kw + a->gw - 1) * hd;
+				float s = 0;
+				for (int d = 0; d < hd; d++)
+					s += qr[d] * R[d];
+				rw[kw] = s;
+			}
+			float *Sr = S + (size_t)i * nk;
+			for (int kh = 0; kh < a->gh; kh++)
+				for (int kw = 0; kw < a->gw; kw++)
+					Sr[kh * a->gw + kw] += rh[kh] + rw[kw];
+		}
+	}
+	for (int i = 0; i < nq; i++) {
+		float *Sr = S + (size_t)i * nk, mx = Sr[0], sum = 0;
+		for (int j = 1; j < nk; j++)
+			mx = Sr[j] > mx ? Sr[j] : mx;
+		for (int j = 0; j < nk; j++) {
+			Sr[j] = fexp(Sr[j] - mx);
+			sum += Sr[j];
+		}
+		float inv = 1.0f / sum;
+		for (int j = 0; j < nk; j++)
+			Sr[j] *= inv;
+	}
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1.0f, S, nk, v, a->ldv, 0.0f, o,
+	            a->ldo);
+}
+
+static void
+cpu_attention(void *ctx, const mp_sam_attn *a)
+{
+	att_ctx c;
+	int nt = nthr > 64 ? 64 : nthr;
+	size_t ws = (size_t)ATT_BQ * (size_t)a->nk + (size_t)a->gh + (size_t)a->gw + 16;
+
+	(void)ctx;
+	memset(&c, 0, sizeof c);
+	c.a = a;
+	c.nqb = (a->nq + ATT_BQ - 1) / ATT_BQ;
+	for (int t = 0; t < nt; t++)
+		c.ws[t] = mp_xmalloc(ws * sizeof(float));
+	size_t ntask = (size_t)a->nb * (size_t)a->heads * (size_t)c.nqb;
+	int old = openblas_get_num_threads();
+	if (nt > 1 && ntask > 1)
+		openblas_set_num_threads(1);
+	parfor(ntask, att_task, &c);
+	if (nt > 1 && ntask > 1)
+		openblas_set_num_threads(old);
+	for (int t = 0; t < nt; t++)
+		free(c.ws[t]);
+}
+
+static mp_sam_backend cpu_be = { "cpu", NULL, cpu_gemm, cpu_layernorm, cpu_gelu, cpu_attention };
+
+const mp_sam_backend *
+mp_sam_cpu_backend(int nthreads)
+{
+	if (nthreads <= 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		nthreads = n > 0 ? (int)n : 1;
+	}
+	nthr = nthreads > 64 ? 64 : nthreads;
+	openblas_set_num_threads(nthr);
+	return &cpu_be;
+}

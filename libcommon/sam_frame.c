@@ -1,0 +1,241 @@
+/* sam_frame.c - embedding frames: header keys written by sam-embed and read
+ * back by sam-decode (see mp_sam.h) */
+#include "mp_sam.h"
+#include "mp.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void
+mp_sam_weights_id(const mp_sam *m, char *buf, size_t n)
+{
+	snprintf(buf, n, "%s-%s", m->cfg.arch, m->td.id);
+}
+
+static void
+vec3(char *buf, size_t n, const double v[3])
+{
+	char a[40], b[40], c[40];
+	mp_fmt_double(a, sizeof a, v[0]);
+	mp_fmt_double(b, sizeof b, v[1]);
+	mp_fmt_double(c, sizeof c, v[2]);
+	snprintf(buf, n, "(%s,%s,%s)", a, b, c);
+}
+
+void
+mp_sam_emb_header(mp_frame *e, const mp_frame *f, int off, const mp_sam *m, mp_sam_mode mode,
+                  const char *interp, const char *weights, size_t nx, size_t ny, size_t nz,
+                  size_t rw, size_t rh, const size_t *sel, size_t nsel)
+{
+	int G = m->cfg.grid, C = m->cfg.out_chans, S = m->cfg.img_size;
+	char buf[512], v[3][120], id[96];
+	const char *bn = strrchr(weights, '/');
+
+	mp_frame_init(e);
+	mp_frame_copy_header(e, f);
+	e->dim = 4;
+	e->size[0] = (size_t)G;
+	e->size[1] = (size_t)G;
+	e->size[2] = (size_t)C;
+	e->size[3] = nsel;
+	e->type = MP_FLOAT32;
+	snprintf(e->kind[0], sizeof e->kind[0], "domain");
+	snprintf(e->kind[1], sizeof e->kind[1], "domain");
+	snprintf(e->kind[2], sizeof e->kind[2], "list");
+	snprintf(e->kind[3], sizeof e->kind[3], "domain");
+	/* an embedding cell covers (S/G) model pixels = (S/G) * n/r original pixels */
+	double sx = (double)S / G * (double)nx / (double)rw, sy = (double)S / G * (double)ny / (double)rh;
+	double d3[3][3] = { { 0 } };
+	int hd[3] = { 0, 0, 0 };
+	for (int a = 0; a < 3; a++)
+		if (off + a < f->dim && f->has_dir[off + a]) {
+			hd[a] = 1;
+			memcpy(d3[a], f->dir[off + a], sizeof d3[a]);
+		}
+	e->space = f->space;
+	memset(e->has_dir, 0, sizeof e->has_dir);
+	if (f->space) {
+		double ijk[3] = { 0.5 * sx - 0.5, 0.5 * sy - 0.5, nsel ? (double)sel[0] : 0 };
+		for (int k = 0; k < 3; k++) {
+			e->origin[k] = f->origin[k];
+			for (int a = 0; a < 3; a++)
+				if (hd[a])
+					e->origin[k] += ijk[a] * d3[a][k];
+		}
+		for (int k = 0; k < 3; k++) {
+			e->dir[0][k] = d3[0][k] * sx;
+			e->dir[1][k] = d3[1][k] * sy;
+			e->dir[3][k] = d3[2][k];
+		}
+		e->has_dir[0] = hd[0];
+		e->has_dir[1] = hd[1];
+		e->has_dir[3] = hd[2] || (hd[0] && hd[1]);
+		if (!hd[2] && hd[0] && hd[1]) {
+			/* a 2-D slice: the normal, unit length */
+			double *a = d3[0], *b = d3[1], cr[3] = { a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0] };
+			double l = 0;
+			for (int k = 0; k < 3; k++)
+				l += cr[k] * cr[k];
+			for (int k = 0; k < 3; k++)
+				e->dir[3][k] = l > 0 ? cr[k] / sqrt(l) : 0;
+		}
+	}
+	mp_frame_touch(e);
+	mp_set_kv(e, "medpipe.role", "embedding");
+	mp_set_kv(e, "medpipe.sam.mode", mp_sam_mode_name(mode));
+	mp_set_kv(e, "medpipe.sam.interp", interp);
+	mp_set_kv(e, "medpipe.sam.arch", m->cfg.arch);
+	mp_set_kv(e, "medpipe.sam.weights", bn ? bn + 1 : weights);
+	mp_sam_weights_id(m, id, sizeof id);
+	mp_set_kv(e, "medpipe.sam.weights_id", id);
+	mp_set_kvf(e, "medpipe.sam.image_sizes", "%zu %zu %zu", nx, ny, nz);
+	mp_set_kvf(e, "medpipe.sam.image_dim", "%d", f->dim - off >= 3 ? 3 : 2);
+	if (f->space) {
+		double none[3] = { 0, 0, 0 };
+		for (int a = 0; a < 3; a++)
+			vec3(v[a], sizeof v[a], hd[a] ? d3[a] : none);
+		snprintf(buf, sizeof buf, "%s %s %s", v[0], v[1], v[2]);
+		mp_set_kv(e, "medpipe.sam.image_directions", buf);
+		vec3(buf, sizeof buf, f->origin);
+		mp_set_kv(e, "medpipe.sam.image_origin", buf);
+	}
+	mp_set_kvf(e, "medpipe.sam.input", "%zu %zu", rw, rh);
+	size_t cap = 64 + nsel * 12, p = 0;
+	char *list = mp_xmalloc(cap);
+	list[0] = 0;
+	for (size_t i = 0; i < nsel; i++) {
+		size_t j = i;
+		while (j + 1 < nsel && sel[j + 1] == sel[j] + 1)
+			j++;
+		if (j > i)
+			p += (size_t)snprintf(list + p, cap - p, "%s%zu-%zu", p ? "," : "", sel[i], sel[j]);
+		else
+			p += (size_t)snprintf(list + p, cap - p, "%s%zu", p ? "," : "", sel[i]);
+		i = j;
+	}
+	mp_set_kv(e, "medpipe.sam.slices", list);
+	free(list);
+}
+
+static int
+parse_vecs(const char *s, double (*v)[3], int n)
+{
+	const char *p = s;
+	for (int i = 0; i < n; i++) {
+		while (*p == ' ')
+			p++;
+		if (sscanf(p, "(%lf,%lf,%lf)", &v[i][0], &v[i][1], &v[i][2]) != 3)
+			return -1;
+		p = strchr(p, ')');
+		if (!p)
+			return -1;
+		p++;
+	}
+	return 0;
+}
+
+void
+mp_sam_emb_free(mp_sam_embinfo *info)
+{
+	free(info->sel);
+	info->sel = NULL;
+}
+
+int
+mp_sam_emb_read(const mp_frame *e, mp_sam_embinfo *in)
+{
+	const char *s;
+	char *end;
+
+	memset(in, 0, sizeof *in);
+	if (e->dim != 4 || e->type != MP_FLOAT32 || e->size[0] != e->size[1])
+		return mp_seterr("embedding frame: expected float sizes G G C N, as sam-embed writes");
+	in->G = (int)e->size[0];
+	in->C = (int)e->size[2];
+	if (!(s = mp_get_kv(e, "medpipe.sam.mode")) || mp_sam_mode_parse(s, &in->mode))
+		return mp_seterr("embedding frame: medpipe.sam.mode missing or bad");
+	snprintf(in->interp, sizeof in->interp, "%s", (s = mp_get_kv(e, "medpipe.sam.interp")) ? s : "");
+	snprintf(in->arch, sizeof in->arch, "%s", (s = mp_get_kv(e, "medpipe.sam.arch")) ? s : "");
+	snprintf(in->weights_id, sizeof in->weights_id, "%s", (s = mp_get_kv(e, "medpipe.sam.weights_id")) ? s : "");
+	if (!(s = mp_get_kv(e, "medpipe.sam.image_sizes")) || sscanf(s, "%zu %zu %zu", &in->nx, &in->ny, &in->nz) != 3 ||
+	    !in->nx || !in->ny || !in->nz)
+		return mp_seterr("embedding frame: medpipe.sam.image_sizes missing or bad");
+	if (!(s = mp_get_kv(e, "medpipe.sam.input")) || sscanf(s, "%zu %zu", &in->rw, &in->rh) != 2 || !in->rw || !in->rh)
+		return mp_seterr("embedding frame: medpipe.sam.input missing or bad");
+	in->imdim = (s = mp_get_kv(e, "medpipe.sam.image_dim")) && strcmp(s, "2") == 0 ? 2 : 3;
+	if ((s = mp_get_kv(e, "medpipe.sam.image_directions"))) {
+		if (parse_vecs(s, in->dir, 3))
+			return mp_seterr("embedding frame: bad medpipe.sam.image_directions");
+		const char *o = mp_get_kv(e, "medpipe.sam.image_origin");
+		if (!o || parse_vecs(o, &in->origin, 1))
+			return mp_seterr("embedding frame: bad medpipe.sam.image_origin");
+		in->has_space = 1;
+	}
+	if (!(s = mp_get_kv(e, "medpipe.sam.slices")))
+		return mp_seterr("embedding frame: medpipe.sam.slices missing");
+	in->sel = mp_xmalloc((e->size[3] + 1) * sizeof *in->sel);
+	const char *p = s;
+	while (*p) {
+		unsigned long a = strtoul(p, &end, 10), b = a;
+		if (end == p)
+			goto bad;
+		p = end;
+		if (*p == '-') {
+			b = strtoul(p + 1, &end, 10);
+			if (end == p + 1 || b < a)
+				goto bad;
+			p = end;
+		}
+		for (unsigned long z = a; z <= b; z++) {
+			if (in->nsel >= e->size[3] || z >= in->nz)
+				goto bad;
+			in->sel[in->nsel++] = z;
+		}
+		if (*p == ',')
+			p++;
+		else if (*p)
+			goto bad;
+	}
+	if (in->nsel != e->size[3])
+		goto bad;
+	return 0;
+bad:
+	mp_sam_emb_free(in);
+	return mp_seterr("embedding frame: medpipe.sam.slices '%s' does not match %zu slices of %zu", s, e->size[3], in->nz);
+}
+
+void
+mp_sam_mask_header(mp_frame *o, const mp_frame *e, const mp_sam_embinfo *in, mp_type t, const char *role)
+{
+	mp_frame_init(o);
+	mp_frame_copy_header(o, e);
+	o->dim = in->imdim == 2 && in->nz == 1 ? 2 : 3;
+	o->size[0] = in->nx;
+	o->size[1] = in->ny;
+	o->size[2] = in->nz;
+	o->size[3] = 0;
+	o->type = t;
+	memset(o->has_dir, 0, sizeof o->has_dir);
+	for (int a = 0; a < MP_MAXDIM; a++)
+		snprintf(o->kind[a], sizeof o->kind[a], "%s", a < o->dim ? "domain" : "");
+	o->space = in->has_space;
+	if (in->has_space) {
+		for (int a = 0; a < o->dim; a++) {
+			memcpy(o->dir[a], in->dir[a], sizeof o->dir[a]);
+			o->has_dir[a] = in->dir[a][0] != 0 || in->dir[a][1] != 0 || in->dir[a][2] != 0;
+		}
+		memcpy(o->origin, in->origin, sizeof o->origin);
+	}
+	/* drop the embedding's own keys */
+	for (size_t i = 0; i < o->nkv;) {
+		if (strncmp(o->keys[i], "medpipe.sam.", 12) == 0 && strcmp(o->keys[i], "medpipe.sam.weights") != 0 &&
+		    strcmp(o->keys[i], "medpipe.sam.mode") != 0)
+			mp_del_kv(o, o->keys[i]);
+		else
+			i++;
+	}
+	mp_frame_touch(o);
+	mp_set_kv(o, "medpipe.role", role);
+}
