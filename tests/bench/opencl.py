@@ -61,6 +61,30 @@ def ccl(rng, tmp):
     return 0
 
 
+def tools(rng, tmp):
+    """end to end: the programs with --device cpu and --device opencl:0 (stream I/O included)"""
+    ct = rng.normal(0, 300, (48, 512, 512)).astype(np.int16)
+    h = ("NRRD0004\ntype: int16\ndimension: 3\nspace: left-posterior-superior\nsizes: 512 512 48\n"
+         "space directions: (0.8,0,0) (0,0.8,0) (0,0,2)\nkinds: domain domain domain\nendian: little\n"
+         "encoding: raw\nspace origin: (0,0,0)\nmedpipe.role:=%s\n\n")
+    img = (h % "image").encode() + ct.tobytes()
+    lab = (h.replace("int16", "uint8") % "label").encode() + (ct > 200).astype(np.uint8).tobytes()
+    for what, args, data in (("hu-window soft-tissue 512x512x48", ["hu-window", "--preset", "soft-tissue"], img),
+                             ("vol-resize 1024x1024 512x512x48", ["vol-resize", "1024x1024"], img),
+                             ("vol-resize bspline3 256 512x512x48", ["vol-resize", "--longest", "256", "--interp", "bspline3"], img),
+                             ("ccl-clean --min 100 512x512x48", ["ccl-clean", "--min", "100", "--min2d", "10"], lab)):
+        t = {}
+        out = {}
+        for d in ("cpu", "opencl:0"):
+            def go():
+                out[d] = subprocess.run(["bin/" + args[0]] + args[1:] + ["--device", d], input=data,
+                                        stdout=subprocess.PIPE, check=True).stdout
+            t[d] = best(go)
+        print("%-34s C %8.4f s  OpenCL %8.4f s  (whole program)  OpenCL/C %6.2fx  %s"
+              % (what, t["cpu"], t["opencl:0"], t["opencl:0"] / t["cpu"],
+                 "identical" if out["cpu"] == out["opencl:0"] else "DIFFERENT"))
+
+
 def main():
     dev = subprocess.run(["bin/medpipe-devices", "--brief"], stdout=subprocess.PIPE).stdout.decode().strip().splitlines()
     print("device: " + (dev[1] if len(dev) > 1 else "none"))
@@ -70,6 +94,8 @@ def main():
     try:
         if os.environ.get("OPENCL_BENCH_ONLY") == "ccl":
             return ccl(rng, tmp)
+        if os.environ.get("OPENCL_BENCH_ONLY") == "tools":
+            return tools(rng, tmp)
         # windowing: a 512x512x96 CT-like int16 volume, soft tissue to uint8
         ct = rng.normal(0, 400, (96, 512, 512)).astype(np.int16)
         f = os.path.join(tmp, "ct.raw")
@@ -114,6 +140,7 @@ def main():
             print("resize bspline3: skipped (no scikit-image)")
 
         ccl(rng, tmp)
+        tools(rng, tmp)
     finally:
         for n in os.listdir(tmp):
             os.unlink(os.path.join(tmp, n))
