@@ -344,8 +344,8 @@ mp_cl_cache_dir(void)
 	return mp_xstrdup(buf);
 }
 
-static int
-mkdirs(char *path)
+int
+mp_cl_mkdirs(char *path)
 {
 	for (char *p = path + 1; *p; p++) {
 		if (*p != '/')
@@ -408,7 +408,7 @@ cache_store(const char *dir, const char *path, uint64_t key, const unsigned char
 	int fd, ok;
 	char *d = mp_xstrdup(dir);
 
-	if (mkdirs(d) != 0) {
+	if (mp_cl_mkdirs(d) != 0) {
 		mp_note("opencl: cache folder %s: %s", dir, strerror(errno));
 		free(d);
 		return;

@@ -77,6 +77,8 @@ typedef struct { int built, loaded, corrupt; } mp_cl_stats;
 mp_cl_stats mp_cl_get_stats(void);
 /* the cache folder (malloc'd), or NULL when the cache is off */
 char *mp_cl_cache_dir(void);
+/* mkdir -p (path is modified while working and restored); 0 or -1 + errno */
+int mp_cl_mkdirs(char *path);
 
 /* error helpers: "opencl: WHAT: CL_ERROR_NAME" (out of memory spelled out) */
 const char *mp_cl_errname(cl_int e);

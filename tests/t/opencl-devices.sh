@@ -20,4 +20,11 @@ if [ $? -eq 0 ] && grep -q "^opencl *none: opencl: no OpenCL platform found" "$T
 else
 	fail "medpipe-devices without a platform" "$(cat "$T/np" | tr '\n' '|')"
 fi
+# auto without a GPU: the choice is remembered, and still cpu
+if medpipe-devices | grep -q "^auto *cpu"; then
+	check "auto without a GPU remembered in the cache" sh -c 'ls "$MEDPIPE_CACHE_DIR" | grep -q "^auto-"'
+	check "auto remembered gives cpu" sh -c 'medpipe-devices | grep -q "^auto *cpu"'
+else
+	skip "auto remembered" "auto chose an OpenCL device here"
+fi
 check "medpipe-devices --help" medpipe-devices --help
