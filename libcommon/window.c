@@ -73,6 +73,8 @@ store(void *dst, mp_type dt, size_t i, double v, int tr)
 			}                                                          \
 			if (u8)                                                    \
 				((uint8_t *)dst)[i] = y <= 0 || y != y ? 0 : y >= 255 ? 255 : (uint8_t)y; \
+			else if (u8r)                                              \
+				((uint8_t *)dst)[i] = y <= 0 || y != y ? 0 : y >= 255 ? 255 : (uint8_t)((double)y + 0.5); \
 			else if (f32)                                              \
 				((float *)dst)[i] = (float)y;                      \
 			else                                                       \
@@ -80,10 +82,66 @@ store(void *dst, mp_type dt, size_t i, double v, int tr)
 		}                                                                  \
 	} while (0)
 
+/* 8- and 16-bit integer input: a table of every possible value, computed by
+ * the same loop, then a lookup (the same results, much faster) */
+static int
+window_lut(void *dst, mp_type dt, const void *src, mp_type st, size_t n, const mp_winmap *m)
+{
+	size_t nv = st == MP_INT8 || st == MP_UINT8 ? 256 : 65536, el = mp_type_size(dt);
+	unsigned char *lut;
+
+	if (n < 4 * nv || !(lut = malloc(nv * el)))
+		return -1;
+	if (st == MP_INT8 || st == MP_UINT8) {
+		uint8_t v[256];
+		for (size_t i = 0; i < 256; i++)
+			v[i] = (uint8_t)i;     /* every bit pattern */
+		mp_window_apply(lut, dt, v, st, 256, m);
+		/* entry index = the byte itself */
+		for (size_t i = 0; i < n; i++)
+			memcpy((unsigned char *)dst + i * el, lut + (size_t)((const uint8_t *)src)[i] * el, el);
+		free(lut);
+		return 0;
+	}
+	uint16_t *v = malloc(65536 * sizeof *v);
+	if (!v) {
+		free(lut);
+		return -1;
+	}
+	for (size_t i = 0; i < 65536; i++)
+		v[i] = (uint16_t)i;
+	mp_window_apply(lut, dt, v, st, 65536, m);
+	free(v);
+	const uint16_t *s = src;
+	switch (el) {
+	case 1:
+		for (size_t i = 0; i < n; i++)
+			((uint8_t *)dst)[i] = lut[s[i]];
+		break;
+	case 2:
+		for (size_t i = 0; i < n; i++)
+			((uint16_t *)dst)[i] = ((const uint16_t *)(const void *)lut)[s[i]];
+		break;
+	case 4:
+		for (size_t i = 0; i < n; i++)
+			((uint32_t *)dst)[i] = ((const uint32_t *)(const void *)lut)[s[i]];
+		break;
+	default:
+		for (size_t i = 0; i < n; i++)
+			memcpy((unsigned char *)dst + i * el, lut + (size_t)s[i] * el, el);
+	}
+	free(lut);
+	return 0;
+}
+
 void
 mp_window_apply(void *dst, mp_type dt, const void *src, mp_type st, size_t n, const mp_winmap *m)
 {
 	int u8 = dt == MP_UINT8 && m->trunc, f32 = dt == MP_FLOAT32;
+	int u8r = dt == MP_UINT8 && !m->trunc;
+
+	if ((st == MP_INT8 || st == MP_UINT8 || st == MP_INT16 || st == MP_UINT16) && window_lut(dst, dt, src, st, n, m) == 0)
+		return;
 
 	if (m->single) {
 		switch (st) {
@@ -133,7 +191,7 @@ mp_percentiles(const void *src, mp_type st, size_t n, int positive_only,
 		/* exact order statistics from a histogram */
 		size_t *hist = mp_xcalloc(65536, sizeof *hist);
 		long off = st == MP_INT8 ? 128 : st == MP_INT16 ? 32768 : 0;
-		for (size_t i = 0; i < n; i++) {
+			for (size_t i = 0; i < n; i++) {
 			long v = (long)mp_get(src, st, i);
 			if (positive_only && v <= 0)
 				continue;

@@ -162,14 +162,10 @@ window_frame(mp_in *in, mp_frame *f, mp_out *o)
 	m.clip_hi = m.in_hi = hi;
 	if (medsam) {
 		/* min and max of the clipped volume */
-		double mn = INFINITY, mx = -INFINITY;
-		for (size_t i = 0; i < n; i++) {
-			double x = mp_get(f->data, st, i);
-			if (x < mn)
-				mn = x;
-			if (x > mx)
-				mx = x;
-		}
+		double mn, mx;
+		mp_frame_minmax(f, &mn, &mx);
+		if (isnan(mn) || isnan(mx))
+			mn = INFINITY, mx = -INFINITY;
 		if (mn > mx) /* all NaN */
 			mn = mx = lo;
 		m.in_lo = mn < lo ? lo : mn > hi ? hi : mn;
