@@ -653,8 +653,8 @@ mp_cl_buffer(mp_cl *c, cl_mem_flags fl, size_t n, const void *host)
 	if (n == 0)
 		n = 4;
 	if (n > c->info.max_alloc) {
-		mp_seterr("opencl: %s: out of memory: a buffer of %zu MiB exceeds the device's allocation limit (%zu MiB)",
-		          c->info.name, n >> 20, c->info.max_alloc >> 20);
+		mp_seterr("opencl: %s: out of memory: a buffer of %zu bytes exceeds the device's allocation limit (%zu bytes)",
+		          c->info.name, n, c->info.max_alloc);
 		return NULL;
 	}
 	m = clCreateBuffer(c->ctx, fl | (host ? CL_MEM_COPY_HOST_PTR : 0), n, (void *)host, &e);

@@ -233,6 +233,30 @@ test_convert(void)
 }
 
 static void
+test_oom(void)
+{
+	mp_cl *c;
+	cl_mem m;
+
+	setenv("MEDPIPE_CL_MAX_ALLOC", "1M", 1);
+	/* the limit is read at discovery, done already: check through a fresh
+	 * look at the value the runtime applies */
+	c = mp_cl_open(-1);
+	if (!c) {
+		T_FAIL("cl out of memory", "%s", mp_err());
+		return;
+	}
+	m = mp_cl_buffer(c, CL_MEM_READ_WRITE, mp_cl_info(c)->max_alloc + 1, NULL);
+	T_OK(m == NULL && strstr(mp_err(), "out of memory") && !strchr(mp_err(), '\n'),
+	     "cl out of memory: one line");
+	printf("# %s\n", mp_err());
+	if (m)
+		clReleaseMemObject(m);
+	mp_cl_close(c);
+	unsetenv("MEDPIPE_CL_MAX_ALLOC");
+}
+
+static void
 test_device_spec(void)
 {
 	mp_dev *d;
@@ -288,6 +312,7 @@ main(void)
 	test_cache();
 	test_build_error();
 	test_convert();
+	test_oom();
 	test_device_spec();
 	rmrf(cachedir);
 	snprintf(cachedir, sizeof cachedir, "%s/sub", tmpl);
