@@ -55,7 +55,7 @@ if have dcm2vol && have vol-cat; then
 elif have vol-cat; then
 	say "dcm2vol is not built yet: skipping the DICOM reader; reading the same phantom from NIfTI with vol-cat"
 else
-	say "dcm2vol and vol-cat are not built yet: reading the phantom's own frame stream ($D/in/phantom.nrrd)"
+	say "vol-cat is not built yet (it reads the label file$(have dcm2vol || echo ', and dcm2vol is missing too')): reading the phantom's own frame stream ($D/in/phantom.nrrd) instead"
 fi
 src > "$D/out/source.nrrd" || die "reading the study failed"
 

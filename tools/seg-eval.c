@@ -93,6 +93,15 @@ read_vol(mp_in *in, mp_frame *f, vol *v)
 	for (int a = 0; a < 3; a++)
 		v->sp[a] = a < f->dim ? mp_spacing(f, a) : 1.0;
 	v->lab = mp_xmalloc(n * sizeof *v->lab);
+	/* exact integer types: a plain widening copy */
+	switch (f->type) {
+	case MP_UINT8: { const uint8_t *d = f->data; for (size_t i = 0; i < n; i++) v->lab[i] = d[i]; n = 0; break; }
+	case MP_INT8: { const int8_t *d = f->data; for (size_t i = 0; i < n; i++) v->lab[i] = d[i]; n = 0; break; }
+	case MP_UINT16: { const uint16_t *d = f->data; for (size_t i = 0; i < n; i++) v->lab[i] = d[i]; n = 0; break; }
+	case MP_INT16: { const int16_t *d = f->data; for (size_t i = 0; i < n; i++) v->lab[i] = d[i]; n = 0; break; }
+	case MP_INT32: memcpy(v->lab, f->data, n * sizeof *v->lab); n = 0; break;
+	default: break;
+	}
 	for (size_t i = 0; i < n; i++) {
 		double d = mp_get(f->data, f->type, i);
 		if (!(d >= INT32_MIN && d <= INT32_MAX) || d != floor(d)) {
