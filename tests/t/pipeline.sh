@@ -127,7 +127,7 @@ check pipeline/only_changed_rebuilt test "$rebuilt" = "c03 "
 # --------------------------------------------------------------- sanity.mk
 if [ -x "$MB/vol-preview" ]; then
 	make --no-print-directory -f pipelines/sanity.mk MEDPIPE_BIN="$MB" IN="$DS" OUT="$T/ref" -j2 -k > "$T/san.log" 2>&1
-	if [ -s "$T/ref/preview/c01.png" ] && file "$T/ref/preview/c01.png" | grep -q 'PNG image'; then
+	if [ -s "$T/ref/preview/c01.png" ] && [ "$(od -An -tx1 -N8 "$T/ref/preview/c01.png" | tr -d ' \n')" = 89504e470d0a1a0a ]; then
 		pass pipeline/sanity_png
 	else
 		fail pipeline/sanity_png "$(tail -3 "$T/san.log" | tr '\n' ' ')"
