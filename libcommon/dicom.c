@@ -456,6 +456,8 @@ read_file(mp_dicom_scan *s, size_t fi)
 	               mp_dcm_nums(d, "0028,1052", v, 1) == 1 ? v[0] : 0;
 	if (base_resc[0] == 0)
 		base_resc[0] = 1;
+	if (!strcmp(m->modality, "RTDOSE") && mp_dcm_nums(d, "3004,000e", v, 1) == 1 && v[0] > 0)
+		base_resc[0] *= v[0];   /* DoseGridScaling: stored values to Gy */
 	if (hiop) {
 		double a = norm3(base_iop), b = norm3(base_iop + 3);
 		if (!(a > 0.5 && a < 1.5 && b > 0.5 && b < 1.5))
@@ -1185,6 +1187,13 @@ decode_frame(mp_dcm *d, const dslice *x, void *fbuf, size_t fbytes)
 	}
 	if (mp_dcm_frame(d, (unsigned)x->frame, fbuf, fbytes, cm, sizeof cm) < 0)
 		return -1;
+	if (x->balloc == 32 && !strcmp(mp_dcm_xfer(d), "1.2.840.10008.1.2.2")) {
+		/* DCMTK swaps big endian pixel data as 16-bit words (OW): put the
+		 * halves of each 32-bit value in order */
+		uint32_t *q = fbuf;
+		for (size_t i = 0; i < fbytes / 4; i++)
+			q[i] = q[i] << 16 | q[i] >> 16;
+	}
 	if (x->spp == 3) {
 		size_t np = (size_t)x->frows * x->fcols;
 		int native = strstr(cm, "YBR") == NULL && strcmp(cm, x->photo) == 0;
