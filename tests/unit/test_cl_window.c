@@ -7,6 +7,7 @@
 #include "mp_device.h"
 #include "mp_filter.h"
 #include "t.h"
+#include "test_cl_data.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -100,6 +101,38 @@ main(void)
 	if (!bad)
 		printf("PASS cl window: %d cases (types x maps) bit-identical to mp_window_apply (%d not supported here)\n",
 		       cases - unsup, unsup);
+	/* real CT (int16 HU) and MR */
+	{
+		static const char *files[] = { "nifti/totalseg/example_ct_sm.nii.gz", "nifti/totalseg/example_mr_sm.nii.gz" };
+		for (int fi = 0; fi < 2; fi++) {
+			size_t dim[3], nv;
+			mp_type t;
+			void *v = td_nifti(files[fi], dim, &t);
+			int nb = 0;
+			char name[160];
+			snprintf(name, sizeof name, "cl window on %s", files[fi]);
+			if (!v) {
+				T_SKIP(name, "not in ../shared/data");
+				continue;
+			}
+			nv = dim[0] * dim[1] * dim[2];
+			for (size_t b = 0; b < sizeof dt / sizeof *dt; b++)
+				for (size_t k = 0; k < sizeof maps / sizeof *maps; k++) {
+					void *d1 = calloc(nv, 8), *d2 = calloc(nv, 8);
+					mp_window_apply(d1, dt[b], v, t, nv, &maps[k]);
+					if (mp_cl_window_apply(c, d2, dt[b], v, t, nv, &maps[k]) || memcmp(d1, d2, nv * mp_type_size(dt[b])))
+						nb++;
+					free(d1);
+					free(d2);
+				}
+			if (nb)
+				T_FAIL(name, "%d of %zu cases differ", nb, sizeof dt / sizeof *dt * (sizeof maps / sizeof *maps));
+			else
+				T_PASS(name);
+			bad += nb;
+			free(v);
+		}
+	}
 	mp_cl_close(c);
 
 	/* the dispatcher, both ways, and in pieces */
