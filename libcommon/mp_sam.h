@@ -155,13 +155,15 @@ void mp_sam_input_size(mp_sam_mode m, int S, size_t nx, size_t ny, size_t *rw, s
  * out: 3 x S x S. 0 or -1 + mp_err. */
 int mp_sam_preprocess(mp_sam_mode m, int interp, int S, const float *slice, size_t nx, size_t ny,
                       int nc, float *out);
-/* low-resolution logits (L x L) to the original slice (nx x ny):
- *   medsam: probabilities sigmoid(logit) resized bilinearly to nx x ny (torch
- *           F.interpolate, align_corners=False); threshold 0.5 gives the mask
- *   sam:    logits resized to S x S, cropped to rw x rh, resized to nx x ny;
- *           threshold 0 gives the mask.
- * out: nx*ny floats (probabilities for medsam, logits for sam) */
-void mp_sam_postprocess(mp_sam_mode m, int S, const float *low, int L, size_t rw, size_t rh,
+/* low-resolution logits (L x L) to the original slice (nx x ny), with
+ * torch's F.interpolate(bilinear, align_corners=False):
+ *   geometry medsam: resized straight to nx x ny (MedSAM's inference)
+ *   geometry sam:    resized to S x S, cropped to rw x rh, resized to nx x ny
+ *                    (SAM's postprocess_masks)
+ *   prob: 1: sigmoid before resizing (MedSAM: mask = prob > 0.5);
+ *         0: logits resized (SAM: mask = logit > 0).
+ * out: nx*ny floats */
+void mp_sam_postprocess(mp_sam_mode m, int prob, int S, const float *low, int L, size_t rw, size_t rh,
                         size_t nx, size_t ny, float *out);
 /* torch F.interpolate(mode='bilinear', align_corners=False) of one plane */
 void mp_sam_bilinear(const float *src, size_t sw, size_t sh, float *dst, size_t dw, size_t dh);

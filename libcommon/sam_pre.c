@@ -134,19 +134,20 @@ mp_sam_bilinear(const float *src, size_t sw, size_t sh, float *dst, size_t dw, s
 }
 
 void
-mp_sam_postprocess(mp_sam_mode m, int S, const float *low, int L, size_t rw, size_t rh, size_t nx,
+mp_sam_postprocess(mp_sam_mode m, int prob, int S, const float *low, int L, size_t rw, size_t rh, size_t nx,
                    size_t ny, float *out)
 {
+	float *p = mp_xmalloc((size_t)L * L * sizeof(float));
+	for (size_t i = 0; i < (size_t)L * L; i++)
+		p[i] = prob ? 1.0f / (1.0f + expf(-low[i])) : low[i];
 	if (m == MP_SAM_MEDSAM) {
-		float *p = mp_xmalloc((size_t)L * L * sizeof(float));
-		for (size_t i = 0; i < (size_t)L * L; i++)
-			p[i] = 1.0f / (1.0f + expf(-low[i]));
 		mp_sam_bilinear(p, (size_t)L, (size_t)L, out, nx, ny);
 		free(p);
 		return;
 	}
 	float *big = mp_xmalloc((size_t)S * S * sizeof(float)), *crop = mp_xmalloc(rw * rh * sizeof(float));
-	mp_sam_bilinear(low, (size_t)L, (size_t)L, big, (size_t)S, (size_t)S);
+	mp_sam_bilinear(p, (size_t)L, (size_t)L, big, (size_t)S, (size_t)S);
+	free(p);
 	for (size_t y = 0; y < rh; y++)
 		memcpy(crop + y * rw, big + y * (size_t)S, rw * sizeof(float));
 	mp_sam_bilinear(crop, rw, rh, out, nx, ny);

@@ -1266,3 +1266,122 @@ mp_tl_load(const char *path, mp_tdict *d)
 	munmap(m, (size_t)st.st_size);
 	return r;
 }
+
+/* ================================================================ npz arrays */
+int
+mp_tl_npz_array(const char *path, const char *name, double **vals, int64_t *shape, int *ndim)
+{
+	int fd = open(path, O_RDONLY);
+	struct stat st;
+	zip z;
+	int rc = -1;
+	char en[300];
+
+	*vals = NULL;
+	*ndim = 0;
+	if (fd < 0)
+		return mp_seterr("%s: %s", path, strerror(errno));
+	if (fstat(fd, &st) || st.st_size <= 0) {
+		close(fd);
+		return mp_seterr("%s: empty or unreadable file", path);
+	}
+	void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (m == MAP_FAILED)
+		return mp_seterr("%s: mmap: %s", path, strerror(errno));
+	snprintf(en, sizeof en, "%s.npy", name);
+	if (zip_open(&z, m, (size_t)st.st_size)) {
+		mp_preerr("%s: ", path);
+		goto out_map;
+	}
+	const zent *e = zip_find(&z, en);
+	unsigned char *own = NULL;
+	const unsigned char *b;
+	if (!e) {
+		mp_seterr("%s: no array '%s'", path, name);
+		goto out;
+	}
+	if (!(b = zip_data(&z, e, &own))) {
+		mp_preerr("%s: ", path);
+		goto out;
+	}
+	size_t len = e->usize, hl, hs;
+	if (len < 10 || memcmp(b, "\x93NUMPY", 6) != 0) {
+		mp_seterr("%s: %s: not a .npy array", path, en);
+		goto out_own;
+	}
+	hs = b[6] == 1 ? 10 : 12;
+	hl = b[6] == 1 ? rd16(b + 8) : rd32(b + 8);
+	if (len < hs || hl > len - hs) {
+		mp_seterr("%s: %s: truncated header", path, en);
+		goto out_own;
+	}
+	char hdr[1024];
+	snprintf(hdr, sizeof hdr, "%.*s", (int)(hl < 1023 ? hl : 1023), (const char *)b + hs);
+	const char *d = strstr(hdr, "'descr':"), *fo = strstr(hdr, "'fortran_order':"), *sh = strstr(hdr, "'shape':");
+	if (!d || !fo || !sh || strstr(fo, "True") == fo + 17) {
+		mp_seterr("%s: %s: unsupported header (Fortran order?)", path, en);
+		goto out_own;
+	}
+	char ty[8] = "";
+	sscanf(d + 8, " '%7[^']'", ty);
+	const char *q = strchr(sh, '(');
+	if (!q) {
+		mp_seterr("%s: %s: bad shape", path, en);
+		goto out_own;
+	}
+	q++;
+	size_t n = 1;
+	while (*q && *q != ')') {
+		char *end;
+		long long v = strtoll(q, &end, 10);
+		if (end == q)
+			break;
+		if (*ndim >= MP_TL_MAXDIM || v < 0 || v > 100000000) {
+			mp_seterr("%s: %s: bad shape", path, en);
+			goto out_own;
+		}
+		shape[(*ndim)++] = v;
+		n *= (size_t)v;
+		q = end;
+		while (*q == ',' || *q == ' ')
+			q++;
+	}
+	size_t es = ty[2] ? (size_t)(ty[2] - '0') : 0;
+	if (strlen(ty) != 3 || (ty[0] != '<' && ty[0] != '|') || !strchr("iuf", ty[1]) ||
+	    (es != 1 && es != 2 && es != 4 && es != 8) || (ty[1] == 'f' && es < 4)) {
+		mp_seterr("%s: %s: element type '%s' not supported", path, en, ty);
+		goto out_own;
+	}
+	if (n > (len - hs - hl) / es) {
+		mp_seterr("%s: %s: data shorter than its shape", path, en);
+		goto out_own;
+	}
+	*vals = mp_xmalloc((n ? n : 1) * sizeof(double));
+	const unsigned char *p = b + hs + hl;
+	for (size_t i = 0; i < n; i++, p += es) {
+		uint64_t u = es == 1 ? p[0] : es == 2 ? rd16(p) : es == 4 ? rd32(p) : rd64(p);
+		double v;
+		if (ty[1] == 'f') {
+			if (es == 4) {
+				float f;
+				uint32_t u32 = (uint32_t)u;
+				memcpy(&f, &u32, 4);
+				v = f;
+			} else
+				memcpy(&v, &u, 8);
+		} else if (ty[1] == 'u')
+			v = (double)u;
+		else
+			v = es == 1 ? (int8_t)u : es == 2 ? (int16_t)u : es == 4 ? (double)(int32_t)u : (double)(int64_t)u;
+		(*vals)[i] = v;
+	}
+	rc = 0;
+out_own:
+	free(own);
+out:
+	zip_free(&z);
+out_map:
+	munmap(m, (size_t)st.st_size);
+	return rc;
+}

@@ -60,4 +60,8 @@ mp_tensor *mp_tl_find(const mp_tdict *d, const char *name);
 /* "(a, b, c)" */
 void mp_tl_shape_str(const int64_t *shape, int ndim, char *buf, size_t n);
 
+/* one array of an .npz (numpy savez) as doubles: little-endian integer or
+ * float elements, C order; *vals malloc'd. 0 or -1 + mp_err. */
+int mp_tl_npz_array(const char *path, const char *name, double **vals, int64_t *shape, int *ndim);
+
 #endif

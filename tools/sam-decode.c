@@ -1,0 +1,647 @@
+/* sam-decode - the SAM / MedSAM prompt encoder and mask decoder: embeddings
+ * plus box or point prompts to masks on the original slice grid */
+#include "mp.h"
+#include "mp_sam.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct {
+	long z;                 /* slice, -1: unset */
+	int has_box;
+	double box[4];
+	int npts;
+	double pts[2 * 16];
+	int plab[16];
+	long value;             /* mask value */
+} prompt;
+
+typedef struct {
+	double b[6];            /* x0 y0 z0 x1 y1 z1 */
+	long value;
+} box3d;
+
+static prompt *prompts;
+static size_t nprompts;
+static box3d *boxes3;
+static size_t nboxes3;
+static const char *weights, *thrstr, *boxfile;
+static int fromlabel, multimask, wantlogits;
+static long shift, seed = 1, threads;
+
+static prompt *
+newprompt(void)
+{
+	prompts = mp_xrealloc(prompts, (nprompts + 1) * sizeof *prompts);
+	memset(&prompts[nprompts], 0, sizeof *prompts);
+	prompts[nprompts].z = -1;
+	return &prompts[nprompts++];
+}
+
+static int
+add_box(const double *v, int n, long defval)
+{
+	if (n < 4 || n > 6)
+		return mp_seterr("box: want X0,Y0,X1,Y1[,Z[,LABEL]]");
+	if (v[2] < v[0] || v[3] < v[1])
+		return mp_seterr("box: X1,Y1 must not be below X0,Y0");
+	prompt *p = newprompt();
+	memcpy(p->box, v, 4 * sizeof(double));
+	p->has_box = 1;
+	p->z = n >= 5 ? (long)v[4] : -1;
+	p->value = n >= 6 ? (long)v[5] : defval;
+	if ((n >= 5 && (v[4] < 0 || v[4] != floor(v[4]))) || p->value < 1)
+		return mp_seterr("box: slice must be a whole number >= 0 and label >= 1");
+	return 0;
+}
+
+static int
+opt_box(void *ctx, const char *arg)
+{
+	double v[6];
+	int n = mp_parse_doubles(arg, v, 6);
+
+	(void)ctx;
+	if (n < 0)
+		return -1;
+	return add_box(v, n, (long)nprompts + 1);
+}
+
+static int
+add_box3(const double *v, int n, long defval)
+{
+	if (n < 6 || n > 7)
+		return mp_seterr("3-D box: want X0,Y0,Z0,X1,Y1,Z1[,LABEL]");
+	if (v[3] < v[0] || v[4] < v[1] || v[5] <= v[2] || v[2] < 0 || v[2] != floor(v[2]) || v[5] != floor(v[5]))
+		return mp_seterr("3-D box: want X0<=X1, Y0<=Y1, whole slices 0<=Z0<Z1");
+	boxes3 = mp_xrealloc(boxes3, (nboxes3 + 1) * sizeof *boxes3);
+	memcpy(boxes3[nboxes3].b, v, 6 * sizeof(double));
+	boxes3[nboxes3].value = n == 7 ? (long)v[6] : defval;
+	if (boxes3[nboxes3].value < 1)
+		return mp_seterr("3-D box: label must be >= 1");
+	nboxes3++;
+	return 0;
+}
+
+static int
+opt_box3(void *ctx, const char *arg)
+{
+	double v[7];
+	int n = mp_parse_doubles(arg, v, 7);
+
+	(void)ctx;
+	if (n < 0)
+		return -1;
+	return add_box3(v, n, (long)nboxes3 + 1);
+}
+
+static int
+opt_point(void *ctx, const char *arg)
+{
+	double v[4];
+	int n = mp_parse_doubles(arg, v, 4);
+	long z;
+
+	(void)ctx;
+	if (n < 2)
+		return mp_seterr("point: want X,Y[,Z[,L]] (L: 1 foreground, 0 background)");
+	z = n >= 3 ? (long)v[2] : -1;
+	if (n >= 3 && (v[2] < 0 || v[2] != floor(v[2])))
+		return mp_seterr("point: slice must be a whole number >= 0");
+	if (n == 4 && v[3] != 0 && v[3] != 1)
+		return mp_seterr("point: label must be 1 (foreground) or 0 (background)");
+	/* join the first prompt of that slice, or start one */
+	prompt *p = NULL;
+	for (size_t i = 0; i < nprompts; i++)
+		if (prompts[i].z == z) {
+			p = &prompts[i];
+			break;
+		}
+	if (!p) {
+		p = newprompt();
+		p->z = z;
+		p->value = (long)nprompts;
+	}
+	if (p->npts >= 16)
+		return mp_seterr("point: at most 16 points per slice");
+	p->pts[2 * p->npts] = v[0];
+	p->pts[2 * p->npts + 1] = v[1];
+	p->plab[p->npts++] = n == 4 ? (int)v[3] : 1;
+	return 0;
+}
+
+static const mp_opt opts[] = {
+	{ "weights", 'w', MP_OPT_STR, &weights, NULL, "FILE", "The checkpoint that made the embeddings (see sam-embed(1)). Default: $MEDPIPE_SAM_WEIGHTS." },
+	{ "box", 'b', MP_OPT_CALL, NULL, opt_box, "X0,Y0,X1,Y1[,Z[,LABEL]]", "A box prompt in pixel indices of the original slice (x0,y0 top left, x1,y1 bottom right, inclusive as MedSAM's boxes), on slice Z (0-based; may be left out for a 2-D image); its mask gets LABEL (default: the prompt's number, from 1). Repeatable." },
+	{ "box3d", 'B', MP_OPT_CALL, NULL, opt_box3, "X0,Y0,Z0,X1,Y1,Z1[,LABEL]", "A 3-D box, segmented as LiteMedSAM does: the box prompts the middle slice; each next slice up to Z1 and down to Z0+1 is prompted with the bounding box of the previous slice's mask (the middle box when that mask is empty). Repeatable." },
+	{ "point", 'p', MP_OPT_CALL, NULL, opt_point, "X,Y[,Z[,L]]", "A point prompt, L 1 (foreground, default) or 0 (background). Points of a slice join that slice's first box prompt, or form a prompt of their own. Repeatable." },
+	{ "boxes", 0, MP_OPT_STR, &boxfile, NULL, "FILE", "Boxes from a file: a CSV of lines X0,Y0,X1,Y1[,Z[,LABEL]] (a header line is skipped), or a LiteMedSAM .npz whose 'boxes' array is (N,4) for 2-D boxes or (N,6) [x0,y0,z0,x1,y1,z1] for 3-D boxes (propagated as --box3d); labels 1..N." },
+	{ "from-label", 'l', MP_OPT_FLAG, &fromlabel, NULL, NULL, "Derive the prompts from the label frame of the same case in the stream: the bounding box of every label on every embedded slice (as MedSAM's evaluation); the mask gets the label's value. The label frame passes through after the mask." },
+	{ "shift", 0, MP_OPT_INT, &shift, NULL, "N", "With --from-label: move every side of each box outwards by a random 0..N pixels (MedSAM's bbox_shift), clipped to the image." },
+	{ "seed", 0, MP_OPT_INT, &seed, NULL, "N", "Seed of --shift (default 1)." },
+	{ "threshold", 'T', MP_OPT_STR, &thrstr, NULL, "RULE", "'medsam': sigmoid of the low-resolution logits resized bilinearly, mask where > 0.5 (MedSAM's inference); 'sam': logits resized, mask where > 0 (SAM's predictor). Default: the embeddings' mode." },
+	{ "multimask", 0, MP_OPT_FLAG, &multimask, NULL, NULL, "Use SAM's three-mask output and keep the mask with the highest predicted IoU (default: the single-mask output, as MedSAM)." },
+	{ "logits", 0, MP_OPT_FLAG, &wantlogits, NULL, NULL, "Also write a frame of role logits after each mask: float, on the same grid, per voxel the largest value over the prompts (probability for --threshold medsam, logit for sam; 0 or -100 where no prompt was)." },
+	{ "threads", 't', MP_OPT_INT, &threads, NULL, "N", "Threads (default: every CPU)." },
+	{ NULL, 0, MP_OPT_END, NULL, NULL, NULL, NULL }
+};
+
+static const mp_prog prog = {
+	"sam-decode",
+	"SAM / MedSAM mask decoder: embeddings plus box or point prompts to masks",
+	"[options] --weights FILE [FILE...]",
+	"sam-decode reads embedding frames made by sam-embed(1) and prompts, runs the prompt encoder and "
+	"mask decoder of Segment Anything (SAM) or MedSAM, and writes for each embedding frame one mask "
+	"frame on the original image grid (the sizes, directions, origin and keys the image had: "
+	"vol-restore(1) can take it further back), role mask, uint8 (uint16 or int32 when a label needs "
+	"it), each prompt's mask painted with its label, later prompts over earlier ones. Slices without "
+	"a prompt are 0. The predicted IoU of every prompt is recorded in the key medpipe.sam.iou "
+	"(LABEL@SLICE=IOU, ...). Frames other than embeddings pass through.\n\n"
+	"Prompts are given in pixel indices of the original slice (x to the right, y down, as numpy's "
+	"[y, x]): --box, --point, --box3d, --boxes (CSV or LiteMedSAM .npz), or derived from a label "
+	"frame with --from-label. They are mapped into the model's input as SAM's ResizeLongestSide (sam "
+	"mode) or MedSAM's box/W*1024 (medsam mode) do. The same prompts apply to every embedding frame "
+	"of the input.\n\n"
+	"Errors: embeddings made by other weights than --weights (medpipe.sam.weights_id), a box outside "
+	"the image, or a prompt on a slice without an embedding: one line, exit status 1.\n\n"
+	"Weights: see sam-embed(1) (SAM sam_vit_b_01ec64.pth, MedSAM medsam_vit_b.pth, .safetensors).",
+	"$ sam-decode -w medsam_vit_b.pth --box 120,80,260,210 < emb.nrrd > mask.nrrd\n"
+	"Segments the box on a 2-D slice.\n"
+	"$ sam-decode -w medsam_vit_b.pth --box3d 100,90,12,180,160,30 < emb.nrrd | vol-save pred.nii.gz\n"
+	"Segments a 3-D box slice by slice from the middle outwards, as LiteMedSAM.",
+	"sam-embed(1), seg-eval(1), vol-restore(1), medpipe-vol(5)",
+	opts, 1
+};
+
+static mp_sam model;
+static char model_id[96];
+
+/* ---------------------------------------------------------------- prompt files */
+static int
+read_boxfile(const char *path)
+{
+	size_t l = strlen(path);
+
+	if (l > 4 && strcmp(path + l - 4, ".npz") == 0) {
+		double *v = NULL;
+		int64_t shape[MP_TL_MAXDIM];
+		int nd;
+		if (mp_tl_npz_array(path, "boxes", &v, shape, &nd))
+			return -1;
+		int64_t w = nd == 2 ? shape[1] : nd == 1 ? shape[0] : 0, rows = nd == 2 ? shape[0] : 1;
+		if (w != 4 && w != 6) {
+			free(v);
+			return mp_seterr("%s: 'boxes' must be (N,4) or (N,6)", path);
+		}
+		for (int64_t r = 0; r < rows; r++) {
+			int e = w == 4 ? add_box(v + r * w, 4, (long)r + 1) : add_box3(v + r * w, 6, (long)r + 1);
+			if (e) {
+				free(v);
+				return mp_preerr("%s: box %lld: ", path, (long long)r);
+			}
+		}
+		free(v);
+		return 0;
+	}
+	FILE *fp = fopen(path, "r");
+	if (!fp)
+		return mp_seterr("%s: cannot open:", path);
+	char line[1024];
+	int ln = 0, nb = 0;
+	while (fgets(line, sizeof line, fp)) {
+		ln++;
+		char *s = line;
+		while (*s == ' ' || *s == '\t')
+			s++;
+		if (!*s || *s == '\n' || *s == '#')
+			continue;
+		s[strcspn(s, "\r\n")] = 0;
+		double v[6];
+		int n = mp_parse_doubles(s, v, 6);
+		if (n < 0) {
+			if (ln == 1)
+				continue;   /* header */
+			fclose(fp);
+			return mp_seterr("%s: line %d: %s", path, ln, mp_err());
+		}
+		if (add_box(v, n, (long)++nb)) {
+			fclose(fp);
+			return mp_preerr("%s: line %d: ", path, ln);
+		}
+	}
+	fclose(fp);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- decoding */
+typedef struct {
+	mp_frame e;             /* embedding frame with data */
+	mp_sam_embinfo info;
+	long *zidx;             /* image slice -> embedding index or -1 */
+	const char *src;
+	int frameno;
+	mp_sam_mode thr;
+	/* outputs */
+	int32_t *mask;
+	float *logit;
+	char *iou;
+	size_t ioulen, ioucap;
+	long maxval;
+} job;
+
+static int
+job_fail(job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int
+job_fail(job *j, const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	return mp_seterr("%s: frame %d: %s", j->src, j->frameno, buf);
+}
+
+/* decode one prompt on image slice z; plane gets the postprocessed values */
+static int
+run_prompt(job *j, long z, const double *box, int npts, const double *pts, const int *plab, long value,
+           float *plane, unsigned char *bin)
+{
+	mp_sam_embinfo *in = &j->info;
+	int S = model.cfg.img_size, G = model.cfg.grid, C = model.cfg.out_chans, L = 4 * G, NM = model.cfg.nmask;
+
+	if (z < 0 || (size_t)z >= in->nz)
+		return job_fail(j, "prompt on slice %ld: the image has %zu slices", z, in->nz);
+	if (j->zidx[z] < 0)
+		return job_fail(j, "prompt on slice %ld: that slice has no embedding (sam-embed --slices)", z);
+	if (box && (box[0] < 0 || box[1] < 0 || box[2] > (double)in->nx || box[3] > (double)in->ny))
+		return job_fail(j, "box %g,%g,%g,%g on slice %ld: outside the %zux%zu image", box[0], box[1], box[2],
+		                box[3], z, in->nx, in->ny);
+	for (int i = 0; i < npts; i++)
+		if (pts[2 * i] < 0 || pts[2 * i + 1] < 0 || pts[2 * i] >= (double)in->nx || pts[2 * i + 1] >= (double)in->ny)
+			return job_fail(j, "point %g,%g on slice %ld: outside the %zux%zu image", pts[2 * i], pts[2 * i + 1], z,
+			                in->nx, in->ny);
+	double sx = (double)in->rw / (double)in->nx, sy = (double)in->rh / (double)in->ny;
+	float fp[32];
+	mp_sam_prompt p;
+	memset(&p, 0, sizeof p);
+	for (int i = 0; i < npts; i++) {
+		fp[2 * i] = (float)(pts[2 * i] * sx);
+		fp[2 * i + 1] = (float)(pts[2 * i + 1] * sy);
+	}
+	p.npts = npts;
+	p.pts = fp;
+	p.labels = plab;
+	if (box) {
+		p.has_box = 1;
+		p.box[0] = (float)(box[0] * sx);
+		p.box[1] = (float)(box[1] * sy);
+		p.box[2] = (float)(box[2] * sx);
+		p.box[3] = (float)(box[3] * sy);
+	}
+	float *low = mp_xmalloc((size_t)NM * L * L * sizeof(float)), iou[16];
+	const float *emb = (const float *)j->e.data + (size_t)j->zidx[z] * C * G * G;
+	if (mp_sam_decode(&model, emb, &p, low, iou)) {
+		free(low);
+		return mp_preerr("%s: frame %d: slice %ld: ", j->src, j->frameno, z);
+	}
+	int best = 0;
+	if (multimask && NM > 1) {
+		best = 1;
+		for (int k = 2; k < NM; k++)
+			if (iou[k] > iou[best])
+				best = k;
+	}
+	size_t nx = in->nx, ny = in->ny;
+	mp_sam_postprocess(in->mode, j->thr == MP_SAM_MEDSAM, S, low + (size_t)best * L * L, L, in->rw, in->rh, nx, ny,
+	                   plane);
+	free(low);
+	float t = j->thr == MP_SAM_MEDSAM ? 0.5f : 0.0f;
+	int32_t *mk = j->mask + (size_t)z * nx * ny;
+	float *lg = j->logit ? j->logit + (size_t)z * nx * ny : NULL;
+	for (size_t i = 0; i < nx * ny; i++) {
+		bin[i] = plane[i] > t;
+		if (bin[i])
+			mk[i] = (int32_t)value;
+		if (lg && plane[i] > lg[i])
+			lg[i] = plane[i];
+	}
+	if (value > j->maxval)
+		j->maxval = value;
+	char item[96];
+	int n = snprintf(item, sizeof item, "%s%ld@%ld=%.6g", j->ioulen ? "," : "", value, z, (double)iou[best]);
+	if (j->ioulen + (size_t)n + 1 > j->ioucap) {
+		j->ioucap = 2 * j->ioucap + (size_t)n + 64;
+		j->iou = mp_xrealloc(j->iou, j->ioucap);
+	}
+	memcpy(j->iou + j->ioulen, item, (size_t)n + 1);
+	j->ioulen += (size_t)n;
+	mp_note("slice %ld label %ld: IoU prediction %.4f", z, value, (double)iou[best]);
+	return 0;
+}
+
+/* bounding box of bin (nx x ny): 0 when empty */
+static int
+bbox(const unsigned char *bin, size_t nx, size_t ny, double *b)
+{
+	size_t x0 = nx, y0 = ny, x1 = 0, y1 = 0;
+	int any = 0;
+
+	for (size_t y = 0; y < ny; y++)
+		for (size_t x = 0; x < nx; x++)
+			if (bin[y * nx + x]) {
+				any = 1;
+				x0 = x < x0 ? x : x0;
+				x1 = x > x1 ? x : x1;
+				y0 = y < y0 ? y : y0;
+				y1 = y > y1 ? y : y1;
+			}
+	b[0] = (double)x0;
+	b[1] = (double)y0;
+	b[2] = (double)x1;
+	b[3] = (double)y1;
+	return any;
+}
+
+static uint64_t rng_state;
+static long
+rnd(long n)   /* 0..n */
+{
+	rng_state = rng_state * 6364136223846793005ULL + 1442695040888963407ULL;
+	return n > 0 ? (long)((rng_state >> 33) % (uint64_t)(n + 1)) : 0;
+}
+
+static int
+run_job(job *j, const mp_frame *lab, mp_out *o)
+{
+	mp_sam_embinfo *in = &j->info;
+	size_t nx = in->nx, ny = in->ny, nz = in->nz, np = nx * ny;
+	int rc = -1;
+
+	j->mask = mp_xcalloc(np * nz, sizeof *j->mask);
+	if (wantlogits) {
+		j->logit = mp_xmalloc(np * nz * sizeof(float));
+		for (size_t i = 0; i < np * nz; i++)
+			j->logit[i] = j->thr == MP_SAM_MEDSAM ? 0.0f : -100.0f;
+	}
+	float *plane = mp_xmalloc(np * sizeof(float));
+	unsigned char *bin = mp_xmalloc(np), *prev = mp_xmalloc(np);
+
+	for (size_t i = 0; i < nprompts; i++) {
+		prompt *p = &prompts[i];
+		long z = p->z;
+		if (z < 0) {
+			if (nz != 1) {
+				job_fail(j, "prompt %zu has no slice, and the image has %zu slices", i + 1, nz);
+				goto out;
+			}
+			z = 0;
+		}
+		if (run_prompt(j, z, p->has_box ? p->box : NULL, p->npts, p->pts, p->plab, p->value, plane, bin))
+			goto out;
+	}
+	for (size_t i = 0; i < nboxes3; i++) {
+		const double *b = boxes3[i].b;
+		long z0 = (long)b[2], z1 = (long)b[5], zm = (long)((z1 - z0) / 2 + z0);
+		double mid[4] = { b[0], b[1], b[3], b[4] }, cur[4];
+		long zend = z1 + 1 < (long)nz ? z1 + 1 : (long)nz;
+		if (zm >= (long)nz) {
+			job_fail(j, "3-D box %zu: slices %ld-%ld beyond the image's %zu", i + 1, z0, z1, nz);
+			goto out;
+		}
+		/* upwards from the middle slice, then downwards from it */
+		unsigned char *midm = mp_xcalloc(np, 1);
+		for (long z = zm; z < zend; z++) {
+			if (z == zm || !bbox(prev, nx, ny, cur))
+				memcpy(cur, mid, sizeof cur);
+			if (run_prompt(j, z, cur, 0, NULL, NULL, boxes3[i].value, plane, bin)) {
+				free(midm);
+				goto out;
+			}
+			memcpy(prev, bin, np);
+			if (z == zm)
+				memcpy(midm, bin, np);
+		}
+		memcpy(prev, midm, np);
+		free(midm);
+		for (long z = zm - 1; z > z0; z--) {
+			if (!bbox(prev, nx, ny, cur))
+				memcpy(cur, mid, sizeof cur);
+			if (run_prompt(j, z, cur, 0, NULL, NULL, boxes3[i].value, plane, bin))
+				goto out;
+			memcpy(prev, bin, np);
+		}
+	}
+	if (lab) {
+		size_t lx, ly, lz;
+		if (mp_frame_xyz(lab, &lx, &ly, &lz) < 0 || !mp_type_is_int(lab->type) || lx != nx || ly != ny || lz != nz) {
+			job_fail(j, "--from-label: the label frame of case '%s' does not match the image's %zux%zux%zu integer grid",
+			         mp_case(lab), nx, ny, nz);
+			goto out;
+		}
+		rng_state = (uint64_t)seed * 0x9E3779B97F4A7C15ULL + 1;
+		for (size_t jz = 0; jz < in->nsel; jz++) {
+			size_t z = in->sel[jz];
+			/* labels present on the slice, in increasing order */
+			long vals[1024];
+			int nv = 0;
+			for (size_t q = 0; q < np; q++) {
+				long v = (long)mp_get(lab->data, lab->type, z * np + q);
+				if (v <= 0)
+					continue;
+				int k = 0;
+				while (k < nv && vals[k] < v)
+					k++;
+				if (k < nv && vals[k] == v)
+					continue;
+				if (nv == 1024) {
+					job_fail(j, "--from-label: more than 1024 labels on slice %zu", z);
+					goto out;
+				}
+				memmove(vals + k + 1, vals + k, (size_t)(nv - k) * sizeof *vals);
+				vals[k] = v;
+				nv++;
+			}
+			for (int k = 0; k < nv; k++) {
+				for (size_t q = 0; q < np; q++)
+					bin[q] = (long)mp_get(lab->data, lab->type, z * np + q) == vals[k];
+				double b[4];
+				bbox(bin, nx, ny, b);
+				if (shift > 0) {
+					b[0] = fmax(0, b[0] - (double)rnd(shift));
+					b[2] = fmin((double)nx, b[2] + (double)rnd(shift));
+					b[1] = fmax(0, b[1] - (double)rnd(shift));
+					b[3] = fmin((double)ny, b[3] + (double)rnd(shift));
+				}
+				if (run_prompt(j, (long)z, b, 0, NULL, NULL, vals[k], plane, bin))
+					goto out;
+			}
+		}
+	}
+	/* the mask frame */
+	mp_type t = j->maxval <= 255 ? MP_UINT8 : j->maxval <= 65535 ? MP_UINT16 : MP_INT32;
+	mp_frame mf;
+	mp_sam_mask_header(&mf, &j->e, in, t, "mask");
+	mp_set_kv(&mf, "medpipe.sam.threshold", mp_sam_mode_name(j->thr));
+	mp_set_kv(&mf, "medpipe.sam.iou", j->iou ? j->iou : "");
+	if (mp_frame_alloc(&mf) < 0) {
+		mp_frame_free(&mf);
+		goto out;
+	}
+	mp_convert(mf.data, t, j->mask, MP_INT32, np * nz);
+	rc = mp_out_frame(o, &mf);
+	mp_frame_free(&mf);
+	if (rc == 0 && wantlogits) {
+		mp_frame lf;
+		mp_sam_mask_header(&lf, &j->e, in, MP_FLOAT32, "logits");
+		mp_set_kv(&lf, "medpipe.sam.threshold", mp_sam_mode_name(j->thr));
+		lf.data = j->logit;
+		rc = mp_out_frame(o, &lf);
+		lf.data = NULL;
+		mp_frame_free(&lf);
+	}
+out:
+	free(plane);
+	free(bin);
+	free(prev);
+	free(j->mask);
+	free(j->logit);
+	free(j->iou);
+	j->mask = NULL;
+	j->logit = NULL;
+	j->iou = NULL;
+	return rc;
+}
+
+static int
+job_init(job *j, mp_frame *e, const char *src, int frameno)
+{
+	memset(j, 0, sizeof *j);
+	j->e = *e;
+	j->src = src;
+	j->frameno = frameno;
+	if (mp_sam_emb_read(e, &j->info))
+		return mp_preerr("%s: frame %d: ", src, frameno);
+	if (j->info.G != model.cfg.grid || j->info.C != model.cfg.out_chans ||
+	    strcmp(j->info.weights_id, model_id) != 0)
+		return mp_seterr("%s: frame %d: embeddings made by weights %s (%s), not by %s (%s)", src, frameno,
+		                 mp_get_kv(e, "medpipe.sam.weights") ? mp_get_kv(e, "medpipe.sam.weights") : "?",
+		                 j->info.weights_id, weights, model_id);
+	j->thr = j->info.mode;
+	if (thrstr && mp_sam_mode_parse(thrstr, &j->thr))
+		return -1;
+	j->zidx = mp_xmalloc(j->info.nz * sizeof *j->zidx);
+	for (size_t z = 0; z < j->info.nz; z++)
+		j->zidx[z] = -1;
+	for (size_t i = 0; i < j->info.nsel; i++)
+		j->zidx[j->info.sel[i]] = (long)i;
+	return 0;
+}
+
+static void
+job_free(job *j)
+{
+	mp_frame_free(&j->e);
+	mp_sam_emb_free(&j->info);
+	free(j->zidx);
+	memset(j, 0, sizeof *j);
+}
+
+int
+main(int argc, char **argv)
+{
+	char **args;
+	int nargs = mp_parse(&prog, argc, argv, &args);
+	mp_sam_mode dummy;
+
+	if (!weights)
+		weights = getenv("MEDPIPE_SAM_WEIGHTS");
+	if (!weights || !*weights)
+		mp_usage_die("--weights FILE is required (or MEDPIPE_SAM_WEIGHTS)");
+	if (thrstr && mp_sam_mode_parse(thrstr, &dummy))
+		mp_usage_die("--threshold: %s", mp_err());
+	if (threads < 0 || threads > 64)
+		mp_usage_die("--threads %ld: want 1..64", threads);
+	if (shift < 0)
+		mp_usage_die("--shift %ld: must not be negative", shift);
+	if (boxfile && read_boxfile(boxfile))
+		mp_die("%s", mp_err());
+	if (!fromlabel && nprompts == 0 && nboxes3 == 0)
+		mp_usage_die("no prompt: give --box, --box3d, --point, --boxes or --from-label");
+	mp_out *o = mp_out_stdout();
+	if (mp_sam_load(&model, weights, mp_sam_cpu_backend((int)threads)))
+		mp_die("%s", mp_err());
+	mp_sam_weights_id(&model, model_id, sizeof model_id);
+	for (int i = 0; i < (nargs ? nargs : 1); i++) {
+		const char *src = nargs ? args[i] : "-";
+		mp_in *in = mp_in_open(src);
+		mp_frame f, lab;
+		job pend;
+		int r, have_pend = 0, have_lab = 0;
+
+		if (!in)
+			mp_die("%s", mp_err());
+		mp_frame_init(&lab);
+		memset(&pend, 0, sizeof pend);
+		while ((r = mp_in_header(in, &f)) == 1) {
+			int no = mp_in_frameno(in);
+			const char *role = mp_role(&f);
+			if (strcmp(role, "embedding") == 0) {
+				if (have_pend) {
+					job_fail(&pend, "--from-label: no label frame of case '%s' next to the embeddings",
+					         mp_case(&pend.e));
+					mp_die("%s", mp_err());
+				}
+				if (mp_in_rest(in, &f) < 0)
+					mp_die("%s", mp_err());
+				if (job_init(&pend, &f, src, no))
+					mp_die("%s", mp_err());
+				if (!fromlabel || (have_lab && strcmp(mp_case(&lab), mp_case(&pend.e)) == 0)) {
+					if (run_job(&pend, fromlabel ? &lab : NULL, o))
+						mp_die("%s", mp_err());
+					job_free(&pend);
+				} else
+					have_pend = 1;
+				continue;
+			}
+			if (fromlabel && strcmp(role, "label") == 0) {
+				if (mp_in_rest(in, &f) < 0)
+					mp_die("%s", mp_err());
+				if (have_pend && strcmp(mp_case(&f), mp_case(&pend.e)) == 0) {
+					if (run_job(&pend, &f, o))
+						mp_die("%s", mp_err());
+					job_free(&pend);
+					have_pend = 0;
+				}
+				if (mp_out_frame(o, &f) < 0)
+					mp_die("%s", mp_err());
+				mp_frame_free(&lab);
+				lab = f;
+				have_lab = 1;
+				continue;
+			}
+			r = mp_pass(in, &f, o);
+			mp_frame_free(&f);
+			if (r < 0)
+				mp_die("%s", mp_err());
+		}
+		if (r < 0)
+			mp_die("%s", mp_err());
+		if (have_pend) {
+			job_fail(&pend, "--from-label: no label frame of case '%s' next to the embeddings", mp_case(&pend.e));
+			mp_die("%s", mp_err());
+		}
+		mp_frame_free(&lab);
+		mp_in_close(in);
+	}
+	if (mp_out_close(o) < 0)
+		mp_die("%s", mp_err());
+	mp_sam_free(&model);
+	free(prompts);
+	free(boxes3);
+	free(args);
+	return 0;
+}
