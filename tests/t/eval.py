@@ -27,6 +27,7 @@ def out(kind, name, why=""):
     global fails
     if kind == "FAIL":
         fails += 1
+    why = " ".join(str(why).split())[:300] if kind != "PASS" else ""
     print("%s %s%s" % (kind, name, (": " + why) if why else ""), flush=True)
 
 
@@ -258,6 +259,54 @@ def main():
             gt = np.asarray(im.dataobj).astype(np.int16).transpose(2, 1, 0).copy()
             sp = tuple(float(z) for z in im.header.get_zooms()[:3])
             compare("totalseg", gt, sp, rng, tmp)
+        # stream forms: --ref file, several cases, prediction before its reference, 2D frames
+        se = os.path.join(BIN, "seg-eval")
+        pr = np.roll(lab, 1, axis=1)
+        refp, predp, both = (os.path.join(tmp, x) for x in ("r.nrrd", "p.nrrd", "b.nrrd"))
+        with open(refp, "wb") as fh:
+            write_frame(fh, lab, (0.8, 0.8, 2.5), "label", "c1")
+        with open(predp, "wb") as fh:
+            write_frame(fh, pr, (0.8, 0.8, 2.5), "mask", "c1")
+        a = subprocess.run([se, "--ref", refp, predp], capture_output=True, text=True)
+        rows, summ = run_seg_eval(tmp, lab, pr, (0.8, 0.8, 2.5))
+        arows = [ln.split(",") for ln in a.stdout.strip().split("\n")[1:]]
+        res_ok = a.returncode == 0 and abs(float(arows[-1][5]) - summ[2]) < 1e-4 and abs(float(arows[-1][6]) - summ[3]) < 1e-4
+        out("PASS" if res_ok else "FAIL", "stream/ref_file", a.stderr.strip())
+        with open(both, "wb") as fh:
+            write_frame(fh, pr, (0.8, 0.8, 2.5), "mask", "A")      # prediction first
+            write_frame(fh, lab, (0.8, 0.8, 2.5), "label", "A")
+            write_frame(fh, lab, (0.8, 0.8, 2.5), "label", "B")
+            write_frame(fh, lab, (0.8, 0.8, 2.5), "mask", "B")
+            write_frame(fh, pr, (0.8, 0.8, 2.5), "mask", "B")
+        b = subprocess.run([se, "--summary", both], capture_output=True, text=True)
+        brows = [ln.split(",") for ln in b.stdout.strip().split("\n")[1:]]
+        ok = (b.returncode == 0 and [r[0] for r in brows] == ["A", "B", "B"] and all(r[2] == "all" for r in brows)
+              and brows[1][5] == "1.0000" and brows[1][6] == "1.0000" and brows[0][5:] == brows[2][5:])
+        out("PASS" if ok else "FAIL", "stream/cases_and_order", b.stdout + b.stderr)
+        c = subprocess.run([se, "--no-nsd", "--summary", both], capture_output=True, text=True)
+        crow = c.stdout.strip().split("\n")[1].split(",")
+        out("PASS" if c.returncode == 0 and crow[6] == "" and crow[5] == brows[0][5] else "FAIL", "no_nsd", c.stdout)
+        # a 2D frame: MedSAM evaluates 2D images as one-slice volumes
+        g2, p2 = lab[10], np.roll(lab[10], 2, axis=0)
+        f2 = os.path.join(tmp, "2d.nrrd")
+        with open(f2, "wb") as fh:
+            for arr, role in ((g2, "label"), (p2, "mask")):
+                fh.write(("NRRD0005\ntype: uint8\ndimension: 2\nspace: left-posterior-superior\nsizes: %d %d\n"
+                          "space directions: (1,0,0) (0,1,0)\nendian: little\nencoding: raw\nspace origin: (0,0,0)\n"
+                          "medpipe.role:=%s\n\n" % (arr.shape[1], arr.shape[0], role)).encode())
+                fh.write(np.ascontiguousarray(arr).tobytes())
+        d = subprocess.run([se, "--digits", "10", "--summary", f2], capture_output=True, text=True)
+        if sd_tables is not None and d.returncode == 0:
+            _, cd2, cn2 = ref_eval(g2[None], p2[None], (1.0, 1.0, 1.0))
+            drow = d.stdout.strip().split("\n")[1].split(",")
+            ok = abs(float(drow[5]) - cd2) < 1e-9 and abs(float(drow[6]) - cn2) < 1e-6
+            if sd_metrics is not None:
+                pd, pn, _ = package_eval(g2[:, :, None], p2[:, :, None], [1.0, 1.0, 1.0])
+                ok = ok and round(pd, 4) == round(float(drow[5]), 4) and round(pn, 4) == round(float(drow[6]), 4)
+            out("PASS" if ok else "FAIL", "2d_frame_as_medsam", d.stdout)
+        else:
+            out("PASS" if d.returncode == 0 else "FAIL", "2d_frame_runs", d.stderr)
+
         # errors: size mismatch, non-integer labels, missing reference
         a = lab
         b = lab[:, :, :-1].copy()
