@@ -264,7 +264,8 @@ render(kase *k)
 	if (!no_text) {
 		char t[256];
 		snprintf(t, sizeof t, "%s %s %g/%g", *k->casename ? k->casename : "", axis_s, o.lo, o.hi);
-		mp_draw_text(&r, gap, 5, t, 2, white);
+		/* the title in the large font when it fits, else the small one */
+		mp_draw_text(&r, gap, 5, t, mp_text_width(t, 2) + 2 * gap <= W ? 2 : 1, white);
 	}
 	for (size_t si = 0; si < nsel; si++) {
 		size_t cx = si % nc, cy = si / nc;
