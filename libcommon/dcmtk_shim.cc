@@ -308,31 +308,57 @@ mp_dcm_frame(mp_dcm *d, unsigned frame, void *buf, size_t n, char *colormodel, s
 		if (!pd)
 			return -1;
 		DcmDataset *ds = d->ff.getDataset();
+		if (!DcmXfer(d->xs).isEncapsulated()) {
+			// native: the frame's bytes straight from the element (DCMTK
+			// gives 16-bit words in host order); n is the caller's frame size
+			Uint16 ba = 16;
+			ds->findAndGetUint16(DCM_BitsAllocated, ba);
+			Uint8 *b = NULL;
+			OFCondition c;
+			if (ba == 8)
+				c = pd->getUint8Array(b);
+			else {
+				Uint16 *w = NULL;
+				c = pd->getUint16Array(w);
+				b = (Uint8 *)w;
+			}
+			if (c.bad() || !b) {
+				mp_seterr("pixel data unreadable: %s", c.bad() ? c.text() : "empty");
+				return -1;
+			}
+			size_t len = pd->getLength();
+			if ((size_t)frame * n + n > len) {
+				mp_seterr("pixel data holds %zu bytes, frame %u needs %zu (truncated?)", len, frame + 1,
+				          (size_t)frame * n + n);
+				return -1;
+			}
+			memcpy(buf, b + (size_t)frame * n, n);
+			if (colormodel && cmn) {
+				OFString pi;
+				ds->findAndGetOFString(DCM_PhotometricInterpretation, pi);
+				snprintf(colormodel, cmn, "%s", pi.c_str());
+			}
+			return 0;
+		}
 		Uint32 fsize = 0;
 		if (pd->getUncompressedFrameSize(ds, fsize).bad()) {
 			mp_seterr("cannot size the frame (image pixel attributes missing)");
 			return -1;
 		}
-		if (fsize > n + 1 || n > 0xffffffffu) {
+		if (fsize > n + 1 || n > 0xfffffff0u) {
 			mp_seterr("frame size %lu does not match the image attributes", (unsigned long)fsize);
 			return -1;
 		}
-		// DCMTK may want an even buffer; decode into our buffer when it fits
-		std::vector<Uint8> tmp;
-		void *dst = buf;
-		if (fsize > n) {
-			tmp.resize(fsize);
-			dst = tmp.data();
-		}
+		// decode into an even-sized buffer (odd frame sizes upset the decoders)
+		std::vector<Uint8> tmp(((size_t)fsize + 1) & ~(size_t)1);
 		Uint32 start = 0;
 		OFString cm;
-		OFCondition c = pd->getUncompressedFrame(ds, frame, start, dst, fsize, cm, NULL);
+		OFCondition c = pd->getUncompressedFrame(ds, frame, start, tmp.data(), (Uint32)tmp.size(), cm, NULL);
 		if (c.bad()) {
 			mp_seterr("pixel data of frame %u: %s", frame + 1, c.text());
 			return -1;
 		}
-		if (dst != buf)
-			memcpy(buf, dst, n);
+		memcpy(buf, tmp.data(), n < tmp.size() ? n : tmp.size());
 		if (colormodel && cmn)
 			snprintf(colormodel, cmn, "%s", cm.c_str());
 		return 0;

@@ -24,6 +24,7 @@
 enum { FS_OK = 0, FS_NOTDICOM, FS_FAILED, FS_SKIPPED };
 
 typedef struct {
+	int encaps;             /* encapsulated (compressed) pixel data */
 	char suid[72], series_no[16], desc[72], modality[20], manufacturer[72], model[72],
 	     kernel[72], bodypart[20], wc[40], ww[40], xfer[68], imagetype[72], sop[72];
 	/* identifying: only written with --keep-phi */
@@ -364,6 +365,7 @@ read_file(mp_dicom_scan *s, size_t fi)
 	gs(d, "0008,0008", m->imagetype, sizeof m->imagetype);
 	gs(d, "0008,0016", m->sop, sizeof m->sop);
 	snprintf(m->xfer, sizeof m->xfer, "%s", mp_dcm_xfer(d));
+	m->encaps = strncmp(m->xfer, "1.2.840.10008.1.2.4", 19) == 0 || !strcmp(m->xfer, "1.2.840.10008.1.2.5");
 	gs(d, "0010,0010", m->pname, sizeof m->pname);
 	gs(d, "0010,0020", m->pid, sizeof m->pid);
 	gs(d, "0010,0030", m->birth, sizeof m->birth);
@@ -1170,7 +1172,7 @@ ybr_to_rgb(uint8_t *p, size_t npix)
 
 /* decode the frame of slice x into dst (rows*cols*spp elements of esz bytes) */
 static int
-decode_frame(mp_dcm *d, const dslice *x, void *fbuf, size_t fbytes)
+decode_frame(mp_dcm *d, const dslice *x, void *fbuf, size_t fbytes, size_t rbytes)
 {
 	char cm[32] = "";
 	if (mp_dcm_is_j2k(d)) {
@@ -1185,8 +1187,20 @@ decode_frame(mp_dcm *d, const dslice *x, void *fbuf, size_t fbytes)
 			return -1;
 		return 0;   /* OpenJPEG output is colour-by-pixel and RGB after its inverse MCT */
 	}
-	if (mp_dcm_frame(d, (unsigned)x->frame, fbuf, fbytes, cm, sizeof cm) < 0)
+	if (mp_dcm_frame(d, (unsigned)x->frame, fbuf, rbytes, cm, sizeof cm) < 0)
 		return -1;
+	if (rbytes < fbytes) {
+		/* native YBR_FULL_422: Y0 Y1 Cb Cr for each pair of pixels, expanded
+		 * from the end so that it works in place */
+		uint8_t *p = fbuf;
+		size_t np = (size_t)x->frows * x->fcols;
+		for (size_t i = np / 2; i-- > 0;) {
+			uint8_t y0 = p[4 * i], y1 = p[4 * i + 1], cb = p[4 * i + 2], cr = p[4 * i + 3];
+			p[6 * i] = y0, p[6 * i + 1] = cb, p[6 * i + 2] = cr;
+			p[6 * i + 3] = y1, p[6 * i + 4] = cb, p[6 * i + 5] = cr;
+		}
+		snprintf(cm, sizeof cm, "YBR_FULL");
+	}
 	if (x->balloc == 32 && !strcmp(mp_dcm_xfer(d), "1.2.840.10008.1.2.2")) {
 		/* DCMTK swaps big endian pixel data as 16-bit words (OW): put the
 		 * halves of each 32-bit value in order */
@@ -1214,7 +1228,7 @@ decode_frame(mp_dcm *d, const dslice *x, void *fbuf, size_t fbytes)
 			free(t);
 		}
 		(void)native;
-		if (x->balloc == 8 && (!strcmp(cm, "YBR_FULL") || (!cm[0] && !strcmp(x->photo, "YBR_FULL"))))
+		if (x->balloc == 8 && !strncmp(cm, "YBR_FULL", 8))
 			ybr_to_rgb(fbuf, np);
 	}
 	return 0;
@@ -1283,13 +1297,16 @@ load_worker(void *arg)
 			if (y->file != x->file)
 				break;
 			size_t fbytes = (size_t)y->frows * y->fcols * y->spp * (y->balloc / 8);
+			size_t rbytes = fbytes;   /* bytes stored per frame */
+			if (!strcmp(y->photo, "YBR_FULL_422") && y->balloc == 8 && !j->s->files[y->file].meta->encaps)
+				rbytes = (size_t)y->frows * y->fcols * 2;
 			if (fbytes > fcap) {
 				free(fbuf);
 				fbuf = mp_xmalloc(fbytes);
 				fcap = fbytes;
 			}
 			if (y->frame != lastframe) {
-				if (decode_frame(d, y, fbuf, fbytes) < 0) {
+				if (decode_frame(d, y, fbuf, fbytes, rbytes) < 0) {
 					job_err(j, path, mp_err());
 					break;
 				}
@@ -1479,11 +1496,7 @@ mp_dicom_load(mp_dicom_scan *s, int si, mp_frame *f)
 		f->size[1] = (size_t)r->nx_in;
 		f->size[2] = (size_t)r->ny_in;
 		f->size[3] = (size_t)r->n;
-		f->type = esz == 1 ? MP_UINT8 : MP_UINT16;
-		if (esz > 2) {
-			free(j.raw);
-			return mp_seterr("%s: 32-bit colour not supported", r->name);
-		}
+		f->type = esz == 1 ? MP_UINT8 : esz == 2 ? MP_UINT16 : MP_UINT32;
 		f->data = j.raw;
 		snprintf(f->kind[0], sizeof f->kind[0], "RGB-color");
 		for (int a = 1; a < 4; a++)
