@@ -93,7 +93,8 @@ typedef struct mp_resizer {
 	mp_rs_tab tx, ty;           /* interpolation tables */
 	mp_rs_tab gx, gy;           /* bspline3: anti-aliasing */
 	float *tmp, *tmp2;          /* workspace */
-	double *line;
+	double *line, *dimg;
+	int nthreads;               /* threads for the two passes (set after init; default 1) */
 } mp_resizer;
 int mp_resizer_init(mp_resizer *r, mp_rs_method m, size_t sw, size_t sh, size_t dw, size_t dh,
                     double cubic_a);

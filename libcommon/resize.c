@@ -11,6 +11,7 @@
 #endif
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -287,30 +288,125 @@ mp_rs_tab_aligned(mp_rs_tab *t, int nearest, size_t sn, size_t dn, double step)
 	return 0;
 }
 
+/* weights of the exact mirror-boundary causal initialisation (Unser 1999):
+ * c+[0] = sum_i w[i] c[i] / (1 - z^(2n-2)), w[0] = 1, w[n-1] = z^(n-1),
+ * w[i] = z^i + z^(2n-2-i); returns the index ranges where w is not negligible
+ * (below 1e-30 relative: far under double rounding of the sum) */
+#define BS_Z (-0.26794919243112270) /* sqrt(3) - 2 */
+static void
+bs_weights(size_t n, double *w, size_t *k1, size_t *k2)
+{
+	double *p = mp_xmalloc(n * sizeof *p), zi = 1, zn;
+
+	for (size_t i = 0; i < n; i++) {
+		p[i] = zi;          /* z^i */
+		zi *= BS_Z;
+	}
+	zn = p[n - 1];
+	w[0] = 1;
+	for (size_t i = 1; i + 1 < n; i++)
+		w[i] = p[i] + zn * p[n - 1 - i];   /* z^i + z^(2n-2-i) */
+	if (n >= 2)
+		w[n - 1] = zn;
+	free(p);
+	/* [0, k1) and [k2, n) hold the weights that matter */
+	*k1 = n;
+	for (size_t i = 0; i < n; i++)
+		if (fabs(w[i]) < 1e-30) {
+			*k1 = i;
+			break;
+		}
+	*k2 = n;
+	while (*k2 > *k1 && fabs(w[*k2 - 1]) >= 1e-30)
+		(*k2)--;
+}
+
 void
 mp_bspline_prefilter(double *c, size_t n)
 {
-	const double z = sqrt(3.0) - 2.0, lambda = (1 - z) * (1 - 1 / z);
+	const double z = BS_Z, lambda = (1 - z) * (1 - 1 / z);
 
 	if (n < 2)
 		return;
+	double *w = mp_xmalloc(n * sizeof *w), zn, sum = 0;
+	size_t k1, k2;
+	bs_weights(n, w, &k1, &k2);
+	zn = w[n - 1];
 	for (size_t i = 0; i < n; i++)
 		c[i] *= lambda;
-	/* causal initialisation, mirror boundary, exact (Unser 1999) */
-	double zn = pow(z, (double)(n - 1)), sum = c[0] + zn * c[n - 1];
-	/* + sum_{i=1}^{n-2} (z^i + z^(2n-2-i)) c[i] */
-	double zi = z, zj = zn * zn / z;
-	for (size_t i = 1; i + 1 < n; i++) {
-		sum += (zi + zj) * c[i];
-		zi *= z;
-		zj /= z;
-	}
+	for (size_t i = 0; i < k1; i++)
+		sum += w[i] * c[i];
+	for (size_t i = k2; i < n; i++)
+		sum += w[i] * c[i];
 	c[0] = sum / (1 - zn * zn);
 	for (size_t i = 1; i < n; i++)
 		c[i] += z * c[i - 1];
 	c[n - 1] = (z / (z * z - 1)) * (z * c[n - 2] + c[n - 1]);
 	for (size_t i = n - 1; i-- > 0;)
 		c[i] = z * (c[i + 1] - c[i]);
+	free(w);
+}
+
+/* the prefilter along x (each row) and y (all columns at once, row by row) of a
+ * w x h image of doubles */
+static void
+bspline_prefilter2d(double *im, size_t w, size_t h, double *wt)
+{
+	const double z = BS_Z, lambda = (1 - z) * (1 - 1 / z), g = z / (z * z - 1);
+	size_t k1, k2;
+
+	if (w >= 2) {
+		bs_weights(w, wt, &k1, &k2);
+		double den = 1 - wt[w - 1] * wt[w - 1];
+		for (size_t y = 0; y < h; y++) {
+			double *c = im + y * w, sum = 0;
+			for (size_t i = 0; i < w; i++)
+				c[i] *= lambda;
+			for (size_t i = 0; i < k1; i++)
+				sum += wt[i] * c[i];
+			for (size_t i = k2; i < w; i++)
+				sum += wt[i] * c[i];
+			c[0] = sum / den;
+			for (size_t i = 1; i < w; i++)
+				c[i] += z * c[i - 1];
+			c[w - 1] = g * (z * c[w - 2] + c[w - 1]);
+			for (size_t i = w - 1; i-- > 0;)
+				c[i] = z * (c[i + 1] - c[i]);
+		}
+	}
+	if (h >= 2) {
+		bs_weights(h, wt, &k1, &k2);
+		double den = 1 - wt[h - 1] * wt[h - 1];
+		double *s = mp_xcalloc(w, sizeof *s);
+		for (size_t i = 0; i < w * h; i++)
+			im[i] *= lambda;
+		for (size_t y = 0; y < h; y++) {
+			if (y >= k1 && y < k2)
+				continue;
+			const double *r = im + y * w;
+			double wy = wt[y];
+			for (size_t x = 0; x < w; x++)
+				s[x] += wy * r[x];
+		}
+		for (size_t x = 0; x < w; x++)
+			im[x] = s[x] / den;
+		for (size_t y = 1; y < h; y++) {
+			double *r = im + y * w;
+			const double *p = r - w;
+			for (size_t x = 0; x < w; x++)
+				r[x] += z * p[x];
+		}
+		double *last = im + (h - 1) * w, *prev = last - w;
+		for (size_t x = 0; x < w; x++)
+			last[x] = g * (z * prev[x] + last[x]);
+		for (size_t y = h - 1; y-- > 0;) {
+			double *r = im + y * w;
+			const double *nx = r + w;
+			for (size_t x = 0; x < w; x++)
+				r[x] = z * (nx[x] - r[x]);
+		}
+		free(s);
+	}
 }
 
 void
@@ -343,12 +439,12 @@ mp_rs_apply_x(const mp_rs_tab *t, const float *src, size_t h, float *dst)
 	}
 }
 
-void
-mp_rs_apply_y(const mp_rs_tab *t, const float *src, size_t w, float *dst)
+static void
+apply_y_rows(const mp_rs_tab *t, const float *src, size_t w, float *dst, size_t y0, size_t y1)
 {
-	size_t dn = t->dn, nt = t->ntap;
+	size_t nt = t->ntap;
 
-	for (size_t y = 0; y < dn; y++) {
+	for (size_t y = y0; y < y1; y++) {
 		float *d = dst + y * w;
 		const int32_t *ix = t->idx + y * nt;
 		const float *wt = t->w + y * nt;
@@ -382,6 +478,68 @@ mp_rs_apply_y(const mp_rs_tab *t, const float *src, size_t w, float *dst)
 	}
 }
 
+void
+mp_rs_apply_y(const mp_rs_tab *t, const float *src, size_t w, float *dst)
+{
+	apply_y_rows(t, src, w, dst, 0, t->dn);
+}
+
+/* the two passes of a resize split by rows between threads */
+typedef struct {
+	const mp_rs_tab *tx, *ty;
+	const float *src;
+	float *tmp, *dst;
+	size_t sw, sh, dw;
+	size_t r0, r1;     /* rows of the x pass (source rows) */
+	size_t y0, y1;     /* rows of the y pass (output rows) */
+	int phase;
+} rs_job;
+
+static void *
+rs_work(void *arg)
+{
+	rs_job *j = arg;
+
+	if (j->phase == 0)
+		mp_rs_apply_x(j->tx, j->src + j->r0 * j->sw, j->r1 - j->r0, j->tmp + j->r0 * j->dw);
+	else
+		apply_y_rows(j->ty, j->tmp, j->dw, j->dst, j->y0, j->y1);
+	return NULL;
+}
+
+static void
+run_passes(const mp_resizer *r, const float *src, float *tmp, float *dst)
+{
+	int nt = r->nthreads < 1 ? 1 : r->nthreads > 16 ? 16 : r->nthreads;
+	size_t sh = r->sh, dh = r->dh;
+
+	if (nt == 1 || (size_t)nt > sh || r->dw * dh < 65536) {
+		mp_rs_apply_x(&r->tx, src, sh, tmp);
+		mp_rs_apply_y(&r->ty, tmp, r->dw, dst);
+		return;
+	}
+	rs_job job[16] = { { 0 } };
+	pthread_t th[16];
+	for (int phase = 0; phase < 2; phase++) {
+		int started = 0;
+		for (int k = 0; k < nt; k++) {
+			job[k] = (rs_job){ &r->tx, &r->ty, src, tmp, dst, r->sw, sh, r->dw,
+			                   sh * (size_t)k / (size_t)nt, sh * (size_t)(k + 1) / (size_t)nt,
+			                   dh * (size_t)k / (size_t)nt, dh * (size_t)(k + 1) / (size_t)nt, phase };
+		}
+		for (int k = 1; k < nt; k++) {
+			if (pthread_create(&th[k], NULL, rs_work, &job[k]) != 0)
+				break;
+			started = k;
+		}
+		rs_work(&job[0]);
+		for (int k = 1; k <= started; k++)
+			pthread_join(th[k], NULL);
+		for (int k = started + 1; k < nt; k++)   /* threads that could not start */
+			rs_work(&job[k]);
+	}
+}
+
 int
 mp_resizer_init(mp_resizer *r, mp_rs_method m, size_t sw, size_t sh, size_t dw, size_t dh, double cubic_a)
 {
@@ -406,7 +564,9 @@ mp_resizer_init(mp_resizer *r, mp_rs_method m, size_t sw, size_t sh, size_t dw, 
 	r->tmp = malloc(big * sizeof(float));
 	r->tmp2 = malloc(big * sizeof(float));
 	r->line = malloc((sw > sh ? sw : sh) * sizeof(double));
-	if (!r->tmp || !r->tmp2 || !r->line) {
+	if (m == MP_RS_BSPLINE3)
+		r->dimg = malloc(sw * sh * sizeof(double));
+	if (!r->tmp || !r->tmp2 || !r->line || (m == MP_RS_BSPLINE3 && !r->dimg)) {
 		mp_seterr("out of memory for resize buffers");
 		goto fail;
 	}
@@ -426,6 +586,7 @@ mp_resizer_free(mp_resizer *r)
 	free(r->tmp);
 	free(r->tmp2);
 	free(r->line);
+	free(r->dimg);
 	memset(r, 0, sizeof *r);
 }
 
@@ -435,8 +596,7 @@ mp_resizer_run(mp_resizer *r, const float *src, float *dst)
 	size_t sw = r->sw, sh = r->sh, dw = r->dw, dh = r->dh;
 
 	if (r->m != MP_RS_BSPLINE3) {
-		mp_rs_apply_x(&r->tx, src, sh, r->tmp);
-		mp_rs_apply_y(&r->ty, r->tmp, dw, dst);
+		run_passes(r, src, r->tmp, dst);
 		return;
 	}
 	/* scikit-image: Gaussian (when shrinking), spline prefilter, interpolation, clip */
@@ -456,24 +616,14 @@ mp_resizer_run(mp_resizer *r, const float *src, float *dst)
 		mp_rs_apply_y(&r->gy, cur, sw, r->tmp);
 		cur = r->tmp;
 	}
-	/* prefilter rows then columns into tmp (double precision per line) */
-	double *line = r->line;
-	for (size_t y = 0; y < sh; y++) {
-		for (size_t x = 0; x < sw; x++)
-			line[x] = cur[y * sw + x];
-		mp_bspline_prefilter(line, sw);
-		for (size_t x = 0; x < sw; x++)
-			r->tmp[y * sw + x] = (float)line[x];
-	}
-	for (size_t x = 0; x < sw; x++) {
-		for (size_t y = 0; y < sh; y++)
-			line[y] = r->tmp[y * sw + x];
-		mp_bspline_prefilter(line, sh);
-		for (size_t y = 0; y < sh; y++)
-			r->tmp[y * sw + x] = (float)line[y];
-	}
-	mp_rs_apply_x(&r->tx, r->tmp, sh, r->tmp2);
-	mp_rs_apply_y(&r->ty, r->tmp2, dw, dst);
+	/* prefilter rows and columns in double precision, then back to floats in tmp */
+	double *im = r->dimg;
+	for (size_t i = 0; i < sw * sh; i++)
+		im[i] = cur[i];
+	bspline_prefilter2d(im, sw, sh, r->line);
+	for (size_t i = 0; i < sw * sh; i++)
+		r->tmp[i] = (float)im[i];
+	run_passes(r, r->tmp, r->tmp2, dst);
 	for (size_t i = 0; i < dw * dh; i++)
 		dst[i] = dst[i] < mn ? mn : dst[i] > mx ? mx : dst[i];
 }

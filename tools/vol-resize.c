@@ -8,11 +8,12 @@
 #include <regex.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *size_s, *interp_s = "linear", *spacing_s, *otype_s;
 static const char *devspec;
 static mp_dev *dev;
-static long longest;
+static long longest, nthreads;
 static int pad;
 static double pad_value = 0, cubic_a = -0.75;
 
@@ -25,6 +26,7 @@ static const mp_opt opts[] = {
 	{ "cubic-a", 0, MP_OPT_DBL, &cubic_a, NULL, "A", "The Keys parameter of --interp cubic (default -0.75 as OpenCV; -0.5 is Keys' original)." },
 	{ "spacing", 'S', MP_OPT_STR, &spacing_s, NULL, "SX,SY,SZ", "Resample the volume to this spacing in mm (one value: all axes; 0 keeps an axis): trilinear for images (--interp linear) or nearest, nearest for labels." },
 	{ "type", 't', MP_OPT_STR, &otype_s, NULL, "TYPE", "Voxel type of resized image frames (default: unchanged; integer types are rounded and clamped)." },
+	{ "threads", 'j', MP_OPT_INT, &nthreads, NULL, "N", "Threads sharing the rows of each slice (default: the number of processors, at most 8). The output does not depend on it." },
 	MP_DEV_OPTION(&devspec),
 	{ NULL, 0, MP_OPT_END, NULL, NULL, NULL, NULL }
 };
@@ -154,8 +156,11 @@ resize_frame(mp_in *in, mp_frame *f, mp_out *o)
 	mp_frame_touch(f);
 	if (mp_frame_check(f) < 0)
 		return mp_preerr("%s: frame %d", mp_in_name(in), mp_in_frameno(in));
-	if (!lab && method != MP_RS_NEAREST && mp_resizer_init(&rs, method, sw, sh, dw, dh, cubic_a) < 0)
-		return mp_preerr("%s: frame %d", mp_in_name(in), mp_in_frameno(in));
+	if (!lab && method != MP_RS_NEAREST) {
+		if (mp_resizer_init(&rs, method, sw, sh, dw, dh, cubic_a) < 0)
+			return mp_preerr("%s: frame %d", mp_in_name(in), mp_in_frameno(in));
+		rs.nthreads = (int)nthreads;
+	}
 	unsigned char *sbuf = mp_xmalloc(sw * sh * sel), *dbuf = mp_xmalloc(dw * dh * (del > 4 ? del : 4));
 	float *fs = lab ? NULL : mp_xmalloc(sw * sh * sizeof(float)), *fd = lab ? NULL : mp_xmalloc(dw * dh * sizeof(float));
 	unsigned char *fill = mp_xmalloc(4096 * del);
@@ -381,6 +386,12 @@ main(int argc, char **argv)
 			mp_usage_die("--spacing: want SX,SY,SZ (mm, >= 0) or one value, not '%s'", spacing_s);
 		if (method != MP_RS_LINEAR && method != MP_RS_NEAREST)
 			mp_usage_die("--spacing interpolates with linear or nearest only, not %s", interp_s);
+	}
+	if (nthreads < 0 || nthreads > 64)
+		mp_usage_die("--threads: want 1 to 64, not %ld", nthreads);
+	if (nthreads == 0) {
+		long nc = sysconf(_SC_NPROCESSORS_ONLN);
+		nthreads = nc < 1 ? 1 : nc > 8 ? 8 : nc;
 	}
 	if (otype_s && (otype = mp_type_parse(otype_s)) == MP_NONE)
 		mp_usage_die("--type: unknown type '%s'", otype_s);

@@ -152,6 +152,14 @@ else:
                                  preserve_range=True) for s in imgf])
         worst = max(worst, float(np.abs(out - ref).max()) / rngv)
     res("resize-bspline3-vs-skimage (max err %.2g of range, limit 1e-5)" % worst, worst <= 1e-5, "max relative error %g" % worst)
+    big = (rng.normal(size=(2, 180, 256)).cumsum(axis=2).cumsum(axis=1) * 3).astype(np.float32)
+    worst = 0.0
+    for (w, h) in [(128, 300), (513, 97)]:
+        out = run(["%dx%d" % (w, h), "--interp", "bspline3"], frame(big, keys={"medpipe.role": "image"}))[0].array
+        ref = np.stack([skresize(s.astype(np.float64), (h, w), order=3, mode="reflect", anti_aliasing=True,
+                                 preserve_range=True) for s in big])
+        worst = max(worst, float(np.abs(out - ref).max()) / float(np.ptp(big)))
+    res("resize-bspline3-vs-skimage-256x180 (max err %.2g of range, limit 1e-5)" % worst, worst <= 1e-5, "max relative error %g" % worst)
 
 # ---------------------------------------------------------------- spacing (scipy)
 try:
