@@ -113,9 +113,9 @@ def make_phantom(size, spacing, seed, modality="ct", noise=12.0):
     aorta = (((U - 0.12) / 0.07) ** 2 + ((V - 0.48) / (0.07 * a / b)) ** 2 <= 1.0) & inner
     lungs = ((ell(-0.45, 0.05, 1.15, 0.35, 0.55, 0.45, 4) | ell(0.45, 0.05, 1.15, 0.35, 0.55, 0.45, 5))
              & inner & ~liver)
-    # lesion: a small sphere (radius ~0.11 b, at least ~1.3 slices in z) in the liver
-    lr = 0.11 * b
-    lrz = max(lr, 1.3 * sz)
+    # lesion: a small ellipsoid (radius ~0.12 b in-plane, at least 2.2 slices in z) in the liver
+    lr = 0.12 * b
+    lrz = max(lr, 2.2 * sz)
     lc = np.array([-0.50 * a, -0.15 * b, 0.15 * hz])
     lesion = (((X - lc[0]) / lr) ** 2 + ((Y - lc[1]) / lr) ** 2 + ((Z - lc[2]) / lrz) ** 2 <= 1.0) & liver
 
