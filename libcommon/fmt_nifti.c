@@ -1,0 +1,872 @@
+/* fmt_nifti.c - NIfTI-1, NIfTI-2 (.nii, .nii.gz, .hdr/.img pairs) and
+ * Analyze 7.5 headers read and written by field offset (the layouts of
+ * nifti1.h / nifti2.h), either byte order; data through fmt.c's sources and
+ * sinks (zlib for .gz). Geometry and scaling follow nibabel; see mp_fmt.h. */
+#include "mp_fmt.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* nifti1.h data type codes */
+enum {
+	DT_UINT8 = 2, DT_INT16 = 4, DT_INT32 = 8, DT_FLOAT32 = 16, DT_FLOAT64 = 64, DT_RGB24 = 128,
+	DT_INT8 = 256, DT_UINT16 = 512, DT_UINT32 = 768, DT_INT64 = 1024, DT_UINT64 = 1280, DT_RGBA32 = 2304
+};
+#define INTENT_VECTOR 1007
+
+/* ---------------------------------------------------------------- bytes */
+typedef struct {
+	const unsigned char *p;
+	int swap;
+} hb;
+
+static uint64_t
+getn(hb h, size_t off, int n)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < n; i++) {
+		int k = h.swap ? i : n - 1 - i; /* file order is h.swap ? big : little endian */
+		v = v << 8 | h.p[off + (size_t)k];
+	}
+	return v;
+}
+static int16_t g16(hb h, size_t o) { return (int16_t)(uint16_t)getn(h, o, 2); }
+static int32_t g32(hb h, size_t o) { return (int32_t)(uint32_t)getn(h, o, 4); }
+static int64_t g64(hb h, size_t o) { return (int64_t)getn(h, o, 8); }
+static double
+gf(hb h, size_t o)
+{
+	uint32_t u = (uint32_t)getn(h, o, 4);
+	float f;
+
+	memcpy(&f, &u, 4);
+	return f;
+}
+static double
+gd(hb h, size_t o)
+{
+	uint64_t u = getn(h, o, 8);
+	double d;
+
+	memcpy(&d, &u, 8);
+	return d;
+}
+
+static void
+putn(unsigned char *p, size_t off, uint64_t v, int n)
+{
+	for (int i = 0; i < n; i++)
+		p[off + (size_t)i] = (unsigned char)(v >> (8 * i));
+}
+static void p16(unsigned char *p, size_t o, int v) { putn(p, o, (uint16_t)(int16_t)v, 2); }
+static void p32(unsigned char *p, size_t o, int32_t v) { putn(p, o, (uint32_t)v, 4); }
+static void p64(unsigned char *p, size_t o, int64_t v) { putn(p, o, (uint64_t)v, 8); }
+static void
+pf(unsigned char *p, size_t o, double d)
+{
+	float f = (float)d;
+	uint32_t u;
+
+	memcpy(&u, &f, 4);
+	putn(p, o, u, 4);
+}
+static void
+pd(unsigned char *p, size_t o, double d)
+{
+	uint64_t u;
+
+	memcpy(&u, &d, 8);
+	putn(p, o, u, 8);
+}
+
+/* ---------------------------------------------------------------- header */
+typedef struct {
+	int v2, analyze, single;       /* NIfTI-2; Analyze (no magic); single file (n+1/n+2) */
+	int64_t dim[8];
+	double pixdim[8];
+	int datatype, bitpix, intent;
+	int64_t vox_offset;
+	double slope, inter;
+	int qform_code, sform_code;
+	double qb, qc, qd, qx, qy, qz;
+	double srow[3][4];
+	/* Analyze: SPM origin, gl/cal fields */
+	int16_t origin[3];
+	double glmax, glmin, cal_max, cal_min;
+	int big;
+} nhdr;
+
+static int
+parse_hdr(const char *name, const unsigned char *b, size_t n, nhdr *h)
+{
+	hb x = { b, 0 };
+	int32_t sz;
+
+	memset(h, 0, sizeof *h);
+	if (n < 348)
+		return mp_seterr("%s: not a NIfTI/Analyze header (only %zu bytes)", name, n);
+	sz = g32(x, 0);
+	if (sz != 348 && sz != 540) {
+		x.swap = 1;
+		sz = g32(x, 0);
+		if (sz != 348 && sz != 540)
+			return mp_seterr("%s: not a NIfTI/Analyze header (sizeof_hdr is not 348 or 540)", name);
+	}
+	h->big = x.swap; /* the file is big endian */
+	if (sz == 540) {
+		if (n < 540)
+			return mp_seterr("%s: NIfTI-2 header truncated", name);
+		if (memcmp(b + 4, "n+2\0", 4) == 0)
+			h->single = 1;
+		else if (memcmp(b + 4, "ni2\0", 4) != 0)
+			return mp_seterr("%s: sizeof_hdr 540 but no NIfTI-2 magic", name);
+		h->v2 = 1;
+		h->datatype = g16(x, 12);
+		h->bitpix = g16(x, 14);
+		for (int i = 0; i < 8; i++) {
+			h->dim[i] = g64(x, 16 + 8 * (size_t)i);
+			h->pixdim[i] = gd(x, 104 + 8 * (size_t)i);
+		}
+		h->vox_offset = g64(x, 168);
+		h->slope = gd(x, 176);
+		h->inter = gd(x, 184);
+		h->qform_code = g32(x, 344);
+		h->sform_code = g32(x, 348);
+		h->qb = gd(x, 352);
+		h->qc = gd(x, 360);
+		h->qd = gd(x, 368);
+		h->qx = gd(x, 376);
+		h->qy = gd(x, 384);
+		h->qz = gd(x, 392);
+		for (int r = 0; r < 3; r++)
+			for (int c = 0; c < 4; c++)
+				h->srow[r][c] = gd(x, 400 + 32 * (size_t)r + 8 * (size_t)c);
+		h->intent = g32(x, 504);
+		return 0;
+	}
+	if (memcmp(b + 344, "n+1\0", 4) == 0)
+		h->single = 1;
+	else if (memcmp(b + 344, "ni1\0", 4) != 0)
+		h->analyze = 1;
+	h->datatype = g16(x, 70);
+	h->bitpix = g16(x, 72);
+	for (int i = 0; i < 8; i++) {
+		h->dim[i] = g16(x, 40 + 2 * (size_t)i);
+		h->pixdim[i] = gf(x, 76 + 4 * (size_t)i);
+	}
+	{
+		double vo = gf(x, 108);
+		if (!isfinite(vo) || vo < 0 || vo > 1e15)
+			return mp_seterr("%s: bad vox_offset %g", name, vo);
+		h->vox_offset = (int64_t)vo;
+	}
+	h->slope = gf(x, 112);
+	h->inter = gf(x, 116);
+	h->intent = g16(x, 68);
+	if (h->analyze) {
+		h->cal_max = gf(x, 124);
+		h->cal_min = gf(x, 128);
+		h->glmax = g32(x, 140);
+		h->glmin = g32(x, 144);
+		for (int i = 0; i < 3; i++)
+			h->origin[i] = g16(x, 253 + 2 * (size_t)i);
+		h->intent = 0;
+		return 0;
+	}
+	h->qform_code = g16(x, 252);
+	h->sform_code = g16(x, 254);
+	h->qb = gf(x, 256);
+	h->qc = gf(x, 260);
+	h->qd = gf(x, 264);
+	h->qx = gf(x, 268);
+	h->qy = gf(x, 272);
+	h->qz = gf(x, 276);
+	for (int r = 0; r < 3; r++)
+		for (int c = 0; c < 4; c++)
+			h->srow[r][c] = gf(x, 280 + 16 * (size_t)r + 4 * (size_t)c);
+	return 0;
+}
+
+static mp_type
+dt_type(int dt, int *channels)
+{
+	*channels = 1;
+	switch (dt) {
+	case DT_UINT8: return MP_UINT8;
+	case DT_INT8: return MP_INT8;
+	case DT_INT16: return MP_INT16;
+	case DT_UINT16: return MP_UINT16;
+	case DT_INT32: return MP_INT32;
+	case DT_UINT32: return MP_UINT32;
+	case DT_INT64: return MP_INT64;
+	case DT_UINT64: return MP_UINT64;
+	case DT_FLOAT32: return MP_FLOAT32;
+	case DT_FLOAT64: return MP_FLOAT64;
+	case DT_RGB24: *channels = 3; return MP_UINT8;
+	case DT_RGBA32: *channels = 4; return MP_UINT8;
+	default: return MP_NONE;
+	}
+}
+
+static int
+type_dt(mp_type t)
+{
+	switch (t) {
+	case MP_UINT8: return DT_UINT8;
+	case MP_INT8: return DT_INT8;
+	case MP_INT16: return DT_INT16;
+	case MP_UINT16: return DT_UINT16;
+	case MP_INT32: return DT_INT32;
+	case MP_UINT32: return DT_UINT32;
+	case MP_INT64: return DT_INT64;
+	case MP_UINT64: return DT_UINT64;
+	case MP_FLOAT32: return DT_FLOAT32;
+	case MP_FLOAT64: return DT_FLOAT64;
+	default: return 0;
+	}
+}
+
+/* ---------------------------------------------------------------- geometry */
+/* the RAS affine (3x4) nibabel's img.affine gives */
+static void
+affine(const nhdr *h, int ndim, double A[3][4])
+{
+	double zoom[3];
+
+	memset(A, 0, sizeof(double) * 12);
+	for (int i = 0; i < 3; i++) {
+		/* nibabel's header check: pixdim 0 -> 1, negative -> absolute */
+		zoom[i] = i < ndim ? fabs(h->pixdim[i + 1]) : 1;
+		if (zoom[i] == 0 || !isfinite(zoom[i]))
+			zoom[i] = 1;
+	}
+	if (!h->analyze && h->sform_code > 0) {
+		memcpy(A, h->srow, sizeof(double) * 12);
+		return;
+	}
+	if (!h->analyze && h->qform_code > 0) {
+		double b = h->qb, c = h->qc, d = h->qd, a, w2 = 1.0 - (b * b + c * c + d * d);
+		double R[3][3], qfac = h->pixdim[0] == -1 ? -1 : 1, n, s;
+		if (w2 < 0) {
+			/* rounding: a is 0 and b, c, d a unit vector */
+			double l = sqrt(b * b + c * c + d * d);
+			b /= l;
+			c /= l;
+			d /= l;
+			a = 0;
+		} else {
+			a = sqrt(w2);
+		}
+		n = a * a + b * b + c * c + d * d;
+		s = 2.0 / n;
+		R[0][0] = 1 - s * (c * c + d * d);
+		R[0][1] = s * (b * c - a * d);
+		R[0][2] = s * (b * d + a * c);
+		R[1][0] = s * (b * c + a * d);
+		R[1][1] = 1 - s * (b * b + d * d);
+		R[1][2] = s * (c * d - a * b);
+		R[2][0] = s * (b * d - a * c);
+		R[2][1] = s * (c * d + a * b);
+		R[2][2] = 1 - s * (b * b + c * c);
+		zoom[2] *= qfac;
+		for (int r = 0; r < 3; r++)
+			for (int k = 0; k < 3; k++)
+				A[r][k] = R[r][k] * zoom[k];
+		A[0][3] = h->qx;
+		A[1][3] = h->qy;
+		A[2][3] = h->qz;
+		return;
+	}
+	/* Analyze / no transform: diagonal pixdim, x flipped; origin at the SPM
+	 * originator when set and plausible (1-based), else the volume centre */
+	{
+		double dims[3], org[3];
+		int use = h->analyze && (h->origin[0] || h->origin[1] || h->origin[2]);
+		for (int i = 0; i < 3; i++)
+			dims[i] = i < ndim ? (double)h->dim[i + 1] : 1;
+		for (int i = 0; i < 3 && use; i++)
+			if (!(h->origin[i] > -dims[i] && h->origin[i] < dims[i] * 2))
+				use = 0;
+		for (int i = 0; i < 3; i++)
+			org[i] = use ? h->origin[i] - 1.0 : (dims[i] - 1) / 2.0;
+		zoom[0] = -zoom[0];
+		for (int i = 0; i < 3; i++) {
+			A[i][i] = zoom[i];
+			A[i][3] = -org[i] * zoom[i];
+		}
+	}
+}
+
+/* ---------------------------------------------------------------- scaling */
+static int
+fits(double v, mp_type t)
+{
+	return v >= mp_type_min(t) && v <= mp_type_max(t);
+}
+
+/* apply slope/intercept in double (nibabel's float64 result); store in the
+ * smallest type holding every value exactly */
+static int
+apply_scaling(const char *name, mp_frame *f, double slope, double inter)
+{
+	size_t n = mp_frame_nvox(f);
+	double *v, mn = INFINITY, mx = -INFINITY;
+	int integral = 1, f32 = 1;
+	mp_type t;
+	void *out;
+
+	if (mp_mulsize(n, sizeof(double), &(size_t){ 0 }) < 0)
+		return mp_seterr("%s: too many voxels", name);
+	v = malloc(n ? n * sizeof *v : 1);
+	if (!v)
+		return mp_seterr("%s: out of memory for scaling %zu voxels", name, n);
+	for (size_t i = 0; i < n; i++) {
+		double x = mp_get(f->data, f->type, i);
+		if (slope != 1.0)
+			x *= slope;
+		if (inter != 0.0)
+			x += inter;
+		v[i] = x;
+		if (x < mn)
+			mn = x;
+		if (x > mx)
+			mx = x;
+		if (integral && x != floor(x))
+			integral = 0;
+		if (f32 && (double)(float)x != x && !isnan(x))
+			f32 = 0;
+	}
+	if (n == 0)
+		mn = mx = 0;
+	if (integral && isfinite(mn) && isfinite(mx)) {
+		if (mp_type_is_int(f->type) && fits(mn, f->type) && fits(mx, f->type))
+			t = f->type;
+		else if (fits(mn, MP_INT16) && fits(mx, MP_INT16))
+			t = MP_INT16;
+		else if (fits(mn, MP_INT32) && fits(mx, MP_INT32))
+			t = MP_INT32;
+		else
+			t = f32 ? MP_FLOAT32 : MP_FLOAT64;
+	} else {
+		t = f32 ? MP_FLOAT32 : MP_FLOAT64;
+	}
+	if (t == MP_FLOAT64) {
+		out = v;
+	} else {
+		out = malloc(n ? n * mp_type_size(t) : 1);
+		if (!out) {
+			free(v);
+			return mp_seterr("%s: out of memory", name);
+		}
+		mp_convert(out, t, v, MP_FLOAT64, n);
+		free(v);
+	}
+	free(f->data);
+	f->data = out;
+	f->type = t;
+	mp_set_kvf(f, "nifti.scaling", "slope %.9g inter %.9g", slope, inter);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- reading */
+/* move the last axis (size nlast, slowest) to the front (fastest) */
+static int
+last_to_first(mp_frame *f, size_t inner, size_t nlast)
+{
+	size_t es = mp_type_size(f->type), nb = inner * nlast * es;
+	unsigned char *src = f->data, *dst = malloc(nb ? nb : 1);
+
+	if (!dst)
+		return mp_seterr("out of memory");
+	for (size_t c = 0; c < nlast; c++)
+		for (size_t i = 0; i < inner; i++)
+			memcpy(dst + (i * nlast + c) * es, src + (c * inner + i) * es, es);
+	free(f->data);
+	f->data = dst;
+	return 0;
+}
+
+static char *
+pair_path(const char *path, int want_hdr)
+{
+	static const char *ext[][2] = { { ".hdr.gz", ".img.gz" }, { ".img.gz", ".hdr.gz" }, { ".hdr", ".img" }, { ".img", ".hdr" } };
+
+	for (int i = 0; i < 4; i++) {
+		if (!mp_fmt_ends(path, ext[i][0]))
+			continue;
+		/* ext[i][0] is a header name when it starts with .hdr */
+		int is_hdr = ext[i][0][1] == 'h';
+		if (is_hdr == want_hdr)
+			return mp_xstrdup(path);
+		return mp_fmt_swap_ext(path, ext[i][0], ext[i][1]);
+	}
+	return mp_xstrdup(path);
+}
+
+static int
+is_gz_name(const char *p)
+{
+	return mp_fmt_ends(p, ".gz");
+}
+
+/* open a file, through zlib when it starts with the gzip magic */
+static mp_fsrc *
+open_maybe_gz(const char *path)
+{
+	unsigned char m[2];
+	mp_fsrc *s = mp_fsrc_open(path);
+
+	if (!s)
+		return NULL;
+	if (mp_fsrc_read(s, m, 2) == 2 && m[0] == 0x1f && m[1] == 0x8b) {
+		if (mp_fsrc_seek(s, 0) < 0 || mp_fsrc_inflate(s) < 0) {
+			mp_fsrc_close(s);
+			return NULL;
+		}
+		return s;
+	}
+	if (mp_fsrc_seek(s, 0) < 0) {
+		mp_fsrc_close(s);
+		return NULL;
+	}
+	return s;
+}
+
+int
+mp_nifti_read(const char *path, mp_frame *f)
+{
+	unsigned char b[544] = { 0 };
+	nhdr h;
+	mp_fsrc *s;
+	char *hp = NULL, *dp = NULL;
+	int nd, ch, rc = -1, pair;
+	mp_type t;
+	double A[3][4];
+	const char *name = path;
+
+	mp_frame_init(f);
+	pair = mp_fmt_ends(path, ".hdr") || mp_fmt_ends(path, ".img") || mp_fmt_ends(path, ".hdr.gz") ||
+	       mp_fmt_ends(path, ".img.gz");
+	hp = pair ? pair_path(path, 1) : mp_xstrdup(path);
+	name = hp;
+	s = open_maybe_gz(hp);
+	if (!s)
+		goto out;
+	{
+		long long k = mp_fsrc_read(s, b, 348);
+		if (k < 0)
+			goto out;
+		if (k < 348) {
+			mp_seterr("%s: not a NIfTI/Analyze file (%lld bytes, a header needs 348)", name, k);
+			goto out;
+		}
+		if (((b[0] == 0x1c && b[1] == 2) || (b[3] == 0x1c && b[2] == 2)) && mp_fsrc_need(s, b + 348, 540 - 348, "header") < 0)
+			goto out;
+	}
+	if (parse_hdr(name, b, 540, &h) < 0)
+		goto out;
+	/* dimensions */
+	nd = (int)h.dim[0];
+	if (nd < 1 || nd > 7) {
+		mp_seterr("%s: dim[0] is %d (1 to 7 expected)", name, nd);
+		goto out;
+	}
+	for (int i = 1; i <= nd; i++)
+		if (h.dim[i] < 1) {
+			mp_seterr("%s: dim[%d] is %lld (sizes must be positive)", name, i, (long long)h.dim[i]);
+			goto out;
+		}
+	while (nd > 4 && h.dim[nd] == 1)
+		nd--;
+	t = dt_type(h.datatype, &ch);
+	if (t == MP_NONE) {
+		mp_seterr("%s: unsupported NIfTI datatype %d", name, h.datatype);
+		goto out;
+	}
+	if (h.bitpix != (int)(mp_type_size(t) * 8 * (size_t)ch) && h.bitpix != 0) {
+		mp_seterr("%s: bitpix %d does not match datatype %d", name, h.bitpix, h.datatype);
+		goto out;
+	}
+	{
+		int vec5 = nd == 5 && h.dim[4] == 1; /* NIfTI vectors: dim[5] channels */
+		int fd = 0;
+		if (nd > 4 && !vec5) {
+			mp_seterr("%s: %d dimensions not supported (at most 4, or 5 with dim[4]=1 for vectors)", name, nd);
+			goto out;
+		}
+		if (vec5 && ch > 1) {
+			mp_seterr("%s: RGB vectors of 5 dimensions not supported", name);
+			goto out;
+		}
+		f->type = t;
+		if (ch > 1 || vec5) {
+			f->size[fd] = ch > 1 ? (size_t)ch : (size_t)h.dim[5];
+			snprintf(f->kind[fd], sizeof f->kind[fd], "%s",
+				 ch == 3 ? "RGB-color" : ch == 4 ? "RGBA-color" : "vector");
+			fd++;
+		}
+		for (int i = 1; i <= (vec5 ? 3 : nd); i++) {
+			if ((uint64_t)h.dim[i] > SIZE_MAX) {
+				mp_seterr("%s: size too large", name);
+				goto out;
+			}
+			f->size[fd++] = (size_t)h.dim[i];
+		}
+		f->dim = fd;
+		if (mp_frame_check(f) < 0) {
+			mp_preerr("%s", name);
+			goto out;
+		}
+		/* geometry */
+		affine(&h, vec5 ? 3 : nd, A);
+		f->space = 1;
+		{
+			int first = (ch > 1 || vec5) ? 1 : 0, nsp = (vec5 ? 3 : nd) < 3 ? (vec5 ? 3 : nd) : 3;
+			for (int i = 0; i < nsp; i++) {
+				f->has_dir[first + i] = 1;
+				f->dir[first + i][0] = -A[0][i];
+				f->dir[first + i][1] = -A[1][i];
+				f->dir[first + i][2] = A[2][i];
+			}
+			f->origin[0] = -A[0][3];
+			f->origin[1] = -A[1][3];
+			f->origin[2] = A[2][3];
+			for (int c = 0; c < 3; c++)
+				for (int i = 0; i < f->dim; i++)
+					if (!isfinite(f->dir[i][c]) || !isfinite(f->origin[c])) {
+						mp_seterr("%s: the header's transform is not finite", name);
+						goto out;
+					}
+		}
+		/* data */
+		if (pair) {
+			dp = pair_path(path, 0);
+			if (h.single) {
+				/* an n+1 header in a .hdr: data follows in the same file */
+				free(dp);
+				dp = mp_xstrdup(hp);
+			} else {
+				mp_fsrc_close(s);
+				s = open_maybe_gz(dp);
+				if (!s) {
+					if (!is_gz_name(dp)) {
+						/* maybe .img.gz beside a .hdr */
+						char *alt = malloc(strlen(dp) + 4);
+						if (alt) {
+							sprintf(alt, "%s.gz", dp);
+							s = open_maybe_gz(alt);
+							free(alt);
+						}
+					}
+					if (!s) {
+						mp_seterr("%s: missing data file %s", hp, dp);
+						goto out;
+					}
+				}
+				name = dp;
+				if (mp_fsrc_skip(s, (uint64_t)h.vox_offset, "data offset") < 0)
+					goto out;
+			}
+		}
+		if (!pair || h.single) {
+			int64_t off = h.vox_offset, done = h.v2 ? 540 : 348;
+			if (off < done)
+				off = h.v2 ? 544 : 352;
+			if (mp_fsrc_skip(s, (uint64_t)(off - done), "data offset") < 0)
+				goto out;
+		}
+		if (mp_fsrc_frame_data(s, f, h.big) < 0)
+			goto out;
+		if (vec5) {
+			size_t inner = f->size[1] * f->size[2] * f->size[3];
+			if (last_to_first(f, inner, f->size[0]) < 0)
+				goto out;
+		}
+		(void)fd;
+	}
+	/* scaling */
+	{
+		double slope = h.slope, inter = h.inter;
+		int use = isfinite(slope) && slope != 0;
+		if (h.analyze) {
+			if (use) {
+				if (!isfinite(inter))
+					inter = 0;
+			} else if (h.glmax - h.glmin != 0 && h.cal_max - h.cal_min != 0) {
+				slope = (h.cal_max - h.cal_min) / (h.glmax - h.glmin);
+				inter = h.cal_min - slope * h.glmin;
+				use = 1;
+			}
+		} else if (use && !isfinite(inter)) {
+			mp_seterr("%s: valid scl_slope but invalid scl_inter", name);
+			goto out;
+		}
+		if (use && !(slope == 1 && inter == 0) && ch == 1 && apply_scaling(name, f, slope, inter) < 0)
+			goto out;
+	}
+	if (h.intent == INTENT_VECTOR || h.intent)
+		mp_set_kvf(f, "nifti.intent", "%d", h.intent);
+	rc = 0;
+out:
+	mp_fsrc_close(s);
+	free(hp);
+	free(dp);
+	if (rc < 0)
+		mp_frame_free(f);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- writing */
+static void
+mat_to_quat(double R[3][3], double *qb, double *qc, double *qd)
+{
+	double a = R[0][0] + R[1][1] + R[2][2] + 1, b, c, d;
+
+	if (a > 0.5) {
+		a = 0.5 * sqrt(a);
+		b = 0.25 * (R[2][1] - R[1][2]) / a;
+		c = 0.25 * (R[0][2] - R[2][0]) / a;
+		d = 0.25 * (R[1][0] - R[0][1]) / a;
+	} else {
+		double xd = 1.0 + R[0][0] - (R[1][1] + R[2][2]);
+		double yd = 1.0 + R[1][1] - (R[0][0] + R[2][2]);
+		double zd = 1.0 + R[2][2] - (R[0][0] + R[1][1]);
+		if (xd > 1.0) {
+			b = 0.5 * sqrt(xd);
+			c = 0.25 * (R[0][1] + R[1][0]) / b;
+			d = 0.25 * (R[0][2] + R[2][0]) / b;
+			a = 0.25 * (R[2][1] - R[1][2]) / b;
+		} else if (yd > 1.0) {
+			c = 0.5 * sqrt(yd);
+			b = 0.25 * (R[0][1] + R[1][0]) / c;
+			d = 0.25 * (R[1][2] + R[2][1]) / c;
+			a = 0.25 * (R[0][2] - R[2][0]) / c;
+		} else {
+			d = 0.5 * sqrt(zd);
+			b = 0.25 * (R[0][2] + R[2][0]) / d;
+			c = 0.25 * (R[1][2] + R[2][1]) / d;
+			a = 0.25 * (R[1][0] - R[0][1]) / d;
+		}
+		if (a < 0) {
+			b = -b;
+			c = -c;
+			d = -d;
+		}
+	}
+	*qb = b;
+	*qc = c;
+	*qd = d;
+}
+
+int
+mp_nifti_write(const char *path, const mp_frame *f, const mp_fmt_opts *o)
+{
+	int ax[MP_MAXDIM], nsp = mp_fmt_spatial_axes(f, ax), v2, pair, vec = 0;
+	int64_t dim[8] = { 0 };
+	double pix[8] = { 1, 1, 1, 1, 1, 1, 1, 1 }, M[3][3], A[3][4], R[3][3], qfac = 1;
+	double qb = 0, qc = 0, qd = 0;
+	int qcode = 1, dt = type_dt(f->type), nd;
+	unsigned char h[544];
+	char *hp = NULL, *dp = NULL;
+	mp_fsink *hs = NULL, *ds = NULL;
+	void *tdata = NULL;
+	const void *data = f->data;
+	int gz = is_gz_name(path);
+
+	if (!dt)
+		return mp_seterr("%s: NIfTI cannot hold type %s", path, mp_type_name(f->type));
+	/* the spatial axes must come first; a leading vector axis becomes NIfTI's dim[5] */
+	if (nsp > 0 && ax[0] == 1 && f->dim >= 2) {
+		vec = 1;
+		for (int i = 0; i < nsp; i++)
+			if (ax[i] != i + 1)
+				vec = -1;
+		if (f->dim - 1 > nsp)
+			vec = -1;
+	} else {
+		for (int i = 0; i < nsp; i++)
+			if (ax[i] != i)
+				return mp_seterr("%s: NIfTI needs the spatial axes first (axis %d is not spatial)", path, i);
+	}
+	if (vec < 0)
+		return mp_seterr("%s: NIfTI cannot hold this axis layout (a vector axis and non-spatial axes)", path);
+	if (f->dim == 0 || nsp == 0)
+		nsp = 0;
+	/* dimensions: spatial axes, then (after padding to 3) the others */
+	if (vec) {
+		nd = 5;
+		for (int i = 0; i < 3; i++)
+			dim[i + 1] = i < nsp ? (int64_t)f->size[i + 1] : 1;
+		dim[4] = 1;
+		dim[5] = (int64_t)f->size[0];
+	} else if (f->dim > nsp && nsp < 3) {
+		int k = 1;
+		for (int i = 0; i < nsp; i++)
+			dim[k++] = (int64_t)f->size[i];
+		while (k <= 3)
+			dim[k++] = 1;
+		for (int i = nsp; i < f->dim; i++)
+			dim[k++] = (int64_t)f->size[i];
+		nd = k - 1;
+	} else {
+		nd = f->dim;
+		for (int i = 0; i < f->dim; i++)
+			dim[i + 1] = (int64_t)f->size[i];
+	}
+	dim[0] = nd;
+	v2 = o->nifti2;
+	for (int i = 1; i <= nd; i++)
+		if (dim[i] > 32767)
+			v2 = 1;
+	/* geometry: LPS -> RAS */
+	mp_fmt_dirs3(f, vec ? ax : ax, nsp, M);
+	for (int c = 0; c < 3; c++) {
+		double n = sqrt(M[0][c] * M[0][c] + M[1][c] * M[1][c] + M[2][c] * M[2][c]);
+		if (!(n > 0) || !isfinite(n))
+			return mp_seterr("%s: axis %d has a zero or non-finite space direction", path, c);
+		pix[c + 1] = n;
+		for (int r = 0; r < 3; r++)
+			R[r][c] = M[r][c] / n * (r < 2 ? -1 : 1);
+	}
+	for (int r = 0; r < 3; r++) {
+		for (int c = 0; c < 3; c++)
+			A[r][c] = M[r][c] * (r < 2 ? -1 : 1);
+		A[r][3] = (f->space ? f->origin[r] : 0) * (r < 2 ? -1 : 1);
+	}
+	{
+		double det = R[0][0] * (R[1][1] * R[2][2] - R[1][2] * R[2][1]) - R[0][1] * (R[1][0] * R[2][2] - R[1][2] * R[2][0]) +
+			     R[0][2] * (R[1][0] * R[2][1] - R[1][1] * R[2][0]);
+		double err = 0;
+		if (det < 0) {
+			qfac = -1;
+			for (int r = 0; r < 3; r++)
+				R[r][2] = -R[r][2];
+		}
+		for (int i = 0; i < 3; i++)
+			for (int j = 0; j < 3; j++) {
+				double d = R[0][i] * R[0][j] + R[1][i] * R[1][j] + R[2][i] * R[2][j] - (i == j);
+				if (fabs(d) > err)
+					err = fabs(d);
+			}
+		if (err > 1e-4)
+			qcode = 0; /* not a rotation: sform only */
+		else
+			mat_to_quat(R, &qb, &qc, &qd);
+	}
+	pix[0] = qfac;
+	/* the header */
+	memset(h, 0, sizeof h);
+	pair = mp_fmt_ends(path, ".hdr") || mp_fmt_ends(path, ".img") || mp_fmt_ends(path, ".hdr.gz") || mp_fmt_ends(path, ".img.gz");
+	if (v2) {
+		p32(h, 0, 540);
+		memcpy(h + 4, pair ? "ni2\0\r\n\032\n" : "n+2\0\r\n\032\n", 8);
+		p16(h, 12, dt);
+		p16(h, 14, (int)mp_type_size(f->type) * 8);
+		for (int i = 0; i < 8; i++) {
+			p64(h, 16 + 8 * (size_t)i, dim[i]);
+			pd(h, 104 + 8 * (size_t)i, pix[i]);
+		}
+		p64(h, 168, pair ? 0 : 544);
+		pd(h, 176, 1);
+		pd(h, 184, 0);
+		memcpy(h + 240, "medpipe", 7);
+		p32(h, 344, qcode);
+		p32(h, 348, 1);
+		pd(h, 352, qb);
+		pd(h, 360, qc);
+		pd(h, 368, qd);
+		pd(h, 376, A[0][3]);
+		pd(h, 384, A[1][3]);
+		pd(h, 392, A[2][3]);
+		for (int r = 0; r < 3; r++)
+			for (int c = 0; c < 4; c++)
+				pd(h, 400 + 32 * (size_t)r + 8 * (size_t)c, A[r][c]);
+		p32(h, 500, 2); /* mm */
+		p32(h, 504, vec ? INTENT_VECTOR : 0);
+	} else {
+		p32(h, 0, 348);
+		h[38] = 'r';
+		for (int i = 0; i < 8; i++) {
+			p16(h, 40 + 2 * (size_t)i, (int)dim[i]);
+			pf(h, 76 + 4 * (size_t)i, pix[i]);
+		}
+		p16(h, 68, vec ? INTENT_VECTOR : 0);
+		p16(h, 70, dt);
+		p16(h, 72, (int)mp_type_size(f->type) * 8);
+		pf(h, 108, pair ? 0 : 352);
+		pf(h, 112, 1);
+		pf(h, 116, 0);
+		h[123] = 2; /* mm */
+		memcpy(h + 148, "medpipe", 7);
+		p16(h, 252, qcode);
+		p16(h, 254, 1);
+		pf(h, 256, qb);
+		pf(h, 260, qc);
+		pf(h, 264, qd);
+		pf(h, 268, A[0][3]);
+		pf(h, 272, A[1][3]);
+		pf(h, 276, A[2][3]);
+		for (int r = 0; r < 3; r++)
+			for (int c = 0; c < 4; c++)
+				pf(h, 280 + 16 * (size_t)r + 4 * (size_t)c, A[r][c]);
+		memcpy(h + 344, pair ? "ni1\0" : "n+1\0", 4);
+	}
+	if (vec) {
+		/* channels fastest in the frame, slowest in NIfTI */
+		size_t es = mp_type_size(f->type), nch = f->size[0], inner = mp_frame_nvox(f) / nch;
+		unsigned char *dst = malloc(mp_frame_nbytes(f) ? mp_frame_nbytes(f) : 1);
+		const unsigned char *src = f->data;
+		if (!dst)
+			return mp_seterr("%s: out of memory", path);
+		for (size_t i = 0; i < inner; i++)
+			for (size_t c = 0; c < nch; c++)
+				memcpy(dst + (c * inner + i) * es, src + (i * nch + c) * es, es);
+		tdata = dst;
+		data = dst;
+	}
+	/* the files */
+	if (pair) {
+		hp = pair_path(path, 1);
+		dp = pair_path(path, 0);
+		hs = mp_fsink_open(hp, gz, o->level);
+		ds = hs ? mp_fsink_open(dp, gz, o->level) : NULL;
+		if (!ds)
+			goto fail;
+		if (mp_fsink_write(hs, h, v2 ? 540 : 348) < 0 || mp_fsink_write_le(ds, data, f->type, mp_frame_nvox(f)) < 0 ||
+		    mp_fsink_finish(ds) < 0 || mp_fsink_finish(hs) < 0)
+			goto fail;
+		if (mp_fsink_commit(ds) < 0) {
+			ds = NULL;
+			goto fail;
+		}
+		ds = NULL;
+		if (mp_fsink_commit(hs) < 0) {
+			hs = NULL;
+			goto fail;
+		}
+	} else {
+		hs = mp_fsink_open(path, gz, o->level);
+		if (!hs)
+			goto fail;
+		/* header, 4-byte extender (no extensions), data */
+		if (mp_fsink_write(hs, h, v2 ? 544 : 352) < 0 || mp_fsink_write_le(hs, data, f->type, mp_frame_nvox(f)) < 0)
+			goto fail;
+		if (mp_fsink_commit(hs) < 0) {
+			hs = NULL;
+			goto fail;
+		}
+	}
+	free(hp);
+	free(dp);
+	free(tdata);
+	return 0;
+fail:
+	mp_fsink_abort(ds);
+	mp_fsink_abort(hs);
+	free(hp);
+	free(dp);
+	free(tdata);
+	return -1;
+}
