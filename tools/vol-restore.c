@@ -2,6 +2,7 @@
  * and resize back onto the grid of the original image */
 #include "mp.h"
 #include "mp_filter.h"
+#include "mp_fmt.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -12,7 +13,7 @@ static double bg = 0;
 static int keep_hist;
 
 static const mp_opt opts[] = {
-	{ "ref", 'r', MP_OPT_STR, &ref_path, NULL, "FILE", "Put the frames onto the grid of the first frame of FILE (the original image) instead of the recorded medpipe.grid0." },
+	{ "ref", 'r', MP_OPT_STR, &ref_path, NULL, "FILE", "Put the frames onto the grid of the image in FILE (any format vol-cat reads, or the first frame of a stream) instead of the recorded medpipe.grid0." },
 	{ "roles", 0, MP_OPT_STR, &roles_s, NULL, "LIST", "Roles of the frames to restore, comma-separated (default label,mask); other frames pass unchanged." },
 	{ "background", 'b', MP_OPT_DBL, &bg, NULL, "V", "Value of voxels outside what was kept (default 0)." },
 	{ "keep-history", 0, MP_OPT_FLAG, &keep_hist, NULL, NULL, "Keep medpipe.history and medpipe.grid0.* in the restored frames (by default they are removed: the frame is on its original grid again)." },
@@ -31,8 +32,9 @@ static const mp_prog prog = {
 	"resize, pad and resampling, in exact integer arithmetic for resizes), and voxels that "
 	"were cut away get the background value (0). A label that was cropped and enlarged comes "
 	"back exactly.\n\n"
-	"With --ref FILE (a NRRD frame file or stream; for other formats convert with vol-cat: "
-	"--ref <(vol-cat ref.nii.gz)), the frames go onto the reference's grid instead: when it is "
+	"With --ref FILE (the original image in any format vol-cat(1) reads: NIfTI, NRRD, "
+	"MetaImage, ...; or a frame stream, whose first frame counts), the frames go onto the "
+	"reference's grid instead: when it is "
 	"the recorded original grid (same sizes, geometry within 1e-3 voxel), as above with the "
 	"reference's exact geometry; otherwise each reference voxel centre is located in world "
 	"coordinates (LPS, mm) in the original grid (or, for frames without history, in the frame's "
@@ -40,7 +42,7 @@ static const mp_prog prog = {
 	"The frame is held in memory; the output is written slice by slice.",
 	"$ vol-cat ct.nii.gz --label seg.nii.gz | roi-crop --bbox 3d | vol-resize 1024x1024 | sam-decode ... | vol-restore | vol-save pred.nii.gz\n"
 	"A prediction back on the CT's grid.\n"
-	"$ vol-restore --ref ct.nrrd < pred.nrrd > pred-on-ct.nrrd\n"
+	"$ vol-restore --ref ct.nii.gz < pred.nrrd | vol-save pred-on-ct.nii.gz\n"
 	"Onto the grid of a reference image.",
 	"roi-crop(1), vol-resize(1), vol-save(1), medpipe-vol(5)",
 	opts, 1
@@ -48,6 +50,43 @@ static const mp_prog prog = {
 
 static mp_frame ref;
 static int have_ref;
+
+/* the reference grid: a frame stream / NRRD file (header only), else any format
+ * mp_file_read knows (NIfTI, MetaImage, ...) */
+static int
+load_ref(const char *path, mp_frame *r)
+{
+	FILE *fp = fopen(path, "rb");
+	char magic[4] = { 0 };
+	int nrrd;
+
+	if (!fp)
+		return mp_seterr("%s: cannot open:", path);
+	nrrd = fread(magic, 1, 4, fp) == 4 && memcmp(magic, "NRRD", 4) == 0;
+	fclose(fp);
+	if (nrrd || strcmp(path, "-") == 0) {
+		mp_in *ri = mp_in_open(path);
+		int rc;
+		if (!ri)
+			return -1;
+		rc = mp_in_header(ri, r);
+		mp_in_close(ri);
+		if (rc == 0)
+			return mp_seterr("%s: reference: empty stream: no frame", path);
+		return rc < 0 ? -1 : 0;
+	}
+	mp_frame **fr;
+	size_t n;
+	if (mp_file_read(path, &fr, &n) < 0)
+		return -1;
+	if (n == 0) {
+		mp_frames_free(fr, n);
+		return mp_seterr("%s: reference: no image in the file", path);
+	}
+	mp_frame_copy_header(r, fr[0]);
+	mp_frames_free(fr, n);
+	return 0;
+}
 
 static int
 wanted(const mp_frame *f)
@@ -261,19 +300,11 @@ main(int argc, char **argv)
 	if (!*roles_s)
 		mp_usage_die("--roles: empty list");
 	if (ref_path) {
-		mp_in *ri = mp_in_open(ref_path);
-		int r;
-		if (!ri)
+		if (load_ref(ref_path, &ref) < 0)
 			mp_die("%s", mp_err());
-		r = mp_in_header(ri, &ref);
-		if (r < 0)
-			mp_die("%s", mp_err());
-		if (r == 0)
-			mp_die("%s: reference: empty stream: no frame", ref_path);
 		size_t a, b, c;
 		if (mp_frame_xyz(&ref, &a, &b, &c) < 0)
 			mp_die("%s: reference: not a 2-D or 3-D scalar frame", ref_path);
-		mp_in_close(ri);
 		have_ref = 1;
 	}
 	mp_out *o = mp_out_stdout();

@@ -115,6 +115,22 @@ res("restore-ref-other-grid-world (%d of %d voxels differ)" % (nd, want.size),
     nd == 0 and np.allclose(fr.origin, rorig) and int(want.sum()) > 0, "%d differ, shape %s" % (nd, fr.array.shape))
 os.unlink(refp)
 
+# 5b. the same reference as NIfTI (written by nibabel, RAS), read through mp_file_read
+try:
+    import nibabel as nib
+except ImportError:
+    nib = None
+if nib is None:
+    print("SKIP restore-ref-nifti: nibabel missing")
+else:
+    refn = os.path.join(os.environ.get("TMPDIR", "/tmp"), "restore-ref-%d.nii.gz" % os.getpid())
+    nib.save(nib.Nifti1Image(np.zeros((80, 70, 40), np.int16), np.diag([-1, -1, 1, 1]) @ R), refn)
+    out = pipe([["roi-crop", "--bbox", "3d", "--margin", "1"], ["vol-resize", "100x100"], ["vol-restore", "--ref", refn]], data)
+    fr = read_frames(out)[1]
+    nd = int((fr.array != want).sum()) if fr.array.shape == want.shape else -1
+    res("restore-ref-nifti-other-grid", nd == 0 and np.allclose(fr.origin, rorig, atol=1e-4), "%d differ, origin %s" % (nd, fr.origin))
+    os.unlink(refn)
+
 # 6. nibabel on the saved NIfTI (when vol-save exists)
 vs = os.path.join(BIN, "vol-save")
 try:
