@@ -229,7 +229,16 @@ struct mp_cl {
 	cl_command_queue q;
 	int np;
 	progent *progs;
+	void *slot[MP_CL_NSLOT];
+	void (*slotfree[MP_CL_NSLOT])(void *);
 };
+
+void **
+mp_cl_slot(mp_cl *c, int id, void (*release)(void *))
+{
+	c->slotfree[id] = release;
+	return &c->slot[id];
+}
 
 mp_cl *
 mp_cl_open(int n)
@@ -280,6 +289,9 @@ mp_cl_close(mp_cl *c)
 		return;
 	if (profiling > 0)
 		prof_print();
+	for (int i = 0; i < MP_CL_NSLOT; i++)
+		if (c->slot[i] && c->slotfree[i])
+			c->slotfree[i](c->slot[i]);
 	for (int i = 0; i < c->np; i++) {
 		progent *p = &c->progs[i];
 		for (int k = 0; k < p->nk; k++) {

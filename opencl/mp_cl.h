@@ -71,6 +71,12 @@ cl_program mp_cl_program_src(mp_cl *c, const char *name, const char *src);
 /* a kernel of that program (created once, kept); NULL + mp_err */
 cl_kernel mp_cl_kernel(mp_cl *c, const char *prog, const char *kernel);
 
+/* a per-device slot where a step keeps device state between calls (e.g.
+ * the resize tables for a stream of slices); release(slot) runs at
+ * mp_cl_close when the slot is not NULL */
+enum { MP_CL_SLOT_RESIZE, MP_CL_NSLOT };
+void **mp_cl_slot(mp_cl *c, int id, void (*release)(void *));
+
 /* counters since start: programs built from source, loaded from the cache,
  * cache entries found corrupt (and rebuilt) */
 typedef struct { int built, loaded, corrupt; } mp_cl_stats;
