@@ -150,7 +150,7 @@ int mp_cl_window_apply(mp_cl *c, void *dst, mp_type dt, const void *src, mp_type
 
 /* nslices slices at once through an initialised C resizer's tables
  * (mp_resizer_init): the same as mp_resizer_run on each slice, to float
- * rounding (tolerance: 1e-5 of the slice's value range; measured equal) */
+ * rounding (tolerance: 1e-5 of the slice's value range) */
 struct mp_resizer;
 int mp_cl_resize(mp_cl *c, const struct mp_resizer *r, const float *src, float *dst, size_t nslices);
 /* mp_resize_nearest on nslices slices (values copied: bit-identical) */

@@ -59,7 +59,7 @@ static const mp_prog prog = {
 	"labels by nearest neighbour. Two input slices are held at a time.\n\n"
 	"--device (or MEDPIPE_DEVICE) chooses where the in-plane resize runs: cpu (this C code) "
 	"or an OpenCL device, which uses the same tables and sums in the same order (nearest: "
-	"bit for bit; the float methods agree to 1e-5 of the slice range, measured equal). "
+	"bit for bit; the float methods agree to 1e-5 of the slice range). "
 	"Resampling to a spacing runs in C. See medpipe-devices(1).",
 	"$ vol-resize 1024x1024 < case.nrrd > case1024.nrrd\n"
 	"Every slice to 1024 x 1024 (images linear, labels nearest).\n"
