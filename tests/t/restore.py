@@ -85,6 +85,10 @@ want = np.zeros_like(lab)
 want[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = lab[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
 check_restored("restore-inside-crop-zero-outside", frs[1], want)
 
+# 3b. resampling to a finer spacing (nearest for labels) is undone exactly too
+out = pipe([["roi-crop", "--bbox", "3d", "--margin", "1"], ["vol-resize", "--spacing", "0.5,0.33,1.2"], ["vol-restore"]], data)
+check_restored("restore-crop-resample-spacing-exact", read_frames(out)[1], lab)
+
 # 4. --ref: the original image (same grid) -> same answer, geometry from the reference
 refp = os.path.join(os.environ.get("TMPDIR", "/tmp"), "restore-ref-%d.nrrd" % os.getpid())
 with open(refp, "wb") as fh:
