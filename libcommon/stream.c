@@ -571,10 +571,41 @@ mp_out_close(mp_out *o)
 	return rc;
 }
 
+/* frames up to this size are read whole before any byte goes out, so that a
+ * truncated or corrupt input frame never reaches the reader downstream in part */
+#define PASS_WHOLE ((size_t)64 << 20)
+
 int
 mp_pass(mp_in *in, mp_frame *f, mp_out *o)
 {
 	unsigned char tmp[1 << 16];
+
+	if (in->left <= PASS_WHOLE) {
+		size_t n = in->left;
+		unsigned char *p = malloc(n);
+		int rc;
+		if (!p)
+			return mp_seterr("%s: frame %d: out of memory for %zu bytes", in->name, in->frameno, n);
+		if ((f->raw_ok && f->rawhdr ? read_raw(in, p, n) : mp_in_data(in, p, n)) < 0) {
+			free(p);
+			return -1;
+		}
+		if (f->raw_ok && f->rawhdr) {
+			rc = o->left ? mp_seterr("%s: frame %d: %zu bytes of data missing", o->name, o->frames, o->left)
+				     : out_write(o, f->rawhdr, f->rawhdr_len);
+			if (rc == 0) {
+				o->frames++;
+				o->left = n;
+				o->elsize = 1;
+			}
+		} else {
+			rc = mp_out_header(o, f);
+		}
+		if (rc == 0)
+			rc = mp_out_data(o, p, n);
+		free(p);
+		return rc;
+	}
 
 	if (f->raw_ok && f->rawhdr) {
 		/* byte for byte: the header as it came, then the raw data */

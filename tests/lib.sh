@@ -18,6 +18,7 @@ fail() { echo "FAIL $1: $2"; }
 skip() { echo "SKIP $1: $2"; }
 # check NAME CMD... : pass if CMD exits 0 (its stderr shown on failure)
 check() {
+	local n
 	n=$1; shift
 	if "$@" > "$T/.out" 2> "$T/.err"; then pass "$n"
 	else fail "$n" "exit $? from: $* :: $(head -c 300 "$T/.err" | tr '\n' ' ')"; fi
@@ -25,6 +26,7 @@ check() {
 # expect_err NAME CODE PATTERN CMD... : CMD must exit CODE and print exactly
 # one line on stderr matching PATTERN (grep -E), and nothing on stdout
 expect_err() {
+	local n code pat rc lines
 	n=$1; code=$2; pat=$3; shift 3
 	"$@" > "$T/.out" 2> "$T/.err"; rc=$?
 	lines=$(wc -l < "$T/.err")

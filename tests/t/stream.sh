@@ -61,11 +61,16 @@ sed 's/^encoding: raw/encoding raw/' "$B" > "$T/nocolon"
 printf 'NRRD0004\ntype: short\ndimension: 1\nsizes: 4\nendian: little\nencoding: raw\ndata file: x.raw\n\n' > "$T/datafile"
 for c in trunc-data:truncated trunc-hdr:truncated empty:empty garbage:NRRD badtype:type negsize:sizes \
 	overflow:overflow absurd:limit unknownfield:unknown noendian:endian bzip2:bzip2 dim7:dimension \
-	badgzip:gzip badorigin:origin fewdirs:directions nocolon:line trunc-second:frame.2 datafile:data.file; do
+	badgzip:gzip badorigin:origin fewdirs:directions nocolon:line datafile:data.file; do
 	f=${c%%:*}; pat=${c#*:}
 	expect_err "reject-$f" 1 "^vol-info: .*$pat" vol-info "$T/$f"
 	expect_err "reject-cat-$f" 1 "^vol-cat: .*$pat" vol-cat - < "$T/$f"
 done
+
+# a bad second frame: the first goes on whole, then one line and exit 1
+vol-cat - < "$T/trunc-second" > "$T/ts.out" 2> "$T/ts.err"; rc=$?
+if [ $rc -eq 1 ] && [ "$(wc -l < "$T/ts.err")" -eq 1 ] && grep -q "frame 2" "$T/ts.err" && cmp -s "$T/ts.out" "$B"; then pass reject-trunc-second
+else fail reject-trunc-second "rc=$rc $(cat "$T/ts.err")"; fi
 
 # a reader that goes away ends the writer quietly
 $PY -c "

@@ -1,0 +1,254 @@
+/* vol-cat - files of any supported format, or streams, to one frame stream */
+#include "mp.h"
+#include "mp_fmt.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+	char *path;
+	char *role;   /* NULL: keep (streams) / image (files) */
+	char *kase;   /* NULL: derived */
+} input;
+
+static input *inputs;
+static size_t ninputs;
+static const char *next_role, *next_case;
+static int nolabelfix;
+
+static void
+add_input(const char *path, const char *role)
+{
+	inputs = mp_xrealloc(inputs, (ninputs + 1) * sizeof *inputs);
+	inputs[ninputs].path = mp_xstrdup(path);
+	inputs[ninputs].role = role ? mp_xstrdup(role) : next_role ? mp_xstrdup(next_role) : NULL;
+	inputs[ninputs].kase = next_case ? mp_xstrdup(next_case) : NULL;
+	ninputs++;
+}
+
+static int
+pos(void *ctx, const char *arg)
+{
+	(void)ctx;
+	add_input(arg, NULL);
+	return 0;
+}
+
+static int
+opt_label(void *ctx, const char *arg)
+{
+	add_input(arg, ctx);
+	return 0;
+}
+
+static int
+opt_role(void *ctx, const char *arg)
+{
+	(void)ctx;
+	if (!*arg || strpbrk(arg, " \t\n:="))
+		return mp_seterr("role '%s' must be one word", arg);
+	next_role = arg;
+	return 0;
+}
+
+static int
+opt_case(void *ctx, const char *arg)
+{
+	(void)ctx;
+	if (!*arg || strpbrk(arg, "\n"))
+		return mp_seterr("case '%s' must be a non-empty line", arg);
+	next_case = arg;
+	return 0;
+}
+
+static const mp_opt opts[] = {
+	{ "label", 'l', MP_OPT_CALL, "label", opt_label, "FILE", "Read FILE as a label map (role label): integer classes. A label map stored as floating point with whole values is converted to the smallest integer type that holds them." },
+	{ "mask", 'm', MP_OPT_CALL, "mask", opt_label, "FILE", "Read FILE as a mask (role mask), e.g. a prediction." },
+	{ "image", 'i', MP_OPT_CALL, "image", opt_label, "FILE", "Read FILE as an image (role image; the default for files)." },
+	{ "role", 'r', MP_OPT_CALL, NULL, opt_role, "ROLE", "Give the files that follow this role (image, label, mask, logits, ...)." },
+	{ "case", 'c', MP_OPT_CALL, NULL, opt_case, "ID", "Give the files that follow this case identifier. Without it, an image's case is its file name without folder and extension (and without an nnU-Net channel suffix _0000), and a label or mask takes the case of the image before it." },
+	{ "keep-float-labels", 0, MP_OPT_FLAG, &nolabelfix, NULL, NULL, "Leave floating-point label maps as they are." },
+	{ NULL, 0, MP_OPT_END, NULL, NULL, NULL, NULL }
+};
+
+static const mp_prog prog = {
+	"vol-cat",
+	"read image files of any supported format into one medpipe frame stream",
+	"[options] [FILE | --label FILE | -]...",
+	"vol-cat reads each FILE and writes its volumes as frames (NRRD, see medpipe-vol(5)) to "
+	"standard output, in the order given. Supported: NRRD (.nrrd, .nhdr with its data file; "
+	"raw, gzip, ascii), NIfTI-1 and NIfTI-2 (.nii, .nii.gz), Analyze 7.5 (.hdr/.img), "
+	"MetaImage (.mha, .mhd with .raw or .zraw), numpy (.npy, and .npz: one frame per "
+	"array). A file holding a frame stream (as written by medpipe programs) and '-' "
+	"(standard input) pass their frames through; their role and case are only changed "
+	"when --role/--case (or --label, ...) name them. For DICOM use dcm2vol(1).\n\n"
+	"Geometry is converted exactly to LPS space directions and origin: NIfTI's sform "
+	"(or qform, when the sform code is 0, as nibabel does) from RAS, MetaImage's "
+	"TransformMatrix and Offset, NRRD's space directions from any named space. "
+	"NIfTI scl_slope/scl_inter are applied (values become float when the slope or "
+	"intercept is not the identity).\n\n"
+	"Each frame gets medpipe.role (image unless told otherwise) and medpipe.case. "
+	"A label frame from a file must hold whole numbers.",
+	"vol-cat ct.nii.gz --label seg.nii.gz | vol-info\n"
+	"vol-cat --case c01 img.mha --label seg.mha > c01.nrrd\n"
+	"vol-cat imagesTr/liver_003_0000.nii.gz --label labelsTr/liver_003.nii.gz | hu-window --preset liver | vol-save out/{case}_{role}.nii.gz",
+	"vol-save(1), vol-info(1), dcm2vol(1), medpipe-vol(5), medpipe(7)",
+	opts, 1
+};
+
+/* "dir/case01_0000.nii.gz" -> "case01" */
+static char *
+case_from_path(const char *path)
+{
+	char *c = mp_fmt_stem(path);
+	size_t n = strlen(c);
+
+	if (n > 5 && c[n - 5] == '_' && strspn(c + n - 4, "0123456789") == 4)
+		c[n - 5] = 0;
+	return c;
+}
+
+/* the file is a frame stream when it starts with a NRRD magic and its first
+ * header asks for nothing only a file reader handles */
+static int
+is_stream(const char *path)
+{
+	char buf[8192];
+	FILE *fp;
+	size_t n;
+
+	if (strcmp(path, "-") == 0)
+		return 1;
+	fp = fopen(path, "rb");
+	if (!fp)
+		return 0;
+	n = fread(buf, 1, sizeof buf - 1, fp);
+	fclose(fp);
+	buf[n] = 0;
+	if (n < 8 || strncmp(buf, "NRRD000", 7) != 0)
+		return 0;
+	{
+		char *end = strstr(buf, "\n\n");
+		if (end)
+			end[1] = 0;
+	}
+	if (strstr(buf, "\ndata file:") || strstr(buf, "\ndatafile:") || strstr(buf, "\nbyte skip:") ||
+	    strstr(buf, "\nline skip:") || strstr(buf, "\nencoding: ascii") || strstr(buf, "\nencoding: text") ||
+	    strstr(buf, "\nencoding: txt") || strstr(buf, "\nencoding: bz"))
+		return 0;
+	return 1;
+}
+
+/* a label map must hold whole numbers; floating point ones become integers */
+static int
+fix_label(mp_frame *f, const char *path)
+{
+	size_t n = mp_frame_nvox(f);
+	double mn = INFINITY, mx = -INFINITY;
+	mp_type t;
+	void *d;
+
+	if (mp_type_is_int(f->type) || nolabelfix)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		double v = mp_get(f->data, f->type, i);
+		if (v != floor(v) || !isfinite(v))
+			return mp_seterr("%s: label map holds a value that is not a whole number (%g at voxel %zu)", path, v, i);
+		if (v < mn)
+			mn = v;
+		if (v > mx)
+			mx = v;
+	}
+	t = mn >= 0 && mx <= 255 ? MP_UINT8 : mn >= -32768 && mx <= 32767 ? MP_INT16 :
+	    mn >= 0 && mx <= 65535 ? MP_UINT16 : MP_INT32;
+	if (mn < -2147483648.0 || mx > 2147483647.0)
+		return mp_seterr("%s: label values out of the int32 range", path);
+	d = mp_xmalloc(n * mp_type_size(t));
+	mp_convert(d, t, f->data, f->type, n);
+	free(f->data);
+	f->data = d;
+	f->type = t;
+	mp_frame_touch(f);
+	mp_note("%s: floating-point label map stored as %s", path, mp_type_name(t));
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	mp_out *o;
+	char *lastcase = NULL;
+	size_t nframes = 0;
+
+	mp_parse_pos(&prog, argc, argv, pos, NULL);
+	if (ninputs == 0)
+		add_input("-", NULL);
+	o = mp_out_stdout();
+	for (size_t i = 0; i < ninputs; i++) {
+		input *in = &inputs[i];
+		if (is_stream(in->path)) {
+			mp_in *s = mp_in_open(in->path);
+			mp_frame f;
+			int r;
+			if (!s)
+				mp_die("%s", mp_err());
+			while ((r = mp_in_header(s, &f)) == 1) {
+				if (in->role)
+					mp_set_kv(&f, "medpipe.role", in->role);
+				if (in->kase)
+					mp_set_kv(&f, "medpipe.case", in->kase);
+				if (mp_pass(s, &f, o) < 0)
+					mp_die("%s", mp_err());
+				free(lastcase);
+				lastcase = mp_xstrdup(mp_case(&f));
+				mp_frame_free(&f);
+				nframes++;
+			}
+			if (r < 0)
+				mp_die("%s", mp_err());
+			if (mp_in_frameno(s) == 0)
+				mp_die("%s: empty stream: no frame", mp_in_name(s));
+			mp_in_close(s);
+			continue;
+		}
+		{
+			mp_frame **fr = NULL;
+			size_t n = 0;
+			const char *role = in->role ? in->role : "image", *src;
+			char *kase;
+			if (mp_file_read(in->path, &fr, &n) < 0)
+				mp_die("%s", mp_err());
+			src = mp_fmt_name(mp_fmt_detect(in->path));
+			if (in->kase)
+				kase = mp_xstrdup(in->kase);
+			else if (strcmp(role, "image") != 0 && lastcase)
+				kase = mp_xstrdup(lastcase);
+			else
+				kase = case_from_path(in->path);
+			for (size_t k = 0; k < n; k++) {
+				mp_frame *f = fr[k];
+				if (in->role || !mp_get_kv(f, "medpipe.role"))
+					mp_set_kv(f, "medpipe.role", role);
+				mp_set_kv(f, "medpipe.case", kase);
+				if (!mp_get_kv(f, "medpipe.source"))
+					mp_set_kv(f, "medpipe.source", src);
+				if (strcmp(mp_role(f), "label") == 0 && fix_label(f, in->path) < 0)
+					mp_die("%s", mp_err());
+				if (mp_out_frame(o, f) < 0)
+					mp_die("%s", mp_err());
+				mp_frame_free(f);
+				free(f);
+				nframes++;
+			}
+			free(fr);
+			free(lastcase);
+			lastcase = kase;
+		}
+	}
+	if (mp_out_close(o) < 0)
+		mp_die("%s", mp_err());
+	mp_note("%zu frames from %zu inputs", nframes, ninputs);
+	free(lastcase);
+	return 0;
+}

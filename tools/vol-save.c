@@ -1,0 +1,202 @@
+/* vol-save - frames of a stream to files, the format chosen by extension */
+#include "mp.h"
+#include "mp_fmt.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const char *input = "-";
+static int mkdirs;
+static char **as_role, **as_name;
+static size_t nas;
+
+static int
+opt_as(void *ctx, const char *arg)
+{
+	const char *eq = strchr(arg, '=');
+
+	(void)ctx;
+	if (!eq || eq == arg || !eq[1])
+		return mp_seterr("'%s' is not ROLE=NAME", arg);
+	as_role = mp_xrealloc(as_role, (nas + 1) * sizeof *as_role);
+	as_name = mp_xrealloc(as_name, (nas + 1) * sizeof *as_name);
+	as_role[nas] = strndup(arg, (size_t)(eq - arg));
+	as_name[nas] = mp_xstrdup(eq + 1);
+	nas++;
+	return 0;
+}
+
+static const mp_opt opts[] = {
+	{ "as", 'a', MP_OPT_CALL, NULL, opt_as, "ROLE=NAME", "Write the frames of role ROLE to NAME (a name or a pattern); may be repeated, e.g. --as image=img.nii.gz --as label=seg.nii.gz." },
+	{ "input", 'i', MP_OPT_STR, &input, NULL, "FILE", "Read the stream from FILE instead of standard input." },
+	{ "mkdir", 'p', MP_OPT_FLAG, &mkdirs, NULL, NULL, "Create missing folders of the output names." },
+	{ NULL, 0, MP_OPT_END, NULL, NULL, NULL, NULL }
+};
+
+static const mp_prog prog = {
+	"vol-save",
+	"write the frames of a medpipe stream to files, the format chosen by the extension",
+	"[options] NAME...",
+	"vol-save reads a frame stream (standard input, or --input) and writes frame k to the "
+	"k-th NAME. A NAME containing a pattern ({case}, {role}, {n}: the frame number, {type}) "
+	"serves for its frame and, when it is the last NAME, for every frame after it. With "
+	"--as, frames go to files by role. Two frames may not go to one file.\n\n"
+	"Formats by extension: .nrrd (one frame, raw, LPS), .nhdr (detached header with a "
+	".raw data file), .nii and .nii.gz (NIfTI-1; NIfTI-2 when a size exceeds 32767), "
+	".hdr/.img (NIfTI-1 pair), .mha, .mhd (with .raw), .npy (C order, shape (Z,Y,X); no "
+	"geometry). Geometry is converted exactly from LPS (NIfTI: sform and qform in RAS, "
+	"codes as nibabel writes them).\n\n"
+	"Every file is written to a temporary name in its folder and renamed when complete: "
+	"an interrupted run leaves no partial file under the final name.",
+	"vol-cat ct.nii.gz --label seg.nii.gz | hu-window --preset soft-tissue | vol-save img.nii.gz seg.nii.gz\n"
+	"dcm2vol study/ | vol-save -p out/{case}.nii.gz\n"
+	"... | vol-save --as image=out/{case}_0000.nii.gz --as label=labels/{case}.nii.gz",
+	"vol-cat(1), vol-info(1), medpipe-vol(5)",
+	opts, 0
+};
+
+/* expand {case} {role} {n} {type}; the case is made safe for a file name */
+static char *
+expand(const char *pat, const mp_frame *f, int n)
+{
+	size_t cap = strlen(pat) + 256, len = 0;
+	char *out = mp_xmalloc(cap);
+
+	for (const char *s = pat; *s;) {
+		char val[256];
+		const char *v = NULL;
+		size_t k;
+		if (*s == '{') {
+			if (strncmp(s, "{case}", 6) == 0) {
+				snprintf(val, sizeof val, "%s", *mp_case(f) ? mp_case(f) : "case");
+				for (char *c = val; *c; c++)
+					if (*c == '/' || *c == '\\' || *c == ' ' || (unsigned char)*c < 32)
+						*c = '_';
+				v = val;
+				s += 6;
+			} else if (strncmp(s, "{role}", 6) == 0) {
+				snprintf(val, sizeof val, "%s", mp_role(f));
+				for (char *c = val; *c; c++)
+					if (*c == '/')
+						*c = '_';
+				v = val;
+				s += 6;
+			} else if (strncmp(s, "{n}", 3) == 0) {
+				snprintf(val, sizeof val, "%d", n);
+				v = val;
+				s += 3;
+			} else if (strncmp(s, "{type}", 6) == 0) {
+				v = mp_type_name(f->type);
+				s += 6;
+			}
+		}
+		if (!v) {
+			val[0] = *s++;
+			val[1] = 0;
+			v = val;
+		}
+		k = strlen(v);
+		if (len + k + 1 > cap) {
+			cap = (len + k + 1) * 2;
+			out = mp_xrealloc(out, cap);
+		}
+		memcpy(out + len, v, k + 1);
+		len += k;
+	}
+	return out;
+}
+
+static int
+is_pattern(const char *s)
+{
+	return strstr(s, "{case}") || strstr(s, "{role}") || strstr(s, "{n}") || strstr(s, "{type}");
+}
+
+static int
+make_parents(const char *path)
+{
+	char *p = mp_xstrdup(path);
+
+	for (char *s = p + 1; *s; s++)
+		if (*s == '/') {
+			*s = 0;
+			if (mkdir(p, 0777) < 0 && errno != EEXIST) {
+				mp_seterr("%s: cannot create folder %s:", path, p);
+				free(p);
+				return -1;
+			}
+			*s = '/';
+		}
+	free(p);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	char **names, **done = NULL;
+	int nnames = mp_parse(&prog, argc, argv, &names), r;
+	size_t ndone = 0;
+	mp_in *in;
+	mp_frame f;
+
+	if (nnames == 0 && nas == 0)
+		mp_usage_die("no output NAME given");
+	in = mp_in_open(input);
+	if (!in)
+		mp_die("%s", mp_err());
+	while ((r = mp_in_header(in, &f)) == 1) {
+		int n = mp_in_frameno(in);
+		const char *pat = NULL;
+		char *path;
+		for (size_t k = 0; k < nas; k++)
+			if (strcmp(as_role[k], mp_role(&f)) == 0)
+				pat = as_name[k];
+		if (!pat && nnames > 0) {
+			if (n <= nnames)
+				pat = names[n - 1];
+			else if (is_pattern(names[nnames - 1]))
+				pat = names[nnames - 1];
+		}
+		if (!pat)
+			mp_die("%s: frame %d (role %s): no output name for it", mp_in_name(in), n, mp_role(&f));
+		path = expand(pat, &f, n);
+		for (size_t k = 0; k < ndone; k++)
+			if (strcmp(done[k], path) == 0)
+				mp_die("%s: frame %d: '%s' already holds an earlier frame (use a pattern such as {case}_{role})",
+				       mp_in_name(in), n, path);
+		if (mkdirs && make_parents(path) < 0)
+			mp_die("%s", mp_err());
+		if (mp_fmt_from_name(path) == MP_FMT_NRRD) {
+			/* stream the data straight into the file */
+			mp_out *o = mp_out_file(path);
+			if (!o || mp_pass(in, &f, o) < 0)
+				mp_die("%s", mp_err());
+			if (mp_out_close(o) < 0)
+				mp_die("%s", mp_err());
+		} else {
+			if (mp_fmt_from_name(path) == MP_FMT_UNKNOWN)
+				mp_die("%s: unknown output format (use .nrrd .nhdr .nii .nii.gz .hdr .mha .mhd .npy)", path);
+			if (mp_in_rest(in, &f) < 0 || mp_file_write(path, &f) < 0)
+				mp_die("%s", mp_err());
+		}
+		mp_note("frame %d -> %s", n, path);
+		done = mp_xrealloc(done, (ndone + 1) * sizeof *done);
+		done[ndone++] = path;
+		mp_frame_free(&f);
+	}
+	if (r < 0)
+		mp_die("%s", mp_err());
+	if (mp_in_frameno(in) == 0)
+		mp_die("%s: empty stream: no frame", mp_in_name(in));
+	if (nnames > mp_in_frameno(in) && !is_pattern(names[nnames - 1]))
+		mp_warn("%d names given for %d frames", nnames, mp_in_frameno(in));
+	mp_in_close(in);
+	for (size_t k = 0; k < ndone; k++)
+		free(done[k]);
+	free(done);
+	free(names);
+	return 0;
+}
