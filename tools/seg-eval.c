@@ -1,6 +1,7 @@
 /* seg-eval - Dice and normalised surface Dice per label and per case, as CSV */
 #include "mp.h"
 #include "mp_eval.h"
+#include "mp_fmt.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -13,7 +14,7 @@ static int no_nsd, summary, all_nsd;
 
 static const mp_opt opts[] = {
 	{ "tolerance", 't', MP_OPT_DBL, &tol, NULL, "MM", "Tolerance of the surface Dice in mm (default 2)." },
-	{ "ref", 'r', MP_OPT_STR, &ref_file, NULL, "FILE", "Read the reference frames from FILE (every frame of FILE, whatever its role); each prediction is matched to the reference of its case, or, when cases are not set, to the reference at the same position. Every input frame that is not of role image is then a prediction." },
+	{ "ref", 'r', MP_OPT_STR, &ref_file, NULL, "FILE", "Read the reference frames from FILE, a frame stream or an image file (.nii.gz, .nrrd, .mha, .npz, ...: every frame it holds, whatever its role); each prediction is matched to the reference of its case, or, when cases are not set, to the next reference in order. Every input frame that is not of role image is then a prediction, and inputs may be image files too." },
 	{ "ref-role", 0, MP_OPT_STR, &ref_role, NULL, "ROLE", "Role of the reference frames in the input stream (default label)." },
 	{ "pred-role", 0, MP_OPT_STR, &pred_role, NULL, "ROLE", "Role of the prediction frames in the input stream (default mask)." },
 	{ "no-nsd", 0, MP_OPT_FLAG, &no_nsd, NULL, NULL, "Dice only (the nsd column is empty)." },
@@ -34,9 +35,11 @@ static const mp_prog prog = {
 	"(medpipe.case; frames of a case are adjacent, the reference may come before or after its "
 	"predictions). With --ref, the references come from a separate stream instead. Frames of "
 	"other roles are skipped. Reference and prediction must have the same sizes and spacing.\n\n"
-	"For every label present in either frame it prints a CSV row: case, pred (the prediction's "
-	"frame number in its input), label, ref_voxels, pred_voxels, dice, nsd; then one row with "
-	"label 'all': the case summary.\n\n"
+	"For every label present in either frame it prints a CSV row: case (the prediction's "
+	"medpipe.case; for a file without one, the file's name without extension), pred (the "
+	"prediction's frame number in its input), label, ref_voxels, pred_voxels, dice, nsd; then "
+	"one row with label 'all': the case summary. The CSV is written at the end (to standard "
+	"output, or atomically to --output): a run that fails writes none.\n\n"
 	"The numbers are those of MedSAM's CVPR 2024 evaluation (compute_metrics.py with "
 	"SurfaceDice.py, the method of DeepMind's surface-distance): Dice = 2|A and B|/(|A|+|B|); "
 	"NSD: surface elements at the corners of the voxel grid whose 2x2x2 neighbourhood is neither "
@@ -54,8 +57,8 @@ static const mp_prog prog = {
 	"--gate). 2D frames are one slice thick: the surface includes both faces, as MedSAM's "
 	"expand_dims evaluation of 2D images does (MedSAM uses spacing 1,1,1 there; the frame's "
 	"spacing is used here).",
-	"$ seg-eval --ref seg.nrrd pred.nrrd\n"
-	"Compare a prediction with a reference stored in two frame files.\n"
+	"$ seg-eval --ref seg.nii.gz pred.nii.gz\n"
+	"Compare a prediction with a reference, both NIfTI files.\n"
 	"$ vol-cat --label ref.nii.gz --mask pred.nii.gz | seg-eval -t 1 -o metrics.csv\n"
 	"Both in one stream, tolerance 1 mm, CSV to a file.",
 	"vol-cat(1), vol-preview(1), sam-decode(1), medpipe(7)",
@@ -80,14 +83,13 @@ vol_free(vol *v)
 	memset(v, 0, sizeof *v);
 }
 
+/* a frame whose data is loaded, from file src (frame number fno) */
 static int
-read_vol(mp_in *in, mp_frame *f, vol *v)
+frame_vol(mp_frame *f, const char *src, int fno, vol *v)
 {
 	size_t nx, ny, nz;
 	if (mp_frame_xyz(f, &nx, &ny, &nz) < 0)
-		return mp_seterr("%s: frame %d: not a scalar 2D or 3D frame", mp_in_name(in), mp_in_frameno(in));
-	if (mp_in_rest(in, f) < 0)
-		return -1;
+		return mp_seterr("%s: frame %d: not a scalar 2D or 3D frame", src, fno);
 	size_t n = nx * ny * nz;
 	v->dim[0] = nx; v->dim[1] = ny; v->dim[2] = nz;
 	for (int a = 0; a < 3; a++)
@@ -108,15 +110,57 @@ read_vol(mp_in *in, mp_frame *f, vol *v)
 			free(v->lab);
 			v->lab = NULL;
 			return mp_seterr("%s: frame %d: voxel %zu: value %g is not an integer label",
-			                 mp_in_name(in), mp_in_frameno(in), i, d);
+			                 src, fno, i, d);
 		}
 		v->lab[i] = (int32_t)d;
 	}
-	v->casename = mp_xstrdup(mp_case(f));
-	v->frameno = mp_in_frameno(in);
-	v->src = mp_xstrdup(mp_in_name(in));
+	if (*mp_case(f) || strcmp(src, "<stdin>") == 0 || strcmp(src, "-") == 0)
+		v->casename = mp_xstrdup(mp_case(f));
+	else
+		v->casename = mp_fmt_stem(src);   /* no case: the file's name */
+	v->frameno = fno;
+	v->src = mp_xstrdup(src);
 	mp_frame_clear_data(f);
 	return 0;
+}
+
+static int
+read_vol(mp_in *in, mp_frame *f, vol *v)
+{
+	size_t nx, ny, nz;
+	if (mp_frame_xyz(f, &nx, &ny, &nz) < 0)
+		return mp_seterr("%s: frame %d: not a scalar 2D or 3D frame", mp_in_name(in), mp_in_frameno(in));
+	if (mp_in_rest(in, f) < 0)
+		return -1;
+	return frame_vol(f, mp_in_name(in), mp_in_frameno(in), v);
+}
+
+/* a path that is not a frame stream but an image file (NIfTI, MetaImage, ...) */
+static int
+is_image_file(const char *path)
+{
+	if (strcmp(path, "-") == 0)
+		return 0;
+	mp_fmt t = mp_fmt_detect(path);
+	return t != MP_FMT_UNKNOWN && t != MP_FMT_NRRD;
+}
+
+/* every frame of an image file as vols appended to *vs */
+static void
+read_image_file(const char *path, vol **vs, size_t *nv)
+{
+	mp_frame **fr;
+	size_t n;
+	if (mp_file_read(path, &fr, &n) < 0)
+		mp_die("%s", mp_err());
+	for (size_t k = 0; k < n; k++) {
+		*vs = mp_xrealloc(*vs, (*nv + 1) * sizeof **vs);
+		memset(&(*vs)[*nv], 0, sizeof **vs);
+		if (frame_vol(fr[k], path, (int)k + 1, &(*vs)[*nv]) < 0)
+			mp_die("%s", mp_err());
+		(*nv)++;
+	}
+	mp_frames_free(fr, n);
 }
 
 static FILE *out;
@@ -164,7 +208,7 @@ evaluate(const vol *r, const vol *p)
 		mp_die("%s: frame %d: %s", p->src, p->frameno, mp_err());
 	if (!summary)
 		for (size_t i = 0; i < nl; i++) {
-			csv_field(r->casename);
+			csv_field(p->casename);
 			fprintf(out, ",%d,%ld,%zu,%zu,", p->frameno, (long)L[i].label, L[i].nref, L[i].npred);
 			num(L[i].dice, 0);
 			fputc(',', out);
@@ -178,7 +222,7 @@ evaluate(const vol *r, const vol *p)
 		tr += L[i].nref;
 		tp += L[i].npred;
 	}
-	csv_field(r->casename);
+	csv_field(p->casename);
 	fprintf(out, ",%d,all,%zu,%zu,", p->frameno, tr, tp);
 	num(d, 0);
 	fputc(',', out);
@@ -200,7 +244,9 @@ main(int argc, char **argv)
 		mp_usage_die("--digits: must be 0..17");
 	vol *refs = NULL;
 	size_t nrefs = 0, used = 0;
-	if (ref_file) {
+	if (ref_file && is_image_file(ref_file)) {
+		read_image_file(ref_file, &refs, &nrefs);
+	} else if (ref_file) {
 		mp_in *in = mp_in_open(ref_file);
 		mp_frame f;
 		int r;
@@ -220,13 +266,16 @@ main(int argc, char **argv)
 			mp_die("%s: empty stream: no frame", ref_file);
 		mp_in_close(in);
 	}
-	if (outpath) {
-		af = mp_afile_open(outpath);
-		if (!af)
-			mp_die("%s", mp_err());
-		out = af->fp;
-	} else
-		out = stdout;
+	for (int i = 0; i < nargs; i++)
+		if (!ref_file && is_image_file(args[i]))
+			mp_usage_die("%s: an image file as input needs --ref (or make it a frame stream with vol-cat)", args[i]);
+	/* the CSV is kept in memory and written at the end: a run that fails
+	 * half way writes nothing */
+	char *csv = NULL;
+	size_t csvlen = 0;
+	out = open_memstream(&csv, &csvlen);
+	if (!out)
+		mp_die("out of memory:");
 	fputs("case,pred,label,ref_voxels,pred_voxels,dice,nsd\n", out);
 
 	/* in-stream mode: the frames of the current case */
@@ -238,6 +287,22 @@ main(int argc, char **argv)
 
 	for (int i = 0; i < (nargs ? nargs : 1); i++) {
 		const char *path = nargs ? args[i] : "-";
+		if (is_image_file(path)) {
+			if (!ref_file)
+				mp_usage_die("%s: an image file as input needs --ref (or make it a frame stream with vol-cat)", path);
+			vol *ps = NULL;
+			size_t np = 0;
+			read_image_file(path, &ps, &np);
+			for (size_t k = 0; k < np; k++) {
+				if (used >= nrefs)
+					mp_die("%s: frame %zu: no reference left for this prediction", path, k + 1);
+				evaluate(&refs[used++], &ps[k]);
+				npreds++;
+				vol_free(&ps[k]);
+			}
+			free(ps);
+			continue;
+		}
 		mp_in *in = mp_in_open(path);
 		mp_frame f;
 		int r;
@@ -342,10 +407,17 @@ main(int argc, char **argv)
 		vol_free(&refs[k]);
 	free(refs);
 	free(args);
-	if (af) {
+	if (fclose(out) != 0)
+		mp_die("out of memory:");
+	if (outpath) {
+		af = mp_afile_open(outpath);
+		if (!af)
+			mp_die("%s", mp_err());
+		fwrite(csv, 1, csvlen, af->fp);
 		if (mp_afile_commit(af) < 0)
 			mp_die("%s", mp_err());
-	} else if (fflush(stdout) != 0 || ferror(stdout))
+	} else if (fwrite(csv, 1, csvlen, stdout) != csvlen || fflush(stdout) != 0 || ferror(stdout))
 		mp_die("<stdout>: write error:");
+	free(csv);
 	return 0;
 }

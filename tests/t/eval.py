@@ -286,6 +286,19 @@ def main():
         c = subprocess.run([se, "--no-nsd", "--summary", both], capture_output=True, text=True)
         crow = c.stdout.strip().split("\n")[1].split(",")
         out("PASS" if c.returncode == 0 and crow[6] == "" and crow[5] == brows[0][5] else "FAIL", "no_nsd", c.stdout)
+        # NIfTI files directly: --ref seg.nii.gz pred.nii.gz (geometry from the files)
+        D, org = phantom.geometry((72, 64, 20), (0.8, 0.8, 2.5), (5, 0, 10))
+        phantom.save_nifti(os.path.join(tmp, "ref.nii.gz"), lab, D, org, "ref")
+        phantom.save_nifti(os.path.join(tmp, "case7.nii.gz"), pr, D, org, "pred")
+        n = subprocess.run([se, "--ref", os.path.join(tmp, "ref.nii.gz"), os.path.join(tmp, "case7.nii.gz")],
+                           capture_output=True, text=True)
+        nrow = n.stdout.strip().split("\n")[-1].split(",")
+        ok = n.returncode == 0 and nrow[0] == "case7" and nrow[5:] == arows[-1][5:]
+        out("PASS" if ok else "FAIL", "nifti_files_with_ref", n.stdout + n.stderr)
+        n = subprocess.run([se, os.path.join(tmp, "case7.nii.gz")], capture_output=True, text=True)
+        out("PASS" if n.returncode == 2 and not n.stdout and n.stderr.count("\n") == 1 else "FAIL",
+            "nifti_without_ref_is_usage_error", n.stderr)
+
         # a 2D frame: MedSAM evaluates 2D images as one-slice volumes
         g2, p2 = lab[10], np.roll(lab[10], 2, axis=0)
         f2 = os.path.join(tmp, "2d.nrrd")
@@ -315,7 +328,7 @@ def main():
             write_frame(fh, a, (0.8, 0.8, 2.5), "label", "c1")
             write_frame(fh, b, (0.8, 0.8, 2.5), "mask", "c1")
         p = subprocess.run([os.path.join(BIN, "seg-eval"), path], capture_output=True, text=True)
-        if p.returncode == 1 and len(p.stderr.strip().split("\n")) == 1 and "differ" in p.stderr:
+        if p.returncode == 1 and len(p.stderr.strip().split("\n")) == 1 and "differ" in p.stderr and not p.stdout:
             out("PASS", "error/size_mismatch")
         else:
             out("FAIL", "error/size_mismatch", "rc %d: %s" % (p.returncode, p.stderr.strip()))
