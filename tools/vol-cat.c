@@ -1,6 +1,9 @@
 /* vol-cat - files of any supported format, or streams, to one frame stream */
 #include "mp.h"
+#include "mp_dicom.h"
 #include "mp_fmt.h"
+
+#include <sys/stat.h>
 
 #include <math.h>
 #include <stdlib.h>
@@ -82,7 +85,9 @@ static const mp_prog prog = {
 	"MetaImage (.mha, .mhd with .raw or .zraw), numpy (.npy, and .npz: one frame per "
 	"array). A file holding a frame stream (as written by medpipe programs) and '-' "
 	"(standard input) pass their frames through; their role and case are only changed "
-	"when --role/--case (or --label, ...) name them. For DICOM use dcm2vol(1).\n\n"
+	"when --role/--case (or --label, ...) name them. A DICOM file or a folder gives "
+	"one frame per image series, converted as dcm2vol(1) does with its default options "
+	"(which has the options for geometry, series choice and identifying tags).\n\n"
 	"Geometry is converted exactly to LPS space directions and origin: NIfTI's sform "
 	"(or qform, when the sform code is 0, as nibabel does) from RAS, MetaImage's "
 	"TransformMatrix and Offset, NRRD's space directions from any named space. "
@@ -174,6 +179,60 @@ fix_label(mp_frame *f, const char *path)
 	return 0;
 }
 
+/* a folder, or a file that is DICOM by name or content */
+static int
+is_dicom(const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+		return 1;
+	return mp_fmt_detect(path) == MP_FMT_DICOM;
+}
+
+/* every image series under a DICOM file or folder, as dcm2vol converts it
+ * (default options: no identifying tags); the case is dcm2vol's unless given */
+static int
+read_dicom(const input *in, mp_out *o, char **lastcase)
+{
+	mp_dicom_opts opt;
+	mp_dicom_scan *s;
+	char *paths[1] = { in->path };
+	int ns, rc = 0;
+
+	mp_dicom_opts_init(&opt);
+	s = mp_dicom_scan_paths(paths, 1, &opt);
+	if (!s)
+		return -1;
+	ns = mp_dicom_nseries(s);
+	if (ns == 0) {
+		size_t e = mp_dicom_nfile_errors(s);
+		rc = e ? mp_seterr("%s", mp_dicom_file_error(s, 0)) : mp_seterr("%s: no DICOM image series found", in->path);
+	}
+	for (int i = 0; i < ns && rc == 0; i++) {
+		mp_frame f;
+		mp_frame_init(&f);
+		if (mp_dicom_load(s, i, &f) < 0) {
+			rc = mp_preerr("%s: %s", in->path, mp_dicom_series_name(s, i));
+			break;
+		}
+		if (in->role)
+			mp_set_kv(&f, "medpipe.role", in->role);
+		else if (!mp_get_kv(&f, "medpipe.role"))
+			mp_set_kv(&f, "medpipe.role", "image");
+		if (in->kase)
+			mp_set_kv(&f, "medpipe.case", in->kase);
+		if (!mp_get_kv(&f, "medpipe.source"))
+			mp_set_kv(&f, "medpipe.source", "DICOM");
+		free(*lastcase);
+		*lastcase = mp_xstrdup(mp_case(&f));
+		rc = mp_out_frame(o, &f);
+		mp_frame_free(&f);
+	}
+	mp_dicom_scan_free(s);
+	return rc;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -198,6 +257,13 @@ main(int argc, char **argv)
 					mp_set_kv(&f, "medpipe.role", in->role);
 				if (in->kase)
 					mp_set_kv(&f, "medpipe.case", in->kase);
+				else if (!mp_get_kv(&f, "medpipe.case") && strcmp(in->path, "-") != 0) {
+					/* a NRRD file from elsewhere: a case as for other files */
+					char *c = strcmp(mp_role(&f), "image") != 0 && lastcase ? mp_xstrdup(lastcase)
+												 : case_from_path(in->path);
+					mp_set_kv(&f, "medpipe.case", c);
+					free(c);
+				}
 				if (mp_pass(s, &f, o) < 0)
 					mp_die("%s", mp_err());
 				free(lastcase);
@@ -210,6 +276,15 @@ main(int argc, char **argv)
 			if (mp_in_frameno(s) == 0)
 				mp_die("%s: empty stream: no frame", mp_in_name(s));
 			mp_in_close(s);
+			continue;
+		}
+		if (is_dicom(in->path)) {
+			char *kase = NULL;
+			if (read_dicom(in, o, &kase) < 0)
+				mp_die("%s", mp_err());
+			free(lastcase);
+			lastcase = kase;
+			nframes++;
 			continue;
 		}
 		{

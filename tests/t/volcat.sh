@@ -38,3 +38,15 @@ assert np.array_equal(np.asanyarray(l.dataobj), np.asanyarray(nib.load('$L').dat
 "
 # same bytes for the same input and options
 check deterministic sh -c "vol-cat $I --label $L | cmp - $T/s.nrrd"
+# DICOM folders through the dcm2vol library, a label from another tool beside them
+if have_data dicom/ct-3slice/In; then
+	check dicom-with-label sh -c "vol-cat $DATA/dicom/ct-3slice/In --label $DATA/dicom/ct-3slice/labels/liver_seg.nrrd > $T/d.nrrd && $PY -c \"
+import sys; sys.path.insert(0, 'tests'); import numpy as np; from mpstream import read_frames
+a, b = read_frames(open('$T/d.nrrd', 'rb').read())
+assert a.keys['medpipe.case'] == b.keys['medpipe.case'] and b.keys['medpipe.role'] == 'label'
+assert np.allclose(a.affine(), b.affine(), atol=1e-4), (a.affine(), b.affine())
+assert a.array.shape == b.array.shape
+\""
+else
+	skip dicom-with-label "no $DATA/dicom/ct-3slice"
+fi
