@@ -34,7 +34,7 @@ mkdir -p "$D/in" "$D/out/npz" "$D/out/nifti" "$D/out/png" "$D/out/eval"
 say "making the phantom study (128x128x40 CT, 0.8x0.8x2.5 mm, oblique) in $D/in"
 "$PY" tests/gen/phantom.py --case "$CASE" --size 128x128x40 --spacing 0.8x0.8x2.5 --seed 1 \
 	--dicom "$D/in/dicom" --image "$D/in/image.nii.gz" --label "$D/in/label.nii.gz" \
-	--perturbed "$D/in/pred.nii.gz" --nrrd "$D/in/eval.nrrd" \
+	--perturbed "$D/in/pred/$CASE.nii.gz" --nrrd "$D/in/eval.nrrd" \
 	&& "$PY" tests/gen/phantom.py --case "$CASE" --size 128x128x40 --spacing 0.8x0.8x2.5 --seed 1 \
 		--nrrd "$D/in/phantom.nrrd" \
 	|| die "tests/gen/phantom.py failed (needs python3-numpy, python3-nibabel, dcmtk)"
@@ -83,7 +83,7 @@ fi
 
 # ---------------------------------------------------------------- sanity files
 if have vol-save; then
-	"$B/vol-save" --pattern "$D/out/nifti/{case}_{role}.nii.gz" "$D/out/processed.nrrd" \
+	"$B/vol-save" -p -i "$D/out/processed.nrrd" "$D/out/nifti/{case}_{role}.nii.gz" \
 		|| die "vol-save failed"
 else
 	say "vol-save is not built yet: no NIfTI sanity files"
@@ -110,16 +110,11 @@ fi
 
 # ---------------------------------------------------------------- evaluation
 if have seg-eval; then
-	if have vol-cat; then
-		"$B/vol-cat" --case "$CASE" --label "$D/in/label.nii.gz" --mask "$D/in/pred.nii.gz" \
-			| "$B/seg-eval" -o "$D/out/eval/$CASE.csv" || die "seg-eval failed"
-	else
-		say "vol-cat is not built yet: seg-eval reads the phantom's frame stream (label + perturbed mask)"
-		"$B/seg-eval" -o "$D/out/eval/$CASE.csv" "$D/in/eval.nrrd" || die "seg-eval failed"
-	fi
+	say "seg-eval --ref label.nii.gz pred/$CASE.nii.gz (a shifted, eroded, partly dropped copy of the label map)"
+	"$B/seg-eval" --ref "$D/in/label.nii.gz" -o "$D/out/eval/$CASE.csv" "$D/in/pred/$CASE.nii.gz" || die "seg-eval failed"
 	if have vol-preview; then
 		if have vol-cat; then
-			"$B/vol-cat" --case "$CASE" "$D/in/image.nii.gz" --label "$D/in/label.nii.gz" --mask "$D/in/pred.nii.gz" \
+			"$B/vol-cat" --case "$CASE" "$D/in/image.nii.gz" --label "$D/in/label.nii.gz" --mask "$D/in/pred/$CASE.nii.gz" \
 				> "$D/out/pred.nrrd" || die "vol-cat failed"
 		else
 			cp "$D/in/eval.nrrd" "$D/out/pred.nrrd"

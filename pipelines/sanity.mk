@@ -21,7 +21,7 @@ SANITY := $(foreach c,$(CASES),$(OUT)/sanity/$(c)_image.nii.gz $(OUT)/preview/$(
 $(OUT)/sanity/%_image.nii.gz: $(OUT)/work/%.nrrd
 	@mkdir -p $(@D)
 	@echo "nifti  $*"
-	$(Q)$(P)vol-save --pattern '$(OUT)/sanity/{case}_{role}.nii.gz' $<
+	$(Q)$(P)vol-save -p -i $< '$(OUT)/sanity/{case}_{role}.nii.gz'
 
 $(OUT)/preview/%.png: $(OUT)/work/%.nrrd
 	@mkdir -p $(@D)
