@@ -209,6 +209,7 @@ main(int argc, char **argv)
 	if (listp) {
 		for (const mp_win_preset *p = mp_win_presets(); p->name; p++)
 			printf("%-14s %6g %6g  %s\n", p->name, p->level, p->width, p->what);
+		free(args);
 		return 0;
 	}
 	if (strcmp(mapping, "medsam") == 0)
