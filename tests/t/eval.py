@@ -240,6 +240,21 @@ def main():
         # phantom: always available
         img, lab = phantom.make_phantom((72, 64, 20), (0.8, 0.8, 2.5), 7)
         compare("phantom", lab, (0.8, 0.8, 2.5), rng, tmp)
+        # properties that hold whatever the surfel table: these run without the package
+        rows, summ = run_seg_eval(tmp, lab, lab, (0.8, 0.8, 2.5))
+        out("PASS" if all(r[2] == 1 and r[3] == 1 for r in rows.values()) else "FAIL", "property/identity_is_1")
+        rows, summ = run_seg_eval(tmp, lab, np.roll(lab, 1, axis=2), (0.8, 0.8, 2.5))
+        out("PASS" if all(abs(r[3] - 1) < 1e-12 for r in rows.values()) else "FAIL",
+            "property/shift_below_tolerance_is_1", rows)
+        rows, summ = run_seg_eval(tmp, lab, np.roll(lab, 1, axis=2), (0.8, 0.8, 2.5), "--tolerance", "0")
+        out("PASS" if all(0 < r[3] < 1 for r in rows.values()) else "FAIL", "property/shift_at_tolerance_0", rows)
+        zs = np.zeros_like(lab)
+        zs[3:] = lab[:-3]          # 3 slices up, no wrap-around
+        rows, summ = run_seg_eval(tmp, lab, zs, (0.8, 0.8, 2.5))
+        rows2, _ = run_seg_eval(tmp, lab, zs, (0.8, 0.8, 0.5))
+        out("PASS" if rows[1][3] < rows2[1][3] == 1.0 else "FAIL", "property/spacing_matters",
+            (rows[1][3], rows2[1][3]))
+
         # tolerance and anisotropy: a second tolerance on the phantom
         if sd_tables is not None:
             pr = np.roll(lab, 2, axis=2)
