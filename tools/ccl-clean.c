@@ -122,7 +122,7 @@ clean(mp_in *in, mp_frame *f, mp_out *o)
 		g.type = wide ? MP_UINT64 : MP_UINT32;
 		mp_set_kv(&g, "medpipe.role", "instance");
 		mp_del_kv(&g, "medpipe.ccl-clean");
-		if (mp_frame_alloc(&g) < 0)
+		if (mp_frame_check(&g) < 0 || !(g.data = mp_alloc_big(mp_frame_nbytes(&g))))
 			die_frame(in, "component ids");
 		k = wide ? mp_ccl64(f->data, es, nx, ny, nz, (int)conn3, binary, g.data)
 		         : mp_dev_ccl32(dev, f->data, es, nx, ny, nz, (int)conn3, binary, g.data);

@@ -310,12 +310,16 @@ medsam_flush(void)
 		mp_die("%s: case '%s': image frame is not a 2D or 3D scalar volume", msrc, cs);
 	if (mlab.dim != mimg.dim || memcmp(mlab.size, mimg.size, sizeof mimg.size) != 0)
 		mp_die("%s: case '%s': image and label sizes differ", msrc, cs);
-	gt = mp_xmalloc(nx * ny * nz);
-	for (size_t i = 0; i < nx * ny * nz; i++) {
-		double v = mp_get(mlab.data, mlab.type, i);
-		if (v < 0 || v > 255)
-			mp_die("%s: case '%s': label %g does not fit uint8 (MedSAM's gts): renumber with label-map", msrc, cs, v);
-		gt[i] = (uint8_t)v;
+	if (mlab.type == MP_UINT8) {
+		gt = mlab.data;
+	} else {
+		double mn, mx;
+		mp_frame_minmax(&mlab, &mn, &mx);
+		if (mn < 0 || mx > 255)
+			mp_die("%s: case '%s': label %g does not fit uint8 (MedSAM's gts): renumber with label-map", msrc, cs,
+			       mn < 0 ? mn : mx);
+		gt = mp_xmalloc(nx * ny * nz);
+		mp_convert(gt, MP_UINT8, mlab.data, mlab.type, nx * ny * nz);
 	}
 	for (int a = 0; a < 3; a++)
 		sp[a] = a < mimg.dim ? mp_spacing(&mimg, a) : 1.0;
@@ -338,7 +342,8 @@ medsam_flush(void)
 		write_slices(name, mimg.data, gt, nx, ny, nz);
 		free(name);
 	}
-	free(gt);
+	if (gt != mlab.data)
+		free(gt);
 	mp_frame_free(&mimg);
 	mp_frame_free(&mlab);
 	have_img = have_lab = 0;

@@ -60,8 +60,9 @@ def read_frames(buf):
     return out
 
 
-def run(args, data):
-    p = subprocess.run([os.path.join(BIN, "ccl-clean")] + args, input=data, capture_output=True)
+def run(args, data, env=None):
+    p = subprocess.run([os.path.join(BIN, "ccl-clean")] + args, input=data, capture_output=True,
+                       env=dict(os.environ, **(env or {})))
     return p.returncode, p.stdout, p.stderr.decode()
 
 
@@ -155,19 +156,21 @@ else:
         ref = cc3d.dust(multi.copy(), threshold=t3, connectivity=conn)
         for z in range(ref.shape[0]):
             ref[z] = cc3d.dust(np.ascontiguousarray(ref[z]), threshold=t2, connectivity=c2)
-        rc, out, err = run(["--min", str(t3), "--min2d", str(t2), "--connectivity", str(conn),
-                            "--connectivity2d", str(c2)], frame(multi))
-        got = read_frames(out)[0][1] if rc == 0 else None
-        ok("ccl-dust-%d-%d" % (conn, c2), got is not None and got.dtype == multi.dtype and np.array_equal(got, ref),
-           err or "differs from cc3d.dust in %d voxels" % (0 if got is None else int((got != ref).sum())))
+        for how in ("full", "slices"):
+            rc, out, err = run(["--min", str(t3), "--min2d", str(t2), "--connectivity", str(conn),
+                                "--connectivity2d", str(c2)], frame(multi), {"MEDPIPE_DUST": how})
+            got = read_frames(out)[0][1] if rc == 0 else None
+            ok("ccl-dust-%d-%d-%s" % (conn, c2, how), got is not None and got.dtype == multi.dtype and np.array_equal(got, ref),
+               err or "differs from cc3d.dust in %d voxels" % (0 if got is None else int((got != ref).sum())))
     # binary dust: all non-zero as one class (reference: scipy labels of the mask)
     if ndi is not None:
         l, n = ndi.label(multi != 0, structure=ndi.generate_binary_structure(3, 3))
         s = np.bincount(l.ravel())
         ref = multi.copy()
         ref[(l > 0) & (s[l] < 6)] = 0
-        rc, out, err = run(["--min", "6", "--binary"], frame(multi))
-        ok("ccl-dust-binary", rc == 0 and np.array_equal(read_frames(out)[0][1], ref), err)
+        for how in ("full", "slices"):
+            rc, out, err = run(["--min", "6", "--binary"], frame(multi), {"MEDPIPE_DUST": how})
+            ok("ccl-dust-binary-" + how, rc == 0 and np.array_equal(read_frames(out)[0][1], ref), err)
 
 # --- keep-largest vs numpy on scipy labels, per label
 if ndi is not None:
@@ -178,8 +181,9 @@ if ndi is not None:
         s = np.bincount(l.ravel())
         s[0] = 0
         ref[(l > 0) & (l != np.argmax(s))] = 0
-    rc, out, err = run(["--keep-largest"], frame(multi))
-    ok("ccl-keep-largest", rc == 0 and np.array_equal(read_frames(out)[0][1], ref), err)
+    for how in ("full", "slices"):
+        rc, out, err = run(["--keep-largest"], frame(multi), {"MEDPIPE_DUST": how})
+        ok("ccl-keep-largest-" + how, rc == 0 and np.array_equal(read_frames(out)[0][1], ref), err)
     # mm^3 threshold: spacing 2x2x2.5 = 10 mm^3 per voxel; 60 mm^3 is 6 voxels
     rc, out, err = run(["--min-mm3", "60"], frame(multi, spacing=(2.0, 2.0, 2.5)))
     rc2, out2, err2 = run(["--min", "6"], frame(multi, spacing=(2.0, 2.0, 2.5)))
@@ -207,8 +211,9 @@ else:
     ref = cc3d.dust(lab.copy(), threshold=1000, connectivity=26)
     for z in range(ref.shape[0]):
         ref[z] = cc3d.dust(np.ascontiguousarray(ref[z]), threshold=100, connectivity=8)
-    rc, out, err = run(["--min", "1000", "--min2d", "100"], frame(lab))
-    ok("ccl-real-medsam-dust", rc == 0 and np.array_equal(read_frames(out)[0][1], ref), err)
+    for how in ("full", "slices"):
+        rc, out, err = run(["--min", "1000", "--min2d", "100"], frame(lab), {"MEDPIPE_DUST": how})
+        ok("ccl-real-medsam-dust-" + how, rc == 0 and np.array_equal(read_frames(out)[0][1], ref), err)
 
 # --- bad input
 rc, out, err = run([], frame(np.zeros((2, 2, 2), np.float32)))
