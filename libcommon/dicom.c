@@ -1305,6 +1305,17 @@ load_worker(void *arg)
 				fbuf = mp_xmalloc(fbytes);
 				fcap = fbytes;
 			}
+			unsigned char *dst = (unsigned char *)j->raw + (size_t)kk * sbytes;
+			if (y->tile < 0 && y->spp == 1 && fbytes == sbytes && !mp_dcm_is_j2k(d)) {
+				/* straight into the volume */
+				if (decode_frame(d, y, dst, fbytes, rbytes) < 0) {
+					job_err(j, path, mp_err());
+					break;
+				}
+				fix_bits(dst, (size_t)y->frows * y->fcols, y);
+				lastframe = -1;
+				continue;
+			}
 			if (y->frame != lastframe) {
 				if (decode_frame(d, y, fbuf, fbytes, rbytes) < 0) {
 					job_err(j, path, mp_err());
@@ -1313,7 +1324,6 @@ load_worker(void *arg)
 				fix_bits(fbuf, (size_t)y->frows * y->fcols * y->spp, y);
 				lastframe = y->frame;
 			}
-			unsigned char *dst = (unsigned char *)j->raw + (size_t)kk * sbytes;
 			if (y->tile < 0)
 				memcpy(dst, fbuf, sbytes);
 			else {
@@ -1531,7 +1541,29 @@ mp_dicom_load(mp_dicom_scan *s, int si, mp_frame *f)
 			phi = t;
 		}
 		double mn = INFINITY, mx = -INFINITY;
-		for (size_t i = 0; i < npix; i++) {
+		if (!x->has_pad && esz == 2) {
+			/* the common case, without conversions */
+			if (sg) {
+				const int16_t *q = p;
+				int16_t a = INT16_MAX, b = INT16_MIN;
+				for (size_t i = 0; i < npix; i++) {
+					a = q[i] < a ? q[i] : a;
+					b = q[i] > b ? q[i] : b;
+				}
+				mn = a, mx = b;
+			} else {
+				const uint16_t *q = p;
+				uint16_t a = UINT16_MAX, b = 0;
+				for (size_t i = 0; i < npix; i++) {
+					a = q[i] < a ? q[i] : a;
+					b = q[i] > b ? q[i] : b;
+				}
+				mn = a, mx = b;
+			}
+			if (!npix)
+				mn = INFINITY, mx = -INFINITY;
+		}
+		for (size_t i = 0; i < npix && !(!x->has_pad && esz == 2); i++) {
 			double v = rawget(p, i, esz, sg);
 			if (x->has_pad && v >= plo && v <= phi) {
 				any_pad = 1;
