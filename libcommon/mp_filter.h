@@ -99,6 +99,9 @@ typedef struct mp_resizer {
 int mp_resizer_init(mp_resizer *r, mp_rs_method m, size_t sw, size_t sh, size_t dw, size_t dh,
                     double cubic_a);
 void mp_resizer_run(mp_resizer *r, const float *src, float *dst);
+/* the same, writing dw*dh elements of type dt (rounded, clamped as mp_convert)
+ * row by row: no full-size float image; -1 + mp_err only when out of memory */
+int mp_resizer_run_to(mp_resizer *r, const float *src, void *dst, mp_type dt);
 void mp_resizer_free(mp_resizer *r);
 /* nearest-neighbour resize of any element size (labels: values copied, never converted) */
 void mp_resize_nearest(void *dst, size_t dw, size_t dh, const void *src, size_t sw, size_t sh,

@@ -484,11 +484,17 @@ mp_rs_apply_y(const mp_rs_tab *t, const float *src, size_t w, float *dst)
 	apply_y_rows(t, src, w, dst, 0, t->dn);
 }
 
-/* the two passes of a resize split by rows between threads */
+/* the two passes of a resize split by rows between threads; the y pass writes
+ * floats, or (typed output) converts each row while it is in cache, after
+ * clipping it to [clo, chi] when clip is set */
 typedef struct {
 	const mp_rs_tab *tx, *ty;
 	const float *src;
 	float *tmp, *dst;
+	void *tdst;
+	mp_type dt;
+	int clip;
+	float clo, chi;
 	size_t sw, sh, dw;
 	size_t r0, r1;     /* rows of the x pass (source rows) */
 	size_t y0, y1;     /* rows of the y pass (output rows) */
@@ -500,30 +506,49 @@ rs_work(void *arg)
 {
 	rs_job *j = arg;
 
-	if (j->phase == 0)
+	if (j->phase == 0) {
 		mp_rs_apply_x(j->tx, j->src + j->r0 * j->sw, j->r1 - j->r0, j->tmp + j->r0 * j->dw);
-	else
+		return NULL;
+	}
+	if (!j->tdst) {
 		apply_y_rows(j->ty, j->tmp, j->dw, j->dst, j->y0, j->y1);
+		if (j->clip)
+			for (size_t i = j->y0 * j->dw; i < j->y1 * j->dw; i++)
+				j->dst[i] = j->dst[i] < j->clo ? j->clo : j->dst[i] > j->chi ? j->chi : j->dst[i];
+		return NULL;
+	}
+	/* one output row at a time through a small float buffer */
+	float *row = malloc(j->dw * sizeof *row);
+	size_t el = mp_type_size(j->dt);
+	if (!row)
+		return (void *)1;
+	for (size_t y = j->y0; y < j->y1; y++) {
+		apply_y_rows(j->ty, j->tmp, j->dw, row - y * j->dw, y, y + 1);
+		if (j->clip)
+			for (size_t i = 0; i < j->dw; i++)
+				row[i] = row[i] < j->clo ? j->clo : row[i] > j->chi ? j->chi : row[i];
+		mp_from_float((unsigned char *)j->tdst + y * j->dw * el, j->dt, row, j->dw);
+	}
+	free(row);
 	return NULL;
 }
 
-static void
-run_passes(const mp_resizer *r, const float *src, float *tmp, float *dst)
+static int
+run_passes(const mp_resizer *r, const float *src, float *tmp, float *dst, void *tdst, mp_type dt,
+           int clip, float clo, float chi)
 {
 	int nt = r->nthreads < 1 ? 1 : r->nthreads > 16 ? 16 : r->nthreads;
 	size_t sh = r->sh, dh = r->dh;
+	int bad = 0;
 
-	if (nt == 1 || (size_t)nt > sh || r->dw * dh < 65536) {
-		mp_rs_apply_x(&r->tx, src, sh, tmp);
-		mp_rs_apply_y(&r->ty, tmp, r->dw, dst);
-		return;
-	}
+	if ((size_t)nt > sh || (size_t)nt > dh || r->dw * dh < 65536)
+		nt = 1;
 	rs_job job[16] = { { 0 } };
 	pthread_t th[16];
 	for (int phase = 0; phase < 2; phase++) {
 		int started = 0;
 		for (int k = 0; k < nt; k++) {
-			job[k] = (rs_job){ &r->tx, &r->ty, src, tmp, dst, r->sw, sh, r->dw,
+			job[k] = (rs_job){ &r->tx, &r->ty, src, tmp, dst, tdst, dt, clip, clo, chi, r->sw, sh, r->dw,
 			                   sh * (size_t)k / (size_t)nt, sh * (size_t)(k + 1) / (size_t)nt,
 			                   dh * (size_t)k / (size_t)nt, dh * (size_t)(k + 1) / (size_t)nt, phase };
 		}
@@ -532,12 +557,16 @@ run_passes(const mp_resizer *r, const float *src, float *tmp, float *dst)
 				break;
 			started = k;
 		}
-		rs_work(&job[0]);
-		for (int k = 1; k <= started; k++)
-			pthread_join(th[k], NULL);
+		bad |= rs_work(&job[0]) != NULL;
+		for (int k = 1; k <= started; k++) {
+			void *rv = NULL;
+			pthread_join(th[k], &rv);
+			bad |= rv != NULL;
+		}
 		for (int k = started + 1; k < nt; k++)   /* threads that could not start */
-			rs_work(&job[k]);
+			bad |= rs_work(&job[k]) != NULL;
 	}
+	return bad ? mp_seterr("out of memory in resize") : 0;
 }
 
 int
@@ -590,15 +619,13 @@ mp_resizer_free(mp_resizer *r)
 	memset(r, 0, sizeof *r);
 }
 
-void
-mp_resizer_run(mp_resizer *r, const float *src, float *dst)
+static int
+resizer_run(mp_resizer *r, const float *src, float *dst, void *tdst, mp_type dt)
 {
-	size_t sw = r->sw, sh = r->sh, dw = r->dw, dh = r->dh;
+	size_t sw = r->sw, sh = r->sh;
 
-	if (r->m != MP_RS_BSPLINE3) {
-		run_passes(r, src, r->tmp, dst);
-		return;
-	}
+	if (r->m != MP_RS_BSPLINE3)
+		return run_passes(r, src, r->tmp, dst, tdst, dt, 0, 0, 0);
 	/* scikit-image: Gaussian (when shrinking), spline prefilter, interpolation, clip */
 	float mn = INFINITY, mx = -INFINITY;
 	for (size_t i = 0; i < sw * sh; i++) {
@@ -623,9 +650,23 @@ mp_resizer_run(mp_resizer *r, const float *src, float *dst)
 	bspline_prefilter2d(im, sw, sh, r->line);
 	for (size_t i = 0; i < sw * sh; i++)
 		r->tmp[i] = (float)im[i];
-	run_passes(r, r->tmp, r->tmp2, dst);
-	for (size_t i = 0; i < dw * dh; i++)
-		dst[i] = dst[i] < mn ? mn : dst[i] > mx ? mx : dst[i];
+	return run_passes(r, r->tmp, r->tmp2, dst, tdst, dt, 1, mn, mx);
+}
+
+void
+mp_resizer_run(mp_resizer *r, const float *src, float *dst)
+{
+	(void)resizer_run(r, src, dst, NULL, MP_FLOAT32);
+}
+
+int
+mp_resizer_run_to(mp_resizer *r, const float *src, void *dst, mp_type dt)
+{
+	if (dt == MP_FLOAT32) {
+		mp_resizer_run(r, src, dst);
+		return 0;
+	}
+	return resizer_run(r, src, NULL, dst, dt);
 }
 
 void

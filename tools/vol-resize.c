@@ -182,9 +182,15 @@ resize_frame(mp_in *in, mp_frame *f, mp_out *o)
 			}
 		} else {
 			mp_to_float(fs, sbuf, st, sw * sh);
-			if (mp_dev_resize(dev, &rs, fs, fd, 1) < 0)
-				goto done;
-			mp_from_float(dbuf, dt, fd, dw * dh);
+			if (!mp_dev_is_cl(dev)) {
+				/* the C path converts each output row while it is in cache */
+				if (mp_resizer_run_to(&rs, fs, dbuf, dt) < 0)
+					goto done;
+			} else {
+				if (mp_dev_resize(dev, &rs, fs, fd, 1) < 0)
+					goto done;
+				mp_from_float(dbuf, dt, fd, dw * dh);
+			}
 		}
 		if (ow == dw && oh == dh) {
 			if (mp_out_data(o, dbuf, dw * dh * del) < 0)
