@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 static int nthr = 1;
 
@@ -84,11 +87,10 @@ parfor(size_t n, void (*fn)(void *, size_t, int), void *ctx)
 static inline float
 fexp(float x)
 {
-	if (x < -87.0f)
-		x = -87.0f;
-	if (x > 88.0f)
-		x = 88.0f;
-	float n = floorf(x * 1.44269504089f + 0.5f);
+	x = x < -87.0f ? -87.0f : x;
+	x = x > 88.0f ? 88.0f : x;
+	/* round to nearest without a libm call (vectorisable) */
+	float n = (x * 1.44269504089f + 12582912.0f) - 12582912.0f;
 	float r = x - n * 0.693145751953125f - n * 1.428606765330187e-06f;
 	float p = 1.0f / 720;
 	p = p * r + 1.0f / 120;
@@ -112,6 +114,89 @@ ferf(float x)
 	float y = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
 	float r = 1.0f - y * fexp(-a * a);
 	return x < 0 ? -r : r;
+}
+
+#ifdef __SSE2__
+/* four lanes of fexp / ferf, the same formulas */
+static inline __m128
+vexp(__m128 x)
+{
+	x = _mm_min_ps(_mm_max_ps(x, _mm_set1_ps(-87.0f)), _mm_set1_ps(88.0f));
+	__m128i ni = _mm_cvtps_epi32(_mm_mul_ps(x, _mm_set1_ps(1.44269504089f)));
+	__m128 n = _mm_cvtepi32_ps(ni);
+	__m128 r = _mm_sub_ps(_mm_sub_ps(x, _mm_mul_ps(n, _mm_set1_ps(0.693145751953125f))),
+	                      _mm_mul_ps(n, _mm_set1_ps(1.428606765330187e-06f)));
+	__m128 p = _mm_set1_ps(1.0f / 720);
+	p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(1.0f / 120));
+	p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(1.0f / 24));
+	p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(1.0f / 6));
+	p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(0.5f));
+	p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(1.0f));
+	p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(1.0f));
+	__m128 sc = _mm_castsi128_ps(_mm_slli_epi32(_mm_add_epi32(ni, _mm_set1_epi32(127)), 23));
+	return _mm_mul_ps(p, sc);
+}
+
+static inline __m128
+vgelu(__m128 x)
+{
+	const __m128 sign = _mm_set1_ps(-0.0f);
+	__m128 z = _mm_mul_ps(x, _mm_set1_ps(0.70710678118654752f));
+	__m128 a = _mm_andnot_ps(sign, z);
+	__m128 t = _mm_div_ps(_mm_set1_ps(1.0f), _mm_add_ps(_mm_set1_ps(1.0f), _mm_mul_ps(_mm_set1_ps(0.3275911f), a)));
+	__m128 y = _mm_set1_ps(1.061405429f);
+	y = _mm_add_ps(_mm_mul_ps(y, t), _mm_set1_ps(-1.453152027f));
+	y = _mm_add_ps(_mm_mul_ps(y, t), _mm_set1_ps(1.421413741f));
+	y = _mm_add_ps(_mm_mul_ps(y, t), _mm_set1_ps(-0.284496736f));
+	y = _mm_add_ps(_mm_mul_ps(y, t), _mm_set1_ps(0.254829592f));
+	y = _mm_mul_ps(y, t);
+	__m128 e = _mm_sub_ps(_mm_set1_ps(1.0f), _mm_mul_ps(y, vexp(_mm_sub_ps(_mm_setzero_ps(), _mm_mul_ps(a, a)))));
+	e = _mm_or_ps(e, _mm_and_ps(sign, z));
+	return _mm_mul_ps(_mm_mul_ps(_mm_set1_ps(0.5f), x), _mm_add_ps(_mm_set1_ps(1.0f), e));
+}
+#endif
+
+/* softmax of one row in place */
+static void
+softmax_row(float *r, int n)
+{
+	int j = 0;
+	float mx = r[0], sum = 0;
+#ifdef __SSE2__
+	if (n >= 8) {
+		__m128 m = _mm_loadu_ps(r);
+		for (j = 4; j + 4 <= n; j += 4)
+			m = _mm_max_ps(m, _mm_loadu_ps(r + j));
+		float t[4];
+		_mm_storeu_ps(t, m);
+		mx = t[0];
+		for (int k = 1; k < 4; k++)
+			mx = t[k] > mx ? t[k] : mx;
+	}
+#endif
+	for (; j < n; j++)
+		mx = r[j] > mx ? r[j] : mx;
+	j = 0;
+#ifdef __SSE2__
+	{
+		__m128 vm = _mm_set1_ps(mx), vs = _mm_setzero_ps();
+		for (; j + 4 <= n; j += 4) {
+			__m128 e = vexp(_mm_sub_ps(_mm_loadu_ps(r + j), vm));
+			_mm_storeu_ps(r + j, e);
+			vs = _mm_add_ps(vs, e);
+		}
+		float t[4];
+		_mm_storeu_ps(t, vs);
+		sum = (t[0] + t[1]) + (t[2] + t[3]);
+	}
+#endif
+	for (; j < n; j++) {
+		r[j] = fexp(r[j] - mx);
+		sum += r[j];
+	}
+	float inv = 1.0f / sum;
+	for (j = 0; j < n; j++)
+		r[j] *= inv;
 }
 
 /* ---------------------------------------------------------------- ops */
@@ -183,6 +268,10 @@ gelu_chunk(void *vc, size_t chunk, int tid)
 	float *x = c->x;
 
 	(void)tid;
+#ifdef __SSE2__
+	for (; i0 + 4 <= i1; i0 += 4)
+		_mm_storeu_ps(x + i0, vgelu(_mm_loadu_ps(x + i0)));
+#endif
 	for (size_t i = i0; i < i1; i++)
 		x[i] = 0.5f * x[i] * (1.0f + ferf(x[i] * 0.70710678118654752f));
 }
@@ -201,7 +290,7 @@ cpu_gelu(void *ctx, float *x, size_t n)
 }
 
 /* attention: tasks over (batch, head, block of query rows) */
-#define ATT_BQ 128
+#define ATT_BQ 64
 typedef struct {
 	const mp_sam_attn *a;
 	int nqb;
@@ -227,42 +316,25 @@ att_task(void *vc, size_t task, int tid)
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, a->scale, q, a->ldq, k, a->ldk,
 	            0.0f, S, nk);
 	if (a->rph) {
-		float *rh = S + (size_t)ATT_BQ * nk, *rw = rh + a->gh;
+		/* every q . R[r] by two products, then picked per query */
+		int lh = 2 * a->gh - 1, lw = 2 * a->gw - 1;
+		float *ch = S + (size_t)ATT_BQ * nk, *cw = ch + (size_t)ATT_BQ * lh;
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, lh, hd, 1.0f, q, a->ldq, a->rph, hd, 0.0f, ch, lh);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, lw, hd, 1.0f, q, a->ldq, a->rpw, hd, 0.0f, cw, lw);
 		for (int i = 0; i < nq; i++) {
 			int qi = i0 + i, qh = qi / a->gw, qw = qi % a->gw;
-			const float *qr = q + (size_t)i * a->ldq;
-			for (int kh = 0; kh < a->gh; kh++) {
-				const float *R = a->rph + (size_t)(qh - kh + a->gh - 1) * hd;
-				float s = 0;
-				for (int d = 0; d < hd; d++)
-					s += qr[d] * R[d];
-				rh[kh] = s;
-			}
-			for (int kw = 0; kw < a->gw; kw++) {
-				const float *R = a->rpw + (size_t)(qw - kw + a->gw - 1) * hd;
-				float s = 0;
-				for (int d = 0; d < hd; d++)
-					s += qr[d] * R[d];
-				rw[kw] = s;
-			}
+			const float *rh = ch + (size_t)i * lh + qh + a->gh - 1, *rw = cw + (size_t)i * lw + qw + a->gw - 1;
 			float *Sr = S + (size_t)i * nk;
-			for (int kh = 0; kh < a->gh; kh++)
+			for (int kh = 0; kh < a->gh; kh++) {
+				float h = rh[-kh];
+				float *Srow = Sr + kh * a->gw;
 				for (int kw = 0; kw < a->gw; kw++)
-					Sr[kh * a->gw + kw] += rh[kh] + rw[kw];
+					Srow[kw] += h + rw[-kw];
+			}
 		}
 	}
-	for (int i = 0; i < nq; i++) {
-		float *Sr = S + (size_t)i * nk, mx = Sr[0], sum = 0;
-		for (int j = 1; j < nk; j++)
-			mx = Sr[j] > mx ? Sr[j] : mx;
-		for (int j = 0; j < nk; j++) {
-			Sr[j] = fexp(Sr[j] - mx);
-			sum += Sr[j];
-		}
-		float inv = 1.0f / sum;
-		for (int j = 0; j < nk; j++)
-			Sr[j] *= inv;
-	}
+	for (int i = 0; i < nq; i++)
+		softmax_row(S + (size_t)i * nk, nk);
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1.0f, S, nk, v, a->ldv, 0.0f, o,
 	            a->ldo);
 }
@@ -272,7 +344,7 @@ cpu_attention(void *ctx, const mp_sam_attn *a)
 {
 	att_ctx c;
 	int nt = nthr > 64 ? 64 : nthr;
-	size_t ws = (size_t)ATT_BQ * (size_t)a->nk + (size_t)a->gh + (size_t)a->gw + 16;
+	size_t ws = (size_t)ATT_BQ * ((size_t)a->nk + 2 * (size_t)a->gh + 2 * (size_t)a->gw) + 16;
 
 	(void)ctx;
 	memset(&c, 0, sizeof c);

@@ -96,6 +96,18 @@ tensor_fill(mp_tensor *t, const unsigned char *st, size_t st_numel, int64_t off,
 	t->data = malloc(n ? n * sizeof(float) : 1);
 	if (!t->data)
 		return mp_seterr("tensor %s: out of memory", t->name);
+	/* contiguous float32: one copy */
+	int contig = 1;
+	int64_t want = 1;
+	for (int d = t->ndim - 1; d >= 0; d--) {
+		if (t->shape[d] != 1 && stride[d] != want)
+			contig = 0;
+		want *= t->shape[d];
+	}
+	if (contig && t->dtype == MP_TL_F32) {
+		memcpy(t->data, st + (size_t)off * 4, n * 4);
+		return 0;
+	}
 	int64_t idx[MP_TL_MAXDIM] = { 0 };
 	for (size_t i = 0; i < n; i++) {
 		int64_t e = off;
