@@ -11,11 +11,16 @@
 #include "mp_label.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
 
 #define ZBUF (256u << 10)
+#define PIECE (1u << 20)
+#define DICT (32u << 10)
+#define MAXTHR 16
 #define BIG 0xFFFFFFFFu
 /* entries that may pass this size get ZIP64 local headers */
 #define ZIP64_AT 0xF0000000ull
@@ -37,9 +42,20 @@ struct mp_zip {
 	size_t ne, cap;
 	/* the current entry */
 	int open;
-	z_stream zs;
-	int zinit;
 	unsigned char *obuf;
+	/* deflate: a batch of nthr pieces, compressed in parallel */
+	int nthr;
+	unsigned char *batch;       /* nthr * PIECE bytes of input */
+	size_t fill;
+	unsigned char dict[DICT];   /* the input before the batch */
+	size_t dictlen;
+	struct piece {
+		z_stream zs;
+		int init, flush, err;
+		const unsigned char *in, *dict;
+		size_t len, dictlen, olen, ocap;
+		unsigned char *out;
+	} pc[MAXTHR];
 };
 
 static void
@@ -86,6 +102,11 @@ mp_zip_open(FILE *fp, const char *name, int level)
 	z->seekable = at >= 0 && fseeko(fp, at, SEEK_SET) == 0;
 	z->pos = at > 0 ? (uint64_t)at : 0;
 	z->obuf = mp_xmalloc(ZBUF);
+	{
+		const char *t = getenv("MEDPIPE_THREADS");
+		long n = t ? strtol(t, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
+		z->nthr = n < 1 ? 1 : n > MAXTHR ? MAXTHR : (int)n;
+	}
 	z->force64 = getenv("MEDPIPE_ZIP64") && strcmp(getenv("MEDPIPE_ZIP64"), "1") == 0;
 	return z;
 }
@@ -141,31 +162,96 @@ mp_zip_begin(mp_zip *z, const char *entry, int64_t usize)
 	}
 	z->ne++;
 	if (e->method == 8) {
-		memset(&z->zs, 0, sizeof z->zs);
-		if (deflateInit2(&z->zs, z->level, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-			return mp_seterr("%s: zlib: cannot start deflate", z->name);
-		z->zinit = 1;
+		if (!z->batch)
+			z->batch = mp_xmalloc((size_t)z->nthr * PIECE);
+		z->fill = 0;
+		z->dictlen = 0;
 	}
 	z->open = 1;
 	return 0;
 }
 
-static int
-deflate_some(mp_zip *z, zentry *e, int flush)
+static void *
+piece_run(void *arg)
 {
-	int r;
+	struct piece *p = arg;
+	size_t need = deflateBound(&p->zs, (uLong)p->len) + 64;
 
-	do {
-		z->zs.next_out = z->obuf;
-		z->zs.avail_out = ZBUF;
-		r = deflate(&z->zs, flush);
-		if (r == Z_STREAM_ERROR)
+	p->err = 0;
+	if (p->ocap < need) {
+		free(p->out);
+		p->out = malloc(need);
+		p->ocap = p->out ? need : 0;
+		if (!p->out) {
+			p->err = 1;
+			return NULL;
+		}
+	}
+	if (deflateReset(&p->zs) != Z_OK ||
+	    (p->dictlen && deflateSetDictionary(&p->zs, p->dict, (uInt)p->dictlen) != Z_OK)) {
+		p->err = 1;
+		return NULL;
+	}
+	p->zs.next_in = (unsigned char *)(uintptr_t)p->in;
+	p->zs.avail_in = (uInt)p->len;
+	p->zs.next_out = p->out;
+	p->zs.avail_out = (uInt)p->ocap;
+	if (deflate(&p->zs, p->flush) == Z_STREAM_ERROR || p->zs.avail_in != 0 ||
+	    (p->flush == Z_FINISH && p->zs.avail_out == 0))
+		p->err = 1;
+	p->olen = p->ocap - p->zs.avail_out;
+	return NULL;
+}
+
+/* compress the batch (the last one of the entry when last) and write it */
+static int
+flush_batch(mp_zip *z, zentry *e, int last)
+{
+	size_t np = (z->fill + PIECE - 1) / PIECE;
+	pthread_t th[MAXTHR];
+	int started[MAXTHR] = { 0 };
+
+	if (np == 0 && !last)
+		return 0;
+	if (np == 0)
+		np = 1;     /* an empty final block */
+	for (size_t i = 0; i < np; i++) {
+		struct piece *p = &z->pc[i];
+		if (!p->init) {
+			memset(&p->zs, 0, sizeof p->zs);
+			if (deflateInit2(&p->zs, z->level, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+				return mp_seterr("%s: zlib: cannot start deflate", z->name);
+			p->init = 1;
+		}
+		p->in = z->batch + i * PIECE;
+		p->len = i + 1 < np ? PIECE : z->fill - i * PIECE;
+		if (z->fill == 0)
+			p->len = 0;
+		p->dict = i ? p->in - DICT : z->dict;
+		p->dictlen = i ? DICT : z->dictlen;
+		p->flush = last && i + 1 == np ? Z_FINISH : Z_SYNC_FLUSH;
+	}
+	for (size_t i = 1; i < np; i++)
+		started[i] = pthread_create(&th[i], NULL, piece_run, &z->pc[i]) == 0;
+	piece_run(&z->pc[0]);
+	for (size_t i = 1; i < np; i++) {
+		if (started[i])
+			pthread_join(th[i], NULL);
+		else
+			piece_run(&z->pc[i]);
+	}
+	for (size_t i = 0; i < np; i++) {
+		if (z->pc[i].err)
 			return mp_seterr("%s: zlib: deflate failed", z->name);
-		size_t have = ZBUF - z->zs.avail_out;
-		if (zout(z, z->obuf, have) < 0)
+		if (zout(z, z->pc[i].out, z->pc[i].olen) < 0)
 			return -1;
-		e->csize += have;
-	} while (z->zs.avail_out == 0 || (flush == Z_FINISH && r != Z_STREAM_END));
+		e->csize += z->pc[i].olen;
+	}
+	if (z->fill >= DICT) {
+		memcpy(z->dict, z->batch + z->fill - DICT, DICT);
+		z->dictlen = DICT;
+	}
+	z->fill = 0;
 	return 0;
 }
 
@@ -186,10 +272,15 @@ mp_zip_write(mp_zip *z, const void *buf, size_t n)
 				return -1;
 			e->csize += k;
 		} else {
-			z->zs.next_in = (unsigned char *)(uintptr_t)p;
-			z->zs.avail_in = (uInt)k;
-			if (deflate_some(z, e, Z_NO_FLUSH) < 0)
-				return -1;
+			size_t cap = (size_t)z->nthr * PIECE, done = 0;
+			while (done < k) {
+				size_t m = cap - z->fill < k - done ? cap - z->fill : k - done;
+				memcpy(z->batch + z->fill, p + done, m);
+				z->fill += m;
+				done += m;
+				if (z->fill == cap && flush_batch(z, e, 0) < 0)
+					return -1;
+			}
 		}
 		p += k;
 		n -= k;
@@ -207,14 +298,8 @@ mp_zip_end(mp_zip *z)
 
 	if (!z->open)
 		return mp_seterr("%s: no entry to end", z->name);
-	if (e->method == 8) {
-		z->zs.next_in = NULL;
-		z->zs.avail_in = 0;
-		if (deflate_some(z, e, Z_FINISH) < 0)
-			return -1;
-		deflateEnd(&z->zs);
-		z->zinit = 0;
-	}
+	if (e->method == 8 && flush_batch(z, e, 1) < 0)
+		return -1;
 	z->open = 0;
 	if (!e->z64local && (e->usize >= BIG || e->csize >= BIG))
 		return mp_seterr("%s: entry %s passed 4 GiB without ZIP64 header", z->name, e->name);
@@ -257,8 +342,12 @@ ioerr:
 static void
 zip_free(mp_zip *z)
 {
-	if (z->zinit)
-		deflateEnd(&z->zs);
+	for (int i = 0; i < MAXTHR; i++) {
+		if (z->pc[i].init)
+			deflateEnd(&z->pc[i].zs);
+		free(z->pc[i].out);
+	}
+	free(z->batch);
 	for (size_t i = 0; i < z->ne; i++)
 		free(z->e[i].name);
 	free(z->e);

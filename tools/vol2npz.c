@@ -36,7 +36,9 @@ static const mp_prog prog = {
 	"An .npz is a zip archive of NAME.npy entries; entries are deflated with zlib "
 	"(--level) or stored (--stored), and written as the data arrives, so that a volume "
 	"of any size goes through in little memory in the roles layout. Entries and archives "
-	"past 4 GiB get ZIP64 records. Timestamps are fixed: the same input gives the same bytes.\n\n"
+	"past 4 GiB get ZIP64 records. Deflate works on 1 MiB pieces compressed on several threads "
+	"(MEDPIPE_THREADS, default: every online CPU, at most 16); timestamps are fixed: the same input "
+	"gives the same bytes, whatever the number of threads.\n\n"
 	"The medsam layout reproduces the files of MedSAM's pre_CT_MR.py: imgs (uint8; run "
 	"hu-window with an uint8 output first), gts (the label as uint8; an error when a label "
 	"does not fit) and spacing; --slices adds its per-slice training files.",

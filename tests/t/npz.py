@@ -120,6 +120,19 @@ run(["-o", a1], stream)
 run(["-o", a2], stream)
 ok("npz-deterministic", open(a1, "rb").read() == open(a2, "rb").read())
 
+# several deflate pieces (1 MiB each, compressed on threads): same bytes for any thread count
+big = (np.arange(5 * 2 ** 20 + 12345) % 251).astype(np.uint8).reshape(1, 1, -1)
+big[0, 0, ::7] = rng.integers(0, 255, big[0, 0, ::7].shape, dtype=np.uint8)
+outs = []
+for th in ("1", "3"):
+    out = os.path.join(T, "big%s.npz" % th)
+    rc, so, err = run(["-o", out], frame(big), {"MEDPIPE_THREADS": th})
+    outs.append(open(out, "rb").read() if rc == 0 else b"")
+good = outs[0] and outs[0] == outs[1] and np.array_equal(np.load(os.path.join(T, "big3.npz"))["image"], big)
+with zipfile.ZipFile(os.path.join(T, "big3.npz")) as zf:
+    good = good and zf.testzip() is None
+ok("npz-threads", good, err)
+
 # MedSAM's layout
 img = rng.integers(0, 256, (6, 20, 30), dtype=np.uint8)
 lab = rng.integers(0, 5, (6, 20, 30)).astype(np.int16)
