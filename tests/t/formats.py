@@ -33,7 +33,7 @@ from mpstream import read_frames  # noqa: E402
 
 DATA = os.environ.get("DATA", "../shared/data")
 BIN = os.environ.get("BIN", "bin")
-CONV = "build/tests/test_fmt"
+CONV = os.environ.get("FMT_CONV", "build/tests/test_fmt")
 CAT = [os.path.join(BIN, "vol-cat")] if os.access(os.path.join(BIN, "vol-cat"), os.X_OK) else [CONV, "cat"]
 T = tempfile.mkdtemp(prefix="medpipe-formats.")
 fails = 0
