@@ -145,11 +145,13 @@ main(int argc, char **argv)
 			mp_die("standard output:");
 		mp_dicom_scan_free(s);
 		free(want);
+		free(args);
 		return failed;
 	}
 	if (ns == 0 && !failed) {
 		mp_dicom_scan_free(s);
 		free(want);
+		free(args);
 		mp_die("no image series found in %zu file%s (%zu not DICOM, %zu skipped)", nf, nf == 1 ? "" : "s", nnd, nsk);
 	}
 	mp_out *out = mp_out_stdout();
@@ -173,5 +175,6 @@ main(int argc, char **argv)
 		mp_die("%s", mp_err());
 	mp_dicom_scan_free(s);
 	free(want);
+	free(args);
 	return failed;
 }
