@@ -170,6 +170,15 @@ char *mp_nrrd_header_text(const mp_frame *f, size_t *len);
  * a raw little-endian frame): header already read by mp_in_header */
 int mp_pass(mp_in *in, mp_frame *f, mp_out *o);
 
+/* The frame loop of a filter program (NetPBM's shape): for every input
+ * (args, or standard input when nargs is 0) and every frame in it, call
+ * fn(ctx, in, f, o). fn processes the frame (its data read from in, written
+ * to o) or hands it to mp_pass; it returns 0, or -1 with mp_err. Any failure,
+ * and an input without frames, ends the program with one line (exit 1).
+ * Closes o (checking the final writes) and frees args. */
+typedef int (*mp_frame_fn)(void *ctx, mp_in *in, mp_frame *f, mp_out *o);
+void mp_run_filter(char **args, int nargs, mp_out *o, mp_frame_fn fn, void *ctx);
+
 /* ---------------------------------------------------------------- atomic files */
 /* Write to a temporary file in the same folder (same extension), renamed on
  * commit; removed on abort, on exit(), and on SIGINT/SIGTERM/SIGHUP. */

@@ -29,7 +29,7 @@ PIPS="connected-components-3d SimpleITK"
 if [ ! -x .venv/bin/python3 ]; then
 	/usr/bin/python3 -m venv --system-site-packages .venv || { echo "deps: no venv; PyPI-based tests will skip" >&2; exit 0; }
 fi
-for m in cc3d:connected-components-3d SimpleITK:SimpleITK nrrd:pynrrd segment_anything:segment-anything; do
+for m in cc3d:connected-components-3d SimpleITK:SimpleITK nrrd:pynrrd segment_anything:segment-anything surface_distance:surface-distance; do
 	mod=${m%%:*}; pkg=${m#*:}
 	.venv/bin/python3 -c "import $mod" 2>/dev/null && continue
 	echo "deps: pip install $pkg"
