@@ -94,10 +94,16 @@ typedef struct mp_resizer {
 	mp_rs_tab gx, gy;           /* bspline3: anti-aliasing */
 	float *tmp, *tmp2;          /* workspace */
 	double *line, *dimg;
+	int zero_border;            /* bspline3: scikit-image mode='constant' (cval 0) */
+	size_t pad;                 /* bspline3: zero padding of the prefiltered image */
 	int nthreads;               /* threads for the two passes (set after init; default 1) */
 } mp_resizer;
 int mp_resizer_init(mp_resizer *r, mp_rs_method m, size_t sw, size_t sh, size_t dw, size_t dh,
                     double cubic_a);
+/* zero_border: for MP_RS_BSPLINE3, scikit-image's mode='constant' (cval 0, as
+ * MedSAM resizes its slices) instead of mode='reflect' */
+int mp_resizer_init_border(mp_resizer *r, mp_rs_method m, size_t sw, size_t sh, size_t dw, size_t dh,
+                           double cubic_a, int zero_border);
 void mp_resizer_run(mp_resizer *r, const float *src, float *dst);
 /* the same, writing dw*dh elements of type dt (rounded, clamped as mp_convert)
  * row by row: no full-size float image; -1 + mp_err only when out of memory */

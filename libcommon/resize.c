@@ -230,8 +230,8 @@ mp_rs_tab_make(mp_rs_tab *t, mp_rs_method m, size_t sn, size_t dn, double cubic_
 	return tab_make(t, m, sn, dn, cubic_a, sn >= dn);
 }
 
-int
-mp_rs_tab_gauss(mp_rs_tab *t, size_t n, double sigma)
+static int
+gauss_tab(mp_rs_tab *t, size_t n, double sigma, int zero_border)
 {
 	if (sigma <= 0) {
 		if (tab_alloc(t, n, n, 1) < 0)
@@ -253,10 +253,41 @@ mp_rs_tab_gauss(mp_rs_tab *t, size_t n, double sigma)
 	}
 	for (size_t i = 0; i < n; i++)
 		for (long k = -r; k <= r; k++) {
-			t->idx[i * ntap + (size_t)(k + r)] = (int32_t)mirror((long)i + k, (long)n);
-			t->w[i * ntap + (size_t)(k + r)] = (float)(g[k + r] / sum);
+			long j = (long)i + k;
+			int out = j < 0 || j >= (long)n;
+			t->idx[i * ntap + (size_t)(k + r)] = (int32_t)(out && zero_border ? (long)i : mirror(j, (long)n));
+			t->w[i * ntap + (size_t)(k + r)] = out && zero_border ? 0.f : (float)(g[k + r] / sum);
 		}
 	free(g);
+	return 0;
+}
+
+int
+mp_rs_tab_gauss(mp_rs_tab *t, size_t n, double sigma)
+{
+	return gauss_tab(t, n, sigma, 0);
+}
+
+/* the B-spline interpolation table on coefficients of a signal padded by pad
+ * samples on both sides (pad 0: mirror border) */
+static int
+bs_tab(mp_rs_tab *t, size_t sn, size_t dn, size_t pad)
+{
+	double scale = (double)sn / (double)dn;
+	long n = (long)(sn + 2 * pad);
+
+	if (tab_alloc(t, sn + 2 * pad, dn, 4) < 0)
+		return -1;
+	for (size_t i = 0; i < dn; i++) {
+		double x = ((double)i + 0.5) * scale - 0.5 + (double)pad, fl = floor(x), u = x - fl, v = 1 - u;
+		long sx = (long)fl;
+		double c[4] = { v * v * v / 6, (4 - 6 * u * u + 3 * u * u * u) / 6,
+			        (4 - 6 * v * v + 3 * v * v * v) / 6, u * u * u / 6 };
+		for (int k = 0; k < 4; k++) {
+			t->idx[4 * i + k] = (int32_t)mirror(sx - 1 + k, n);
+			t->w[4 * i + k] = (float)c[k];
+		}
+	}
 	return 0;
 }
 
@@ -538,7 +569,7 @@ run_passes(const mp_resizer *r, const float *src, float *tmp, float *dst, void *
            int clip, float clo, float chi)
 {
 	int nt = r->nthreads < 1 ? 1 : r->nthreads > 16 ? 16 : r->nthreads;
-	size_t sh = r->sh, dh = r->dh;
+	size_t sh = r->ty.sn, dh = r->dh;
 	int bad = 0;
 
 	if ((size_t)nt > sh || (size_t)nt > dh || r->dw * dh < 65536)
@@ -548,7 +579,7 @@ run_passes(const mp_resizer *r, const float *src, float *tmp, float *dst, void *
 	for (int phase = 0; phase < 2; phase++) {
 		int started = 0;
 		for (int k = 0; k < nt; k++) {
-			job[k] = (rs_job){ &r->tx, &r->ty, src, tmp, dst, tdst, dt, clip, clo, chi, r->sw, sh, r->dw,
+			job[k] = (rs_job){ &r->tx, &r->ty, src, tmp, dst, tdst, dt, clip, clo, chi, r->tx.sn, sh, r->dw,
 			                   sh * (size_t)k / (size_t)nt, sh * (size_t)(k + 1) / (size_t)nt,
 			                   dh * (size_t)k / (size_t)nt, dh * (size_t)(k + 1) / (size_t)nt, phase };
 		}
@@ -570,9 +601,10 @@ run_passes(const mp_resizer *r, const float *src, float *tmp, float *dst, void *
 }
 
 int
-mp_resizer_init(mp_resizer *r, mp_rs_method m, size_t sw, size_t sh, size_t dw, size_t dh, double cubic_a)
+mp_resizer_init_border(mp_resizer *r, mp_rs_method m, size_t sw, size_t sh, size_t dw, size_t dh,
+                       double cubic_a, int zero_border)
 {
-	size_t big;
+	size_t big, pw, ph, pad;
 
 	memset(r, 0, sizeof *r);
 	r->m = m;
@@ -580,21 +612,30 @@ mp_resizer_init(mp_resizer *r, mp_rs_method m, size_t sw, size_t sh, size_t dw, 
 	r->sh = sh;
 	r->dw = dw;
 	r->dh = dh;
+	/* scikit-image mode='constant' is scipy's 'grid-constant': the signal padded
+	 * with 12 zeros on every side before the (mirror) prefilter */
+	pad = m == MP_RS_BSPLINE3 && zero_border ? 12 : 0;
+	r->zero_border = m == MP_RS_BSPLINE3 && zero_border;
+	r->pad = pad;
+	pw = sw + 2 * pad;
+	ph = sh + 2 * pad;
 	int shrink = sw >= dw && sh >= dh;
-	if (tab_make(&r->tx, m, sw, dw, cubic_a, shrink) < 0 || tab_make(&r->ty, m, sh, dh, cubic_a, shrink) < 0)
-		goto fail;
 	if (m == MP_RS_BSPLINE3) {
-		double fx = (double)sw / (double)dw, fy = (double)sh / (double)dh;
-		if (mp_rs_tab_gauss(&r->gx, sw, fx > 1 ? (fx - 1) / 2 : 0) < 0 ||
-		    mp_rs_tab_gauss(&r->gy, sh, fy > 1 ? (fy - 1) / 2 : 0) < 0)
+		if (bs_tab(&r->tx, sw, dw, pad) < 0 || bs_tab(&r->ty, sh, dh, pad) < 0)
 			goto fail;
+		double fx = (double)sw / (double)dw, fy = (double)sh / (double)dh;
+		if (gauss_tab(&r->gx, sw, fx > 1 ? (fx - 1) / 2 : 0, r->zero_border) < 0 ||
+		    gauss_tab(&r->gy, sh, fy > 1 ? (fy - 1) / 2 : 0, r->zero_border) < 0)
+			goto fail;
+	} else if (tab_make(&r->tx, m, sw, dw, cubic_a, shrink) < 0 || tab_make(&r->ty, m, sh, dh, cubic_a, shrink) < 0) {
+		goto fail;
 	}
-	big = sw * sh > dw * sh ? sw * sh : dw * sh;
+	big = pw * ph > dw * ph ? pw * ph : dw * ph;
 	r->tmp = malloc(big * sizeof(float));
 	r->tmp2 = malloc(big * sizeof(float));
-	r->line = malloc((sw > sh ? sw : sh) * sizeof(double));
+	r->line = malloc((pw > ph ? pw : ph) * sizeof(double));
 	if (m == MP_RS_BSPLINE3)
-		r->dimg = malloc(sw * sh * sizeof(double));
+		r->dimg = malloc(pw * ph * sizeof(double));
 	if (!r->tmp || !r->tmp2 || !r->line || (m == MP_RS_BSPLINE3 && !r->dimg)) {
 		mp_seterr("out of memory for resize buffers");
 		goto fail;
@@ -603,6 +644,12 @@ mp_resizer_init(mp_resizer *r, mp_rs_method m, size_t sw, size_t sh, size_t dw, 
 fail:
 	mp_resizer_free(r);
 	return -1;
+}
+
+int
+mp_resizer_init(mp_resizer *r, mp_rs_method m, size_t sw, size_t sh, size_t dw, size_t dh, double cubic_a)
+{
+	return mp_resizer_init_border(r, m, sw, sh, dw, dh, cubic_a, 0);
 }
 
 void
@@ -643,12 +690,17 @@ resizer_run(mp_resizer *r, const float *src, float *dst, void *tdst, mp_type dt)
 		mp_rs_apply_y(&r->gy, cur, sw, r->tmp);
 		cur = r->tmp;
 	}
-	/* prefilter rows and columns in double precision, then back to floats in tmp */
+	/* prefilter rows and columns in double precision (padded with zeros for
+	 * the constant border), then back to floats in tmp */
+	size_t pad = r->pad, pw = sw + 2 * pad, ph = sh + 2 * pad;
 	double *im = r->dimg;
-	for (size_t i = 0; i < sw * sh; i++)
-		im[i] = cur[i];
-	bspline_prefilter2d(im, sw, sh, r->line);
-	for (size_t i = 0; i < sw * sh; i++)
+	if (pad)
+		memset(im, 0, pw * ph * sizeof *im);
+	for (size_t y = 0; y < sh; y++)
+		for (size_t x = 0; x < sw; x++)
+			im[(y + pad) * pw + x + pad] = cur[y * sw + x];
+	bspline_prefilter2d(im, pw, ph, r->line);
+	for (size_t i = 0; i < pw * ph; i++)
 		r->tmp[i] = (float)im[i];
 	return run_passes(r, r->tmp, r->tmp2, dst, tdst, dt, 1, mn, mx);
 }

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char *size_s, *interp_s = "linear", *spacing_s, *otype_s;
+static const char *size_s, *interp_s = "linear", *spacing_s, *otype_s, *border_s = "reflect";
 static const char *devspec;
 static mp_dev *dev;
 static long longest, nthreads;
@@ -23,6 +23,7 @@ static const mp_opt opts[] = {
 	{ "pad", 0, MP_OPT_FLAG, &pad, NULL, NULL, "With --longest: pad at the right and bottom to N x N (SAM 1024, LiteMedSAM 256)." },
 	{ "pad-value", 0, MP_OPT_DBL, &pad_value, NULL, "V", "Value of padded image pixels (default 0; label and mask frames always pad with 0)." },
 	{ "interp", 'i', MP_OPT_STR, &interp_s, NULL, "M", "Interpolation of image frames: linear (default), cubic, area, bspline3, nearest. Label and mask frames always use nearest." },
+	{ "border", 0, MP_OPT_STR, &border_s, NULL, "MODE", "Border of --interp bspline3: reflect (default; scikit-image's default mode) or constant (zeros beyond the edge: scikit-image mode='constant', as MedSAM resizes its slices)." },
 	{ "cubic-a", 0, MP_OPT_DBL, &cubic_a, NULL, "A", "The Keys parameter of --interp cubic (default -0.75 as OpenCV; -0.5 is Keys' original)." },
 	{ "spacing", 'S', MP_OPT_STR, &spacing_s, NULL, "SX,SY,SZ", "Resample the volume to this spacing in mm (one value: all axes; 0 keeps an axis): trilinear for images (--interp linear) or nearest, nearest for labels." },
 	{ "type", 't', MP_OPT_STR, &otype_s, NULL, "TYPE", "Voxel type of resized image frames (default: unchanged; integer types are rounded and clamped)." },
@@ -72,6 +73,7 @@ static const mp_prog prog = {
 };
 
 static mp_rs_method method;
+static int zero_border;
 static long dw_opt, dh_opt;
 static double spacing[3];
 static mp_type otype = MP_NONE;
@@ -157,7 +159,7 @@ resize_frame(mp_in *in, mp_frame *f, mp_out *o)
 	if (mp_frame_check(f) < 0)
 		return mp_preerr("%s: frame %d", mp_in_name(in), mp_in_frameno(in));
 	if (!lab && method != MP_RS_NEAREST) {
-		if (mp_resizer_init(&rs, method, sw, sh, dw, dh, cubic_a) < 0)
+		if (mp_resizer_init_border(&rs, method, sw, sh, dw, dh, cubic_a, zero_border) < 0)
 			return mp_preerr("%s: frame %d", mp_in_name(in), mp_in_frameno(in));
 		rs.nthreads = (int)nthreads;
 	}
@@ -182,7 +184,7 @@ resize_frame(mp_in *in, mp_frame *f, mp_out *o)
 			}
 		} else {
 			mp_to_float(fs, sbuf, st, sw * sh);
-			if (!mp_dev_is_cl(dev)) {
+			if (!mp_dev_is_cl(dev) || rs.zero_border) {
 				/* the C path converts each output row while it is in cache */
 				if (mp_resizer_run_to(&rs, fs, dbuf, dt) < 0)
 					goto done;
@@ -370,6 +372,12 @@ main(int argc, char **argv)
 	}
 	if (mp_rs_parse(interp_s, &method) < 0)
 		mp_usage_die("--interp: %s", mp_err());
+	if (strcmp(border_s, "constant") == 0)
+		zero_border = 1;
+	else if (strcmp(border_s, "reflect") != 0)
+		mp_usage_die("--border: '%s' is neither reflect nor constant", border_s);
+	if (zero_border && method != MP_RS_BSPLINE3)
+		mp_usage_die("--border constant goes with --interp bspline3 only");
 	if ((size_s ? 1 : 0) + (longest ? 1 : 0) + (spacing_s ? 1 : 0) != 1)
 		mp_usage_die("give exactly one of WxH (--size), --longest, --spacing");
 	if (pad && !longest)
