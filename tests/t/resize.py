@@ -169,6 +169,13 @@ else:
         worst = max(worst, float(np.abs(out - ref).max()) / rngv)
     res("resize-bspline3-constant-vs-skimage (MedSAM's mode; max err %.2g of range, limit 1e-5)" % worst, worst <= 1e-5,
         "max relative error %g" % worst)
+    nd = 0
+    for (w, h) in [(100, 61), (74, 46), (18, 11), (37, 23), (13, 40), (1024, 1024)]:
+        out = run(["%dx%d" % (w, h)], frame(lab, keys={"medpipe.role": "label"}))[0].array
+        ref = np.stack([skresize(s, (h, w), order=0, mode="constant", anti_aliasing=False, preserve_range=True)
+                        for s in lab]).astype(lab.dtype)
+        nd += int((out != ref).sum())
+    res("resize-label-vs-skimage-order0 (MedSAM's gt resize)", nd == 0, "%d labels differ" % nd)
     res("resize-bspline3-vs-skimage-256x180 (max err %.2g of range, limit 1e-5)" % worst, worst <= 1e-5, "max relative error %g" % worst)
 
 # ---------------------------------------------------------------- spacing (scipy)
