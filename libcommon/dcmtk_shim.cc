@@ -105,6 +105,8 @@ static DcmElement *
 find(mp_dcm *d, const char *path, DcmSequenceOfItems **seqout)
 {
 	DcmItem *it = d->ff.getDataset();
+	if (!strncmp(path, "0002,", 5) && d->ff.getMetaInfo())
+		it = d->ff.getMetaInfo();   // file meta information
 	const char *p = path;
 	if (seqout)
 		*seqout = NULL;

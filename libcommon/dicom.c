@@ -364,6 +364,8 @@ read_file(mp_dicom_scan *s, size_t fi)
 	gs(d, "0028,1051", m->ww, sizeof m->ww);
 	gs(d, "0008,0008", m->imagetype, sizeof m->imagetype);
 	gs(d, "0008,0016", m->sop, sizeof m->sop);
+	if (!m->sop[0])
+		gs(d, "0002,0002", m->sop, sizeof m->sop);
 	snprintf(m->xfer, sizeof m->xfer, "%s", mp_dcm_xfer(d));
 	m->encaps = strncmp(m->xfer, "1.2.840.10008.1.2.4", 19) == 0 || !strcmp(m->xfer, "1.2.840.10008.1.2.5");
 	gs(d, "0010,0010", m->pname, sizeof m->pname);
@@ -384,7 +386,10 @@ read_file(mp_dicom_scan *s, size_t fi)
 	    !strcmp(m->modality, "PR") || !strcmp(m->modality, "RTSTRUCT") || !strcmp(m->modality, "RTPLAN") ||
 	    !strcmp(m->modality, "KO") || !strcmp(m->modality, "ECG")) {
 		char why[100];
-		snprintf(why, sizeof why, "not an image (modality %s)", m->modality[0] ? m->modality : "unknown");
+		if (!strcmp(m->sop, "1.2.840.10008.1.3.10"))
+			snprintf(why, sizeof why, "not an image (DICOMDIR; the files it lists are read when found)");
+		else
+			snprintf(why, sizeof why, "not an image (modality %s)", m->modality[0] ? m->modality : "unknown");
 		file_fail(f, FS_SKIPPED, "%s: skipped: %s", why);
 		mp_dcm_free(d);
 		return;
