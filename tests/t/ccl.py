@@ -132,6 +132,24 @@ else:
         ok("ccl-scipy-multilabel-%d" % conn, same_partition(got, ref) and got.max() == base,
            "components %d vs %d" % (got.max(), base))
 
+# --- thin and tiny volumes (borders on every side): ids vs scipy, dust both ways vs numpy
+if ndi is not None:
+    bad = []
+    for shp in ((1, 1, 1), (1, 1, 9), (1, 7, 1), (6, 1, 1), (3, 1, 7), (5, 4, 1), (2, 3, 2), (4, 9, 1)):
+        v = (rng.random(shp) < 0.6).astype(np.uint8)
+        for conn, st in ((6, ndi.generate_binary_structure(3, 1)), (18, ndi.generate_binary_structure(3, 2)),
+                         (26, ndi.generate_binary_structure(3, 3))):
+            ref, n = ndi.label(v, structure=st)
+            if not np.array_equal(ids_of(v, conn, ["--binary"]), ref):
+                bad.append("ids %s %d" % (shp, conn))
+            sz = np.bincount(ref.ravel())
+            want = np.where(sz[ref] < 2, 0, v).astype(np.uint8)
+            for how in ("full", "slices"):
+                rc, out, err = run(["--min", "2", "--binary", "-c", str(conn)], frame(v), {"MEDPIPE_DUST": how})
+                if rc != 0 or not np.array_equal(read_frames(out)[0][1], want):
+                    bad.append("dust %s %d %s %s" % (shp, conn, how, err.strip()))
+    ok("ccl-thin-volumes", not bad, "; ".join(bad[:4]))
+
 # --- vs cc3d: counts, sizes, partitions, every connectivity; dust
 if cc3d is None:
     print("SKIP ccl-cc3d: no cc3d in the venv")
