@@ -444,19 +444,21 @@ void
 mp_rs_apply_x(const mp_rs_tab *t, const float *src, size_t h, float *dst)
 {
 	size_t sn = t->sn, dn = t->dn, nt = t->ntap;
+	const int32_t *restrict idx = t->idx;
+	const float *restrict wt = t->w;
 
 	for (size_t y = 0; y < h; y++) {
-		const float *s = src + y * sn;
-		float *d = dst + y * dn;
+		const float *restrict s = src + y * sn;
+		float *restrict d = dst + y * dn;
 		if (nt == 2) {
 			for (size_t i = 0; i < dn; i++)
-				d[i] = t->w[2 * i] * s[t->idx[2 * i]] + t->w[2 * i + 1] * s[t->idx[2 * i + 1]];
+				d[i] = wt[2 * i] * s[idx[2 * i]] + wt[2 * i + 1] * s[idx[2 * i + 1]];
 			continue;
 		}
 		if (nt == 4) {
 			for (size_t i = 0; i < dn; i++) {
-				const int32_t *ix = t->idx + 4 * i;
-				const float *w = t->w + 4 * i;
+				const int32_t *ix = idx + 4 * i;
+				const float *w = wt + 4 * i;
 				d[i] = w[0] * s[ix[0]] + w[1] * s[ix[1]] + w[2] * s[ix[2]] + w[3] * s[ix[3]];
 			}
 			continue;
@@ -464,7 +466,7 @@ mp_rs_apply_x(const mp_rs_tab *t, const float *src, size_t h, float *dst)
 		for (size_t i = 0; i < dn; i++) {
 			float acc = 0;
 			for (size_t k = 0; k < nt; k++)
-				acc += t->w[i * nt + k] * s[t->idx[i * nt + k]];
+				acc += wt[i * nt + k] * s[idx[i * nt + k]];
 			d[i] = acc;
 		}
 	}
