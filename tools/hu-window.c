@@ -43,8 +43,8 @@ static const mp_prog prog = {
 	"over the clipped frame (min and max of the clipped voxels, which differ from the "
 	"window bounds when the image does not reach them), times the output range; integer "
 	"outputs are truncated toward zero (numpy's astype(uint8)). Computed in double "
-	"precision, in single precision for float input (as numpy does). The whole frame is "
-	"held in memory (its input size plus its output size).\n\n"
+	"precision, in single precision for float input (as numpy does). The input frame is "
+	"held in memory; the output is written in slabs.\n\n"
 	"--percentiles LO,HI sets the window to [P(LO), P(HI)] computed over the frame; "
 	"with --nonzero only voxels > 0 count and voxels equal to 0 stay 0 (MedSAM's MR "
 	"preprocessing: percentiles 0.5,99.5 --nonzero --mapping medsam). The frame is held "
@@ -171,20 +171,28 @@ window_frame(mp_in *in, mp_frame *f, mp_out *o)
 		m.in_lo = mn < lo ? lo : mn > hi ? hi : mn;
 		m.in_hi = mx < lo ? lo : mx > hi ? hi : mx;
 	}
-	void *dst = NULL;
-	size_t nb;
-	if (mp_mulsize(n, mp_type_size(out_type), &nb) < 0 || !(dst = malloc(nb ? nb : 1)))
+	/* the input is held; the output goes out in slabs */
+	size_t chunk = 1 << 20, ssz = mp_type_size(st), dsz = mp_type_size(out_type);
+	void *db = malloc(chunk * dsz);
+	if (!db)
 		return mp_seterr("%s: frame %d: out of memory", mp_in_name(in), mp_in_frameno(in));
-	if (mp_dev_window_apply(dev, dst, out_type, f->data, st, n, &m) < 0) {
-		free(dst);
-		return -1;
-	}
-	free(f->data);
-	f->data = dst;
 	f->type = out_type;
 	set_keys(f, &m, (lo + hi) / 2, hi - lo);
 	mp_frame_touch(f);
-	return mp_out_frame(o, f);
+	if (mp_out_header(o, f) < 0)
+		goto fail2;
+	for (size_t done = 0; done < n;) {
+		size_t k = n - done < chunk ? n - done : chunk;
+		if (mp_dev_window_apply(dev, db, out_type, (const unsigned char *)f->data + done * ssz, st, k, &m) < 0 ||
+		    mp_out_data(o, db, k * dsz) < 0)
+			goto fail2;
+		done += k;
+	}
+	free(db);
+	return 0;
+fail2:
+	free(db);
+	return -1;
 }
 
 static int
