@@ -185,6 +185,10 @@ crop_case(casebuf *c, mp_out *o)
 		mp_frame *f = &c->f[i], g;
 		size_t fs[3];
 		if (mp_frame_xyz(f, &fs[0], &fs[1], &fs[2]) < 0 || fs[0] != s[0] || fs[1] != s[1] || fs[2] != s[2] || f->dim != lab->dim) {
+			const char *role = mp_role(f);
+			if (strcmp(role, "image") == 0 || strcmp(role, "label") == 0 || strcmp(role, "mask") == 0)
+				mp_warn("%s: case %s: a frame of role %s is not on the grid of the %s frame: passed uncropped",
+				        c->name, cname, role, from);
 			if (pass_buffered(f, o) < 0)
 				goto fail;
 			continue;
