@@ -35,7 +35,7 @@ def out(kind, name, why=""):
     global fails
     if kind == "FAIL":
         fails += 1
-    print("%s %s%s" % (kind, name, (": " + why) if why else ""), flush=True)
+    print("%s %s%s" % (kind, name, (": " + why) if why and kind != "PASS" else ""), flush=True)
 
 
 def run(args):
@@ -464,7 +464,34 @@ def t_pydicom():
         "pydicom files: %d converted, %d compared equal to pydicom" % (conv, compared - len(differ)), "; ".join(differ))
 
 
-for t in (t_mr_syntaxes, t_12bit, t_ct_syntaxes, t_ct_3slice, t_ct_j2k, t_ct_tilt, t_pydicom, t_pydicom_twins):
+PHI_TAGS = ("PatientName", "PatientID", "PatientBirthDate", "StudyDate", "SeriesDate", "AcquisitionDate",
+            "ContentDate", "AccessionNumber", "InstitutionName", "InstitutionAddress", "ReferringPhysicianName",
+            "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "StudyID", "OperatorsName")
+
+
+def t_privacy():
+    import pydicom
+    for sub in ("mr-syntaxes/In/1.dcm", "ct-tilt/In", "ct-3slice/In", "ct-j2k-series/In", "12bit/In"):
+        p = os.path.join(DCM, sub)
+        if not os.path.exists(p):
+            out("SKIP", "privacy " + sub, "no data")
+            continue
+        fs = [p] if os.path.isfile(p) else sorted(glob.glob(os.path.join(p, "*")))
+        vals = set()
+        for f in fs:
+            ds = pydicom.dcmread(f, stop_before_pixels=True)
+            for k in PHI_TAGS:
+                v = str(ds.get(k, "") or "").strip()
+                if len(v) >= 6:
+                    vals.add(v)
+        rc, o, e = run([p])
+        leaked = [v for v in vals if v.encode() in o]
+        ok = rc == 0 and not leaked and len(vals) > 0
+        out("PASS" if ok else "FAIL", "privacy %s: none of %d identifying values in the output" % (sub, len(vals)),
+            "rc %d leaked %s" % (rc, leaked[:3]))
+
+
+for t in (t_privacy, t_mr_syntaxes, t_12bit, t_ct_syntaxes, t_ct_3slice, t_ct_j2k, t_ct_tilt, t_pydicom, t_pydicom_twins):
     try:
         t()
     except Exception as e:  # a test bug must not hide the other cases
