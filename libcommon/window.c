@@ -164,13 +164,37 @@ mp_window_apply(void *dst, mp_type dt, const void *src, mp_type st, size_t n, co
 	}
 }
 
-static int
-cmpd(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
+/* quickselect: afterwards a[k] is the k-th smallest, a[0..k-1] <= a[k] <= a[k+1..] */
+#define SELECT(NAME, T)                                                      \
+	static void NAME(T *a, size_t n, size_t k)                           \
+	{                                                                    \
+		size_t lo = 0, hi = n - 1;                                   \
+		while (hi > lo) {                                            \
+			size_t mid = lo + (hi - lo) / 2, i = lo, j = hi;     \
+			T x;                                                 \
+			/* median of three as the pivot */                   \
+			if (a[mid] < a[lo]) { x = a[mid]; a[mid] = a[lo]; a[lo] = x; } \
+			if (a[hi] < a[lo]) { x = a[hi]; a[hi] = a[lo]; a[lo] = x; }    \
+			if (a[hi] < a[mid]) { x = a[hi]; a[hi] = a[mid]; a[mid] = x; } \
+			T piv = a[mid];                                      \
+			while (i <= j) {                                     \
+				while (a[i] < piv) i++;                      \
+				while (piv < a[j]) j--;                      \
+				if (i <= j) {                                \
+					x = a[i]; a[i] = a[j]; a[j] = x;     \
+					i++;                                 \
+					if (j == 0) break;                   \
+					j--;                                 \
+				}                                            \
+			}                                                    \
+			if (k <= j) hi = j;                                  \
+			else if (k >= i) lo = i;                             \
+			else return;                                         \
+		}                                                            \
+	}
+SELECT(select_f, float)
+SELECT(select_d, double)
+#undef SELECT
 
 /* numpy's linear interpolation between sorted neighbours (its _lerp) */
 static double
@@ -226,25 +250,54 @@ mp_percentiles(const void *src, mp_type st, size_t n, int positive_only,
 		free(hist);
 		return 0;
 	}
-	double *v = malloc((n ? n : 1) * sizeof *v);
+	/* float input is copied as floats (exact), other types as doubles; the
+	 * order statistics come from quickselect, not a full sort */
+	int single = st == MP_FLOAT32;
+	size_t esz = single ? sizeof(float) : sizeof(double);
+	void *v = malloc((n ? n : 1) * esz);
 	if (!v)
 		return mp_seterr("out of memory for %zu values", n);
 	for (size_t i = 0; i < n; i++) {
 		double x = mp_get(src, st, i);
 		if (isnan(x) || (positive_only && !(x > 0)))
 			continue;
-		v[cnt++] = x;
+		if (single)
+			((float *)v)[cnt++] = (float)x;
+		else
+			((double *)v)[cnt++] = x;
 	}
 	if (cnt == 0) {
 		free(v);
 		return mp_seterr("no %svoxels to take percentiles of", positive_only ? "positive " : "");
 	}
-	qsort(v, cnt, sizeof *v, cmpd);
 	for (int k = 0; k < np; k++) {
 		double vi = (double)(cnt - 1) * (p[k] / 100.0);
-		double lo = floor(vi), g = vi - lo;
-		size_t r0 = (size_t)lo, r1 = r0 + 1 < cnt ? r0 + 1 : cnt - 1;
-		out[k] = lerp(v[r0], v[r1], g);
+		double lo = floor(vi), g = vi - lo, a, b;
+		size_t r0 = (size_t)lo;
+		if (single) {
+			float *f = v;
+			select_f(f, cnt, r0);
+			a = f[r0];
+			b = a;
+			if (r0 + 1 < cnt) {   /* the next order statistic: the least above r0 */
+				b = f[r0 + 1];
+				for (size_t i = r0 + 2; i < cnt; i++)
+					if (f[i] < b)
+						b = f[i];
+			}
+		} else {
+			double *d = v;
+			select_d(d, cnt, r0);
+			a = d[r0];
+			b = a;
+			if (r0 + 1 < cnt) {
+				b = d[r0 + 1];
+				for (size_t i = r0 + 2; i < cnt; i++)
+					if (d[i] < b)
+						b = d[i];
+			}
+		}
+		out[k] = lerp(a, b, g);
 	}
 	free(v);
 	return 0;
