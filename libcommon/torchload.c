@@ -79,8 +79,8 @@ tensor_fill(mp_tensor *t, const unsigned char *st, size_t st_numel, int64_t off,
 	int64_t maxi = off;
 
 	for (int i = 0; i < t->ndim; i++) {
-		if (t->shape[i] < 0 || stride[i] < 0)
-			return mp_seterr("tensor %s: negative size or stride", t->name);
+		if (t->shape[i] < 0 || stride[i] < 0 || t->shape[i] > ((int64_t)1 << 40) || stride[i] > ((int64_t)1 << 40))
+			return mp_seterr("tensor %s: bad size or stride", t->name);
 		if (t->shape[i] == 0)
 			n = 0;
 		else
@@ -1090,10 +1090,12 @@ jstr(js *j, char *buf, size_t n)
 }
 
 static int
-jskip(js *j)
+jskip_d(js *j, int depth)
 {
 	char tmp[8];
 
+	if (depth > 64)
+		return mp_seterr("safetensors header: nested too deeply");
 	jws(j);
 	if (j->p >= j->end)
 		return mp_seterr("safetensors header: truncated");
@@ -1109,7 +1111,7 @@ jskip(js *j)
 				if (jstr(j, tmp, sizeof tmp) || !jlit(j, ':'))
 					return mp_seterr("safetensors header: bad object");
 			}
-			if (jskip(j))
+			if (jskip_d(j, depth + 1))
 				return -1;
 		} while (jlit(j, ','));
 		if (!jlit(j, close))
@@ -1122,16 +1124,28 @@ jskip(js *j)
 }
 
 static int
+jskip(js *j)
+{
+	return jskip_d(j, 0);
+}
+
+static int
 jint(js *j, int64_t *v)
 {
-	char *e;
+	char *e, buf[32];
+	size_t n = 0;
 
 	jws(j);
+	while (n + 1 < sizeof buf && j->p + n < j->end && (j->p[n] == '-' || (j->p[n] >= '0' && j->p[n] <= '9'))) {
+		buf[n] = j->p[n];
+		n++;
+	}
+	buf[n] = 0;
 	errno = 0;
-	long long x = strtoll(j->p, &e, 10);
-	if (e == j->p || errno || e > j->end)
+	long long x = strtoll(buf, &e, 10);
+	if (e == buf || errno || *e)
 		return mp_seterr("safetensors header: integer expected");
-	j->p = e;
+	j->p += n;
 	*v = x;
 	return 0;
 }

@@ -234,6 +234,19 @@ else:
     else:
         ok("mask-geometry", False, err)
 
+# RGB slice (colour on the first axis), sam mode, padded
+rgb = np.stack([smooth_image(192, S) for _ in range(3)], -1)
+with open(os.path.join(T, "rgb.nrrd"), "wb") as f:
+    f.write(nrrdframe.frame(rgb, dirs=[None, (1, 0, 0), (0, 1, 0)], extra="kinds: RGB-color domain domain"))
+rc, out, err = run("%s/sam-embed -w %s --mode sam %s/rgb.nrrd" % (BIN, CK, T))
+if rc:
+    ok("embed-tiny-rgb", False, err.strip())
+else:
+    with torch.no_grad():
+        ref = sam.image_encoder(sam.preprocess(torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))))[None])
+    e = relerr(mpstream.read_frames(out)[0].array[0], ref[0].numpy())
+    ok("embed-tiny-rgb", e <= 1e-4, "rel err %.3g" % e)
+
 # from-label and 3-D propagation (medsam mode, slices of the model's size)
 vol = np.stack([smooth_image(S, S) for _ in range(5)])
 lab = np.zeros(vol.shape, np.uint8)
