@@ -465,6 +465,14 @@ read_file(mp_dicom_scan *s, size_t fi)
 		base_resc[0] = 1;
 	if (!strcmp(m->modality, "RTDOSE") && mp_dcm_nums(d, "3004,000e", v, 1) == 1 && v[0] > 0)
 		base_resc[0] *= v[0];   /* DoseGridScaling: stored values to Gy */
+	for (int k = 0; k < 3; k++)
+		if (!isfinite(base_ipp[k]))
+			hipp = 0;
+	for (int k = 0; k < 6; k++)
+		if (!isfinite(base_iop[k]))
+			hiop = 0;
+	if (!(isfinite(base_ps[0]) && isfinite(base_ps[1]) && base_ps[0] < 1e6 && base_ps[1] < 1e6))
+		base_ps[0] = base_ps[1] = 1;
 	if (hiop) {
 		double a = norm3(base_iop), b = norm3(base_iop + 3);
 		if (!(a > 0.5 && a < 1.5 && b > 0.5 && b < 1.5))
@@ -582,6 +590,11 @@ read_file(mp_dicom_scan *s, size_t fi)
 						y.iop[k] /= la, y.iop[3 + k] /= lb;
 			}
 			y.has_geo = (a || hipp) && (b || hiop);
+			for (int k = 0; k < 6; k++)
+				if (!isfinite(y.iop[k]) || (k < 3 && !isfinite(y.ipp[k])))
+					y.has_geo = 0;
+			if (!(y.ps[0] > 0 && y.ps[1] > 0 && isfinite(y.ps[0]) && isfinite(y.ps[1])))
+				y.ps[0] = y.ps[1] = 1;
 			snprintf(p, sizeof p, "5200,9230[%d]/0028,9110[0]/0028,0030", fn);
 			mp_dcm_nums(dd, p, y.ps, 2);
 			snprintf(p, sizeof p, "5200,9230[%d]/0028,9145[0]/0028,1053", fn);

@@ -105,6 +105,54 @@ def write_series(folder, vol, *, series_uid=None, series_number=1, modality="CT"
     return files, series_uid
 
 
+def write_enhanced(path, stored, *, order, iop=(1, 0, 0, 0, 1, 0), origin=(0.0, 0.0, 0.0), spacing=(0.5, 0.6, 1.5),
+                   intercepts=None, slope=1.0, series_uid="1.2.826.0.1.3680043.8.498.2001"):
+    """one Enhanced CT object: frame f holds slice order[f] of stored (z, y, x int16),
+    with its own PlanePositionSequence and PixelValueTransformationSequence
+    (intercepts[slice]); orientation and pixel spacing in the shared groups"""
+    from pydicom.sequence import Sequence
+    iop = np.array(iop, float)
+    n = np.cross(iop[:3], iop[3:])
+    ds = Dataset()
+    fm = FileMetaDataset()
+    fm.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2.1"
+    fm.MediaStorageSOPInstanceUID = series_uid + ".1"
+    fm.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta = fm
+    ds.SOPClassUID, ds.SOPInstanceUID = fm.MediaStorageSOPClassUID, fm.MediaStorageSOPInstanceUID
+    ds.Modality, ds.SeriesInstanceUID, ds.SeriesNumber = "CT", series_uid, 9
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    ds.Rows, ds.Columns = stored.shape[1], stored.shape[2]
+    ds.NumberOfFrames = len(order)
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    sh = Dataset()
+    pm = Dataset()
+    pm.PixelSpacing = [spacing[1], spacing[0]]
+    pm.SliceThickness = spacing[2]
+    po = Dataset()
+    po.ImageOrientationPatient = [float(x) for x in iop]
+    sh.PixelMeasuresSequence = Sequence([pm])
+    sh.PlaneOrientationSequence = Sequence([po])
+    ds.SharedFunctionalGroupsSequence = Sequence([sh])
+    per = []
+    for k in order:
+        fg = Dataset()
+        pp = Dataset()
+        pp.ImagePositionPatient = [round(float(x), 6) for x in np.array(origin) + k * spacing[2] * n]
+        fg.PlanePositionSequence = Sequence([pp])
+        pv = Dataset()
+        pv.RescaleSlope = slope
+        pv.RescaleIntercept = float(intercepts[k]) if intercepts is not None else 0.0
+        pv.RescaleType = "HU"
+        fg.PixelValueTransformationSequence = Sequence([pv])
+        per.append(fg)
+    ds.PerFrameFunctionalGroupsSequence = Sequence(per)
+    ds.PixelData = np.ascontiguousarray(stored[list(order)].astype("<i2")).tobytes()
+    ds.is_little_endian, ds.is_implicit_VR = True, False
+    ds.save_as(path, write_like_original=False)
+
+
 def phantom(shape, seed=0):
     """a smooth CT-like volume in HU, int16 range"""
     rng = np.random.default_rng(seed)

@@ -193,6 +193,20 @@ def body(tmp):
     ok = f is not None and f.fields["type"] == "float" and np.array_equal(f.array, (st * 0.25 - 7.5).astype(np.float32))
     out("PASS" if ok else "FAIL", "non-integer slope: float32, exact", e)
 
+    # enhanced CT: frames out of position order, per-frame rescale intercepts
+    st = rng.integers(0, 3000, (7, 8, 9)).astype(np.int16)
+    inter = np.array([-1024, -1000, -1024, -900, -1024, -1100, -1024], float)
+    order = [3, 0, 6, 2, 5, 1, 4]
+    iop = (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)
+    dcmtree.write_enhanced(os.path.join(px, "enh.dcm"), st, order=order, iop=iop, origin=(5.0, -3.0, 7.0),
+                           spacing=(0.5, 0.6, 1.5), intercepts=inter)
+    rc, o, e = run([os.path.join(px, "enh.dcm")])
+    f = read_frames(o)[0] if rc == 0 else None
+    want = st + inter[:, None, None]
+    ok = f is not None and np.array_equal(f.array, want) and \
+        np.allclose(affine(f), expected_affine(iop, (5.0, -3.0, 7.0), (0.5, 0.6, 1.5)), atol=1e-5)
+    out("PASS" if ok else "FAIL", "enhanced CT: frames ordered by PlanePositionSequence, per-frame rescale", e)
+
 
 main()
 sys.exit(1 if fails else 0)
