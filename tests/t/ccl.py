@@ -207,6 +207,23 @@ if ndi is not None:
     rc2, out2, err2 = run(["--min", "6"], frame(multi, spacing=(2.0, 2.0, 2.5)))
     ok("ccl-min-mm3", rc == 0 and rc2 == 0 and np.array_equal(read_frames(out)[0][1], read_frames(out2)[0][1]), err + err2)
 
+    rc, out, err = run(["--min2d-mm2", "12", "--connectivity2d", "4"], frame(multi, spacing=(2.0, 2.0, 2.5)))
+    rc2, out2, err2 = run(["--min2d", "3", "--connectivity2d", "4"], frame(multi, spacing=(2.0, 2.0, 2.5)))
+    ok("ccl-min2d-mm2", rc == 0 and rc2 == 0 and np.array_equal(read_frames(out)[0][1], read_frames(out2)[0][1])
+       and not np.array_equal(read_frames(out)[0][1], multi), err + err2)
+
+# --- --ids: the cleaned frame, then its component ids (role instance)
+rc, out, err = run(["--min", "4", "--ids", "-c", "18"], frame(multi))
+fr = read_frames(out) if rc == 0 else []
+good = len(fr) == 2 and fr[1][0].get("medpipe.role") == "instance" and fr[1][1].dtype == np.uint32
+if good and cc3d is not None:
+    ref, n = cc3d.connected_components(fr[0][1].copy(), connectivity=18, return_N=True)
+    good = int(fr[1][0].get("medpipe.components", -1)) == n and same_partition(fr[1][1], ref)
+ok("ccl-ids-frame", good, err)
+rc, out, err = run(["--ids-only", "--ids64"], frame(multi))
+fr = read_frames(out) if rc == 0 else []
+ok("ccl-ids64", len(fr) == 1 and fr[0][1].dtype == np.uint64 and np.array_equal(fr[0][1], ids_of(multi, 26)), err)
+
 # --- pass-through of other roles, byte for byte
 img = frame(rng.integers(-100, 100, (3, 4, 5)).astype(np.int16), role="image")
 rc, out, err = run(["--min", "5"], img + frame(multi))
