@@ -35,11 +35,26 @@ def write(n, name):
     return f, len(hdr), n
 
 
+def cpu():
+    a = os.times()
+    return a.user + a.system + a.children_user + a.children_system
+
+
 def best(fn, k=3):
-    ts = []
+    """best wall time and best CPU time (this process and its children) of k runs"""
+    ts, cs = [], []
     for _ in range(k):
-        t = time.perf_counter(); fn(); ts.append(time.perf_counter() - t)
-    return min(ts)
+        c, t = cpu(), time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+        cs.append(cpu() - c)
+    return min(ts), min(cs)
+
+
+def ratio(what, a, b, na, nb):
+    """a: medpipe (wall, cpu), b: peer"""
+    print("%s: medpipe %.3f s (cpu %.3f s), %s %.3f s (cpu %.3f s), ratio %s/medpipe %.2fx wall, %.2fx cpu"
+          % (what, a[0], a[1], nb, b[0], b[1], nb, b[0] / a[0], b[1] / a[1]))
 
 
 def mp(f, interp):
@@ -58,8 +73,7 @@ else:
             with open(os.devnull, "wb") as out:
                 for s in a:
                     out.write(cv2.resize(s, (1024, 1024), interpolation=flag).tobytes())
-        tm, tr = best(mp(big[0], interp)), best(ref)
-        print("vol-resize %-8s 512->1024 x50 int16: medpipe %.3f s, OpenCV %.3f s, ratio OpenCV/medpipe %.2fx" % (interp, tm, tr, tr / tm))
+        ratio("vol-resize %-8s 512->1024 x50 int16" % interp, best(mp(big[0], interp)), best(ref), "medpipe", "OpenCV")
 small = write(4, "ct4.nrrd")
 if skresize is None:
     print("vol-resize bspline3 vs scikit-image: skipped (scikit-image missing)")
@@ -71,8 +85,7 @@ else:
             for s in a:
                 r = skresize(s.astype(np.float64), (1024, 1024), order=3, anti_aliasing=True, preserve_range=True)
                 out.write(np.round(r).astype(np.int16).tobytes())
-    tm, tr = best(mp(small[0], "bspline3")), best(ref, 1)
-    print("vol-resize bspline3 512->1024 x4 int16: medpipe %.3f s, scikit-image %.3f s, ratio scikit-image/medpipe %.1fx" % (tm, tr, tr / tm))
+    ratio("vol-resize bspline3 512->1024 x4 int16", best(mp(small[0], "bspline3")), best(ref, 1), "medpipe", "scikit-image")
 for f in os.listdir(d):
     os.unlink(os.path.join(d, f))
 os.rmdir(d)
