@@ -8,7 +8,7 @@ against scikit-image's resize(order=3, anti_aliasing=True,
 preserve_range=True) within 1e-5 (3 slices; all with MEDPIPE_SLOW=1).
 
 The frames are written from nibabel's reading of the NIfTI files (not from
-SimpleITK's), or by vol-cat when it is built."""
+SimpleITK's) and, when vol-cat is built, also by vol-cat itself."""
 import os
 import subprocess
 import sys
@@ -95,9 +95,9 @@ def reference(ct, seg, modality, t3, t2):
     return pre[z, :, :], gt[z, :, :], img_sitk.GetSpacing()
 
 
-def pipeline(stream, window, t3, t2, out, extra=()):
+def pipeline(stream, window, t3, t2, out, extra=(), first=None):
     b = lambda t: os.path.join(BIN, t)
-    cmd = [[b("hu-window"), "--mapping", "medsam"] + window,
+    cmd = ([first] if first else []) + [[b("hu-window"), "--mapping", "medsam"] + window,
            [b("ccl-clean"), "--min", str(t3), "--min2d", str(t2)],
            [b("roi-crop"), "--slices", "labelled"],
            [b("vol2npz"), "--layout", "medsam", "-o", out] + list(extra)]
@@ -110,7 +110,7 @@ def pipeline(stream, window, t3, t2, out, extra=()):
             prev.stdout.close()
         procs.append(p)
         prev = p
-    procs[0].stdin.write(stream)
+    procs[0].stdin.write(stream or b"")
     procs[0].stdin.close()
     errs = []
     for p in procs:
@@ -125,11 +125,30 @@ cases = (("medsam-ct", "example_ct_sm.nii.gz", "example_seg.nii.gz", "CT", 1000,
          ("medsam-ct-lite", "example_ct_sm.nii.gz", "example_seg.nii.gz", "CT", 100, 10, ["--level", "40", "--width", "400"]),
          ("medsam-mr", "example_mr_sm.nii.gz", "example_seg_mr.nii.gz", "MR", 1000, 100,
           ["--percentiles", "0.5,99.5", "--nonzero"]))
+# a label map whose first 10 slices hold only specks: slice selection must drop them
+sp = nib.load(os.path.join(TS, "example_seg.nii.gz"))
+sd = np.asanyarray(sp.dataobj).copy()
+sd[:, :, :10] = 0
+sd[40:43, 50:53, 2] = 7
+sd[60, 60, 5] = 3
+nib.save(nib.Nifti1Image(sd, sp.affine, sp.header), os.path.join(T, "sparse_seg.nii.gz"))
+cases += (("medsam-ct-sparse", "example_ct_sm.nii.gz", os.path.join(T, "sparse_seg.nii.gz"), "CT", 1000, 100,
+           ["--preset", "soft-tissue"]),)
+volcat = os.access(os.path.join(BIN, "vol-cat"), os.X_OK)
+if volcat:
+    cases += (("medsam-ct-volcat",) + cases[0][1:], ("medsam-mr-volcat",) + cases[2][1:])
+else:
+    print("SKIP medsam-ct-volcat: vol-cat not built")
+    print("SKIP medsam-mr-volcat: vol-cat not built")
 for name, ct, seg, mod, t3, t2, win in cases:
     ct, seg = os.path.join(TS, ct), os.path.join(TS, seg)
     out = os.path.join(T, name + ".npz")
-    stream = nifti_frame(ct, "image", name) + nifti_frame(seg, "label", name)
-    err = pipeline(stream, win, t3, t2, out)
+    if name.endswith("-volcat"):
+        # the real user pipeline: vol-cat reads the NIfTI files itself
+        err = pipeline(None, win, t3, t2, out, first=[os.path.join(BIN, "vol-cat"), ct, "--label", seg])
+    else:
+        stream = nifti_frame(ct, "image", name) + nifti_frame(seg, "label", name)
+        err = pipeline(stream, win, t3, t2, out)
     if err:
         ok(name, False, err)
         continue
