@@ -667,7 +667,7 @@ mp_fsink_zstart(mp_fsink *s, int zmode, int level)
 	if (s->zmode || !zmode)
 		return 0;
 	if (level < 1 || level > 9)
-		level = 6;
+		level = 1; /* fast: a few % larger than 6, about 5x quicker on CT */
 	if (deflateInit2(&s->zs, level, Z_DEFLATED, zmode == 1 ? 15 + 16 : 15, 8, Z_DEFAULT_STRATEGY) != Z_OK)
 		return mp_seterr("%s: cannot start the zlib encoder", s->path);
 	s->zmode = zmode;
@@ -824,7 +824,7 @@ mp_fmt_zlib_mem(const void *buf, size_t n, int level, unsigned char **out, size_
 	if (!p)
 		return mp_seterr("out of memory for %lu bytes", (unsigned long)cap);
 	if (level < 1 || level > 9)
-		level = 6;
+		level = 1; /* fast: a few % larger than 6, about 5x quicker on CT */
 	if (compress2(p, &cap, buf, (uLong)n, level) != Z_OK) {
 		free(p);
 		return mp_seterr("zlib compression failed");

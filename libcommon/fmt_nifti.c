@@ -478,7 +478,8 @@ mp_nifti_read(const char *path, mp_frame *f)
 			mp_seterr("%s: dim[%d] is %lld (sizes must be positive)", name, i, (long long)h.dim[i]);
 			goto out;
 		}
-	while (nd > 4 && h.dim[nd] == 1)
+	/* trailing axes of size 1 beyond the third are dropped (x,y,z,1 is 3D) */
+	while (nd > 3 && h.dim[nd] == 1)
 		nd--;
 	t = dt_type(h.datatype, &ch);
 	if (t == MP_NONE) {

@@ -119,16 +119,30 @@ def expect_refusal(name, path, pattern=None):
 def nib_arrays(img):
     """nibabel's voxels in our (C order, NRRD axes reversed) layout."""
     a = np.asanyarray(img.dataobj)
+    while a.ndim > 3 and a.shape[-1] == 1:  # medpipe reads x,y,z,1 as 3D
+        a = a[..., 0]
     return np.transpose(a)
 
 
-def check_nifti_file(path):
-    name = "nibabel-" + os.path.relpath(path, DATA).replace("/", "-")
+def check_nifti_file(path, name=None):
+    name = name or "nibabel-" + os.path.relpath(path, DATA).replace("/", "-")
     try:
         img = nib.load(path)
         ref = nib_arrays(img)
     except Exception as e:  # nibabel cannot read it: we must refuse it too
         expect_refusal(name + "-refused", path, "missing|not")
+        if path.endswith(".hdr") and os.path.exists(path) and not os.path.basename(path).startswith("withimg-"):
+            # a header without its .img: give it one (random voxels) and
+            # compare the header's geometry and scaling with nibabel
+            import shutil
+            hdr = os.path.join(T, "withimg-" + os.path.basename(path))
+            shutil.copy(path, hdr)
+            os.chmod(hdr, 0o644)
+            h = nib.load(hdr).header
+            # (nibabel shows vox_offset 0 for a loaded pair but reads at the file's value)
+            n = int(np.prod(h.get_data_shape())) * h.get_data_dtype().itemsize + 4096
+            open(hdr[:-4] + ".img", "wb").write(np.random.default_rng(3).integers(0, 255, n, dtype=np.uint8).tobytes())
+            check_nifti_file(hdr, name + "-with-img")
         return
     try:
         fr = cat(path)[0]
@@ -185,6 +199,35 @@ def nrrd_numpy(path):
     bs = int(f.get("byte skip", 0))
     raw = raw[-n * dt.itemsize:] if bs == -1 else raw[bs:bs + n * dt.itemsize]
     return np.frombuffer(raw, dtype=dt).reshape(sizes[::-1]).astype(dt.newbyteorder("="))
+
+
+def check_analyze():
+    """Analyze 7.5 (no NIfTI magic) and SPM variants written by nibabel"""
+    a = (np.arange(6 * 5 * 4, dtype=np.int16) * 11 - 500).reshape(6, 5, 4)
+    aff = np.diag([-2.0, 3.0, 4.0, 1.0])
+    aff[:3, 3] = [10, -20, 30]
+    for cls in (nib.AnalyzeImage, nib.Spm99AnalyzeImage, nib.Spm2AnalyzeImage):
+        img = cls(a, aff)
+        if cls is not nib.AnalyzeImage:
+            img.header.set_slope_inter(0.5, None)
+        p = os.path.join(T, cls.__name__ + ".hdr")
+        nib.save(img, p)
+        if os.path.exists(p[:-4] + ".mat"):
+            os.remove(p[:-4] + ".mat")  # SPM's MATLAB sidecar: medpipe reads the header only
+        check_nifti_file(p, "analyze-" + cls.__name__)
+    # a plain Analyze header with gl/cal scaling and an SPM origin
+    img = nib.Spm2AnalyzeImage(a, aff)
+    p = os.path.join(T, "spm2.hdr")
+    nib.save(img, p)
+    if os.path.exists(p[:-4] + ".mat"):
+        os.remove(p[:-4] + ".mat")
+    b = bytearray(open(p, "rb").read())
+    b[112:116] = np.float32(0).tobytes()          # no funused1 slope
+    b[124:132] = np.array([100, -50], "<f4").tobytes()  # cal_max, cal_min
+    b[140:148] = np.array([1000, -1000], "<i4").tobytes()  # glmax, glmin
+    b[253:259] = np.array([2, 3, 1], "<i2").tobytes()      # SPM origin (1-based)
+    open(p, "wb").write(bytes(b))
+    check_nifti_file(p, "analyze-spm2-glcal-origin")
 
 
 def check_nrrd_files():
@@ -432,6 +475,7 @@ def main():
                     check_nifti_file(p)
                 elif p.endswith(".mnc"):
                     skip("nibabel-" + os.path.basename(p), "MINC is not a medpipe format")
+            check_analyze()
             check_nrrd_files()
         check_meta_files()
         if nib is not None:
