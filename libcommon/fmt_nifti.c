@@ -668,7 +668,7 @@ mp_nifti_write(const char *path, const mp_frame *f, const mp_fmt_opts *o)
 	int64_t dim[8] = { 0 };
 	double pix[8] = { 1, 1, 1, 1, 1, 1, 1, 1 }, M[3][3], A[3][4], R[3][3], qfac = 1;
 	double qb = 0, qc = 0, qd = 0;
-	int qcode = 1, dt = type_dt(f->type), nd;
+	int qcode = 1, dt = type_dt(f->type), nd, rgb = 0;
 	unsigned char h[544];
 	char *hp = NULL, *dp = NULL;
 	mp_fsink *hs = NULL, *ds = NULL;
@@ -693,10 +693,20 @@ mp_nifti_write(const char *path, const mp_frame *f, const mp_fmt_opts *o)
 	}
 	if (vec < 0)
 		return mp_seterr("%s: NIfTI cannot hold this axis layout (a vector axis and non-spatial axes)", path);
+	/* uint8 colour: NIfTI's RGB24/RGBA32 keep the channels fastest, as the frame does */
+	if (vec && f->type == MP_UINT8 && ((f->size[0] == 3 && strcmp(f->kind[0], "RGB-color") == 0) ||
+					   (f->size[0] == 4 && strcmp(f->kind[0], "RGBA-color") == 0))) {
+		rgb = (int)f->size[0];
+		dt = rgb == 3 ? DT_RGB24 : DT_RGBA32;
+	}
 	if (f->dim == 0 || nsp == 0)
 		nsp = 0;
 	/* dimensions: spatial axes, then (after padding to 3) the others */
-	if (vec) {
+	if (rgb) {
+		nd = nsp;
+		for (int i = 0; i < nsp; i++)
+			dim[i + 1] = (int64_t)f->size[i + 1];
+	} else if (vec) {
 		nd = 5;
 		for (int i = 0; i < 3; i++)
 			dim[i + 1] = i < nsp ? (int64_t)f->size[i + 1] : 1;
@@ -764,7 +774,7 @@ mp_nifti_write(const char *path, const mp_frame *f, const mp_fmt_opts *o)
 		p32(h, 0, 540);
 		memcpy(h + 4, pair ? "ni2\0\r\n\032\n" : "n+2\0\r\n\032\n", 8);
 		p16(h, 12, dt);
-		p16(h, 14, (int)mp_type_size(f->type) * 8);
+		p16(h, 14, rgb ? rgb * 8 : (int)mp_type_size(f->type) * 8);
 		for (int i = 0; i < 8; i++) {
 			p64(h, 16 + 8 * (size_t)i, dim[i]);
 			pd(h, 104 + 8 * (size_t)i, pix[i]);
@@ -785,7 +795,7 @@ mp_nifti_write(const char *path, const mp_frame *f, const mp_fmt_opts *o)
 			for (int c = 0; c < 4; c++)
 				pd(h, 400 + 32 * (size_t)r + 8 * (size_t)c, A[r][c]);
 		p32(h, 500, 2); /* mm */
-		p32(h, 504, vec ? INTENT_VECTOR : 0);
+		p32(h, 504, vec && !rgb ? INTENT_VECTOR : 0);
 	} else {
 		p32(h, 0, 348);
 		h[38] = 'r';
@@ -793,9 +803,9 @@ mp_nifti_write(const char *path, const mp_frame *f, const mp_fmt_opts *o)
 			p16(h, 40 + 2 * (size_t)i, (int)dim[i]);
 			pf(h, 76 + 4 * (size_t)i, pix[i]);
 		}
-		p16(h, 68, vec ? INTENT_VECTOR : 0);
+		p16(h, 68, vec && !rgb ? INTENT_VECTOR : 0);
 		p16(h, 70, dt);
-		p16(h, 72, (int)mp_type_size(f->type) * 8);
+		p16(h, 72, rgb ? rgb * 8 : (int)mp_type_size(f->type) * 8);
 		pf(h, 108, pair ? 0 : 352);
 		pf(h, 112, 1);
 		pf(h, 116, 0);
@@ -814,7 +824,7 @@ mp_nifti_write(const char *path, const mp_frame *f, const mp_fmt_opts *o)
 				pf(h, 280 + 16 * (size_t)r + 4 * (size_t)c, A[r][c]);
 		memcpy(h + 344, pair ? "ni1\0" : "n+1\0", 4);
 	}
-	if (vec) {
+	if (vec && !rgb) {
 		/* channels fastest in the frame, slowest in NIfTI */
 		size_t es = mp_type_size(f->type), nch = f->size[0], inner = mp_frame_nvox(f) / nch;
 		unsigned char *dst = malloc(mp_frame_nbytes(f) ? mp_frame_nbytes(f) : 1);

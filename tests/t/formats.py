@@ -230,6 +230,30 @@ def check_analyze():
     check_nifti_file(p, "analyze-spm2-glcal-origin")
 
 
+def check_rgb():
+    """RGB24 NIfTI from nibabel read as a first axis of 3; ours read by nibabel"""
+    rgb = np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")])
+    a = np.zeros((4, 5, 3), dtype=rgb)
+    a["R"] = np.arange(60).reshape(4, 5, 3)
+    a["G"] = 7
+    a["B"] = np.arange(60).reshape(4, 5, 3)[::-1] * 3
+    p = os.path.join(T, "rgb.nii")
+    aff = np.diag([-1.5, 2, 3, 1.0])
+    nib.save(nib.Nifti1Image(a, aff), p)
+    want = np.stack([a["R"], a["G"], a["B"]], -1).transpose(2, 1, 0, 3)
+    try:
+        fr = cat(p)[0]
+        ok("nibabel-rgb24-read", fr.array.shape == want.shape and np.array_equal(fr.array, want) and
+           fr.fields["kinds"].startswith("RGB-color"), "voxels/kinds differ")
+        out = os.path.join(T, "rgb-ours.nii.gz")
+        conv(p, out)
+        b = np.asanyarray(nib.load(out).dataobj)
+        ok("nibabel-rgb24-write", b.dtype == rgb and np.array_equal(b, a) and close(nib.load(out).affine, aff),
+           "nibabel reads other voxels")
+    except RuntimeError as e:
+        ok("nibabel-rgb24", False, str(e))
+
+
 def check_nrrd_files():
     d = os.path.join(DATA, "nrrd", "pynrrd")
     twin = os.path.join(d, "BallBinary30x30x30.nii.gz")
@@ -476,6 +500,7 @@ def main():
                 elif p.endswith(".mnc"):
                     skip("nibabel-" + os.path.basename(p), "MINC is not a medpipe format")
             check_analyze()
+            check_rgb()
             check_nrrd_files()
         check_meta_files()
         if nib is not None:

@@ -339,6 +339,43 @@ shapes(void)
 }
 
 static void
+rgb(void)
+{
+	mp_frame f, g;
+	int ok = 1;
+	unsigned char b[16];
+	FILE *fp;
+
+	sample(&f, MP_UINT8, 3, 5, 4);
+	f.dim = 4;
+	f.size[3] = 3;
+	memmove(f.dir[1], f.dir[0], 3 * sizeof f.dir[0]);
+	memmove(f.has_dir + 1, f.has_dir, 3 * sizeof f.has_dir[0]);
+	f.has_dir[0] = 0;
+	f.dir[3][0] = f.dir[3][1] = 0;
+	f.dir[3][2] = 2.5;
+	f.size[0] = 3;
+	f.size[1] = 3;
+	f.size[2] = 5;
+	f.size[3] = 4;
+	snprintf(f.kind[0], sizeof f.kind[0], "RGB-color");
+	if (mp_frame_alloc(&f) < 0)
+		abort();
+	for (size_t i = 0; i < mp_frame_nvox(&f); i++)
+		((unsigned char *)f.data)[i] = (unsigned char)(i * 7);
+	ok &= mp_file_write(tp("rgb.nii"), &f) == 0 && mp_file_read1(tp("rgb.nii"), &g) == 0 && same_data(&f, &g) &&
+	      strcmp(g.kind[0], "RGB-color") == 0;
+	mp_frame_free(&g);
+	/* stored as DT_RGB24 (128), bitpix 24 */
+	fp = fopen(tp("rgb.nii"), "rb");
+	ok &= fp && fseek(fp, 70, SEEK_SET) == 0 && fread(b, 1, 4, fp) == 4 && b[0] == 128 && b[1] == 0 && b[2] == 24;
+	if (fp)
+		fclose(fp);
+	T_OK(ok, "nifti-rgb24");
+	mp_frame_free(&f);
+}
+
+static void
 options(void)
 {
 	mp_frame f, g;
@@ -667,6 +704,7 @@ main(int argc, char **argv)
 	roundtrips();
 	types();
 	shapes();
+	rgb();
 	options();
 	nifti_scaling();
 	nifti_bigendian();
