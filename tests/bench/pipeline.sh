@@ -104,5 +104,21 @@ print("pipeline: MedSAM CT preprocessing, %dx%dx%d int16 CT + labels, load avera
       % (shape[2], shape[1], shape[0], os.getloadavg()[0], os.cpu_count()))
 print("pipeline: medpipe (%s) %.3f s  Python (SimpleITK+cc3d+numpy) %.3f s  ratio %.2fx  outputs %s"
       % ("vol-cat" if src.startswith("bin/vol-cat") else "frames", to, tp, tp / to, "identical" if same else "DIFFER"))
+# where medpipe's time goes: each stage alone, file to file, CPU seconds (user+sys)
+import resource
+stages = [("vol-cat", "%s > %s/s0" % (src, T)),
+          ("hu-window", "bin/hu-window --preset soft-tissue --mapping medsam %s/s0 > %s/s1" % (T, T)),
+          ("ccl-clean", "bin/ccl-clean --min 1000 --min2d 100 %s/s1 > %s/s2" % (T, T)),
+          ("roi-crop", "bin/roi-crop --slices labelled %s/s2 > %s/s3" % (T, T)),
+          ("vol2npz", "bin/vol2npz --layout medsam -o %s/s.npz %s/s3" % (T, T))]
+parts = []
+for nm, cmd in stages:
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(cmd, shell=True, check=True)
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    parts.append("%s %.2f" % (nm if nm != "vol-cat" or src.startswith("bin/") else "cat", (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)))
+c0 = time.process_time()
+medsam_py(os.path.join(T, "py.npz"))
+print("pipeline: CPU seconds per medpipe stage: %s; Python: %.2f" % (", ".join(parts), time.process_time() - c0))
 subprocess.run(["rm", "-rf", T])
 EOF
