@@ -12,6 +12,9 @@
 
 #include <math.h>
 #include <pthread.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -378,66 +381,160 @@ mp_bspline_prefilter(double *c, size_t n)
 	free(w);
 }
 
-/* the prefilter along x (each row) and y (all columns at once, row by row) of a
- * w x h image of doubles */
-static void
-bspline_prefilter2d(double *im, size_t w, size_t h, double *wt)
+/* a parallel for over [0, n) in nt contiguous ranges */
+typedef void (*range_fn)(void *ctx, size_t a, size_t b);
+typedef struct { range_fn fn; void *ctx; size_t a, b; } par_job;
+
+static void *
+par_work(void *arg)
 {
+	par_job *j = arg;
+	j->fn(j->ctx, j->a, j->b);
+	return NULL;
+}
+
+static void
+par_for(int nt, size_t n, range_fn fn, void *ctx)
+{
+	par_job job[16];
+	pthread_t th[16];
+	int started = 0;
+
+	if (nt < 1)
+		nt = 1;
+	if (nt > 16)
+		nt = 16;
+	if ((size_t)nt > n)
+		nt = n ? (int)n : 1;
+	for (int k = 0; k < nt; k++)
+		job[k] = (par_job){ fn, ctx, n * (size_t)k / (size_t)nt, n * (size_t)(k + 1) / (size_t)nt };
+	for (int k = 1; k < nt; k++) {
+		if (pthread_create(&th[k], NULL, par_work, &job[k]) != 0)
+			break;
+		started = k;
+	}
+	par_work(&job[0]);
+	for (int k = 1; k <= started; k++)
+		pthread_join(th[k], NULL);
+	for (int k = started + 1; k < nt; k++)
+		par_work(&job[k]);
+}
+
+/* the prefilter along x (each row) and y (columns side by side, row by row) of a
+ * w x h image of doubles; rows and column ranges are independent (threads) */
+typedef struct {
+	double *im, *wx, *wy;
+	size_t w, h, kx1, kx2, ky1, ky2;
+} pf_ctx;
+
+static void
+pf_rows(void *arg, size_t y0, size_t y1)
+{
+	const pf_ctx *p = arg;
 	const double z = BS_Z, lambda = (1 - z) * (1 - 1 / z), g = z / (z * z - 1);
-	size_t k1, k2;
+	size_t w = p->w;
+	const double *wt = p->wx;
+	double den = 1 - wt[w - 1] * wt[w - 1];
+
+	for (size_t y = y0; y < y1; y++) {
+		double *c = p->im + y * w, sum = 0;
+		for (size_t i = 0; i < w; i++)
+			c[i] *= lambda;
+		for (size_t i = 0; i < p->kx1; i++)
+			sum += wt[i] * c[i];
+		for (size_t i = p->kx2; i < w; i++)
+			sum += wt[i] * c[i];
+		c[0] = sum / den;
+	}
+	/* the recursions, four rows at a time (independent chains run side by side) */
+	size_t y = y0;
+	for (; y + 4 <= y1; y += 4) {
+		double *c0 = p->im + y * w, *c1 = c0 + w, *c2 = c1 + w, *c3 = c2 + w;
+		for (size_t i = 1; i < w; i++) {
+			c0[i] += z * c0[i - 1];
+			c1[i] += z * c1[i - 1];
+			c2[i] += z * c2[i - 1];
+			c3[i] += z * c3[i - 1];
+		}
+		c0[w - 1] = g * (z * c0[w - 2] + c0[w - 1]);
+		c1[w - 1] = g * (z * c1[w - 2] + c1[w - 1]);
+		c2[w - 1] = g * (z * c2[w - 2] + c2[w - 1]);
+		c3[w - 1] = g * (z * c3[w - 2] + c3[w - 1]);
+		for (size_t i = w - 1; i-- > 0;) {
+			c0[i] = z * (c0[i + 1] - c0[i]);
+			c1[i] = z * (c1[i + 1] - c1[i]);
+			c2[i] = z * (c2[i + 1] - c2[i]);
+			c3[i] = z * (c3[i + 1] - c3[i]);
+		}
+	}
+	for (; y < y1; y++) {
+		double *c = p->im + y * w;
+		for (size_t i = 1; i < w; i++)
+			c[i] += z * c[i - 1];
+		c[w - 1] = g * (z * c[w - 2] + c[w - 1]);
+		for (size_t i = w - 1; i-- > 0;)
+			c[i] = z * (c[i + 1] - c[i]);
+	}
+}
+
+static void
+pf_cols(void *arg, size_t x0, size_t x1)
+{
+	const pf_ctx *p = arg;
+	const double z = BS_Z, lambda = (1 - z) * (1 - 1 / z), g = z / (z * z - 1);
+	size_t w = p->w, h = p->h, n = x1 - x0;
+	const double *wt = p->wy;
+	double den = 1 - wt[h - 1] * wt[h - 1], *im = p->im;
+	double *s = mp_xcalloc(n ? n : 1, sizeof *s);
+
+	for (size_t y = 0; y < h; y++) {
+		double *r = im + y * w;
+		for (size_t x = x0; x < x1; x++)
+			r[x] *= lambda;
+	}
+	for (size_t y = 0; y < h; y++) {
+		if (y >= p->ky1 && y < p->ky2)
+			continue;
+		const double *r = im + y * w + x0;
+		double wy = wt[y];
+		for (size_t x = 0; x < n; x++)
+			s[x] += wy * r[x];
+	}
+	for (size_t x = 0; x < n; x++)
+		im[x0 + x] = s[x] / den;
+	for (size_t y = 1; y < h; y++) {
+		double *r = im + y * w;
+		const double *q = r - w;
+		for (size_t x = x0; x < x1; x++)
+			r[x] += z * q[x];
+	}
+	double *last = im + (h - 1) * w, *prev = last - w;
+	for (size_t x = x0; x < x1; x++)
+		last[x] = g * (z * prev[x] + last[x]);
+	for (size_t y = h - 1; y-- > 0;) {
+		double *r = im + y * w;
+		const double *nx = r + w;
+		for (size_t x = x0; x < x1; x++)
+			r[x] = z * (nx[x] - r[x]);
+	}
+	free(s);
+}
+
+static void
+bspline_prefilter2d(double *im, size_t w, size_t h, int nt)
+{
+	pf_ctx p = { im, mp_xmalloc(w * sizeof(double)), mp_xmalloc(h * sizeof(double)), w, h, 0, 0, 0, 0 };
 
 	if (w >= 2) {
-		bs_weights(w, wt, &k1, &k2);
-		double den = 1 - wt[w - 1] * wt[w - 1];
-		for (size_t y = 0; y < h; y++) {
-			double *c = im + y * w, sum = 0;
-			for (size_t i = 0; i < w; i++)
-				c[i] *= lambda;
-			for (size_t i = 0; i < k1; i++)
-				sum += wt[i] * c[i];
-			for (size_t i = k2; i < w; i++)
-				sum += wt[i] * c[i];
-			c[0] = sum / den;
-			for (size_t i = 1; i < w; i++)
-				c[i] += z * c[i - 1];
-			c[w - 1] = g * (z * c[w - 2] + c[w - 1]);
-			for (size_t i = w - 1; i-- > 0;)
-				c[i] = z * (c[i + 1] - c[i]);
-		}
+		bs_weights(w, p.wx, &p.kx1, &p.kx2);
+		par_for(nt, h, pf_rows, &p);
 	}
 	if (h >= 2) {
-		bs_weights(h, wt, &k1, &k2);
-		double den = 1 - wt[h - 1] * wt[h - 1];
-		double *s = mp_xcalloc(w, sizeof *s);
-		for (size_t i = 0; i < w * h; i++)
-			im[i] *= lambda;
-		for (size_t y = 0; y < h; y++) {
-			if (y >= k1 && y < k2)
-				continue;
-			const double *r = im + y * w;
-			double wy = wt[y];
-			for (size_t x = 0; x < w; x++)
-				s[x] += wy * r[x];
-		}
-		for (size_t x = 0; x < w; x++)
-			im[x] = s[x] / den;
-		for (size_t y = 1; y < h; y++) {
-			double *r = im + y * w;
-			const double *p = r - w;
-			for (size_t x = 0; x < w; x++)
-				r[x] += z * p[x];
-		}
-		double *last = im + (h - 1) * w, *prev = last - w;
-		for (size_t x = 0; x < w; x++)
-			last[x] = g * (z * prev[x] + last[x]);
-		for (size_t y = h - 1; y-- > 0;) {
-			double *r = im + y * w;
-			const double *nx = r + w;
-			for (size_t x = 0; x < w; x++)
-				r[x] = z * (nx[x] - r[x]);
-		}
-		free(s);
+		bs_weights(h, p.wy, &p.ky1, &p.ky2);
+		par_for(nt, w, pf_cols, &p);
 	}
+	free(p.wx);
+	free(p.wy);
 }
 
 void
@@ -517,6 +614,56 @@ mp_rs_apply_y(const mp_rs_tab *t, const float *src, size_t w, float *dst)
 	apply_y_rows(t, src, w, dst, 0, t->dn);
 }
 
+/* clip to [lo, hi]; NaN stays NaN (as numpy.clip) */
+static void
+clip_f(float *d, size_t n, float lo, float hi)
+{
+	size_t i = 0;
+#ifdef __SSE2__
+	__m128 vl = _mm_set1_ps(lo), vh = _mm_set1_ps(hi);
+	for (; i + 4 <= n; i += 4) {
+		/* maxps/minps return the second operand when unordered: NaN passes */
+		__m128 v = _mm_max_ps(vl, _mm_loadu_ps(d + i));
+		_mm_storeu_ps(d + i, _mm_min_ps(vh, v));
+	}
+#endif
+	for (; i < n; i++)
+		d[i] = d[i] < lo ? lo : d[i] > hi ? hi : d[i];
+}
+
+/* min and max of n floats, NaNs ignored (all NaN: +inf, -inf) */
+static void
+minmax_f(const float *s, size_t n, float *mn, float *mx)
+{
+	float a = INFINITY, b = -INFINITY;
+	size_t i = 0;
+#ifdef __SSE2__
+	__m128 va = _mm_set1_ps(INFINITY), vb = _mm_set1_ps(-INFINITY);
+	for (; i + 4 <= n; i += 4) {
+		__m128 v = _mm_loadu_ps(s + i);
+		va = _mm_min_ps(v, va);   /* NaN in v: keeps va */
+		vb = _mm_max_ps(v, vb);
+	}
+	float ta[4], tb[4];
+	_mm_storeu_ps(ta, va);
+	_mm_storeu_ps(tb, vb);
+	for (int k = 0; k < 4; k++) {
+		if (ta[k] < a)
+			a = ta[k];
+		if (tb[k] > b)
+			b = tb[k];
+	}
+#endif
+	for (; i < n; i++) {
+		if (s[i] < a)
+			a = s[i];
+		if (s[i] > b)
+			b = s[i];
+	}
+	*mn = a;
+	*mx = b;
+}
+
 /* the two passes of a resize split by rows between threads; the y pass writes
  * floats, or (typed output) converts each row while it is in cache, after
  * clipping it to [clo, chi] when clip is set */
@@ -546,8 +693,7 @@ rs_work(void *arg)
 	if (!j->tdst) {
 		apply_y_rows(j->ty, j->tmp, j->dw, j->dst, j->y0, j->y1);
 		if (j->clip)
-			for (size_t i = j->y0 * j->dw; i < j->y1 * j->dw; i++)
-				j->dst[i] = j->dst[i] < j->clo ? j->clo : j->dst[i] > j->chi ? j->chi : j->dst[i];
+			clip_f(j->dst + j->y0 * j->dw, (j->y1 - j->y0) * j->dw, j->clo, j->chi);
 		return NULL;
 	}
 	/* one output row at a time through a small float buffer */
@@ -558,8 +704,7 @@ rs_work(void *arg)
 	for (size_t y = j->y0; y < j->y1; y++) {
 		apply_y_rows(j->ty, j->tmp, j->dw, row - y * j->dw, y, y + 1);
 		if (j->clip)
-			for (size_t i = 0; i < j->dw; i++)
-				row[i] = row[i] < j->clo ? j->clo : row[i] > j->chi ? j->chi : row[i];
+			clip_f(row, j->dw, j->clo, j->chi);
 		mp_from_float((unsigned char *)j->tdst + y * j->dw * el, j->dt, row, j->dw);
 	}
 	free(row);
@@ -676,13 +821,8 @@ resizer_run(mp_resizer *r, const float *src, float *dst, void *tdst, mp_type dt)
 	if (r->m != MP_RS_BSPLINE3)
 		return run_passes(r, src, r->tmp, dst, tdst, dt, 0, 0, 0);
 	/* scikit-image: Gaussian (when shrinking), spline prefilter, interpolation, clip */
-	float mn = INFINITY, mx = -INFINITY;
-	for (size_t i = 0; i < sw * sh; i++) {
-		if (src[i] < mn)
-			mn = src[i];
-		if (src[i] > mx)
-			mx = src[i];
-	}
+	float mn, mx;
+	minmax_f(src, sw * sh, &mn, &mx);
 	const float *cur = src;
 	if (r->gx.ntap > 1) {
 		mp_rs_apply_x(&r->gx, cur, sh, r->tmp2);
@@ -701,7 +841,7 @@ resizer_run(mp_resizer *r, const float *src, float *dst, void *tdst, mp_type dt)
 	for (size_t y = 0; y < sh; y++)
 		for (size_t x = 0; x < sw; x++)
 			im[(y + pad) * pw + x + pad] = cur[y * sw + x];
-	bspline_prefilter2d(im, pw, ph, r->line);
+	bspline_prefilter2d(im, pw, ph, r->nthreads);
 	for (size_t i = 0; i < pw * ph; i++)
 		r->tmp[i] = (float)im[i];
 	return run_passes(r, r->tmp, r->tmp2, dst, tdst, dt, 1, mn, mx);
@@ -823,7 +963,6 @@ mp_to_float(float *dst, const void *src, mp_type st, size_t n)
 	v = v != v ? 0 : v <= (LO) ? (LO) : v >= (HI) ? (HI) : v; \
 	d[i] = (T)(int64_t)(v >= 0 ? v + 0.5 : v - 0.5); } } break
 #ifdef __SSE2__
-#include <emmintrin.h>
 /* 4 floats -> 4 int32, rounded half away from zero, clamped to [lo, hi], NaN -> 0
  * (the same results as the scalar FROMF) */
 static inline __m128i
