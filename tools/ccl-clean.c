@@ -55,7 +55,10 @@ static const mp_prog prog = {
 	"was done in medpipe.ccl-clean.\n\n"
 	"--device (or MEDPIPE_DEVICE) chooses where the components are found: cpu (this C code) "
 	"or an OpenCL device (a block-based union-find after Allegretti et al., numbered the same "
-	"way); the output is bit for bit the same. See medpipe-devices(1).",
+	"way); the output is bit for bit the same. See medpipe-devices(1).\n\n"
+	"Memory (cpu): the frame, plus 4 bytes per voxel of labels for the 3D step (for volumes "
+	"past 2^28 voxels only two slices of labels: the removal then runs in two scans). --ids "
+	"needs 4 (or 8) bytes per voxel for the id frame.",
 	"$ ccl-clean --min 1000 --min2d 100 < case.vol > clean.vol\n"
 	"MedSAM's rule (LiteMedSAM: --min 100 --min2d 10).\n"
 	"$ ccl-clean --binary --keep-largest --connectivity 6 < mask.vol > one.vol\n"
