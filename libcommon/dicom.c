@@ -7,6 +7,7 @@
 #include "dicom_shim.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -1145,6 +1146,10 @@ mp_dicom_list(const mp_dicom_scan *s, FILE *fp)
 }
 
 /* ------------------------------------------------------------ pixels */
+static double rawget(const void *p, size_t i, size_t esz, int sg);
+static void slice_range(const void *p, size_t npix, size_t esz, int sg, const dslice *x, double *mnp, double *mxp,
+                        int *anypad);
+
 typedef struct {
 	mp_dicom_scan *s;
 	dseries *r;
@@ -1154,9 +1159,20 @@ typedef struct {
 	void *raw;              /* n slices of rows*cols*spp elements */
 	size_t esz;             /* bytes per element of raw */
 	int is_signed;
+	double *smn, *smx;      /* per slice stored range (grey images) */
+	int *spad;
 	pthread_mutex_t mu;
 	char *err;
 } loadjob;
+
+static void
+job_range(loadjob *j, int kk, const dslice *y, size_t npix)
+{
+	if (y->spp != 1)
+		return;
+	slice_range((const unsigned char *)j->raw + (size_t)kk * npix * j->esz, npix, j->esz, y->pixrep != 0, y,
+	            &j->smn[kk], &j->smx[kk], &j->spad[kk]);
+}
 
 static void
 job_err(loadjob *j, const char *path, const char *why)
@@ -1283,6 +1299,131 @@ fix_bits(void *p, size_t n, const dslice *x)
 	}
 }
 
+#if defined(__GNUC__) && !defined(__clang__)
+#define HOT __attribute__((optimize("O3")))
+#else
+#define HOT
+#endif
+
+HOT static void
+range_i16(const int16_t *q, size_t n, int16_t *mn, int16_t *mx)
+{
+	int16_t a = INT16_MAX, b = INT16_MIN;
+	for (size_t i = 0; i < n; i++) {
+		a = q[i] < a ? q[i] : a;
+		b = q[i] > b ? q[i] : b;
+	}
+	*mn = a;
+	*mx = b;
+}
+
+HOT static void
+range_u16(const uint16_t *q, size_t n, uint16_t *mn, uint16_t *mx)
+{
+	uint16_t a = UINT16_MAX, b = 0;
+	for (size_t i = 0; i < n; i++) {
+		a = q[i] < a ? q[i] : a;
+		b = q[i] > b ? q[i] : b;
+	}
+	*mn = a;
+	*mx = b;
+}
+
+/* o = q * sl + in, the result known to fit int16 */
+HOT static void
+lin_i16(int16_t *o, const int16_t *q, size_t n, int sl, int in)
+{
+	for (size_t i = 0; i < n; i++)
+		o[i] = (int16_t)(q[i] * sl + in);
+}
+
+HOT static void
+lin_u16(int16_t *o, const uint16_t *q, size_t n, int sl, int in)
+{
+	for (size_t i = 0; i < n; i++)
+		o[i] = (int16_t)(q[i] * sl + in);
+}
+
+/* stored value range of one slice, padding values left out */
+static void
+slice_range(const void *p, size_t npix, size_t esz, int sg, const dslice *x, double *mnp, double *mxp, int *anypad)
+{
+	double plo = x->has_pad ? x->pad : 0, phi = x->has_padlim ? x->padlim : plo;
+	if (plo > phi) {
+		double t = plo;
+		plo = phi;
+		phi = t;
+	}
+	double mn = INFINITY, mx = -INFINITY;
+	if (!x->has_pad && esz == 2) {
+		/* the common case, without conversions */
+		if (sg) {
+			int16_t a, b;
+			range_i16(p, npix, &a, &b);
+			mn = a, mx = b;
+		} else {
+			uint16_t a, b;
+			range_u16(p, npix, &a, &b);
+			mn = a, mx = b;
+		}
+		if (!npix)
+			mn = INFINITY, mx = -INFINITY;
+	}
+	for (size_t i = 0; i < npix && !(!x->has_pad && esz == 2); i++) {
+		double v = rawget(p, i, esz, sg);
+		if (x->has_pad && v >= plo && v <= phi) {
+			*anypad = 1;
+			continue;
+		}
+		if (v < mn)
+			mn = v;
+		if (v > mx)
+			mx = v;
+	}
+	*mnp = mn;
+	*mxp = mx;
+}
+
+/* Native little endian pixel data is nearly always the last element of the
+ * file: find it from the end (checking the element header in front of it)
+ * and read the frames with pread, without a second DICOM parse.  Returns
+ * the file offset of the pixel data, or -1 when this does not apply. */
+static long long
+native_pixel_offset(int fd, const dslice *x, const dmeta *m, size_t fbytes)
+{
+	int expl = !strcmp(m->xfer, "1.2.840.10008.1.2.1");
+	if (!expl && strcmp(m->xfer, "1.2.840.10008.1.2"))
+		return -1;
+	if (x->balloc == 32 || !strncmp(x->photo, "YBR_FULL_422", 12))
+		return -1;
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return -1;
+	size_t need = fbytes * (size_t)x->nframes;
+	for (int pad = 0; pad < 2; pad++) {
+		size_t len = need + (size_t)pad;
+		size_t hl = expl ? 12 : 8;
+		if ((size_t)st.st_size < len + hl + 132)
+			continue;
+		long long off = (long long)st.st_size - (long long)len;
+		unsigned char h[12];
+		if (pread(fd, h, hl, off - (long long)hl) != (ssize_t)hl)
+			return -1;
+		if (h[0] != 0xe0 || h[1] != 0x7f || h[2] != 0x10 || h[3] != 0x00)
+			continue;
+		const unsigned char *lp = h + 4;
+		if (expl) {
+			if (!(h[4] == 'O' && (h[5] == 'W' || h[5] == 'B') && h[6] == 0 && h[7] == 0))
+				continue;
+			lp = h + 8;
+		}
+		uint32_t l = (uint32_t)lp[0] | (uint32_t)lp[1] << 8 | (uint32_t)lp[2] << 16 | (uint32_t)lp[3] << 24;
+		if (l == len)
+			return off;
+	}
+	return -1;
+}
+
 static void *
 load_worker(void *arg)
 {
@@ -1303,6 +1444,39 @@ load_worker(void *arg)
 		if (j->err)
 			break;
 		const char *path = j->s->files[x->file].path;
+		const dmeta *fm = j->s->files[x->file].meta;
+		if (x->spp == 1 && x->tile < 0) {
+			int fd = open(path, O_RDONLY);
+			size_t fb = (size_t)x->frows * x->fcols * (x->balloc / 8);
+			long long off = fd >= 0 && fb == sbytes ? native_pixel_offset(fd, x, fm, fb) : -1;
+			if (off >= 0) {
+				int bad = 0;
+				for (int q = i; q < j->norder; q++) {
+					int kk = j->order[q];
+					const dslice *y = &j->s->sl[r->sl[kk]];
+					if (y->file != x->file)
+						break;
+					unsigned char *dst = (unsigned char *)j->raw + (size_t)kk * sbytes;
+					size_t got = 0;
+					while (got < fb) {
+						ssize_t g = pread(fd, dst + got, fb - got, off + (long long)y->frame * (long long)fb + (long long)got);
+						if (g <= 0)
+							break;
+						got += (size_t)g;
+					}
+					if (got != fb) {
+						bad = 1;
+						break;
+					}
+					fix_bits(dst, (size_t)y->frows * y->fcols, y);
+					job_range(j, kk, y, (size_t)y->rows * y->cols);
+				}
+				close(fd);
+				if (!bad)
+					continue;
+			} else if (fd >= 0)
+				close(fd);
+		}
 		mp_dcm *d = mp_dcm_load(path, 0);
 		if (!d) {
 			job_err(j, path, mp_err());
@@ -1331,6 +1505,7 @@ load_worker(void *arg)
 					break;
 				}
 				fix_bits(dst, (size_t)y->frows * y->fcols, y);
+				job_range(j, kk, y, (size_t)y->rows * y->cols);
 				lastframe = -1;
 				continue;
 			}
@@ -1353,6 +1528,7 @@ load_worker(void *arg)
 					       (unsigned char *)fbuf + (((size_t)(ty * y->rows + yy) * y->fcols) + (size_t)tx * y->cols) * j->esz,
 					       row);
 			}
+			job_range(j, kk, y, (size_t)y->rows * y->cols);
 		}
 		mp_dcm_free(d);
 	}
@@ -1484,6 +1660,9 @@ mp_dicom_load(mp_dicom_scan *s, int si, mp_frame *f)
 	if (!j.raw)
 		return mp_seterr("%s: out of memory for %zu bytes", r->name, bytes);
 	j.norder = r->n;
+	j.smn = mp_xmalloc((size_t)r->n * sizeof *j.smn);
+	j.smx = mp_xmalloc((size_t)r->n * sizeof *j.smx);
+	j.spad = mp_xcalloc((size_t)r->n, sizeof *j.spad);
 	j.order = mp_xmalloc((size_t)r->n * sizeof *j.order);
 	for (int i = 0; i < r->n; i++)
 		j.order[i] = i;
@@ -1507,6 +1686,11 @@ mp_dicom_load(mp_dicom_scan *s, int si, mp_frame *f)
 		pthread_join(th[t], NULL);
 	pthread_mutex_destroy(&j.mu);
 	free(j.order);
+	if (j.err || spp != 1) {
+		free(j.smn);
+		free(j.smx);
+		free(j.spad);
+	}
 	if (j.err) {
 		mp_seterr("%s: %s", r->name, j.err);
 		free(j.err);
@@ -1551,47 +1735,8 @@ mp_dicom_load(mp_dicom_scan *s, int si, mp_frame *f)
 			allint = 0;
 		if (x->slope != f0->slope || x->inter != f0->inter)
 			uniform_rescale = 0;
-		const void *p = (const unsigned char *)j.raw + (size_t)k * npix * esz;
-		double plo = x->has_pad ? x->pad : 0, phi = x->has_padlim ? x->padlim : plo;
-		if (plo > phi) {
-			double t = plo;
-			plo = phi;
-			phi = t;
-		}
-		double mn = INFINITY, mx = -INFINITY;
-		if (!x->has_pad && esz == 2) {
-			/* the common case, without conversions */
-			if (sg) {
-				const int16_t *q = p;
-				int16_t a = INT16_MAX, b = INT16_MIN;
-				for (size_t i = 0; i < npix; i++) {
-					a = q[i] < a ? q[i] : a;
-					b = q[i] > b ? q[i] : b;
-				}
-				mn = a, mx = b;
-			} else {
-				const uint16_t *q = p;
-				uint16_t a = UINT16_MAX, b = 0;
-				for (size_t i = 0; i < npix; i++) {
-					a = q[i] < a ? q[i] : a;
-					b = q[i] > b ? q[i] : b;
-				}
-				mn = a, mx = b;
-			}
-			if (!npix)
-				mn = INFINITY, mx = -INFINITY;
-		}
-		for (size_t i = 0; i < npix && !(!x->has_pad && esz == 2); i++) {
-			double v = rawget(p, i, esz, sg);
-			if (x->has_pad && v >= plo && v <= phi) {
-				any_pad = 1;
-				continue;
-			}
-			if (v < mn)
-				mn = v;
-			if (v > mx)
-				mx = v;
-		}
+		double mn = j.smn[k], mx = j.smx[k];
+		any_pad |= j.spad[k];
 		if (mn > mx)
 			continue;
 		if (inv) {
@@ -1610,6 +1755,9 @@ mp_dicom_load(mp_dicom_scan *s, int si, mp_frame *f)
 		if (b > hi)
 			hi = b;
 	}
+	free(j.smn);
+	free(j.smx);
+	free(j.spad);
 	if (lo > hi)
 		lo = hi = 0;
 	mp_type ot;
@@ -1654,15 +1802,10 @@ mp_dicom_load(mp_dicom_scan *s, int si, mp_frame *f)
 				/* the common CT case */
 				int16_t *o = (int16_t *)out + base;
 				long sl = (long)x->slope, in = (long)x->inter;
-				if (sg) {
-					const int16_t *q = p;
-					for (size_t i = 0; i < npix; i++)
-						o[i] = (int16_t)(q[i] * sl + in);
-				} else {
-					const uint16_t *q = p;
-					for (size_t i = 0; i < npix; i++)
-						o[i] = (int16_t)(q[i] * sl + in);
-				}
+				if (sg)
+					lin_i16(o, p, npix, (int)sl, (int)in);
+				else
+					lin_u16(o, p, npix, (int)sl, (int)in);
 				continue;
 			}
 			for (size_t i = 0; i < npix; i++) {
