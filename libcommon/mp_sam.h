@@ -115,6 +115,11 @@ typedef struct mp_sam {
 	mp_sam_lin iou_head[8];
 	float *dense_pe;                   /* grid*grid x out_chans, token-major */
 	const mp_sam_backend *be;
+	/* decoder workspace and the prompt-independent part of the first
+	 * transformer layer for the embedding cache_emb points to */
+	float *dbuf;
+	const float *cache_emb;
+	float *c_keys0, *c_kpe0, *c_k, *c_v, *c_q;
 } mp_sam;
 
 /* load and check a checkpoint; -1 + mp_err naming the file and the tensor */
@@ -140,6 +145,9 @@ typedef struct mp_sam_prompt {
  * (all mask tokens, torch's order: 0 is the single-mask output), iou nmask
  * predictions. 0 or -1 + mp_err. */
 int mp_sam_decode(mp_sam *m, const float *emb, const mp_sam_prompt *p, float *lowres, float *iou);
+/* the decoder keeps work that depends on the embedding alone between calls
+ * with the same emb pointer; call this when that memory changes or is freed */
+void mp_sam_decode_forget(mp_sam *m);
 
 /* ---------------------------------------------------------------- pre/post */
 typedef enum { MP_SAM_MEDSAM = 0, MP_SAM_SAM = 1 } mp_sam_mode;

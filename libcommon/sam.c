@@ -338,6 +338,7 @@ mp_sam_free(mp_sam *m)
 {
 	mp_tl_free(&m->td);
 	free(m->dense_pe);
+	free(m->dbuf);
 	memset(m, 0, sizeof *m);
 }
 
@@ -542,26 +543,14 @@ pe_coords(const mp_sam *m, float x, float y, float *out)
 	}
 }
 
-/* out (nq x C) = Attention(qin, kin, vin) */
-static int
-tattn(const mp_sam *m, const mp_sam_tattn *A, const float *qin, int nq, const float *kin,
-      const float *vin, int nk, float *out)
+/* out (nq x C) = out_proj(attention(Q, K, V)) for projected Q (nq x I), K, V (nk x I) */
+static void
+attn_core(const mp_sam *m, const mp_sam_tattn *A, const float *Q, int nq, const float *K, const float *V, int nk,
+          float *O, float *out)
 {
 	int I = A->q.out, H = m->cfg.dec_heads;
-	float *Q = tryalloc((size_t)nq, (size_t)I * 4), *K = tryalloc((size_t)nk, (size_t)I * 4);
-	float *V = tryalloc((size_t)nk, (size_t)I * 4), *O = tryalloc((size_t)nq, (size_t)I * 4);
-
-	if (!Q || !K || !V || !O) {
-		free(Q);
-		free(K);
-		free(V);
-		free(O);
-		return mp_seterr("mask decoder: out of memory");
-	}
-	linear(m, &A->q, qin, nq, Q);
-	linear(m, &A->k, kin, nk, K);
-	linear(m, &A->v, vin, nk, V);
 	mp_sam_attn a;
+
 	memset(&a, 0, sizeof a);
 	a.nb = 1;
 	a.nq = nq;
@@ -576,11 +565,26 @@ tattn(const mp_sam *m, const mp_sam_tattn *A, const float *qin, int nq, const fl
 	a.scale = 1.0f / sqrtf((float)a.hd);
 	m->be->attention(m->be->ctx, &a);
 	linear(m, &A->o, O, nq, out);
-	free(Q);
-	free(K);
-	free(V);
-	free(O);
-	return 0;
+}
+
+/* workspace: Q, K, V, O of an attention (T x I each) */
+static void
+tattn(const mp_sam *m, const mp_sam_tattn *A, const float *qin, int nq, const float *kin, const float *vin, int nk,
+      float *out, float *ws)
+{
+	size_t T = (size_t)m->cfg.grid * m->cfg.grid, I = (size_t)A->q.out;
+	float *Q = ws, *K = ws + T * I, *V = ws + 2 * T * I, *O = ws + 3 * T * I;
+
+	linear(m, &A->q, qin, nq, Q);
+	linear(m, &A->k, kin, nk, K);
+	linear(m, &A->v, vin, nk, V);
+	attn_core(m, A, Q, nq, K, V, nk, O, out);
+}
+
+void
+mp_sam_decode_forget(mp_sam *m)
+{
+	m->cache_emb = NULL;
 }
 
 static void
@@ -605,32 +609,44 @@ mlp3(const mp_sam *m, const mp_sam_lin *L, int n, const float *in, float *out)
 	}
 }
 
+#define MAXTOK 64
 int
 mp_sam_decode(mp_sam *m, const float *emb, const mp_sam_prompt *p, float *lowres, float *iou)
 {
 	const mp_sam_config *c = &m->cfg;
-	int C = c->out_chans, G = c->grid, T = G * G, NM = c->nmask;
+	int C = c->out_chans, G = c->grid, T = G * G, NM = c->nmask, I = c->dec_internal;
 	int npts = p->npts + (p->has_box ? 0 : 1);
 	int nsp = npts + (p->has_box ? 2 : 0), NT = 1 + NM + nsp;
 	const mp_sam_backend *be = m->be;
-	int rc = -1;
+	int C4 = C / 4, C8 = C / 8, G2 = 2 * G, G4 = 4 * G;
+	size_t TC = (size_t)T * C, TI = (size_t)T * I;
 
 	if (C > 1024 || c->iou_hidden > 1024)
 		return mp_seterr("mask decoder: width %d not supported", C);
-	float *tok = mp_xcalloc((size_t)NT * C, sizeof(float)), *qry = mp_xmalloc((size_t)NT * C * sizeof(float));
-	float *tq = mp_xmalloc((size_t)NT * C * sizeof(float)), *tmpq = mp_xmalloc((size_t)NT * C * sizeof(float));
-	float *keys = tryalloc((size_t)T, (size_t)C * 4), *tk = tryalloc((size_t)T, (size_t)C * 4);
-	float *tmpk = tryalloc((size_t)T, (size_t)C * 4);
-	int C4 = C / 4, C8 = C / 8, G2 = 2 * G, G4 = 4 * G;
-	float *y1 = tryalloc((size_t)T, (size_t)C4 * 4 * 4), *u1 = tryalloc((size_t)G2 * G2, (size_t)C4 * 4);
-	float *y2 = tryalloc((size_t)G2 * G2, (size_t)C8 * 4 * 4), *u2 = tryalloc((size_t)G4 * G4, (size_t)C8 * 4);
-	float *hyper = mp_xmalloc((size_t)NM * C8 * sizeof(float));
-
-	if (!keys || !tk || !tmpk || !y1 || !u1 || !y2 || !u2) {
-		mp_seterr("mask decoder: out of memory");
-		goto out;
+	if (NT > MAXTOK || p->npts < 0)
+		return mp_seterr("mask decoder: at most %d points", MAXTOK - 4 - NM);
+	if (!m->dbuf) {
+		size_t n = 4 * (size_t)MAXTOK * C + (size_t)MAXTOK * c->dec_mlp + 3 * TC + 4 * TI + (size_t)T * C4 * 4 +
+		           (size_t)G2 * G2 * C4 + (size_t)G2 * G2 * C8 * 4 + (size_t)G4 * G4 * C8 + (size_t)NM * C8 +
+		           2 * TC + 3 * TI;
+		m->dbuf = tryalloc(n, sizeof(float));
+		if (!m->dbuf)
+			return mp_seterr("mask decoder: out of memory");
+		float *q = m->dbuf + n - 2 * TC - 3 * TI;
+		m->c_keys0 = q;
+		m->c_kpe0 = q + TC;
+		m->c_k = q + 2 * TC;
+		m->c_v = m->c_k + TI;
+		m->c_q = m->c_v + TI;
+		m->cache_emb = NULL;
 	}
+	float *tok = m->dbuf, *qry = tok + MAXTOK * C, *tq = qry + MAXTOK * C, *tmpq = tq + MAXTOK * C;
+	float *h = tmpq + MAXTOK * C, *keys = h + (size_t)MAXTOK * c->dec_mlp, *tk = keys + TC, *tmpk = tk + TC;
+	float *ws = tmpk + TC, *y1 = ws + 4 * TI, *u1 = y1 + (size_t)T * C4 * 4, *y2 = u1 + (size_t)G2 * G2 * C4;
+	float *u2 = y2 + (size_t)G2 * G2 * C8 * 4, *hyper = u2 + (size_t)G4 * G4 * C8;
+
 	/* tokens: iou, mask tokens, points (padded), box corners */
+	memset(tok, 0, (size_t)NT * C * sizeof(float));
 	memcpy(tok, m->iou_token, (size_t)C * sizeof(float));
 	memcpy(tok + C, m->mask_tokens, (size_t)NM * C * sizeof(float));
 	float *sp = tok + (size_t)(1 + NM) * C;
@@ -653,52 +669,63 @@ mp_sam_decode(mp_sam *m, const float *emb, const mp_sam_prompt *p, float *lowres
 			for (int j = 0; j < C; j++)
 				e[j] += m->point_emb[2 + k][j];
 		}
-	/* image tokens: embedding (C x T) to token-major, plus the no-mask embedding */
-	for (int t = 0; t < T; t++)
-		for (int ch = 0; ch < C; ch++)
-			keys[(size_t)t * C + ch] = emb[(size_t)ch * T + t] + m->no_mask[ch];
-	memcpy(qry, tok, (size_t)NT * C * sizeof(float));
 	const float *kpe = m->dense_pe;
-	size_t nq = (size_t)NT * C, nk = (size_t)T * C;
+	size_t nq = (size_t)NT * C, nk = TC;
+	/* what depends on the embedding alone: image tokens (+ no-mask
+	 * embedding), and the first layer's projections of them */
+	if (m->cache_emb != emb) {
+		for (int t = 0; t < T; t++)
+			for (int ch = 0; ch < C; ch++)
+				m->c_keys0[(size_t)t * C + ch] = emb[(size_t)ch * T + t] + m->no_mask[ch];
+		addv(m->c_kpe0, m->c_keys0, kpe, nk);
+		linear(m, &m->tl[0].t2i.k, m->c_kpe0, T, m->c_k);
+		linear(m, &m->tl[0].t2i.v, m->c_keys0, T, m->c_v);
+		linear(m, &m->tl[0].i2t.q, m->c_kpe0, T, m->c_q);
+		m->cache_emb = emb;
+	}
+	memcpy(keys, m->c_keys0, nk * sizeof(float));
+	memcpy(qry, tok, nq * sizeof(float));
 	for (int li = 0; li < c->dec_depth; li++) {
 		const mp_sam_tlayer *L = &m->tl[li];
 		if (li == 0) {
-			if (tattn(m, &L->self_attn, qry, NT, qry, qry, NT, tmpq))
-				goto out;
+			tattn(m, &L->self_attn, qry, NT, qry, qry, NT, tmpq, ws);
 			memcpy(qry, tmpq, nq * sizeof(float));
 		} else {
 			addv(tq, qry, tok, nq);
-			if (tattn(m, &L->self_attn, tq, NT, tq, qry, NT, tmpq))
-				goto out;
+			tattn(m, &L->self_attn, tq, NT, tq, qry, NT, tmpq, ws);
 			addv(qry, qry, tmpq, nq);
 		}
 		be->layernorm(be->ctx, qry, qry, (size_t)NT, (size_t)C, L->n1.w, L->n1.b, 1e-5f);
 		addv(tq, qry, tok, nq);
-		addv(tk, keys, kpe, nk);
-		if (tattn(m, &L->t2i, tq, NT, tk, keys, T, tmpq))
-			goto out;
+		if (li == 0) {
+			linear(m, &L->t2i.q, tq, NT, ws);
+			attn_core(m, &L->t2i, ws, NT, m->c_k, m->c_v, T, ws + 3 * TI, tmpq);
+		} else {
+			addv(tk, keys, kpe, nk);
+			tattn(m, &L->t2i, tq, NT, tk, keys, T, tmpq, ws);
+		}
 		addv(qry, qry, tmpq, nq);
 		be->layernorm(be->ctx, qry, qry, (size_t)NT, (size_t)C, L->n2.w, L->n2.b, 1e-5f);
-		{
-			float *h = mp_xmalloc((size_t)NT * c->dec_mlp * sizeof(float));
-			linear(m, &L->lin1, qry, NT, h);
-			relu(h, (size_t)NT * c->dec_mlp);
-			linear(m, &L->lin2, h, NT, tmpq);
-			free(h);
-		}
+		linear(m, &L->lin1, qry, NT, h);
+		relu(h, (size_t)NT * c->dec_mlp);
+		linear(m, &L->lin2, h, NT, tmpq);
 		addv(qry, qry, tmpq, nq);
 		be->layernorm(be->ctx, qry, qry, (size_t)NT, (size_t)C, L->n3.w, L->n3.b, 1e-5f);
 		addv(tq, qry, tok, nq);
-		/* tk still holds keys + pe */
-		if (tattn(m, &L->i2t, tk, T, tq, qry, NT, tmpk))
-			goto out;
+		/* image tokens attend to the prompt tokens: q = keys + pe */
+		if (li == 0) {
+			float *K = ws, *V = ws + TI;
+			linear(m, &L->i2t.k, tq, NT, K);
+			linear(m, &L->i2t.v, qry, NT, V);
+			attn_core(m, &L->i2t, m->c_q, T, K, V, NT, ws + 3 * TI, tmpk);
+		} else
+			tattn(m, &L->i2t, tk, T, tq, qry, NT, tmpk, ws);
 		addv(keys, keys, tmpk, nk);
 		be->layernorm(be->ctx, keys, keys, (size_t)T, (size_t)C, L->n4.w, L->n4.b, 1e-5f);
 	}
 	addv(tq, qry, tok, nq);
 	addv(tk, keys, kpe, nk);
-	if (tattn(m, &m->final_attn, tq, NT, tk, keys, T, tmpq))
-		goto out;
+	tattn(m, &m->final_attn, tq, NT, tk, keys, T, tmpq, ws);
 	addv(qry, qry, tmpq, nq);
 	be->layernorm(be->ctx, qry, qry, (size_t)NT, (size_t)C, m->norm_final.w, m->norm_final.b, 1e-5f);
 
@@ -728,19 +755,5 @@ mp_sam_decode(mp_sam *m, const float *emb, const mp_sam_prompt *p, float *lowres
 		mlp3(m, m->hyper[i], 3, qry + (size_t)(1 + i) * C, hyper + (size_t)i * C8);
 	be->gemm(be->ctx, 0, 1, NM, G4 * G4, C8, 1.0f, hyper, C8, u2, C8, 0.0f, lowres, G4 * G4);
 	mlp3(m, m->iou_head, c->iou_depth, qry, iou);
-	rc = 0;
-out:
-	free(tok);
-	free(qry);
-	free(tq);
-	free(tmpq);
-	free(keys);
-	free(tk);
-	free(tmpk);
-	free(y1);
-	free(u1);
-	free(y2);
-	free(u2);
-	free(hyper);
-	return rc;
+	return 0;
 }

@@ -226,17 +226,39 @@ ln_rows(void *vc, size_t chunk, int tid)
 	for (size_t r = r0; r < r1; r++) {
 		const float *x = c->x + r * c->d;
 		float *y = c->y + r * c->d;
-		double s = 0, s2 = 0;
-		for (size_t i = 0; i < c->d; i++)
-			s += x[i];
-		double mean = s / (double)c->d;
-		for (size_t i = 0; i < c->d; i++) {
-			double t = x[i] - mean;
-			s2 += t * t;
+		size_t d = c->d, i = 0;
+		float s = 0, s2 = 0;
+#ifdef __SSE2__
+		__m128 a0 = _mm_setzero_ps(), a1 = _mm_setzero_ps();
+		for (; i + 8 <= d; i += 8) {
+			a0 = _mm_add_ps(a0, _mm_loadu_ps(x + i));
+			a1 = _mm_add_ps(a1, _mm_loadu_ps(x + i + 4));
 		}
-		float inv = (float)(1.0 / sqrt(s2 / (double)c->d + c->eps)), mf = (float)mean;
-		for (size_t i = 0; i < c->d; i++)
-			y[i] = (x[i] - mf) * inv * c->w[i] + c->b[i];
+		float t4[4];
+		_mm_storeu_ps(t4, _mm_add_ps(a0, a1));
+		s = (t4[0] + t4[1]) + (t4[2] + t4[3]);
+#endif
+		for (; i < d; i++)
+			s += x[i];
+		float mean = s / (float)d;
+		i = 0;
+#ifdef __SSE2__
+		__m128 vm = _mm_set1_ps(mean);
+		a0 = _mm_setzero_ps();
+		a1 = _mm_setzero_ps();
+		for (; i + 8 <= d; i += 8) {
+			__m128 u = _mm_sub_ps(_mm_loadu_ps(x + i), vm), v = _mm_sub_ps(_mm_loadu_ps(x + i + 4), vm);
+			a0 = _mm_add_ps(a0, _mm_mul_ps(u, u));
+			a1 = _mm_add_ps(a1, _mm_mul_ps(v, v));
+		}
+		_mm_storeu_ps(t4, _mm_add_ps(a0, a1));
+		s2 = (t4[0] + t4[1]) + (t4[2] + t4[3]);
+#endif
+		for (; i < d; i++)
+			s2 += (x[i] - mean) * (x[i] - mean);
+		float inv = 1.0f / sqrtf(s2 / (float)d + c->eps);
+		for (i = 0; i < d; i++)
+			y[i] = (x[i] - mean) * inv * c->w[i] + c->b[i];
 	}
 }
 
@@ -350,15 +372,21 @@ cpu_attention(void *ctx, const mp_sam_attn *a)
 	memset(&c, 0, sizeof c);
 	c.a = a;
 	c.nqb = (a->nq + ATT_BQ - 1) / ATT_BQ;
+	size_t ntask = (size_t)a->nb * (size_t)a->heads * (size_t)c.nqb;
+	double work = (double)a->nb * a->heads * a->nq * a->nk * a->hd;
+	if (work < 3e7)
+		nt = 1;   /* small (the decoder's): one thread, no switching of BLAS threads */
 	for (int t = 0; t < nt; t++)
 		c.ws[t] = mp_xmalloc(ws * sizeof(float));
-	size_t ntask = (size_t)a->nb * (size_t)a->heads * (size_t)c.nqb;
-	int old = openblas_get_num_threads();
-	if (nt > 1 && ntask > 1)
+	if (nt == 1) {
+		for (size_t i = 0; i < ntask; i++)
+			att_task(&c, i, 0);
+	} else {
+		int old = openblas_get_num_threads();
 		openblas_set_num_threads(1);
-	parfor(ntask, att_task, &c);
-	if (nt > 1 && ntask > 1)
+		parfor(ntask, att_task, &c);
 		openblas_set_num_threads(old);
+	}
 	for (int t = 0; t < nt; t++)
 		free(c.ws[t]);
 }

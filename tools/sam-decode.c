@@ -5,6 +5,7 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -544,6 +545,7 @@ job_init(job *j, mp_frame *e, const char *src, int frameno)
 static void
 job_free(job *j)
 {
+	mp_sam_decode_forget(&model);
 	mp_frame_free(&j->e);
 	mp_sam_emb_free(&j->info);
 	free(j->zidx);
@@ -555,6 +557,9 @@ main(int argc, char **argv)
 {
 	char **args;
 	int nargs = mp_parse(&prog, argc, argv, &args);
+	/* keep freed work buffers in the heap: no page faults for each prompt / slice */
+	mallopt(M_MMAP_THRESHOLD, 256 << 20);
+	mallopt(M_TRIM_THRESHOLD, 512 << 20);
 	mp_sam_mode dummy;
 
 	if (!weights)

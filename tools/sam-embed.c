@@ -3,6 +3,7 @@
 #include "mp_filter.h"
 #include "mp_sam.h"
 
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -200,6 +201,9 @@ main(int argc, char **argv)
 {
 	char **args;
 	int nargs = mp_parse(&prog, argc, argv, &args);
+	/* keep freed work buffers in the heap: no page faults for each prompt / slice */
+	mallopt(M_MMAP_THRESHOLD, 256 << 20);
+	mallopt(M_TRIM_THRESHOLD, 512 << 20);
 	mp_rs_method rm;
 
 	if (!weights)
