@@ -553,9 +553,13 @@ mp_fsrc_frame_data(mp_fsrc *s, mp_frame *f, int big)
 		swap_if(f, big);
 		return 0;
 	}
-	/* compressed: grow as data arrives, so a lying header cannot make us
-	 * allocate much more than what is really there */
+	/* compressed: deflate expands at most about 1032:1, so when the rest of
+	 * the file could hold the data, allocate it at once; otherwise grow as
+	 * data arrives, so a lying header cannot make us allocate much more than
+	 * what is really there */
 	cap = total < CHUNK ? total : CHUNK;
+	if (s->size - s->rpos < (uint64_t)SIZE_MAX / 1100 && total <= (s->size - s->rpos) * 1032 + 65536)
+		cap = total;
 	p = malloc(cap ? cap : 1);
 	if (!p)
 		return mp_seterr("%s: out of memory for %zu bytes", s->name, cap);

@@ -19,6 +19,7 @@
 #include <zlib.h>
 
 static char dir[256];
+static void write_file(const char *path, const void *buf, size_t n);
 
 static char *
 tp(const char *name)
@@ -375,6 +376,48 @@ rgb(void)
 	mp_frame_free(&f);
 }
 
+/* hand-written MetaImage headers: HeaderSize, big endian, a data file in a
+ * sub-folder, Position/Orientation spellings, channels */
+static void
+meta_variants(void)
+{
+	int16_t v[6] = { 1, -2, 300, -400, 5000, -6000 }, be[6];
+	unsigned char pad[16] = { 0 };
+	mp_frame g;
+	int ok;
+	FILE *fp;
+	const char *h;
+
+	memcpy(be, v, sizeof v);
+	if (!mp_fmt_host_big())
+		mp_swap_bytes(be, 2, 6);
+	fp = fopen(tp("mv.raw"), "wb");
+	fwrite(pad, 1, 16, fp);
+	fwrite(be, 2, 6, fp);
+	fclose(fp);
+	h = "ObjectType = Image\nNDims = 2\nBinaryData = True\nBinaryDataByteOrderMSB = True\n"
+	    "Position = 1.5 -2\nOrientation = 0 1 -1 0\nElementSpacing = 2 3\nDimSize = 3 2\n"
+	    "HeaderSize = 16\nElementType = MET_SHORT\nElementDataFile = mv.raw\n";
+	write_file(tp("mv.mhd"), h, strlen(h));
+	ok = mp_file_read1(tp("mv.mhd"), &g) == 0 && g.dim == 2 && g.type == MP_INT16 && memcmp(g.data, v, sizeof v) == 0 &&
+	     g.dir[0][0] == 0 && g.dir[0][1] == 2 && g.dir[1][0] == -3 && g.dir[1][1] == 0 && g.origin[0] == 1.5 &&
+	     g.origin[1] == -2;
+	T_OK(ok, "meta-headersize-msb-position-orientation");
+	mp_frame_free(&g);
+	h = "NDims = 2\nDimSize = 3 2\nHeaderSize = -1\nElementByteOrderMSB = True\nElementType = MET_SHORT\n"
+	    "ElementDataFile = mv.raw\n";
+	write_file(tp("mv2.mhd"), h, strlen(h));
+	ok = mp_file_read1(tp("mv2.mhd"), &g) == 0 && memcmp(g.data, v, sizeof v) == 0;
+	T_OK(ok, "meta-headersize-minus-1");
+	mp_frame_free(&g);
+	h = "NDims = 1\nDimSize = 2\nElementNumberOfChannels = 3\nElementType = MET_SHORT\nElementDataFile = mv.raw\n";
+	write_file(tp("mv3.mhd"), h, strlen(h));
+	ok = mp_file_read1(tp("mv3.mhd"), &g) == 0 && g.dim == 2 && g.size[0] == 3 && g.size[1] == 2 && !g.has_dir[0] &&
+	     g.has_dir[1] && strcmp(g.kind[0], "vector") == 0;
+	T_OK(ok, "meta-channels");
+	mp_frame_free(&g);
+}
+
 static void
 options(void)
 {
@@ -705,6 +748,7 @@ main(int argc, char **argv)
 	types();
 	shapes();
 	rgb();
+	meta_variants();
 	options();
 	nifti_scaling();
 	nifti_bigendian();
