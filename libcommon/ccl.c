@@ -63,7 +63,8 @@ conn_setup(int conn, cclconn *c)
 					continue;
 				cx[n] = dx, cy[n] = dy, cz[n] = dz, n++;
 			}
-	/* order: most touching first, raster order among equals */
+	/* order: most touching first; among equals the nearest in memory first
+	 * (x-1 before y-1 before z-1: the cache lines already at hand) */
 	for (int i = 0; i < n; i++) {
 		score[i] = 0;
 		for (int j = 0; j < n; j++)
@@ -71,7 +72,8 @@ conn_setup(int conn, cclconn *c)
 		order[i] = i;
 	}
 	for (int i = 1; i < n; i++)
-		for (int j = i; j > 0 && score[order[j]] > score[order[j - 1]]; j--) {
+		for (int j = i; j > 0 && (score[order[j]] > score[order[j - 1]] ||
+		                          (score[order[j]] == score[order[j - 1]] && order[j] > order[j - 1])); j--) {
 			int t = order[j];
 			order[j] = order[j - 1], order[j - 1] = t;
 		}
@@ -141,19 +143,19 @@ NAME(const T *in, size_t nx, size_t ny, size_t nz, const cclconn *c, int binary,
 					if (binary ? w == 0 : w != v)                       \
 						continue;                                   \
 					todo &= ~c->adj[k];                                 \
-					L b = out[(ptrdiff_t)i + off[k]];                   \
 					if (!a) {                                           \
-						a = b;                                      \
+						a = out[(ptrdiff_t)i + off[k]];             \
 						k0 = k;                                     \
 						continue;                                   \
 					}                                                   \
-					if (b == a)                                         \
-						continue;                                   \
 					if (c->witness) {                                   \
 						w = in[(ptrdiff_t)i + off[k0] + off[k]];    \
 						if (binary ? w != 0 : w == v)               \
 							continue;                           \
 					}                                                   \
+					L b = out[(ptrdiff_t)i + off[k]];                   \
+					if (b == a)                                         \
+						continue;                                   \
 					while (par[a] != a) a = par[a] = par[par[a]];       \
 					while (par[b] != b) b = par[b] = par[par[b]];       \
 					if (a < b) par[b] = a;                              \
@@ -475,19 +477,19 @@ NAME(T *in, size_t nx, size_t ny, size_t nz, const cclconn *c, int binary, doubl
 					if (binary ? w == 0 : w != v)                       \
 						continue;                                   \
 					todo &= ~c->adj[k];                                 \
-					uint32_t b = cur[(ptrdiff_t)j + bo[k]];             \
 					if (!a) {                                           \
-						a = b;                                      \
+						a = cur[(ptrdiff_t)j + bo[k]];              \
 						k0 = k;                                     \
 						continue;                                   \
 					}                                                   \
-					if (b == a)                                         \
-						continue;                                   \
 					if (c->witness) {                                   \
 						w = in[(ptrdiff_t)i + off[k0] + off[k]];    \
 						if (binary ? w != 0 : w == v)               \
 							continue;                           \
 					}                                                   \
+					uint32_t b = cur[(ptrdiff_t)j + bo[k]];             \
+					if (b == a)                                         \
+						continue;                                   \
 					while (par[a] != a) a = par[a] = par[par[a]];       \
 					while (par[b] != b) b = par[b] = par[par[b]];       \
 					if (a < b) par[b] = a;                              \
