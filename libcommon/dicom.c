@@ -1606,9 +1606,13 @@ add_keys(mp_dicom_scan *s, dseries *r, mp_frame *f, const dslice *f0, double slo
 		mp_set_kvf(f, "medpipe.dicom.slice_thickness", "%g", f0->thick);
 	mp_set_kvf(f, "medpipe.dicom.slices", "%d", r->n);
 	char a[40], b[40];
-	mp_fmt_double(a, sizeof a, slope_used);
-	mp_fmt_double(b, sizeof b, inter_used);
-	mp_set_kvf(f, "medpipe.dicom.rescale", "%s %s", a, b);
+	if (isnan(slope_used))
+		mp_set_kv(f, "medpipe.dicom.rescale", "per-slice");
+	else {
+		mp_fmt_double(a, sizeof a, slope_used);
+		mp_fmt_double(b, sizeof b, inter_used);
+		mp_set_kvf(f, "medpipe.dicom.rescale", "%s %s", a, b);
+	}
 	if (f0->mosaic)
 		mp_set_kvf(f, "medpipe.dicom.mosaic", "%d", f0->mosaic);
 	if (!strcmp(f0->photo, "MONOCHROME1"))

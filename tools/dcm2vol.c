@@ -20,9 +20,10 @@ static const mp_opt opts[] = {
 	  "slice plane); 'ortho' shifts every slice in plane (bilinear) onto an orthogonal grid that holds the "
 	  "whole volume, as dcm2niix's _Tilt_ output." },
 	{ "uneven", 0, MP_OPT_STR, &uneven, NULL, "MODE",
-	  "Uneven slice spacing: 'resample' (default) interpolates linearly along the slice normal to a uniform "
-	  "step (the smallest step found); 'split' writes each run of equal steps as a frame of its own; 'fail' "
-	  "fails the series." },
+	  "Uneven slice spacing (steps differing by more than 2% or 0.01 mm): 'resample' (default) interpolates "
+	  "linearly along the slice normal to a uniform step, the smallest step that occurs at least twice (else "
+	  "the median step), from the first slice to the last; 'split' writes each run of equal steps as a frame "
+	  "of its own; 'fail' fails the series." },
 	{ "keep-phi", 0, MP_OPT_FLAG, &keep_phi, NULL, NULL,
 	  "Also write identifying tags (patient name and ID, birth date, study date, accession number, institution, "
 	  "study and series UIDs) as medpipe.dicom.* keys. Off by default." },
