@@ -366,7 +366,7 @@ apply_scaling(const char *name, mp_frame *f, double slope, double inter)
 	free(f->data);
 	f->data = out;
 	f->type = t;
-	mp_set_kvf(f, "nifti.scaling", "slope %.9g inter %.9g", slope, inter);
+	mp_set_kvf(f, "medpipe.nifti.scaling", "slope %.9g inter %.9g", slope, inter);
 	return 0;
 }
 
@@ -432,6 +432,148 @@ open_maybe_gz(const char *path)
 		return NULL;
 	}
 	return s;
+}
+
+/* ---------------------------------------------------------------- extensions */
+#define EXT_MAX (16 << 20)
+
+/* a Caret/Workbench label table (<Label Key="1" ...><![CDATA[spleen]]></Label>)
+ * as "1=spleen;2=kidney_right" in medpipe.label_names */
+static void
+label_table(mp_frame *f, const char *x)
+{
+	size_t cap = 256, n = 0;
+	char *out;
+	const char *p = strstr(x, "<LabelTable");
+
+	if (!p)
+		return;
+	out = mp_xmalloc(cap);
+	out[0] = 0;
+	while ((p = strstr(p, "<Label ")) != NULL) {
+		const char *k = strstr(p, "Key=\""), *gt = strchr(p, '>'), *end;
+		char name[256];
+		long key;
+		size_t m = 0;
+		if (!k || !gt || k > gt)
+			break;
+		key = strtol(k + 5, NULL, 10);
+		end = strstr(gt, "</Label>");
+		if (!end)
+			break;
+		gt++;
+		if (strncmp(gt, "<![CDATA[", 9) == 0)
+			gt += 9;
+		for (; gt < end && strncmp(gt, "]]>", 3) != 0 && m + 1 < sizeof name; gt++) {
+			char c = *gt;
+			if (c == ';' || c == '=' || c == '\n' || c == '\r' || c == '\t')
+				c = '_';
+			name[m++] = c;
+		}
+		name[m] = 0;
+		if (n + m + 32 > cap) {
+			cap = (n + m + 32) * 2;
+			out = mp_xrealloc(out, cap);
+		}
+		n += (size_t)snprintf(out + n, cap - n, "%s%ld=%s", n ? ";" : "", key, name);
+		p = end;
+	}
+	if (n)
+		mp_set_kv(f, "medpipe.label_names", out);
+	free(out);
+}
+
+/* the extensions after the header (from byte done up to limit): label
+ * tables are kept; returns the bytes consumed, -1 on a read error */
+static long long
+read_extensions(mp_fsrc *s, const nhdr *h, uint64_t done, uint64_t limit, mp_frame *f)
+{
+	unsigned char ext[4];
+	uint64_t pos = done;
+	long long k;
+
+	if (limit < done + 4)
+		return 0;
+	k = mp_fsrc_read(s, ext, 4);
+	if (k < 4)
+		return k; /* the end of a .hdr, or an error (-1) */
+	pos += 4;
+	if (ext[0] == 0)
+		return 4;
+	while (pos + 8 <= limit) {
+		unsigned char e8[8];
+		hb x = { e8, h->big };
+		int32_t esize;
+		char *buf;
+		k = mp_fsrc_read(s, e8, 8);
+		if (k < 0)
+			return -1;
+		pos += (uint64_t)k;
+		if (k < 8)
+			break;
+		esize = g32(x, 0);
+		if (esize < 8 || (uint64_t)esize - 8 > limit - pos)
+			break; /* not an extension after all: the data offset decides */
+		if (esize - 8 > EXT_MAX) {
+			if (mp_fsrc_skip(s, (uint64_t)esize - 8, "header extension") < 0)
+				return -1;
+		} else {
+			buf = mp_xmalloc((size_t)esize - 8 + 1);
+			if (mp_fsrc_need(s, buf, (size_t)esize - 8, "header extension") < 0) {
+				free(buf);
+				return -1;
+			}
+			buf[esize - 8] = 0;
+			label_table(f, buf);
+			free(buf);
+		}
+		pos += (uint64_t)esize - 8;
+	}
+	return (long long)(pos - done);
+}
+
+/* a Caret-style label table extension (code 0) for medpipe.label_names;
+ * returns the malloc'd extension (esize bytes, a multiple of 16) or NULL */
+static unsigned char *
+label_extension(const mp_frame *f, size_t *esize)
+{
+	const char *names = mp_get_kv(f, "medpipe.label_names"), *p;
+	size_t cap, n = 0;
+	char *x;
+	unsigned char *e;
+
+	if (!names || !*names)
+		return NULL;
+	cap = strlen(names) * 2 + 512;
+	x = mp_xmalloc(cap);
+	n += (size_t)snprintf(x + n, cap - n, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<CaretExtension>\n"
+					     "<VolumeInformation Index=\"0\">\n<LabelTable>\n");
+	for (p = names; *p;) {
+		const char *semi = strchr(p, ';'), *eq = strchr(p, '=');
+		size_t len = semi ? (size_t)(semi - p) : strlen(p);
+		if (eq && eq < p + len) {
+			long key = strtol(p, NULL, 10);
+			int nl = (int)(len - (size_t)(eq + 1 - p));
+			if (n + (size_t)nl + 128 > cap) {
+				cap = (n + (size_t)nl + 128) * 2;
+				x = mp_xrealloc(x, cap);
+			}
+			n += (size_t)snprintf(x + n, cap - n, "<Label Key=\"%ld\"><![CDATA[%.*s]]></Label>\n", key, nl, eq + 1);
+		}
+		p += len;
+		if (*p == ';')
+			p++;
+	}
+	if (n + 64 > cap)
+		x = mp_xrealloc(x, cap = n + 64);
+	n += (size_t)snprintf(x + n, cap - n, "</LabelTable>\n</VolumeInformation>\n</CaretExtension>\n");
+	*esize = (8 + n + 15) / 16 * 16;
+	e = mp_xcalloc(1, *esize);
+	p32(e, 0, (int32_t)*esize);
+	p32(e, 4, 0);
+	memcpy(e + 8, x, n);
+	free(x);
+	return e;
 }
 
 int
@@ -549,6 +691,8 @@ mp_nifti_read(const char *path, mp_frame *f)
 				free(dp);
 				dp = mp_xstrdup(hp);
 			} else {
+				if (read_extensions(s, &h, h.v2 ? 540 : 348, UINT64_MAX, f) < 0)
+					goto out;
 				mp_fsrc_close(s);
 				s = open_maybe_gz(dp);
 				if (!s) {
@@ -573,8 +717,13 @@ mp_nifti_read(const char *path, mp_frame *f)
 		}
 		if (!pair || h.single) {
 			int64_t off = h.vox_offset, done = h.v2 ? 540 : 348;
+			long long k;
 			if (off < done)
 				off = h.v2 ? 544 : 352;
+			k = read_extensions(s, &h, (uint64_t)done, (uint64_t)off, f);
+			if (k < 0)
+				goto out;
+			done += k;
 			if (mp_fsrc_skip(s, (uint64_t)(off - done), "data offset") < 0)
 				goto out;
 		}
@@ -607,8 +756,8 @@ mp_nifti_read(const char *path, mp_frame *f)
 		if (use && !(slope == 1 && inter == 0) && ch == 1 && apply_scaling(name, f, slope, inter) < 0)
 			goto out;
 	}
-	if (h.intent == INTENT_VECTOR || h.intent)
-		mp_set_kvf(f, "nifti.intent", "%d", h.intent);
+	if (h.intent)
+		mp_set_kvf(f, "medpipe.nifti.intent", "%d", h.intent);
 	rc = 0;
 out:
 	mp_fsrc_close(s);
@@ -675,6 +824,8 @@ mp_nifti_write(const char *path, const mp_frame *f, const mp_fmt_opts *o)
 	void *tdata = NULL;
 	const void *data = f->data;
 	int gz = is_gz_name(path);
+	unsigned char *ext = NULL;
+	size_t esize = 0;
 
 	if (!dt)
 		return mp_seterr("%s: NIfTI cannot hold type %s", path, mp_type_name(f->type));
@@ -837,6 +988,14 @@ mp_nifti_write(const char *path, const mp_frame *f, const mp_fmt_opts *o)
 		tdata = dst;
 		data = dst;
 	}
+	ext = label_extension(f, &esize);
+	if (ext) {
+		if (v2)
+			p64(h, 168, pair ? 0 : 544 + (int64_t)esize);
+		else
+			pf(h, 108, pair ? 0 : 352 + (double)esize);
+		h[v2 ? 540 : 348] = 1; /* extender: extensions follow */
+	}
 	/* the files */
 	if (pair) {
 		hp = pair_path(path, 1);
@@ -845,7 +1004,8 @@ mp_nifti_write(const char *path, const mp_frame *f, const mp_fmt_opts *o)
 		ds = hs ? mp_fsink_open(dp, gz, o->level) : NULL;
 		if (!ds)
 			goto fail;
-		if (mp_fsink_write(hs, h, v2 ? 540 : 348) < 0 || mp_fsink_write_le(ds, data, f->type, mp_frame_nvox(f)) < 0 ||
+		if (mp_fsink_write(hs, h, (v2 ? 540 : 348) + (ext ? 4 : 0)) < 0 || (ext && mp_fsink_write(hs, ext, esize) < 0) ||
+		    mp_fsink_write_le(ds, data, f->type, mp_frame_nvox(f)) < 0 ||
 		    mp_fsink_finish(ds) < 0 || mp_fsink_finish(hs) < 0)
 			goto fail;
 		if (mp_fsink_commit(ds) < 0) {
@@ -862,7 +1022,8 @@ mp_nifti_write(const char *path, const mp_frame *f, const mp_fmt_opts *o)
 		if (!hs)
 			goto fail;
 		/* header, 4-byte extender (no extensions), data */
-		if (mp_fsink_write(hs, h, v2 ? 544 : 352) < 0 || mp_fsink_write_le(hs, data, f->type, mp_frame_nvox(f)) < 0)
+		if (mp_fsink_write(hs, h, v2 ? 544 : 352) < 0 || (ext && mp_fsink_write(hs, ext, esize) < 0) ||
+		    mp_fsink_write_le(hs, data, f->type, mp_frame_nvox(f)) < 0)
 			goto fail;
 		if (mp_fsink_commit(hs) < 0) {
 			hs = NULL;
@@ -872,6 +1033,7 @@ mp_nifti_write(const char *path, const mp_frame *f, const mp_fmt_opts *o)
 	free(hp);
 	free(dp);
 	free(tdata);
+	free(ext);
 	return 0;
 fail:
 	mp_fsink_abort(ds);
@@ -879,5 +1041,6 @@ fail:
 	free(hp);
 	free(dp);
 	free(tdata);
+	free(ext);
 	return -1;
 }

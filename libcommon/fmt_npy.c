@@ -283,7 +283,7 @@ mp_npz_read(const char *path, mp_frame ***frames, size_t *n)
 		nm = mp_xstrdup(e[i].name);
 		if (mp_fmt_ends(nm, ".npy"))
 			nm[strlen(nm) - 4] = 0;
-		mp_set_kv(f, "npz.name", nm);
+		mp_set_kv(f, "medpipe.npz.name", nm);
 		if (strcmp(nm, "gts") == 0)
 			mp_set_kv(f, "medpipe.role", "label");
 		free(nm);

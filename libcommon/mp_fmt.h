@@ -17,7 +17,7 @@
  *    in the smallest type that holds every value exactly: the stored integer
  *    type or int16/int32 when all are whole numbers (CT: slope 1, intercept
  *    -1024 gives int16 HU), else float32 when exact, else float64; the key
- *    nifti.scaling records what was applied. RGB24/RGBA32 read as uint8 with
+ *    medpipe.nifti.scaling records what was applied. RGB24/RGBA32 read as uint8 with
  *    a first axis of 3/4 (kind RGB-color/RGBA-color); 5D vectors (dim[4]=1,
  *    intent vector) as a first axis of kind vector. Trailing axes of size 1
  *    beyond the third are dropped (x,y,z,1 reads as 3D).
@@ -34,7 +34,7 @@
  *    ElementNumberOfChannels > 1 becomes a first axis of kind "vector".
  *  - numpy .npy (v1, v2, v3): shape (Z, Y, X) -> sizes X, Y, Z; Fortran-order
  *    arrays are transposed; no geometry. .npz: one frame per array, with the
- *    key "npz.name" (the array name); "gts" arrays get medpipe.role=label.
+ *    key medpipe.npz.name (the array name); "gts" arrays get medpipe.role=label.
  * Writing NIfTI sets sform and qform (codes 1, scanner; qform 0 when the
  * directions are not orthogonal), xyzt_units mm; NIfTI-2 when a size exceeds
  * 32767. .hdr/.img are written as a NIfTI-1 pair ("ni1"). .mhd writes a .raw

@@ -254,6 +254,28 @@ def check_rgb():
         ok("nibabel-rgb24", False, str(e))
 
 
+def check_label_names():
+    """TotalSegmentator's label table (a NIfTI extension) becomes
+    medpipe.label_names and is written back as an extension nibabel sees"""
+    p = os.path.join(DATA, "nifti", "totalseg", "example_seg.nii.gz")
+    if not os.path.exists(p):
+        print("SKIP nifti-label-names: no data")
+        return
+    img = nib.load(p)
+    xml = b"".join(e.get_content() for e in img.header.extensions)
+    want = dict((int(k), v.decode()) for k, v in re.findall(rb'<Label Key="(\d+)"[^>]*><!\[CDATA\[([^\]]*)\]\]>', xml))
+    fr = cat(p)[0]
+    got = dict((int(kv.split("=", 1)[0]), kv.split("=", 1)[1]) for kv in fr.keys.get("medpipe.label_names", "").split(";") if kv)
+    ok("nifti-label-names-read", got == want and len(want) > 10, "%d names, nibabel's extension has %d" % (len(got), len(want)))
+    out = os.path.join(T, "seg-names.nii.gz")
+    conv(p, out)
+    o = nib.load(out)
+    xml = b"".join(e.get_content() for e in o.header.extensions)
+    again = dict((int(k), v.decode()) for k, v in re.findall(rb'<Label Key="(\d+)"[^>]*><!\[CDATA\[([^\]]*)\]\]>', xml))
+    ok("nifti-label-names-write", again == want and np.array_equal(np.asanyarray(o.dataobj), np.asanyarray(img.dataobj)),
+       "nibabel sees %d names" % len(again))
+
+
 def check_nrrd_files():
     d = os.path.join(DATA, "nrrd", "pynrrd")
     twin = os.path.join(d, "BallBinary30x30x30.nii.gz")
@@ -501,6 +523,7 @@ def main():
                     skip("nibabel-" + os.path.basename(p), "MINC is not a medpipe format")
             check_analyze()
             check_rgb()
+            check_label_names()
             check_nrrd_files()
         check_meta_files()
         if nib is not None:

@@ -109,8 +109,8 @@ def main():
                         np.lib.format.write_array(fp, v)
         try:
             frs = cat(p)
-            good = len(frs) == 3 and all(same(fr, arrs[fr.keys.get("npz.name")]) for fr in frs)
-            good = good and [fr.keys.get("medpipe.role", "") for fr in frs if fr.keys["npz.name"] == "gts"] == ["label"]
+            good = len(frs) == 3 and all(same(fr, arrs[fr.keys.get("medpipe.npz.name")]) for fr in frs)
+            good = good and [fr.keys.get("medpipe.role", "") for fr in frs if fr.keys["medpipe.npz.name"] == "gts"] == ["label"]
             ok("npz-" + kind, good, "arrays differ")
         except (RuntimeError, KeyError) as e:
             ok("npz-" + kind, False, str(e))

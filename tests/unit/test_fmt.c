@@ -419,6 +419,29 @@ meta_variants(void)
 }
 
 static void
+label_names(void)
+{
+	mp_frame f, g;
+	const char *names = "1=spleen;2=kidney_right;17=a b";
+	int ok = 1;
+
+	sample(&f, MP_UINT8, 4, 3, 2);
+	mp_set_kv(&f, "medpipe.label_names", names);
+	for (int i = 0; i < 3; i++) {
+		const char *p = tp(i == 0 ? "ln.nii" : i == 1 ? "ln.nii.gz" : "ln.hdr");
+		int r = mp_file_write(p, &f) == 0 && mp_file_read1(p, &g) == 0 && same_data(&f, &g) &&
+			mp_get_kv(&g, "medpipe.label_names") && strcmp(mp_get_kv(&g, "medpipe.label_names"), names) == 0;
+		if (!r)
+			T_FAIL("nifti-label-names", "%s: %s", p, mp_err());
+		ok &= r;
+		mp_frame_free(&g);
+	}
+	if (ok)
+		T_PASS("nifti-label-names");
+	mp_frame_free(&f);
+}
+
+static void
 options(void)
 {
 	mp_frame f, g;
@@ -749,6 +772,7 @@ main(int argc, char **argv)
 	shapes();
 	rgb();
 	meta_variants();
+	label_names();
 	options();
 	nifti_scaling();
 	nifti_bigendian();
