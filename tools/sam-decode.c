@@ -31,7 +31,7 @@ static box3d *boxes3;
 static size_t nboxes3;
 static const char *weights, *thrstr, *boxfile;
 static int fromlabel, multimask, wantlogits;
-static long shift, seed = 1, threads;
+static long shift, seed = 1, threads, grow;
 
 static prompt *
 newprompt(void)
@@ -137,12 +137,13 @@ opt_point(void *ctx, const char *arg)
 static const mp_opt opts[] = {
 	{ "weights", 'w', MP_OPT_STR, &weights, NULL, "FILE", "The checkpoint that made the embeddings (see sam-embed(1)). Default: $MEDPIPE_SAM_WEIGHTS." },
 	{ "box", 'b', MP_OPT_CALL, NULL, opt_box, "X0,Y0,X1,Y1[,Z[,LABEL]]", "A box prompt in pixel indices of the original slice (x0,y0 top left, x1,y1 bottom right, inclusive as MedSAM's boxes), on slice Z (0-based; may be left out for a 2-D image); its mask gets LABEL (default: the prompt's number, from 1). Repeatable." },
-	{ "box3d", 'B', MP_OPT_CALL, NULL, opt_box3, "X0,Y0,Z0,X1,Y1,Z1[,LABEL]", "A 3-D box, segmented as LiteMedSAM does: the box prompts the middle slice; each next slice up to Z1 and down to Z0+1 is prompted with the bounding box of the previous slice's mask (the middle box when that mask is empty). Repeatable." },
+	{ "box3d", 'B', MP_OPT_CALL, NULL, opt_box3, "X0,Y0,Z0,X1,Y1,Z1[,LABEL]", "A 3-D box, segmented as LiteMedSAM does: the box prompts the middle slice; each next slice up to Z1 and down to Z0 is prompted with the bounding box of the previous slice's mask, grown by --grow pixels (the middle box when that mask is empty). Repeatable." },
 	{ "point", 'p', MP_OPT_CALL, NULL, opt_point, "X,Y[,Z[,L]]", "A point prompt, L 1 (foreground, default) or 0 (background). Points of a slice join that slice's first box prompt, or form a prompt of their own. Repeatable." },
 	{ "boxes", 0, MP_OPT_STR, &boxfile, NULL, "FILE", "Boxes from a file: a CSV of lines X0,Y0,X1,Y1[,Z[,LABEL]] (a header line is skipped), or a LiteMedSAM .npz whose 'boxes' array is (N,4) for 2-D boxes or (N,6) [x0,y0,z0,x1,y1,z1] for 3-D boxes (propagated as --box3d); labels 1..N." },
 	{ "from-label", 'l', MP_OPT_FLAG, &fromlabel, NULL, NULL, "Derive the prompts from the label frame of the same case in the stream: the bounding box of every label on every embedded slice (as MedSAM's evaluation); the mask gets the label's value. The label frame passes through after the mask." },
 	{ "shift", 0, MP_OPT_INT, &shift, NULL, "N", "With --from-label: move every side of each box outwards by a random 0..N pixels (MedSAM's bbox_shift), clipped to the image." },
 	{ "seed", 0, MP_OPT_INT, &seed, NULL, "N", "Seed of --shift (default 1)." },
+	{ "grow", 0, MP_OPT_INT, &grow, NULL, "N", "With 3-D boxes: grow the box taken from the previous slice's mask by N pixels on every side, clipped to the image (default 0; LiteMedSAM grows it by 3 pixels of its 256-pixel input, i.e. about 3*max(W,H)/256)." },
 	{ "threshold", 'T', MP_OPT_STR, &thrstr, NULL, "RULE", "'medsam': sigmoid of the low-resolution logits resized bilinearly, mask where > 0.5 (MedSAM's inference); 'sam': logits resized, mask where > 0 (SAM's predictor). Default: the embeddings' mode." },
 	{ "multimask", 0, MP_OPT_FLAG, &multimask, NULL, NULL, "Use SAM's three-mask output and keep the mask with the highest predicted IoU (default: the single-mask output, as MedSAM)." },
 	{ "logits", 0, MP_OPT_FLAG, &wantlogits, NULL, NULL, "Also write a frame of role logits after each mask: float, on the same grid, per voxel the largest value over the prompts (probability for --threshold medsam, logit for sam; 0 or -100 where no prompt was)." },
@@ -367,6 +368,18 @@ bbox(const unsigned char *bin, size_t nx, size_t ny, double *b)
 	return any;
 }
 
+static int
+bbox_grown(const unsigned char *bin, size_t nx, size_t ny, double *b)
+{
+	if (!bbox(bin, nx, ny, b))
+		return 0;
+	b[0] = fmax(0, b[0] - (double)grow);
+	b[1] = fmax(0, b[1] - (double)grow);
+	b[2] = fmin((double)nx, b[2] + (double)grow);
+	b[3] = fmin((double)ny, b[3] + (double)grow);
+	return 1;
+}
+
 static uint64_t rng_state;
 static long
 rnd(long n)   /* 0..n */
@@ -416,7 +429,7 @@ run_job(job *j, const mp_frame *lab, mp_out *o)
 		/* upwards from the middle slice, then downwards from it */
 		unsigned char *midm = mp_xcalloc(np, 1);
 		for (long z = zm; z < zend; z++) {
-			if (z == zm || !bbox(prev, nx, ny, cur))
+			if (z == zm || !bbox_grown(prev, nx, ny, cur))
 				memcpy(cur, mid, sizeof cur);
 			if (run_prompt(j, z, cur, 0, NULL, NULL, boxes3[i].value, plane, bin)) {
 				free(midm);
@@ -428,8 +441,8 @@ run_job(job *j, const mp_frame *lab, mp_out *o)
 		}
 		memcpy(prev, midm, np);
 		free(midm);
-		for (long z = zm - 1; z > z0; z--) {
-			if (!bbox(prev, nx, ny, cur))
+		for (long z = zm - 1; z >= z0; z--) {
+			if (!bbox_grown(prev, nx, ny, cur))
 				memcpy(cur, mid, sizeof cur);
 			if (run_prompt(j, z, cur, 0, NULL, NULL, boxes3[i].value, plane, bin))
 				goto out;
@@ -570,8 +583,8 @@ main(int argc, char **argv)
 		mp_usage_die("--threshold: %s", mp_err());
 	if (threads < 0 || threads > 64)
 		mp_usage_die("--threads %ld: want 1..64", threads);
-	if (shift < 0)
-		mp_usage_die("--shift %ld: must not be negative", shift);
+	if (shift < 0 || grow < 0)
+		mp_usage_die("--shift and --grow must not be negative");
 	if (boxfile && read_boxfile(boxfile))
 		mp_die("%s", mp_err());
 	if (!fromlabel && nprompts == 0 && nboxes3 == 0)
