@@ -149,10 +149,12 @@ main(int argc, char **argv)
 		free(args);
 		return failed;
 	}
-	if (ns == 0 && !failed) {
+	if (ns == 0) {
 		mp_dicom_scan_free(s);
 		free(want);
 		free(args);
+		if (failed)
+			return 1;   /* the reasons are printed */
 		mp_die("no image series found in %zu file%s (%zu not DICOM, %zu skipped)", nf, nf == 1 ? "" : "s", nnd, nsk);
 	}
 	mp_out *out = mp_out_stdout();
