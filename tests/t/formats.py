@@ -230,6 +230,37 @@ def check_analyze():
     check_nifti_file(p, "analyze-spm2-glcal-origin")
 
 
+def check_nifti_variants():
+    """qform only (rotation, qfac -1), sform preferred over a different
+    qform, neither (pixdim), scaling, big endian, NIfTI-2: all as nibabel"""
+    a = (np.arange(5 * 6 * 7, dtype=np.int16) * 3 - 200).reshape(5, 6, 7)
+    c, s_ = np.cos(0.4), np.sin(0.4)
+    rot = np.array([[c, -s_, 0, 12.5], [s_, c, 0, -7.25], [0, 0, -1, 33], [0, 0, 0, 1]]) @ np.diag([0.8, 0.9, 2.5, 1])
+    cases = {}
+    img = nib.Nifti1Image(a, rot)
+    img.set_sform(None, code=0)
+    img.set_qform(rot, code=1)
+    cases["qform-only-qfac"] = img
+    img = nib.Nifti1Image(a, rot)
+    img.set_qform(np.diag([1, 2, 3, 1]), code=1)
+    img.set_sform(rot, code=2)
+    cases["sform-over-qform"] = img
+    img = nib.Nifti1Image(a, rot)
+    img.set_sform(None, code=0)
+    img.set_qform(None, code=0)
+    cases["no-transform"] = img
+    img = nib.Nifti1Image(a, rot)
+    img.header.set_slope_inter(0.25, -3.5)
+    cases["scaled"] = img
+    img = nib.Nifti1Image(a.astype(">i2"), rot, nib.Nifti1Header(endianness=">"))
+    cases["big-endian"] = img
+    cases["nifti2"] = nib.Nifti2Image(a.astype(np.float32), rot)
+    for name, img in cases.items():
+        p = os.path.join(T, "var-" + name + ".nii")
+        nib.save(img, p)
+        check_nifti_file(p, "nibabel-variant-" + name)
+
+
 def check_rgb():
     """RGB24 NIfTI from nibabel read as a first axis of 3; ours read by nibabel"""
     rgb = np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")])
@@ -425,15 +456,18 @@ def check_written():
                 a = nib_arrays(img)
                 want = LPS @ img.affine
                 good = np.array_equal(a, ref.array) and close(want[:3, :n], m0[:3, :n], 1e-4) and close(want[:3, 3], m0[:3, 3], 1e-4)
+                # the qform (quaternion, qfac) says the same as the sform
+                hd = img.header
+                good = good and hd["qform_code"] == 1 and hd["sform_code"] == 1 and close(hd.get_qform(), hd.get_sform(), 1e-4)
                 ok("write-%s-%s-nibabel" % (s, ext), good, "nibabel reads other voxels/affine:\n%s\n%s" % (want, m0))
             except Exception as e:
                 ok("write-%s-%s-nibabel" % (s, ext), False, str(e))
         # NRRD through pynrrd and unu
-        for z in ("", "-z"):
-            out = os.path.join(T, s + (".gz" if z else "") + ".nrrd")
+        for z, ext in (("", "nrrd"), ("-z", "nrrd"), ("", "nhdr"), ("-z", "nhdr")):
+            out = os.path.join(T, s + (".gz" if z else "") + "." + ext)
             conv(src, out, *([z] if z else []))
             if pynrrd is None:
-                skip("write-%s-nrrd%s-pynrrd" % (s, z), "pynrrd not installed")
+                skip("write-%s-%s%s-pynrrd" % (s, ext, z), "pynrrd not installed")
             else:
                 data, h = pynrrd.read(out)
                 a = np.transpose(data)
@@ -446,21 +480,21 @@ def check_written():
                         k += 1
                 m[:3, 3] = h["space origin"]
                 good = h["space"] == "left-posterior-superior" and np.array_equal(a, ref.array) and close(m, m0, 1e-12)
-                ok("write-%s-nrrd%s-pynrrd" % (s, z), good, "pynrrd reads other voxels/geometry")
+                ok("write-%s-%s%s-pynrrd" % (s, ext, z), good, "pynrrd reads other voxels/geometry")
             unu = "teem-unu" if subprocess.run(["sh", "-c", "command -v teem-unu"], stdout=subprocess.DEVNULL).returncode == 0 else (
                 "unu" if subprocess.run(["sh", "-c", "command -v unu"], stdout=subprocess.DEVNULL).returncode == 0 else None)
             if unu is None:
-                skip("write-%s-nrrd%s-unu" % (s, z), "teem's unu not installed")
+                skip("write-%s-%s%s-unu" % (s, ext, z), "teem's unu not installed")
             else:
                 again = os.path.join(T, s + "-unu.nrrd")
                 r = subprocess.run([unu, "save", "-i", out, "-f", "nrrd", "-e", "raw", "-en", "little", "-o", again],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
                 if r.returncode != 0:
-                    ok("write-%s-nrrd%s-unu" % (s, z), False, r.stderr.decode()[:300])
+                    ok("write-%s-%s%s-unu" % (s, ext, z), False, r.stderr.decode()[:300])
                 else:
                     a = nrrd_numpy(again)
                     good = np.array_equal(a, ref.array) and close(nrrd_affine(again), m0, 1e-12)
-                    ok("write-%s-nrrd%s-unu" % (s, z), good, "unu reads other voxels/geometry")
+                    ok("write-%s-%s%s-unu" % (s, ext, z), good, "unu reads other voxels/geometry")
         # MetaImage through SimpleITK
         for ext, z in (("mha", ""), ("mhd", ""), ("mha", "-z"), ("mhd", "-z")):
             label = "write-%s-%s%s-sitk" % (s, ext, z)
@@ -523,6 +557,7 @@ def main():
                     skip("nibabel-" + os.path.basename(p), "MINC is not a medpipe format")
             check_analyze()
             check_rgb()
+            check_nifti_variants()
             check_label_names()
             check_nrrd_files()
         check_meta_files()
