@@ -111,6 +111,10 @@ bl_tab(size_t in, size_t out, size_t *i0, size_t *i1, float *l1)
 void
 mp_sam_bilinear(const float *src, size_t sw, size_t sh, float *dst, size_t dw, size_t dh)
 {
+	if (sw == dw && sh == dh) {   /* scale 1: every sample on a source pixel */
+		memcpy(dst, src, sw * sh * sizeof(float));
+		return;
+	}
 	size_t *x0 = mp_xmalloc(dw * sizeof *x0), *x1 = mp_xmalloc(dw * sizeof *x1);
 	size_t *y0 = mp_xmalloc(dh * sizeof *y0), *y1 = mp_xmalloc(dh * sizeof *y1);
 	float *lx = mp_xmalloc(dw * sizeof *lx), *ly = mp_xmalloc(dh * sizeof *ly);
