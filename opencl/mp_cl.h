@@ -117,18 +117,6 @@ size_t mp_cl_piece(const mp_cl *c);
 /* kernels can load and store type t here (32-bit ints and double need fp64) */
 int mp_cl_type_ok(const mp_cl *c, mp_type t);
 
-/* ---------------------------------------------------------------- steps
- * Each returns 0, -1 + mp_err on failure, or MP_CL_UNSUPPORTED when this
- * device cannot do it (a type it lacks, e.g. double without cl_khr_fp64):
- * the dispatcher then runs the C function.  Inputs larger than the device's
- * allocation limit are processed in pieces. */
-#define MP_CL_UNSUPPORTED (-2)
-/* the largest piece (bytes) one buffer may hold: max_alloc, at most
- * MEDPIPE_CL_PIECE bytes (default 1 GiB) */
-size_t mp_cl_piece(const mp_cl *c);
-/* kernels can load and store type t here (32-bit ints and double need fp64) */
-int mp_cl_type_ok(const mp_cl *c, mp_type t);
-
 /* mp_convert: 8/16/32-bit integers, float, double (fp64 devices) */
 int mp_cl_convert(mp_cl *c, void *dst, mp_type dt, const void *src, mp_type st, size_t n);
 

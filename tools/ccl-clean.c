@@ -140,6 +140,13 @@ clean(mp_in *in, mp_frame *f, mp_out *o)
 	return 0;
 }
 
+static int
+each_frame(void *ctx, mp_in *in, mp_frame *f, mp_out *o)
+{
+	(void)ctx;
+	return strcmp(mp_role(f), role) == 0 ? clean(in, f, o) : mp_pass(in, f, o);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -160,29 +167,7 @@ main(int argc, char **argv)
 	if (!(dev = mp_dev_open(devspec)))
 		mp_die("%s", mp_err());
 	o = mp_out_stdout();
-	for (int i = 0; i < (nargs ? nargs : 1); i++) {
-		mp_in *in = mp_in_open(nargs ? args[i] : "-");
-		mp_frame f;
-		int r;
-
-		if (!in)
-			mp_die("%s", mp_err());
-		while ((r = mp_in_header(in, &f)) == 1) {
-			if (strcmp(mp_role(&f), role) == 0)
-				r = clean(in, &f, o);
-			else
-				r = mp_pass(in, &f, o);
-			mp_frame_free(&f);
-			if (r < 0)
-				mp_die("%s", mp_err());
-		}
-		if (r < 0)
-			mp_die("%s", mp_err());
-		mp_in_close(in);
-	}
-	if (mp_out_close(o) < 0)
-		mp_die("%s", mp_err());
+	mp_run_filter(args, nargs, o, each_frame, NULL);
 	mp_dev_close(dev);
-	free(args);
 	return 0;
 }

@@ -99,6 +99,15 @@ set_keys(mp_frame *f, const mp_winmap *m, double lev, double wid)
 	}
 }
 
+static int window_frame(mp_in *in, mp_frame *f, mp_out *o);
+
+static int
+each_frame(void *ctx, mp_in *in, mp_frame *f, mp_out *o)
+{
+	(void)ctx;
+	return strcmp(mp_role(f), "image") == 0 ? window_frame(in, f, o) : mp_pass(in, f, o);
+}
+
 static int
 window_frame(mp_in *in, mp_frame *f, mp_out *o)
 {
@@ -261,26 +270,6 @@ main(int argc, char **argv)
 	if (!(dev = mp_dev_open(devspec)))
 		mp_die("%s", mp_err());
 	o = mp_out_stdout();
-	for (int i = 0; i < (nargs ? nargs : 1); i++) {
-		mp_in *in = mp_in_open(nargs ? args[i] : "-");
-		mp_frame f;
-		int r;
-		if (!in)
-			mp_die("%s", mp_err());
-		while ((r = mp_in_header(in, &f)) == 1) {
-			int rc = strcmp(mp_role(&f), "image") == 0 ? window_frame(in, &f, o) : mp_pass(in, &f, o);
-			mp_frame_free(&f);
-			if (rc < 0)
-				mp_die("%s", mp_err());
-		}
-		if (r < 0)
-			mp_die("%s", mp_err());
-		if (mp_in_frameno(in) == 0)
-			mp_die("%s: empty stream: no frame", mp_in_name(in));
-		mp_in_close(in);
-	}
-	if (mp_out_close(o))
-		mp_die("%s", mp_err());
-	free(args);
+	mp_run_filter(args, nargs, o, each_frame, NULL);
 	return 0;
 }

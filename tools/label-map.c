@@ -141,6 +141,15 @@ relabel(mp_in *in, mp_frame *f, mp_out *o, mp_type ot, const int64_t *sel, size_
 	return mp_out_frame(o, f);
 }
 
+typedef struct { mp_type ot; const int64_t *sel; size_t nsel; } relabel_ctx;
+
+static int
+each_frame(void *ctx, mp_in *in, mp_frame *f, mp_out *o)
+{
+	const relabel_ctx *c = ctx;
+	return strcmp(mp_role(f), role) == 0 ? relabel(in, f, o, c->ot, c->sel, c->nsel) : mp_pass(in, f, o);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -169,27 +178,9 @@ main(int argc, char **argv)
 	if (!lm.n && !lm.keep_only && !inst && !renumber && ot == MP_NONE)
 		mp_usage_die("nothing to do: give --map, --map-file, --keep, --instances, --renumber or --type");
 	o = mp_out_stdout();
-	for (int i = 0; i < (nargs ? nargs : 1); i++) {
-		mp_in *in = mp_in_open(nargs ? args[i] : "-");
-		mp_frame f;
-		int r;
-
-		if (!in)
-			mp_die("%s", mp_err());
-		while ((r = mp_in_header(in, &f)) == 1) {
-			r = strcmp(mp_role(&f), role) == 0 ? relabel(in, &f, o, ot, sel, nsel) : mp_pass(in, &f, o);
-			mp_frame_free(&f);
-			if (r < 0)
-				mp_die("%s", mp_err());
-		}
-		if (r < 0)
-			mp_die("%s", mp_err());
-		mp_in_close(in);
-	}
-	if (mp_out_close(o) < 0)
-		mp_die("%s", mp_err());
+	relabel_ctx rc = { ot, sel, nsel };
+	mp_run_filter(args, nargs, o, each_frame, &rc);
 	mp_lmap_free(&lm);
 	free(sel);
-	free(args);
 	return 0;
 }

@@ -346,6 +346,15 @@ done:
 }
 
 static int
+each_frame(void *ctx, mp_in *in, mp_frame *f, mp_out *o)
+{
+	(void)ctx;
+	if (!acts_on(f))
+		return mp_pass(in, f, o);
+	return spacing_s ? resample_frame(in, f, o) : resize_frame(in, f, o);
+}
+
+static int
 looks_like_size(const char *s)
 {
 	regex_t re;
@@ -363,12 +372,11 @@ main(int argc, char **argv)
 {
 	char **args;
 	int nargs = mp_parse(&prog, argc, argv, &args);
-	char **files = args;
 
 	if (nargs > 0 && !size_s && looks_like_size(args[0])) {
-		size_s = args[0];
-		files++;
+		size_s = args[0];   /* points into argv, not into args */
 		nargs--;
+		memmove(args, args + 1, (size_t)nargs * sizeof *args);
 	}
 	if (mp_rs_parse(interp_s, &method) < 0)
 		mp_usage_die("--interp: %s", mp_err());
@@ -413,32 +421,6 @@ main(int argc, char **argv)
 	if (!(dev = mp_dev_open(devspec)))
 		mp_die("%s", mp_err());
 	mp_out *o = mp_out_stdout();
-	for (int i = 0; i < (nargs ? nargs : 1); i++) {
-		mp_in *in = mp_in_open(nargs ? files[i] : "-");
-		mp_frame f;
-		int r;
-		if (!in)
-			mp_die("%s", mp_err());
-		while ((r = mp_in_header(in, &f)) == 1) {
-			int rc;
-			if (!acts_on(&f))
-				rc = mp_pass(in, &f, o);
-			else if (spacing_s)
-				rc = resample_frame(in, &f, o);
-			else
-				rc = resize_frame(in, &f, o);
-			mp_frame_free(&f);
-			if (rc < 0)
-				mp_die("%s", mp_err());
-		}
-		if (r < 0)
-			mp_die("%s", mp_err());
-		if (mp_in_frameno(in) == 0)
-			mp_die("%s: empty stream: no frame", mp_in_name(in));
-		mp_in_close(in);
-	}
-	if (mp_out_close(o))
-		mp_die("%s", mp_err());
-	free(args);
+	mp_run_filter(args, nargs, o, each_frame, NULL);
 	return 0;
 }

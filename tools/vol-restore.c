@@ -291,6 +291,13 @@ done:
 	return rc;
 }
 
+static int
+each_frame(void *ctx, mp_in *in, mp_frame *f, mp_out *o)
+{
+	(void)ctx;
+	return wanted(f) ? restore(in, f, o) : mp_pass(in, f, o);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -308,27 +315,7 @@ main(int argc, char **argv)
 		have_ref = 1;
 	}
 	mp_out *o = mp_out_stdout();
-	for (int i = 0; i < (nargs ? nargs : 1); i++) {
-		mp_in *in = mp_in_open(nargs ? args[i] : "-");
-		mp_frame f;
-		int r;
-		if (!in)
-			mp_die("%s", mp_err());
-		while ((r = mp_in_header(in, &f)) == 1) {
-			int rc = wanted(&f) ? restore(in, &f, o) : mp_pass(in, &f, o);
-			mp_frame_free(&f);
-			if (rc < 0)
-				mp_die("%s", mp_err());
-		}
-		if (r < 0)
-			mp_die("%s", mp_err());
-		if (mp_in_frameno(in) == 0)
-			mp_die("%s: empty stream: no frame", mp_in_name(in));
-		mp_in_close(in);
-	}
-	if (mp_out_close(o))
-		mp_die("%s", mp_err());
+	mp_run_filter(args, nargs, o, each_frame, NULL);
 	mp_frame_free(&ref);
-	free(args);
 	return 0;
 }
