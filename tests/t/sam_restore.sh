@@ -1,0 +1,53 @@
+#!/bin/sh
+# The SAM pipeline puts its masks back on the original grid: phantom ->
+# hu-window (medsam) -> roi-crop -> vol-resize --longest 256 --pad ->
+# sam-embed -> sam-decode --from-label -> vol-restore gives a mask frame whose
+# grid (sizes, directions, origin) is the original image's as nibabel reads
+# it from the NIfTI, and the label frame that went the same way comes back
+# equal to the original label inside the crop (nibabel, numpy).
+# Weights: a random tiny SAM made with the official segment-anything code.
+. tests/lib.sh
+
+if ! have_py torch || ! have_py nibabel; then
+	skip sam-restore "torch or nibabel missing in $VPY"
+	exit 0
+fi
+if ! "$VPY" tests/gen/sam_ckpt.py "$T/tiny.pth" --config tiny --seed 0 > /dev/null 2> "$T/ck.err"; then
+	skip sam-restore "no segment_anything to make weights: $(tail -n 1 "$T/ck.err")"
+	exit 0
+fi
+"$VPY" tests/gen/phantom.py --size 96x80x12 --image "$T/img.nii.gz" --label "$T/lab.nii.gz" > /dev/null ||
+	{ fail sam-restore "phantom.py failed"; exit 0; }
+
+check sam-restore-pipeline sh -c "vol-cat '$T/img.nii.gz' --label '$T/lab.nii.gz' |
+	hu-window --preset soft-tissue --mapping medsam | roi-crop --bbox 3d --margin 4 |
+	vol-resize --longest 256 --pad | sam-embed -w '$T/tiny.pth' |
+	sam-decode -w '$T/tiny.pth' --from-label | vol-restore > '$T/back.nrrd'"
+check sam-restore-save vol-save -i "$T/back.nrrd" --as mask="$T/mask.nii.gz" --as label="$T/label.nii.gz"
+
+"$VPY" - "$T" <<'EOF'
+import sys
+import nibabel as nib
+import numpy as np
+T = sys.argv[1]
+lab = nib.load(T + "/lab.nii.gz")
+L = np.asanyarray(lab.dataobj)
+for role in ("mask", "label"):
+    try:
+        img = nib.load("%s/%s.nii.gz" % (T, role))
+    except Exception as e:
+        print("FAIL sam-restore-%s-grid: %s" % (role, e))
+        continue
+    a = np.asanyarray(img.dataobj)
+    good = a.shape == L.shape and np.allclose(img.affine, lab.affine, atol=1e-4)
+    print(("PASS sam-restore-%s-grid" % role) if good else
+          "FAIL sam-restore-%s-grid: shape %s vs %s, affine\n%s\nvs\n%s" % (role, a.shape, L.shape, img.affine, lab.affine))
+    if role == "label" and good:
+        # the crop keeps every labelled voxel (bbox + margin): all of it back
+        print("PASS sam-restore-label-values" if np.array_equal(a, L) else
+              "FAIL sam-restore-label-values: %d voxels differ" % int((a != L).sum()))
+    if role == "mask" and good:
+        # mask labels are the label values the prompts came from
+        extra = sorted(set(np.unique(a)) - set(np.unique(L)))
+        print("PASS sam-restore-mask-labels" if not extra else "FAIL sam-restore-mask-labels: %s" % extra)
+EOF
