@@ -97,6 +97,7 @@ main(int argc, char **argv)
 
 	if (mp_parse(&prog, argc, argv, &args) > 0)
 		mp_usage_die("no arguments expected (got '%s')", args[0]);
+	free(args);
 	if (only && !strncmp(only, "opencl", 6))
 		want = only[6] == ':' ? atoi(only + 7) : -1;
 	n = mp_cl_devices(&l);
