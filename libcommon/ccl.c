@@ -292,23 +292,6 @@ mp_ccl64(const void *vol, size_t elsize, size_t nx, size_t ny, size_t nz, int co
 	return ccl64_full(vol, elsize, nx, ny, nz, conn, binary, ids, NULL, NULL);
 }
 
-void *
-mp_alloc_big(size_t n)
-{
-	void *p;
-
-	if (n < (8u << 20))
-		return malloc(n ? n : 1);
-	/* 2 MiB aligned, with transparent huge pages where the kernel offers them
-	 * on request: far fewer page faults for ids of a whole CT volume */
-	p = aligned_alloc(2u << 20, (n + (2u << 20) - 1) / (2u << 20) * (2u << 20));
-#ifdef MADV_HUGEPAGE
-	if (p)
-		madvise(p, n, MADV_HUGEPAGE);
-#endif
-	return p;
-}
-
 void
 mp_ccl_sizes32(const uint32_t *ids, size_t nvox, size_t n, uint64_t *sizes)
 {

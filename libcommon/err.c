@@ -5,6 +5,10 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+
+#define HUGE ((size_t)2 << 20)   /* a transparent huge page */
+#define BIG ((size_t)8 << 20)    /* blocks from here on are worth it */
 
 const char *mp_progname = "medpipe";
 int mp_verbose;
@@ -131,6 +135,35 @@ mp_xcalloc(size_t n, size_t sz)
 	if (!p)
 		mp_die("out of memory allocating %zu x %zu bytes", n, sz);
 	return p;
+}
+
+void *
+mp_alloc_big(size_t n)
+{
+	void *p;
+
+	if (n < BIG)
+		return malloc(n ? n : 1);
+	/* 2 MiB aligned, with transparent huge pages where the kernel offers them
+	 * on request: far fewer page faults when a whole CT volume is written */
+	p = aligned_alloc(HUGE, (n + HUGE - 1) / HUGE * HUGE);
+	if (p)
+		mp_advise_huge(p, n);
+	return p;
+}
+
+void
+mp_advise_huge(void *p, size_t n)
+{
+#ifdef MADV_HUGEPAGE
+	uintptr_t a = ((uintptr_t)p + HUGE - 1) / HUGE * HUGE, e = ((uintptr_t)p + n) / HUGE * HUGE;
+
+	if (n >= BIG && e > a)
+		madvise((void *)a, e - a, MADV_HUGEPAGE);
+#else
+	(void)p;
+	(void)n;
+#endif
 }
 
 void *

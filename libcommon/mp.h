@@ -30,6 +30,12 @@ extern int mp_verbose;
 void mp_note(const char *fmt, ...) __attribute__((format(printf, 1, 2))); /* only when mp_verbose */
 void *mp_xmalloc(size_t n);            /* die on failure */
 void *mp_xcalloc(size_t n, size_t sz);
+/* a block for a whole volume (free() releases it): from 8 MiB on, 2 MiB
+ * aligned and advised for transparent huge pages (far fewer page faults);
+ * NULL when out of memory */
+void *mp_alloc_big(size_t n);
+/* advise transparent huge pages for the 2 MiB-aligned inside of [p, p+n) */
+void mp_advise_huge(void *p, size_t n);
 void *mp_xrealloc(void *p, size_t n);
 char *mp_xstrdup(const char *s);
 /* n*sz with overflow check: 0 on success, -1 (and mp_err) on overflow */

@@ -30,7 +30,6 @@ int64_t mp_ccl64(const void *vol, size_t elsize, size_t nx, size_t ny, size_t nz
                  int conn, int binary, uint64_t *ids);
 /* a large buffer (not zeroed; free() it), 2 MiB aligned and marked for
  * transparent huge pages: fewer page faults for ids of a whole volume */
-void *mp_alloc_big(size_t n);
 /* voxel count of every id: sizes[0..n] (sizes[0]: background) */
 void mp_ccl_sizes32(const uint32_t *ids, size_t nvox, size_t n, uint64_t *sizes);
 void mp_ccl_sizes64(const uint64_t *ids, size_t nvox, size_t n, uint64_t *sizes);

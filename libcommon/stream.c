@@ -379,6 +379,7 @@ mp_in_rest(mp_in *in, mp_frame *f)
 			}
 			p = q;
 			cap = nc;
+			mp_advise_huge(p, cap);
 		}
 		k = cap - have;
 		if (in->swap)
