@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char *outpat, *layout = "roles", *slicedir, *slicename, *slicetype = "float64";
+static const char *outpat, *layout = "roles", *slicedir, *slicename, *slicetype = "float64", *border = "reflect";
 static long level = 1, slicesize = 1024;
 static int stored;
 
@@ -21,6 +21,7 @@ static const mp_opt opts[] = {
 	{ "slices", 's', MP_OPT_STR, &slicedir, NULL, "DIR", "Also write MedSAM's per-slice files of each case: DIR/imgs/NAME-%03d.npy, the image slice repeated to 3 channels, resized to SIZExSIZE with a cubic B-spline (scikit-image order=3 with anti-aliasing) and min-max normalised to [0,1], shape (SIZE, SIZE, 3); DIR/gts/NAME-%03d.npy, the label slice resized with nearest neighbour, uint8 (SIZE, SIZE)." },
 	{ "name", 'n', MP_OPT_STR, &slicename, NULL, "NAME", "The NAME of per-slice files (default: the case id, else the output's base name)." },
 	{ "size", 0, MP_OPT_INT, &slicesize, NULL, "N", "Per-slice size (default 1024; LiteMedSAM: 256)." },
+	{ "border", 0, MP_OPT_STR, &border, NULL, "MODE", "Edge rule of the per-slice B-spline: reflect (the default; scikit-image's resize default) or constant (zeros outside, as MedSAM's pre_CT_MR.py calls resize(..., mode='constant'))." },
 	{ "slice-type", 0, MP_OPT_STR, &slicetype, NULL, "T", "Type of per-slice images: float64 (the default, as MedSAM writes them) or float32." },
 	{ NULL, 0, MP_OPT_END, NULL, NULL, NULL, NULL }
 };
@@ -240,7 +241,7 @@ write_slices(const char *name, const uint8_t *img, const uint8_t *gt, size_t nx,
 	sprintf(dgt, "%s/gts", slicedir);
 	mkdir_p(dimg);
 	mkdir_p(dgt);
-	if (mp_resizer_init(&r, MP_RS_BSPLINE3, nx, ny, n, n, -0.75) < 0)
+	if (mp_resizer_init_border(&r, MP_RS_BSPLINE3, nx, ny, n, n, -0.75, strcmp(border, "constant") == 0) < 0)
 		mp_die("%s: per-slice resize: %s", name, mp_err());
 	for (size_t z = 0; z < nz; z++) {
 		size_t plen = strlen(slicedir) + strlen(name) + 24;
@@ -371,6 +372,8 @@ main(int argc, char **argv)
 		mp_usage_die("%s: the output must end in .npz or .npy ('-': an npz on standard output)", outpat);
 	if (level < 0 || level > 9)
 		mp_usage_die("--level %ld: want 0..9", level);
+	if (strcmp(border, "reflect") != 0 && strcmp(border, "constant") != 0)
+		mp_usage_die("--border %s: want reflect or constant", border);
 	if (slicesize < 1 || slicesize > 65536)
 		mp_usage_die("--size %ld: want 1..65536", slicesize);
 	if (strcmp(slicetype, "float64") != 0 && strcmp(slicetype, "float32") != 0)

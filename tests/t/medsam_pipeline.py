@@ -212,5 +212,22 @@ else:
         ok("medsam-slices", good, why)
         print("# per-slice imgs: max |diff| %.3g vs resize(order=3, anti_aliasing=True, preserve_range=True); "
               "%.3g vs MedSAM's mode='constant' (borders)" % (worst, worst_c))
+        # --border constant: MedSAM's own call, resize(..., mode="constant")
+        sdc = os.path.join(T, "npyc")
+        err = pipeline(nifti_frame(ct, "image", "s") + nifti_frame(seg, "label", "s"), ["--preset", "soft-tissue"],
+                       1000, 100, os.path.join(T, "c.npz"), ["--slices", sdc, "--name", "CT_Abd_s", "--border", "constant"])
+        if err:
+            ok("medsam-slices-constant", False, err)
+        else:
+            worst = 0.0
+            for i in sorted({0, n // 2, n - 1}):
+                a = np.load(os.path.join(sdc, "imgs", names[i]))
+                img3 = np.repeat(z["imgs"][i][:, :, None], 3, axis=-1)
+                rc = transform.resize(img3, (1024, 1024), order=3, preserve_range=True, mode="constant", anti_aliasing=True)
+                rc = (rc - rc.min()) / np.clip(rc.max() - rc.min(), a_min=1e-8, a_max=None)
+                worst = max(worst, float(np.abs(a - rc).max()))
+            ok("medsam-slices-constant", worst <= 1e-5,
+               "imgs differ from resize(mode='constant') by %.3g (tolerance 1e-5)" % worst)
+            print("# --border constant: max |diff| %.3g vs MedSAM's resize(mode='constant')" % worst)
 subprocess.run(["rm", "-rf", T])
 sys.exit(1 if fails else 0)
