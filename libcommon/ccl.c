@@ -27,6 +27,8 @@ typedef struct {
 	uint32_t all, need_xm, need_xp, need_ym, need_yp, need_zm;
 	int witness;            /* 6 and 4: two neighbours found along different axes are
 	                           already joined when the voxel diagonal to both is set */
+	int face;               /* 6 or 4: the scan with the neighbours written out */
+	int is2d;
 } cclconn;
 
 int
@@ -80,6 +82,8 @@ conn_setup(int conn, cclconn *c)
 	memset(c, 0, sizeof *c);
 	c->k = n;
 	c->witness = conn == 6 || conn == 4;
+	c->face = c->witness;
+	c->is2d = is2d;
 	for (int i = 0; i < n; i++) {
 		int o = order[i];
 		c->dx[i] = cx[o], c->dy[i] = cy[o], c->dz[i] = cz[o];
@@ -100,6 +104,38 @@ conn_setup(int conn, cclconn *c)
 	return 0;
 }
 
+/* helpers of CCL_SCAN (they use its locals: v, a, par, np, cap, nvox, lmax) */
+#define CCL_SAME(w) (binary ? (w) != 0 : (w) == v)
+#define CCL_UNION(L, A, B)                                                                     \
+	do {                                                                                \
+		L b_ = (B);                                                                 \
+		if (b_ != (A)) {                                                            \
+			while (par[A] != A) A = par[A] = par[par[A]];                       \
+			while (par[b_] != b_) b_ = par[b_] = par[par[b_]];                  \
+			if (A < b_) par[b_] = A;                                            \
+			else if (b_ < A) { par[A] = b_; A = b_; }                           \
+		}                                                                           \
+	} while (0)
+#define CCL_NEWLABEL(L)                                                                     \
+	do {                                                                                \
+		if (++np >= cap) {                                                          \
+			L *t;                                                               \
+			if ((uint64_t)np > lmax) {                                          \
+				free(par);                                                  \
+				return mp_seterr("connected components: more than %llu components; use 64-bit ids", (unsigned long long)lmax); \
+			}                                                                   \
+			cap = cap * 2 > nvox + 1 ? nvox + 1 : cap * 2;                      \
+			t = realloc(par, cap * sizeof *par);                                \
+			if (!t) {                                                           \
+				free(par);                                                  \
+				return mp_seterr("connected components: out of memory");   \
+			}                                                                   \
+			par = t;                                                            \
+		}                                                                           \
+		par[np] = (L)np;                                                            \
+		a = (L)np;                                                                  \
+	} while (0)
+
 /* The scan, for element type T and id type L. EQ(a): neighbour value a is in
  * the class of the current voxel v. */
 #define CCL_SCAN(NAME, T, L)                                                                \
@@ -117,6 +153,47 @@ NAME(const T *in, size_t nx, size_t ny, size_t nz, const cclconn *c, int binary,
 	if (!par)                                                                           \
 		return mp_seterr("connected components: out of memory");                    \
 	par[0] = 0;                                                                         \
+	if (c->face) {                                                                      \
+		/* 6 (or 4): x-1, y-1, z-1 written out; same order and witness rule    \
+		 * as the generic scan below, so the same labels come out */            \
+		size_t sl = nx * ny;                                                        \
+		for (size_t z = 0; z < nz; z++)                                             \
+			for (size_t y = 0; y < ny; y++) {                                   \
+				size_t base = (z * ny + y) * nx;                            \
+				const T *r = in + base;                                     \
+				L *o = out + base;                                          \
+				int hy = y > 0, hz = z > 0 && !c->is2d;                     \
+				for (size_t x = 0; x < nx; x++) {                           \
+					T v = r[x];                                         \
+					L a = 0;                                            \
+					int k0 = -1;                                        \
+					if (!v) {                                           \
+						o[x] = 0;                                   \
+						continue;                                   \
+					}                                                   \
+					if (x && CCL_SAME(r[x - 1])) {                      \
+						a = o[x - 1];                               \
+						k0 = 0;                                     \
+					}                                                   \
+					if (hy && CCL_SAME(r[x - nx])) {                    \
+						if (!a) {                                   \
+							a = o[x - nx];                      \
+							k0 = 1;                             \
+						} else if (!CCL_SAME(r[x - 1 - nx]))        \
+							CCL_UNION(L, a, o[x - nx]);            \
+					}                                                   \
+					if (hz && CCL_SAME(r[x - sl])) {                    \
+						if (!a)                                     \
+							a = o[x - sl];                      \
+						else if (!CCL_SAME(r[x - sl - (k0 == 0 ? 1 : nx)])) \
+							CCL_UNION(L, a, o[x - sl]);            \
+					}                                                   \
+					if (!a)                                             \
+						CCL_NEWLABEL(L);                            \
+					o[x] = a;                                           \
+				}                                                           \
+			}                                                                   \
+	} else {                                                                            \
 	for (size_t z = 0; z < nz; z++)                                                     \
 		for (size_t y = 0; y < ny; y++) {                                           \
 			uint32_t row = c->all;                                              \
@@ -161,27 +238,12 @@ NAME(const T *in, size_t nx, size_t ny, size_t nz, const cclconn *c, int binary,
 					if (a < b) par[b] = a;                              \
 					else if (b < a) { par[a] = b; a = b; }              \
 				}                                                           \
-				if (!a) {                                                   \
-					if (++np >= cap) {                                  \
-						L *t;                                       \
-						if ((uint64_t)np > lmax) {                  \
-							free(par);                          \
-							return mp_seterr("connected components: more than %llu components; use 64-bit ids", (unsigned long long)lmax); \
-						}                                           \
-						cap = cap * 2 > nvox + 1 ? nvox + 1 : cap * 2; \
-						t = realloc(par, cap * sizeof *par);        \
-						if (!t) {                                   \
-							free(par);                          \
-							return mp_seterr("connected components: out of memory"); \
-						}                                           \
-						par = t;                                    \
-					}                                                   \
-					par[np] = (L)np;                                    \
-					a = (L)np;                                          \
-				}                                                           \
+				if (!a)                                                     \
+					CCL_NEWLABEL(L);                                    \
 				out[i] = a;                                                 \
 			}                                                                   \
 		}                                                                           \
+	} /* generic scan */                                                                \
 	/* final ids in raster order of each root (the smallest label of its set) */       \
 	uint64_t n = 0;                                                                     \
 	for (size_t l = 1; l <= np; l++)                                                    \
