@@ -13,15 +13,12 @@ import numpy as np
 BIN = os.environ.get("BIN", "bin")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gen"))
 import phantom  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import mptest  # noqa: E402
 
-fails = 0
 
-
-def res(ok, name, why=""):
-    global fails
-    if not ok:
-        fails += 1
-    print("%s %s%s" % ("PASS" if ok else "FAIL", name, "" if ok else ": " + str(why)), flush=True)
+def res(cond, name, why=""):
+    mptest.ok(name, cond, why)
 
 
 TYPES = {"uint8": np.uint8, "int16": np.int16, "short": np.int16, "float": np.float32, "int32": np.int32,
@@ -190,7 +187,7 @@ def main():
             f.write(phantom.nrrd_frame(img, D, origin, "image", "c1")[:-10])
         rc, out, err = run([], trunc)
         res(rc == 1 and err.count("\n") == 1, "error/truncated", err)
-    return 1 if fails else 0
+    return mptest.status()
 
 
 if __name__ == "__main__":

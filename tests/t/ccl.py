@@ -7,6 +7,9 @@ import subprocess
 import sys
 
 import numpy as np
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import mptest  # noqa: E402
+from mptest import ok  # noqa: E402
 
 BIN = os.environ.get("BIN", "bin")
 DATA = os.environ.get("DATA", "../shared/data")
@@ -15,16 +18,6 @@ NP2NRRD = {np.dtype(np.uint8): "uint8", np.dtype(np.int8): "int8", np.dtype(np.u
            np.dtype(np.uint64): "uint64", np.dtype(np.int64): "int64", np.dtype(np.float32): "float",
            np.dtype(np.float64): "double"}
 NRRD2NP = {v: k for k, v in NP2NRRD.items()}
-fails = 0
-
-
-def ok(name, cond, why=""):
-    global fails
-    if cond:
-        print("PASS", name)
-    else:
-        fails += 1
-        print("FAIL %s: %s" % (name, why))
 
 
 def frame(arr, role="label", spacing=(1.0, 1.0, 1.0), case="c1"):
@@ -257,4 +250,4 @@ rc, out, err = run(["--connectivity", "7"], b"")
 ok("ccl-err-conn", rc == 2 and err.count("\n") == 1, "rc %d: %s" % (rc, err))
 rc, out, err = run([], b"NRRD0004\ntype: uint8\nsizes: 4\n")
 ok("ccl-err-trunc", rc == 1 and err.count("\n") == 1 and not out, "rc %d: %s" % (rc, err))
-sys.exit(1 if fails else 0)
+sys.exit(mptest.status())

@@ -10,18 +10,11 @@ sys.path.insert(0, "tests/gen")
 import numpy as np  # noqa: E402
 from mpstream import read_frames  # noqa: E402
 from nrrdframe import frame  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import mptest  # noqa: E402
+from mptest import ok as res  # noqa: E402
 
 BIN = os.environ.get("BIN", "bin")
-fails = 0
-
-
-def res(name, ok, why=""):
-    global fails
-    if ok:
-        print("PASS " + name)
-    else:
-        fails += 1
-        print("FAIL %s: %s" % (name, why))
 
 
 def run(args, data, rc=0):
@@ -117,4 +110,4 @@ p = run(["--bbox", "3d", "--empty", "drop"], empty + data)
 fr = read_frames(p.stdout)
 res("crop-empty-drop", len(fr) == 2 and fr[0].keys["medpipe.case"] == "c1", "%d frames" % len(fr))
 
-sys.exit(1 if fails else 0)
+sys.exit(mptest.status())

@@ -30,13 +30,15 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from mpstream import read_frames  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import mptest  # noqa: E402
+from mptest import ok, skip  # noqa: E402
 
 DATA = os.environ.get("DATA", "../shared/data")
 BIN = os.environ.get("BIN", "bin")
 CONV = os.environ.get("FMT_CONV", "build/tests/test_fmt")
 CAT = [os.path.join(BIN, "vol-cat")] if os.access(os.path.join(BIN, "vol-cat"), os.X_OK) else [CONV, "cat"]
 T = tempfile.mkdtemp(prefix="medpipe-formats.")
-fails = 0
 
 try:
     import nibabel as nib
@@ -50,19 +52,6 @@ try:
     import nrrd as pynrrd
 except ImportError:
     pynrrd = None
-
-
-def ok(name, cond, why=""):
-    global fails
-    if cond:
-        print("PASS", name)
-    else:
-        fails += 1
-        print("FAIL %s: %s" % (name, why))
-
-
-def skip(name, why):
-    print("SKIP %s: %s" % (name, why))
 
 
 def cat(path):
@@ -570,7 +559,7 @@ def main():
         if nib is not None:
             check_written()
     check_malformed()
-    return 1 if fails else 0
+    return mptest.status()
 
 
 if __name__ == "__main__":

@@ -14,19 +14,12 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from mpstream import read_frames  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import mptest  # noqa: E402
+from mptest import ok  # noqa: E402
 
 CONV = os.environ.get("FMT_CONV", "build/tests/test_fmt")
 T = tempfile.mkdtemp(prefix="medpipe-npy.")
-fails = 0
-
-
-def ok(name, cond, why=""):
-    global fails
-    if cond:
-        print("PASS", name)
-    else:
-        fails += 1
-        print("FAIL %s: %s" % (name, why))
 
 
 def cat(path):
@@ -128,7 +121,7 @@ def main():
         err = r.stderr.decode()
         ok("npz-bad-" + name, r.returncode == 1 and err.count("\n") == 1 and os.path.basename(path) in err and not r.stdout,
            "exit %d: %s" % (r.returncode, err))
-    return 1 if fails else 0
+    return mptest.status()
 
 
 if __name__ == "__main__":

@@ -7,6 +7,9 @@ import sys
 import tempfile
 
 import numpy as np
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import mptest  # noqa: E402
+from mptest import ok  # noqa: E402
 
 BIN = os.environ.get("BIN", "bin")
 DATA = os.environ.get("DATA", "../shared/data")
@@ -14,16 +17,6 @@ T = tempfile.mkdtemp(prefix="medpipe-lmap.")
 NP2NRRD = {"u1": "uint8", "i1": "int8", "u2": "uint16", "i2": "int16", "u4": "uint32", "i4": "int32",
            "u8": "uint64", "i8": "int64", "f4": "float", "f8": "double"}
 NRRD2NP = {v: k for k, v in NP2NRRD.items()}
-fails = 0
-
-
-def ok(name, cond, why=""):
-    global fails
-    if cond:
-        print("PASS", name)
-    else:
-        fails += 1
-        print("FAIL %s: %s" % (name, why))
 
 
 def frame(a, role="label"):
@@ -150,4 +143,4 @@ for nm, args in (("spec", ["--map", "1:x"]), ("nothing", []), ("type", ["--type"
     rc, out, err = run(args, frame(lab))
     ok("lmap-usage-" + nm, rc == 2 and err.count("\n") == 1 and not out, "rc %d: %s" % (rc, err))
 subprocess.run(["rm", "-rf", T])
-sys.exit(1 if fails else 0)
+sys.exit(mptest.status())

@@ -15,22 +15,15 @@ import sys
 import tempfile
 
 import numpy as np
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import mptest  # noqa: E402
+from mptest import ok  # noqa: E402
 
 BIN = os.environ.get("BIN", "bin")
 DATA = os.environ.get("DATA", "../shared/data")
 SLOW = os.environ.get("MEDPIPE_SLOW") == "1"
 TS = os.path.join(DATA, "nifti/totalseg")
 T = tempfile.mkdtemp(prefix="medpipe-medsam.")
-fails = 0
-
-
-def ok(name, cond, why=""):
-    global fails
-    if cond:
-        print("PASS", name)
-    else:
-        fails += 1
-        print("FAIL %s: %s" % (name, why))
 
 
 def skip_all(why):
@@ -230,4 +223,4 @@ else:
                "imgs differ from resize(mode='constant') by %.3g (tolerance 1e-5)" % worst)
             print("# --border constant: max |diff| %.3g vs MedSAM's resize(mode='constant')" % worst)
 subprocess.run(["rm", "-rf", T])
-sys.exit(1 if fails else 0)
+sys.exit(mptest.status())

@@ -9,21 +9,14 @@ import tempfile
 import zipfile
 
 import numpy as np
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import mptest  # noqa: E402
+from mptest import ok  # noqa: E402
 
 BIN = os.environ.get("BIN", "bin")
 T = tempfile.mkdtemp(prefix="medpipe-npz.")
 NP2NRRD = {"u1": "uint8", "i1": "int8", "u2": "uint16", "i2": "int16", "u4": "uint32", "i4": "int32",
            "u8": "uint64", "i8": "int64", "f4": "float", "f8": "double"}
-fails = 0
-
-
-def ok(name, cond, why=""):
-    global fails
-    if cond:
-        print("PASS", name)
-    else:
-        fails += 1
-        print("FAIL %s: %s" % (name, why))
 
 
 def header(shape, dt, role, spacing=None, case="c1"):
@@ -204,4 +197,4 @@ if os.environ.get("MEDPIPE_SLOW") == "1":
 else:
     print("SKIP npz-zip64-4GB: set MEDPIPE_SLOW=1 (4.3 GB entry)")
 subprocess.run(["rm", "-rf", T])
-sys.exit(1 if fails else 0)
+sys.exit(mptest.status())

@@ -11,22 +11,15 @@ import subprocess
 import sys
 
 import numpy as np
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import mptest  # noqa: E402
+from mptest import ok  # noqa: E402
 
 BIN = os.environ.get("BIN", "bin")
 DATA = os.environ.get("DATA", "../shared/data")
 NP2NRRD = {np.dtype(np.uint8): "uint8", np.dtype(np.int8): "int8", np.dtype(np.uint16): "uint16",
            np.dtype(np.int16): "int16", np.dtype(np.uint32): "uint32", np.dtype(np.int32): "int32",
            np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
-fails = 0
-
-
-def ok(name, cond, why=""):
-    global fails
-    if cond:
-        print("PASS", name)
-    else:
-        fails += 1
-        print("FAIL %s: %s" % (name, why))
 
 
 def frame(arr, role, spacing=(0.8, 0.8, 2.5), case="c1"):
@@ -166,7 +159,7 @@ def main():
     ok("ccl-clean --device opencl:42 fails", rc == 1 and len(o) == 0 and "no device 42" in e and e.count("\n") == 0, e)
     rc, o, e = run("hu-window", ["--preset", "bone"], stream, "gpu")
     ok("hu-window --device gpu is a usage error", rc == 2 and "bad device" in e, e)
-    return 1 if fails else 0
+    return mptest.status()
 
 
 sys.exit(main())

@@ -13,19 +13,18 @@ import sys
 import tempfile
 
 import numpy as np
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import mptest  # noqa: E402
+
+
+def res(cond, name, why=""):
+    mptest.ok(name, cond, why)
+
 
 BIN = os.environ.get("BIN", "bin")
 HERE = os.path.dirname(os.path.abspath(__file__))
 GEN = os.path.join(HERE, "..", "gen", "phantom.py")
 PY = os.environ.get("PY", "/usr/bin/python3")
-fails = 0
-
-
-def res(ok, name, why=""):
-    global fails
-    if not ok:
-        fails += 1
-    print("%s %s%s" % ("PASS" if ok else "FAIL", name, "" if ok else ": " + str(why)), flush=True)
 
 
 def gen(*a):
@@ -78,7 +77,7 @@ def main():
 
         if not have_dcmtk:
             print("SKIP dicom: dump2dcm (dcmtk) missing")
-            return 1 if fails else 0
+            return mptest.status()
         files = sorted(glob.glob(os.path.join(t, "dcm", "*.dcm")))
         res(len(files) == 12, "dicom_one_file_per_slice", len(files))
         try:
@@ -132,7 +131,7 @@ def main():
                 a.stderr.decode()[:200])
         else:
             print("SKIP dcm2vol_same_grid: dcm2vol not built")
-    return 1 if fails else 0
+    return mptest.status()
 
 
 if __name__ == "__main__":

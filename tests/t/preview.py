@@ -12,17 +12,16 @@ import numpy as np
 BIN = os.environ.get("BIN", "bin")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gen"))
 import phantom  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import mptest  # noqa: E402
+
+
+def res(cond, name, why=""):
+    mptest.ok(name, cond, why)
+
 
 PALETTE = {1: (230, 25, 75), 2: (60, 180, 75), 3: (255, 225, 25), 4: (0, 130, 200),
            5: (245, 130, 48), 6: (145, 30, 180)}
-fails = 0
-
-
-def res(ok, name, why=""):
-    global fails
-    if not ok:
-        fails += 1
-    print("%s %s%s" % ("PASS" if ok else "FAIL", name, "" if ok else ": " + why), flush=True)
 
 
 def run(*a):
@@ -156,7 +155,7 @@ def main():
         p = run("-o", os.path.join(tmp, "bad.png"), bad)
         res(p.returncode == 1 and p.stderr.decode().count("\n") == 1
             and not os.path.exists(os.path.join(tmp, "bad.png")), "error/truncated", p.stderr.decode())
-    return 1 if fails else 0
+    return mptest.status()
 
 
 if __name__ == "__main__":

@@ -11,23 +11,12 @@ sys.path.insert(0, "tests/gen")
 import numpy as np  # noqa: E402
 from mpstream import read_frames  # noqa: E402
 from nrrdframe import frame  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import mptest  # noqa: E402
+from mptest import ok as res, skip  # noqa: E402
 
 BIN = os.environ.get("BIN", "bin")
 warnings.filterwarnings("ignore")
-fails = 0
-
-
-def res(name, ok, why=""):
-    global fails
-    if ok:
-        print("PASS " + name)
-    else:
-        fails += 1
-        print("FAIL %s: %s" % (name, why))
-
-
-def skip(name, why):
-    print("SKIP %s: %s" % (name, why))
 
 
 def run(args, data):
@@ -209,4 +198,4 @@ emb = frame(rng.random((4, 5, 6)).astype(np.float32), keys={"medpipe.role": "emb
 p = subprocess.run([os.path.join(BIN, "vol-resize"), "8x8"], input=emb, stdout=subprocess.PIPE)
 res("resize-pass-other-roles", p.returncode == 0 and p.stdout == emb, "not byte-identical")
 
-sys.exit(1 if fails else 0)
+sys.exit(mptest.status())

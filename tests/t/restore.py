@@ -12,18 +12,11 @@ sys.path.insert(0, "tests/gen")
 import numpy as np  # noqa: E402
 from mpstream import read_frames  # noqa: E402
 from nrrdframe import frame  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import mptest  # noqa: E402
+from mptest import ok as res  # noqa: E402
 
 BIN = os.environ.get("BIN", "bin")
-fails = 0
-
-
-def res(name, ok, why=""):
-    global fails
-    if ok:
-        print("PASS " + name)
-    else:
-        fails += 1
-        print("FAIL %s: %s" % (name, why))
 
 
 def pipe(cmds, data):
@@ -160,4 +153,4 @@ else:
         res("restore-nifti-nibabel", ok, "shape %s affine %s" % (a.shape, aff.tolist()))
         os.unlink(outp)
 
-sys.exit(1 if fails else 0)
+sys.exit(mptest.status())

@@ -10,18 +10,11 @@ sys.path.insert(0, "tests/gen")
 import numpy as np  # noqa: E402
 from mpstream import read_frames  # noqa: E402
 from nrrdframe import frame  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import mptest  # noqa: E402
+from mptest import ok as res  # noqa: E402
 
 BIN = os.environ.get("BIN", "bin")
-fails = 0
-
-
-def res(name, ok, why=""):
-    global fails
-    if ok:
-        print("PASS " + name)
-    else:
-        fails += 1
-        print("FAIL %s: %s" % (name, why))
 
 
 def run(args, data):
@@ -129,4 +122,4 @@ lab = frame((ct[:3] > 0).astype(np.uint8), keys={"medpipe.role": "label"})
 p = subprocess.run([os.path.join(BIN, "hu-window"), "--preset", "bone"], input=lab, stdout=subprocess.PIPE)
 res("window-pass-label-byte-exact", p.returncode == 0 and p.stdout == lab, "changed")
 
-sys.exit(1 if fails else 0)
+sys.exit(mptest.status())
