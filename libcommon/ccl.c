@@ -217,7 +217,7 @@ NAME(const T *in, size_t nx, size_t ny, size_t nz, const cclconn *c, int binary,
 					int k = __builtin_ctz(todo);                        \
 					T w = in[(ptrdiff_t)i + off[k]];                    \
 					todo &= todo - 1;                                   \
-					if (binary ? w == 0 : w != v)                       \
+					if (!CCL_SAME(w))                       \
 						continue;                                   \
 					todo &= ~c->adj[k];                                 \
 					if (!a) {                                           \
@@ -227,16 +227,10 @@ NAME(const T *in, size_t nx, size_t ny, size_t nz, const cclconn *c, int binary,
 					}                                                   \
 					if (c->witness) {                                   \
 						w = in[(ptrdiff_t)i + off[k0] + off[k]];    \
-						if (binary ? w != 0 : w == v)               \
+						if (CCL_SAME(w))               \
 							continue;                           \
 					}                                                   \
-					L b = out[(ptrdiff_t)i + off[k]];                   \
-					if (b == a)                                         \
-						continue;                                   \
-					while (par[a] != a) a = par[a] = par[par[a]];       \
-					while (par[b] != b) b = par[b] = par[par[b]];       \
-					if (a < b) par[b] = a;                              \
-					else if (b < a) { par[a] = b; a = b; }              \
+					CCL_UNION(L, a, out[(ptrdiff_t)i + off[k]]);                                   \
 				}                                                           \
 				if (!a)                                                     \
 					CCL_NEWLABEL(L);                                    \
@@ -519,7 +513,7 @@ NAME(T *in, size_t nx, size_t ny, size_t nz, const cclconn *c, int binary, doubl
 					int k = __builtin_ctz(todo);                        \
 					T w = in[(ptrdiff_t)i + off[k]];                    \
 					todo &= todo - 1;                                   \
-					if (binary ? w == 0 : w != v)                       \
+					if (!CCL_SAME(w))                       \
 						continue;                                   \
 					todo &= ~c->adj[k];                                 \
 					if (!a) {                                           \
@@ -529,16 +523,10 @@ NAME(T *in, size_t nx, size_t ny, size_t nz, const cclconn *c, int binary, doubl
 					}                                                   \
 					if (c->witness) {                                   \
 						w = in[(ptrdiff_t)i + off[k0] + off[k]];    \
-						if (binary ? w != 0 : w == v)               \
+						if (CCL_SAME(w))               \
 							continue;                           \
 					}                                                   \
-					uint32_t b = cur[(ptrdiff_t)j + bo[k]];             \
-					if (b == a)                                         \
-						continue;                                   \
-					while (par[a] != a) a = par[a] = par[par[a]];       \
-					while (par[b] != b) b = par[b] = par[par[b]];       \
-					if (a < b) par[b] = a;                              \
-					else if (b < a) { par[a] = b; a = b; }              \
+					CCL_UNION(uint32_t, a, cur[(ptrdiff_t)j + bo[k]]);                             \
 				}                                                           \
 				if (!a) {                                                   \
 					if (++np >= cap) {                                  \
@@ -618,7 +606,7 @@ NAME(T *in, size_t nx, size_t ny, size_t nz, const cclconn *c, int binary, doubl
 						int k = __builtin_ctz(todo);                \
 						T w = in[(ptrdiff_t)i + off[k]];            \
 						todo &= todo - 1;                           \
-						if (binary ? w == 0 : w != v)               \
+						if (!CCL_SAME(w))               \
 							continue;                           \
 						id = cur[(ptrdiff_t)j + bo[k]];             \
 						break;                                      \
