@@ -50,7 +50,8 @@ typedef struct clsam {
 	scratch s[NSCR];
 	int failed;
 	char err[600];
-	cl_kernel gemm[4], ln, gelu, rel, soft;
+	cl_kernel gemm[4], gemm_v[2], ln, gelu, rel, soft;
+	int cpu;                 /* a CPU device: the vectorised NN/NT kernels */
 } clsam;
 
 /* an operand on the device: buffer and offset in floats */
@@ -206,6 +207,15 @@ dgemm(clsam *s, int ta, int tb, int m, int n, int k, float alpha, const gop *a, 
 {
 	cl_kernel kn = s->gemm[(ta ? 2 : 0) + (tb ? 1 : 0)];
 	size_t g[3] = { (size_t)(n + 63) / 64 * 16, (size_t)(m + 63) / 64 * 16, (size_t)nz }, l[3] = { 16, 16, 1 };
+	const size_t *lp = l;
+	const char *e = getenv("MEDPIPE_SAM_CL_TILED");
+
+	if (s->cpu && !ta && !(e && *e && strcmp(e, "0") != 0)) {
+		kn = s->gemm_v[tb];
+		g[0] = tb ? (size_t)(n + 3) / 4 : (size_t)(n + 15) / 16;
+		g[1] = tb ? (size_t)(m + 3) / 4 : (size_t)(m + 7) / 8;
+		lp = NULL;
+	}
 
 	if (mp_cl_args(kn, sizeof m, &m, sizeof n, &n, sizeof k, &k, sizeof alpha, &alpha, sizeof beta, &beta,
 	               sizeof(cl_mem), &a->d.m, sizeof(cl_ulong), &a->d.off, sizeof(int), &a->ld,
@@ -215,7 +225,7 @@ dgemm(clsam *s, int ta, int tb, int m, int n, int k, float alpha, const gop *a, 
 	               sizeof(cl_mem), &c->d.m, sizeof(cl_ulong), &c->d.off, sizeof(int), &c->ld,
 	               sizeof(cl_ulong), &c->s1, sizeof(cl_ulong), &c->s2, sizeof zdiv, &zdiv, (size_t)0))
 		return -1;
-	return run(s, kn, 3, g, l);
+	return run(s, kn, 3, g, lp);
 }
 
 static int
@@ -469,7 +479,9 @@ mp_cl_sam_backend(mp_cl *c)
 	for (int i = 0; i < 4; i++)
 		if (!(s->gemm[i] = mp_cl_kernel(c, "sam", gn[i])))
 			goto bad;
-	if (!(s->ln = mp_cl_kernel(c, "sam", "layernorm")) || !(s->gelu = mp_cl_kernel(c, "sam", "gelu")) ||
+	s->cpu = mp_cl_info(c)->type == MP_CL_CPU;
+	if (!(s->gemm_v[0] = mp_cl_kernel(c, "sam", "gemm_nn_v")) || !(s->gemm_v[1] = mp_cl_kernel(c, "sam", "gemm_nt_v")) ||
+	    !(s->ln = mp_cl_kernel(c, "sam", "layernorm")) || !(s->gelu = mp_cl_kernel(c, "sam", "gelu")) ||
 	    !(s->rel = mp_cl_kernel(c, "sam", "relpos")) || !(s->soft = mp_cl_kernel(c, "sam", "softmax_rel")))
 		goto bad;
 	s->be.name = "opencl";

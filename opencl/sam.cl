@@ -202,3 +202,108 @@ softmax_rel(__global float *S, int nk, __global const float *rh, __global const 
 	for (int k = l; k < nk; k += RW)
 		s[k] *= inv;
 }
+
+/* ---------------------------------------------------------------- SGEMM for CPU devices
+ * On a CPU (PoCL) the work-group loops of the tiled kernel above run as
+ * scalar code; these two vectorise inside each work-item instead, reading
+ * straight from memory (the caches do what local memory does on a GPU).
+ * Same arguments and batches as above.
+ * gemm_nt_v: C = A B^T, both with the inner index fastest: each item a 4 x 4
+ * block of C as 16 dot products in float8 lanes.
+ * gemm_nn_v: C = A B, B's rows along C's columns: each item 8 rows x 16
+ * columns of C (float16 lanes, A's values broadcast). */
+__kernel void
+gemm_nt_v(int M, int N, int K, float alpha, float beta,
+          __global const float *A, ulong aoff, int lda, ulong as1, ulong as2,
+          __global const float *B, ulong boff, int ldb, ulong bs1, ulong bs2,
+          __global float *C, ulong coff, int ldc, ulong cs1, ulong cs2, int zdiv)
+{
+	int j0 = (int)get_global_id(0) * 4, i0 = (int)get_global_id(1) * 4;
+	ulong z = get_global_id(2), zq = z / (ulong)zdiv, zr = z % (ulong)zdiv;
+	__global const float *a[4], *b[4];
+	float8 acc[4][4];
+	float s[4][4];
+	int p = 0;
+
+	if (i0 >= M || j0 >= N)
+		return;
+	A += aoff + zq * as1 + zr * as2;
+	B += boff + zq * bs1 + zr * bs2;
+	C += coff + zq * cs1 + zr * cs2;
+	for (int r = 0; r < 4; r++) {
+		a[r] = A + (size_t)min(i0 + r, M - 1) * lda;
+		b[r] = B + (size_t)min(j0 + r, N - 1) * ldb;
+		for (int c = 0; c < 4; c++)
+			acc[r][c] = (float8)(0.0f);
+	}
+	for (; p + 8 <= K; p += 8) {
+		float8 av[4], bv[4];
+		for (int r = 0; r < 4; r++) {
+			av[r] = vload8(0, a[r] + p);
+			bv[r] = vload8(0, b[r] + p);
+		}
+		for (int r = 0; r < 4; r++)
+			for (int c = 0; c < 4; c++)
+				acc[r][c] = fma(av[r], bv[c], acc[r][c]);
+	}
+	for (int r = 0; r < 4; r++)
+		for (int c = 0; c < 4; c++) {
+			float8 v = acc[r][c];
+			float4 h = v.lo + v.hi;
+			float t = (h.x + h.y) + (h.z + h.w);
+			for (int q = p; q < K; q++)
+				t = fma(a[r][q], b[c][q], t);
+			s[r][c] = t;
+		}
+	for (int r = 0; r < 4 && i0 + r < M; r++)
+		for (int c = 0; c < 4 && j0 + c < N; c++) {
+			__global float *o = C + (size_t)(i0 + r) * ldc + j0 + c;
+			*o = beta == 0.0f ? alpha * s[r][c] : alpha * s[r][c] + beta * *o;
+		}
+}
+
+__kernel void
+gemm_nn_v(int M, int N, int K, float alpha, float beta,
+          __global const float *A, ulong aoff, int lda, ulong as1, ulong as2,
+          __global const float *B, ulong boff, int ldb, ulong bs1, ulong bs2,
+          __global float *C, ulong coff, int ldc, ulong cs1, ulong cs2, int zdiv)
+{
+	int j0 = (int)get_global_id(0) * 16, i0 = (int)get_global_id(1) * 8;
+	ulong z = get_global_id(2), zq = z / (ulong)zdiv, zr = z % (ulong)zdiv;
+	__global const float *a[8];
+	float16 acc[8];
+
+	if (i0 >= M || j0 >= N)
+		return;
+	A += aoff + zq * as1 + zr * as2;
+	B += boff + zq * bs1 + zr * bs2;
+	C += coff + zq * cs1 + zr * cs2;
+	for (int r = 0; r < 8; r++) {
+		a[r] = A + (size_t)min(i0 + r, M - 1) * lda;
+		acc[r] = (float16)(0.0f);
+	}
+	if (j0 + 16 <= N) {
+		for (int p = 0; p < K; p++) {
+			float16 bv = vload16(0, B + (size_t)p * ldb + j0);
+			for (int r = 0; r < 8; r++)
+				acc[r] = fma((float16)(a[r][p]), bv, acc[r]);
+		}
+	} else {
+		for (int p = 0; p < K; p++) {
+			float t[16];
+			for (int c = 0; c < 16; c++)
+				t[c] = j0 + c < N ? B[(size_t)p * ldb + j0 + c] : 0.0f;
+			float16 bv = vload16(0, t);
+			for (int r = 0; r < 8; r++)
+				acc[r] = fma((float16)(a[r][p]), bv, acc[r]);
+		}
+	}
+	for (int r = 0; r < 8 && i0 + r < M; r++) {
+		float t[16];
+		vstore16(acc[r], 0, t);
+		for (int c = 0; c < 16 && j0 + c < N; c++) {
+			__global float *o = C + (size_t)(i0 + r) * ldc + j0 + c;
+			*o = beta == 0.0f ? alpha * t[c] : alpha * t[c] + beta * *o;
+		}
+	}
+}
