@@ -71,7 +71,7 @@ int mp_dev_dust(mp_dev *d, void *vol, size_t elsize, size_t nx, size_t ny, size_
 /* the SAM backend (mp_sam.h) for d: the CPU backend with nthreads threads
  * on the C path, the OpenCL backend otherwise.  When the OpenCL kernels
  * cannot be built: under auto a note and the CPU backend, else NULL + mp_err.
- * Measured (tests/bench/sam.sh): PoCL on a CPU runs the ViT-B encoder several
+ * Measured (tests/bench/sam.sh): PoCL on a CPU runs the ViT-B encoder about 4
  * times slower than OpenBLAS, one more reason auto keeps to the C path there. */
 struct mp_sam_backend;
 struct mp_sam;

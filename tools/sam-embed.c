@@ -56,7 +56,7 @@ static const mp_prog prog = {
 	"copied to the device once, activations go to the device and back for every operation. The two "
 	"agree within float rounding (embeddings within 1e-5 relative; both within 1e-4 of the official "
 	"PyTorch code). auto takes OpenCL only when a GPU is present: on a CPU, PoCL runs the ViT-B encoder "
-	"about 20 times slower than the C path (tests/bench/sam.sh). --verbose names the device and "
+	"about 4 times slower than the C path (tests/bench/sam.sh). --verbose names the device and "
 	"prints the time of every stage; progress is shown per slice when standard error is a terminal.",
 	"$ hu-window --preset soft-tissue ct.nrrd | sam-embed -w medsam_vit_b.pth > emb.nrrd\n"
 	"Embeds every slice of a CT for MedSAM.\n"

@@ -188,23 +188,31 @@ main(void)
 	}
 	cpu = mp_sam_cpu_backend(1);
 
-	/* GEMM: all transposes, odd sizes, padding, alpha/beta, constants */
+	/* GEMM: all transposes, odd sizes, padding, alpha/beta, constants; on
+	 * CPU devices both the vectorised kernels and the tiled one */
 	static const int sz[][3] = { { 1, 1, 1 }, { 7, 13, 5 }, { 64, 64, 16 }, { 65, 63, 17 }, { 130, 70, 200 },
 	                             { 7, 256, 768 }, { 300, 33, 1 }, { 3, 4096, 16 } };
-	for (int ta = 0; ta < 2; ta++)
-		for (int tb = 0; tb < 2; tb++)
-			for (size_t s = 0; s < sizeof sz / sizeof *sz; s++) {
-				int i = (int)s;
-				bad += gemm_case(be, ta, tb, sz[s][0], sz[s][1], sz[s][2], i % 3, (i + 1) % 4, i % 2 ? 5 : 0,
-				                 i % 4 == 3 ? -0.75f : 1.0f, i % 3 == 1 ? 0.5f : i % 3 == 2 ? 1.0f : 0.0f,
-				                 i % 2);
-				cases++;
-			}
-	bad += gemm_case(be, 0, 1, 5, 6, 0, 1, 1, 2, 1.0f, 0.5f, 0);     /* k = 0: C = beta C */
-	cases++;
-	if (!bad)
-		printf("PASS cl sam gemm: %d cases (transposes, odd sizes, padded leading dims, alpha/beta, constants)\n",
-		       cases);
+	for (int tiled = 0; tiled < 2; tiled++) {
+		int b0 = bad;
+		cases = 0;
+		if (tiled)
+			setenv("MEDPIPE_SAM_CL_TILED", "1", 1);
+		for (int ta = 0; ta < 2; ta++)
+			for (int tb = 0; tb < 2; tb++)
+				for (size_t s = 0; s < sizeof sz / sizeof *sz; s++) {
+					int i = (int)s;
+					bad += gemm_case(be, ta, tb, sz[s][0], sz[s][1], sz[s][2], i % 3, (i + 1) % 4, i % 2 ? 5 : 0,
+					                 i % 4 == 3 ? -0.75f : 1.0f, i % 3 == 1 ? 0.5f : i % 3 == 2 ? 1.0f : 0.0f,
+					                 i % 2);
+					cases++;
+				}
+		bad += gemm_case(be, 0, 1, 5, 6, 0, 1, 1, 2, 1.0f, 0.5f, 0);     /* k = 0: C = beta C */
+		cases++;
+		unsetenv("MEDPIPE_SAM_CL_TILED");
+		if (bad == b0)
+			printf("PASS cl sam gemm%s: %d cases (transposes, odd sizes, padded leading dims, alpha/beta, constants)\n",
+			       tiled ? " (tiled kernel forced)" : "", cases);
+	}
 
 	/* layer norm (in place and not), GELU */
 	{
