@@ -4,6 +4,7 @@
 #include "mp_cl.h"
 #include "mp_filter.h"
 #include "mp_label.h"
+#include "mp_sam.h"
 
 #include <dirent.h>
 #include <stdlib.h>
@@ -309,4 +310,29 @@ mp_dev_dust(mp_dev *d, void *vol, size_t elsize, size_t nx, size_t ny, size_t nz
 			return k;
 	}
 	return mp_dust(vol, elsize, nx, ny, nz, conn, binary, min, keep_largest, ncomp, nremoved);
+}
+
+const mp_sam_backend *
+mp_dev_sam_backend(mp_dev *d, int nthreads)
+{
+	if (mp_dev_is_cl(d)) {
+		const mp_sam_backend *be = mp_cl_sam_backend(d->cl);
+		if (be)
+			return be;
+		if (after_cl(d, -1, "SAM") < 0)
+			return NULL;
+	}
+	return mp_sam_cpu_backend(nthreads);
+}
+
+int
+mp_dev_sam_retry(mp_dev *d, mp_sam *m, int nthreads)
+{
+	if (!mp_dev_is_cl(d) || !m->be || strcmp(m->be->name, "opencl") != 0 || after_cl(d, -1, "SAM") < 0)
+		return 0;
+	if (m->be->forget)
+		m->be->forget(m->be->ctx);
+	m->be = mp_sam_cpu_backend(nthreads);
+	mp_sam_decode_forget(m);
+	return 1;
 }

@@ -68,4 +68,17 @@ int64_t mp_dev_ccl32(mp_dev *d, const void *vol, size_t elsize, size_t nx, size_
 int mp_dev_dust(mp_dev *d, void *vol, size_t elsize, size_t nx, size_t ny, size_t nz, int conn,
                 int binary, double min, int keep_largest, uint64_t *ncomp, uint64_t *nremoved);
 
+/* the SAM backend (mp_sam.h) for d: the CPU backend with nthreads threads
+ * on the C path, the OpenCL backend otherwise.  When the OpenCL kernels
+ * cannot be built: under auto a note and the CPU backend, else NULL + mp_err.
+ * Measured (tests/bench/sam.sh): PoCL on a CPU runs the ViT-B encoder about 4
+ * times slower than OpenBLAS, one more reason auto keeps to the C path there. */
+struct mp_sam_backend;
+struct mp_sam;
+const struct mp_sam_backend *mp_dev_sam_backend(mp_dev *d, int nthreads);
+/* after mp_sam_encode / mp_sam_decode failed on m: 1 when the step should be
+ * run again because d was chosen by auto and m now uses the C path (with a
+ * note), 0 when the failure stands */
+int mp_dev_sam_retry(mp_dev *d, struct mp_sam *m, int nthreads);
+
 #endif

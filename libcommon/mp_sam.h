@@ -12,9 +12,16 @@
  * major, S = img_size, 1024 for the official models); the image embedding is
  * C x H x W (256 x 64 x 64), the layout of torch's image_embeddings[0].
  *
- * Heavy operations go through a backend (mp_sam_backend): the default is the
- * CPU with a CBLAS for matrix products and threads for the rest. Another
- * backend (OpenCL) can provide the same entries.
+ * Heavy operations go through a backend (mp_sam_backend): the CPU with a
+ * CBLAS for matrix products and threads for the rest (sam_cpu.c), or an
+ * OpenCL device (opencl/cl_sam.c: a tiled SGEMM, layer norm, GELU and
+ * attention kernels), chosen by mp_dev_sam_backend (mp_device.h, --device).
+ * The model code is the same for both and passes host pointers: the OpenCL
+ * backend uploads each operation's inputs and reads its output back, except
+ * for the checkpoint's tensors, which mp_sam_load declares constant
+ * (backend entry `constant`) and which therefore cross the bus once.
+ * mp_sam_encode and mp_sam_decode return -1 + mp_err when the backend
+ * reports a failure (`status`: out of device memory, a kernel that failed).
  */
 #ifndef MP_SAM_H
 #define MP_SAM_H
@@ -53,6 +60,13 @@ typedef struct mp_sam_backend {
 	/* exact (erf) GELU in place */
 	void (*gelu)(void *ctx, float *x, size_t n);
 	void (*attention)(void *ctx, const mp_sam_attn *a);
+	/* optional (NULL on the CPU): [p, p + bytes) holds data that stays
+	 * unchanged until forget (the weights): a device may keep a copy */
+	void (*constant)(void *ctx, const void *p, size_t bytes);
+	void (*forget)(void *ctx);
+	/* optional: 0, or -1 + mp_err for the first failure since the last
+	 * call (the entries above do nothing after a failure); clears it */
+	int (*status)(void *ctx);
 } mp_sam_backend;
 
 /* the CPU backend (CBLAS + threads); nthreads <= 0: all online CPUs */

@@ -325,6 +325,10 @@ mp_sam_load(mp_sam *m, const char *path, const mp_sam_backend *be)
 	}
 	free(l.used);
 	dense_pe(m);
+	if (m->be->constant)
+		for (size_t i = 0; i < m->td.n; i++)
+			if (m->td.t[i].data)
+				m->be->constant(m->be->ctx, m->td.t[i].data, m->td.t[i].n * sizeof(float));
 	return 0;
 fail:
 	free(l.used);
@@ -336,6 +340,8 @@ fail:
 void
 mp_sam_free(mp_sam *m)
 {
+	if (m->be && m->be->forget)
+		m->be->forget(m->be->ctx);
 	mp_tl_free(&m->td);
 	free(m->dense_pe);
 	free(m->dbuf);
@@ -515,6 +521,10 @@ mp_sam_encode(mp_sam *m, const float *img, float *emb)
 	for (int t = 0; t < T; t++)
 		for (int ch = 0; ch < C; ch++)
 			emb[(size_t)ch * T + t] = n1[(size_t)t * C + ch];
+	if (be->status && be->status(be->ctx)) {
+		mp_preerr("image encoder");
+		goto out;
+	}
 	mp_note("encoder: neck %.3f s; total %.3f s", now() - t1, now() - t0);
 	rc = 0;
 out:
@@ -755,5 +765,9 @@ mp_sam_decode(mp_sam *m, const float *emb, const mp_sam_prompt *p, float *lowres
 		mlp3(m, m->hyper[i], 3, qry + (size_t)(1 + i) * C, hyper + (size_t)i * C8);
 	be->gemm(be->ctx, 0, 1, NM, G4 * G4, C8, 1.0f, hyper, C8, u2, C8, 0.0f, lowres, G4 * G4);
 	mlp3(m, m->iou_head, c->iou_depth, qry, iou);
+	if (be->status && be->status(be->ctx)) {
+		m->cache_emb = NULL;    /* the cached projections may be incomplete */
+		return mp_preerr("mask decoder");
+	}
 	return 0;
 }

@@ -391,7 +391,7 @@ cpu_attention(void *ctx, const mp_sam_attn *a)
 		free(c.ws[t]);
 }
 
-static mp_sam_backend cpu_be = { "cpu", NULL, cpu_gemm, cpu_layernorm, cpu_gelu, cpu_attention };
+static mp_sam_backend cpu_be = { "cpu", NULL, cpu_gemm, cpu_layernorm, cpu_gelu, cpu_attention, NULL, NULL, NULL };
 
 const mp_sam_backend *
 mp_sam_cpu_backend(int nthreads)

@@ -74,7 +74,7 @@ cl_kernel mp_cl_kernel(mp_cl *c, const char *prog, const char *kernel);
 /* a per-device slot where a step keeps device state between calls (e.g.
  * the resize tables for a stream of slices); release(slot) runs at
  * mp_cl_close when the slot is not NULL */
-enum { MP_CL_SLOT_RESIZE, MP_CL_NSLOT };
+enum { MP_CL_SLOT_RESIZE, MP_CL_SLOT_SAM, MP_CL_NSLOT };
 void **mp_cl_slot(mp_cl *c, int id, void (*release)(void *));
 
 /* counters since start: programs built from source, loaded from the cache,
@@ -144,5 +144,13 @@ int mp_cl_resize(mp_cl *c, const struct mp_resizer *r, const float *src, float *
 /* mp_resize_nearest on nslices slices (values copied: bit-identical) */
 int mp_cl_resize_nearest(mp_cl *c, void *dst, size_t dw, size_t dh, const void *src, size_t sw, size_t sh,
                          size_t elsize, size_t nslices);
+
+/* the SAM model's backend on this device (cl_sam.c, sam.cl): every entry of
+ * mp_sam_backend (mp_sam.h), made once per device and kept until
+ * mp_cl_close; NULL + mp_err when the kernels cannot be built.  Agrees with
+ * the CPU backend to float rounding (tests/t/sam.py: embeddings within 1e-5
+ * relative) */
+struct mp_sam_backend;
+const struct mp_sam_backend *mp_cl_sam_backend(mp_cl *c);
 
 #endif

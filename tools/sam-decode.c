@@ -1,6 +1,7 @@
 /* sam-decode - the SAM / MedSAM prompt encoder and mask decoder: embeddings
  * plus box or point prompts to masks on the original slice grid */
 #include "mp.h"
+#include "mp_device.h"
 #include "mp_sam.h"
 
 #include <math.h>
@@ -32,6 +33,8 @@ static size_t nboxes3;
 static const char *weights, *thrstr, *boxfile;
 static int fromlabel, multimask, wantlogits;
 static long shift, seed = 1, threads, grow;
+static const char *devspec;
+static mp_dev *dev;
 
 static prompt *
 newprompt(void)
@@ -147,7 +150,8 @@ static const mp_opt opts[] = {
 	{ "threshold", 'T', MP_OPT_STR, &thrstr, NULL, "RULE", "'medsam': sigmoid of the low-resolution logits resized bilinearly, mask where > 0.5 (MedSAM's inference); 'sam': logits resized, mask where > 0 (SAM's predictor). Default: the embeddings' mode." },
 	{ "multimask", 0, MP_OPT_FLAG, &multimask, NULL, NULL, "Use SAM's three-mask output and keep the mask with the highest predicted IoU (default: the single-mask output, as MedSAM)." },
 	{ "logits", 0, MP_OPT_FLAG, &wantlogits, NULL, NULL, "Also write a frame of role logits after each mask: float, on the same grid, per voxel the largest value over the prompts (probability for --threshold medsam, logit for sam; 0 or -100 where no prompt was)." },
-	{ "threads", 't', MP_OPT_INT, &threads, NULL, "N", "Threads (default: every CPU)." },
+	{ "threads", 't', MP_OPT_INT, &threads, NULL, "N", "Threads of the C path (default: every CPU)." },
+	MP_DEV_OPTION(&devspec),
 	{ NULL, 0, MP_OPT_END, NULL, NULL, NULL, NULL }
 };
 
@@ -169,7 +173,10 @@ static const mp_prog prog = {
 	"of the input.\n\n"
 	"Errors: embeddings made by other weights than --weights (medpipe.sam.weights_id), a box outside "
 	"the image, or a prompt on a slice without an embedding: one line, exit status 1.\n\n"
-	"Weights: see sam-embed(1) (SAM sam_vit_b_01ec64.pth, MedSAM medsam_vit_b.pth, .safetensors).",
+	"Weights: see sam-embed(1) (SAM sam_vit_b_01ec64.pth, MedSAM medsam_vit_b.pth, .safetensors).\n\n"
+	"Devices: --device chooses where the decoder's matrix products, layer norms, GELU and attention "
+	"run, as for sam-embed(1): the C path (OpenBLAS) or OpenCL kernels through the same model code, "
+	"agreeing within float rounding (logits within 1e-5). --verbose names the device.",
 	"$ sam-decode -w medsam_vit_b.pth --box 120,80,260,210 < emb.nrrd > mask.nrrd\n"
 	"Segments the box on a 2-D slice.\n"
 	"$ sam-decode -w medsam_vit_b.pth --box3d 100,90,12,180,160,30 < emb.nrrd | vol-save pred.nii.gz\n"
@@ -306,9 +313,12 @@ run_prompt(job *j, long z, const double *box, int npts, const double *pts, const
 	}
 	float *low = mp_xmalloc((size_t)NM * L * L * sizeof(float)), iou[16];
 	const float *emb = (const float *)j->e.data + (size_t)j->zidx[z] * C * G * G;
-	if (mp_sam_decode(&model, emb, &p, low, iou)) {
+	int rc;
+	while ((rc = mp_sam_decode(&model, emb, &p, low, iou)) && mp_dev_sam_retry(dev, &model, (int)threads))
+		;
+	if (rc) {
 		free(low);
-		return mp_preerr("%s: frame %d: slice %ld: ", j->src, j->frameno, z);
+		return mp_preerr("%s: frame %d: slice %ld", j->src, j->frameno, z);
 	}
 	int best = 0;
 	if (multimask && NM > 1) {
@@ -590,9 +600,17 @@ main(int argc, char **argv)
 	if (!fromlabel && nprompts == 0 && nboxes3 == 0)
 		mp_usage_die("no prompt: give --box, --box3d, --point, --boxes or --from-label");
 	mp_out *o = mp_out_stdout();
-	if (mp_sam_load(&model, weights, mp_sam_cpu_backend((int)threads)))
+	if (!(dev = mp_dev_open(devspec)))
+		mp_die("--device: %s", mp_err());
+	const mp_sam_backend *be = mp_dev_sam_backend(dev, (int)threads);
+	if (!be || mp_sam_load(&model, weights, be))
 		mp_die("%s", mp_err());
 	mp_sam_weights_id(&model, model_id, sizeof model_id);
+	if (mp_verbose) {
+		char d[256];
+		mp_sam_describe(&model, d, sizeof d);
+		mp_note("%s: %s; decoder on %s", weights, d, strcmp(be->name, "cpu") ? mp_dev_name(dev) : "cpu");
+	}
 	for (int i = 0; i < (nargs ? nargs : 1); i++) {
 		const char *src = nargs ? args[i] : "-";
 		mp_in *in = mp_in_open(src);

@@ -2,7 +2,11 @@
 # sam-embed per 1024x1024 slice and sam-decode per box against the official
 # segment-anything (PyTorch) code with the same number of threads, on a
 # random-weight SAM ViT-B (tests/gen/sam_ckpt.py), in the same run.
-# SAM_BENCH_THREADS (default: all CPUs), SAM_BENCH_SLICES (default 2), SAM_BENCH_BOXES (default 20).
+# The OpenCL path (sam-embed --device opencl, one slice; PoCL where there is
+# no GPU) is timed as well, with its ratio to the C path: on a CPU it shows
+# why --device auto keeps to the C path there.
+# SAM_BENCH_THREADS (default: all CPUs), SAM_BENCH_SLICES (default 2), SAM_BENCH_BOXES (default 20),
+# SAM_BENCH_CL=0 skips the OpenCL run (minutes on PoCL).
 VPY=${VPY:-.venv/bin/python3}
 "$VPY" -c "import torch" 2>/dev/null || { echo "sam: SKIP (no torch)"; exit 0; }
 T=$(mktemp -d "${TMPDIR:-/tmp}/medpipe-bench-sam.XXXXXX")
@@ -11,12 +15,12 @@ N=${SAM_BENCH_THREADS:-$(nproc)}
 NS=${SAM_BENCH_SLICES:-2}
 NB=${SAM_BENCH_BOXES:-20}
 "$VPY" tests/gen/sam_ckpt.py "$T/vitb.pth" --config vit_b --seed 0 || exit 1
-"$VPY" - "$T" "$N" "$NS" "$NB" <<'PYEOF'
+"$VPY" - "$T" "$N" "$NS" "$NB" "${SAM_BENCH_CL:-1}" <<'PYEOF'
 import os, subprocess, sys, time, resource
 sys.path.insert(0, "tests/gen"); sys.path.insert(0, "tests")
 import numpy as np, torch
 import sam_ckpt, nrrdframe
-T, N, NS, NB = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+T, N, NS, NB, CL = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] != "0"
 torch.set_num_threads(N)
 rng = np.random.default_rng(0)
 vol = rng.uniform(0, 255, (NS, 1024, 1024)).astype(np.float32)
@@ -51,6 +55,23 @@ subprocess.run(["bin/sam-embed", "-w", T + "/vitb.pth", "--threads", str(N), "--
                stdout=subprocess.DEVNULL)
 t_one = time.time() - t
 t_slice = (t_emb_all - t_one) / (NS - 1) if NS > 1 else t_one
+# OpenCL: one slice; the encoder's own time from --verbose ("total X s")
+cl_line = None
+devs = subprocess.run(["bin/medpipe-devices", "--brief"], capture_output=True, text=True).stdout
+if CL and "\nopencl:" in "\n" + devs:
+    name = [l for l in devs.split("\n") if l.startswith("opencl:")][0].split(None, 2)[-1].strip()
+    r = subprocess.run(["bin/sam-embed", "-w", T + "/vitb.pth", "--device", "opencl", "--verbose", "--mode", "sam",
+                        "--slices", "0", T + "/img.nrrd"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    tot = [l for l in r.stderr.split("\n") if "encoder: neck" in l]
+    if r.returncode or not tot:
+        cl_line = "sam-embed --device opencl: failed: " + r.stderr.strip().split("\n")[-1]
+    else:
+        t_cl = float(tot[-1].split("total")[1].split()[0])
+        cl_line = lambda ps: ("sam-embed --device opencl (%s): %.2f s per slice, C %.2f s, PyTorch %.2f s: "
+                              "ratio %.1f (OpenCL/C), %.1f (OpenCL/PyTorch)"
+                              % (name, t_cl, t_slice, ps, t_cl / t_slice, t_cl / ps))
+elif CL:
+    cl_line = "sam-embed --device opencl: SKIP (no OpenCL device)"
 # PyTorch
 sam, _ = sam_ckpt.build("vit_b", 0)
 sam.load_state_dict(torch.load(T + "/vitb.pth"))
@@ -81,4 +102,6 @@ print("sam-embed: %.2f s per 1024x1024 slice (ViT-B, %d threads), PyTorch %.2f s
                                                                fl / 1e9 / t_slice, peak))
 print("sam-decode: %.1f ms per box (incl. postprocessing to 1024x1024), PyTorch %.1f ms: ratio %.2f" %
       (1000 * t_box, 1000 * p_box, t_box / p_box))
+if cl_line:
+    print(cl_line(p_slice) if callable(cl_line) else cl_line)
 PYEOF

@@ -6,6 +6,11 @@ error <= 1e-4), masks (IoU >= 0.999), IoU predictions (abs error <= 1e-4);
 checkpoint formats (zip, nested, fp16, safetensors); refusal of pickles
 with forbidden globals/opcodes; error messages.
 
+The OpenCL path (--device opencl; PoCL on machines without a GPU) runs the
+same model code through opencl/cl_sam.c: its embeddings and decoder outputs
+are held to the same tolerances against the official code, and to the C
+path's outputs within CL_EMB_TOL / CL_LOGIT_TOL (below).
+
 Configurations: tiny (image 256, grid 16, window 7 with padding) and grid64
 (image 1024, grid 64, window 14 padded to 70, decoder width 256). The full
 ViT-B runs in tests/t/sam_vitb.py."""
@@ -61,6 +66,24 @@ def iou(a, b):
     return 1.0 if u == 0 else float((a & b).sum() / u)
 
 
+def check_embed_cl(name, sam, args, inp, ours, refs):
+    """sam-embed --device opencl on inp: against the C path's embeddings
+    ours (N slices) within CL_EMB_TOL and the official ones refs (1e-4)"""
+    if not HAVE_CL:
+        print("SKIP %s: no OpenCL device" % name)
+        return
+    rc, out, err = run("%s/sam-embed -w %s --device opencl %s %s" % (BIN, CK, args, inp))
+    if rc:
+        ok(name, False, err.strip())
+        return
+    cl = mpstream.read_frames(out)[0].array
+    ec = max(relerr(cl[i], ours[i]) for i in range(len(ours)))
+    eo = max(relerr(cl[i], refs[i]) for i in range(len(refs)))
+    ok(name, cl.shape == ours.shape and ec <= CL_EMB_TOL and eo <= 1e-4,
+       "rel err vs C %.3g, vs official %.3g" % (ec, eo))
+    print("  %s: rel err vs C %.2g, vs official %.2g" % (name, ec, eo), file=sys.stderr)
+
+
 def ref_embed(sam, img, mode):
     """torch embedding of a grey (H,W) slice that needs no resize"""
     x = np.repeat(img[None].astype(np.float32), 3, 0)
@@ -111,9 +134,37 @@ def parse_iou(s):
     return out
 
 
-def check_decode(name, sam, mode, img, emb_ours, H, W, rw, rh, dec_args, prompts, thr=None):
+# OpenCL (the same model code, another backend): float32 in both, products
+# and sums in another order (tiled GEMM, work-group reductions) and libm's
+# exp/erf where the C path uses polynomials within 2e-7: the differences are
+# float rounding, measured ~1e-6 relative on embeddings and ~1e-6 absolute
+# on logits; the bounds leave a factor of ~10.
+CL_EMB_TOL = 1e-5       # relative (L2) error, C vs OpenCL embedding
+CL_LOGIT_TOL = 1e-5     # max abs difference, C vs OpenCL postprocessed logits
+rc_, out_, _ = run("%s/medpipe-devices --brief" % BIN)
+HAVE_CL = rc_ == 0 and b"\nopencl:" in b"\n" + out_
+
+
+def check_decode(name, sam, mode, img, emb_ours, H, W, rw, rh, dec_args, prompts, thr=None, cl=False):
     """run sam-decode on the embedding stream already in T/emb.nrrd; prompts:
-    list of (value, z, box, pts, labs, multimask)"""
+    list of (value, z, box, pts, labs, multimask).  cl: also on the OpenCL
+    device, against the official code and the C path's logits"""
+    if cl:
+        if not HAVE_CL:
+            print("SKIP %s-opencl: no OpenCL device" % name)
+        else:
+            rc, out, err = run("%s/sam-decode -w %s --logits %s %s/emb.nrrd" % (BIN, CK, dec_args, T))
+            rc2, out2, err2 = run("%s/sam-decode -w %s --device opencl --logits %s %s/emb.nrrd" % (BIN, CK, dec_args, T))
+            if rc or rc2:
+                ok(name + "-opencl-vs-c", False, (err + err2).strip())
+            else:
+                a, b = mpstream.read_frames(out), mpstream.read_frames(out2)
+                d = float(np.abs(a[1].array - b[1].array).max())
+                ok(name + "-opencl-vs-c", d <= CL_LOGIT_TOL and np.array_equal(a[0].array, b[0].array),
+                   "logits max abs diff %.3g, masks equal %s" % (d, np.array_equal(a[0].array, b[0].array)))
+                print("  %s: OpenCL vs C logits max abs diff %.2g" % (name, d), file=sys.stderr)
+            check_decode(name + "-opencl", sam, mode, img, emb_ours, H, W, rw, rh, "--device opencl " + dec_args,
+                         prompts, thr)
     rc, out, err = run("%s/sam-decode -w %s --logits %s %s/emb.nrrd" % (BIN, CK, dec_args, T))
     if rc != 0:
         ok(name, False, err.strip())
@@ -172,15 +223,22 @@ else:
     ok("embed-keys", fr.keys.get("medpipe.role") == "embedding" and fr.keys.get("medpipe.case") == "c1"
        and fr.keys.get("medpipe.sam.mode") == "medsam" and fr.keys.get("medpipe.sam.weights") == "tiny.pth",
        str(fr.keys))
+    check_embed_cl("embed-tiny-medsam-opencl", sam, "", os.path.join(T, "img.nrrd"), ours, [ref])
+    if HAVE_CL:
+        # a failing device asked for by name: one line, exit 1 (the frame
+        # header written before the slices stays a truncated frame)
+        rc, out, err = run("MEDPIPE_CL_PIECE=4096 %s/sam-embed -w %s --device opencl %s/img.nrrd" % (BIN, CK, T))
+        ok("error-opencl-fails-one-line", rc == 1 and len(err.strip().split("\n")) == 1
+           and "slice 0: image encoder: opencl: " in err and "allocation limit" in err, err.strip())
     box = [50, 60, 170, 200]
     check_decode("decode-tiny-medsam-box", sam, "medsam", img, ours, S, S, S, S, "--box 50,60,170,200",
-                 [(1, 0, box, None, None, False)])
+                 [(1, 0, box, None, None, False)], cl=True)
     check_decode("decode-tiny-medsam-points", sam, "medsam", img, ours, S, S, S, S,
                  "--point 100,120,0,1 --point 30,40,0,0",
                  [(1, 0, None, [(100, 120), (30, 40)], [1, 0], False)])
     check_decode("decode-tiny-box+point-multimask", sam, "medsam", img, ours, S, S, S, S,
                  "--box 50,60,170,200 --point 100,120 --multimask",
-                 [(1, 0, box, [(100, 120)], [1], True)])
+                 [(1, 0, box, [(100, 120)], [1], True)], cl=True)
     check_decode("decode-tiny-sam-threshold", sam, "medsam", img, ours, S, S, S, S,
                  "--box 50,60,170,200 --threshold sam", [(1, 0, box, None, None, False)], thr="sam")
     # two boxes, labels, CSV
@@ -218,11 +276,14 @@ else:
     ours = fr.array
     es = [relerr(ours[i], ref_embed(sam, vol[z], "sam")) for i, z in enumerate((0, 2))]
     ok("embed-tiny-sam-3d", ours.shape[0] == 2 and max(es) <= 1e-4, "rel err %s" % es)
+    check_embed_cl("embed-tiny-sam-3d-opencl", sam, "--mode sam --slices 0,2", os.path.join(T, "vol.nrrd"), ours,
+                   [ref_embed(sam, vol[z], "sam") for z in (0, 2)])
     full = np.zeros((3,) + ours.shape[1:], np.float32)
     full[0], full[2] = ours[0], ours[1]
     check_decode("decode-tiny-sam-3d-boxes", sam, "sam", None, full, H, W, W, H,
                  "--box 30,20,150,140,0 --box 100,50,250,180,2,2",
-                 [(1, 0, [30, 20, 150, 140], None, None, False), (2, 2, [100, 50, 250, 180], None, None, False)])
+                 [(1, 0, [30, 20, 150, 140], None, None, False), (2, 2, [100, 50, 250, 180], None, None, False)],
+                 cl=True)
     rc, out, err = run("%s/sam-decode -w %s --box 30,20,150,140,1 %s/emb.nrrd" % (BIN, CK, T))
     ok("error-slice-without-embedding", rc == 1 and "no embedding" in err and not out, err)
     rc, out, err = run("%s/sam-decode -w %s --box 30,20,150,140,0 %s/emb.nrrd" % (BIN, CK, T))
@@ -364,8 +425,10 @@ else:
     ours = mpstream.read_frames(open(os.path.join(T, "emb.nrrd"), "rb").read())[0].array
     e = relerr(ours[0], ref_embed(sam, img, "sam"))
     ok("embed-grid64", e <= 1e-4, "rel err %.3g" % e)
+    check_embed_cl("embed-grid64-opencl", sam, "--mode sam", os.path.join(T, "img.nrrd"), ours,
+                   [ref_embed(sam, img, "sam")])
     check_decode("decode-grid64-box", sam, "sam", img, ours, S, S, S, S, "--box 200,300,700,800",
-                 [(1, 0, [200, 300, 700, 800], None, None, False)])
+                 [(1, 0, [200, 300, 700, 800], None, None, False)], cl=True)
 # resized input: the decoder and postprocessing on the grid of a 300x200 image (our embedding)
 img2 = smooth_image(200, 300)
 with open(os.path.join(T, "img2.nrrd"), "wb") as f:

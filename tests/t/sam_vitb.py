@@ -3,7 +3,11 @@
 official segment-anything code: the image embedding of a 1024x1024 slice
 (relative error <= 1e-4) and the masks, logits and IoU predictions of a few
 boxes. About 40 s on two cores; MEDPIPE_FAST=1 skips it (the same code
-paths run at small size in tests/t/sam.py)."""
+paths run at small size in tests/t/sam.py).
+With an OpenCL device (PoCL on a CPU: about 60 s more on two cores) the
+embedding is made again with --device opencl and held to the official code
+(1e-4) and to the C path's (1e-5 relative: float rounding, measured ~1e-6),
+and the first box decoded on it with --device opencl."""
 import os
 import subprocess
 import sys
@@ -61,12 +65,30 @@ with torch.no_grad():
 e = float(np.linalg.norm(ours - ref[0].numpy()) / np.linalg.norm(ref[0].numpy()))
 ok("vitb-embed", e <= 1e-4, "rel err %.3g" % e)
 print("  vitb embedding rel err %.3g" % e, file=sys.stderr)
-args = " ".join("--box %d,%d,%d,%d" % b for b in boxes)
-for i, b in enumerate(boxes):
-    r = subprocess.run("%s/sam-decode -w %s --logits --box %d,%d,%d,%d %s/emb.nrrd" % (BIN, CK, *b, T), shell=True,
-                       capture_output=True)
+r = subprocess.run("%s/medpipe-devices --brief" % BIN, shell=True, capture_output=True)
+HAVE_CL = r.returncode == 0 and b"\nopencl:" in b"\n" + r.stdout
+if not HAVE_CL:
+    print("SKIP vitb-embed-opencl: no OpenCL device")
+else:
+    r = subprocess.run("%s/sam-embed -w %s --device opencl --mode sam %s/img.nrrd > %s/emb-cl.nrrd" % (BIN, CK, T, T),
+                       shell=True, capture_output=True)
     if r.returncode:
-        ok("vitb-decode-%d" % i, False, r.stderr.decode())
+        ok("vitb-embed-opencl", False, r.stderr.decode())
+        HAVE_CL = False
+    else:
+        cl = mpstream.read_frames(open(os.path.join(T, "emb-cl.nrrd"), "rb").read())[0].array[0]
+        ec = float(np.linalg.norm(cl - ours) / np.linalg.norm(ours))
+        eo = float(np.linalg.norm(cl - ref[0].numpy()) / np.linalg.norm(ref[0].numpy()))
+        ok("vitb-embed-opencl", ec <= 1e-5 and eo <= 1e-4, "rel err vs C %.3g, vs official %.3g" % (ec, eo))
+        print("  vitb OpenCL embedding rel err vs C %.3g, vs official %.3g" % (ec, eo), file=sys.stderr)
+args = " ".join("--box %d,%d,%d,%d" % b for b in boxes)
+runs = [(i, b, "") for i, b in enumerate(boxes)] + ([(0, boxes[0], "--device opencl")] if HAVE_CL else [])
+for i, b, dev in runs:
+    name = "vitb-decode-%d%s" % (i, "-opencl" if dev else "")
+    r = subprocess.run("%s/sam-decode -w %s %s --logits --box %d,%d,%d,%d %s/emb.nrrd" % (BIN, CK, dev, *b, T),
+                       shell=True, capture_output=True)
+    if r.returncode:
+        ok(name, False, r.stderr.decode())
         continue
     frs = mpstream.read_frames(r.stdout)
     mk, lg = frs[0].array > 0, frs[1].array
@@ -81,8 +103,8 @@ for i, b in enumerate(boxes):
     u = (m | mk).sum()
     j = 1.0 if u == 0 else (m & mk).sum() / u
     err = float(np.abs(lg - v).max())
-    ok("vitb-decode-%d" % i, j >= 0.999 and err <= 1e-3 and abs(io - float(iou)) <= 1e-4,
+    ok(name, j >= 0.999 and err <= 1e-3 and abs(io - float(iou)) <= 1e-4,
        "IoU %.6f logits err %.3g iou-pred err %.3g" % (j, err, abs(io - float(iou))))
-    print("  vitb box %d: mask IoU %.6f, logits max abs err %.2g, IoU-prediction err %.2g"
-          % (i, j, err, abs(io - float(iou))), file=sys.stderr)
+    print("  %s: mask IoU %.6f, logits max abs err %.2g, IoU-prediction err %.2g"
+          % (name, j, err, abs(io - float(iou))), file=sys.stderr)
 sys.exit(1 if fails else 0)

@@ -1,0 +1,501 @@
+/* cl_sam.c - the SAM model's backend (mp_sam_backend, mp_sam.h) on an
+ * OpenCL device, kernels in sam.cl.
+ *
+ * The model code is shared with the CPU backend and passes host pointers,
+ * so every entry uploads its inputs, runs, and downloads its output.  Data
+ * the model declares constant (the checkpoint's tensors, through the
+ * backend's `constant` entry) crosses the bus once: one device buffer per
+ * range, made on first use and kept until `forget`.  Other operands go
+ * through scratch buffers that grow as needed and are kept.
+ *
+ * Attention is composed: for a chunk of batches (and, for long sequences,
+ * of query rows) the scores S = scale Q K^T of every head by the batched
+ * GEMM, the relative-position terms by a small kernel, row softmax, then
+ * O = S V by the batched GEMM.  A chunk's scores are held at most
+ * SAM_CL_SCORES bytes (32 MiB; ViT-B's global attention: 170 query rows of
+ * 12 heads at a time).
+ *
+ * Errors: the entries cannot return one, so the first failure (a build
+ * error, out of memory, a kernel that failed) is kept, the entries do
+ * nothing until `status` reports it (-1 + mp_err) and clears it. */
+#include "mp_cl.h"
+#include "mp_sam.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SAM_CL_SCORES ((size_t)32 << 20)
+
+typedef struct {
+	const char *p;
+	size_t n;
+	cl_mem m;
+} wconst;
+
+/* scratch slots: operands A, B, V, C; scores; relative-position terms and tables */
+enum { SA, SB, SV, SC, SS, SRH, SRW, STH, STW, NSCR };
+
+typedef struct {
+	cl_mem m;
+	size_t cap;
+} scratch;
+
+typedef struct clsam {
+	mp_sam_backend be;
+	mp_cl *c;
+	wconst *w;
+	size_t nw, capw;
+	int sorted;
+	scratch s[NSCR];
+	int failed;
+	char err[600];
+	cl_kernel gemm[4], gemm_v[2], ln, gelu, rel, soft;
+	int cpu;                 /* a CPU device: the vectorised NN/NT kernels */
+} clsam;
+
+/* an operand on the device: buffer and offset in floats */
+typedef struct {
+	cl_mem m;
+	cl_ulong off;
+} dop;
+
+static int
+fail(clsam *s)
+{
+	if (!s->failed) {
+		s->failed = 1;
+		snprintf(s->err, sizeof s->err, "%s", mp_err());
+	}
+	return -1;
+}
+
+static int
+run(clsam *s, cl_kernel k, int dims, const size_t *g, const size_t *l)
+{
+	size_t gg[3];
+	for (int i = 0; i < dims; i++) {
+		if (g[i] == 0)
+			return 0;
+		gg[i] = l ? (g[i] + l[i] - 1) / l[i] * l[i] : g[i];
+	}
+	cl_int e = clEnqueueNDRangeKernel(mp_cl_queue(s->c), k, (cl_uint)dims, NULL, gg, l, 0, NULL, NULL);
+	return e == CL_SUCCESS ? 0 : mp_cl_fail(e, "%s: running a SAM kernel", mp_cl_info(s->c)->name);
+}
+
+/* ---------------------------------------------------------------- buffers */
+static int
+wcmp(const void *a, const void *b)
+{
+	const char *x = ((const wconst *)a)->p, *y = ((const wconst *)b)->p;
+	return x < y ? -1 : x > y;
+}
+
+static void
+cl_constant(void *ctx, const void *p, size_t n)
+{
+	clsam *s = ctx;
+	if (!p || !n)
+		return;
+	if (s->nw == s->capw) {
+		s->capw = s->capw ? 2 * s->capw : 256;
+		s->w = mp_xrealloc(s->w, s->capw * sizeof *s->w);
+	}
+	s->w[s->nw].p = p;
+	s->w[s->nw].n = n;
+	s->w[s->nw].m = NULL;
+	s->nw++;
+	s->sorted = 0;
+}
+
+static void
+cl_forget(void *ctx)
+{
+	clsam *s = ctx;
+	for (size_t i = 0; i < s->nw; i++)
+		if (s->w[i].m)
+			clReleaseMemObject(s->w[i].m);
+	s->nw = 0;
+}
+
+/* the constant range holding [p, p + n), or NULL */
+static wconst *
+find_const(clsam *s, const void *vp, size_t n)
+{
+	const char *p = vp;
+	size_t lo = 0, hi = s->nw;
+
+	if (!s->sorted) {
+		qsort(s->w, s->nw, sizeof *s->w, wcmp);
+		s->sorted = 1;
+	}
+	while (lo < hi) {            /* the first range starting after p */
+		size_t mid = (lo + hi) / 2;
+		if (s->w[mid].p <= p)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == 0)
+		return NULL;
+	wconst *w = &s->w[lo - 1];
+	return p >= w->p && (size_t)(p - w->p) + n <= w->n ? w : NULL;
+}
+
+/* scratch buffer i of at least n bytes */
+static cl_mem
+scr(clsam *s, int i, size_t n)
+{
+	scratch *b = &s->s[i];
+	if (n < 4)
+		n = 4;
+	if (b->cap < n) {
+		if (b->m)
+			clReleaseMemObject(b->m);
+		b->cap = 0;
+		size_t want = n + n / 4;
+		if (want > mp_cl_info(s->c)->max_alloc)
+			want = n;
+		if (!(b->m = mp_cl_buffer(s->c, CL_MEM_READ_WRITE, want, NULL)))
+			return NULL;
+		b->cap = want;
+	}
+	return b->m;
+}
+
+/* floats spanned by rows x cols at leading dimension ld */
+static size_t
+span(size_t rows, size_t cols, size_t ld)
+{
+	return rows && cols ? (rows - 1) * ld + cols : 0;
+}
+
+/* the operand at host p spanning nf floats: a constant's buffer, or scratch
+ * slot i (uploaded when up != 0) */
+static int
+operand(clsam *s, const float *p, size_t nf, int i, int up, dop *o)
+{
+	wconst *w = find_const(s, p, nf * sizeof(float));
+
+	if (w) {
+		if (!w->m && !(w->m = mp_cl_hostbuf(s->c, CL_MEM_READ_ONLY, w->n, (void *)w->p)))
+			return -1;
+		o->m = w->m;
+		o->off = (cl_ulong)((const char *)p - w->p) / sizeof(float);
+		return 0;
+	}
+	if (nf * sizeof(float) > mp_cl_piece(s->c))
+		return mp_seterr("opencl: %s: out of memory: an operand of %zu bytes exceeds the allocation limit (%zu bytes)",
+		                 mp_cl_info(s->c)->name, nf * sizeof(float), mp_cl_piece(s->c));
+	if (!(o->m = scr(s, i, nf * sizeof(float))))
+		return -1;
+	o->off = 0;
+	return up ? mp_cl_write(s->c, o->m, 0, nf * sizeof(float), p) : 0;
+}
+
+/* ---------------------------------------------------------------- GEMM */
+typedef struct {
+	dop d;
+	int ld;
+	cl_ulong s1, s2;
+} gop;
+
+/* batched product on device operands; nz batches, zdiv as in sam.cl */
+static int
+dgemm(clsam *s, int ta, int tb, int m, int n, int k, float alpha, const gop *a, const gop *b, float beta,
+      const gop *c, int nz, int zdiv)
+{
+	cl_kernel kn = s->gemm[(ta ? 2 : 0) + (tb ? 1 : 0)];
+	size_t g[3] = { (size_t)(n + 63) / 64 * 16, (size_t)(m + 63) / 64 * 16, (size_t)nz }, l[3] = { 16, 16, 1 };
+	const size_t *lp = l;
+	const char *e = getenv("MEDPIPE_SAM_CL_TILED");
+
+	if (s->cpu && !ta && !(e && *e && strcmp(e, "0") != 0)) {
+		kn = s->gemm_v[tb];
+		g[0] = tb ? (size_t)(n + 3) / 4 : (size_t)(n + 15) / 16;
+		g[1] = tb ? (size_t)(m + 3) / 4 : (size_t)(m + 7) / 8;
+		lp = NULL;
+	}
+
+	if (mp_cl_args(kn, sizeof m, &m, sizeof n, &n, sizeof k, &k, sizeof alpha, &alpha, sizeof beta, &beta,
+	               sizeof(cl_mem), &a->d.m, sizeof(cl_ulong), &a->d.off, sizeof(int), &a->ld,
+	               sizeof(cl_ulong), &a->s1, sizeof(cl_ulong), &a->s2,
+	               sizeof(cl_mem), &b->d.m, sizeof(cl_ulong), &b->d.off, sizeof(int), &b->ld,
+	               sizeof(cl_ulong), &b->s1, sizeof(cl_ulong), &b->s2,
+	               sizeof(cl_mem), &c->d.m, sizeof(cl_ulong), &c->d.off, sizeof(int), &c->ld,
+	               sizeof(cl_ulong), &c->s1, sizeof(cl_ulong), &c->s2, sizeof zdiv, &zdiv, (size_t)0))
+		return -1;
+	return run(s, kn, 3, g, lp);
+}
+
+static int
+gemm_part(clsam *s, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+          int ldb, float beta, float *c, int ldc)
+{
+	gop A = { { NULL, 0 }, lda, 0, 0 }, B = { { NULL, 0 }, ldb, 0, 0 }, C = { { NULL, 0 }, ldc, 0, 0 };
+	size_t na = ta ? span((size_t)k, (size_t)m, (size_t)lda) : span((size_t)m, (size_t)k, (size_t)lda);
+	size_t nb = tb ? span((size_t)n, (size_t)k, (size_t)ldb) : span((size_t)k, (size_t)n, (size_t)ldb);
+	size_t nc = span((size_t)m, (size_t)n, (size_t)ldc);
+
+	/* C is uploaded when it is read (beta != 0) or has gaps that must keep
+	 * the host's values when the whole span is read back */
+	if (operand(s, a, na, SA, 1, &A.d) || operand(s, b, nb, SB, 1, &B.d) ||
+	    operand(s, c, nc, SC, beta != 0.0f || (ldc != n && m > 1), &C.d) ||
+	    dgemm(s, ta, tb, m, n, k, alpha, &A, &B, beta, &C, 1, 1))
+		return -1;
+	return mp_cl_read(s->c, C.d.m, 0, nc * sizeof(float), c);
+}
+
+static void
+cl_gemm(void *ctx, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+        int ldb, float beta, float *c, int ldc)
+{
+	clsam *s = ctx;
+	size_t piece = mp_cl_piece(s->c) / sizeof(float);
+	int mc = m;
+
+	if (s->failed || m <= 0 || n <= 0)
+		return;
+	if (k <= 0) {            /* C = beta C */
+		for (int i = 0; i < m; i++)
+			for (int j = 0; j < n; j++)
+				c[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[(size_t)i * ldc + j];
+		return;
+	}
+	/* split along m so that op(A)'s and C's rows fit the allocation limit */
+	while (mc > 1 && ((ta ? span((size_t)k, (size_t)mc, (size_t)lda) : span((size_t)mc, (size_t)k, (size_t)lda)) > piece
+	                  || span((size_t)mc, (size_t)n, (size_t)ldc) > piece))
+		mc = (mc + 1) / 2;
+	for (int i0 = 0; i0 < m; i0 += mc) {
+		int mm = m - i0 < mc ? m - i0 : mc;
+		const float *ap = ta ? a + i0 : a + (size_t)i0 * lda;
+		if (gemm_part(s, ta, tb, mm, n, k, alpha, ap, lda, b, ldb, beta, c + (size_t)i0 * ldc, ldc)) {
+			fail(s);
+			return;
+		}
+	}
+}
+
+/* ---------------------------------------------------------------- rows */
+static void
+cl_layernorm(void *ctx, float *y, const float *x, size_t rows, size_t d, const float *w, const float *b, float eps)
+{
+	clsam *s = ctx;
+	dop X, Y, W, B;
+	int di = (int)d;
+	size_t g = rows * 64, l = 64;
+
+	if (s->failed || rows == 0 || d == 0)
+		return;
+	if (operand(s, x, rows * d, SA, 1, &X) || operand(s, w, d, SB, 1, &W) || operand(s, b, d, SC, 1, &B))
+		goto bad;
+	Y = X;
+	if (y != x && operand(s, y, rows * d, SS, 0, &Y))
+		goto bad;
+	if (mp_cl_args(s->ln, sizeof(cl_mem), &Y.m, sizeof(cl_ulong), &Y.off, sizeof(cl_mem), &X.m,
+	               sizeof(cl_ulong), &X.off, sizeof di, &di, sizeof(cl_mem), &W.m, sizeof(cl_ulong), &W.off,
+	               sizeof(cl_mem), &B.m, sizeof(cl_ulong), &B.off, sizeof eps, &eps, (size_t)0) ||
+	    run(s, s->ln, 1, &g, &l) || mp_cl_read(s->c, Y.m, Y.off * sizeof(float), rows * d * sizeof(float), y))
+		goto bad;
+	return;
+bad:
+	fail(s);
+}
+
+static void
+cl_gelu(void *ctx, float *x, size_t n)
+{
+	clsam *s = ctx;
+	dop X;
+	cl_ulong un = n;
+	size_t g = n;
+
+	if (s->failed || n == 0)
+		return;
+	if (operand(s, x, n, SA, 1, &X) ||
+	    mp_cl_args(s->gelu, sizeof(cl_mem), &X.m, sizeof(cl_ulong), &X.off, sizeof un, &un, (size_t)0) ||
+	    run(s, s->gelu, 1, &g, NULL) || mp_cl_read(s->c, X.m, X.off * sizeof(float), n * sizeof(float), x))
+		fail(s);
+}
+
+/* ---------------------------------------------------------------- attention */
+static size_t
+att_span(int nb, size_t bs, int n, int ld, int width)
+{
+	return (size_t)(nb - 1) * bs + span((size_t)n, (size_t)width, (size_t)ld);
+}
+
+static int
+attention(clsam *s, const mp_sam_attn *a)
+{
+	int H = a->heads, hd = a->hd, W = H * hd, rel = a->rph != NULL;
+	const float *p[3] = { a->q, a->k, a->v };
+	size_t n[3] = { att_span(a->nb, a->bsq, a->nq, a->ldq, W), att_span(a->nb, a->bsk, a->nk, a->ldk, W),
+	                att_span(a->nb, a->bsv, a->nk, a->ldv, W) };
+	size_t no = att_span(a->nb, a->bso, a->nq, a->ldo, W);
+	dop in[3], O, RH = { NULL, 0 }, RW = { NULL, 0 };
+	cl_mem S;
+
+	/* q, k, v: one upload of their union when they share memory (the
+	 * encoder's qkv rows), else one each */
+	uintptr_t lo = (uintptr_t)p[0], hi = lo + n[0] * sizeof(float);
+	for (int i = 1; i < 3; i++) {
+		uintptr_t a0 = (uintptr_t)p[i], a1 = a0 + n[i] * sizeof(float);
+		lo = a0 < lo ? a0 : lo;
+		hi = a1 > hi ? a1 : hi;
+	}
+	if ((hi - lo) / sizeof(float) <= n[0] + n[1] + n[2]) {
+		dop u;
+		const float *base = p[0] - ((uintptr_t)p[0] - lo) / sizeof(float);
+		if (operand(s, base, (hi - lo) / sizeof(float), SA, 1, &u))
+			return -1;
+		for (int i = 0; i < 3; i++) {
+			in[i] = u;
+			in[i].off += (cl_ulong)(((uintptr_t)p[i] - lo) / sizeof(float));
+		}
+	} else {
+		for (int i = 0; i < 3; i++)
+			if (operand(s, p[i], n[i], i == 0 ? SA : i == 1 ? SB : SV, 1, &in[i]))
+				return -1;
+	}
+	int gaps = a->ldo != W || (a->nb > 1 && a->bso != (size_t)a->nq * a->ldo);
+	if (operand(s, a->o, no, SC, gaps, &O))
+		return -1;
+	if (rel && (operand(s, a->rph, (size_t)(2 * a->gh - 1) * hd, STH, 1, &RH) ||
+	            operand(s, a->rpw, (size_t)(2 * a->gw - 1) * hd, STW, 1, &RW)))
+		return -1;
+
+	/* chunks: whole batches when one batch's scores fit, else query rows */
+	size_t per_row = (size_t)H * a->nk * sizeof(float), cap = SAM_CL_SCORES;
+	if (cap > mp_cl_piece(s->c))
+		cap = mp_cl_piece(s->c);
+	int bch = 1, qb = a->nq;
+	if (per_row * a->nq <= cap) {
+		size_t nbf = cap / (per_row * a->nq);
+		bch = nbf > (size_t)a->nb ? a->nb : (int)nbf;
+	} else {
+		size_t r = cap / per_row;
+		qb = r < 1 ? 1 : (int)r;
+	}
+	size_t smax = (size_t)bch * per_row * qb;
+	if (!(S = scr(s, SS, smax)))
+		return -1;
+	for (int b0 = 0; b0 < a->nb; b0 += bch) {
+		int nbc = a->nb - b0 < bch ? a->nb - b0 : bch, zn = nbc * H;
+		for (int i0 = 0; i0 < a->nq; i0 += qb) {
+			int nqb = a->nq - i0 < qb ? a->nq - i0 : qb;
+			cl_mem rh = S, rw = S;
+			cl_ulong qoff = in[0].off + (cl_ulong)b0 * a->bsq;
+			if (rel) {
+				size_t nrel = (size_t)zn * nqb;
+				if (!(rh = scr(s, SRH, nrel * a->gh * sizeof(float))) ||
+				    !(rw = scr(s, SRW, nrel * a->gw * sizeof(float))))
+					return -1;
+				for (int ax = 0; ax < 2; ax++) {
+					int g = ax ? a->gw : a->gh;
+					cl_ulong bsq = a->bsq;
+					size_t gs[3] = { (size_t)g, (size_t)nqb, (size_t)zn };
+					const dop *R = ax ? &RW : &RH;
+					cl_mem out = ax ? rw : rh;
+					if (mp_cl_args(s->rel, sizeof(cl_mem), &in[0].m, sizeof qoff, &qoff, sizeof(int), &a->ldq,
+					               sizeof bsq, &bsq, sizeof(int), &H, sizeof(int), &hd, sizeof nqb, &nqb,
+					               sizeof i0, &i0, sizeof(int), &a->gw, sizeof(cl_mem), &R->m,
+					               sizeof(cl_ulong), &R->off, sizeof g, &g, sizeof ax, &ax, sizeof out, &out,
+					               (size_t)0) ||
+					    run(s, s->rel, 3, gs, NULL))
+						return -1;
+				}
+			}
+			size_t sz = (size_t)nqb * a->nk;
+			gop Q = { { in[0].m, qoff + (cl_ulong)i0 * a->ldq }, a->ldq, a->bsq, (cl_ulong)hd };
+			gop K = { { in[1].m, in[1].off + (cl_ulong)b0 * a->bsk }, a->ldk, a->bsk, (cl_ulong)hd };
+			gop V = { { in[2].m, in[2].off + (cl_ulong)b0 * a->bsv }, a->ldv, a->bsv, (cl_ulong)hd };
+			gop Sg = { { S, 0 }, a->nk, (cl_ulong)H * sz, sz };
+			gop Og = { { O.m, O.off + (cl_ulong)b0 * a->bso + (cl_ulong)i0 * a->ldo }, a->ldo, a->bso, (cl_ulong)hd };
+			size_t rows = (size_t)zn * nqb, g = rows * 64, l = 64;
+			if (dgemm(s, 0, 1, nqb, a->nk, hd, a->scale, &Q, &K, 0.0f, &Sg, zn, H) ||
+			    mp_cl_args(s->soft, sizeof S, &S, sizeof(int), &a->nk, sizeof rh, &rh, sizeof rw, &rw,
+			               sizeof(int), &a->gh, sizeof(int), &a->gw, sizeof rel, &rel, (size_t)0) ||
+			    run(s, s->soft, 1, &g, &l) ||
+			    dgemm(s, 0, 0, nqb, hd, a->nk, 1.0f, &Sg, &V, 0.0f, &Og, zn, H))
+				return -1;
+		}
+	}
+	return mp_cl_read(s->c, O.m, O.off * sizeof(float), no * sizeof(float), a->o);
+}
+
+static void
+cl_attention(void *ctx, const mp_sam_attn *a)
+{
+	clsam *s = ctx;
+	if (s->failed || a->nb <= 0 || a->nq <= 0 || a->heads <= 0 || a->hd <= 0)
+		return;
+	if (a->nk <= 0 || (a->rph && (a->gh <= 0 || a->gw <= 0 || a->gh * a->gw != a->nk || a->nq != a->nk))) {
+		mp_seterr("opencl: SAM attention: bad shape (%d queries, %d keys, grid %dx%d)", a->nq, a->nk, a->gh, a->gw);
+		fail(s);
+		return;
+	}
+	if (attention(s, a))
+		fail(s);
+}
+
+static int
+cl_status(void *ctx)
+{
+	clsam *s = ctx;
+	if (!s->failed)
+		return 0;
+	s->failed = 0;
+	return mp_seterr("%s", s->err);
+}
+
+/* ---------------------------------------------------------------- setup */
+static void
+release(void *v)
+{
+	clsam *s = v;
+	cl_forget(s);
+	free(s->w);
+	for (int i = 0; i < NSCR; i++)
+		if (s->s[i].m)
+			clReleaseMemObject(s->s[i].m);
+	free(s);
+}
+
+const mp_sam_backend *
+mp_cl_sam_backend(mp_cl *c)
+{
+	void **slot = mp_cl_slot(c, MP_CL_SLOT_SAM, release);
+	static const char *gn[4] = { "gemm_nn", "gemm_nt", "gemm_tn", "gemm_tt" };
+	clsam *s;
+
+	if (*slot)
+		return &((clsam *)*slot)->be;
+	if (mp_cl_info(c)->max_wg < 256)
+		return mp_seterr("opencl: %s: SAM needs work-groups of 256 items (the device allows %zu)",
+		                 mp_cl_info(c)->name, mp_cl_info(c)->max_wg), NULL;
+	s = mp_xcalloc(1, sizeof *s);
+	s->c = c;
+	for (int i = 0; i < 4; i++)
+		if (!(s->gemm[i] = mp_cl_kernel(c, "sam", gn[i])))
+			goto bad;
+	s->cpu = mp_cl_info(c)->type == MP_CL_CPU;
+	if (!(s->gemm_v[0] = mp_cl_kernel(c, "sam", "gemm_nn_v")) || !(s->gemm_v[1] = mp_cl_kernel(c, "sam", "gemm_nt_v")) ||
+	    !(s->ln = mp_cl_kernel(c, "sam", "layernorm")) || !(s->gelu = mp_cl_kernel(c, "sam", "gelu")) ||
+	    !(s->rel = mp_cl_kernel(c, "sam", "relpos")) || !(s->soft = mp_cl_kernel(c, "sam", "softmax_rel")))
+		goto bad;
+	s->be.name = "opencl";
+	s->be.ctx = s;
+	s->be.gemm = cl_gemm;
+	s->be.layernorm = cl_layernorm;
+	s->be.gelu = cl_gelu;
+	s->be.attention = cl_attention;
+	s->be.constant = cl_constant;
+	s->be.forget = cl_forget;
+	s->be.status = cl_status;
+	*slot = s;
+	return &s->be;
+bad:
+	free(s);
+	return NULL;
+}

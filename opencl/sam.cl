@@ -1,0 +1,309 @@
+/* sam.cl - the kernels of the SAM model's OpenCL backend (cl_sam.c):
+ * a tiled SGEMM (row major, CBLAS semantics, batched), layer norm per row,
+ * exact (erf) GELU, and the pieces of attention: decomposed relative
+ * position terms, row softmax.  Every operand is a buffer plus an offset in
+ * floats, so that weights can stay in one device buffer per tensor. */
+
+/* ---------------------------------------------------------------- SGEMM
+ * C = alpha op(A) op(B) + beta C for M x N, inner K; C is not read when
+ * beta == 0.  Work-groups of 16 x 16 items compute 64 x 64 tiles of C, each
+ * item 4 x 4 values (rows ty + 16 r, columns tx + 16 c); tiles of op(A)
+ * (64 x 16) and op(B) (16 x 64) pass through local memory, loaded with the
+ * fast index of each matrix's storage running along the work-items.
+ * Batches (global dimension 2): batch z adds (z / zdiv) * s1 + (z % zdiv) * s2
+ * to each operand's offset (attention: batch index, head index). */
+#define TM 64
+#define TN 64
+#define TK 16
+
+#define A_N(i, p) A[(size_t)(i) * lda + (p)]
+#define A_T(i, p) A[(size_t)(p) * lda + (i)]
+#define B_N(p, j) B[(size_t)(p) * ldb + (j)]
+#define B_T(p, j) B[(size_t)(j) * ldb + (p)]
+
+#define GEMM(NAME, LA, AP_FAST, LB, BP_FAST)                                                   \
+__kernel __attribute__((reqd_work_group_size(16, 16, 1))) void                                 \
+NAME(int M, int N, int K, float alpha, float beta,                                             \
+     __global const float *A, ulong aoff, int lda, ulong as1, ulong as2,                       \
+     __global const float *B, ulong boff, int ldb, ulong bs1, ulong bs2,                       \
+     __global float *C, ulong coff, int ldc, ulong cs1, ulong cs2, int zdiv)                   \
+{                                                                                              \
+	__local float As[TK][TM + 1];                                                          \
+	__local float Bs[TK][TN + 1];                                                          \
+	int tx = (int)get_local_id(0), ty = (int)get_local_id(1), tid = ty * 16 + tx;          \
+	int j0 = (int)get_group_id(0) * TN, i0 = (int)get_group_id(1) * TM;                    \
+	ulong z = get_global_id(2), zq = z / (ulong)zdiv, zr = z % (ulong)zdiv;                \
+	float acc[4][4];                                                                       \
+	A += aoff + zq * as1 + zr * as2;                                                       \
+	B += boff + zq * bs1 + zr * bs2;                                                       \
+	C += coff + zq * cs1 + zr * cs2;                                                       \
+	for (int r = 0; r < 4; r++)                                                            \
+		for (int c = 0; c < 4; c++)                                                    \
+			acc[r][c] = 0.0f;                                                      \
+	for (int k0 = 0; k0 < K; k0 += TK) {                                                   \
+		for (int r = 0; r < 4; r++) {                                                  \
+			int l = tid + 256 * r, i, p, j, q;                                     \
+			if (AP_FAST) { p = l % TK; i = l / TK; } else { i = l % TM; p = l / TM; } \
+			As[p][i] = i0 + i < M && k0 + p < K ? LA(i0 + i, k0 + p) : 0.0f;       \
+			if (BP_FAST) { q = l % TK; j = l / TK; } else { j = l % TN; q = l / TN; } \
+			Bs[q][j] = j0 + j < N && k0 + q < K ? LB(k0 + q, j0 + j) : 0.0f;       \
+		}                                                                              \
+		barrier(CLK_LOCAL_MEM_FENCE);                                                  \
+		for (int p = 0; p < TK; p++) {                                                 \
+			float a[4], b[4];                                                      \
+			for (int r = 0; r < 4; r++)                                            \
+				a[r] = As[p][ty + 16 * r];                                     \
+			for (int c = 0; c < 4; c++)                                            \
+				b[c] = Bs[p][tx + 16 * c];                                     \
+			for (int r = 0; r < 4; r++)                                            \
+				for (int c = 0; c < 4; c++)                                    \
+					acc[r][c] = fma(a[r], b[c], acc[r][c]);                \
+		}                                                                              \
+		barrier(CLK_LOCAL_MEM_FENCE);                                                  \
+	}                                                                                      \
+	for (int r = 0; r < 4; r++) {                                                          \
+		int i = i0 + ty + 16 * r;                                                      \
+		if (i >= M)                                                                    \
+			continue;                                                              \
+		for (int c = 0; c < 4; c++) {                                                  \
+			int j = j0 + tx + 16 * c;                                              \
+			if (j >= N)                                                            \
+				continue;                                                      \
+			__global float *o = C + (size_t)i * ldc + j;                           \
+			*o = beta == 0.0f ? alpha * acc[r][c] : alpha * acc[r][c] + beta * *o; \
+		}                                                                              \
+	}                                                                                      \
+}
+
+GEMM(gemm_nn, A_N, 1, B_N, 0)
+GEMM(gemm_nt, A_N, 1, B_T, 1)
+GEMM(gemm_tn, A_T, 0, B_N, 0)
+GEMM(gemm_tt, A_T, 0, B_T, 1)
+
+/* ---------------------------------------------------------------- rows
+ * one work-group of 64 items per row */
+#define RW 64
+
+inline float
+wg_sum(__local float *red, float v)
+{
+	int l = (int)get_local_id(0);
+	red[l] = v;
+	barrier(CLK_LOCAL_MEM_FENCE);
+	for (int s = RW / 2; s > 0; s >>= 1) {
+		if (l < s)
+			red[l] += red[l + s];
+		barrier(CLK_LOCAL_MEM_FENCE);
+	}
+	v = red[0];
+	barrier(CLK_LOCAL_MEM_FENCE);
+	return v;
+}
+
+inline float
+wg_max(__local float *red, float v)
+{
+	int l = (int)get_local_id(0);
+	red[l] = v;
+	barrier(CLK_LOCAL_MEM_FENCE);
+	for (int s = RW / 2; s > 0; s >>= 1) {
+		if (l < s)
+			red[l] = fmax(red[l], red[l + s]);
+		barrier(CLK_LOCAL_MEM_FENCE);
+	}
+	v = red[0];
+	barrier(CLK_LOCAL_MEM_FENCE);
+	return v;
+}
+
+/* y[r] = (x[r] - mean) / sqrt(var + eps) * w + b over d values; y may be x */
+__kernel __attribute__((reqd_work_group_size(RW, 1, 1))) void
+layernorm(__global float *y, ulong yoff, __global const float *x, ulong xoff, int d,
+          __global const float *w, ulong woff, __global const float *b, ulong boff, float eps)
+{
+	__local float red[RW];
+	int l = (int)get_local_id(0);
+	size_t r = get_group_id(0);
+	float s = 0.0f, mean, inv;
+
+	x += xoff + r * (size_t)d;
+	y += yoff + r * (size_t)d;
+	w += woff;
+	b += boff;
+	for (int i = l; i < d; i += RW)
+		s += x[i];
+	mean = wg_sum(red, s) / (float)d;
+	s = 0.0f;
+	for (int i = l; i < d; i += RW)
+		s += (x[i] - mean) * (x[i] - mean);
+	inv = 1.0f / sqrt(wg_sum(red, s) / (float)d + eps);
+	for (int i = l; i < d; i += RW)
+		y[i] = (x[i] - mean) * inv * w[i] + b[i];
+}
+
+/* exact GELU in place */
+__kernel void
+gelu(__global float *x, ulong xoff, ulong n)
+{
+	size_t i = get_global_id(0);
+	if (i >= n)
+		return;
+	float v = x[xoff + i];
+	x[xoff + i] = 0.5f * v * (1.0f + erf(v * 0.70710678118654752f));
+}
+
+/* decomposed relative positions: for batch zl (= b * heads + h, b from the
+ * offset qoff on), query row i0 + i and key position kk along one axis,
+ *   out[(zl * nq + i) * g + kk] = q . R[qpos - kk + g - 1]
+ * where qpos = (i0 + i) / gw (axis 0, rows) or (i0 + i) % gw (axis 1). */
+__kernel void
+relpos(__global const float *Q, ulong qoff, int ldq, ulong bsq, int heads, int hd, int nq, int i0, int gw,
+       __global const float *R, ulong roff, int g, int axis, __global float *out)
+{
+	int kk = (int)get_global_id(0), i = (int)get_global_id(1);
+	size_t zl = get_global_id(2);
+	if (kk >= g || i >= nq)
+		return;
+	int qi = i0 + i, qp = axis ? qi % gw : qi / gw;
+	__global const float *q = Q + qoff + (zl / (size_t)heads) * bsq + (size_t)qi * ldq + (zl % (size_t)heads) * hd;
+	__global const float *rr = R + roff + (size_t)(qp - kk + g - 1) * hd;
+	float s = 0.0f;
+	for (int e = 0; e < hd; e++)
+		s = fma(q[e], rr[e], s);
+	out[(zl * (size_t)nq + i) * g + kk] = s;
+}
+
+/* row r of S (nk values): add rh[r * gh + k / gw] + rw[r * gw + k % gw]
+ * (rel != 0), then softmax */
+__kernel __attribute__((reqd_work_group_size(RW, 1, 1))) void
+softmax_rel(__global float *S, int nk, __global const float *rh, __global const float *rw, int gh, int gw, int rel)
+{
+	__local float red[RW];
+	int l = (int)get_local_id(0);
+	size_t r = get_group_id(0);
+	__global float *s = S + r * (size_t)nk;
+	float mx = -INFINITY, sum = 0.0f, inv;
+
+	if (rel) {
+		rh += r * (size_t)gh;
+		rw += r * (size_t)gw;
+		for (int k = l; k < nk; k += RW)
+			s[k] += rh[k / gw] + rw[k % gw];
+	}
+	for (int k = l; k < nk; k += RW)
+		mx = fmax(mx, s[k]);
+	mx = wg_max(red, mx);
+	for (int k = l; k < nk; k += RW) {
+		float e = exp(s[k] - mx);
+		s[k] = e;
+		sum += e;
+	}
+	inv = 1.0f / wg_sum(red, sum);
+	for (int k = l; k < nk; k += RW)
+		s[k] *= inv;
+}
+
+/* ---------------------------------------------------------------- SGEMM for CPU devices
+ * On a CPU (PoCL) the work-group loops of the tiled kernel above run as
+ * scalar code; these two vectorise inside each work-item instead, reading
+ * straight from memory (the caches do what local memory does on a GPU).
+ * Same arguments and batches as above.
+ * gemm_nt_v: C = A B^T, both with the inner index fastest: each item a 4 x 4
+ * block of C as 16 dot products in float8 lanes.
+ * gemm_nn_v: C = A B, B's rows along C's columns: each item 8 rows x 16
+ * columns of C (float16 lanes, A's values broadcast). */
+__kernel void
+gemm_nt_v(int M, int N, int K, float alpha, float beta,
+          __global const float *A, ulong aoff, int lda, ulong as1, ulong as2,
+          __global const float *B, ulong boff, int ldb, ulong bs1, ulong bs2,
+          __global float *C, ulong coff, int ldc, ulong cs1, ulong cs2, int zdiv)
+{
+	int j0 = (int)get_global_id(0) * 4, i0 = (int)get_global_id(1) * 4;
+	ulong z = get_global_id(2), zq = z / (ulong)zdiv, zr = z % (ulong)zdiv;
+	__global const float *a[4], *b[4];
+	float8 acc[4][4];
+	float s[4][4];
+	int p = 0;
+
+	if (i0 >= M || j0 >= N)
+		return;
+	A += aoff + zq * as1 + zr * as2;
+	B += boff + zq * bs1 + zr * bs2;
+	C += coff + zq * cs1 + zr * cs2;
+	for (int r = 0; r < 4; r++) {
+		a[r] = A + (size_t)min(i0 + r, M - 1) * lda;
+		b[r] = B + (size_t)min(j0 + r, N - 1) * ldb;
+		for (int c = 0; c < 4; c++)
+			acc[r][c] = (float8)(0.0f);
+	}
+	for (; p + 8 <= K; p += 8) {
+		float8 av[4], bv[4];
+		for (int r = 0; r < 4; r++) {
+			av[r] = vload8(0, a[r] + p);
+			bv[r] = vload8(0, b[r] + p);
+		}
+		for (int r = 0; r < 4; r++)
+			for (int c = 0; c < 4; c++)
+				acc[r][c] = fma(av[r], bv[c], acc[r][c]);
+	}
+	for (int r = 0; r < 4; r++)
+		for (int c = 0; c < 4; c++) {
+			float8 v = acc[r][c];
+			float4 h = v.lo + v.hi;
+			float t = (h.x + h.y) + (h.z + h.w);
+			for (int q = p; q < K; q++)
+				t = fma(a[r][q], b[c][q], t);
+			s[r][c] = t;
+		}
+	for (int r = 0; r < 4 && i0 + r < M; r++)
+		for (int c = 0; c < 4 && j0 + c < N; c++) {
+			__global float *o = C + (size_t)(i0 + r) * ldc + j0 + c;
+			*o = beta == 0.0f ? alpha * s[r][c] : alpha * s[r][c] + beta * *o;
+		}
+}
+
+__kernel void
+gemm_nn_v(int M, int N, int K, float alpha, float beta,
+          __global const float *A, ulong aoff, int lda, ulong as1, ulong as2,
+          __global const float *B, ulong boff, int ldb, ulong bs1, ulong bs2,
+          __global float *C, ulong coff, int ldc, ulong cs1, ulong cs2, int zdiv)
+{
+	int j0 = (int)get_global_id(0) * 16, i0 = (int)get_global_id(1) * 8;
+	ulong z = get_global_id(2), zq = z / (ulong)zdiv, zr = z % (ulong)zdiv;
+	__global const float *a[8];
+	float16 acc[8];
+
+	if (i0 >= M || j0 >= N)
+		return;
+	A += aoff + zq * as1 + zr * as2;
+	B += boff + zq * bs1 + zr * bs2;
+	C += coff + zq * cs1 + zr * cs2;
+	for (int r = 0; r < 8; r++) {
+		a[r] = A + (size_t)min(i0 + r, M - 1) * lda;
+		acc[r] = (float16)(0.0f);
+	}
+	if (j0 + 16 <= N) {
+		for (int p = 0; p < K; p++) {
+			float16 bv = vload16(0, B + (size_t)p * ldb + j0);
+			for (int r = 0; r < 8; r++)
+				acc[r] = fma((float16)(a[r][p]), bv, acc[r]);
+		}
+	} else {
+		for (int p = 0; p < K; p++) {
+			float t[16];
+			for (int c = 0; c < 16; c++)
+				t[c] = j0 + c < N ? B[(size_t)p * ldb + j0 + c] : 0.0f;
+			float16 bv = vload16(0, t);
+			for (int r = 0; r < 8; r++)
+				acc[r] = fma((float16)(a[r][p]), bv, acc[r]);
+		}
+	}
+	for (int r = 0; r < 8 && i0 + r < M; r++) {
+		float t[16];
+		vstore16(acc[r], 0, t);
+		for (int c = 0; c < 16 && j0 + c < N; c++) {
+			__global float *o = C + (size_t)(i0 + r) * ldc + j0 + c;
+			*o = beta == 0.0f ? alpha * t[c] : alpha * t[c] + beta * *o;
+		}
+	}
+}
