@@ -85,7 +85,7 @@ define case_rules
 $(OUT)/work/$(1).nrrd: $(call case_inputs,$(1))
 	@mkdir -p $$(@D)
 	@echo "prep   $(1)"
-	$(Q)trap 'rm -f "$$@.tmp"' EXIT; \
+	$(Q)trap 'rm -f "$$@.tmp"' EXIT; trap 'exit 1' HUP INT TERM; \
 	  $(call case_source,$(1)) \
 	  | $(P)hu-window $(WINDOW_OPTS) \
 	  | $(P)ccl-clean --min $(MIN) --min2d $(MIN2D) \
@@ -97,7 +97,7 @@ $(foreach c,$(CASES),$(eval $(call case_rules,$(c))))
 # one CSV line per case: case, slices, size, spacing, labels (label:voxels ...)
 $(OUT)/info/%.csv: $(OUT)/work/%.nrrd
 	@mkdir -p $(@D)
-	$(Q)trap 'rm -f "$@.tmp"' EXIT; $(P)vol-info $< | awk -v c="$*" ' \
+	$(Q)trap 'rm -f "$@.tmp"' EXIT; trap 'exit 1' HUP INT TERM; $(P)vol-info $< | awk -v c="$*" ' \
 	  /^frame /            { f++ } \
 	  /^  role:/           { role[f] = $$2 } \
 	  /^  sizes:/          { sz[f] = $$2 "x" $$3 "x" $$4; nz[f] = $$4 } \
@@ -110,7 +110,8 @@ $(OUT)/info/%.csv: $(OUT)/work/%.nrrd
 
 $(OUT)/summary.csv: $(CASES:%=$(OUT)/info/%.csv)
 	@mkdir -p $(@D)
-	$(Q){ echo "case,slices,size,spacing_mm,labels"; cat $^ /dev/null; } > $@.tmp && mv -f $@.tmp $@
+	$(Q)trap 'rm -f "$@.tmp"' EXIT; trap 'exit 1' HUP INT TERM; \
+	  { echo "case,slices,size,spacing_mm,labels"; cat $^ /dev/null; } > $@.tmp && mv -f $@.tmp $@
 	@echo "summary $@ ($(words $(CASES)) cases)"
 
 # summary.csv is made only when every case succeeded; after a run with -k and
