@@ -31,7 +31,9 @@ if [ ! -x .venv/bin/python3 ]; then
 fi
 for m in cc3d:connected-components-3d SimpleITK:SimpleITK nrrd:pynrrd segment_anything:segment-anything surface_distance:surface-distance; do
 	mod=${m%%:*}; pkg=${m#*:}
-	.venv/bin/python3 -c "import $mod" 2>/dev/null && continue
+	# found, not imported: segment_anything imports torchvision, which the
+	# tests stub (tests/gen/sam_ckpt.py) rather than install
+	.venv/bin/python3 -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('$mod') is None)" 2>/dev/null && continue
 	echo "deps: pip install $pkg"
 	# segment-anything: --no-deps so that pip keeps Debian's torch
 	extra=""; [ "$pkg" = segment-anything ] && extra="--no-deps"
