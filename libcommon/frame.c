@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 void
 mp_frame_init(mp_frame *f)
@@ -15,8 +16,12 @@ mp_frame_init(mp_frame *f)
 void
 mp_frame_clear_data(mp_frame *f)
 {
-	free(f->data);
+	if (f->mapped)
+		munmap(f->data, f->mapped);
+	else
+		free(f->data);
 	f->data = NULL;
+	f->mapped = 0;
 }
 
 void
@@ -28,7 +33,7 @@ mp_frame_free(mp_frame *f)
 	}
 	free(f->keys);
 	free(f->vals);
-	free(f->data);
+	mp_frame_clear_data(f);
 	free(f->rawhdr);
 	mp_frame_init(f);
 }

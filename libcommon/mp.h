@@ -75,6 +75,8 @@ typedef struct mp_frame {
 	size_t nkv;
 	char **keys, **vals;         /* key:=value pairs, full keys ("medpipe.role") */
 	void *data;                  /* product(size)*type_size bytes, or NULL */
+	size_t mapped;               /* data is a private mapping of a spool file of
+	                                this many bytes (mp_in_rest_spool) */
 	/* set by the stream reader: the header as read, for byte-exact pass-through */
 	char *rawhdr;
 	size_t rawhdr_len;
@@ -137,6 +139,11 @@ int mp_in_header(mp_in *in, mp_frame *f);
 int mp_in_data(mp_in *in, void *buf, size_t n);
 /* the rest of the current frame's data into f->data (allocated as data arrives) */
 int mp_in_rest(mp_in *in, mp_frame *f);
+/* the same, but a frame of more than over bytes goes to an unlinked file in
+ * $TMPDIR (default /tmp) that is mapped (private, copy on write) instead of
+ * allocated: memory the kernel can page out. over is taken from
+ * $MEDPIPE_SPOOL_BYTES when set. mp_frame_free unmaps it. */
+int mp_in_rest_spool(mp_in *in, mp_frame *f, size_t over);
 /* skip the rest of the current frame's data */
 int mp_in_skipdata(mp_in *in);
 /* header + data */

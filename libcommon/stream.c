@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -355,13 +356,67 @@ mp_in_data(mp_in *in, void *buf, size_t n)
 }
 
 int
+mp_in_rest_spool(mp_in *in, mp_frame *f, size_t over)
+{
+	const char *e = getenv("MEDPIPE_SPOOL_BYTES"), *dir = getenv("TMPDIR");
+	size_t total = in->left, done = 0, step = (size_t)4 << 20;
+	char path[4096];
+	unsigned char *buf;
+	void *p;
+	int fd;
+
+	if (e && *e)
+		over = strtoull(e, NULL, 10);
+	if (total <= over || total == 0)
+		return mp_in_rest(in, f);
+	if (!dir || !*dir)
+		dir = "/tmp";
+	snprintf(path, sizeof path, "%s/medpipe-spool-XXXXXX", dir);
+	if ((fd = mkstemp(path)) < 0)
+		return mp_seterr("%s: frame %d: cannot make a spool file in %s:", in->name, in->frameno, dir);
+	unlink(path);
+	buf = malloc(step);
+	if (!buf) {
+		close(fd);
+		return mp_seterr("%s: frame %d: out of memory", in->name, in->frameno);
+	}
+	step -= step % (in->elsize ? in->elsize : 1);
+	while (done < total) {
+		size_t k = total - done < step ? total - done : step;
+		if (mp_in_data(in, buf, k) < 0)
+			goto fail;
+		for (size_t w = 0; w < k;) {
+			ssize_t n = pwrite(fd, buf + w, k - w, (off_t)(done + w));
+			if (n <= 0) {
+				mp_seterr("%s: frame %d: spool file in %s (%zu bytes):", in->name, in->frameno, dir, total);
+				goto fail;
+			}
+			w += (size_t)n;
+		}
+		done += k;
+	}
+	free(buf);
+	p = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (p == MAP_FAILED)
+		return mp_seterr("%s: frame %d: cannot map the spool file (%zu bytes):", in->name, in->frameno, total);
+	mp_frame_clear_data(f);
+	f->data = p;
+	f->mapped = total;
+	return 0;
+fail:
+	free(buf);
+	close(fd);
+	return -1;
+}
+
+int
 mp_in_rest(mp_in *in, mp_frame *f)
 {
 	size_t total = in->left, have = 0, cap;
 	unsigned char *p;
 
-	free(f->data);
-	f->data = NULL;
+	mp_frame_clear_data(f);
 	/* grow as data arrives: a header that lies about its size cannot make
 	 * us allocate more than twice what really came */
 	cap = total < REST_CHUNK ? total : REST_CHUNK;

@@ -176,7 +176,10 @@ static const mp_prog prog = {
 	"Weights: see sam-embed(1) (SAM sam_vit_b_01ec64.pth, MedSAM medsam_vit_b.pth, .safetensors).\n\n"
 	"Devices: --device chooses where the decoder's matrix products, layer norms, GELU and attention "
 	"run, as for sam-embed(1): the C path (OpenBLAS) or OpenCL kernels through the same model code, "
-	"agreeing within float rounding (logits within 1e-5). --verbose names the device.",
+	"agreeing within float rounding (logits within 1e-5). --verbose names the device.\n\n"
+	"Memory: an embedding frame is 16 MiB per slice (ViT-B); one of more than 1 GiB (the embeddings "
+	"of a whole CT) is copied to an unlinked file in $TMPDIR (default /tmp) and mapped rather than "
+	"held on the heap, so the kernel can page it (MEDPIPE_SPOOL_BYTES sets the threshold in bytes).",
 	"$ sam-decode -w medsam_vit_b.pth --box 120,80,260,210 < emb.nrrd > mask.nrrd\n"
 	"Segments the box on a 2-D slice.\n"
 	"$ sam-decode -w medsam_vit_b.pth --box3d 100,90,12,180,160,30 < emb.nrrd | vol-save pred.nii.gz\n"
@@ -631,7 +634,9 @@ main(int argc, char **argv)
 					         mp_case(&pend.e));
 					mp_die("%s", mp_err());
 				}
-				if (mp_in_rest(in, &f) < 0)
+				/* 16 MiB per ViT-B slice: embeddings of a whole CT go
+				 * to a mapped spool file rather than the heap */
+				if (mp_in_rest_spool(in, &f, (size_t)1 << 30) < 0)
 					mp_die("%s", mp_err());
 				if (job_init(&pend, &f, src, no))
 					mp_die("%s", mp_err());

@@ -23,6 +23,17 @@ check sam-restore-pipeline sh -c "vol-cat '$T/img.nii.gz' --label '$T/lab.nii.gz
 	hu-window --preset soft-tissue --mapping medsam | roi-crop --bbox 3d --margin 4 |
 	vol-resize --longest 256 --pad | sam-embed -w '$T/tiny.pth' |
 	sam-decode -w '$T/tiny.pth' --from-label | vol-restore > '$T/back.nrrd'"
+# the embeddings of a whole CT (16 MiB a slice) are spooled to a mapped file
+# above 1 GiB; MEDPIPE_SPOOL_BYTES=1 takes that path here: same bytes out
+vol-cat "$T/img.nii.gz" --label "$T/lab.nii.gz" | hu-window --preset soft-tissue --mapping medsam |
+	sam-embed -w "$T/tiny.pth" --slices 3-5 > "$T/emb.nrrd" 2> "$T/emb.err"
+sam-decode -w "$T/tiny.pth" --from-label "$T/emb.nrrd" > "$T/d1.nrrd" 2> "$T/d1.err"
+MEDPIPE_SPOOL_BYTES=1 sam-decode -w "$T/tiny.pth" --from-label "$T/emb.nrrd" > "$T/d2.nrrd" 2> "$T/d2.err"
+if [ -s "$T/d1.nrrd" ] && cmp -s "$T/d1.nrrd" "$T/d2.nrrd"; then pass sam-decode-spooled-embeddings
+else fail sam-decode-spooled-embeddings "outputs differ: $(cat "$T/emb.err" "$T/d1.err" "$T/d2.err" | head -c 300)"; fi
+expect_err sam-decode-spool-dir-missing 1 "spool file in /nonexistent" \
+	env MEDPIPE_SPOOL_BYTES=1 TMPDIR=/nonexistent sam-decode -w "$T/tiny.pth" --from-label "$T/emb.nrrd"
+
 check sam-restore-save vol-save -i "$T/back.nrrd" --as mask="$T/mask.nii.gz" --as label="$T/label.nii.gz"
 
 "$VPY" - "$T" <<'EOF'
