@@ -211,48 +211,78 @@ src_pos(const mp_aug_xform *x, size_t i, size_t j, size_t k, double s[3])
 		s[a] = q[a] / x->sp[a] + ((double)x->dim[a] - 1) / 2;
 }
 
+/* one trilinear warp per source type: the volume is read as it is, not
+ * converted to float first (a 512x512x1000 int16 CT would need 1 GiB more) */
+#define WARP_IMAGE(NAME, T)                                                                 \
+static void                                                                                 \
+NAME(const mp_aug_xform *x, const T *src, float *dst, float fill)                           \
+{                                                                                           \
+	const size_t *n = x->dim;                                                           \
+	size_t o = 0;                                                                       \
+	for (size_t k = 0; k < n[2]; k++)                                                   \
+		for (size_t j = 0; j < n[1]; j++)                                           \
+			for (size_t i = 0; i < n[0]; i++, o++) {                            \
+				double s[3], f[3], v = 0;                                   \
+				size_t i0[3], i1[3];                                        \
+				int out = 0;                                                \
+				src_pos(x, i, j, k, s);                                     \
+				for (int a = 0; a < 3; a++)                                 \
+					if (s[a] < -0.5 || s[a] > (double)n[a] - 0.5)       \
+						out = 1;                                    \
+				if (out) {                                                  \
+					dst[o] = fill;                                      \
+					continue;                                           \
+				}                                                           \
+				for (int a = 0; a < 3; a++) {                               \
+					double c = s[a] < 0 ? 0 : s[a] > (double)n[a] - 1 ? (double)n[a] - 1 : s[a]; \
+					double fl = floor(c);                               \
+					i0[a] = (size_t)fl;                                 \
+					i1[a] = i0[a] + 1 < n[a] ? i0[a] + 1 : i0[a];       \
+					f[a] = c - fl;                                      \
+				}                                                           \
+				for (int c = 0; c < 8; c++) {                               \
+					size_t ii = (c & 1) ? i1[0] : i0[0], jj = (c & 2) ? i1[1] : i0[1], kk = (c & 4) ? i1[2] : i0[2]; \
+					double w = ((c & 1) ? f[0] : 1 - f[0]) * ((c & 2) ? f[1] : 1 - f[1]) * ((c & 4) ? f[2] : 1 - f[2]); \
+					if (w != 0)                                         \
+						v += w * (double)(float)src[(kk * n[1] + jj) * n[0] + ii]; \
+				}                                                           \
+				dst[o] = (float)v;                                          \
+			}                                                                   \
+}
+WARP_IMAGE(warp_u8, uint8_t)
+WARP_IMAGE(warp_i8, int8_t)
+WARP_IMAGE(warp_u16, uint16_t)
+WARP_IMAGE(warp_i16, int16_t)
+WARP_IMAGE(warp_u32, uint32_t)
+WARP_IMAGE(warp_i32, int32_t)
+WARP_IMAGE(warp_u64, uint64_t)
+WARP_IMAGE(warp_i64, int64_t)
+WARP_IMAGE(warp_f32, float)
+WARP_IMAGE(warp_f64, double)
+
 void
-mp_aug_warp_image(const mp_aug_xform *x, const float *src, float *dst, float fill)
+mp_aug_warp_image(const mp_aug_xform *x, const void *src, mp_type st, float *dst, float fill)
 {
-	const size_t *n = x->dim;
-	size_t o = 0;
-	for (size_t k = 0; k < n[2]; k++)
-		for (size_t j = 0; j < n[1]; j++)
-			for (size_t i = 0; i < n[0]; i++, o++) {
-				double s[3];
-				src_pos(x, i, j, k, s);
-				int out = 0;
-				for (int a = 0; a < 3; a++)
-					if (s[a] < -0.5 || s[a] > (double)n[a] - 0.5)
-						out = 1;
-				if (out) {
-					dst[o] = fill;
-					continue;
-				}
-				size_t i0[3], i1[3];
-				double f[3];
-				for (int a = 0; a < 3; a++) {
-					double c = s[a] < 0 ? 0 : s[a] > (double)n[a] - 1 ? (double)n[a] - 1 : s[a];
-					double fl = floor(c);
-					i0[a] = (size_t)fl;
-					i1[a] = i0[a] + 1 < n[a] ? i0[a] + 1 : i0[a];
-					f[a] = c - fl;
-				}
-				double v = 0;
-				for (int c = 0; c < 8; c++) {
-					size_t ii = (c & 1) ? i1[0] : i0[0], jj = (c & 2) ? i1[1] : i0[1], kk = (c & 4) ? i1[2] : i0[2];
-					double w = ((c & 1) ? f[0] : 1 - f[0]) * ((c & 2) ? f[1] : 1 - f[1]) * ((c & 4) ? f[2] : 1 - f[2]);
-					if (w != 0)
-						v += w * src[(kk * n[1] + jj) * n[0] + ii];
-				}
-				dst[o] = (float)v;
-			}
+	switch (st) {
+	case MP_UINT8: warp_u8(x, src, dst, fill); break;
+	case MP_INT8: warp_i8(x, src, dst, fill); break;
+	case MP_UINT16: warp_u16(x, src, dst, fill); break;
+	case MP_INT16: warp_i16(x, src, dst, fill); break;
+	case MP_UINT32: warp_u32(x, src, dst, fill); break;
+	case MP_INT32: warp_i32(x, src, dst, fill); break;
+	case MP_UINT64: warp_u64(x, src, dst, fill); break;
+	case MP_INT64: warp_i64(x, src, dst, fill); break;
+	case MP_FLOAT64: warp_f64(x, src, dst, fill); break;
+	default: warp_f32(x, src, dst, fill); break;
+	}
 }
 
 void
-mp_aug_warp_labels(const mp_aug_xform *x, const int32_t *src, int32_t *dst)
+mp_aug_warp_labels(const mp_aug_xform *x, const void *src, void *dst, size_t es)
 {
 	const size_t *n = x->dim;
+	const unsigned char *sb = src;
+	unsigned char *db = dst;
 	size_t o = 0;
 	for (size_t k = 0; k < n[2]; k++)
 		for (size_t j = 0; j < n[1]; j++)
@@ -266,7 +296,10 @@ mp_aug_warp_labels(const mp_aug_xform *x, const int32_t *src, int32_t *dst)
 					if (q[a] < 0 || q[a] >= (long)n[a])
 						out = 1;
 				}
-				dst[o] = out ? 0 : src[((size_t)q[2] * n[1] + (size_t)q[1]) * n[0] + (size_t)q[0]];
+				if (out)
+					memset(db + o * es, 0, es);
+				else
+					memcpy(db + o * es, sb + (((size_t)q[2] * n[1] + (size_t)q[1]) * n[0] + (size_t)q[0]) * es, es);
 			}
 }
 

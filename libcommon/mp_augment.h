@@ -48,9 +48,11 @@ int mp_aug_draw(const mp_aug_ranges *r, uint64_t seed, const size_t dim[3], cons
 void mp_aug_free(mp_aug_xform *x);
 /* "seed=... rot=a,b,c scale=s flip=x,y,z elastic=alpha/sigma gamma=g contrast=c noise=n" */
 void mp_aug_describe(const mp_aug_xform *x, char *buf, size_t n);
-/* geometric warp: images trilinear (outside the volume: fill), labels nearest (outside: 0) */
-void mp_aug_warp_image(const mp_aug_xform *x, const float *src, float *dst, float fill);
-void mp_aug_warp_labels(const mp_aug_xform *x, const int32_t *src, int32_t *dst);
+/* geometric warp: images trilinear from src of type st to float (outside the
+ * volume: fill); labels nearest, elements of es bytes copied as they are
+ * (outside: 0), so no conversion and no new values */
+void mp_aug_warp_image(const mp_aug_xform *x, const void *src, mp_type st, float *dst, float fill);
+void mp_aug_warp_labels(const mp_aug_xform *x, const void *src, void *dst, size_t es);
 /* gamma (on the [lo,hi] range), contrast about the mean, noise; n values */
 void mp_aug_intensity(const mp_aug_xform *x, float *v, size_t n, double lo, double hi);
 #endif

@@ -92,8 +92,7 @@ emit_case(held *h, size_t nh, mp_out *o, const char *src)
 		for (size_t i = 0; i < nh; i++)
 			if (mp_out_frame(o, &h[i].f) < 0)
 				mp_die("%s", mp_err());
-	float *fin = NULL, *fout = NULL;
-	int32_t *lin = NULL, *lout = NULL;
+	float *fout = NULL;
 	for (long c = 1; c <= copies; c++) {
 		uint64_t s = mp_hash64(cname, strlen(cname), (uint64_t)seed * 0x9e3779b97f4a7c15ull + (uint64_t)c);
 		mp_aug_xform x;
@@ -112,25 +111,16 @@ emit_case(held *h, size_t nh, mp_out *o, const char *src)
 			if (mp_frame_alloc(&g) < 0)
 				mp_die("%s", mp_err());
 			if (h[i].islab) {
-				if (!lin) {
-					lin = mp_xmalloc(n * sizeof *lin);
-					lout = mp_xmalloc(n * sizeof *lout);
-				}
-				mp_convert(lin, MP_INT32, h[i].f.data, h[i].f.type, n);
-				mp_aug_warp_labels(&x, lin, lout);
-				mp_convert(g.data, g.type, lout, MP_INT32, n);
+				/* nearest: the label's own elements, straight into the frame */
+				mp_aug_warp_labels(&x, h[i].f.data, g.data, mp_type_size(g.type));
 			} else {
-				if (!fin) {
-					fin = mp_xmalloc(n * sizeof *fin);
+				if (!fout)
 					fout = mp_xmalloc(n * sizeof *fout);
-				}
-				mp_convert(fin, MP_FLOAT32, h[i].f.data, h[i].f.type, n);
-				double lo = INFINITY, hi = -INFINITY;
-				for (size_t k = 0; k < n; k++) {
-					if (fin[k] < lo) lo = fin[k];
-					if (fin[k] > hi) hi = fin[k];
-				}
-				mp_aug_warp_image(&x, fin, fout, (float)(have_fill ? fill_v : lo));
+				double lo, hi;
+				mp_frame_minmax(&h[i].f, &lo, &hi);
+				lo = (float)lo;   /* the range as float voxels have it */
+				hi = (float)hi;
+				mp_aug_warp_image(&x, h[i].f.data, h[i].f.type, fout, (float)(have_fill ? fill_v : lo));
 				if (!no_intensity)
 					mp_aug_intensity(&x, fout, n, lo, hi);
 				mp_convert(g.data, g.type, fout, MP_FLOAT32, n);
@@ -141,10 +131,7 @@ emit_case(held *h, size_t nh, mp_out *o, const char *src)
 		}
 		mp_aug_free(&x);
 	}
-	free(fin);
 	free(fout);
-	free(lin);
-	free(lout);
 }
 
 int
