@@ -36,10 +36,12 @@ typedef struct {
 size_t mp_preview_nslices(const size_t dim[3], int axis);
 void mp_preview_size(const size_t dim[3], const double sp[3], const mp_preview_opts *o, size_t *w, size_t *h);
 
-/* draw slice s of a volume (img: float, may be NULL for black; labs: n label
- * maps, int32, may be 0) into r at (x0,y0), of the size mp_preview_size gives */
-void mp_preview_slice(mp_rgb *r, size_t x0, size_t y0, const float *img,
-                      const int32_t *const *labs, size_t nlabs,
+/* draw slice s of a volume into r at (x0,y0), of the size mp_preview_size
+ * gives. img: a frame of any scalar type, or NULL for black; labs: nlabs label
+ * frames of any integer type. Voxels are read in their own type (a whole CT
+ * is not converted first) */
+void mp_preview_slice(mp_rgb *r, size_t x0, size_t y0, const mp_frame *img,
+                      const mp_frame *labs, size_t nlabs,
                       const size_t dim[3], const double sp[3], size_t s,
                       const mp_preview_opts *o);
 

@@ -79,8 +79,8 @@ src_index(const size_t dim[3], int axis, size_t s, size_t px, size_t py, size_t 
 }
 
 void
-mp_preview_slice(mp_rgb *r, size_t x0, size_t y0, const float *img,
-                 const int32_t *const *labs, size_t nlabs,
+mp_preview_slice(mp_rgb *r, size_t x0, size_t y0, const mp_frame *img,
+                 const mp_frame *labs, size_t nlabs,
                  const size_t dim[3], const double sp[3], size_t s,
                  const mp_preview_opts *o)
 {
@@ -100,7 +100,7 @@ mp_preview_slice(mp_rgb *r, size_t x0, size_t y0, const float *img,
 			uint8_t *q = r->px + ((y0 + py) * r->w + x0 + px) * 3;
 			double g = 0;
 			if (img) {
-				double val = img[idx[py * w + px]];
+				double val = mp_get(img->data, img->type, idx[py * w + px]);
 				g = span > 0 ? (val - o->lo) / span : (val >= o->hi ? 1 : 0);
 				if (!(g > 0))
 					g = 0;
@@ -111,11 +111,14 @@ mp_preview_slice(mp_rgb *r, size_t x0, size_t y0, const float *img,
 			q[0] = q[1] = q[2] = gv;
 		}
 	}
+	int32_t *L = mp_xmalloc(w * h * sizeof *L);
 	for (size_t m = 0; m < nlabs; m++) {
-		const int32_t *L = labs[m];
+		/* this slice of label frame m, as the tool shows labels (int32) */
+		for (size_t i = 0; i < w * h; i++)
+			L[i] = (int32_t)mp_get(labs[m].data, labs[m].type, idx[i]);
 		for (size_t py = 0; py < h && y0 + py < r->h; py++)
 			for (size_t px = 0; px < w && x0 + px < r->w; px++) {
-				int32_t l = L[idx[py * w + px]];
+				int32_t l = L[py * w + px];
 				if (l == 0)
 					continue;
 				uint8_t c[3];
@@ -123,8 +126,8 @@ mp_preview_slice(mp_rgb *r, size_t x0, size_t y0, const float *img,
 				int edge = 0;
 				if (o->outline || o->alpha <= 0) {
 					edge = px == 0 || py == 0 || px + 1 == w || py + 1 == h ||
-					       L[idx[py * w + px - 1]] != l || L[idx[py * w + px + 1]] != l ||
-					       L[idx[(py - 1) * w + px]] != l || L[idx[(py + 1) * w + px]] != l;
+					       L[py * w + px - 1] != l || L[py * w + px + 1] != l ||
+					       L[(py - 1) * w + px] != l || L[(py + 1) * w + px] != l;
 				}
 				uint8_t *q = r->px + ((y0 + py) * r->w + x0 + px) * 3;
 				if (edge) {
@@ -135,6 +138,7 @@ mp_preview_slice(mp_rgb *r, size_t x0, size_t y0, const float *img,
 				}
 			}
 	}
+	free(L);
 	free(idx);
 }
 

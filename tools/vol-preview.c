@@ -54,8 +54,8 @@ static const mp_prog prog = {
 };
 
 typedef struct {
-	float *img;
-	int32_t **labs;
+	mp_frame *img;               /* NULL, or the image frame as read */
+	mp_frame *labs;              /* nlabs label/mask frames as read */
 	size_t nlabs;
 	size_t dim[3];
 	double sp[3];
@@ -71,9 +71,11 @@ static int ncase;
 static void
 kase_free(kase *k)
 {
+	if (k->img)
+		mp_frame_free(k->img);
 	free(k->img);
 	for (size_t i = 0; i < k->nlabs; i++)
-		free(k->labs[i]);
+		mp_frame_free(&k->labs[i]);
 	free(k->labs);
 	free(k->casename);
 	free(k->src);
@@ -141,7 +143,7 @@ render(kase *k)
 						if (axis == 0) { p[0] = u % k->dim[0]; p[1] = u / k->dim[0]; p[2] = s; }
 						else if (axis == 1) { p[0] = u % k->dim[0]; p[2] = u / k->dim[0]; p[1] = s; }
 						else { p[1] = u % k->dim[1]; p[2] = u / k->dim[1]; p[0] = s; }
-						any = k->labs[m][(p[2] * k->dim[1] + p[1]) * k->dim[0] + p[0]] != 0;
+						any = mp_get(k->labs[m].data, k->labs[m].type, (p[2] * k->dim[1] + p[1]) * k->dim[0] + p[0]) != 0;
 					}
 				if (!any)
 					continue;
@@ -196,7 +198,7 @@ render(kase *k)
 		o.hi = r[1];
 	} else if (k->img) {
 		double p[2] = { 0.5, 99.5 }, v[2];
-		if (mp_percentiles(k->img, MP_FLOAT32, k->dim[0] * k->dim[1] * k->dim[2], 0, p, 2, v) == 0) {
+		if (mp_percentiles(k->img->data, k->img->type, k->dim[0] * k->dim[1] * k->dim[2], 0, p, 2, v) == 0) {
 			o.lo = v[0];
 			o.hi = v[1];
 		}
@@ -224,7 +226,7 @@ render(kase *k)
 					if (axis == 0) { p[0] = u % k->dim[0]; p[1] = u / k->dim[0]; p[2] = s; }
 					else if (axis == 1) { p[0] = u % k->dim[0]; p[2] = u / k->dim[0]; p[1] = s; }
 					else { p[1] = u % k->dim[1]; p[2] = u / k->dim[1]; p[0] = s; }
-					int32_t l = k->labs[m][(p[2] * k->dim[1] + p[1]) * k->dim[0] + p[0]];
+					int32_t l = (int32_t)mp_get(k->labs[m].data, k->labs[m].type, (p[2] * k->dim[1] + p[1]) * k->dim[0] + p[0]);
 					if (l == 0)
 						continue;
 					size_t j;
@@ -270,7 +272,7 @@ render(kase *k)
 	for (size_t si = 0; si < nsel; si++) {
 		size_t cx = si % nc, cy = si / nc;
 		size_t x0 = gap + cx * (tw + gap), y0 = title_h + gap + cy * (th + gap);
-		mp_preview_slice(&r, x0, y0, k->img, (const int32_t *const *)k->labs, k->nlabs, k->dim, k->sp, sel[si], &o);
+		mp_preview_slice(&r, x0, y0, k->img, k->labs, k->nlabs, k->dim, k->sp, sel[si], &o);
 		if (!no_text) {
 			char t[32];
 			snprintf(t, sizeof t, "%zu", sel[si]);
@@ -386,17 +388,14 @@ main(int argc, char **argv)
 			k.frameno = mp_in_frameno(in);
 			if (mp_in_rest(in, &f) < 0)
 				mp_die("%s", mp_err());
-			size_t n = d[0] * d[1] * d[2];
+			/* kept as read: voxels are fetched in their own type */
 			if (isimg) {
-				k.img = mp_xmalloc(n * sizeof *k.img);
-				mp_convert(k.img, MP_FLOAT32, f.data, f.type, n);
+				k.img = mp_xmalloc(sizeof *k.img);
+				*k.img = f;
 			} else {
-				int32_t *l = mp_xmalloc(n * sizeof *l);
-				mp_convert(l, MP_INT32, f.data, f.type, n);
 				k.labs = mp_xrealloc(k.labs, (k.nlabs + 1) * sizeof *k.labs);
-				k.labs[k.nlabs++] = l;
+				k.labs[k.nlabs++] = f;
 			}
-			mp_frame_free(&f);
 		}
 		if (r < 0)
 			mp_die("%s", mp_err());
