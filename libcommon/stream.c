@@ -28,7 +28,12 @@ struct mp_in {
 	int swap, gzip;
 	z_stream z;
 	int zinit, zend;
+	mp_in *prev, *next;   /* the open inputs */
 };
+
+/* every open input, so that one still open when a program ends with mp_die
+ * is reachable (no leak report), whatever the caller's stack holds */
+static mp_in *open_inputs;
 
 static int
 host_big(void)
@@ -45,6 +50,10 @@ in_new(const char *name)
 
 	in->name = mp_xstrdup(name);
 	in->fd = -1;
+	in->next = open_inputs;
+	if (open_inputs)
+		open_inputs->prev = in;
+	open_inputs = in;
 	return in;
 }
 
@@ -93,6 +102,12 @@ mp_in_close(mp_in *in)
 {
 	if (!in)
 		return;
+	if (in->prev)
+		in->prev->next = in->next;
+	else
+		open_inputs = in->next;
+	if (in->next)
+		in->next->prev = in->prev;
 	if (in->zinit)
 		inflateEnd(&in->z);
 	if (in->own)

@@ -126,7 +126,8 @@ find_const(clsam *s, const void *vp, size_t n)
 	size_t lo = 0, hi = s->nw;
 
 	if (!s->sorted) {
-		qsort(s->w, s->nw, sizeof *s->w, wcmp);
+		if (s->nw > 1)      /* qsort wants a real array even for 0 elements */
+			qsort(s->w, s->nw, sizeof *s->w, wcmp);
 		s->sorted = 1;
 	}
 	while (lo < hi) {            /* the first range starting after p */
