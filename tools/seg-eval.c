@@ -14,7 +14,7 @@ static int no_nsd, summary, all_nsd;
 
 static const mp_opt opts[] = {
 	{ "tolerance", 't', MP_OPT_DBL, &tol, NULL, "MM", "Tolerance of the surface Dice in mm (default 2)." },
-	{ "ref", 'r', MP_OPT_STR, &ref_file, NULL, "FILE", "Read the reference frames from FILE, a frame stream or an image file (.nii.gz, .nrrd, .mha, .npz, ...: every frame it holds, whatever its role); each prediction is matched to the reference of its case, or, when cases are not set, to the next reference in order. Every input frame that is not of role image is then a prediction, and inputs may be image files too." },
+	{ "ref", 'r', MP_OPT_STR, &ref_file, NULL, "FILE", "Read the reference frames from FILE: a frame stream (its frames of every role but image, so a stream of CT and labels can be given as it is) or an image file (.nii.gz, .nrrd, .mha, .npz, ...: every frame it holds, whatever its role); each prediction is matched to the reference of its case, or, when cases are not set, to the next reference in order. Every input frame that is not of role image is then a prediction, and inputs may be image files too." },
 	{ "ref-role", 0, MP_OPT_STR, &ref_role, NULL, "ROLE", "Role of the reference frames in the input stream (default label)." },
 	{ "pred-role", 0, MP_OPT_STR, &pred_role, NULL, "ROLE", "Role of the prediction frames in the input stream (default mask)." },
 	{ "no-nsd", 0, MP_OPT_FLAG, &no_nsd, NULL, NULL, "Dice only (the nsd column is empty)." },
@@ -253,6 +253,12 @@ main(int argc, char **argv)
 		if (!in)
 			mp_die("%s", mp_err());
 		while ((r = mp_in_header(in, &f)) == 1) {
+			if (strcmp(mp_role(&f), "image") == 0) {   /* a CT is not a reference */
+				if (mp_in_skipdata(in) < 0)
+					mp_die("%s", mp_err());
+				mp_frame_free(&f);
+				continue;
+			}
 			refs = mp_xrealloc(refs, (nrefs + 1) * sizeof *refs);
 			memset(&refs[nrefs], 0, sizeof *refs);
 			if (read_vol(in, &f, &refs[nrefs]) < 0)
@@ -263,7 +269,8 @@ main(int argc, char **argv)
 		if (r < 0)
 			mp_die("%s", mp_err());
 		if (nrefs == 0)
-			mp_die("%s: empty stream: no frame", ref_file);
+			mp_die("%s: no reference frame in it (%s)", ref_file,
+			       mp_in_frameno(in) ? "only images" : "empty stream");
 		mp_in_close(in);
 	}
 	for (int i = 0; i < nargs; i++)

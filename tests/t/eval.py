@@ -287,6 +287,14 @@ def main():
         arows = [ln.split(",") for ln in a.stdout.strip().split("\n")[1:]]
         res_ok = a.returncode == 0 and abs(float(arows[-1][5]) - summ[2]) < 1e-4 and abs(float(arows[-1][6]) - summ[3]) < 1e-4
         out("PASS" if res_ok else "FAIL", "stream/ref_file", a.stderr.strip())
+        # a --ref stream holding the image too: the image is not a reference
+        refi = os.path.join(tmp, "ri.nrrd")
+        with open(refi, "wb") as fh:
+            write_frame(fh, (lab * 100 - 50).astype(np.int16), (0.8, 0.8, 2.5), "image", "c1")
+            write_frame(fh, lab, (0.8, 0.8, 2.5), "label", "c1")
+        b = subprocess.run([se, "--ref", refi, predp], capture_output=True, text=True)
+        out("PASS" if b.returncode == 0 and b.stdout == a.stdout else "FAIL", "stream/ref_file_with_image",
+            b.stderr.strip() or "rows differ from the label-only reference")
         with open(both, "wb") as fh:
             write_frame(fh, pr, (0.8, 0.8, 2.5), "mask", "A")      # prediction first
             write_frame(fh, lab, (0.8, 0.8, 2.5), "label", "A")
