@@ -930,15 +930,16 @@ mp_file_read1(const char *path, mp_frame *f)
 int
 mp_file_write_opts(const char *path, const mp_frame *f, const mp_fmt_opts *o)
 {
-	static const mp_fmt_opts none = { 0, 0, 0 };
+	static const mp_fmt_opts none = { 0 };
+	int fmt = mp_fmt_from_name(path);
 
 	if (!o)
 		o = &none;
-	if (!f->data)
+	if (!f->data && !(o->src && (fmt == MP_FMT_NIFTI || fmt == MP_FMT_ANALYZE)))
 		return mp_seterr("%s: the frame has no data", path);
 	if (mp_frame_check(f) < 0)
 		return mp_preerr("%s", path);
-	switch (mp_fmt_from_name(path)) {
+	switch (fmt) {
 	case MP_FMT_NRRD:
 	case MP_FMT_NHDR:
 		return mp_nrrdfile_write(path, f, o);

@@ -810,6 +810,29 @@ mat_to_quat(double R[3][3], double *qb, double *qc, double *qd)
 	*qd = d;
 }
 
+/* the voxels: from memory, or from o->src a few MiB at a time */
+static int
+write_body(mp_fsink *s, const mp_frame *f, const void *data, const mp_fmt_opts *o)
+{
+	size_t es = mp_type_size(f->type), nb = mp_frame_nbytes(f), step = ((size_t)4 << 20) / es * es;
+	unsigned char *buf;
+
+	if (data)
+		return mp_fsink_write_le(s, data, f->type, mp_frame_nvox(f));
+	if (!(buf = malloc(step)))
+		return mp_seterr("out of memory");
+	for (size_t done = 0; done < nb;) {
+		size_t k = nb - done < step ? nb - done : step;
+		if (o->src(o->src_ctx, buf, k) < 0 || mp_fsink_write_le(s, buf, f->type, k / es) < 0) {
+			free(buf);
+			return -1;
+		}
+		done += k;
+	}
+	free(buf);
+	return 0;
+}
+
 int
 mp_nifti_write(const char *path, const mp_frame *f, const mp_fmt_opts *o)
 {
@@ -821,7 +844,7 @@ mp_nifti_write(const char *path, const mp_frame *f, const mp_fmt_opts *o)
 	unsigned char h[544];
 	char *hp = NULL, *dp = NULL;
 	mp_fsink *hs = NULL, *ds = NULL;
-	void *tdata = NULL;
+	void *tdata = NULL, *tsrc = NULL;
 	const void *data = f->data;
 	int gz = is_gz_name(path);
 	unsigned char *ext = NULL;
@@ -982,11 +1005,24 @@ mp_nifti_write(const char *path, const mp_frame *f, const mp_fmt_opts *o)
 		const unsigned char *src = f->data;
 		if (!dst)
 			return mp_seterr("%s: out of memory", path);
+		if (!src) {   /* a streamed frame: this layout needs it whole */
+			unsigned char *all = malloc(mp_frame_nbytes(f) ? mp_frame_nbytes(f) : 1);
+			if (!all || o->src(o->src_ctx, all, mp_frame_nbytes(f)) < 0) {
+				if (!all)
+					mp_seterr("%s: out of memory", path);
+				free(all);
+				free(dst);
+				return -1;
+			}
+			src = all;
+			tsrc = all;
+		}
 		for (size_t i = 0; i < inner; i++)
 			for (size_t c = 0; c < nch; c++)
 				memcpy(dst + (c * inner + i) * es, src + (i * nch + c) * es, es);
 		tdata = dst;
 		data = dst;
+		free(tsrc);
 	}
 	ext = label_extension(f, &esize);
 	if (ext) {
@@ -1005,7 +1041,7 @@ mp_nifti_write(const char *path, const mp_frame *f, const mp_fmt_opts *o)
 		if (!ds)
 			goto fail;
 		if (mp_fsink_write(hs, h, (v2 ? 540 : 348) + (ext ? 4 : 0)) < 0 || (ext && mp_fsink_write(hs, ext, esize) < 0) ||
-		    mp_fsink_write_le(ds, data, f->type, mp_frame_nvox(f)) < 0 ||
+		    write_body(ds, f, data, o) < 0 ||
 		    mp_fsink_finish(ds) < 0 || mp_fsink_finish(hs) < 0)
 			goto fail;
 		if (mp_fsink_commit(ds) < 0) {
@@ -1023,7 +1059,7 @@ mp_nifti_write(const char *path, const mp_frame *f, const mp_fmt_opts *o)
 			goto fail;
 		/* header, 4-byte extender (no extensions), data */
 		if (mp_fsink_write(hs, h, v2 ? 544 : 352) < 0 || (ext && mp_fsink_write(hs, ext, esize) < 0) ||
-		    mp_fsink_write_le(hs, data, f->type, mp_frame_nvox(f)) < 0)
+		    write_body(hs, f, data, o) < 0)
 			goto fail;
 		if (mp_fsink_commit(hs) < 0) {
 			hs = NULL;

@@ -75,6 +75,11 @@ typedef struct {
 	int compress;   /* .nrrd/.nhdr: gzip encoding; .mha/.mhd: CompressedData (.zraw) */
 	int level;      /* zlib level 1..9; 0: default (1: fastest; level 6 is ~3% smaller and ~5x slower on CT) */
 	int nifti2;     /* .nii: always NIfTI-2 */
+	/* NIfTI/Analyze only: the frame's data (f->data NULL) is read from src in
+	 * order, n bytes at a time, as it is written (no copy of the volume in
+	 * memory); src returns 0 or -1 + mp_err, which aborts the file */
+	int (*src)(void *ctx, void *buf, size_t n);
+	void *src_ctx;
 } mp_fmt_opts;
 
 /* by extension; atomic. DICOM and .npz are not written here (vol2npz). */

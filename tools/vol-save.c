@@ -48,6 +48,9 @@ static const mp_prog prog = {
 	".hdr/.img (NIfTI-1 pair), .mha, .mhd (with .raw), .npy (C order, shape (Z,Y,X); no "
 	"geometry). Geometry is converted exactly from LPS (NIfTI: sform and qform in RAS, "
 	"codes as nibabel writes them).\n\n"
+	"Memory: .nrrd, .nii, .nii.gz and .hdr/.img files are written as the data arrives, a few "
+	"MiB at a time, whatever the size of the volume (a vector frame written to NIfTI is held "
+	"whole, to reorder its channels); the other formats hold one frame.\n\n"
 	"Every file is written to a temporary name in its folder and renamed when complete: "
 	"an interrupted run leaves no partial file under the final name.",
 	"vol-cat ct.nii.gz --label seg.nii.gz | hu-window --preset soft-tissue | vol-save img.nii.gz seg.nii.gz\n"
@@ -133,6 +136,12 @@ make_parents(const char *path)
 	return 0;
 }
 
+static int
+from_stream(void *ctx, void *buf, size_t n)
+{
+	return mp_in_data(ctx, buf, n);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -175,6 +184,12 @@ main(int argc, char **argv)
 			if (!o || mp_pass(in, &f, o) < 0)
 				mp_die("%s", mp_err());
 			if (mp_out_close(o) < 0)
+				mp_die("%s", mp_err());
+		} else if (mp_fmt_from_name(path) == MP_FMT_NIFTI || mp_fmt_from_name(path) == MP_FMT_ANALYZE) {
+			/* the voxels go from the stream to the file a few MiB at a
+			 * time: no copy of the volume in memory */
+			mp_fmt_opts fo = { .src = from_stream, .src_ctx = in };
+			if (mp_file_write_opts(path, &f, &fo) < 0)
 				mp_die("%s", mp_err());
 		} else {
 			if (mp_fmt_from_name(path) == MP_FMT_UNKNOWN)

@@ -50,3 +50,21 @@ assert a.array.shape == b.array.shape
 else
 	skip dicom-with-label "no $DATA/dicom/ct-3slice"
 fi
+# vol-save writes NIfTI as the data arrives; a vector frame (channels fastest
+# in the stream, slowest in NIfTI) is reordered; a truncated stream leaves no file
+$PY -c "
+import numpy as np
+a = np.arange(3 * 4 * 5 * 6, dtype='<f4').reshape(6, 5, 4, 3)
+h = ('NRRD0004\ntype: float\ndimension: 4\nspace: left-posterior-superior\nsizes: 3 4 5 6\n'
+     'kinds: vector domain domain domain\nspace directions: none (1,0,0) (0,1,0) (0,0,2)\n'
+     'endian: little\nencoding: raw\nspace origin: (0,0,0)\nmedpipe.role:=image\n\n').encode()
+open('$T/vec.nrrd', 'wb').write(h + a.tobytes())"
+check save-nifti-vector sh -c "vol-save -i $T/vec.nrrd $T/vec.nii.gz && $PY -c \"
+import nibabel as nib, numpy as np
+b = np.asanyarray(nib.load('$T/vec.nii.gz').dataobj)
+a = np.arange(3 * 4 * 5 * 6, dtype='<f4').reshape(6, 5, 4, 3)
+assert b.shape == (4, 5, 6, 1, 3) and np.array_equal(b.reshape(4, 5, 6, 3), a.transpose(2, 1, 0, 3))
+\""
+head -c 300 "$T/vec.nrrd" > "$T/vec-cut.nrrd"
+expect_err save-nifti-truncated 1 "truncated" vol-save -i "$T/vec-cut.nrrd" "$T/cut.nii"
+check save-nifti-truncated-no-file test ! -e "$T/cut.nii"

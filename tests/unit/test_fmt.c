@@ -445,7 +445,7 @@ static void
 options(void)
 {
 	mp_frame f, g;
-	mp_fmt_opts o = { 1, 9, 0 };
+	mp_fmt_opts o = { .compress = 1, .level = 9 };
 	int ok = 1;
 
 	sample(&f, MP_UINT16, 20, 10, 3);
@@ -733,7 +733,7 @@ tool(int argc, char **argv)
 	if ((strcmp(argv[1], "conv") == 0 && argc >= 4) || (strcmp(argv[1], "save") == 0 && argc >= 3)) {
 		int conv = argv[1][0] == 'c';
 		const char *out = argv[conv ? 3 : 2];
-		mp_fmt_opts o = { 0, 0, 0 };
+		mp_fmt_opts o = { 0 };
 		mp_frame f;
 		if (argc > (conv ? 4 : 3) && strcmp(argv[conv ? 4 : 3], "-z") == 0)
 			o.compress = 1;
