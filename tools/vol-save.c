@@ -176,6 +176,9 @@ main(int argc, char **argv)
 			if (strcmp(done[k], path) == 0)
 				mp_die("%s: frame %d: '%s' already holds an earlier frame (use a pattern such as {case}_{role})",
 				       mp_in_name(in), n, path);
+		/* kept from here on (also reachable when an error ends the program) */
+		done = mp_xrealloc(done, (ndone + 1) * sizeof *done);
+		done[ndone++] = path;
 		if (mkdirs && make_parents(path) < 0)
 			mp_die("%s", mp_err());
 		if (mp_fmt_from_name(path) == MP_FMT_NRRD) {
@@ -198,8 +201,6 @@ main(int argc, char **argv)
 				mp_die("%s", mp_err());
 		}
 		mp_note("frame %d -> %s", n, path);
-		done = mp_xrealloc(done, (ndone + 1) * sizeof *done);
-		done[ndone++] = path;
 		mp_frame_free(&f);
 	}
 	if (r < 0)
