@@ -226,6 +226,16 @@ int mp_sam_emb_read(const mp_frame *e, mp_sam_embinfo *info);
 void mp_sam_emb_free(mp_sam_embinfo *info);
 /* the weights identity written to medpipe.sam.weights_id */
 void mp_sam_weights_id(const mp_sam *m, char *buf, size_t n);
+/* What sam-embed and sam-decode do before their first frame: the weights
+ * from *weights or $MEDPIPE_SAM_WEIGHTS (stored back in *weights), threads
+ * checked (0..64), the device of devspec opened, the model loaded on its
+ * backend, and under --verbose one line naming the model and where `part`
+ * ("encoder", "decoder") runs. Bad usage or a failure: one line, exit 2 or 1.
+ * Also keeps freed work buffers in the heap (no page faults per slice). */
+struct mp_dev;
+struct mp_dev *mp_sam_tool_open(mp_sam *m, const char **weights, const char *devspec, long threads,
+                                const char *part);
+
 /* a mask frame header on the original image grid for an embedding frame */
 void mp_sam_mask_header(mp_frame *o, const mp_frame *e, const mp_sam_embinfo *info, mp_type t,
                         const char *role);

@@ -2,7 +2,9 @@
  * back by sam-decode (see mp_sam.h) */
 #include "mp_sam.h"
 #include "mp.h"
+#include "mp_device.h"
 
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -238,4 +240,34 @@ mp_sam_mask_header(mp_frame *o, const mp_frame *e, const mp_sam_embinfo *in, mp_
 	}
 	mp_frame_touch(o);
 	mp_set_kv(o, "medpipe.role", role);
+}
+
+mp_dev *
+mp_sam_tool_open(mp_sam *m, const char **weights, const char *devspec, long threads, const char *part)
+{
+	const mp_sam_backend *be;
+	mp_dev *dev;
+	char d[256];
+
+	mallopt(M_MMAP_THRESHOLD, 256 << 20);
+	mallopt(M_TRIM_THRESHOLD, 512 << 20);
+	if (!*weights)
+		*weights = getenv("MEDPIPE_SAM_WEIGHTS");
+	if (!*weights || !**weights)
+		mp_usage_die("--weights FILE is required (or MEDPIPE_SAM_WEIGHTS)");
+	if (threads < 0 || threads > 64)
+		mp_usage_die("--threads %ld: want 1..64", threads);
+	if (!(dev = mp_dev_open(devspec)))
+		mp_die("--device: %s", mp_err());
+	be = mp_dev_sam_backend(dev, (int)threads);
+	if (!be || mp_sam_load(m, *weights, be))
+		mp_die("%s", mp_err());
+	if (mp_verbose) {
+		mp_sam_describe(m, d, sizeof d);
+		if (strcmp(be->name, "cpu") == 0)
+			mp_note("%s: %s; %s on cpu, %d threads", *weights, d, part, mp_sam_threads());
+		else
+			mp_note("%s: %s; %s on %s", *weights, d, part, mp_dev_name(dev));
+	}
+	return dev;
 }

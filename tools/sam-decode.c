@@ -6,7 +6,6 @@
 
 #include <math.h>
 #include <stdarg.h>
-#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -583,19 +582,10 @@ main(int argc, char **argv)
 {
 	char **args;
 	int nargs = mp_parse(&prog, argc, argv, &args);
-	/* keep freed work buffers in the heap: no page faults for each prompt / slice */
-	mallopt(M_MMAP_THRESHOLD, 256 << 20);
-	mallopt(M_TRIM_THRESHOLD, 512 << 20);
 	mp_sam_mode dummy;
 
-	if (!weights)
-		weights = getenv("MEDPIPE_SAM_WEIGHTS");
-	if (!weights || !*weights)
-		mp_usage_die("--weights FILE is required (or MEDPIPE_SAM_WEIGHTS)");
 	if (thrstr && mp_sam_mode_parse(thrstr, &dummy))
 		mp_usage_die("--threshold: %s", mp_err());
-	if (threads < 0 || threads > 64)
-		mp_usage_die("--threads %ld: want 1..64", threads);
 	if (shift < 0 || grow < 0)
 		mp_usage_die("--shift and --grow must not be negative");
 	if (boxfile && read_boxfile(boxfile))
@@ -603,17 +593,8 @@ main(int argc, char **argv)
 	if (!fromlabel && nprompts == 0 && nboxes3 == 0)
 		mp_usage_die("no prompt: give --box, --box3d, --point, --boxes or --from-label");
 	mp_out *o = mp_out_stdout();
-	if (!(dev = mp_dev_open(devspec)))
-		mp_die("--device: %s", mp_err());
-	const mp_sam_backend *be = mp_dev_sam_backend(dev, (int)threads);
-	if (!be || mp_sam_load(&model, weights, be))
-		mp_die("%s", mp_err());
+	dev = mp_sam_tool_open(&model, &weights, devspec, threads, "decoder");
 	mp_sam_weights_id(&model, model_id, sizeof model_id);
-	if (mp_verbose) {
-		char d[256];
-		mp_sam_describe(&model, d, sizeof d);
-		mp_note("%s: %s; decoder on %s", weights, d, strcmp(be->name, "cpu") ? mp_dev_name(dev) : "cpu");
-	}
 	for (int i = 0; i < (nargs ? nargs : 1); i++) {
 		const char *src = nargs ? args[i] : "-";
 		mp_in *in = mp_in_open(src);

@@ -4,7 +4,6 @@
 #include "mp_filter.h"
 #include "mp_sam.h"
 
-#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -213,37 +212,16 @@ main(int argc, char **argv)
 {
 	char **args;
 	int nargs = mp_parse(&prog, argc, argv, &args);
-	/* keep freed work buffers in the heap: no page faults for each prompt / slice */
-	mallopt(M_MMAP_THRESHOLD, 256 << 20);
-	mallopt(M_TRIM_THRESHOLD, 512 << 20);
 	mp_rs_method rm;
 
-	if (!weights)
-		weights = getenv("MEDPIPE_SAM_WEIGHTS");
-	if (!weights || !*weights)
-		mp_usage_die("--weights FILE is required (or MEDPIPE_SAM_WEIGHTS)");
 	if (mp_sam_mode_parse(modestr, &mode))
 		mp_usage_die("--mode: %s", mp_err());
 	interpname = interpstr ? interpstr : mode == MP_SAM_MEDSAM ? "bspline3" : "linear";
 	if (mp_rs_parse(interpname, &rm))
 		mp_usage_die("--interp: %s", mp_err());
 	interp = (int)rm;
-	if (threads < 0 || threads > 64)
-		mp_usage_die("--threads %ld: want 1..64", threads);
 	mp_out *o = mp_out_stdout();
-	if (!(dev = mp_dev_open(devspec)))
-		mp_die("--device: %s", mp_err());
-	const mp_sam_backend *be = mp_dev_sam_backend(dev, (int)threads);
-	if (!be || mp_sam_load(&model, weights, be))
-		mp_die("%s", mp_err());
-	if (mp_verbose) {
-		char d[256];
-		mp_sam_describe(&model, d, sizeof d);
-		if (strcmp(be->name, "cpu") == 0)
-			mp_note("%s: %s; encoder on cpu, %d threads", weights, d, mp_sam_threads());
-		else
-			mp_note("%s: %s; encoder on %s", weights, d, mp_dev_name(dev));
-	}
+	dev = mp_sam_tool_open(&model, &weights, devspec, threads, "encoder");
 	int labelled = strcmp(slicestr, "labelled") == 0;
 	for (int i = 0; i < (nargs ? nargs : 1); i++) {
 		const char *src = nargs ? args[i] : "-";
