@@ -136,6 +136,30 @@ conn_setup(int conn, cclconn *c)
 		a = (L)np;                                                                  \
 	} while (0)
 
+/* The neighbours of voxel i (value v) scanned before it: the first one of
+ * v's class gives its label a, the others are joined to a, except that a
+ * neighbour already joined through the voxel diagonal to it and the first
+ * (6/4: the witness) is skipped. LAB(k): the label of neighbour k. */
+#define CCL_NEIGHBOURS(T, L, LAB)                                                           \
+	while (todo) {                                                                      \
+		int k = __builtin_ctz(todo);                                                \
+		T w = in[(ptrdiff_t)i + off[k]];                                            \
+		todo &= todo - 1;                                                           \
+		if (!CCL_SAME(w))                                                           \
+			continue;                                                           \
+		todo &= ~c->adj[k];                                                         \
+		if (!a) {                                                                   \
+			a = LAB(k);                                                         \
+			k0 = k;                                                             \
+			continue;                                                           \
+		}                                                                           \
+		if (c->witness && CCL_SAME(in[(ptrdiff_t)i + off[k0] + off[k]]))            \
+			continue;                                                           \
+		CCL_UNION(L, a, LAB(k));                                                    \
+	}
+#define CCL_OUT_AT(k) out[(ptrdiff_t)i + off[k]]
+#define CCL_CUR_AT(k) cur[(ptrdiff_t)j + bo[k]]
+
 /* The scan, for element type T and id type L. EQ(a): neighbour value a is in
  * the class of the current voxel v. */
 #define CCL_SCAN(NAME, T, L)                                                                \
@@ -213,25 +237,7 @@ NAME(const T *in, size_t nx, size_t ny, size_t nz, const cclconn *c, int binary,
 				}                                                           \
 				if (x == 0) todo &= ~c->need_xm;                            \
 				if (x == nx - 1) todo &= ~c->need_xp;                       \
-				while (todo) {                                              \
-					int k = __builtin_ctz(todo);                        \
-					T w = in[(ptrdiff_t)i + off[k]];                    \
-					todo &= todo - 1;                                   \
-					if (!CCL_SAME(w))                       \
-						continue;                                   \
-					todo &= ~c->adj[k];                                 \
-					if (!a) {                                           \
-						a = out[(ptrdiff_t)i + off[k]];             \
-						k0 = k;                                     \
-						continue;                                   \
-					}                                                   \
-					if (c->witness) {                                   \
-						w = in[(ptrdiff_t)i + off[k0] + off[k]];    \
-						if (CCL_SAME(w))               \
-							continue;                           \
-					}                                                   \
-					CCL_UNION(L, a, out[(ptrdiff_t)i + off[k]]);                                   \
-				}                                                           \
+				CCL_NEIGHBOURS(T, L, CCL_OUT_AT);                   \
 				if (!a)                                                     \
 					CCL_NEWLABEL(L);                                    \
 				out[i] = a;                                                 \
@@ -509,25 +515,7 @@ NAME(T *in, size_t nx, size_t ny, size_t nz, const cclconn *c, int binary, doubl
 				}                                                           \
 				if (x == 0) todo &= ~c->need_xm;                            \
 				if (x == nx - 1) todo &= ~c->need_xp;                       \
-				while (todo) {                                              \
-					int k = __builtin_ctz(todo);                        \
-					T w = in[(ptrdiff_t)i + off[k]];                    \
-					todo &= todo - 1;                                   \
-					if (!CCL_SAME(w))                       \
-						continue;                                   \
-					todo &= ~c->adj[k];                                 \
-					if (!a) {                                           \
-						a = cur[(ptrdiff_t)j + bo[k]];              \
-						k0 = k;                                     \
-						continue;                                   \
-					}                                                   \
-					if (c->witness) {                                   \
-						w = in[(ptrdiff_t)i + off[k0] + off[k]];    \
-						if (CCL_SAME(w))               \
-							continue;                           \
-					}                                                   \
-					CCL_UNION(uint32_t, a, cur[(ptrdiff_t)j + bo[k]]);                             \
-				}                                                           \
+				CCL_NEIGHBOURS(T, uint32_t, CCL_CUR_AT);            \
 				if (!a) {                                                   \
 					if (++np >= cap) {                                  \
 						cap *= 2;                                   \
