@@ -813,6 +813,23 @@ mp_fsink_abort(mp_fsink *s)
 	sink_free(s);
 }
 
+int
+mp_fsink_commit_pair(mp_fsink *hdr, mp_fsink *data)
+{
+	if (data && data != hdr) {
+		if (mp_fsink_finish(data) < 0 || mp_fsink_finish(hdr) < 0) {
+			mp_fsink_abort(data);
+			mp_fsink_abort(hdr);
+			return -1;
+		}
+		if (mp_fsink_commit(data) < 0) {
+			mp_fsink_abort(hdr);
+			return -1;
+		}
+	}
+	return mp_fsink_commit(hdr);
+}
+
 uint64_t
 mp_fsink_bytes(const mp_fsink *s)
 {

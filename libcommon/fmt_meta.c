@@ -475,19 +475,10 @@ mp_meta_write(const char *path, const mp_frame *f, const mp_fmt_opts *o)
 		goto fail;
 	if (gz ? mp_fsink_write(ds, zbuf, zn) < 0 : mp_fsink_write_le(ds, f->data, f->type, mp_frame_nvox(f)) < 0)
 		goto fail;
-	if (detached) {
-		if (mp_fsink_finish(ds) < 0 || mp_fsink_finish(hs) < 0)
-			goto fail;
-		if (mp_fsink_commit(ds) < 0) {
-			ds = NULL;
-			goto fail;
-		}
-	}
-	ds = NULL;
-	if (mp_fsink_commit(hs) < 0) {
-		hs = NULL;
+	int rc = mp_fsink_commit_pair(hs, ds);
+	hs = ds = NULL;
+	if (rc < 0)
 		goto fail;
-	}
 	free(h.s);
 	free(zbuf);
 	free(dname);

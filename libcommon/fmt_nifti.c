@@ -1041,18 +1041,8 @@ mp_nifti_write(const char *path, const mp_frame *f, const mp_fmt_opts *o)
 		if (!ds)
 			goto fail;
 		if (mp_fsink_write(hs, h, (v2 ? 540 : 348) + (ext ? 4 : 0)) < 0 || (ext && mp_fsink_write(hs, ext, esize) < 0) ||
-		    write_body(ds, f, data, o) < 0 ||
-		    mp_fsink_finish(ds) < 0 || mp_fsink_finish(hs) < 0)
+		    write_body(ds, f, data, o) < 0)
 			goto fail;
-		if (mp_fsink_commit(ds) < 0) {
-			ds = NULL;
-			goto fail;
-		}
-		ds = NULL;
-		if (mp_fsink_commit(hs) < 0) {
-			hs = NULL;
-			goto fail;
-		}
 	} else {
 		hs = mp_fsink_open(path, gz, o->level);
 		if (!hs)
@@ -1061,11 +1051,11 @@ mp_nifti_write(const char *path, const mp_frame *f, const mp_fmt_opts *o)
 		if (mp_fsink_write(hs, h, v2 ? 544 : 352) < 0 || (ext && mp_fsink_write(hs, ext, esize) < 0) ||
 		    write_body(hs, f, data, o) < 0)
 			goto fail;
-		if (mp_fsink_commit(hs) < 0) {
-			hs = NULL;
-			goto fail;
-		}
 	}
+	int rc = mp_fsink_commit_pair(hs, ds);
+	hs = ds = NULL;
+	if (rc < 0)
+		goto fail;
 	free(hp);
 	free(dp);
 	free(tdata);

@@ -123,6 +123,10 @@ int mp_fsink_zstart(mp_fsink *s, int zmode, int level);
 int mp_fsink_finish(mp_fsink *s);            /* end the stream, flush; keeps the temp file */
 int mp_fsink_commit(mp_fsink *s);            /* finish (if not yet) and rename; frees s */
 void mp_fsink_abort(mp_fsink *s);            /* remove the temp file; frees s */
+/* commit a header file and its detached data file (data NULL or == hdr: one
+ * file): both finished, then the data renamed before the header, so a header
+ * never names a missing file. Frees both, committed or aborted. */
+int mp_fsink_commit_pair(mp_fsink *hdr, mp_fsink *data);
 uint64_t mp_fsink_bytes(const mp_fsink *s);  /* bytes written to the file */
 
 /* deflate a buffer into memory (zlib stream), for headers that need the size first */
