@@ -40,6 +40,8 @@ EOF
 cc -O2 -std=c11 -D_GNU_SOURCE -Ilibcommon -o "$T/b" "$T/b.c" build/libmedpipe.a -lz -lm -pthread || exit 1
 BENCHBIN="$T/b" exec "$VPY" - "$DATA" <<'EOF'
 import os, resource, subprocess, sys, tempfile, time
+sys.path.insert(0, "tests/bench")
+from benchlib import best, ratio  # noqa: E402,F401
 import numpy as np
 import scipy.ndimage as ndi
 try:
@@ -71,20 +73,6 @@ with open(path, "wb") as fp:
               "space directions: (1,0,0) (0,1,0) (0,0,1)\nspace origin: (0,0,0)\nendian: little\n"
               "encoding: raw\nmedpipe.role:=label\n\n" % (x, y, z)).encode())
     fp.write(lab.tobytes())
-
-
-def best(fn, n=3):
-    """best of n: (wall seconds, CPU seconds of this process and its children)"""
-    t = []
-    for _ in range(n):
-        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        c0, t0 = time.process_time(), time.perf_counter()
-        fn()
-        w = time.perf_counter() - t0
-        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        c = time.process_time() - c0 + (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
-        t.append((w, c))
-    return min(x[0] for x in t), min(x[1] for x in t)
 
 
 def tool(*args):

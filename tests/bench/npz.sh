@@ -10,6 +10,8 @@ VPY=${VPY:-.venv/bin/python3}; [ -x "$VPY" ] || VPY=/usr/bin/python3
 DATA=${DATA:-../shared/data}
 exec "$VPY" - "$DATA" <<'EOF'
 import os, resource, subprocess, sys, tempfile, time
+sys.path.insert(0, "tests/bench")
+from benchlib import best, ratio  # noqa: E402,F401
 import numpy as np
 import scipy.ndimage as ndi
 
@@ -41,18 +43,6 @@ with open(src, "wb") as fp:
                   "space directions: (0.8,0,0) (0,0.8,0) (0,0,1.5)\nspace origin: (0,0,0)\nendian: little\n"
                   "encoding: raw\nmedpipe.role:=%s\n\n" % (x, y, z, role)).encode())
         fp.write(a.tobytes())
-
-
-def best(fn, n=3):
-    t = []
-    for _ in range(n):
-        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        c0, t0 = time.process_time(), time.perf_counter()
-        fn()
-        w = time.perf_counter() - t0
-        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        t.append((w, time.process_time() - c0 + (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)))
-    return min(a for a, b in t), min(b for a, b in t)
 
 
 def ours(*args):

@@ -8,6 +8,9 @@
 PY=${PY:-/usr/bin/python3}
 exec $PY - <<'PYEOF'
 import os, subprocess, tempfile, time
+import sys
+sys.path.insert(0, "tests/bench")
+from benchlib import best, ratio  # noqa: E402,F401
 import numpy as np
 try:
     import cv2
@@ -35,28 +38,6 @@ def write(n, name):
     return f, len(hdr), n
 
 
-def cpu():
-    a = os.times()
-    return a.user + a.system + a.children_user + a.children_system
-
-
-def best(fn, k=3):
-    """best wall time and best CPU time (this process and its children) of k runs"""
-    ts, cs = [], []
-    for _ in range(k):
-        c, t = cpu(), time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-        cs.append(cpu() - c)
-    return min(ts), min(cs)
-
-
-def ratio(what, a, b, na, nb):
-    """a: medpipe (wall, cpu), b: peer"""
-    print("%s: medpipe %.3f s (cpu %.3f s), %s %.3f s (cpu %.3f s), ratio %s/medpipe %.2fx wall, %.2fx cpu"
-          % (what, a[0], a[1], nb, b[0], b[1], nb, b[0] / a[0], b[1] / a[1]))
-
-
 def mp(f, interp):
     return lambda: subprocess.run(["vol-resize", "1024x1024", "--interp", interp, f], stdout=subprocess.DEVNULL, check=True)
 
@@ -73,7 +54,7 @@ else:
             with open(os.devnull, "wb") as out:
                 for s in a:
                     out.write(cv2.resize(s, (1024, 1024), interpolation=flag).tobytes())
-        ratio("vol-resize %-8s 512->1024 x200 int16" % interp, best(mp(big[0], interp)), best(ref), "medpipe", "OpenCV")
+        ratio("vol-resize %-8s 512->1024 x200 int16" % interp, best(mp(big[0], interp)), best(ref), "OpenCV")
 small = write(4, "ct4.nrrd")
 if skresize is None:
     print("vol-resize bspline3 vs scikit-image: skipped (scikit-image missing)")
@@ -85,7 +66,7 @@ else:
             for s in a:
                 r = skresize(s.astype(np.float64), (1024, 1024), order=3, anti_aliasing=True, preserve_range=True)
                 out.write(np.round(r).astype(np.int16).tobytes())
-    ratio("vol-resize bspline3 512->1024 x4 int16", best(mp(small[0], "bspline3")), best(ref, 1), "medpipe", "scikit-image")
+    ratio("vol-resize bspline3 512->1024 x4 int16", best(mp(small[0], "bspline3")), best(ref, 1), "scikit-image")
 for f in os.listdir(d):
     os.unlink(os.path.join(d, f))
 os.rmdir(d)

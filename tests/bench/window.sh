@@ -6,6 +6,9 @@
 PY=${PY:-/usr/bin/python3}
 exec $PY - <<'PYEOF'
 import os, subprocess, tempfile, time
+import sys
+sys.path.insert(0, "tests/bench")
+from benchlib import best, ratio  # noqa: E402,F401
 import numpy as np
 N = int(os.environ.get("BENCH_SLICES", "200"))
 d = tempfile.mkdtemp()
@@ -22,26 +25,6 @@ with open(f, "wb") as fh:
     vol.tofile(fh)
 del vol
 
-def cpu():
-    a = os.times()
-    return a.user + a.system + a.children_user + a.children_system
-
-
-def best(fn, k=3):
-    """best wall time and best CPU time (this process and its children) of k runs"""
-    ts, cs = [], []
-    for _ in range(k):
-        c, t = cpu(), time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-        cs.append(cpu() - c)
-    return min(ts), min(cs)
-
-
-def ratio(what, a, b, na, nb):
-    """a: medpipe (wall, cpu), b: peer"""
-    print("%s: medpipe %.3f s (cpu %.3f s), %s %.3f s (cpu %.3f s), ratio %s/medpipe %.2fx wall, %.2fx cpu"
-          % (what, a[0], a[1], nb, b[0], b[1], nb, b[0] / a[0], b[1] / a[1]))
 
 def mp(args):
     return lambda: subprocess.run(["hu-window"] + args + [f], stdout=subprocess.DEVNULL, check=True)
@@ -62,7 +45,7 @@ def np_medsam():
 
 for name, args, ref in (("clinical", ["--preset", "soft-tissue"], np_clinical),
                         ("medsam", ["--preset", "soft-tissue", "--mapping", "medsam"], np_medsam)):
-    ratio("hu-window %-8s 512x512x%d int16" % (name, N), best(mp(args)), best(ref), "medpipe", "numpy")
+    ratio("hu-window %-8s 512x512x%d int16" % (name, N), best(mp(args)), best(ref), "numpy")
 os.unlink(f)
 os.rmdir(d)
 PYEOF
