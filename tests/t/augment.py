@@ -15,37 +15,16 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import phantom  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import mptest  # noqa: E402
+import mpstream  # noqa: E402
 
 
 def res(cond, name, why=""):
     mptest.ok(name, cond, why)
 
 
-TYPES = {"uint8": np.uint8, "int16": np.int16, "short": np.int16, "float": np.float32, "int32": np.int32,
-         "uint16": np.uint16, "double": np.float64}
-
-
 def read_frames(data):
-    """minimal reader of raw little-endian frames (what vol-augment writes)"""
-    out, pos = [], 0
-    while pos < len(data):
-        end = data.index(b"\n\n", pos)
-        hdr = data[pos:end].decode().split("\n")
-        kv, f = {}, {}
-        for ln in hdr[1:]:
-            if ":=" in ln:
-                k, v = ln.split(":=", 1)
-                kv[k] = v
-            elif ": " in ln:
-                k, v = ln.split(": ", 1)
-                f[k] = v
-        sizes = [int(v) for v in f["sizes"].split()]
-        dt = np.dtype(TYPES[f["type"]]).newbyteorder("<")
-        n = int(np.prod(sizes)) * dt.itemsize
-        arr = np.frombuffer(data[end + 2:end + 2 + n], dt).reshape(sizes[::-1])
-        out.append((kv, f, arr))
-        pos = end + 2 + n
-    return out
+    """(keys, fields, array) per frame, read by tests/mpstream.py"""
+    return [(f.keys, f.fields, f.array) for f in mpstream.read_frames(data)]
 
 
 def run(args, stream):

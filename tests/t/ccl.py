@@ -9,6 +9,7 @@ import sys
 import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import mptest  # noqa: E402
+import mpstream  # noqa: E402
 from mptest import ok  # noqa: E402
 
 BIN = os.environ.get("BIN", "bin")
@@ -17,7 +18,6 @@ NP2NRRD = {np.dtype(np.uint8): "uint8", np.dtype(np.int8): "int8", np.dtype(np.u
            np.dtype(np.int16): "int16", np.dtype(np.uint32): "uint32", np.dtype(np.int32): "int32",
            np.dtype(np.uint64): "uint64", np.dtype(np.int64): "int64", np.dtype(np.float32): "float",
            np.dtype(np.float64): "double"}
-NRRD2NP = {v: k for k, v in NP2NRRD.items()}
 
 
 def frame(arr, role="label", spacing=(1.0, 1.0, 1.0), case="c1"):
@@ -32,25 +32,8 @@ def frame(arr, role="label", spacing=(1.0, 1.0, 1.0), case="c1"):
 
 
 def read_frames(buf):
-    out, pos = [], 0
-    while pos < len(buf):
-        end = buf.index(b"\n\n", pos)
-        lines = buf[pos:end].decode().split("\n")
-        kv, f = {}, {}
-        for ln in lines[1:]:
-            if ":=" in ln:
-                k, v = ln.split(":=", 1)
-                kv[k] = v
-            elif ": " in ln:
-                k, v = ln.split(": ", 1)
-                f[k] = v
-        sizes = [int(s) for s in f["sizes"].split()]
-        dt = NRRD2NP[f["type"]]
-        n = int(np.prod(sizes)) * dt.itemsize
-        a = np.frombuffer(buf[end + 2:end + 2 + n], dtype=dt.newbyteorder("<")).reshape(sizes[::-1])
-        out.append((kv, a))
-        pos = end + 2 + n
-    return out
+    """(keys, array) per frame, read by tests/mpstream.py"""
+    return [(f.keys, f.array) for f in mpstream.read_frames(buf)]
 
 
 def run(args, data, env=None):
