@@ -12,7 +12,12 @@ SANITIZE ?= 0
 OPT      ?= -O2
 
 WARN     = -Wall -Wextra -Werror
-CPPFLAGS = -D_GNU_SOURCE -Ilibcommon -Iopencl -Ibuild/gen -I/usr/include/openjpeg-2.5
+# include and library flags of the pkg-config-aware dependencies, asked once
+PKGS     = libopenjp2 OpenCL libpng zlib
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lopenjp2 -lOpenCL -lpng -lz)
+BLAS_LIBS  := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
+CPPFLAGS = -D_GNU_SOURCE -Ilibcommon -Iopencl -Ibuild/gen $(PKG_CFLAGS)
 CFLAGS   = -std=c11 $(OPT) -g $(WARN) -pthread -fno-strict-aliasing
 CXXFLAGS = -std=c++17 $(OPT) -g $(WARN) -pthread
 LDFLAGS  = -pthread
@@ -25,7 +30,7 @@ endif
 # the libraries every program may use (see DESIGN.md, Dependencies)
 DCMTK_LIBS = -ldcmjpls -ldcmjpeg -ldcmimage -ldcmimgle -ldcmdata -loflog -lofstd \
              -lijg8 -lijg12 -lijg16 -ldcmtkcharls
-LDLIBS   = -Wl,--as-needed $(DCMTK_LIBS) -lopenjp2 -lOpenCL -lopenblas -lpng -lz -lm -lstdc++
+LDLIBS   = -Wl,--as-needed $(DCMTK_LIBS) $(PKG_LIBS) $(BLAS_LIBS) -lm -lstdc++
 
 LIB_C    = $(sort $(wildcard libcommon/*.c) $(wildcard opencl/*.c))
 LIB_CC   = $(sort $(wildcard libcommon/*.cc))
@@ -40,22 +45,30 @@ LIB      = build/libmedpipe.a
 .PHONY: all check demo bench install clean deps man distclean
 .DELETE_ON_ERROR:
 .SUFFIXES:
+# the programs' and unit tests' objects are kept (a second `make` has nothing to do)
+.SECONDARY: $(TOOLS:%=build/tools/%.o) $(UNITS:%=build/tests/unit/%.o)
 
 all: $(BINS) $(UNIT_BINS)
 
-# rebuild everything when the flags change (e.g. SANITIZE=1 after a plain build)
-FLAGS_NOW = $(CC) $(CXX) $(CPPFLAGS) $(CFLAGS) $(CXXFLAGS) $(LDFLAGS) $(LDLIBS)
+# rebuild everything when the flags change (e.g. SANITIZE=1 after a plain
+# build): build/flags is out of date only when the flags it holds differ from
+# these, so an unchanged build stays up to date (`make -q` says so)
+FLAGS_NOW := $(strip $(CC) $(CXX) $(CPPFLAGS) $(CFLAGS) $(CXXFLAGS) $(LDFLAGS) $(LDLIBS))
+ifneq ($(FLAGS_NOW),$(strip $(shell cat build/flags 2>/dev/null)))
 build/flags: FORCE
 	@mkdir -p build
-	@echo '$(FLAGS_NOW)' | cmp -s - $@ || echo '$(FLAGS_NOW)' > $@
+	@echo '$(FLAGS_NOW)' > $@
 FORCE:
+endif
 
 # OpenCL kernel sources compiled into the binaries
 build/gen/mp_cl_sources.h: $(CL_SRC) opencl/embed.sh
 	@mkdir -p build/gen
 	sh opencl/embed.sh $(CL_SRC) > $@.tmp && mv $@.tmp $@
 
-build/%.o: %.c build/flags build/gen/mp_cl_sources.h
+# the kernel header is made before any compile (order-only); after that only
+# the objects whose .d file names it are rebuilt when a kernel changes
+build/%.o: %.c build/flags | build/gen/mp_cl_sources.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
 

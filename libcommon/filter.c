@@ -22,7 +22,7 @@ mp_run_filter(char **args, int nargs, mp_out *o, mp_frame_fn fn, void *ctx)
 		if (r < 0)
 			mp_die("%s", mp_err());
 		if (mp_in_frameno(in) == 0)
-			mp_die("%s: empty stream: no frame", mp_in_name(in));
+			mp_in_die_empty(in);
 		mp_in_close(in);
 	}
 	if (mp_out_close(o) < 0)

@@ -132,6 +132,7 @@ mp_in *mp_in_mem(const void *buf, size_t n, const char *name);
 void mp_in_close(mp_in *in);
 const char *mp_in_name(const mp_in *in);
 int mp_in_frameno(const mp_in *in);           /* 1-based number of the current frame */
+void mp_in_die_empty(const mp_in *in) __attribute__((noreturn)); /* no frame: exit 1 (quietly for an empty pipe) */
 /* read the next frame's header: 1 frame, 0 clean end of stream, -1 error.
  * The error message names the input, the frame and the header line. */
 int mp_in_header(mp_in *in, mp_frame *f);

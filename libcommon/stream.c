@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -95,6 +96,22 @@ mp_in_mem(const void *buf, size_t n, const char *name)
 	in->len = in->cap = n;
 	in->mem = 1;
 	return in;
+}
+
+/* An input that ended before its first frame.  A pipe that brought nothing
+ * means the program before this one failed and has said why on its own line:
+ * exit 1 quietly then (with --verbose, say so), so one failure in a long
+ * pipeline prints one line.  A file or a non-empty input gets the message. */
+void
+mp_in_die_empty(const mp_in *in)
+{
+	struct stat st;
+	int fifo = in->fd >= 0 && fstat(in->fd, &st) == 0 && S_ISFIFO(st.st_mode);
+
+	if (fifo && !mp_verbose)
+		exit(1);
+	mp_die("%s: empty stream: no frame%s", in->name,
+	       fifo ? " (the program before this one wrote nothing)" : "");
 }
 
 void

@@ -335,7 +335,7 @@ main(int argc, char **argv)
 		if (r < 0)
 			mp_die("%s", mp_err());
 		if (mp_in_frameno(in) == 0)
-			mp_die("%s: empty stream: no frame", mp_in_name(in));
+			mp_in_die_empty(in);
 		if (cb.n && crop_case(&cb, o) < 0)
 			mp_die("%s", mp_err());
 		case_clear(&cb);

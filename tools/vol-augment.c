@@ -232,7 +232,7 @@ main(int argc, char **argv)
 		if (r < 0)
 			mp_die("%s", mp_err());
 		if (mp_in_frameno(in) == 0)
-			mp_die("%s: empty stream: no frame", mp_in_name(in));
+			mp_in_die_empty(in);
 		mp_in_close(in);
 	}
 	emit_case(h, nh, o, cursrc);

@@ -274,7 +274,7 @@ main(int argc, char **argv)
 			if (r < 0)
 				mp_die("%s", mp_err());
 			if (mp_in_frameno(s) == 0)
-				mp_die("%s: empty stream: no frame", mp_in_name(s));
+				mp_in_die_empty(s);
 			mp_in_close(s);
 			continue;
 		}

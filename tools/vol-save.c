@@ -206,7 +206,7 @@ main(int argc, char **argv)
 	if (r < 0)
 		mp_die("%s", mp_err());
 	if (mp_in_frameno(in) == 0)
-		mp_die("%s: empty stream: no frame", mp_in_name(in));
+		mp_in_die_empty(in);
 	if (nnames > mp_in_frameno(in) && !is_pattern(names[nnames - 1]))
 		mp_warn("%d names given for %d frames", nnames, mp_in_frameno(in));
 	mp_in_close(in);

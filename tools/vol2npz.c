@@ -435,6 +435,8 @@ main(int argc, char **argv)
 		}
 		if (r < 0)
 			mp_die("%s", mp_err());
+		if (mp_in_frameno(in) == 0)
+			mp_in_die_empty(in);
 		mp_in_close(in);
 	}
 	if (!curcase)

@@ -96,3 +96,16 @@ else fail save-atomic "rc=$rc files: $(ls $T | tr '\n' ' ')"; fi
 expect_err save-same-name 1 "already holds" vol-save "$T/same.nrrd" "$T/same.nrrd" < "$T/two.nrrd"
 expect_err save-no-name 2 "no output" vol-save < "$B"
 expect_err save-unknown-ext 1 "unknown output format" vol-save "$T/x.xyz" < "$B"
+
+# one failure in a pipeline prints one line: later stages that get an empty
+# pipe exit 1 quietly (--verbose says why); an empty file is still reported
+sh -c "vol-cat $T/missing.nii | hu-window --preset bone | ccl-clean --min 10 | vol-resize --size 8x8 | vol-info" > /dev/null 2> "$T/chain.err"; rc=$?
+if [ $rc -eq 1 ] && [ "$(wc -l < "$T/chain.err")" -eq 1 ] && grep -q '^vol-cat: .*missing.nii' "$T/chain.err"; then pass pipeline-one-error-line
+else fail pipeline-one-error-line "rc=$rc: $(tr '\n' '|' < "$T/chain.err")"; fi
+for p in "hu-window --preset bone" "ccl-clean --min 10" "vol-info" "vol-save $T/never.nrrd" "vol2npz -o $T/never.npz" "seg-eval" "vol-preview -o $T/never.png"; do
+	n=$(echo "$p" | cut -d' ' -f1)
+	: | $p > /dev/null 2> "$T/q.err"; rc=$?
+	if [ $rc -eq 1 ] && [ ! -s "$T/q.err" ]; then pass "empty-pipe-quiet-$n"; else fail "empty-pipe-quiet-$n" "rc=$rc $(head -c 200 "$T/q.err")"; fi
+done
+: | hu-window --preset bone --verbose > /dev/null 2> "$T/q.err"
+if grep -q 'empty stream' "$T/q.err"; then pass empty-pipe-verbose; else fail empty-pipe-verbose "$(cat "$T/q.err")"; fi
