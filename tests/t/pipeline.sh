@@ -15,7 +15,7 @@ done
 if [ ! -x "$MB/vol-cat" ]; then
 	skip pipeline "vol-cat is not built (reads the NIfTI cases)"; exit 0
 fi
-$PY -c "import nibabel" 2>/dev/null || { skip pipeline "python3-nibabel missing"; exit 0; }
+$PY -c "import nibabel" 2>/dev/null || { skip_ref pipeline "python3-nibabel missing"; exit 0; }
 
 DS=$T/ds
 mkdir -p "$DS/imagesTr" "$DS/labelsTr"

@@ -4,7 +4,7 @@
 # and vol-restore; peak RSS (GNU time -v) must stay within what each step
 # needs: streaming steps a few slices, whole-frame steps their frames.
 . tests/lib.sh
-have_cmd /usr/bin/time || { skip memory "/usr/bin/time (GNU time) missing"; exit 0; }
+have_cmd /usr/bin/time || { skip_ref memory "/usr/bin/time (GNU time) missing"; exit 0; }
 # the C code's own memory: probing OpenCL (PoCL) alone adds about 60 MiB
 export MEDPIPE_DEVICE=cpu
 N=64; [ "${MEDPIPE_SLOW:-0}" = 1 ] && N=1000

@@ -9,11 +9,11 @@
 . tests/lib.sh
 
 if ! have_py torch || ! have_py nibabel; then
-	skip sam-restore "torch or nibabel missing in $VPY"
+	skip_ref sam-restore "torch or nibabel missing in $VPY"
 	exit 0
 fi
 if ! "$VPY" tests/gen/sam_ckpt.py "$T/tiny.pth" --config tiny --seed 0 > /dev/null 2> "$T/ck.err"; then
-	skip sam-restore "no segment_anything to make weights: $(tail -n 1 "$T/ck.err")"
+	skip_ref sam-restore "no segment_anything to make weights: $(tail -n 1 "$T/ck.err")"
 	exit 0
 fi
 "$VPY" tests/gen/phantom.py --size 96x80x12 --image "$T/img.nii.gz" --label "$T/lab.nii.gz" > /dev/null ||
