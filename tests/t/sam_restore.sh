@@ -61,4 +61,17 @@ for role in ("mask", "label"):
         # mask labels are the label values the prompts came from
         extra = sorted(set(np.unique(a)) - set(np.unique(L)))
         print("PASS sam-restore-mask-labels" if not extra else "FAIL sam-restore-mask-labels: %s" % extra)
+        # and there is a mask: every labelled slice was prompted, so each label's
+        # mask is somewhere, and all of it inside the crop (the labels' box + 4)
+        idx = np.argwhere(L > 0)
+        lo, hi = np.maximum(idx.min(0) - 4, 0), idx.max(0) + 4
+        box = np.zeros(L.shape, bool)
+        box[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1] = True
+        got = sorted(int(v) for v in np.unique(a[a > 0]))
+        want = sorted(int(v) for v in np.unique(L[L > 0]))
+        outside = int(((a > 0) & ~box).sum())
+        print("PASS sam-restore-mask-not-empty (%d voxels, labels %s)" % (int((a > 0).sum()), got)
+              if got == want and not outside else
+              "FAIL sam-restore-mask-not-empty: mask labels %s, wanted %s; %d voxels outside the crop"
+              % (got, want, outside))
 EOF
