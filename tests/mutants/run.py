@@ -16,7 +16,8 @@ unchanged copy: they must pass, or a catch would mean nothing.
     python3 tests/mutants/run.py [--tests-from REV] [--list FILE] [NAME...]
 
 --tests-from REV runs the tests/ of an older commit against the same bugs
-(the before/after table of issue 18).  Logs: build/mutants/logs/.  Exit 1
+(the before/after table of issue 18).  Logs: build/mutants/logs/
+(MUTANTS_DIR=DIR: another folder; MUTANTS_NO_BASELINE=1: no baseline run).  Exit 1
 when a bug is missed, the build of a bug fails, or the baseline fails.
 """
 import os
@@ -26,7 +27,7 @@ import sys
 import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-WORK = os.path.join(ROOT, "build", "mutants")
+WORK = os.path.abspath(os.environ.get("MUTANTS_DIR", os.path.join(ROOT, "build", "mutants")))
 TREE = os.path.join(WORK, "tree")
 LOGS = os.path.join(WORK, "logs")
 
@@ -37,7 +38,7 @@ def parse(path):
         line = line.rstrip("\n")
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        f = [x.strip() for x in line.split(" @@ ")]
+        f = [x.strip(" ") for x in line.split(" @@ ")]   # tabs kept: they may anchor OLD
         if len(f) != 5:
             sys.exit("%s:%d: expected NAME @@ FILE @@ TESTS @@ OLD @@ NEW" % (path, n))
         out.append({"name": f[0], "file": f[1], "tests": f[2].split(","), "old": f[3], "new": f[4]})
@@ -53,7 +54,7 @@ def copy_tree(tests_from):
     files = [f.decode() for f in files if f and os.path.lexists(os.path.join(ROOT, f.decode()))]
     files += [".venv"] if os.path.lexists(os.path.join(ROOT, ".venv")) else []
     subprocess.run(["tar", "-cf", os.path.join(WORK, "src.tar"), "--", *files], cwd=ROOT, check=True)
-    subprocess.run(["tar", "-cf", os.path.join(WORK, "build.tar"), "--exclude=build/mutants",
+    subprocess.run(["tar", "-cf", os.path.join(WORK, "build.tar"), "--exclude=build/mutants*",
                     "--exclude=build/test-logs", "build", "bin"], cwd=ROOT, check=True)
     for t in ("build.tar", "src.tar"):   # sources last: newer than the objects only when edited
         subprocess.run(["tar", "-xpf", os.path.join(WORK, t)], cwd=TREE, check=True)
