@@ -42,7 +42,7 @@ BINS     = $(TOOLS:%=bin/%)
 UNIT_BINS= $(UNITS:%=build/tests/%)
 LIB      = build/libmedpipe.a
 
-.PHONY: all check demo bench install clean deps man distclean
+.PHONY: all check demo bench install clean deps man distclean mutants
 .DELETE_ON_ERROR:
 .SUFFIXES:
 # the programs' and unit tests' objects are kept (a second `make` has nothing to do)
@@ -101,6 +101,10 @@ demo: deps all
 
 bench: deps all
 	@sh tests/bench/run.sh
+
+# deliberate bugs (tests/mutants/list) that the tests must catch; not part of check
+mutants: deps all
+	@/usr/bin/python3 tests/mutants/run.py
 
 # man pages are generated from each program's option table (--man) and kept
 # in the repository; tests/t/man.sh checks they are in step with the code

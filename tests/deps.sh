@@ -2,12 +2,14 @@
 # tests/deps.sh - installs what medpipe needs to build and test, when missing.
 # As root it runs apt-get; otherwise it prints the exact command to run.
 # Then it makes .venv (Debian's python3 plus PyPI packages the tests compare
-# against: cc3d, SimpleITK, segment-anything); a failed pip install only makes
-# the tests that need those packages skip.
+# against: cc3d, SimpleITK, segment-anything), at the versions pinned in
+# tests/constraints.txt.  A failed pip install makes the tests that need the
+# package skip; under CI (CI=true) it makes this script fail, as a missing
+# reference makes the tests fail there.
 PKGS="build-essential pkg-config zlib1g-dev libnifti2-dev libdcmtk-dev dcmtk libopenjp2-7-dev \
 nettle-dev ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo libopenblas-dev libpng-dev \
 python3 python3-venv python3-pip python3-numpy python3-scipy python3-nibabel python3-pydicom \
-python3-skimage python3-opencv python3-torch teem-apps dcm2niix cppcheck"
+python3-skimage python3-opencv python3-torch teem-apps dcm2niix cppcheck time"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
@@ -25,9 +27,9 @@ if [ -n "$missing" ]; then
 		exit 1
 	fi
 fi
-PIPS="connected-components-3d SimpleITK"
+pipfail=0
 if [ ! -x .venv/bin/python3 ]; then
-	/usr/bin/python3 -m venv --system-site-packages .venv || { echo "deps: no venv; PyPI-based tests will skip" >&2; exit 0; }
+	/usr/bin/python3 -m venv --system-site-packages .venv || { echo "deps: no venv; PyPI-based tests will skip" >&2; [ "${CI:-}" != true ]; exit; }
 fi
 for m in cc3d:connected-components-3d SimpleITK:SimpleITK nrrd:pynrrd segment_anything:segment-anything surface_distance:surface-distance; do
 	mod=${m%%:*}; pkg=${m#*:}
@@ -37,7 +39,12 @@ for m in cc3d:connected-components-3d SimpleITK:SimpleITK nrrd:pynrrd segment_an
 	echo "deps: pip install $pkg"
 	# segment-anything: --no-deps so that pip keeps Debian's torch
 	extra=""; [ "$pkg" = segment-anything ] && extra="--no-deps"
-	.venv/bin/python3 -m pip install -q $extra "$pkg" > /dev/null 2>&1 \
-		|| echo "deps: pip install $pkg failed; tests that need it will skip" >&2
+	.venv/bin/python3 -m pip install -q -c tests/constraints.txt $extra "$pkg" > build-pip.log 2>&1 \
+		|| { echo "deps: pip install $pkg failed; tests that need it will skip:" >&2; tail -3 build-pip.log >&2; pipfail=1; }
+	rm -f build-pip.log
 done
+if [ "$pipfail" = 1 ] && [ "${CI:-}" = true ]; then
+	echo "deps: CI=true: a reference package is missing, failing" >&2
+	exit 1
+fi
 exit 0

@@ -16,6 +16,12 @@ export PATH="$PWD/$BIN:$PATH"
 pass() { echo "PASS $1"; }
 fail() { echo "FAIL $1: $2"; }
 skip() { echo "SKIP $1: $2"; }
+# skip_ref NAME WHY: a reference (package, program) the comparison needs is
+# missing: a skip, but a failure under CI=true, where tests/deps.sh installs it
+skip_ref() {
+	if [ "${CI:-}" = true ]; then echo "FAIL $1: $2 (a missing reference fails under CI=true; run tests/deps.sh)"
+	else echo "SKIP $1: $2"; fi
+}
 # check NAME CMD... : pass if CMD exits 0 (its stderr shown on failure)
 check() {
 	local n

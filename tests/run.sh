@@ -3,8 +3,12 @@
 #   unit tests:  build/tests/*          (from tests/unit/*.c)
 #   tool tests:  tests/t/*.sh, tests/t/*.py
 # Each prints PASS/FAIL/SKIP lines; a test program that exits non-zero without
-# printing a FAIL line counts as one failure.  Logs: build/test-logs/.
+# printing a FAIL line counts as one failure, and so does one that prints no
+# PASS or SKIP line at all.  Logs: build/test-logs/.
 # TESTS="pattern" runs only the tests whose file name matches the pattern.
+# CI=true: a missing reference (.venv, a PyPI or Debian package the tests
+# compare against) is a failure, not a skip (skip_ref in tests/lib.sh and
+# tests/mptest.py).  The skip reasons are listed, grouped, before the last line.
 cd "$(dirname "$0")/.." || exit 1
 PY=${PY:-/usr/bin/python3}
 VPY=.venv/bin/python3; [ -x "$VPY" ] || VPY=$PY
@@ -16,6 +20,11 @@ fi
 [ -d "$DATA" ] || echo "note: $DATA is absent: tests that need real data will be skipped"
 logs=build/test-logs; mkdir -p $logs
 p=0; f=0; s=0
+: > $logs/.skips
+if [ "${CI:-}" = true ] && [ "$VPY" = "$PY" ]; then
+	echo "FAIL venv: .venv/bin/python3 is missing and CI=true (run tests/deps.sh): the PyPI reference tests cannot run"
+	f=1
+fi
 for t in build/tests/* tests/t/*.sh tests/t/*.py; do
 	[ -f "$t" ] || continue
 	case "$t" in *.d|*.o) continue;; esac
@@ -33,10 +42,18 @@ for t in build/tests/* tests/t/*.sh tests/t/*.py; do
 	if [ "$rc" -ne 0 ] && [ "$tf" -eq 0 ]; then
 		echo "FAIL $name: exited $rc (see $log)"; tail -n 5 "$log" | sed 's/^/    /'
 		tf=1
+	elif [ "$tp" -eq 0 ] && [ "$tf" -eq 0 ] && [ "$ts" -eq 0 ]; then
+		echo "FAIL $name: exited $rc but printed no PASS, FAIL or SKIP line (see $log)"
+		tf=1
 	fi
 	grep -E '^(FAIL|SKIP) ' "$log" | sed "s|^|  $name: |"
+	grep '^SKIP ' "$log" | sed 's/^SKIP [^:]*: *//' >> $logs/.skips
 	echo "$name: $tp passed, $tf failed, $ts skipped ($(( $(date +%s) - start ))s)"
 	p=$((p + tp)); f=$((f + tf)); s=$((s + ts))
 done
+if [ -s $logs/.skips ]; then
+	echo "skipped, by reason:"
+	sort $logs/.skips | uniq -c | sort -rn | sed 's/^ *\([0-9]*\) /  \1 x /'
+fi
 echo "$p passed, $f failed, $s skipped"
 [ "$f" -eq 0 ]

@@ -16,6 +16,7 @@ import phantom  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import mptest  # noqa: E402
 import mpstream  # noqa: E402
+import augref  # noqa: E402
 
 
 def res(cond, name, why=""):
@@ -155,6 +156,77 @@ def main():
         o = np.argsort(img.ravel(), kind="stable")
         res(rc == 0 and np.all(np.diff(out_img[o]) >= -1) and
             abs(out_img.min() - img.min()) <= 1 and abs(out_img.max() - img.max()) <= 1, "gamma_monotonic")
+
+        # gamma, contrast and noise against tests/augref.py's model of the draws (float32
+        # images: no rounding); a gamma inverted, switched off or drawn from the wrong
+        # number, a contrast about 0 instead of the mean, noise of the wrong size fail
+        imf = img.astype(np.float32)
+        s3 = os.path.join(tmp, "f.nrrd")
+        with open(s3, "wb") as f:
+            f.write(phantom.nrrd_frame(imf, D, origin, "image", "g"))
+        lo, hi = float(imf.min()), float(imf.max())
+        v0 = imf.astype(np.float64)
+        for name, opt, gam, con, sig in (("gamma", ["--gamma", "0.5,0.8", "--contrast", "1,1"], (0.5, 0.8), (1, 1), 0),
+                                         ("gamma_above_1", ["--gamma", "1.3,2", "--contrast", "1,1"], (1.3, 2), (1, 1), 0),
+                                         ("contrast", ["--gamma", "1,1", "--contrast", "0.4,0.7"], (1, 1), (0.4, 0.7), 0),
+                                         ("noise", ["--gamma", "1,1", "--contrast", "1,1", "--noise", "7"], (1, 1), (1, 1), 7),
+                                         ("gamma_contrast_noise", ["--gamma", "0.7,1.4", "--contrast", "0.8,1.2", "--noise", "5"],
+                                          (0.7, 1.4), (0.8, 1.2), 5)):
+            rc, a, err = run(["--seed", "5", "-r", "0", "--scale", "1,1", "-n", "2"] + opt, s3)
+            fr = read_frames(a) if rc == 0 else []
+            errs, why = [], err
+            for c, (kv, _, arr) in enumerate(fr, 1):
+                cs = augref.copy_seed(5, "g", c)
+                p = augref.draw(cs, (0, 0, 0), (1, 1), (0, 0, 0), gam, con, size, sp)
+                d = dict(x.split("=", 1) for x in kv["medpipe.augment"].split())
+                if not (abs(float(d["gamma"]) - p["gamma"]) <= 6e-5 and abs(float(d["contrast"]) - p["contrast"]) <= 6e-5):
+                    why = "recorded %s, model gamma=%.4f contrast=%.4f" % (kv["medpipe.augment"], p["gamma"], p["contrast"])
+                    errs.append(np.inf)
+                    continue
+                want = v0
+                if p["gamma"] != 1:
+                    want = lo + (hi - lo) * np.clip((want - lo) / (hi - lo), 0, 1) ** p["gamma"]
+                if p["contrast"] != 1:
+                    m = want.astype(np.float32).astype(np.float64).mean()
+                    want = m + p["contrast"] * (want - m)
+                if sig:
+                    want = want + sig * augref.noise_normals(cs, want.size).reshape(want.shape)
+                    r = arr.astype(np.float64) - v0 if p["gamma"] == 1 and p["contrast"] == 1 else None
+                    if r is not None and not (abs(r.std() - sig) <= 0.03 * sig and abs(r.mean()) <= 0.05 * sig):
+                        why = "noise residual mean %g std %g, wanted 0, %g" % (r.mean(), r.std(), sig)
+                        errs.append(np.inf)
+                        continue
+                errs.append(float(np.abs(arr.astype(np.float64) - want).max()) / (hi - lo))
+            worst = float(np.max(errs)) if len(errs) == 2 else np.inf  # NaN stays NaN
+            res(rc == 0 and worst <= 1e-5, "intensity_%s_vs_model (max err %.2g of range, limit 1e-5)" % (name, worst), why)
+
+        # elastic field: three ramp images (value = source index along x, y, z) give the
+        # displacement of every voxel; checked against the model's control grid and, free
+        # of the model, its size (trilinear interpolation of independent normals of
+        # standard deviation ALPHA has an RMS of about 0.54 ALPHA)
+        zz, yy, xx = np.meshgrid(*[np.arange(n, dtype=np.float32) for n in size[::-1]], indexing="ij")
+        s4 = os.path.join(tmp, "r.nrrd")
+        with open(s4, "wb") as f:
+            for ramp in (xx, yy, zz):
+                f.write(phantom.nrrd_frame(ramp, D, origin, "image", "r"))
+        for alpha, sigma in ((3.0, 15.0), (1.5, 7.0)):
+            rc, a, err = run(["--seed", "8", "-r", "0", "--scale", "1,1", "--no-intensity", "--fill", "-1000",
+                              "-e", "%g,%g" % (alpha, sigma)], s4)
+            fr = read_frames(a) if rc == 0 else []
+            p = augref.draw(augref.copy_seed(8, "r", 1), (0, 0, 0), (1, 1), (0, 0, 0), (0.8, 1.25), (0.9, 1.1), size, sp,
+                            (alpha, sigma))
+            src = augref.elastic_source(p, size, sp)
+            inside = np.ones(xx.shape, bool)
+            for a_, n in enumerate(size):
+                inside &= (src[a_] >= 1e-4) & (src[a_] <= n - 1 - 1e-4)
+            err_m, rms = np.inf, 0.0
+            if len(fr) == 3 and inside.mean() > 0.5:
+                err_m = float(np.max([np.abs(fr[a_][2][inside] - src[a_][inside]).max() for a_ in range(3)]))
+                disp = np.stack([(fr[a_][2][inside] - (xx, yy, zz)[a_][inside]) * sp[a_] for a_ in range(3)])
+                rms = float(np.sqrt((disp ** 2).sum(axis=0).mean() / 3))
+            res(rc == 0 and err_m <= 1e-3, "elastic_%g_%g_field_vs_model (max err %.2g voxel)" % (alpha, sigma, err_m), err)
+            res(rc == 0 and 0.4 * alpha <= rms <= 0.7 * alpha,
+                "elastic_%g_%g_rms (%.3g mm, wanted 0.4..0.7 alpha)" % (alpha, sigma, rms), err)
 
         for bad, name in ((["--rotate", "1,2"], "bad_rotate"), (["--scale", "2,1"], "bad_scale"),
                           (["--flip", "q"], "bad_flip"), (["-n", "0"], "bad_copies"),

@@ -80,7 +80,7 @@ blobs = blobs * rng.integers(1, 3, blobs.shape).astype(np.uint8) if False else b
 
 # --- ids vs scipy (binary): exact arrays (both number in raster order)
 if ndi is None:
-    print("SKIP ccl-scipy: no scipy")
+    mptest.skip_ref("ccl-scipy", "no scipy")
 else:
     for conn, rank in ((6, 1), (18, 2), (26, 3)):
         st = ndi.generate_binary_structure(3, rank)
@@ -128,7 +128,7 @@ if ndi is not None:
 
 # --- vs cc3d: counts, sizes, partitions, every connectivity; dust
 if cc3d is None:
-    print("SKIP ccl-cc3d: no cc3d in the venv")
+    mptest.skip_ref("ccl-cc3d", "no cc3d in the venv")
 else:
     for conn in (6, 18, 26):
         for nm, v in (("binary", binv), ("multi", multi), ("blobs", blobs)):
@@ -210,7 +210,7 @@ seg = os.path.join(DATA, "nifti/totalseg/example_seg.nii.gz")
 if not os.path.exists(seg):
     print("SKIP ccl-real: %s absent" % seg)
 elif cc3d is None:
-    print("SKIP ccl-real: no cc3d")
+    mptest.skip_ref("ccl-real", "no cc3d")
 else:
     import nibabel as nib
     lab = np.ascontiguousarray(np.asanyarray(nib.load(seg).dataobj).astype(np.uint8).transpose(2, 1, 0))

@@ -401,7 +401,7 @@ def check_meta_files():
         ref = meta_numpy(p)
         ok(name + "-numpy", np.array_equal(fr.array, ref), "voxels differ from numpy reading the data")
         if sitk is None:
-            skip(name + "-sitk", "SimpleITK not installed")
+            mptest.skip_ref(name + "-sitk", "SimpleITK not installed")
             continue
         img = sitk.ReadImage(p)
         arr = sitk.GetArrayFromImage(img)
@@ -462,7 +462,7 @@ def check_written():
             out = os.path.join(T, s + (".gz" if z else "") + "." + ext)
             conv(src, out, *([z] if z else []))
             if pynrrd is None:
-                skip("write-%s-%s%s-pynrrd" % (s, ext, z), "pynrrd not installed")
+                mptest.skip_ref("write-%s-%s%s-pynrrd" % (s, ext, z), "pynrrd not installed")
             else:
                 data, h = pynrrd.read(out)
                 a = np.transpose(data)
@@ -479,7 +479,7 @@ def check_written():
             unu = "teem-unu" if subprocess.run(["sh", "-c", "command -v teem-unu"], stdout=subprocess.DEVNULL).returncode == 0 else (
                 "unu" if subprocess.run(["sh", "-c", "command -v unu"], stdout=subprocess.DEVNULL).returncode == 0 else None)
             if unu is None:
-                skip("write-%s-%s%s-unu" % (s, ext, z), "teem's unu not installed")
+                mptest.skip_ref("write-%s-%s%s-unu" % (s, ext, z), "teem's unu not installed")
             else:
                 again = os.path.join(T, s + "-unu.nrrd")
                 r = subprocess.run([unu, "save", "-i", out, "-f", "nrrd", "-e", "raw", "-en", "little", "-o", again],
@@ -494,7 +494,7 @@ def check_written():
         for ext, z in (("mha", ""), ("mhd", ""), ("mha", "-z"), ("mhd", "-z")):
             label = "write-%s-%s%s-sitk" % (s, ext, z)
             if sitk is None:
-                skip(label, "SimpleITK not installed")
+                mptest.skip_ref(label, "SimpleITK not installed")
                 continue
             out = os.path.join(T, s + z + "." + ext)
             conv(src, out, *([z] if z else []))
@@ -543,7 +543,7 @@ def main():
         skip("formats-data", "%s absent" % DATA)
     else:
         if nib is None:
-            skip("formats-nibabel", "nibabel not installed")
+            mptest.skip_ref("formats-nibabel", "nibabel not installed")
         else:
             for p in sorted(glob.glob(os.path.join(DATA, "nifti", "*", "*"))):
                 if p.endswith((".nii", ".nii.gz", ".hdr")):

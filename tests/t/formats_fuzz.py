@@ -70,6 +70,10 @@ def main():
                 if r.returncode not in (0, 1) or (r.returncode == 1 and err.count("\n") != 1):
                     bad += 1
                     print("FAIL fuzz-%s: exit %d on case %d of %s: %s" % (ext, r.returncode, i, os.path.basename(v), err[-300:]))
+                elif r.returncode == 1 and not any(x in err for x in victims):
+                    bad += 1   # the one line names the file read (or its data file)
+                    print("FAIL fuzz-%s: case %d of %s: the message does not name the file: %s"
+                          % (ext, i, os.path.basename(v), err[-300:]))
             open(v, "wb").write(orig)
         if bad == 0:
             print("PASS fuzz-%s (%d damaged files)" % (ext, N * len(victims)))

@@ -99,7 +99,7 @@ blob[6:8, 8:20, 12:18] = 2
 blob[9, 0:4, 25:29] = 5
 blob[10, 4, 29] = 5         # touches the previous one only at a corner
 if cc3d is None:
-    print("SKIP lmap-instances-cc3d: no cc3d")
+    mptest.skip_ref("lmap-instances-cc3d", "no cc3d")
 else:
     for conn in (26, 6):
         g = blob.copy()
@@ -115,7 +115,7 @@ try:
     ref = np.where(l > 0, l + 99, blob).astype(np.uint8)
     check("lmap-instances-scipy", ["--instances", "2,5", "--instance-start", "100"], blob, ref)
 except ImportError:
-    print("SKIP lmap-instances-scipy: no scipy")
+    mptest.skip_ref("lmap-instances-scipy", "no scipy")
 rc, out, err = run(["--instances", "5", "--instance-start", "255"], frame(blob))
 ok("lmap-err-instances-overflow", rc == 1 and err.count("\n") == 1 and "fit" in err, "rc %d: %s" % (rc, err))
 

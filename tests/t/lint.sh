@@ -1,7 +1,7 @@
 #!/bin/sh
 # cppcheck over every C source: no warnings (DESIGN: no warnings from cppcheck).
 . tests/lib.sh
-if ! have_cmd cppcheck; then skip cppcheck "cppcheck not installed"; exit 0; fi
+if ! have_cmd cppcheck; then skip_ref cppcheck "cppcheck not installed"; exit 0; fi
 for d in libcommon opencl tools tests/unit; do
 	ls $d/*.c > /dev/null 2>&1 || continue
 	if cppcheck --enable=warning,performance,portability --error-exitcode=1 -q --std=c11 \

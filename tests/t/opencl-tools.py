@@ -92,7 +92,9 @@ def same(name, prog, args, stdin, tol=None):
             elif a1.dtype.kind == "f":
                 rng_ = float(np.nanmax(a1) - np.nanmin(a1)) or 1.0
                 d = float(np.nanmax(np.abs(a1.astype(np.float64) - a2)))
-                if d > tol * rng_:
+                if not np.array_equal(np.isnan(a1), np.isnan(a2)):
+                    why = "NaN in different voxels"
+                elif not (d <= tol * rng_):
                     why = "float difference %g of range %g" % (d, rng_)
             else:
                 d = np.abs(a1.astype(np.int64) - a2.astype(np.int64))

@@ -35,7 +35,7 @@ def main():
     try:
         import nibabel as nib
     except ImportError:
-        print("SKIP phantom: nibabel missing")
+        mptest.skip_ref("phantom", "nibabel missing")
         return 0
     with tempfile.TemporaryDirectory() as t:
         args = ["--size", "48x40x12", "--seed", "5", "--case", "p1"]
@@ -76,7 +76,7 @@ def main():
             (np.median(I[L == 1]), np.median(I[L == 5])))
 
         if not have_dcmtk:
-            print("SKIP dicom: dump2dcm (dcmtk) missing")
+            mptest.skip_ref("dicom", "dump2dcm (dcmtk) missing")
             return mptest.status()
         files = sorted(glob.glob(os.path.join(t, "dcm", "*.dcm")))
         res(len(files) == 12, "dicom_one_file_per_slice", len(files))
@@ -84,7 +84,7 @@ def main():
             import pydicom
         except ImportError:
             pydicom = None
-            print("SKIP dicom_pydicom: pydicom missing")
+            mptest.skip_ref("dicom_pydicom", "pydicom missing")
         if pydicom:
             ds = [pydicom.dcmread(f) for f in files]
             ok = all(d.Modality == "CT" and d.PixelRepresentation == 1 and float(d.RescaleIntercept) == -1024
@@ -113,7 +113,7 @@ def main():
             res(q.returncode == 0 and np.array_equal(B[:, ::-1, :], I) and np.allclose(nn.affine @ fl, A, atol=1e-4),
                 "dcm2niix_reads_same_volume")
         else:
-            print("SKIP dcm2niix: not installed")
+            mptest.skip_ref("dcm2niix", "not installed")
         if os.path.exists(os.path.join(BIN, "dcm2vol")) and os.path.exists(os.path.join(BIN, "vol-info")):
             a = subprocess.run([os.path.join(BIN, "dcm2vol"), os.path.join(t, "dcm")], capture_output=True)
             sys.path.insert(0, os.path.join(HERE, "..", "gen"))

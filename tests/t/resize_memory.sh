@@ -1,14 +1,17 @@
 #!/bin/sh
 # Memory: a 512x512xN int16 CT-like volume (N = 1000 with MEDPIPE_SLOW=1,
-# 64 otherwise) with its label goes through hu-window, vol-resize, roi-crop
-# and vol-restore; peak RSS (GNU time -v) must stay within what each step
-# needs: streaming steps a few slices, whole-frame steps their frames.
+# 192 otherwise: a frame of 96 MiB) with its label goes through hu-window,
+# vol-resize, roi-crop and vol-restore; peak RSS (GNU time -v) must stay
+# within what each step needs: streaming steps a few slices (a quarter of the
+# frame at most, so that holding the frame fails), whole-frame steps their
+# frames.
 . tests/lib.sh
-have_cmd /usr/bin/time || { skip memory "/usr/bin/time (GNU time) missing"; exit 0; }
+have_cmd /usr/bin/time || { skip_ref memory "/usr/bin/time (GNU time) missing"; exit 0; }
 # the C code's own memory: probing OpenCL (PoCL) alone adds about 60 MiB
 export MEDPIPE_DEVICE=cpu
-N=64; [ "${MEDPIPE_SLOW:-0}" = 1 ] && N=1000
+N=192; [ "${MEDPIPE_SLOW:-0}" = 1 ] && N=1000
 MB=$((512 * 512 * 2 * N / 1048576))   # image size in MiB
+SL=$((MB / 4))                        # streaming limit: well below one frame
 gen() {   # gen WHAT: image, label or both on stdout
 	$PY - "$N" "$1" <<'PYEOF'
 import sys
@@ -44,10 +47,10 @@ peak() {
 	else pass "$n (peak RSS $((kb / 1024)) MiB, limit $lim, image ${MB} MiB, 512x512x$N)"; fi
 }
 KIND=image
-peak mem-hu-window-clinical-streams 64 hu-window --preset soft-tissue
+peak mem-hu-window-clinical-streams $SL hu-window --preset soft-tissue
 peak mem-hu-window-medsam $((MB * 3 / 2 + 64)) hu-window --preset soft-tissue --mapping medsam
-peak mem-vol-resize-1024-streams 96 vol-resize 1024x1024 --interp cubic
-peak mem-vol-resize-spacing-streams 96 vol-resize --spacing 1,1,1
+peak mem-vol-resize-1024-streams $SL vol-resize 1024x1024 --interp cubic
+peak mem-vol-resize-spacing-streams $SL vol-resize --spacing 1,1,1
 KIND=both
 peak mem-roi-crop $((MB * 2 + 64)) roi-crop --bbox 3d --margin 5
 # vol-restore of the cropped, enlarged label: holds that label (uint8)

@@ -118,7 +118,7 @@ try:
 except ImportError:
     nib = None
 if nib is None:
-    print("SKIP restore-ref-nifti: nibabel missing")
+    mptest.skip_ref("restore-ref-nifti", "nibabel missing")
 else:
     refn = os.path.join(os.environ.get("TMPDIR", "/tmp"), "restore-ref-%d.nii.gz" % os.getpid())
     nib.save(nib.Nifti1Image(np.zeros((80, 70, 40), np.int16), np.diag([-1, -1, 1, 1]) @ R), refn)
@@ -134,8 +134,10 @@ try:
     import nibabel as nib
 except ImportError:
     nib = None
-if not os.path.exists(vs) or nib is None:
-    print("SKIP restore-nifti-nibabel: %s" % ("vol-save not built yet" if nib else "nibabel missing"))
+if nib is None:
+    mptest.skip_ref("restore-nifti-nibabel", "nibabel missing")
+elif not os.path.exists(vs):
+    print("SKIP restore-nifti-nibabel: vol-save not built yet")
 else:
     d = os.environ.get("TMPDIR", "/tmp")
     outp = os.path.join(d, "restore-%d.nii.gz" % os.getpid())

@@ -43,9 +43,11 @@ try:
     import sam_ckpt
     sam_ckpt.load_sam()
 except Exception as e:  # noqa: BLE001
-    print("SKIP sam: torch or segment_anything unavailable (%s)" % str(e).split("\n")[0])
-    sys.exit(0)
+    import mptest
+    mptest.skip_ref("sam", "torch or segment_anything unavailable (%s)" % str(e).split("\n")[0])
+    sys.exit(mptest.status())
 import mpstream  # noqa: E402
+import mptest  # noqa: E402
 import nrrdframe  # noqa: E402
 
 torch.set_num_threads(2)
@@ -180,8 +182,8 @@ def check_decode(name, sam, mode, img, emb_ours, H, W, rw, rh, dec_args, prompts
         v, m, io = ref_decode(sam, emb_ours[z], mode, H, W, rw, rh, box, pts, labs, mm, thr)
         ref_mask[z][m] = value
         if len(prompts) == 1:
-            worst = max(worst, float(np.abs(lg[z] - v).max()))
-        worst_pred = max(worst_pred, abs(ious.get("%d@%d" % (value, z), -9) - io))
+            worst = mptest.worse(worst, float(np.abs(lg[z] - v).max()))
+        worst_pred = mptest.worse(worst_pred, abs(ious.get("%d@%d" % (value, z), -9) - io))
     for z in range(mask.shape[0]):
         for value in set(p[0] for p in prompts):
             worst_iou = min(worst_iou, iou(mask[z] == value, ref_mask[z] == value))

@@ -9,11 +9,11 @@
 . tests/lib.sh
 
 if ! have_py torch || ! have_py nibabel; then
-	skip sam-restore "torch or nibabel missing in $VPY"
+	skip_ref sam-restore "torch or nibabel missing in $VPY"
 	exit 0
 fi
 if ! "$VPY" tests/gen/sam_ckpt.py "$T/tiny.pth" --config tiny --seed 0 > /dev/null 2> "$T/ck.err"; then
-	skip sam-restore "no segment_anything to make weights: $(tail -n 1 "$T/ck.err")"
+	skip_ref sam-restore "no segment_anything to make weights: $(tail -n 1 "$T/ck.err")"
 	exit 0
 fi
 "$VPY" tests/gen/phantom.py --size 96x80x12 --image "$T/img.nii.gz" --label "$T/lab.nii.gz" > /dev/null ||
@@ -61,4 +61,17 @@ for role in ("mask", "label"):
         # mask labels are the label values the prompts came from
         extra = sorted(set(np.unique(a)) - set(np.unique(L)))
         print("PASS sam-restore-mask-labels" if not extra else "FAIL sam-restore-mask-labels: %s" % extra)
+        # and there is a mask: every labelled slice was prompted, so each label's
+        # mask is somewhere, and all of it inside the crop (the labels' box + 4)
+        idx = np.argwhere(L > 0)
+        lo, hi = np.maximum(idx.min(0) - 4, 0), idx.max(0) + 4
+        box = np.zeros(L.shape, bool)
+        box[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1] = True
+        got = sorted(int(v) for v in np.unique(a[a > 0]))
+        want = sorted(int(v) for v in np.unique(L[L > 0]))
+        outside = int(((a > 0) & ~box).sum())
+        print("PASS sam-restore-mask-not-empty (%d voxels, labels %s)" % (int((a > 0).sum()), got)
+              if got == want and not outside else
+              "FAIL sam-restore-mask-not-empty: mask labels %s, wanted %s; %d voxels outside the crop"
+              % (got, want, outside))
 EOF

@@ -28,8 +28,9 @@ try:
     import sam_ckpt
     sam_ckpt.load_sam()
 except Exception as e:  # noqa: BLE001
-    print("SKIP sam-vitb: torch or segment_anything unavailable (%s)" % str(e).split("\n")[0])
-    sys.exit(0)
+    import mptest
+    mptest.skip_ref("sam-vitb", "torch or segment_anything unavailable (%s)" % str(e).split("\n")[0])
+    sys.exit(mptest.status())
 import mpstream  # noqa: E402
 import nrrdframe  # noqa: E402
 

@@ -88,7 +88,7 @@ same_geom(const mp_frame *a, const mp_frame *b, double tol)
 		mp_vox2world(a, ia, wa);
 		mp_vox2world(b, ia, wb);
 		for (int c = 0; c < 3; c++)
-			if (fabs(wa[c] - wb[c]) > tol)
+			if (!(fabs(wa[c] - wb[c]) <= tol))   /* NaN-aware */
 				return 0;
 	}
 	{
@@ -96,7 +96,7 @@ same_geom(const mp_frame *a, const mp_frame *b, double tol)
 		mp_vox2world(a, z, wa);
 		mp_vox2world(b, z, wb);
 		for (int c = 0; c < 3; c++)
-			if (fabs(wa[c] - wb[c]) > tol)
+			if (!(fabs(wa[c] - wb[c]) <= tol))   /* NaN-aware */
 				return 0;
 	}
 	return 1;
