@@ -71,29 +71,38 @@ elem2f(const unsigned char *p, mp_tl_dtype dt)
 	}
 }
 
-/* copy a strided view of a storage into t (float types only get data) */
+/* copy a strided view of a storage into t (float types only get data);
+ * every size, stride and offset comes from the file: each product and sum is
+ * checked, and the last element viewed must lie inside the storage */
 static int
 tensor_fill(mp_tensor *t, const unsigned char *st, size_t st_numel, int64_t off, const int64_t *stride)
 {
 	size_t n = 1, es = dtsize[t->dtype];
 	int64_t maxi = off;
 
+	if (off < 0)
+		return mp_seterr("tensor %s: negative storage offset", t->name);
 	for (int i = 0; i < t->ndim; i++) {
+		int64_t span;
 		if (t->shape[i] < 0 || stride[i] < 0 || t->shape[i] > ((int64_t)1 << 40) || stride[i] > ((int64_t)1 << 40))
 			return mp_seterr("tensor %s: bad size or stride", t->name);
 		if (t->shape[i] == 0)
 			n = 0;
-		else
-			maxi += (t->shape[i] - 1) * stride[i];
+		else if (__builtin_mul_overflow(t->shape[i] - 1, stride[i], &span) ||
+		         __builtin_add_overflow(maxi, span, &maxi))
+			return mp_seterr("tensor %s: size and stride overflow", t->name);
 		if (mp_mulsize(n, (size_t)t->shape[i], &n))
-			return -1;
+			return mp_seterr("tensor %s: size overflow", t->name);
 	}
 	t->n = n;
-	if (off < 0 || (n > 0 && (uint64_t)maxi >= st_numel))
+	if (n > 0 && (uint64_t)maxi >= st_numel)
 		return mp_seterr("tensor %s: view outside its storage (%zu elements)", t->name, st_numel);
 	if (!mp_tl_is_float(t->dtype))
 		return 0;
-	t->data = malloc(n ? n * sizeof(float) : 1);
+	size_t nb;
+	if (mp_mulsize(n, sizeof(float), &nb) || nb > mp_max_bytes())
+		return mp_seterr("tensor %s: %zu elements exceed the memory limit (MEDPIPE_MAX_BYTES)", t->name, n);
+	t->data = malloc(nb ? nb : 1);
 	if (!t->data)
 		return mp_seterr("tensor %s: out of memory", t->name);
 	/* contiguous float32: one copy */
@@ -195,7 +204,7 @@ zip_free(zip *z)
 }
 
 static int
-zip_open(zip *z, const unsigned char *b, size_t len)
+zip_open1(zip *z, const unsigned char *b, size_t len)
 {
 	size_t eocd = 0;
 	int found = 0;
@@ -220,7 +229,7 @@ zip_open(zip *z, const unsigned char *b, size_t len)
 	if ((nent == 0xffff || cdsize == 0xffffffffu || cdoff == 0xffffffffu) && eocd >= 20 &&
 	    rd32(b + eocd - 20) == 0x07064b50) {
 		uint64_t z64 = rd64(b + eocd - 20 + 8);
-		if (z64 > len - 56 || rd32(b + z64) != 0x06064b50)
+		if (len < 56 || z64 > len - 56 || rd32(b + z64) != 0x06064b50)
 			return mp_seterr("zip archive: bad zip64 end of central directory");
 		nent = rd64(b + z64 + 32);
 		cdsize = rd64(b + z64 + 40);
@@ -257,7 +266,7 @@ zip_open(zip *z, const unsigned char *b, size_t len)
 		e->method = (int)rd16(b + p + 10);
 		e->crc = rd32(b + p + 16);
 		z->n++;
-		if (lo > len - 30 || rd32(b + lo) != 0x04034b50)
+		if (len < 30 || lo > len - 30 || rd32(b + lo) != 0x04034b50)
 			return mp_seterr("zip archive: entry %s: bad local header", e->name);
 		uint64_t d = lo + 30 + rd16(b + lo + 26) + rd16(b + lo + 28);
 		if (d > len || cs > len - d)
@@ -268,6 +277,18 @@ zip_open(zip *z, const unsigned char *b, size_t len)
 		p += 46 + nl + xl + cl;
 	}
 	return 0;
+}
+
+/* the central directory of the archive in b; on failure nothing is held */
+static int
+zip_open(zip *z, const unsigned char *b, size_t len)
+{
+	if (zip_open1(z, b, len) == 0)
+		return 0;
+	zip_free(z);
+	z->e = NULL;
+	z->n = 0;
+	return -1;
 }
 
 static const zent *
@@ -293,6 +314,12 @@ zip_data(const zip *z, const zent *e, unsigned char **owned)
 	}
 	if (e->method != 8) {
 		mp_seterr("zip entry %s: compression method %d not supported", e->name, e->method);
+		return NULL;
+	}
+	/* deflate cannot expand more than about 1032:1 */
+	if (e->usize > e->csize * 1032 + 1024 || e->usize > mp_max_bytes() || e->csize > UINT32_MAX ||
+	    e->usize > UINT32_MAX) {
+		mp_seterr("zip entry %s: sizes are implausible", e->name);
 		return NULL;
 	}
 	unsigned char *o = malloc(e->usize ? e->usize : 1);
@@ -1233,8 +1260,9 @@ load_safetensors(const unsigned char *b, size_t len, mp_tdict *d)
 				return mp_seterr("safetensors: tensor %s: bad shape", name);
 			s *= t.shape[i];
 		}
-		if (off[1] < off[0] || (uint64_t)off[1] > dlen ||
-		    (uint64_t)(off[1] - off[0]) != (uint64_t)s * dtsize[t.dtype])
+		size_t nbytes;
+		if (off[1] < off[0] || (uint64_t)off[1] > dlen || mp_mulsize((size_t)s, dtsize[t.dtype], &nbytes) ||
+		    (uint64_t)(off[1] - off[0]) != (uint64_t)nbytes)
 			return mp_seterr("safetensors: tensor %s: data_offsets do not match its shape or the file", name);
 		t.name = mp_xstrdup(name);
 		if (tensor_fill(&t, data + off[0], (size_t)s, 0, stride)) {
@@ -1368,7 +1396,10 @@ mp_tl_npz_array(const char *path, const char *name, double **vals, int64_t *shap
 			goto out_own;
 		}
 		shape[(*ndim)++] = v;
-		n *= (size_t)v;
+		if (mp_mulsize(n, (size_t)v, &n)) {
+			mp_seterr("%s: %s: shape overflows", path, en);
+			goto out_own;
+		}
 		q = end;
 		while (*q == ',' || *q == ' ')
 			q++;
