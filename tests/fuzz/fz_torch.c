@@ -1,7 +1,9 @@
 /* fz_torch.c - checkpoints as sam-embed -w loads them: torch zip + pickle, or
- * .safetensors (mp_tl_load, the file mapped as the tool maps it) */
+ * .safetensors (mp_tl_load, the file mapped as the tool maps it); zip CRCs
+ * fixed by the mutator (zipread.c checks them) */
 #include "fuzz.h"
 #include "torchload.h"
+#include "zipfix.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int
