@@ -1,5 +1,5 @@
 # medpipe - see README.md.  `make`, `make check`, `make demo`, `make bench`,
-# `make install PREFIX=...`, `make check SANITIZE=1`.
+# `make install PREFIX=...`, `make check SANITIZE=1`, `make fuzz FUZZ_SECONDS=60`.
 #
 # Everything is discovered: libcommon/*.c|*.cc -> build/libmedpipe.a,
 # opencl/*.c -> the same library (opencl/*.cl embedded), tools/NAME.c -> bin/NAME,
@@ -42,7 +42,7 @@ BINS     = $(TOOLS:%=bin/%)
 UNIT_BINS= $(UNITS:%=build/tests/%)
 LIB      = build/libmedpipe.a
 
-.PHONY: all check demo bench install clean deps man distclean mutants
+.PHONY: all check demo bench install clean deps man distclean mutants fuzz
 .DELETE_ON_ERROR:
 .SUFFIXES:
 # the programs' and unit tests' objects are kept (a second `make` has nothing to do)
@@ -105,6 +105,13 @@ bench: deps all
 # deliberate bugs (tests/mutants/list) that the tests must catch; not part of check
 mutants: deps all
 	@/usr/bin/python3 tests/mutants/run.py
+
+# libFuzzer harnesses (tests/fuzz/README): built with clang in build/fuzz/,
+# run FUZZ_SECONDS each; fails on any finding
+FUZZ_SECONDS ?= 60
+fuzz:
+	@$(MAKE) --no-print-directory -f tests/fuzz/fuzz.mk
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) sh tests/fuzz/run.sh
 
 # man pages are generated from each program's option table (--man) and kept
 # in the repository; tests/t/man.sh checks they are in step with the code

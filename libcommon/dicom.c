@@ -1204,11 +1204,56 @@ ybr_to_rgb(uint8_t *p, size_t npix)
 	}
 }
 
+static uint32_t
+le32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* DICOM RLE (PS3.5 annex G): the frame starts with a 64-byte header, the
+ * number of segments (one per byte of each sample, at most 15) and their
+ * offsets from the frame's start: the first 64, each larger than the one
+ * before, all inside the frame's bytes. DCMTK's decoder trusts these
+ * offsets, so a frame whose header says otherwise never reaches it. */
+static int
+rle_check(mp_dcm *d, const dslice *x)
+{
+	unsigned char *b;
+	size_t n;
+	uint32_t ns, want = (uint32_t)x->spp * (uint32_t)((x->balloc + 7) / 8), prev = 0;
+
+	if (mp_dcm_frame_bytes(d, (unsigned)x->frame, (unsigned)x->nframes, &b, &n) < 0)
+		return -1;
+	if (n < 64) {
+		free(b);
+		return mp_seterr("RLE frame %d: %zu bytes, shorter than its 64-byte header", x->frame + 1, n);
+	}
+	ns = le32(b);
+	if (ns < 1 || ns > 15 || ns != want) {
+		free(b);
+		return mp_seterr("RLE frame %d: %u segments (%u expected for %d samples of %d bits)", x->frame + 1,
+				 (unsigned)ns, (unsigned)want, x->spp, x->balloc);
+	}
+	for (uint32_t i = 0; i < ns; i++) {
+		uint32_t o = le32(b + 4 + 4 * i);
+		if ((i == 0 && o != 64) || (i > 0 && o <= prev) || o >= n) {
+			free(b);
+			return mp_seterr("RLE frame %d: segment %u starts at byte %u, outside the frame's %zu bytes "
+					 "or out of order", x->frame + 1, (unsigned)i + 1, (unsigned)o, n);
+		}
+		prev = o;
+	}
+	free(b);
+	return 0;
+}
+
 /* decode the frame of slice x into dst (rows*cols*spp elements of esz bytes) */
 static int
 decode_frame(mp_dcm *d, const dslice *x, void *fbuf, size_t fbytes, size_t rbytes)
 {
 	char cm[32] = "";
+	if (!strcmp(mp_dcm_xfer(d), "1.2.840.10008.1.2.5") && rle_check(d, x) < 0)
+		return -1;
 	if (mp_dcm_is_j2k(d)) {
 		unsigned char *b;
 		size_t n;

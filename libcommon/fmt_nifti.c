@@ -643,6 +643,12 @@ mp_nifti_read(const char *path, mp_frame *f)
 			mp_seterr("%s: RGB vectors of 5 dimensions not supported", name);
 			goto out;
 		}
+		/* the colour channels take an axis of the frame's MP_MAXDIM */
+		if (ch > 1 && nd + 1 > MP_MAXDIM) {
+			mp_seterr("%s: %s with %d dimensions not supported (at most %d)", name,
+				  ch == 3 ? "RGB" : "RGBA", nd, MP_MAXDIM - 1);
+			goto out;
+		}
 		f->type = t;
 		if (ch > 1 || vec5) {
 			f->size[fd] = ch > 1 ? (size_t)ch : (size_t)h.dim[5];

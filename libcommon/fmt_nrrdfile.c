@@ -112,8 +112,9 @@ read_ascii(mp_fsrc *s, mp_frame *f)
 			break;
 		v = strtod(p, &end);
 		if (end == p) {
+			mp_seterr("%s: data: value %zu is not a number ('%.10s')", mp_fsrc_name(s), i + 1, p);
 			free(text);
-			return mp_seterr("%s: data: value %zu is not a number ('%.10s')", mp_fsrc_name(s), i + 1, p);
+			return -1;
 		}
 		mp_put(f->data, f->type, i++, v);
 		p = end;

@@ -172,5 +172,12 @@ int mp_zip_list(const char *path, mp_zip_entry **ents, size_t *n);
 void mp_zip_entries_free(mp_zip_entry *e, size_t n);
 /* the whole uncompressed content of one entry, checked against its CRC */
 int mp_zip_extract(const char *path, const mp_zip_entry *e, unsigned char **buf, size_t *len);
+/* the same for an archive held in memory (len bytes at buf); messages start
+ * at "zip:" (the caller names the file). mp_zip_data_mem: the entry's
+ * usize bytes, CRC checked: a pointer into buf when stored, else inflated
+ * into *owned (free it); NULL + mp_err on failure */
+int mp_zip_list_mem(const unsigned char *buf, size_t len, mp_zip_entry **ents, size_t *n);
+const unsigned char *mp_zip_data_mem(const unsigned char *buf, size_t len, const mp_zip_entry *e,
+				     unsigned char **owned);
 
 #endif

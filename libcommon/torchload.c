@@ -2,6 +2,7 @@
  * .safetensors, see torchload.h */
 #include "torchload.h"
 #include "mp.h"
+#include "mp_fmt.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -71,29 +72,38 @@ elem2f(const unsigned char *p, mp_tl_dtype dt)
 	}
 }
 
-/* copy a strided view of a storage into t (float types only get data) */
+/* copy a strided view of a storage into t (float types only get data);
+ * every size, stride and offset comes from the file: each product and sum is
+ * checked, and the last element viewed must lie inside the storage */
 static int
 tensor_fill(mp_tensor *t, const unsigned char *st, size_t st_numel, int64_t off, const int64_t *stride)
 {
 	size_t n = 1, es = dtsize[t->dtype];
 	int64_t maxi = off;
 
+	if (off < 0)
+		return mp_seterr("tensor %s: negative storage offset", t->name);
 	for (int i = 0; i < t->ndim; i++) {
+		int64_t span;
 		if (t->shape[i] < 0 || stride[i] < 0 || t->shape[i] > ((int64_t)1 << 40) || stride[i] > ((int64_t)1 << 40))
 			return mp_seterr("tensor %s: bad size or stride", t->name);
 		if (t->shape[i] == 0)
 			n = 0;
-		else
-			maxi += (t->shape[i] - 1) * stride[i];
+		else if (__builtin_mul_overflow(t->shape[i] - 1, stride[i], &span) ||
+		         __builtin_add_overflow(maxi, span, &maxi))
+			return mp_seterr("tensor %s: size and stride overflow", t->name);
 		if (mp_mulsize(n, (size_t)t->shape[i], &n))
-			return -1;
+			return mp_seterr("tensor %s: size overflow", t->name);
 	}
 	t->n = n;
-	if (off < 0 || (n > 0 && (uint64_t)maxi >= st_numel))
+	if (n > 0 && (uint64_t)maxi >= st_numel)
 		return mp_seterr("tensor %s: view outside its storage (%zu elements)", t->name, st_numel);
 	if (!mp_tl_is_float(t->dtype))
 		return 0;
-	t->data = malloc(n ? n * sizeof(float) : 1);
+	size_t nb;
+	if (mp_mulsize(n, sizeof(float), &nb) || nb > mp_max_bytes())
+		return mp_seterr("tensor %s: %zu elements exceed the memory limit (MEDPIPE_MAX_BYTES)", t->name, n);
+	t->data = malloc(nb ? nb : 1);
 	if (!t->data)
 		return mp_seterr("tensor %s: out of memory", t->name);
 	/* contiguous float32: one copy */
@@ -154,12 +164,10 @@ mp_tl_find(const mp_tdict *d, const char *name)
 }
 
 /* ================================================================ zip */
-typedef struct {
-	char *name;
-	size_t off, csize, usize;
-	int method;
-	uint32_t crc;
-} zent;
+/* the archive through zipread.c (one zip reader for .npz and checkpoints:
+ * bounds, ZIP64, sizes and CRCs checked there); stored entries are used in
+ * place in the mapped file */
+typedef mp_zip_entry zent;
 
 typedef struct {
 	const unsigned char *b;
@@ -189,85 +197,19 @@ rd64(const unsigned char *p)
 static void
 zip_free(zip *z)
 {
-	for (size_t i = 0; i < z->n; i++)
-		free(z->e[i].name);
-	free(z->e);
+	mp_zip_entries_free(z->e, z->n);
+	z->e = NULL;
+	z->n = 0;
 }
 
+/* the central directory of the archive in b; on failure nothing is held */
 static int
 zip_open(zip *z, const unsigned char *b, size_t len)
 {
-	size_t eocd = 0;
-	int found = 0;
-	uint64_t nent, cdoff, cdsize;
-
 	memset(z, 0, sizeof *z);
 	z->b = b;
 	z->len = len;
-	if (len < 22)
-		return mp_seterr("not a zip archive: too short");
-	for (size_t i = len - 22 + 1; i-- > 0 && len - i <= 22 + 65535;)
-		if (rd32(b + i) == 0x06054b50) {
-			eocd = i;
-			found = 1;
-			break;
-		}
-	if (!found)
-		return mp_seterr("zip archive: no end of central directory record");
-	nent = rd16(b + eocd + 10);
-	cdsize = rd32(b + eocd + 12);
-	cdoff = rd32(b + eocd + 16);
-	if ((nent == 0xffff || cdsize == 0xffffffffu || cdoff == 0xffffffffu) && eocd >= 20 &&
-	    rd32(b + eocd - 20) == 0x07064b50) {
-		uint64_t z64 = rd64(b + eocd - 20 + 8);
-		if (z64 > len - 56 || rd32(b + z64) != 0x06064b50)
-			return mp_seterr("zip archive: bad zip64 end of central directory");
-		nent = rd64(b + z64 + 32);
-		cdsize = rd64(b + z64 + 40);
-		cdoff = rd64(b + z64 + 48);
-	}
-	if (cdoff > len || cdsize > len - cdoff || nent > cdsize / 46)
-		return mp_seterr("zip archive: central directory outside the file");
-	z->e = mp_xcalloc(nent ? nent : 1, sizeof *z->e);
-	size_t p = cdoff;
-	for (uint64_t i = 0; i < nent; i++) {
-		if (p + 46 > cdoff + cdsize || rd32(b + p) != 0x02014b50)
-			return mp_seterr("zip archive: bad central directory entry %llu", (unsigned long long)i);
-		zent *e = &z->e[z->n];
-		size_t nl = rd16(b + p + 28), xl = rd16(b + p + 30), cl = rd16(b + p + 32);
-		uint64_t cs = rd32(b + p + 20), us = rd32(b + p + 24), lo = rd32(b + p + 42);
-		if (p + 46 + nl + xl + cl > cdoff + cdsize)
-			return mp_seterr("zip archive: central directory entry %llu runs past its end", (unsigned long long)i);
-		const unsigned char *x = b + p + 46 + nl, *xe = x + xl;
-		while (x + 4 <= xe) {
-			size_t id = rd16(x), sz = rd16(x + 2);
-			const unsigned char *q = x + 4;
-			if (q + sz > xe)
-				break;
-			if (id == 1) {
-				if (us == 0xffffffffu && q + 8 <= x + 4 + sz) { us = rd64(q); q += 8; }
-				if (cs == 0xffffffffu && q + 8 <= x + 4 + sz) { cs = rd64(q); q += 8; }
-				if (lo == 0xffffffffu && q + 8 <= x + 4 + sz) { lo = rd64(q); }
-			}
-			x += 4 + sz;
-		}
-		e->name = mp_xmalloc(nl + 1);
-		memcpy(e->name, b + p + 46, nl);
-		e->name[nl] = 0;
-		e->method = (int)rd16(b + p + 10);
-		e->crc = rd32(b + p + 16);
-		z->n++;
-		if (lo > len - 30 || rd32(b + lo) != 0x04034b50)
-			return mp_seterr("zip archive: entry %s: bad local header", e->name);
-		uint64_t d = lo + 30 + rd16(b + lo + 26) + rd16(b + lo + 28);
-		if (d > len || cs > len - d)
-			return mp_seterr("zip archive: entry %s: data outside the file", e->name);
-		e->off = (size_t)d;
-		e->csize = (size_t)cs;
-		e->usize = (size_t)us;
-		p += 46 + nl + xl + cl;
-	}
-	return 0;
+	return mp_zip_list_mem(b, len, &z->e, &z->n);
 }
 
 static const zent *
@@ -279,47 +221,11 @@ zip_find(const zip *z, const char *name)
 	return NULL;
 }
 
-/* data of an entry; *owned set when it had to be inflated (free it) */
+/* data of an entry (usize bytes); *owned set when it had to be inflated (free it) */
 static const unsigned char *
 zip_data(const zip *z, const zent *e, unsigned char **owned)
 {
-	*owned = NULL;
-	if (e->method == 0) {
-		if (e->usize != e->csize) {
-			mp_seterr("zip entry %s: stored sizes differ", e->name);
-			return NULL;
-		}
-		return z->b + e->off;
-	}
-	if (e->method != 8) {
-		mp_seterr("zip entry %s: compression method %d not supported", e->name, e->method);
-		return NULL;
-	}
-	unsigned char *o = malloc(e->usize ? e->usize : 1);
-	if (!o) {
-		mp_seterr("zip entry %s: out of memory", e->name);
-		return NULL;
-	}
-	z_stream s;
-	memset(&s, 0, sizeof s);
-	if (inflateInit2(&s, -15) != Z_OK) {
-		free(o);
-		mp_seterr("zip entry %s: inflate init failed", e->name);
-		return NULL;
-	}
-	s.next_in = (unsigned char *)(uintptr_t)(z->b + e->off);
-	s.avail_in = (uInt)e->csize;
-	s.next_out = o;
-	s.avail_out = (uInt)e->usize;
-	int r = inflate(&s, Z_FINISH);
-	inflateEnd(&s);
-	if (r != Z_STREAM_END || s.total_out != e->usize) {
-		free(o);
-		mp_seterr("zip entry %s: corrupt deflate data", e->name);
-		return NULL;
-	}
-	*owned = o;
-	return o;
+	return mp_zip_data_mem(z->b, z->len, e, owned);
 }
 
 /* ================================================================ unpickler */
@@ -1233,8 +1139,9 @@ load_safetensors(const unsigned char *b, size_t len, mp_tdict *d)
 				return mp_seterr("safetensors: tensor %s: bad shape", name);
 			s *= t.shape[i];
 		}
-		if (off[1] < off[0] || (uint64_t)off[1] > dlen ||
-		    (uint64_t)(off[1] - off[0]) != (uint64_t)s * dtsize[t.dtype])
+		size_t nbytes;
+		if (off[1] < off[0] || (uint64_t)off[1] > dlen || mp_mulsize((size_t)s, dtsize[t.dtype], &nbytes) ||
+		    (uint64_t)(off[1] - off[0]) != (uint64_t)nbytes)
 			return mp_seterr("safetensors: tensor %s: data_offsets do not match its shape or the file", name);
 		t.name = mp_xstrdup(name);
 		if (tensor_fill(&t, data + off[0], (size_t)s, 0, stride)) {
@@ -1368,7 +1275,10 @@ mp_tl_npz_array(const char *path, const char *name, double **vals, int64_t *shap
 			goto out_own;
 		}
 		shape[(*ndim)++] = v;
-		n *= (size_t)v;
+		if (mp_mulsize(n, (size_t)v, &n)) {
+			mp_seterr("%s: %s: shape overflows", path, en);
+			goto out_own;
+		}
 		q = end;
 		while (*q == ',' || *q == ' ')
 			q++;

@@ -1,0 +1,63 @@
+/* fuzz.h - shared by the libFuzzer harnesses in tests/fuzz (see README there).
+ * Each harness includes this once: it sets the memory limit the readers obey,
+ * keeps a private temporary folder, and writes the input to a file there when
+ * the reader under test takes a path. */
+#ifndef MP_FUZZ_H
+#define MP_FUZZ_H
+
+#include "mp.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char fz_dir[64];
+
+/* the readers refuse frames above MEDPIPE_MAX_BYTES: keep it under
+ * libFuzzer's RSS limit so that a header asking for a huge volume is an
+ * error, not an out-of-memory report */
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int
+LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	(void)argc;
+	(void)argv;
+	setenv("MEDPIPE_MAX_BYTES", "268435456", 1);
+	snprintf(fz_dir, sizeof fz_dir, "/tmp/mpfuzz.XXXXXX");
+	if (!mkdtemp(fz_dir)) {
+		perror("mkdtemp");
+		abort();
+	}
+	return 0;
+}
+
+/* write n bytes to fz_dir/name; the path in a static buffer */
+static const char *
+fz_file(const char *name, const uint8_t *data, size_t n)
+{
+	static char path[2][128];
+	static int k;
+	char *p = path[k ^= 1];
+	FILE *fp;
+
+	snprintf(p, sizeof path[0], "%s/%s", fz_dir, name);
+	fp = fopen(p, "wb");
+	if (!fp || (n && fwrite(data, 1, n, fp) != n) || fclose(fp)) {
+		perror(p);
+		abort();
+	}
+	return p;
+}
+
+static void
+fz_unlink(const char *name)
+{
+	char p[128];
+
+	snprintf(p, sizeof p, "%s/%s", fz_dir, name);
+	unlink(p);
+}
+
+#endif

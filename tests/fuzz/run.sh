@@ -1,0 +1,50 @@
+#!/bin/sh
+# tests/fuzz/run.sh [HARNESS...] - run each libFuzzer harness for
+# $FUZZ_SECONDS seconds (default 60), after replaying its regression files
+# (tests/fuzz/regress/HARNESS/). Seeds: tests/fuzz/seeds.py (generated files and
+# small files of ../shared/data). New corpus: build/fuzz/corpus/HARNESS/;
+# findings: build/fuzz/findings/HARNESS/ (crash-*, leak-*, timeout-*, oom-*).
+# Prints one line per harness: PASS/FAIL, executions per second, coverage,
+# findings. Exits 1 when any harness found something.
+cd "$(dirname "$0")/../.." || exit 2
+B=build/fuzz
+SECS=${FUZZ_SECONDS:-60}
+DATA=${DATA:-../shared/data}
+PY=python3
+[ -x .venv/bin/python3 ] && PY=.venv/bin/python3
+HARNESSES=${*:-"nrrd_stream nrrd nifti analyze meta npy npz npzboxes torch safetensors dicom dicomdir"}
+rm -rf $B/seeds
+$PY tests/fuzz/seeds.py $B/seeds "$DATA" || { echo "fuzz: seeds.py failed" >&2; exit 2; }
+fail=0
+for h in $HARNESSES; do
+	bin=$B/bin/$h
+	[ -x $bin ] || { echo "FAIL fuzz-$h: $bin not built (make fuzz)"; fail=1; continue; }
+	mkdir -p $B/corpus/$h $B/findings/$h $B/log
+	rm -f $B/findings/$h/*
+	log=$B/log/$h.log
+	# the regression files first: each must run clean
+	if ls tests/fuzz/regress/$h/* > /dev/null 2>&1; then
+		if ! $bin -rss_limit_mb=2048 -timeout=20 tests/fuzz/regress/$h/* > $log.regress 2>&1; then
+			echo "FAIL fuzz-$h: a regression file fails again (see $log.regress)"
+			fail=1
+			continue
+		fi
+	fi
+	nice $bin -max_total_time=$SECS -timeout=20 -rss_limit_mb=2048 -print_final_stats=1 \
+		-artifact_prefix=$B/findings/$h/ $B/corpus/$h $B/seeds/$h > $log 2>&1
+	rc=$?
+	execs=$(sed -n 's/^stat::number_of_executed_units: *//p' $log)
+	eps=$(sed -n 's/^stat::average_exec_per_sec: *//p' $log)
+	cov=$(grep -o 'cov: [0-9]*' $log | tail -1 | cut -d' ' -f2)
+	ft=$(grep -o 'ft: [0-9]*' $log | tail -1 | cut -d' ' -f2)
+	nf=$(ls $B/findings/$h | wc -l)
+	msg="${SECS}s, ${execs:-?} runs, ${eps:-?} exec/s, cov ${cov:-?}, ft ${ft:-?}, findings $nf"
+	if [ $rc -ne 0 ] || [ "$nf" -ne 0 ]; then
+		echo "FAIL fuzz-$h: $msg (rc $rc; $B/findings/$h/, log $log)"
+		grep -m1 -E 'ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|runtime error' $log | sed 's/^/  /'
+		fail=1
+	else
+		echo "PASS fuzz-$h: $msg"
+	fi
+done
+exit $fail

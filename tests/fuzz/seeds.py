@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""tests/fuzz/seeds.py OUT [DATA] - the starting corpus of each harness.
+
+OUT/<harness>/ gets small files made here (numpy, and torch when present) and
+small real files from DATA (../shared/data) when it is there. Nothing made
+here is committed; `make fuzz` runs this before fuzzing."""
+import glob, gzip, io, json, os, struct, sys, zipfile, zlib
+
+out = sys.argv[1]
+data = sys.argv[2] if len(sys.argv) > 2 else ""
+MAXB = 200 * 1024
+
+
+def put(h, name, b):
+    d = os.path.join(out, h)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(b)
+
+
+def real(h, patterns, maxb=MAXB, limit=40):
+    if not data or not os.path.isdir(data):
+        return
+    n = 0
+    for pat in patterns:
+        for p in sorted(glob.glob(os.path.join(data, pat), recursive=True)):
+            if os.path.isfile(p) and os.path.getsize(p) <= maxb and n < limit:
+                with open(p, "rb") as f:
+                    put(h, "real_%d_%s" % (n, os.path.basename(p)), f.read())
+                n += 1
+
+
+def nrrd_hdr(sizes, typ="uint8", enc="raw", extra=""):
+    s = "NRRD0004\ntype: %s\ndimension: %d\nsizes: %s\nencoding: %s\nendian: little\n" % (
+        typ, len(sizes), " ".join(map(str, sizes)), enc)
+    if len(sizes) == 3:
+        s += "space: left-posterior-superior\nspace directions: (1,0,0) (0,1,0) (0,0,2.5)\nspace origin: (-1,2,3)\n"
+    return (s + extra + "\n").encode()
+
+
+# --- NRRD stream frames and files
+vox = bytes(range(24))
+frames = [
+    nrrd_hdr([2, 3, 4]) + vox,
+    nrrd_hdr([2, 3, 4], extra="medpipe.role:=label\nmedpipe.case:=c1\n") + vox,
+    nrrd_hdr([3, 2, 2], "int16") + bytes(24),
+    nrrd_hdr([2, 2, 1], "float", "gzip") + gzip.compress(struct.pack("<4f", 1, -2, 3.5, 0)),
+    nrrd_hdr([4], "double", "ascii") + b"1 2 3.5 -4\n",
+    nrrd_hdr([3, 2, 2], "uint8", extra="kinds: RGB-color domain domain\n") + bytes(12),
+]
+for i, f in enumerate(frames):
+    put("nrrd", "gen%d.nrrd" % i, f)
+put("nrrd_stream", "one", frames[0])
+put("nrrd_stream", "two", frames[1] + frames[2])
+put("nrrd_stream", "three", frames[3] + frames[0] + frames[4])
+real("nrrd", ["nrrd/pynrrd/*.nrrd"])
+real("nrrd_stream", ["nrrd/pynrrd/*raw.nrrd", "nrrd/pynrrd/*_gz.nrrd"])
+
+
+# --- NIfTI-1 / Analyze headers
+def nifti1(dims, dt, bp, magic=b"n+1\0", vox_off=352, slope=0.0, inter=0.0):
+    h = bytearray(348)
+    struct.pack_into("<i", h, 0, 348)
+    d = [len(dims)] + list(dims) + [1] * (7 - len(dims))
+    struct.pack_into("<8h", h, 40, *d)
+    struct.pack_into("<hh", h, 70, dt, bp)
+    struct.pack_into("<8f", h, 76, 1, 1.5, 1.5, 2.0, 1, 1, 1, 1)
+    struct.pack_into("<f", h, 108, vox_off)
+    struct.pack_into("<ff", h, 112, slope, inter)
+    struct.pack_into("<hh", h, 252, 1, 1)
+    struct.pack_into("<4f", h, 256, 0, 0, 0, 1)
+    struct.pack_into("<12f", h, 280, -1.5, 0, 0, 10, 0, 1.5, 0, 20, 0, 0, 2, 30)
+    h[344:348] = magic
+    return bytes(h)
+
+
+n = 3 * 2 * 2
+put("nifti", "u8.nii", nifti1([3, 2, 2], 2, 8) + bytes(4) + bytes(range(n)))
+put("nifti", "i16s.nii", nifti1([3, 2, 2], 4, 16, slope=1, inter=-1024) + bytes(4) + bytes(2 * n))
+put("nifti", "f32.nii", nifti1([2, 2, 2, 2], 16, 32) + bytes(4) + bytes(4 * 16))
+put("nifti", "rgb.nii", nifti1([2, 2, 2], 128, 24) + bytes(4) + bytes(3 * 8))
+put("nifti", "rgba4d.nii", nifti1([3, 2, 2, 2], 2304, 32) + bytes(4) + bytes(4 * 24))
+put("nifti", "vec5d.nii", nifti1([2, 2, 1, 1, 3], 16, 32) + bytes(4) + bytes(4 * 12))
+real("nifti", ["nifti/nibabel/*.nii", "nifti/nibabel/*.nii.gz"])
+put("analyze", "u8", nifti1([3, 2, 2], 2, 8, magic=b"\0\0\0\0", vox_off=0) + bytes(range(n)))
+put("analyze", "ni1", nifti1([3, 2, 2], 4, 16, magic=b"ni1\0", vox_off=0) + bytes(2 * n))
+put("analyze", "rgb4d", nifti1([3, 2, 2, 2], 128, 24, magic=b"\0\0\0\0", vox_off=0) + bytes(3 * 24))
+if data:
+    for hp in sorted(glob.glob(os.path.join(data, "nifti/nibabel/*.hdr"))):
+        ip = hp[:-4] + ".img"
+        with open(hp, "rb") as f:
+            b = f.read()[:348]
+        if os.path.exists(ip) and os.path.getsize(ip) < MAXB:
+            with open(ip, "rb") as f:
+                b += f.read()
+        put("analyze", "real_" + os.path.basename(hp), b)
+
+# --- MetaImage
+def mha(extra, body):
+    return ("ObjectType = Image\nNDims = 3\nDimSize = 3 2 2\nElementSpacing = 1 1 2\n"
+            "Offset = 1 2 3\nTransformMatrix = 1 0 0 0 1 0 0 0 1\n%sElementDataFile = LOCAL\n" % extra).encode() + body
+put("meta", "u8.mha", mha("ElementType = MET_UCHAR\n", bytes(range(12))))
+put("meta", "s16.mha", mha("ElementType = MET_SHORT\nBinaryDataByteOrderMSB = True\n", bytes(24)))
+put("meta", "z.mha", mha("ElementType = MET_FLOAT\nCompressedData = True\nCompressedDataSize = %d\n"
+                        % len(zlib.compress(bytes(48))), zlib.compress(bytes(48))))
+put("meta", "vec.mha", mha("ElementType = MET_UCHAR\nElementNumberOfChannels = 2\n", bytes(24)))
+real("meta", ["meta/itk/*.mha"])
+
+# --- npy / npz
+try:
+    import numpy as np
+except ImportError:
+    np = None
+if np is not None:
+    arrs = {"u8": np.arange(24, dtype=np.uint8).reshape(2, 3, 4),
+            "i16be": np.arange(12, dtype=">i2").reshape(3, 4),
+            "f32": np.linspace(0, 1, 8, dtype=np.float32).reshape(2, 2, 2),
+            "f64f": np.asfortranarray(np.arange(6, dtype=np.float64).reshape(2, 3)),
+            "bool": np.array([[True, False], [False, True]])}
+    for k, a in arrs.items():
+        b = io.BytesIO(); np.save(b, a); put("npy", k + ".npy", b.getvalue())
+    for comp in (False, True):
+        b = io.BytesIO()
+        (np.savez_compressed if comp else np.savez)(b, imgs=arrs["u8"], gts=arrs["u8"] % 3, spacing=np.array([1.0, 1.0, 2.5]))
+        put("npz", "z%d.npz" % comp, b.getvalue())
+        b = io.BytesIO()
+        (np.savez_compressed if comp else np.savez)(b, boxes=np.array([[1, 2, 10, 12]], dtype=np.int64))
+        put("npzboxes", "b2d%d.npz" % comp, b.getvalue())
+        b = io.BytesIO()
+        (np.savez_compressed if comp else np.savez)(b, boxes=np.array([[1, 2, 0, 10, 12, 3]], dtype=np.float64), imgs=arrs["u8"])
+        put("npzboxes", "b3d%d.npz" % comp, b.getvalue())
+
+# --- checkpoints: safetensors by hand, torch zip when torch is there
+def safet(tensors):
+    hdr, blob = {"__metadata__": {"format": "pt"}}, b""
+    for name, (dt, shape, raw) in tensors.items():
+        hdr[name] = {"dtype": dt, "shape": shape, "data_offsets": [len(blob), len(blob) + len(raw)]}
+        blob += raw
+    h = json.dumps(hdr).encode()
+    return struct.pack("<Q", len(h)) + h + blob
+put("safetensors", "a.safetensors", safet({"w": ("F32", [2, 3], struct.pack("<6f", *range(6))),
+                                           "b": ("F16", [2], b"\x00\x3c\x00\xc0"),
+                                           "i": ("I64", [1], struct.pack("<q", 7))}))
+put("safetensors", "m.safetensors", safet({"module.x": ("BF16", [1, 2], b"\x80\x3f\x00\x40"),
+                                           "module.y": ("F64", [], struct.pack("<d", 2.5))}))
+try:
+    import torch
+    sd = {"a.weight": torch.arange(6, dtype=torch.float32).reshape(2, 3),
+          "a.bias": torch.zeros(3, dtype=torch.float16),
+          "t": torch.arange(12, dtype=torch.float32).reshape(3, 4).t(),
+          "n": torch.tensor([1, 2], dtype=torch.int64),
+          "h": torch.ones(2, 2, dtype=torch.bfloat16)}
+    for k, obj in (("sd", sd), ("ckpt", {"model": sd, "epoch": 3, "lr": 0.1, "name": "x", "l": [1, (2, 3)]})):
+        b = io.BytesIO(); torch.save(obj, b); put("torch", k + ".pth", b.getvalue())
+except Exception:
+    pass
+
+# --- DICOM files and DICOMDIRs
+real("dicom", ["dicom/pydicom/*.dcm", "dicom/mr-syntaxes/**/*.dcm", "dicom/12bit/**/*.dcm",
+               "dicom/pydicom-data/**/*.dcm", "dicom/ct-syntaxes/**/*.dcm"], maxb=MAXB, limit=60)
+real("dicomdir", ["dicom/pydicom/dicomdirtests/DICOMDIR*", "dicom/pydicom/dicomdirtests/**/DICOMDIR"])
+for h in ("dicom", "dicomdir", "torch"):
+    os.makedirs(os.path.join(out, h), exist_ok=True)

@@ -1,0 +1,45 @@
+#!/bin/sh
+# Replays the fuzzing findings kept in tests/fuzz/regress/<harness>/ through
+# the real programs, as a user would meet them: every file must give exit 1,
+# exactly one line on stderr, no crash or sanitizer report, and nothing on
+# stdout or under a final output name. (make fuzz replays them through the
+# harnesses too; see tests/fuzz/README.)
+. tests/lib.sh
+R=tests/fuzz/regress
+# run NAME CMD...: the checks above; stdout goes to $T/out/stdout
+run() {
+	local n rc lines
+	n=$1; shift
+	rm -rf "$T/out"; mkdir -p "$T/out"
+	"$@" > "$T/out/stdout" 2> "$T/err" < /dev/null; rc=$?
+	lines=$(wc -l < "$T/err")
+	if [ "$rc" -ne 1 ]; then fail "$n" "exit $rc, wanted 1: $(head -c 300 "$T/err" | tr '\n' '|')"
+	elif grep -Eq 'Sanitizer|runtime error|Segmentation|Aborted' "$T/err"; then fail "$n" "sanitizer: $(head -c 300 "$T/err")"
+	elif [ "$lines" -ne 1 ]; then fail "$n" "$lines lines on stderr: $(head -c 300 "$T/err" | tr '\n' '|')"
+	elif [ -s "$T/out/stdout" ]; then fail "$n" "wrote $(wc -c < "$T/out/stdout") bytes to stdout"
+	elif [ "$(ls -A "$T/out" | grep -v '^stdout$')" ]; then fail "$n" "left $(ls -A "$T/out" | grep -v '^stdout$' | head -3 | tr '\n' ' ')"
+	else pass "$n"; fi
+}
+count=0
+for f in $R/*/*; do
+	[ -f "$f" ] || continue
+	h=$(basename "$(dirname "$f")")
+	n="fuzz-regress-$h-$(basename "$f")"
+	in=$T/in; rm -rf "$in"; mkdir -p "$in"
+	count=$((count + 1))
+	case $h in
+	nrrd_stream) run "$n" vol-save -i "$f" "$T/out/x.nrrd" ;;
+	nrrd)     cp "$f" "$in/x.nrrd"; run "$n" vol-cat "$in/x.nrrd" ;;
+	nifti)    cp "$f" "$in/x.nii"; run "$n" vol-cat "$in/x.nii" ;;
+	analyze)  head -c 348 "$f" > "$in/x.hdr"; tail -c +349 "$f" > "$in/x.img"; run "$n" vol-cat "$in/x.hdr" ;;
+	meta)     cp "$f" "$in/x.mha"; run "$n" vol-cat "$in/x.mha" ;;
+	npy)      cp "$f" "$in/x.npy"; run "$n" vol-cat "$in/x.npy" ;;
+	npz)      cp "$f" "$in/x.npz"; run "$n" vol-cat "$in/x.npz" ;;
+	npzboxes) cp "$f" "$in/x.npz"; run "$n" sam-decode --boxes "$in/x.npz" ;;
+	torch|safetensors) run "$n" sam-embed -w "$f" ;;
+	dicom)    cp "$f" "$in/x.dcm"; run "$n" dcm2vol "$in" ;;
+	dicomdir) cp "$f" "$in/DICOMDIR"; run "$n" dcm2vol "$in" ;;
+	*)        fail "$n" "no program for harness $h" ;;
+	esac
+done
+[ $count -gt 0 ] || skip fuzz-regress "no files under $R"
