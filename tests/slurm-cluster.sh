@@ -188,7 +188,7 @@ JobCompType=jobcomp/none
 ReturnToService=2
 InactiveLimit=60
 KillWait=10
-MinJobAge=60
+MinJobAge=5
 MailProg=/bin/true
 PlugStackConfig=$d/plugstack.conf
 $node NodeAddr=127.0.0.1 State=UNKNOWN
