@@ -28,7 +28,7 @@
 # and removes DIR.  Logs: DIR/slurmctld.log, DIR/slurmd.log, DIR/munged.log.
 #
 # Exit status: 0 started/stopped; 77 when the cluster cannot start here (not
-# root and the packages missing, no apt-get, a daemon that will not run): the
+# root, no apt-get for the missing packages, a daemon that will not run): the
 # reason is the one line on stderr, and nothing is left running; 2 bad usage.
 set -u
 
@@ -110,7 +110,7 @@ stop_cluster() {
 	done
 	# job steps that outlived slurmd (its spool holds one socket per running step)
 	if ls "$d/spool/"*_[0-9]* > /dev/null 2>&1; then
-		echo "slurm-cluster: steps still running:" $(ls "$d/spool/") >&2
+		echo "slurm-cluster: steps still running: $(ls "$d/spool/" | tr "\n" " ")" >&2
 	fi
 	[ "${KEEP:-0}" = 1 ] && { echo "slurm-cluster: kept $d (KEEP=1)" >&2; return 0; }
 	rm -rf "$d"
@@ -119,6 +119,7 @@ stop_cluster() {
 start_cluster() {
 	local d=$1 host conf node base i state
 	install_pkgs
+	[ "$(id -u)" = 0 ] || cannot "not root: slurmctld and slurmd run as root here (SlurmUser=root)"
 	host=$(hostname -s) || cannot "no host name"
 	if [ -z "$d" ]; then
 		d=$(mktemp -d "${TMPDIR:-/tmp}/medpipe-slurm.XXXXXX") || cannot "no temporary folder"
@@ -199,10 +200,10 @@ EOF
 
 	# --- the daemons (they fork and write their pid files)
 	why="slurmctld did not start: $(slurmctld -f "$conf" -i 2>&1 | tail -n 1) (see slurmctld.log: $(tail -n 1 "$d/slurmctld.log" 2> /dev/null))"
-	for i in $(seq 1 50); do scontrol ping 2> /dev/null | grep -q UP && break; sleep 0.1; done
+	for i in $(seq 1 100); do scontrol ping 2> /dev/null | grep -q UP && break; sleep 0.1; done
 	scontrol ping 2> /dev/null | grep -q UP || { why="slurmctld did not answer: $(tail -n 1 "$d/slurmctld.log" 2> /dev/null)"; exit 77; }
 	why="slurmd did not start: $(slurmd -f "$conf" 2>&1 | tail -n 1)"
-	for i in $(seq 1 100); do
+	for i in $(seq 1 200); do
 		state=$(sinfo -h -o %T 2> /dev/null | head -n 1)
 		[ "$state" = idle ] && break
 		sleep 0.1
