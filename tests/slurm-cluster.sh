@@ -18,9 +18,11 @@
 # select/cons_tres (cores are the consumable: `-n2` gives 2 tasks that run at
 # once), proctrack/linuxproc and task/none (no cgroups, no systemd),
 # SlurmUser=root, no accounting, ReturnToService=2, InactiveLimit=60, ports
-# chosen free at random, addresses on 127.0.0.1 only.  munged, slurmctld and
-# slurmd are then started as plain daemons (no systemd) with their sockets,
-# state, logs and pid files in DIR; the script waits for the node to be idle.
+# chosen free at random, addresses on 127.0.0.1 only (where the host name
+# resolves to a loopback address; elsewhere the daemons listen on every
+# address, on those ports).  munged, slurmctld and slurmd are then started
+# as plain daemons (no systemd) with their sockets, state, logs and pid files
+# in DIR; the script waits for the node to be idle.
 # Nothing outside DIR is written, so it can run next to a real Slurm or
 # another copy of itself.  Commands find this cluster through SLURM_CONF.
 #
@@ -153,6 +155,16 @@ start_cluster() {
 	node=$(slurmd -C 2> /dev/null | head -n 1)
 	case "$node" in NodeName=*) ;; *) why="slurmd -C printed no node line"; exit 77;; esac
 	base=$(free_ports 102) || { why="no free ports on 127.0.0.1"; exit 77; }
+	# the daemons and srun listen on the address the host name resolves to
+	# (NoInAddrAny): 127.0.0.1 where it is a loopback address (Debian's
+	# 127.0.1.1 convention); elsewhere (a container's own address, no name
+	# at all) on every address, still on the ports above
+	bind="CommunicationParameters=NoInAddrAny,NoCtldInAddrAny"
+	case "$(getent hosts "$host" | awk '{ print $1; exit }')" in
+	127.*) ;;
+	*) bind="#CommunicationParameters=NoInAddrAny,NoCtldInAddrAny  ($host is not a loopback address)"
+	   echo "slurm-cluster: note: $host does not resolve to 127.x: the daemons listen on every address (ports $base-$((base + 101)))" >&2 ;;
+	esac
 	conf=$d/slurm.conf
 	cat > "$conf" <<EOF
 # a private single-node cluster made by medpipe's tests/slurm-cluster.sh
@@ -161,7 +173,7 @@ SlurmctldHost=$host(127.0.0.1)
 SlurmctldPort=$base
 SlurmdPort=$((base + 1))
 SrunPortRange=$((base + 2))-$((base + 101))
-CommunicationParameters=NoInAddrAny,NoCtldInAddrAny
+$bind
 AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket=$d/munge/munge.socket
