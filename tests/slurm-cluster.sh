@@ -52,8 +52,8 @@ install_pkgs() {
 	command -v apt-get > /dev/null || cannot "Slurm is not installed and there is no apt-get"
 	local log
 	log=$(mktemp "${TMPDIR:-/tmp}/slurm-apt.XXXXXX")
-	# policy-rc.d-style: the packages' own services must not start (systemd/init);
-	# this script starts its own daemons
+	# the packages' own services (systemd units, /etc/slurm, /etc/munge) are
+	# not used: this script starts daemons of its own
 	if ! { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
 			-o DPkg::Lock::Timeout=300 $PKGS \
 		|| { DEBIAN_FRONTEND=noninteractive apt-get update -qq \
