@@ -23,6 +23,8 @@
 #   MEDPIPE_BIN     folder of the medpipe programs (default: this tree's bin/
 #                   when built, else the PATH)
 #   V=1             show the commands, not only one line per case
+#   RUN             srun (with options): every recipe line runs as a Slurm job
+#                   step; see "Slurm" below and man 7 medpipe
 
 ifndef IN
 $(error IN is not set: make -f pipelines/ct-npz.mk IN=DATASET OUT=RESULTS)
@@ -82,9 +84,8 @@ case_source = $(if $(filter $(1),$(NNU_CASES)),$(P)vol-cat --case $(1) $(IN)/ima
 # OUT/work so that npz files, NIfTI files, previews and the summary come from
 # the same frames)
 define case_rules
-$(OUT)/work/$(1).nrrd: $(call case_inputs,$(1))
-	@mkdir -p $$(@D)
-	@echo "prep   $(1)"
+$(OUT)/work/$(1).nrrd: $(call case_inputs,$(1)) | $(OUT)/work
+	$$(info prep   $(1))
 	$(Q)trap 'rm -f "$$@.tmp"' EXIT; trap 'exit 1' HUP INT TERM; \
 	  $(call case_source,$(1)) \
 	  | $(P)hu-window $(WINDOW_OPTS) \
@@ -95,8 +96,7 @@ endef
 $(foreach c,$(CASES),$(eval $(call case_rules,$(c))))
 
 # one CSV line per case: case, slices, size, spacing, labels (label:voxels ...)
-$(OUT)/info/%.csv: $(OUT)/work/%.nrrd
-	@mkdir -p $(@D)
+$(OUT)/info/%.csv: $(OUT)/work/%.nrrd | $(OUT)/info
 	$(Q)trap 'rm -f "$@.tmp"' EXIT; trap 'exit 1' HUP INT TERM; $(P)vol-info $< | awk -v c="$*" ' \
 	  /^frame /            { f++ } \
 	  /^  role:/           { role[f] = $$2 } \
@@ -108,11 +108,16 @@ $(OUT)/info/%.csv: $(OUT)/work/%.nrrd
 	        printf "%s,%s,%s,%s,%s\n", c, nz[im], sz[im], sp[im], (lb ? lab[lb] : "") }' > $@.tmp; \
 	  mv -f $@.tmp $@
 
-$(OUT)/summary.csv: $(CASES:%=$(OUT)/info/%.csv)
-	@mkdir -p $(@D)
+$(OUT)/summary.csv: $(CASES:%=$(OUT)/info/%.csv) | $(OUT)
 	$(Q)trap 'rm -f "$@.tmp"' EXIT; trap 'exit 1' HUP INT TERM; \
-	  { echo "case,slices,size,spacing_mm,labels"; cat $^ /dev/null; } > $@.tmp && mv -f $@.tmp $@
-	@echo "summary $@ ($(words $(CASES)) cases)"
+	  { echo "case,slices,size,spacing_mm,labels"; cat $^ /dev/null; } > $@.tmp && mv -f $@.tmp $@; \
+	  echo "summary $@ ($(words $(CASES)) cases)"
+
+# the output folders, order-only prerequisites (| DIR) made once: a progress
+# line is $(info ...) and not a recipe line, so that under Slurm (RUN=srun,
+# below) a case costs one job step per file and not three
+$(OUT) $(OUT)/work $(OUT)/info:
+	@mkdir -p $@
 
 # summary.csv is made only when every case succeeded; after a run with -k and
 # failed cases, this writes OUT/summary-partial.csv from the cases that did
@@ -127,3 +132,25 @@ list:
 	@printf '%s\n' $(CASES)
 clean-work:
 	rm -rf $(OUT)/work
+
+# ------------------------------------------------------------------ Slurm
+# RUN=srun runs every recipe line as a job step: inside the allocation make
+# runs in (salloc -n4 make -j4 RUN=srun ..., sbatch -n4 --wrap 'make -j4
+# RUN=srun ...'), or as a job of its own when make runs outside one.  RUN may
+# carry srun options: RUN='srun -c2' (2 CPUs per line), RUN='srun
+# --gpus-per-task=1', RUN='srun -p gpu'.  SRUN_FLAGS, added after them, makes
+# each line one task on one node that takes only what it asks for, so that
+# make -jN runs N steps at once in an allocation of N tasks, and keeps srun
+# from reading make's input.  Inside a job step already (make itself started
+# by srun, or a recursive make from a recipe: SLURM_STEP_ID is set), lines run
+# with plain bash, since a step that waits for a step of its own allocation
+# can deadlock.  SHELL is set last, after the $(shell ...) calls above, so
+# those run here and not as steps.
+RUN        ?=
+SRUN_FLAGS ?= --ntasks=1 --nodes=1 --exact --input=none --quiet
+ifneq ($(strip $(RUN)),)
+ifeq ($(SLURM_STEP_ID),)
+SHELL       := $(firstword $(RUN))
+.SHELLFLAGS := $(wordlist 2,$(words $(RUN)),$(RUN)) $(SRUN_FLAGS) /bin/bash -o pipefail -ec
+endif
+endif

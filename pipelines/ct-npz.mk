@@ -21,10 +21,12 @@ include $(dir $(lastword $(MAKEFILE_LIST)))common.mk
 
 NPZ := $(CASES:%=$(OUT)/npz/%.npz)
 
-$(OUT)/npz/%.npz: $(OUT)/work/%.nrrd
-	@mkdir -p $(@D)
-	@echo "npz    $*"
+$(OUT)/npz/%.npz: $(OUT)/work/%.nrrd | $(OUT)/npz
+	$(info npz    $*)
 	$(Q)$(if $(SIZE),$(P)vol-resize $(SIZE)x$(SIZE) < $< | $(P)vol2npz --layout medsam -o $@,$(P)vol2npz --layout medsam -o $@ $<)
+
+$(OUT)/npz:
+	@mkdir -p $@
 
 .PHONY: npz summary
 npz: $(NPZ) $(OUT)/summary.csv

@@ -18,15 +18,15 @@ PREVIEW ?= --range 0,255 --max 16
 SANITY := $(foreach c,$(CASES),$(OUT)/sanity/$(c)_image.nii.gz $(OUT)/preview/$(c).png)
 
 # the label file only exists for cases with labels: made with the image
-$(OUT)/sanity/%_image.nii.gz: $(OUT)/work/%.nrrd
-	@mkdir -p $(@D)
-	@echo "nifti  $*"
+$(OUT)/sanity/%_image.nii.gz: $(OUT)/work/%.nrrd | $(OUT)/sanity
+	$(info nifti  $*)
 	$(Q)$(P)vol-save -p -i $< '$(OUT)/sanity/{case}_{role}.nii.gz'
 
-$(OUT)/preview/%.png: $(OUT)/work/%.nrrd
-	@mkdir -p $(@D)
-	@echo "png    $*"
+$(OUT)/preview/%.png: $(OUT)/work/%.nrrd | $(OUT)/preview
+	$(info png    $*)
 	$(Q)$(P)vol-preview $(PREVIEW) -o $@ $<
+$(OUT)/sanity $(OUT)/preview:
+	@mkdir -p $@
 
 .PHONY: sanity
 sanity: $(SANITY)
