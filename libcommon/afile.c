@@ -1,8 +1,22 @@
 /* afile.c - output files written whole or not at all: a temporary name in
- * the same folder, renamed at the end; removed on failure, exit or signal. */
+ * the same folder, renamed at the end; removed on failure, exit or signal.
+ *
+ * The temporary name is ".NAME.tmp-PID-XXXXXX.EXT": the writer's process id
+ * in it, and the writer holds an flock on it until the rename.  A run killed
+ * with SIGKILL cannot remove its temporary; the next writer of the same NAME
+ * removes the ones whose writer is gone (no such process here, and no lock
+ * held), so interrupted runs do not pile them up.  Files get the mode
+ * 0666 & ~umask, as any Unix tool's (mkstemp alone gives 0600). */
 #include "mp.h"
 
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -12,6 +26,7 @@
 #define MAXTMP 256
 
 static char *tmps[MAXTMP];
+static int tmpfds[MAXTMP];    /* the descriptor holding the flock, or -1 */
 static volatile sig_atomic_t ntmps;
 static pthread_mutex_t tmplock = PTHREAD_MUTEX_INITIALIZER;
 static int handlers;
@@ -44,22 +59,60 @@ install(void)
 	signal(SIGHUP, onsignal);
 }
 
+/* the umask, read without changing it where /proc tells (other threads may
+ * be creating files), else with umask() once, early (mp_init) */
+static mode_t filemode;
+static int havemode;
+
 static void
-reg(char *t)
+read_umask(void)
+{
+	FILE *fp;
+	char line[128];
+	mode_t m = 022;
+	int found = 0;
+
+	if (havemode)
+		return;
+	if ((fp = fopen("/proc/self/status", "r"))) {
+		while (fgets(line, sizeof line, fp))
+			if (strncmp(line, "Umask:", 6) == 0) {
+				m = (mode_t)strtoul(line + 6, NULL, 8);
+				found = 1;
+				break;
+			}
+		fclose(fp);
+	}
+	if (!found) {
+		m = umask(022);
+		umask(m);
+	}
+	filemode = 0666 & ~m;
+	havemode = 1;
+}
+
+/* register t (its flock held on fd); fd is closed when it cannot be kept */
+static void
+reg(char *t, int fd)
 {
 	pthread_mutex_lock(&tmplock);
 	install();
 	for (int i = 0; i < ntmps; i++)
 		if (!tmps[i]) {
 			tmps[i] = t;
+			tmpfds[i] = fd;
 			pthread_mutex_unlock(&tmplock);
 			return;
 		}
 	if (ntmps < MAXTMP) {
 		tmps[ntmps] = t;
+		tmpfds[ntmps] = fd;
 		ntmps++;
+		fd = -1;
 	}
 	pthread_mutex_unlock(&tmplock);
+	if (fd >= 0)
+		close(fd);   /* not kept: the pid in the name still marks it as ours */
 }
 
 static void
@@ -67,9 +120,72 @@ unreg(const char *t)
 {
 	pthread_mutex_lock(&tmplock);
 	for (int i = 0; i < ntmps; i++)
-		if (tmps[i] == t)
+		if (tmps[i] == t) {
 			tmps[i] = NULL;
+			if (tmpfds[i] >= 0)
+				close(tmpfds[i]);
+			tmpfds[i] = -1;
+		}
 	pthread_mutex_unlock(&tmplock);
+}
+
+/* "PID-XXXXXX" + ext + NUL at s: the writer's pid, else 0 */
+static long
+stale_pid(const char *s, const char *ext)
+{
+	char *end;
+	long pid;
+	size_t i;
+
+	if (!isdigit((unsigned char)*s))
+		return 0;
+	pid = strtol(s, &end, 10);
+	if (pid <= 0 || *end != '-')
+		return 0;
+	for (i = 1; i <= 6; i++)
+		if (!isalnum((unsigned char)end[i]))
+			return 0;
+	return strcmp(end + 7, ext) == 0 ? pid : 0;
+}
+
+/* remove the temporaries of dir/base left by writers that are gone: the pid
+ * in the name is no live process here and nobody holds their lock */
+static void
+remove_stale(const char *dir, const char *base, size_t baselen, const char *ext)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	size_t dl = strlen(dir);
+
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		const char *n = e->d_name;
+		long pid;
+		char *full;
+		int fd;
+		struct stat st;
+
+		if (n[0] != '.' || strncmp(n + 1, base, baselen) != 0 || strncmp(n + 1 + baselen, ".tmp-", 5) != 0)
+			continue;
+		pid = stale_pid(n + 1 + baselen + 5, ext);
+		if (pid == 0 || pid == (long)getpid() || (pid_t)pid != pid)
+			continue;
+		if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue;   /* alive (or not ours to judge) */
+		full = mp_xmalloc(dl + strlen(n) + 2);
+		sprintf(full, "%s/%s", dir, n);
+		fd = open(full, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+		if (fd >= 0) {
+			if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && flock(fd, LOCK_EX | LOCK_NB) == 0) {
+				if (unlink(full) == 0)
+					mp_note("%s: removed a temporary left by process %ld, which is gone", full, pid);
+			}
+			close(fd);
+		}
+		free(full);
+	}
+	closedir(d);
 }
 
 /* the extension kept on the temporary name: ".nii.gz", ".nrrd", ... */
@@ -95,7 +211,8 @@ mp_tmp_path(const char *path)
 	const char *base = slash ? slash + 1 : path;
 	const char *ext = extension(base);
 	size_t dirlen = slash ? (size_t)(slash - path + 1) : 0;
-	size_t n = dirlen + strlen(base) + 32;
+	size_t n = dirlen + strlen(base) + 48;
+	size_t stem = strlen(base) - strlen(ext);
 	char *t = mp_xmalloc(n);
 	int fd;
 
@@ -104,16 +221,28 @@ mp_tmp_path(const char *path)
 		mp_seterr("%s: not a file name", path);
 		return NULL;
 	}
-	snprintf(t, n, "%.*s.%.*s.tmp-XXXXXX%s", (int)dirlen, path,
-		 (int)(strlen(base) - strlen(ext)), base, ext);
-	fd = mkstemps(t, (int)strlen(ext));
+	{
+		char *dir = dirlen ? mp_xmalloc(dirlen + 1) : NULL;
+		if (dir)
+			snprintf(dir, dirlen + 1, "%.*s", (int)dirlen, path);
+		remove_stale(dir ? dir : ".", base, stem, ext);
+		free(dir);
+	}
+	snprintf(t, n, "%.*s.%.*s.tmp-%ld-XXXXXX%s", (int)dirlen, path,
+		 (int)stem, base, (long)getpid(), ext);
+	fd = mkostemps(t, (int)strlen(ext), O_CLOEXEC);
 	if (fd < 0) {
 		mp_seterr("%s: cannot create a file in its folder:", path);
 		free(t);
 		return NULL;
 	}
-	close(fd);
-	reg(t);
+	pthread_mutex_lock(&tmplock);
+	read_umask();
+	pthread_mutex_unlock(&tmplock);
+	/* failures of either change nothing in the data written */
+	(void)fchmod(fd, filemode);
+	(void)flock(fd, LOCK_EX | LOCK_NB);
+	reg(t, fd);
 	return t;
 }
 
@@ -207,5 +336,6 @@ mp_init(const char *progname)
 	signal(SIGPIPE, SIG_IGN);
 	pthread_mutex_lock(&tmplock);
 	install();
+	read_umask();
 	pthread_mutex_unlock(&tmplock);
 }
