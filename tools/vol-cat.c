@@ -93,7 +93,10 @@ static const mp_prog prog = {
 	"TransformMatrix and Offset, NRRD's space directions from any named space. "
 	"NIfTI scl_slope/scl_inter are applied (values become float when the slope or "
 	"intercept is not the identity).\n\n"
-	"Each frame gets medpipe.role (image unless told otherwise) and medpipe.case. "
+	"Each frame gets medpipe.role and medpipe.case. The role is the one --label, --mask, "
+	"--image or --role give; without them it is image for files of every format, and for "
+	"frames that arrive without medpipe.role (a .nrrd written by 3D Slicer, pyradiomics, "
+	"ITK or unu, also through '-'); frames of a medpipe stream keep theirs. "
 	"A label frame from a file must hold whole numbers.",
 	"vol-cat ct.nii.gz --label seg.nii.gz | vol-info\n"
 	"vol-cat --case c01 img.mha --label seg.mha > c01.nrrd\n"
@@ -253,8 +256,11 @@ main(int argc, char **argv)
 			if (!s)
 				mp_die("%s", mp_err());
 			while ((r = mp_in_header(s, &f)) == 1) {
+				int plain = !mp_get_kv(&f, "medpipe.role");   /* a NRRD from elsewhere */
 				if (in->role)
 					mp_set_kv(&f, "medpipe.role", in->role);
+				else if (plain)
+					mp_set_kv(&f, "medpipe.role", "image");
 				if (in->kase)
 					mp_set_kv(&f, "medpipe.case", in->kase);
 				else if (!mp_get_kv(&f, "medpipe.case") && strcmp(in->path, "-") != 0) {
@@ -264,7 +270,11 @@ main(int argc, char **argv)
 					mp_set_kv(&f, "medpipe.case", c);
 					free(c);
 				}
-				if (mp_pass(s, &f, o) < 0)
+				if (plain && strcmp(mp_role(&f), "label") == 0 && !mp_type_is_int(f.type) && !nolabelfix) {
+					/* a floating-point label map from elsewhere, as for other files */
+					if (mp_in_rest(s, &f) < 0 || fix_label(&f, in->path) < 0 || mp_out_frame(o, &f) < 0)
+						mp_die("%s", mp_err());
+				} else if (mp_pass(s, &f, o) < 0)
 					mp_die("%s", mp_err());
 				free(lastcase);
 				lastcase = mp_xstrdup(mp_case(&f));

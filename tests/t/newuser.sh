@@ -69,3 +69,39 @@ kill -KILL $p3; wait $p3 2>/dev/null; exec 7>&-
 n3=$(ls -A "$d" | grep -c '^\.img\.tmp-')
 vol-cat "$T/p1.nii.gz" | vol-save "$d/img.nii.gz"
 check newuser/stale_nifti_tmp_removed test "$n3" -ge 1 -a "$(ls -A "$d" | grep -c '^\.img\.tmp-')" -eq 0
+
+# ---------------------------------------------------------------- 3, 8. plain NRRD files (no medpipe keys)
+# written as 3D Slicer / pyradiomics / pynrrd write them
+cat > "$T/plain.py" <<'PYEOF'
+import sys, numpy as np, nibabel as nib
+def wr(path, a, sp=(0.8, 0.8, 2.5)):
+    t = {"uint8": "uint8", "int16": "short", "float32": "float"}[str(a.dtype)]
+    h = ("NRRD0004\ntype: %s\ndimension: 3\nspace: left-posterior-superior\nsizes: %d %d %d\n"
+         "space directions: (%g,0,0) (0,%g,0) (0,0,%g)\nkinds: domain domain domain\nendian: little\n"
+         "encoding: raw\nspace origin: (0,0,0)\n\n") % ((t,) + a.shape + sp)
+    open(path, "wb").write(h.encode() + a.tobytes(order="F"))
+d = sys.argv[1]
+s = np.asanyarray(nib.load(d + "/p1_seg.nii.gz").dataobj).astype(np.uint8)
+p = np.asanyarray(nib.load(d + "/p1_pred.nii.gz").dataobj).astype(np.uint8)
+wr(d + "/label.nrrd", s); wr(d + "/pred.nrrd", p); wr(d + "/labelf.nrrd", s.astype(np.float32))
+wr(d + "/ct.nrrd", np.asanyarray(nib.load(d + "/p1.nii.gz").dataobj).astype(np.int16))
+PYEOF
+$PY "$T/plain.py" "$T" || fail newuser/plain_gen "plain.py failed"
+seg-eval --ref "$T/label.nrrd" "$T/pred.nrrd" > "$T/plain.csv" 2> "$T/plain.err"
+vol-cat --label "$T/p1_seg.nii.gz" --mask "$T/p1_pred.nii.gz" | seg-eval > "$T/nii.csv" 2>&1
+if [ "$(cut -d, -f3- "$T/plain.csv")" = "$(cut -d, -f3- "$T/nii.csv")" ] && [ "$(wc -l < "$T/plain.csv")" -gt 2 ]; then
+	pass newuser/seg_eval_plain_nrrd
+else
+	fail newuser/seg_eval_plain_nrrd "$(cat "$T/plain.err") $(head -3 "$T/plain.csv" | tr '\n' '|')"
+fi
+# the case of a plain file is its name
+check newuser/seg_eval_plain_nrrd_case grep -q '^pred,1,all,' "$T/plain.csv"
+roles=$(vol-cat "$T/ct.nrrd" --label "$T/label.nrrd" | vol-info --brief | cut -f2,3 | tr '\t\n' ': ')
+check newuser/volcat_plain_nrrd_roles test "$roles" = "ct:image ct:label "
+roles=$(vol-cat - < "$T/ct.nrrd" | vol-info --keys | grep -c 'medpipe.role:=image')
+check newuser/volcat_plain_nrrd_stdin_role test "$roles" -eq 1
+t=$(vol-cat "$T/ct.nrrd" --label "$T/labelf.nrrd" | vol-info --brief | sed -n 2p | cut -f4)
+check newuser/volcat_plain_nrrd_float_label test "$t" = uint8
+# a plain label frame into programs that act on labels
+n=$(vol-cat "$T/ct.nrrd" --label "$T/label.nrrd" | roi-crop --slices labelled | vol-info --brief | wc -l)
+check newuser/volcat_plain_nrrd_roi_crop test "$n" -eq 2
