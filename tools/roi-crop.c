@@ -43,7 +43,7 @@ static const mp_prog prog = {
 	"The case is held in memory. A case without a label frame, a label frame that is not "
 	"of an integer type, or an empty label frame (unless --empty says otherwise) is an "
 	"error (exit 1).",
-	"$ vol-cat ct.nii.gz --label seg.nii.gz | roi-crop --slices labelled | vol2npz out.npz\n"
+	"$ vol-cat ct.nii.gz --label seg.nii.gz | roi-crop --slices labelled | vol2npz -o out.npz\n"
 	"MedSAM's slice selection.\n"
 	"$ roi-crop --bbox 3d --margin-mm 10 < case.nrrd > roi.nrrd\n"
 	"Crop to the labels plus 10 mm on every side.\n"

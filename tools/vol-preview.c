@@ -47,7 +47,7 @@ static const mp_prog prog = {
 	"same input and options give the same bytes.",
 	"$ vol-cat ct.nii.gz --label seg.nii.gz | vol-preview -p soft-tissue -o ct.png\n"
 	"Labelled axial slices of a CT with its labels.\n"
-	"$ vol-preview -a coronal --slices every:8 --outline --alpha 0 -o 'png/%c.png' cases.nrrd\n"
+	"$ vol-preview -a coronal --slices every:8 --outline --alpha 0 -o '%c-coronal.png' cases.nrrd\n"
 	"Coronal outlines, one PNG per case.",
 	"seg-eval(1), hu-window(1), vol-info(1), medpipe(7)",
 	opts, 0

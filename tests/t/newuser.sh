@@ -42,7 +42,8 @@ stalled() { # start vol2npz -o $1 that has a temporary open and waits for more i
 	eval "pid$2=\$!"
 	exec 7> "$d/fifo$2"
 	cat "$T/p1.nrrd" >&7
-	k=0; while [ -z "$(ls -A "$d" | grep '\.tmp-')" ] && [ $k -lt 200 ]; do sleep 0.05; k=$((k + 1)); done
+	eval "p=\$pid$2"
+	k=0; while [ -z "$(ls -A "$d" | grep "\.tmp-$p-")" ] && [ $k -lt 200 ]; do sleep 0.05; k=$((k + 1)); done
 }
 stalled "$d/c.npz" 1
 tmp1=$(ls -A "$d" | grep "^\.c\.tmp-$pid1-......\.npz$")
@@ -105,3 +106,44 @@ check newuser/volcat_plain_nrrd_float_label test "$t" = uint8
 # a plain label frame into programs that act on labels
 n=$(vol-cat "$T/ct.nrrd" --label "$T/label.nrrd" | roi-crop --slices labelled | vol-info --brief | wc -l)
 check newuser/volcat_plain_nrrd_roi_crop test "$n" -eq 2
+
+# ---------------------------------------------------------------- 4. (H,W,3) .npy is a colour image
+"$PY" -c "
+import numpy as np
+a = (np.arange(40 * 36 * 3) % 251).astype(np.float64).reshape(40, 36, 3)
+np.save('$T/rgb.npy', a); np.save('$T/rgbf.npy', np.asfortranarray(a))
+np.save('$T/rgba.npy', (np.arange(40 * 36 * 4) % 200).astype(np.uint8).reshape(40, 36, 4))
+np.save('$T/thin.npy', np.zeros((4, 40, 3), np.int16))
+"
+s=$(vol-cat "$T/rgb.npy" | vol-info | grep 'sizes:' | tr -s ' ')
+check newuser/npy_hw3_is_colour test "$s" = " sizes: 3 36 40 (RGB-color domain domain)"
+s=$(vol-cat "$T/rgbf.npy" | vol-info | grep 'sizes:' | tr -s ' ')
+check newuser/npy_hw3_fortran_is_colour test "$s" = " sizes: 3 36 40 (RGB-color domain domain)"
+s=$(vol-cat "$T/rgba.npy" | vol-info | grep 'sizes:' | tr -s ' ')
+check newuser/npy_hw4_is_rgba test "$s" = " sizes: 4 36 40 (RGBA-color domain domain)"
+s=$(vol-cat --no-colour "$T/rgb.npy" | vol-info | grep 'sizes:' | tr -s ' ')
+check newuser/npy_no_colour test "$s" = " sizes: 3 36 40 (domain domain domain)"
+s=$(vol-cat "$T/thin.npy" | vol-info | grep 'sizes:' | tr -s ' ')
+check newuser/npy_short_axes_not_colour test "$s" = " sizes: 3 40 4 (domain domain domain)"
+# the colour frame keeps numpy's values, pixel by pixel: saved back as .npy it is the same array
+vol-cat "$T/rgb.npy" | vol-save "$T/back.npy" 2> "$T/back.err"
+check newuser/npy_colour_roundtrip "$PY" -c "
+import numpy as np
+a = np.load('$T/rgb.npy'); b = np.load('$T/back.npy')
+assert a.shape == b.shape and (a == b).all(), (a.shape, b.shape)"
+# MedSAM's per-slice images as vol2npz --slices writes them are colour frames again
+hu-window --preset soft-tissue --mapping medsam "$T/p1.nrrd" | vol2npz --layout medsam --slices "$T/sl" --size 64 -o "$T/sl.npz"
+f=$(ls "$T"/sl/imgs/*.npy | head -1)
+s=$(vol-cat "$f" | vol-info | grep 'sizes:' | tr -s ' ')
+check newuser/npy_medsam_slice_is_colour test "$s" = " sizes: 3 64 64 (RGB-color domain domain)"
+# sam-embed refuses what cannot be an image, in one line
+if "$VPY" tests/gen/sam_ckpt.py "$T/tiny.pth" --config tiny > "$T/ck.log" 2>&1; then
+	vol-cat --no-colour "$T/rgb.npy" > "$T/slivers.nrrd"
+	expect_err newuser/sam_embed_refuses_slivers 1 'frame 1: slices of 3 x 36 pixels are not images' sam-embed -w "$T/tiny.pth" "$T/slivers.nrrd"
+	vol-cat "$T/rgba.npy" > "$T/rgba.nrrd"
+	expect_err newuser/sam_embed_refuses_rgba 1 'frame 1: a RGBA-color frame of 4 samples per pixel' sam-embed -w "$T/tiny.pth" "$T/rgba.nrrd"
+	n=$(vol-cat "$T/rgb.npy" | sam-embed -w "$T/tiny.pth" -t 2 | vol-info --brief | cut -f3)
+	check newuser/sam_embed_colour_npy_one_slice test "$n" = embedding
+else
+	skip newuser/sam_embed_refuses "no random-weight checkpoint: $(tail -1 "$T/ck.log")"
+fi
