@@ -166,6 +166,8 @@ main(int argc, char **argv)
 		ids = 1;
 	if (!(dev = mp_dev_open(devspec)))
 		mp_die("%s", mp_err());
+	if (wide && mp_dev_c_only(dev, "--ids64") < 0)
+		mp_die("%s", mp_err());
 	o = mp_out_stdout();
 	mp_run_filter(args, nargs, o, each_frame, NULL);
 	mp_dev_close(dev);

@@ -147,3 +147,31 @@ if "$VPY" tests/gen/sam_ckpt.py "$T/tiny.pth" --config tiny > "$T/ck.log" 2>&1; 
 else
 	skip newuser/sam_embed_refuses "no random-weight checkpoint: $(tail -1 "$T/ck.log")"
 fi
+
+# ---------------------------------------------------------------- 6. a device named is a promise
+if [ "$(medpipe-devices --brief 2>/dev/null | grep -c '^opencl:')" -gt 0 ]; then
+	vol-cat "$T/p1.nii.gz" --label "$T/p1_seg.nii.gz" > "$T/case.nrrd"
+	expect_err newuser/opencl_spacing_no_fallback 1 'vol-resize: resampling to a spacing \(--spacing\) runs only in C, not on opencl:0' \
+		vol-resize --device opencl:0 --spacing 1 "$T/case.nrrd"
+	expect_err newuser/opencl_border_constant_no_fallback 1 'vol-resize: --border constant runs only in C, not on opencl' \
+		vol-resize --device opencl --interp bspline3 --border constant 64x64 "$T/case.nrrd"
+	# pieces too small for one slice: the OpenCL step cannot run (frames
+	# before the failing one have gone downstream: exit 1 and one line, as
+	# any failure at run time)
+	MEDPIPE_CL_PIECE=2000; export MEDPIPE_CL_PIECE
+	expect_err newuser/opencl_ccl_ids_small_pieces_fail 1 'ccl-clean: .*frame 2: component ids: connected components: cannot run on opencl:0' \
+		sh -c "ccl-clean --ids-only --device opencl:0 '$T/case.nrrd' > /dev/null"
+	expect_err newuser/opencl_resize_small_pieces_fail 1 'vol-resize: .*resize: cannot run on opencl:0' \
+		sh -c "vol-resize --device opencl 64x64 '$T/case.nrrd' > /dev/null"
+	# auto still falls back (with a note under --verbose only)
+	check newuser/auto_small_pieces_falls_back sh -c "ccl-clean --ids-only --device auto '$T/case.nrrd' | vol-info --brief | grep -q instance"
+	check newuser/env_named_device_no_fallback sh -c "! MEDPIPE_DEVICE=opencl:0 ccl-clean --ids-only '$T/case.nrrd' > /dev/null 2>&1"
+	unset MEDPIPE_CL_PIECE
+	expect_err newuser/opencl_ids64_no_fallback 1 'ccl-clean: --ids64 runs only in C, not on opencl' \
+		ccl-clean --ids64 --device opencl "$T/case.nrrd"
+	# what can run on the device still does, identical to C
+	a=$(vol-resize --device opencl 64x64 "$T/case.nrrd" | cksum); b=$(vol-resize --device cpu 64x64 "$T/case.nrrd" | cksum)
+	check newuser/opencl_resize_runs test "$a" = "$b"
+else
+	skip newuser/opencl_no_fallback "no OpenCL device (pocl-opencl-icd)"
+fi
