@@ -20,13 +20,13 @@ SANITY := $(foreach c,$(CASES),$(OUT)/sanity/$(c)_image.nii.gz $(OUT)/preview/$(
 # the label file only exists for cases with labels: made with the image
 $(OUT)/sanity/%_image.nii.gz: $(OUT)/work/%.nrrd
 	@mkdir -p $(@D)
-	@echo "nifti  $*"
-	$(Q)$(P)vol-save -p -i $< '$(OUT)/sanity/{case}_{role}.nii.gz'
+	@if [ -s $< ]; then echo "nifti  $*"; else echo "skip   $*: $(SKIPPED)"; fi
+	$(Q)[ ! -s $< ] || $(P)vol-save -p -i $< '$(OUT)/sanity/{case}_{role}.nii.gz'
 
 $(OUT)/preview/%.png: $(OUT)/work/%.nrrd
 	@mkdir -p $(@D)
-	@echo "png    $*"
-	$(Q)$(P)vol-preview $(PREVIEW) -o $@ $<
+	@[ ! -s $< ] || echo "png    $*"
+	$(Q)[ ! -s $< ] || $(P)vol-preview $(PREVIEW) -o $@ $<
 
 .PHONY: sanity
 sanity: $(SANITY)

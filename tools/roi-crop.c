@@ -140,7 +140,8 @@ crop_case(casebuf *c, mp_out *o)
 			return emit_all(c, o);
 		}
 		if (empty_mode == 2) {
-			mp_note("%s: case %s: no label: dropped", c->name, cname);
+			mp_warn("%s: case %s: the %s frame holds no %s: case left out (--empty drop)", c->name, cname,
+			        from, nlab ? "chosen label" : "label");
 			return 0;
 		}
 		return mp_seterr("%s: case %s: the %s frame holds no %s: nothing to keep (see --empty)",

@@ -175,3 +175,37 @@ if [ "$(medpipe-devices --brief 2>/dev/null | grep -c '^opencl:')" -gt 0 ]; then
 else
 	skip newuser/opencl_no_fallback "no OpenCL device (pocl-opencl-icd)"
 fi
+
+# ---------------------------------------------------------------- 7. a case cleaned to nothing is skipped
+DS=$T/ds
+mkdir -p "$DS/imagesTr" "$DS/labelsTr"
+for c in c01 c02; do
+	$GEN --size 64x56x18 --seed ${c#c0} --image "$DS/imagesTr/${c}_0000.nii.gz" --label "$DS/labelsTr/$c.nii.gz" > /dev/null
+done
+cp "$DS/imagesTr/c01_0000.nii.gz" "$DS/imagesTr/tiny_0000.nii.gz"
+# only structures under MIN=1000 voxels
+"$PY" -c "
+import nibabel as nib, numpy as np
+im = nib.load('$DS/labelsTr/c01.nii.gz'); a = np.zeros(im.shape, np.uint8)
+a[10:20, 10:20, 4:8] = 1; a[40:45, 30:35, 2:5] = 2
+nib.save(nib.Nifti1Image(a, im.affine), '$DS/labelsTr/tiny.nii.gz')"
+for k in "" -k; do
+	out=$T/out$k
+	make --no-print-directory -f pipelines/ct-npz.mk MEDPIPE_BIN="$PWD/$BIN" IN="$DS" OUT="$out" -j2 $k > "$T/mk.log" 2>&1; rc=$?
+	if [ $rc -eq 0 ] && [ -s "$out/npz/c01.npz" ] && [ -s "$out/npz/c02.npz" ] && [ ! -e "$out/npz/tiny.npz" ] \
+		&& [ "$(grep -c '^skip   tiny: no label left after the clean-up' "$T/mk.log")" -eq 1 ] \
+		&& [ "$(grep -c 'roi-crop: .*case tiny: .*case left out' "$T/mk.log")" -eq 1 ] \
+		&& grep -q '^tiny,0,,,,skipped: no label left' "$out/summary.csv" \
+		&& [ "$(grep -c ',ok$' "$out/summary.csv")" -eq 2 ] && grep -q '1 skipped' "$T/mk.log"; then
+		pass "newuser/pipeline_skips_empty_case${k:+_keep_going}"
+	else
+		fail "newuser/pipeline_skips_empty_case${k:+_keep_going}" "rc $rc: $(tr '\n' '|' < "$T/mk.log") :: $(tr '\n' '|' < "$out/summary.csv" 2>/dev/null)"
+	fi
+done
+# run again: nothing rebuilt, the skip said again, sanity.mk skips it too
+make --no-print-directory -f pipelines/ct-npz.mk MEDPIPE_BIN="$PWD/$BIN" IN="$DS" OUT="$T/out" > "$T/mk2.log" 2>&1
+check newuser/pipeline_skip_rerun test $? -eq 0 -a "$(grep -c '^prep' "$T/mk2.log")" -eq 0
+if [ -x "$BIN/vol-preview" ]; then
+	make --no-print-directory -f pipelines/sanity.mk MEDPIPE_BIN="$PWD/$BIN" IN="$DS" OUT="$T/out" -j2 > "$T/mk3.log" 2>&1
+	check newuser/sanity_skips_empty_case test $? -eq 0 -a -s "$T/out/preview/c01.png" -a ! -e "$T/out/preview/tiny.png"
+fi
