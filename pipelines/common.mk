@@ -121,7 +121,7 @@ $(OUT)/summary.csv: $(CASES:%=$(OUT)/info/%.csv)
 	@mkdir -p $(@D)
 	$(Q)trap 'rm -f "$@.tmp"' EXIT; trap 'exit 1' HUP INT TERM; \
 	  { echo "case,slices,size,spacing_mm,labels,status"; cat $^ /dev/null; } > $@.tmp && mv -f $@.tmp $@
-	@n=$$(grep -c ',skipped: ' $@); echo "summary $@ ($(words $(CASES)) cases$$([ $$n -eq 0 ] || echo ", $$n skipped"))"
+	@n=$$(grep -c ',skipped: ' $@ || true); echo "summary $@ ($(words $(CASES)) cases$$([ $$n -eq 0 ] || echo ", $$n skipped"))"
 
 # summary.csv is made only when every case succeeded; after a run with -k and
 # failed cases, this writes OUT/summary-partial.csv from the cases that did
