@@ -209,3 +209,28 @@ if [ -x "$BIN/vol-preview" ]; then
 	make --no-print-directory -f pipelines/sanity.mk MEDPIPE_BIN="$PWD/$BIN" IN="$DS" OUT="$T/out" -j2 > "$T/mk3.log" 2>&1
 	check newuser/sanity_skips_empty_case test $? -eq 0 -a -s "$T/out/preview/c01.png" -a ! -e "$T/out/preview/tiny.png"
 fi
+
+# ---------------------------------------------------------------- 10. more a newcomer meets
+# a program started at a prompt with no input says so, instead of waiting
+if have_cmd script; then
+	script -qc "$BIN/vol-info; echo rc=\$?" /dev/null < /dev/null > "$T/tty.log" 2>&1
+	if grep -q 'vol-info: no input: standard input is a terminal' "$T/tty.log" && grep -q 'rc=2' "$T/tty.log"; then
+		pass newuser/stdin_terminal_refused
+	else
+		fail newuser/stdin_terminal_refused "$(tr '\r\n' '  ' < "$T/tty.log")"
+	fi
+else
+	skip newuser/stdin_terminal_refused "script(1) missing"
+fi
+# vol2npz given its output where inputs go names the fix
+expect_err newuser/vol2npz_output_as_input 2 "vol2npz: $T/new.npz: no such input file; to write it, give -o $T/new.npz" \
+	vol2npz "$T/new.npz"
+# vol-preview names like vol-save's and vol2npz's
+{ vol-cat "$T/p1.nii.gz" --label "$T/p1_seg.nii.gz"; vol-cat --case two "$T/p1.nii.gz" --label "$T/p1_seg.nii.gz"; } > "$T/two.nrrd"
+check newuser/vol_preview_case_pattern sh -c "vol-preview -o '$T/pv_{case}_{n}.png' '$T/two.nrrd' && test -s '$T/pv_p1_1.png' -a -s '$T/pv_two_2.png'"
+# vol-save says how to name a frame it has no name for
+expect_err newuser/vol_save_unnamed_role 1 'frame 2 \(role label\): no output name for it \(give one, or --as label=NAME\)' \
+	vol-save -i "$T/two.nrrd" --as image="$T/x_{case}.nii.gz"
+# no doubled ': :' in messages of library calls
+echo 'five' > "$T/bad.map"
+expect_err newuser/no_double_colon 2 'bad.map: line 1: want FROM:TO' label-map --map-file "$T/bad.map" "$T/p1.nrrd"
