@@ -4,8 +4,8 @@
  * The temporary name is ".NAME.tmp-PID-XXXXXX.EXT": the writer's process id
  * in it, and the writer holds an flock on it until the rename.  A run killed
  * with SIGKILL cannot remove its temporary; the next writer of the same NAME
- * removes the ones whose writer is gone (no such process here, and no lock
- * held), so interrupted runs do not pile them up.  Files get the mode
+ * removes the ones whose writer is gone (no such process here, or a zombie;
+ * and no lock held), so interrupted runs do not pile them up.  Files get the mode
  * 0666 & ~umask, as any Unix tool's (mkstemp alone gives 0600). */
 #include "mp.h"
 
@@ -148,6 +148,28 @@ stale_pid(const char *s, const char *ext)
 	return strcmp(end + 7, ext) == 0 ? pid : 0;
 }
 
+/* the process is no more: none of that id here, or a zombie (its files,
+ * and so its lock, already closed; its parent killed too, it may wait long
+ * to be reaped) */
+static int
+gone(long pid)
+{
+	char path[64], buf[512], *p;
+	FILE *fp;
+	size_t n;
+
+	if (kill((pid_t)pid, 0) < 0 && errno == ESRCH)
+		return 1;
+	snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+	if (!(fp = fopen(path, "r")))
+		return 0;
+	n = fread(buf, 1, sizeof buf - 1, fp);
+	fclose(fp);
+	buf[n] = 0;
+	p = strrchr(buf, ')');
+	return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
+}
+
 /* remove the temporaries of dir/base left by writers that are gone: the pid
  * in the name is no live process here and nobody holds their lock */
 static void
@@ -171,7 +193,7 @@ remove_stale(const char *dir, const char *base, size_t baselen, const char *ext)
 		pid = stale_pid(n + 1 + baselen + 5, ext);
 		if (pid == 0 || pid == (long)getpid() || (pid_t)pid != pid)
 			continue;
-		if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+		if (!gone(pid))
 			continue;   /* alive (or not ours to judge) */
 		full = mp_xmalloc(dl + strlen(n) + 2);
 		sprintf(full, "%s/%s", dir, n);

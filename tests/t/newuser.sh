@@ -234,3 +234,35 @@ expect_err newuser/vol_save_unnamed_role 1 'frame 2 \(role label\): no output na
 # no doubled ': :' in messages of library calls
 echo 'five' > "$T/bad.map"
 expect_err newuser/no_double_colon 2 'bad.map: line 1: want FROM:TO' label-map --map-file "$T/bad.map" "$T/p1.nrrd"
+
+# ---------------------------------------------------------------- 5. ... and in the dataset Makefiles
+# temporaries left by SIGKILLed runs (a pid that is no process) go when the
+# target is made again; a second interrupted run does not add to them
+dead=999999; while kill -0 $dead 2>/dev/null; do dead=$((dead - 1)); done
+touch "$T/out/npz/.c01.tmp-$dead-AbC123.npz" "$T/out/npz/.c01.tmp-$dead-XyZ789.npz" "$T/out/npz/.c02.tmp-$dead-QqQ111.npz"
+sleep 1; touch "$T/out/work/c01.nrrd"
+make --no-print-directory -f pipelines/ct-npz.mk MEDPIPE_BIN="$PWD/$BIN" IN="$DS" OUT="$T/out" > "$T/mk4.log" 2>&1
+left=$(ls -A "$T/out/npz" | grep '\.tmp-' | tr '\n' ' ')
+check newuser/pipeline_stale_tmp_removed test "$left" = ".c02.tmp-$dead-QqQ111.npz "
+# a real kill: the whole run SIGKILLed while vol2npz holds its temporary
+# (a wrapper keeps its input open), twice; then a run to the end
+mkdir -p "$T/wb"
+for p in "$PWD/$BIN"/*; do ln -s "$p" "$T/wb/"; done
+rm "$T/wb/vol2npz"
+# (called as: vol2npz --layout medsam -o OUT WORK; the roles layout opens OUT at the first frame)
+printf '#!/bin/sh\n{ cat "$5"; sleep 30; } | "%s/vol2npz" -o "$4"\n' "$PWD/$BIN" > "$T/wb/vol2npz"; chmod +x "$T/wb/vol2npz"
+for k in 1 2; do
+	sleep 1; touch "$T/out/work/c01.nrrd"
+	setsid make --no-print-directory -f pipelines/ct-npz.mk MEDPIPE_BIN="$T/wb" IN="$DS" OUT="$T/out" "$T/out/npz/c01.npz" > /dev/null 2>&1 &
+	mk=$!
+	# the first run's temporary is removed by the second run's vol2npz when it starts
+	w=0; while [ -z "$(ls -A "$T/out/npz" | grep "^\.c01\.tmp-$(pgrep -f "$PWD/$BIN/vol2npz -o $T/out/npz/c01.npz" | head -1)-")" ] && [ $w -lt 300 ]; do sleep 0.05; w=$((w + 1)); done
+	kill -KILL -$mk 2>/dev/null; wait $mk 2>/dev/null
+done
+n=$(ls -A "$T/out/npz" | grep -c '^\.c01\.tmp-')
+make --no-print-directory -f pipelines/ct-npz.mk MEDPIPE_BIN="$PWD/$BIN" IN="$DS" OUT="$T/out" > "$T/mk5.log" 2>&1
+if [ "$n" -eq 1 ] && [ "$(ls -A "$T/out/npz" | grep -c '^\.c01\.tmp-')" -eq 0 ] && [ -s "$T/out/npz/c01.npz" ]; then
+	pass newuser/pipeline_killed_twice_no_tmp_left
+else
+	fail newuser/pipeline_killed_twice_no_tmp_left "$n temporaries after two kills (want 1), then: $(ls -A "$T/out/npz" | tr '\n' ' ')"
+fi
