@@ -4,8 +4,9 @@
  * The temporary name is ".NAME.tmp-PID-XXXXXX.EXT": the writer's process id
  * in it, and the writer holds an flock on it until the rename.  A run killed
  * with SIGKILL cannot remove its temporary; the next writer of the same NAME
- * removes the ones whose writer is gone (no such process here, or a zombie;
- * and no lock held), so interrupted runs do not pile them up.  Files get the mode
+ * (the first time it writes in that folder) removes every temporary there
+ * whose writer is gone (no such process here, or a zombie; and no lock
+ * held), so interrupted runs do not pile them up.  Files get the mode
  * 0666 & ~umask, as any Unix tool's (mkstemp alone gives 0600). */
 #include "mp.h"
 
@@ -129,23 +130,28 @@ unreg(const char *t)
 	pthread_mutex_unlock(&tmplock);
 }
 
-/* "PID-XXXXXX" + ext + NUL at s: the writer's pid, else 0 */
+/* ".NAME.tmp-PID-XXXXXX" or ".NAME.tmp-PID-XXXXXX.EXT", as mp_tmp_path
+ * names them: the writer's pid, else 0 */
 static long
-stale_pid(const char *s, const char *ext)
+stale_pid(const char *n)
 {
+	const char *t = NULL, *p;
 	char *end;
 	long pid;
-	size_t i;
 
-	if (!isdigit((unsigned char)*s))
+	if (n[0] != '.')
 		return 0;
-	pid = strtol(s, &end, 10);
+	for (p = strstr(n + 1, ".tmp-"); p; p = strstr(p + 1, ".tmp-"))
+		t = p;
+	if (!t || t == n + 1 || !isdigit((unsigned char)t[5]))
+		return 0;
+	pid = strtol(t + 5, &end, 10);
 	if (pid <= 0 || *end != '-')
 		return 0;
-	for (i = 1; i <= 6; i++)
+	for (int i = 1; i <= 6; i++)
 		if (!isalnum((unsigned char)end[i]))
 			return 0;
-	return strcmp(end + 7, ext) == 0 ? pid : 0;
+	return end[7] == 0 || end[7] == '.' ? pid : 0;
 }
 
 /* the process is no more: none of that id here, or a zombie (its files,
@@ -170,31 +176,39 @@ gone(long pid)
 	return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
 }
 
-/* remove the temporaries of dir/base left by writers that are gone: the pid
- * in the name is no live process here and nobody holds their lock */
+/* the folders already cleaned by this process */
+#define MAXDIRS 64
+static char *cleaned[MAXDIRS];
+static int ncleaned;
+
+/* remove the temporaries in dir left by writers that are gone: the pid in
+ * the name is no live process here and nobody holds their lock.  Once per
+ * folder and process (a run writing 100000 slice files scans it once). */
 static void
-remove_stale(const char *dir, const char *base, size_t baselen, const char *ext)
+remove_stale(const char *dir)
 {
-	DIR *d = opendir(dir);
+	DIR *d;
 	struct dirent *e;
 	size_t dl = strlen(dir);
+	int seen = 0;
 
-	if (!d)
+	pthread_mutex_lock(&tmplock);
+	for (int i = 0; i < ncleaned && !seen; i++)
+		seen = strcmp(cleaned[i], dir) == 0;
+	if (!seen && ncleaned < MAXDIRS)
+		cleaned[ncleaned++] = mp_xstrdup(dir);
+	pthread_mutex_unlock(&tmplock);
+	if (seen || !(d = opendir(dir)))
 		return;
 	while ((e = readdir(d))) {
 		const char *n = e->d_name;
-		long pid;
+		long pid = stale_pid(n);
 		char *full;
 		int fd;
 		struct stat st;
 
-		if (n[0] != '.' || strncmp(n + 1, base, baselen) != 0 || strncmp(n + 1 + baselen, ".tmp-", 5) != 0)
-			continue;
-		pid = stale_pid(n + 1 + baselen + 5, ext);
-		if (pid == 0 || pid == (long)getpid() || (pid_t)pid != pid)
-			continue;
-		if (!gone(pid))
-			continue;   /* alive (or not ours to judge) */
+		if (pid == 0 || pid == (long)getpid() || (pid_t)pid != pid || !gone(pid))
+			continue;   /* not ours, or alive (or not ours to judge) */
 		full = mp_xmalloc(dl + strlen(n) + 2);
 		sprintf(full, "%s/%s", dir, n);
 		fd = open(full, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
@@ -247,7 +261,7 @@ mp_tmp_path(const char *path)
 		char *dir = dirlen ? mp_xmalloc(dirlen + 1) : NULL;
 		if (dir)
 			snprintf(dir, dirlen + 1, "%.*s", (int)dirlen, path);
-		remove_stale(dir ? dir : ".", base, stem, ext);
+		remove_stale(dir ? dir : ".");
 		free(dir);
 	}
 	snprintf(t, n, "%.*s.%.*s.tmp-%ld-XXXXXX%s", (int)dirlen, path,
