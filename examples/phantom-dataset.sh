@@ -6,8 +6,9 @@
 #   DIR/imagesTr/phNN_0000.nii.gz + DIR/labelsTr/phNN.nii.gz   (nnU-Net)
 #   DIR/dcNN/dicom/IM*.dcm        + DIR/dcNN/label.nii.gz      (DICOM, via DCMTK)
 #
-#   make -f pipelines/ct-npz.mk -j2 -k IN=DIR OUT=DIR-out       # npz + summary.csv
-#   make -f pipelines/sanity.mk -j2 -k IN=DIR OUT=DIR-out       # NIfTI + PNG per case
+#   examples/phantom-dataset.sh ph                             # makes ph/, 4 cases
+#   make -f pipelines/ct-npz.mk -j2 -k IN=ph OUT=ph-out         # npz + summary.csv
+#   make -f pipelines/sanity.mk -j2 -k IN=ph OUT=ph-out         # NIfTI + PNG per case
 cd "$(dirname "$0")/.." || exit 1
 DIR=${1:?usage: examples/phantom-dataset.sh DIR [N]}
 N=${2:-4}

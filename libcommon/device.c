@@ -209,6 +209,14 @@ mp_dev_close(mp_dev *d)
 }
 
 int mp_dev_is_cl(const mp_dev *d) { return d && d->cl && !d->failed; }
+
+int
+mp_dev_c_only(const mp_dev *d, const char *what)
+{
+	if (!mp_dev_is_cl(d) || d->automatic)
+		return 0;
+	return mp_seterr("%s runs only in C, not on %s (use --device cpu or auto)", what, d->name);
+}
 struct mp_cl *mp_dev_cl(mp_dev *d) { return mp_dev_is_cl(d) ? d->cl : NULL; }
 const char *mp_dev_name(const mp_dev *d) { return d ? d->name : "cpu"; }
 
@@ -219,6 +227,12 @@ after_cl(mp_dev *d, int rc, const char *step)
 	if (rc == 0)
 		return 0;
 	if (rc == MP_CL_UNSUPPORTED) {
+		/* only auto may leave the device; a device named is a promise */
+		if (!d->automatic) {
+			mp_seterr("%s: cannot run on %s (too large for its buffers, or a type or precision it lacks; "
+			          "--device cpu or auto runs it in C)", step, d->name);
+			return -1;
+		}
 		mp_note("device: %s: not supported on %s; using the C path", step, d->name);
 		return 1;
 	}

@@ -92,6 +92,14 @@ reverse_axes(mp_frame *f, const size_t *sz, int nd)
 	return 0;
 }
 
+static int npy_colour = 1;
+
+void
+mp_npy_set_colour(int on)
+{
+	npy_colour = on;
+}
+
 int
 mp_npy_read_src(mp_fsrc *s, mp_frame *f)
 {
@@ -199,6 +207,9 @@ mp_npy_read_src(mp_fsrc *s, mp_frame *f)
 			return mp_preerr("%s", name);
 		}
 	}
+	/* numpy's (..., H, W, 3): the last axis (frame axis 0) holds colour samples */
+	if (npy_colour && (nd == 3 || nd == 4) && (f->size[0] == 3 || f->size[0] == 4) && f->size[1] > 4 && f->size[2] > 4)
+		snprintf(f->kind[0], sizeof f->kind[0], "%s", f->size[0] == 3 ? "RGB-color" : "RGBA-color");
 	return 0;
 }
 

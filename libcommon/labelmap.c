@@ -155,7 +155,7 @@ mp_lmap_file(mp_lmap *m, const char *path)
 		}
 		if (mp_lmap_add(m, rule) < 0) {
 			fclose(fp);
-			return mp_preerr("%s: line %d: ", path, ln);
+			return mp_preerr("%s: line %d", path, ln);
 		}
 	}
 	fclose(fp);

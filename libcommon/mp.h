@@ -124,7 +124,7 @@ void mp_fmt_double(char *buf, size_t n, double d);
 
 /* ---------------------------------------------------------------- the stream */
 typedef struct mp_in mp_in;
-/* path "-" or NULL: standard input */
+/* path "-" or NULL: standard input (a terminal there: usage error, exit 2) */
 mp_in *mp_in_open(const char *path);
 mp_in *mp_in_fd(int fd, const char *name);
 /* from a memory buffer (not copied) */

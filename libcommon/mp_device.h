@@ -37,12 +37,16 @@ void mp_dev_close(mp_dev *d);
 int mp_dev_is_cl(const mp_dev *d);
 struct mp_cl *mp_dev_cl(mp_dev *d);            /* NULL on the C path */
 const char *mp_dev_name(const mp_dev *d);     /* "cpu" or "opencl:0 (NAME)" */
+/* a step with no OpenCL implementation is about to run in C: 0 when d is
+ * the C path or was chosen by auto; -1 + mp_err ("WHAT runs only in C, not on
+ * DEVICE ...") when an OpenCL device was named, which is never left silently */
+int mp_dev_c_only(const mp_dev *d, const char *what);
 /* 0 if spec is well formed, else -1 + mp_err (usage error) */
 int mp_dev_check(const char *spec);
 /* MP_OPT_CALL handler: checks the spec and stores it in *(const char **)ctx */
 int mp_dev_optfn(void *ctx, const char *arg);
 
-#define MP_DEV_HELP "Where the heavy steps run: cpu (the C code), opencl (the first OpenCL GPU, else the first OpenCL device), opencl:N (device N of medpipe-devices) or auto (OpenCL when a GPU is present, else cpu). Default: $MEDPIPE_DEVICE, else auto. Results agree between devices: integers bit for bit, floating point within 1e-5 relative."
+#define MP_DEV_HELP "Where the heavy steps run: cpu (the C code), opencl (the first OpenCL GPU, else the first OpenCL device), opencl:N (device N of medpipe-devices) or auto (OpenCL when a GPU is present, else cpu). Default: $MEDPIPE_DEVICE, else auto. A device named (opencl, opencl:N) runs every step there or fails with one line; only auto falls back to the C path. Results agree between devices: integers bit for bit, floating point within 1e-5 relative."
 #define MP_DEV_OPTION(pspec) { "device", 0, MP_OPT_CALL, (pspec), mp_dev_optfn, "DEV", MP_DEV_HELP }
 
 /* ---------------------------------------------------------------- dispatch */

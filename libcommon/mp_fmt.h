@@ -156,6 +156,11 @@ int mp_meta_read(const char *path, mp_frame *f);
 int mp_meta_write(const char *path, const mp_frame *f, const mp_fmt_opts *o);
 /* npy from a source positioned at the magic (file or zip entry) */
 int mp_npy_read_src(mp_fsrc *s, mp_frame *f);
+/* numpy arrays of shape (H,W,3), (H,W,4), (Z,H,W,3) or (Z,H,W,4) with H and W
+ * above 4 are read as colour: a first frame axis of 3 or 4 samples of kind
+ * RGB-color / RGBA-color (MedSAM's per-slice layout).  0 turns the rule off
+ * (every axis spatial); the setting holds for the whole process. */
+void mp_npy_set_colour(int on);
 int mp_npy_read(const char *path, mp_frame *f);
 int mp_npy_write_file(const char *path, const mp_frame *f);
 int mp_npz_read(const char *path, mp_frame ***frames, size_t *n);

@@ -332,7 +332,7 @@ mp_sam_load(mp_sam *m, const char *path, const mp_sam_backend *be)
 	return 0;
 fail:
 	free(l.used);
-	mp_preerr("%s: ", path);
+	mp_preerr("%s", path);
 	mp_tl_free(&m->td);
 	return -1;
 }

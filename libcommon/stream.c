@@ -75,8 +75,12 @@ mp_in_open(const char *path)
 	int fd;
 	mp_in *in;
 
-	if (!path || strcmp(path, "-") == 0)
+	if (!path || strcmp(path, "-") == 0) {
+		/* a program started with no input at a prompt would wait silently */
+		if (isatty(0))
+			mp_usage_die("no input: standard input is a terminal; give input files or pipe frames in");
 		return mp_in_fd(0, "<stdin>");
+	}
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		mp_seterr("%s: cannot open:", path);

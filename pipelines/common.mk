@@ -4,7 +4,11 @@
 #   nnU-Net:  IN/imagesTr/NAME_0000.nii.gz  +  IN/labelsTr/NAME.nii.gz
 #   DICOM:    IN/NAME/dicom/...  (any depth)  +  IN/NAME/label.nii.gz
 #
-# (a case without its label file is processed as image only).  Every case is
+# (a case without its label file is processed as image only).  A case whose
+# label map holds no label once components under MIN/MIN2D are removed is
+# skipped, as MedSAM's pre_CT_MR.py does: roi-crop says so on one line, its
+# OUT/work/NAME.nrrd is empty, it gets no npz, NIfTI or preview, and
+# summary.csv lists it with status 'skipped'.  Every case is
 # one target; results go under OUT.  Each step writes its file whole or not at
 # all, so an interrupted run (Ctrl-C, a killed job, a failed case under -k)
 # leaves no finished-looking file, and running make again redoes only what is
@@ -90,14 +94,19 @@ $(OUT)/work/$(1).nrrd: $(call case_inputs,$(1)) | $(OUT)/work
 	  $(call case_source,$(1)) \
 	  | $(P)hu-window $(WINDOW_OPTS) \
 	  | $(P)ccl-clean --min $(MIN) --min2d $(MIN2D) \
-	  | $(P)roi-crop $(CROP) > $$@.tmp; \
+	  | $(P)roi-crop --empty drop $(CROP) > $$@.tmp; \
 	  mv -f $$@.tmp $$@
 endef
 $(foreach c,$(CASES),$(eval $(call case_rules,$(c))))
 
-# one CSV line per case: case, slices, size, spacing, labels (label:voxels ...)
+# a skipped case: its work file is empty
+SKIPPED = no label left after the clean-up (MIN=$(MIN) MIN2D=$(MIN2D))
+
+# one CSV line per case: case, slices, size, spacing, labels (label:voxels ...), status
 $(OUT)/info/%.csv: $(OUT)/work/%.nrrd | $(OUT)/info
-	$(Q)trap 'rm -f "$@.tmp"' EXIT; trap 'exit 1' HUP INT TERM; $(P)vol-info $< | awk -v c="$*" ' \
+	$(Q)trap 'rm -f "$@.tmp"' EXIT; trap 'exit 1' HUP INT TERM; \
+	  if [ ! -s $< ]; then echo '$*,0,,,,skipped: $(SKIPPED)' > $@.tmp; mv -f $@.tmp $@; exit 0; fi; \
+	  $(P)vol-info $< | awk -v c="$*" ' \
 	  /^frame /            { f++ } \
 	  /^  role:/           { role[f] = $$2 } \
 	  /^  sizes:/          { sz[f] = $$2 "x" $$3 "x" $$4; nz[f] = $$4 } \
@@ -105,17 +114,17 @@ $(OUT)/info/%.csv: $(OUT)/work/%.nrrd | $(OUT)/info
 	  /^  labels:/         { sub(/^  labels: *[0-9]+:? */, ""); gsub(/\(/, ":"); gsub(/\)/, ""); lab[f] = $$0 } \
 	  END { for (i = 1; i <= f; i++) if (role[i] == "image") im = i; if (!im) im = 1; \
 	        for (i = 1; i <= f; i++) if (role[i] == "label") lb = i; \
-	        printf "%s,%s,%s,%s,%s\n", c, nz[im], sz[im], sp[im], (lb ? lab[lb] : "") }' > $@.tmp; \
+	        printf "%s,%s,%s,%s,%s,ok\n", c, nz[im], sz[im], sp[im], (lb ? lab[lb] : "") }' > $@.tmp; \
 	  mv -f $@.tmp $@
 
 $(OUT)/summary.csv: $(CASES:%=$(OUT)/info/%.csv) | $(OUT)
 	$(Q)trap 'rm -f "$@.tmp"' EXIT; trap 'exit 1' HUP INT TERM; \
-	  { echo "case,slices,size,spacing_mm,labels"; cat $^ /dev/null; } > $@.tmp && mv -f $@.tmp $@; \
-	  echo "summary $@ ($(words $(CASES)) cases)"
+	  { echo "case,slices,size,spacing_mm,labels,status"; cat $^ /dev/null; } > $@.tmp && mv -f $@.tmp $@; \
+	  n=$$(grep -c ',skipped: ' $@ || true); echo "summary $@ ($(words $(CASES)) cases$$([ $$n -eq 0 ] || echo ", $$n skipped"))"
 
 # the output folders, order-only prerequisites (| DIR) made once: a progress
-# line is $(info ...) and not a recipe line, so that under Slurm (RUN=srun,
-# below) a case costs one job step per file and not three
+# line is $(info ...) or part of the one recipe line, so that under Slurm
+# (RUN=srun, below) a case costs one job step per file and not three
 $(OUT) $(OUT)/work $(OUT)/info:
 	@mkdir -p $@
 
@@ -123,7 +132,7 @@ $(OUT) $(OUT)/work $(OUT)/info:
 # failed cases, this writes OUT/summary-partial.csv from the cases that did
 partial-summary:
 	@mkdir -p $(OUT)
-	$(Q){ echo "case,slices,size,spacing_mm,labels"; cat $(wildcard $(CASES:%=$(OUT)/info/%.csv)) /dev/null; } > $(OUT)/summary-partial.csv.tmp \
+	$(Q){ echo "case,slices,size,spacing_mm,labels,status"; cat $(wildcard $(CASES:%=$(OUT)/info/%.csv)) /dev/null; } > $(OUT)/summary-partial.csv.tmp \
 	  && mv -f $(OUT)/summary-partial.csv.tmp $(OUT)/summary-partial.csv
 	@echo "summary $(OUT)/summary-partial.csv ($(words $(wildcard $(CASES:%=$(OUT)/info/%.csv))) of $(words $(CASES)) cases)"
 

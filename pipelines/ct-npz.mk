@@ -9,7 +9,8 @@
 #   OUT/npz/NAME.npz     imgs (Z,H,W uint8), gts (Z,H,W uint8), spacing
 #                        (resized in-plane to SIZExSIZE when SIZE is set)
 #   OUT/info/NAME.csv    and OUT/summary.csv: case, slices kept, size,
-#                        spacing, labels with their voxel counts
+#                        spacing, labels with their voxel counts, status (ok,
+#                        or skipped: no label left after the clean-up)
 # One line per case shows progress; V=1 shows the commands.  A failed case
 # leaves no output file; with -k the other cases go on.  Running make again
 # rebuilds only cases whose inputs changed or whose outputs are missing.
@@ -21,9 +22,10 @@ include $(dir $(lastword $(MAKEFILE_LIST)))common.mk
 
 NPZ := $(CASES:%=$(OUT)/npz/%.npz)
 
+# a skipped case (empty work file) gets no npz: one line, every run
 $(OUT)/npz/%.npz: $(OUT)/work/%.nrrd | $(OUT)/npz
-	$(info npz    $*)
-	$(Q)$(if $(SIZE),$(P)vol-resize $(SIZE)x$(SIZE) < $< | $(P)vol2npz --layout medsam -o $@,$(P)vol2npz --layout medsam -o $@ $<)
+	$(Q)if [ ! -s $< ]; then echo "skip   $*: $(SKIPPED)"; else echo "npz    $*"; \
+	  $(if $(SIZE),$(P)vol-resize $(SIZE)x$(SIZE) < $< | $(P)vol2npz --layout medsam -o $@,$(P)vol2npz --layout medsam -o $@ $<); fi
 
 $(OUT)/npz:
 	@mkdir -p $@

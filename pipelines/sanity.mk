@@ -19,12 +19,11 @@ SANITY := $(foreach c,$(CASES),$(OUT)/sanity/$(c)_image.nii.gz $(OUT)/preview/$(
 
 # the label file only exists for cases with labels: made with the image
 $(OUT)/sanity/%_image.nii.gz: $(OUT)/work/%.nrrd | $(OUT)/sanity
-	$(info nifti  $*)
-	$(Q)$(P)vol-save -p -i $< '$(OUT)/sanity/{case}_{role}.nii.gz'
+	$(Q)if [ ! -s $< ]; then echo "skip   $*: $(SKIPPED)"; else echo "nifti  $*"; \
+	  $(P)vol-save -p -i $< '$(OUT)/sanity/{case}_{role}.nii.gz'; fi
 
 $(OUT)/preview/%.png: $(OUT)/work/%.nrrd | $(OUT)/preview
-	$(info png    $*)
-	$(Q)$(P)vol-preview $(PREVIEW) -o $@ $<
+	$(Q)if [ -s $< ]; then echo "png    $*"; $(P)vol-preview $(PREVIEW) -o $@ $<; fi
 $(OUT)/sanity $(OUT)/preview:
 	@mkdir -p $@
 

@@ -61,7 +61,7 @@ static const mp_prog prog = {
 	"needs 4 (or 8) bytes per voxel for the id frame.",
 	"$ ccl-clean --min 1000 --min2d 100 < case.vol > clean.vol\n"
 	"MedSAM's rule (LiteMedSAM: --min 100 --min2d 10).\n"
-	"$ ccl-clean --binary --keep-largest --connectivity 6 < mask.vol > one.vol\n"
+	"$ ccl-clean --role mask --binary --keep-largest --connectivity 6 < mask.vol > one.vol\n"
 	"Keep the largest face-connected blob of a mask.\n"
 	"$ ccl-clean --ids-only --connectivity 6 < seg.vol | vol-info\n"
 	"Label the components.",
@@ -165,6 +165,8 @@ main(int argc, char **argv)
 	if (wide && !ids && !idsonly)
 		ids = 1;
 	if (!(dev = mp_dev_open(devspec)))
+		mp_die("%s", mp_err());
+	if (wide && mp_dev_c_only(dev, "--ids64") < 0)
 		mp_die("%s", mp_err());
 	o = mp_out_stdout();
 	mp_run_filter(args, nargs, o, each_frame, NULL);

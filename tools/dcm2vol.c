@@ -74,9 +74,9 @@ static const mp_prog prog = {
 	"other series are still converted, and the exit status is 1.  Series are written in the order of --list.",
 	"$ dcm2vol ct/case01/ | vol-info --brief\n"
 	"One frame per series found under ct/case01/.\n"
-	"$ dcm2vol --list /data/study\n"
+	"$ dcm2vol --list study/\n"
 	"The series of a study, without converting.\n"
-	"$ dcm2vol --series 3 --tilt ortho /data/study | vol-save head.nii.gz\n"
+	"$ dcm2vol --series 3 --tilt ortho study/ | vol-save head.nii.gz\n"
 	"The third series, gantry tilt resampled away.",
 	"vol-info(1), vol-save(1), vol-cat(1), dcm2niix(1), medpipe-vol(5), medpipe(7)",
 	opts, 1

@@ -58,7 +58,7 @@ static const mp_prog prog = {
 	"bit the same. See medpipe-devices(1).",
 	"$ hu-window --preset soft-tissue < ct.nrrd > ct-w.nrrd\n"
 	"Window 40/400 to uint8 0..255.\n"
-	"$ vol-cat ct.nii.gz --label seg.nii.gz | hu-window -l 40 -w 400 --mapping medsam | vol2npz --layout medsam out.npz\n"
+	"$ vol-cat ct.nii.gz --label seg.nii.gz | hu-window -l 40 -w 400 --mapping medsam | vol2npz --layout medsam -o out.npz\n"
 	"MedSAM's CT preprocessing.\n"
 	"$ vol-cat mr.nii.gz | hu-window --percentiles 0.5,99.5 --nonzero --mapping medsam\n"
 	"MedSAM's MR normalisation.\n"

@@ -44,7 +44,12 @@ static const mp_prog prog = {
 	"MEDPIPE_CL_PIECE=BYTES the size of the pieces a volume is processed in.\n\n"
 	"Exit status 0, also when there is no OpenCL platform (the cpu line is still printed, with "
 	"the reason on the opencl line); 1 when --build fails.",
-	"medpipe-devices\nmedpipe-devices --build --device opencl:0\nMEDPIPE_DEVICE=opencl:1 ccl-clean --min 100 < in.nrrd > out.nrrd",
+	"$ medpipe-devices\n"
+	"The devices, and what auto chooses.\n"
+	"$ medpipe-devices --build --device opencl:0\n"
+	"Build the kernels for device 0 once, before a parallel make.\n"
+	"$ MEDPIPE_DEVICE=opencl:0 ccl-clean --min 100 < in.nrrd > out.nrrd\n"
+	"Run a step on device 0 (fails with one line if it cannot run there).",
 	"hu-window(1), vol-resize(1), ccl-clean(1), medpipe(7)",
 	opts, 0
 };

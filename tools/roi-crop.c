@@ -43,7 +43,7 @@ static const mp_prog prog = {
 	"The case is held in memory. A case without a label frame, a label frame that is not "
 	"of an integer type, or an empty label frame (unless --empty says otherwise) is an "
 	"error (exit 1).",
-	"$ vol-cat ct.nii.gz --label seg.nii.gz | roi-crop --slices labelled | vol2npz out.npz\n"
+	"$ vol-cat ct.nii.gz --label seg.nii.gz | roi-crop --slices labelled | vol2npz -o out.npz\n"
 	"MedSAM's slice selection.\n"
 	"$ roi-crop --bbox 3d --margin-mm 10 < case.nrrd > roi.nrrd\n"
 	"Crop to the labels plus 10 mm on every side.\n"
@@ -140,7 +140,8 @@ crop_case(casebuf *c, mp_out *o)
 			return emit_all(c, o);
 		}
 		if (empty_mode == 2) {
-			mp_note("%s: case %s: no label: dropped", c->name, cname);
+			mp_warn("%s: case %s: the %s frame holds no %s: case left out (--empty drop)", c->name, cname,
+			        from, nlab ? "chosen label" : "label");
 			return 0;
 		}
 		return mp_seterr("%s: case %s: the %s frame holds no %s: nothing to keep (see --empty)",

@@ -179,9 +179,9 @@ static const mp_prog prog = {
 	"Memory: an embedding frame is 16 MiB per slice (ViT-B); one of more than 1 GiB (the embeddings "
 	"of a whole CT) is copied to an unlinked file in $TMPDIR (default /tmp) and mapped rather than "
 	"held on the heap, so the kernel can page it (MEDPIPE_SPOOL_BYTES sets the threshold in bytes).",
-	"$ sam-decode -w medsam_vit_b.pth --box 120,80,260,210 < emb.nrrd > mask.nrrd\n"
-	"Segments the box on a 2-D slice.\n"
-	"$ sam-decode -w medsam_vit_b.pth --box3d 100,90,12,180,160,30 < emb.nrrd | vol-save pred.nii.gz\n"
+	"$ sam-decode -w medsam_vit_b.pth --box 120,80,260,210,6 < emb.nrrd > mask.nrrd\n"
+	"Segments the box on slice 6 (of a 2-D image, leave the slice out).\n"
+	"$ sam-decode -w medsam_vit_b.pth --box3d 100,90,2,180,160,10 < emb.nrrd | vol-save --as mask=pred.nii.gz\n"
 	"Segments a 3-D box slice by slice from the middle outwards, as LiteMedSAM.",
 	"sam-embed(1), seg-eval(1), vol-restore(1), medpipe-vol(5)",
 	opts, 1
@@ -211,7 +211,7 @@ read_boxfile(const char *path)
 			int e = w == 4 ? add_box(v + r * w, 4, (long)r + 1) : add_box3(v + r * w, 6, (long)r + 1);
 			if (e) {
 				free(v);
-				return mp_preerr("%s: box %lld: ", path, (long long)r);
+				return mp_preerr("%s: box %lld", path, (long long)r);
 			}
 		}
 		free(v);
@@ -240,7 +240,7 @@ read_boxfile(const char *path)
 		}
 		if (add_box(v, n, (long)++nb)) {
 			fclose(fp);
-			return mp_preerr("%s: line %d: ", path, ln);
+			return mp_preerr("%s: line %d", path, ln);
 		}
 	}
 	fclose(fp);
@@ -550,7 +550,7 @@ job_init(job *j, mp_frame *e, const char *src, int frameno)
 	j->src = src;
 	j->frameno = frameno;
 	if (mp_sam_emb_read(e, &j->info))
-		return mp_preerr("%s: frame %d: ", src, frameno);
+		return mp_preerr("%s: frame %d", src, frameno);
 	if (j->info.G != model.cfg.grid || j->info.C != model.cfg.out_chans ||
 	    strcmp(j->info.weights_id, model_id) != 0)
 		return mp_seterr("%s: frame %d: embeddings made by weights %s (%s), not by %s (%s)", src, frameno,

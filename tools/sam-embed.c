@@ -85,10 +85,17 @@ layout(const mp_frame *f, int *nc, int *off, size_t *nx, size_t *ny, size_t *nz)
 	}
 	*nc = 1;
 	*off = 0;
+	if (f->dim >= 3 && (strstr(f->kind[0], "color") || strcmp(f->kind[0], "vector") == 0))
+		return mp_seterr("a %s frame of %zu samples per pixel: SAM takes grey or RGB (3) images",
+		                 f->kind[0], f->size[0]);
 	if (f->dim == 2 || f->dim == 3) {
 		*nx = f->size[0];
 		*ny = f->size[1];
 		*nz = f->dim == 3 ? f->size[2] : 1;
+		/* e.g. an (H,W,3) array read as H slices of 3 x W (vol-cat --no-colour) */
+		if (*nx <= 4 || *ny <= 4)
+			return mp_seterr("slices of %zu x %zu pixels are not images (a colour or channel axis read as x or y?)",
+			                 *nx, *ny);
 		return 0;
 	}
 	return mp_seterr("frame of %d dimensions: 2-D or 3-D grey or RGB images only", f->dim);
@@ -155,7 +162,7 @@ embed(const char *src, int frameno, mp_frame *f, mp_out *o)
 	int S = model.cfg.img_size, G = model.cfg.grid, C = model.cfg.out_chans;
 
 	if (layout(f, &nc, &off, &nx, &ny, &nz))
-		return mp_preerr("%s: frame %d: ", src, frameno);
+		return mp_preerr("%s: frame %d", src, frameno);
 	unsigned char *use = mp_xmalloc(nz);
 	if (strcmp(slicestr, "all") == 0)
 		memset(use, 1, nz);
@@ -168,7 +175,7 @@ embed(const char *src, int frameno, mp_frame *f, mp_out *o)
 		memcpy(use, lab_used, nz);
 	} else if (parse_list(slicestr, nz, use)) {
 		free(use);
-		return mp_preerr("%s: frame %d: ", src, frameno);
+		return mp_preerr("%s: frame %d", src, frameno);
 	}
 	size_t nsel = 0, *sel = mp_xmalloc((nz + 1) * sizeof *sel);
 	for (size_t z = 0; z < nz; z++)

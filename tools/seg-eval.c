@@ -14,7 +14,7 @@ static int no_nsd, summary, all_nsd;
 
 static const mp_opt opts[] = {
 	{ "tolerance", 't', MP_OPT_DBL, &tol, NULL, "MM", "Tolerance of the surface Dice in mm (default 2)." },
-	{ "ref", 'r', MP_OPT_STR, &ref_file, NULL, "FILE", "Read the reference frames from FILE: a frame stream (its frames of every role but image, so a stream of CT and labels can be given as it is) or an image file (.nii.gz, .nrrd, .mha, .npz, ...: every frame it holds, whatever its role); each prediction is matched to the reference of its case, or, when cases are not set, to the next reference in order. Every input frame that is not of role image is then a prediction, and inputs may be image files too." },
+	{ "ref", 'r', MP_OPT_STR, &ref_file, NULL, "FILE", "Read the reference frames from FILE: a frame stream (its frames of every role but image, so a stream of CT and labels can be given as it is) or an image file (.nii.gz, .nrrd, .mha, .npz, ...: every frame it holds, whatever its role; a .nrrd from another program, without medpipe.role, counts as such a file); each prediction is matched to the reference of its case, or, when cases are not set, to the next reference in order. Every input frame that is not of role image (a frame without medpipe.role included) is then a prediction, and inputs may be image files too." },
 	{ "ref-role", 0, MP_OPT_STR, &ref_role, NULL, "ROLE", "Role of the reference frames in the input stream (default label)." },
 	{ "pred-role", 0, MP_OPT_STR, &pred_role, NULL, "ROLE", "Role of the prediction frames in the input stream (default mask)." },
 	{ "no-nsd", 0, MP_OPT_FLAG, &no_nsd, NULL, NULL, "Dice only (the nsd column is empty)." },
@@ -135,6 +135,17 @@ read_vol(mp_in *in, mp_frame *f, vol *v)
 	return frame_vol(f, mp_in_name(in), mp_in_frameno(in), v);
 }
 
+/* a frame of role image: a CT next to its labels, skipped with --ref.  A
+ * frame without medpipe.role (a plain .nrrd from 3D Slicer, pyradiomics, ...)
+ * counts whatever it holds, as an image file does. */
+static int
+is_image_role(const mp_frame *f)
+{
+	const char *r = mp_get_kv(f, "medpipe.role");
+
+	return r && strcmp(r, "image") == 0;
+}
+
 /* a path that is not a frame stream but an image file (NIfTI, MetaImage, ...) */
 static int
 is_image_file(const char *path)
@@ -253,7 +264,7 @@ main(int argc, char **argv)
 		if (!in)
 			mp_die("%s", mp_err());
 		while ((r = mp_in_header(in, &f)) == 1) {
-			if (strcmp(mp_role(&f), "image") == 0) {   /* a CT is not a reference */
+			if (is_image_role(&f)) {   /* a CT is not a reference */
 				if (mp_in_skipdata(in) < 0)
 					mp_die("%s", mp_err());
 				mp_frame_free(&f);
@@ -318,7 +329,7 @@ main(int argc, char **argv)
 		while ((r = mp_in_header(in, &f)) == 1) {
 			const char *role = mp_role(&f);
 			if (ref_file) {
-				if (strcmp(role, "image") == 0) {
+				if (is_image_role(&f)) {
 					if (mp_in_skipdata(in) < 0)
 						mp_die("%s", mp_err());
 					mp_frame_free(&f);

@@ -45,7 +45,7 @@ static const mp_prog prog = {
 	"medpipe.augment records the parameters drawn. Frames of a case are adjacent in the "
 	"stream and must have the same sizes; frames of other roles pass through unchanged. 2D "
 	"frames are rotated in-plane only.",
-	"$ vol-cat ct.nii.gz --label seg.nii.gz | vol-augment -n 4 --seed 7 -f x | vol2npz -o aug/%c.npz\n"
+	"$ vol-cat ct.nii.gz --label seg.nii.gz | vol-augment -n 4 --seed 7 -f x | vol2npz -o 'aug_{case}.npz'\n"
 	"Four copies per case, with left-right flips, as npz files.\n"
 	"$ vol-augment -r 5,5,15 -e 2,30 --noise 10 --keep cases.nrrd > more.nrrd\n"
 	"Rotation about all axes, elastic deformation and noise; originals kept.",

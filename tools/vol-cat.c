@@ -18,7 +18,7 @@ typedef struct {
 static input *inputs;
 static size_t ninputs;
 static const char *next_role, *next_case;
-static int nolabelfix;
+static int nolabelfix, nocolour;
 
 static void
 add_input(const char *path, const char *role)
@@ -72,6 +72,7 @@ static const mp_opt opts[] = {
 	{ "role", 'r', MP_OPT_CALL, NULL, opt_role, "ROLE", "Give the files that follow this role (image, label, mask, logits, ...)." },
 	{ "case", 'c', MP_OPT_CALL, NULL, opt_case, "ID", "Give the files that follow this case identifier. Without it, an image's case is its file name without folder and extension (and without an nnU-Net channel suffix _0000), and a label or mask takes the case of the image before it." },
 	{ "keep-float-labels", 0, MP_OPT_FLAG, &nolabelfix, NULL, NULL, "Leave floating-point label maps as they are." },
+	{ "no-colour", 0, MP_OPT_FLAG, &nocolour, NULL, NULL, "Read every axis of .npy/.npz arrays as a spatial axis: an (H,W,3) array becomes H slices of 3 x W pixels (by default it is one colour image, see DESCRIPTION)." },
 	{ NULL, 0, MP_OPT_END, NULL, NULL, NULL, NULL }
 };
 
@@ -83,7 +84,7 @@ static const mp_prog prog = {
 	"standard output, in the order given. Supported: NRRD (.nrrd, .nhdr with its data file; "
 	"raw, gzip, ascii), NIfTI-1 and NIfTI-2 (.nii, .nii.gz), Analyze 7.5 (.hdr/.img), "
 	"MetaImage (.mha, .mhd with .raw or .zraw), numpy (.npy, and .npz: one frame per "
-	"array). A file holding a frame stream (as written by medpipe programs) and '-' "
+	"array; see below). A file holding a frame stream (as written by medpipe programs) and '-' "
 	"(standard input) pass their frames through; their role and case are only changed "
 	"when --role/--case (or --label, ...) name them. A DICOM file or a folder gives "
 	"one frame per image series, converted as dcm2vol(1) does with its default options "
@@ -93,11 +94,23 @@ static const mp_prog prog = {
 	"TransformMatrix and Offset, NRRD's space directions from any named space. "
 	"NIfTI scl_slope/scl_inter are applied (values become float when the slope or "
 	"intercept is not the identity).\n\n"
-	"Each frame gets medpipe.role (image unless told otherwise) and medpipe.case. "
+	"numpy arrays have no geometry (spacing 1). A C-order array of shape (Z,Y,X) is a frame "
+	"of Z slices of X by Y pixels. Colour rule: an array whose last axis holds 3 or 4 values "
+	"and whose two axes before it are longer than 4 (shape (H,W,3), (H,W,4), (Z,H,W,3) or "
+	"(Z,H,W,4), as MedSAM's per-slice images that vol2npz --slices writes) is read as a "
+	"colour image: a first frame axis of 3 (kind RGB-color) or 4 (RGBA-color) samples per "
+	"pixel, then W, H (and Z); --no-colour reads every axis as spatial.\n\n"
+	"Each frame gets medpipe.role and medpipe.case. The role is the one --label, --mask, "
+	"--image or --role give; without them it is image for files of every format, and for "
+	"frames that arrive without medpipe.role (a .nrrd written by 3D Slicer, pyradiomics, "
+	"ITK or unu, also through '-'); frames of a medpipe stream keep theirs. "
 	"A label frame from a file must hold whole numbers.",
-	"vol-cat ct.nii.gz --label seg.nii.gz | vol-info\n"
-	"vol-cat --case c01 img.mha --label seg.mha > c01.nrrd\n"
-	"vol-cat imagesTr/liver_003_0000.nii.gz --label labelsTr/liver_003.nii.gz | hu-window --preset liver | vol-save out/{case}_{role}.nii.gz",
+	"$ vol-cat ct.nii.gz --label seg.nii.gz | vol-info\n"
+	"A CT and its label map as one stream.\n"
+	"$ vol-cat --case c01 img.mha --label seg.mha > c01.nrrd\n"
+	"Both frames of case c01, saved as a stream.\n"
+	"$ vol-cat imagesTr/liver_003_0000.nii.gz --label labelsTr/liver_003.nii.gz | hu-window --preset liver | vol-save -p out/{case}_{role}.nii.gz\n"
+	"An nnU-Net case (case liver_003), windowed, to out/liver_003_image.nii.gz and out/liver_003_label.nii.gz.",
 	"vol-save(1), vol-info(1), dcm2vol(1), medpipe-vol(5), medpipe(7)",
 	opts, 1
 };
@@ -241,6 +254,8 @@ main(int argc, char **argv)
 	size_t nframes = 0;
 
 	mp_parse_pos(&prog, argc, argv, pos, NULL);
+	if (nocolour)
+		mp_npy_set_colour(0);
 	if (ninputs == 0)
 		add_input("-", NULL);
 	o = mp_out_stdout();
@@ -253,8 +268,11 @@ main(int argc, char **argv)
 			if (!s)
 				mp_die("%s", mp_err());
 			while ((r = mp_in_header(s, &f)) == 1) {
+				int plain = !mp_get_kv(&f, "medpipe.role");   /* a NRRD from elsewhere */
 				if (in->role)
 					mp_set_kv(&f, "medpipe.role", in->role);
+				else if (plain)
+					mp_set_kv(&f, "medpipe.role", "image");
 				if (in->kase)
 					mp_set_kv(&f, "medpipe.case", in->kase);
 				else if (!mp_get_kv(&f, "medpipe.case") && strcmp(in->path, "-") != 0) {
@@ -264,7 +282,11 @@ main(int argc, char **argv)
 					mp_set_kv(&f, "medpipe.case", c);
 					free(c);
 				}
-				if (mp_pass(s, &f, o) < 0)
+				if (plain && strcmp(mp_role(&f), "label") == 0 && !mp_type_is_int(f.type) && !nolabelfix) {
+					/* a floating-point label map from elsewhere, as for other files */
+					if (mp_in_rest(s, &f) < 0 || fix_label(&f, in->path) < 0 || mp_out_frame(o, &f) < 0)
+						mp_die("%s", mp_err());
+				} else if (mp_pass(s, &f, o) < 0)
 					mp_die("%s", mp_err());
 				free(lastcase);
 				lastcase = mp_xstrdup(mp_case(&f));

@@ -23,7 +23,10 @@ static const mp_prog prog = {
 	"as it grows), the origin (LPS, mm), the space directions, the value range and, for "
 	"frames of role label or mask, the labels present with their voxel counts.\n\n"
 	"Frames are read slab by slab: a volume of any size is summarised in little memory.",
-	"dcm2vol ct/ | vol-info\nvol-cat ct.nii.gz --label seg.nii.gz | vol-info --brief",
+	"$ dcm2vol ct/ | vol-info\n"
+	"Every DICOM series under ct/.\n"
+	"$ vol-cat ct.nii.gz --label seg.nii.gz | vol-info --brief\n"
+	"One line per frame.",
 	"vol-cat(1), vol-save(1), medpipe-vol(5), medpipe(7)",
 	opts, 0
 };

@@ -13,7 +13,7 @@ static double alpha = 0.4, scale = 1;
 static int outline, no_legend, no_text;
 
 static const mp_opt opts[] = {
-	{ "output", 'o', MP_OPT_STR, &outpat, NULL, "FILE", "PNG to write (required). '%c' in the name is replaced by the case, '%n' by the case's number (1, 2, ...); needed when the input holds several cases." },
+	{ "output", 'o', MP_OPT_STR, &outpat, NULL, "FILE", "PNG to write (required). '{case}' (or '%c') in the name is replaced by the case, '{n}' (or '%n') by the case's number (1, 2, ...), as in vol-save and vol2npz names; needed when the input holds several cases." },
 	{ "axis", 'a', MP_OPT_STR, &axis_s, NULL, "PLANE", "axial (default), coronal or sagittal: slices across the third, second or first voxel axis. Coronal and sagittal slices are drawn with the third axis (superior) up." },
 	{ "slices", 's', MP_OPT_STR, &slices_s, NULL, "SPEC", "Which slices: 'labelled' (those where a label or mask frame is non-zero; the default when there is one), 'all' (the default otherwise), 'every:N' (every Nth), or a list of 0-based indices '3,10,20'." },
 	{ "max", 'm', MP_OPT_INT, &maxn, NULL, "N", "At most N slices (evenly spread over the chosen ones; default 16; 0: no limit)." },
@@ -47,7 +47,7 @@ static const mp_prog prog = {
 	"same input and options give the same bytes.",
 	"$ vol-cat ct.nii.gz --label seg.nii.gz | vol-preview -p soft-tissue -o ct.png\n"
 	"Labelled axial slices of a CT with its labels.\n"
-	"$ vol-preview -a coronal --slices every:8 --outline --alpha 0 -o 'png/%c.png' cases.nrrd\n"
+	"$ vol-preview -a coronal --slices every:8 --outline --alpha 0 -o '{case}-coronal.png' cases.nrrd\n"
 	"Coronal outlines, one PNG per case.",
 	"seg-eval(1), hu-window(1), vol-info(1), medpipe(7)",
 	opts, 0
@@ -94,18 +94,21 @@ out_name(const char *casename)
 {
 	size_t n = strlen(outpat) + 64;
 	for (const char *p = outpat; *p; p++)
-		if (p[0] == '%' && p[1] == 'c')
-			n += strlen(casename);
+		if ((p[0] == '%' && p[1] == 'c') || strncmp(p, "{case}", 6) == 0)
+			n += strlen(casename) + 4;
+		else if (strncmp(p, "{n}", 3) == 0)
+			n += 24;
 	char *s = mp_xmalloc(n), *q = s;
 	for (const char *p = outpat; *p; p++) {
-		if (p[0] == '%' && p[1] == 'c') {
+		int brace = strncmp(p, "{case}", 6) == 0;
+		if ((p[0] == '%' && p[1] == 'c') || brace) {
 			const char *c = *casename ? casename : "case";
 			for (; *c; c++)
 				*q++ = (*c == '/') ? '_' : *c;
-			p++;
-		} else if (p[0] == '%' && p[1] == 'n') {
+			p += brace ? 5 : 1;
+		} else if ((p[0] == '%' && p[1] == 'n') || strncmp(p, "{n}", 3) == 0) {
 			q += sprintf(q, "%d", ncase);
-			p++;
+			p += p[0] == '{' ? 2 : 1;
 		} else
 			*q++ = *p;
 	}
@@ -119,8 +122,8 @@ render(kase *k)
 	if (!k->have_dim)
 		return;
 	ncase++;
-	if (ncase > 1 && !strstr(outpat, "%c") && !strstr(outpat, "%n"))
-		mp_die("%s: frame %d: a second case ('%s'): use %%c or %%n in the --output name",
+	if (ncase > 1 && !strstr(outpat, "%c") && !strstr(outpat, "%n") && !strstr(outpat, "{case}") && !strstr(outpat, "{n}"))
+		mp_die("%s: frame %d: a second case ('%s'): use {case} or {n} in the --output name",
 		       k->src, k->frameno, k->casename);
 	size_t ns = mp_preview_nslices(k->dim, axis), *sel = mp_xmalloc((ns ? ns : 1) * sizeof *sel), nsel = 0;
 	size_t plane = k->dim[0] * k->dim[1] * k->dim[2] / (ns ? ns : 1);

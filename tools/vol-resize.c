@@ -61,7 +61,8 @@ static const mp_prog prog = {
 	"--device (or MEDPIPE_DEVICE) chooses where the in-plane resize runs: cpu (this C code) "
 	"or an OpenCL device, which uses the same tables and sums in the same order (nearest: "
 	"bit for bit; the float methods agree to 1e-5 of the slice range). "
-	"Resampling to a spacing runs in C. See medpipe-devices(1).",
+	"Resampling to a spacing and --border constant run only in C: with an OpenCL device named "
+	"(not auto) they fail with one line rather than leave it. See medpipe-devices(1).",
 	"$ vol-resize 1024x1024 < case.nrrd > case1024.nrrd\n"
 	"Every slice to 1024 x 1024 (images linear, labels nearest).\n"
 	"$ vol-resize --longest 256 --pad --interp bspline3 < case.nrrd\n"
@@ -419,6 +420,10 @@ main(int argc, char **argv)
 		mp_usage_die("--type: unknown type '%s'", otype_s);
 
 	if (!(dev = mp_dev_open(devspec)))
+		mp_die("%s", mp_err());
+	if (spacing_s && mp_dev_c_only(dev, "resampling to a spacing (--spacing)") < 0)
+		mp_die("%s", mp_err());
+	if (zero_border && mp_dev_c_only(dev, "--border constant") < 0)
 		mp_die("%s", mp_err());
 	mp_out *o = mp_out_stdout();
 	mp_run_filter(args, nargs, o, each_frame, NULL);

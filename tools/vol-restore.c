@@ -40,9 +40,9 @@ static const mp_prog prog = {
 	"coordinates (LPS, mm) in the original grid (or, for frames without history, in the frame's "
 	"own grid) and takes the value found there by nearest neighbour.\n\n"
 	"The frame is held in memory; the output is written slice by slice.",
-	"$ vol-cat ct.nii.gz --label seg.nii.gz | roi-crop --bbox 3d | vol-resize 1024x1024 | sam-decode ... | vol-restore | vol-save pred.nii.gz\n"
+	"$ vol-cat ct.nii.gz --label seg.nii.gz | roi-crop --bbox 3d | vol-resize 1024x1024 | sam-embed -w medsam_vit_b.pth --slices labelled | sam-decode -w medsam_vit_b.pth --from-label | vol-restore | vol-save --as mask=pred.nii.gz --as label=ref.nii.gz\n"
 	"A prediction back on the CT's grid.\n"
-	"$ vol-restore --ref ct.nii.gz < pred.nrrd | vol-save pred-on-ct.nii.gz\n"
+	"$ vol-restore --ref ct.nii.gz < pred.nrrd | vol-save --as mask=pred-on-ct.nii.gz --as label=ref-on-ct.nii.gz\n"
 	"Onto the grid of a reference image.",
 	"roi-crop(1), vol-resize(1), vol-save(1), medpipe-vol(5)",
 	opts, 1

@@ -53,9 +53,12 @@ static const mp_prog prog = {
 	"whole, to reorder its channels); the other formats hold one frame.\n\n"
 	"Every file is written to a temporary name in its folder and renamed when complete: "
 	"an interrupted run leaves no partial file under the final name.",
-	"vol-cat ct.nii.gz --label seg.nii.gz | hu-window --preset soft-tissue | vol-save img.nii.gz seg.nii.gz\n"
-	"dcm2vol study/ | vol-save -p out/{case}.nii.gz\n"
-	"... | vol-save --as image=out/{case}_0000.nii.gz --as label=labels/{case}.nii.gz",
+	"$ vol-cat ct.nii.gz --label seg.nii.gz | hu-window --preset soft-tissue | vol-save img.nii.gz seg.nii.gz\n"
+	"The first frame to img.nii.gz, the second to seg.nii.gz.\n"
+	"$ dcm2vol study/ | vol-save -p out/{case}.nii.gz\n"
+	"Every series of a study to out/, named by case.\n"
+	"$ vol-cat ct.nii.gz --label seg.nii.gz | vol-save -p --as image=out/{case}_0000.nii.gz --as label=labels/{case}.nii.gz\n"
+	"Images and labels by role, in nnU-Net's layout.",
 	"vol-cat(1), vol-info(1), medpipe-vol(5)",
 	opts, 0
 };
@@ -170,7 +173,7 @@ main(int argc, char **argv)
 				pat = names[nnames - 1];
 		}
 		if (!pat)
-			mp_die("%s: frame %d (role %s): no output name for it", mp_in_name(in), n, mp_role(&f));
+			mp_die("%s: frame %d (role %s): no output name for it (give one, or --as %s=NAME)", mp_in_name(in), n, mp_role(&f), mp_role(&f));
 		path = expand(pat, &f, n);
 		for (size_t k = 0; k < ndone; k++)
 			if (strcmp(done[k], path) == 0)

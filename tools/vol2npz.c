@@ -43,7 +43,7 @@ static const mp_prog prog = {
 	"The medsam layout reproduces the files of MedSAM's pre_CT_MR.py: imgs (uint8; run "
 	"hu-window with an uint8 output first), gts (the label as uint8; an error when a label "
 	"does not fit) and spacing; --slices adds its per-slice training files.",
-	"$ vol-cat ct.nii.gz --label seg.nii.gz | hu-window --preset soft-tissue --medsam | ccl-clean --min 1000 --min2d 100 | roi-crop --slices labelled | vol2npz --layout medsam -o CT_Abd_case01.npz\n"
+	"$ vol-cat ct.nii.gz --label seg.nii.gz | hu-window --preset soft-tissue --mapping medsam | ccl-clean --min 1000 --min2d 100 | roi-crop --slices labelled | vol2npz --layout medsam -o CT_Abd_case01.npz\n"
 	"MedSAM's CT preprocessing of one case.\n"
 	"$ vol2npz -o '{case}.npz' < many.vol\n"
 	"One npz per case, one array per frame.",
@@ -364,8 +364,13 @@ main(int argc, char **argv)
 		medsam = 0;
 	else
 		mp_usage_die("--layout %s: want roles or medsam", layout);
-	if (!outpat && !slicedir)
+	if (!outpat && !slicedir) {
+		/* "... | vol2npz out.npz": a name to write, given where inputs go */
+		if (nargs > 0 && (ends_with(args[nargs - 1], ".npz") || ends_with(args[nargs - 1], ".npy")) &&
+		    access(args[nargs - 1], F_OK) != 0)
+			mp_usage_die("%s: no such input file; to write it, give -o %s", args[nargs - 1], args[nargs - 1]);
 		mp_usage_die("no output: give -o OUT.npz (or --slices DIR)");
+	}
 	if (slicedir && !medsam)
 		mp_usage_die("--slices needs --layout medsam (images and labels of each case)");
 	if (outpat && strcmp(outpat, "-") != 0 && !ends_with(outpat, ".npz") && !ends_with(outpat, ".npy"))

@@ -83,7 +83,7 @@ assert z["imgs"].max() == 255 and z["imgs"].min() == 0
 EOF
 check pipeline/npz_layout "$PY" "$T/chk.py" "$T/ref/npz/c02.npz" "$DS/labelsTr/c02.nii.gz"
 lines=$(wc -l < "$T/ref/summary.csv" 2>/dev/null || echo 0)
-if [ "$lines" -eq $((ncases + 1)) ] && head -1 "$T/ref/summary.csv" | grep -q '^case,slices,size,spacing_mm,labels$' \
+if [ "$lines" -eq $((ncases + 1)) ] && head -1 "$T/ref/summary.csv" | grep -q '^case,slices,size,spacing_mm,labels,status$' \
 	&& grep -q '^c01,[0-9][0-9]*,64x56x[0-9]*,0.8x0.8x2.5,1:[0-9]' "$T/ref/summary.csv"; then
 	pass pipeline/summary_csv
 else
