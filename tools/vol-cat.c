@@ -19,6 +19,7 @@ static input *inputs;
 static size_t ninputs;
 static const char *next_role, *next_case;
 static int nolabelfix;
+static long series = -1;
 
 static void
 add_input(const char *path, const char *role)
@@ -71,6 +72,7 @@ static const mp_opt opts[] = {
 	{ "image", 'i', MP_OPT_CALL, "image", opt_label, "FILE", "Read FILE as an image (role image; the default for files)." },
 	{ "role", 'r', MP_OPT_CALL, NULL, opt_role, "ROLE", "Give the files that follow this role (image, label, mask, logits, ...)." },
 	{ "case", 'c', MP_OPT_CALL, NULL, opt_case, "ID", "Give the files that follow this case identifier. Without it, an image's case is its file name without folder and extension (and without an nnU-Net channel suffix _0000), and a label or mask takes the case of the image before it." },
+	{ "series", 's', MP_OPT_INT, &series, NULL, "N", "From files with several series (OME-TIFF images, TIFF pages of different shapes), keep only series N (0-based, key medpipe.series)." },
 	{ "keep-float-labels", 0, MP_OPT_FLAG, &nolabelfix, NULL, NULL, "Leave floating-point label maps as they are." },
 	{ NULL, 0, MP_OPT_END, NULL, NULL, NULL, NULL }
 };
@@ -83,7 +85,11 @@ static const mp_prog prog = {
 	"standard output, in the order given. Supported: NRRD (.nrrd, .nhdr with its data file; "
 	"raw, gzip, ascii), NIfTI-1 and NIfTI-2 (.nii, .nii.gz), Analyze 7.5 (.hdr/.img), "
 	"MetaImage (.mha, .mhd with .raw or .zraw), numpy (.npy, and .npz: one frame per "
-	"array). A file holding a frame stream (as written by medpipe programs) and '-' "
+	"array), 2D pictures (PNG 8/16-bit, JPEG, BMP: grey as a 2D frame, colour as a first "
+	"axis of 3 samples, alpha dropped), TIFF and BigTIFF (stacks, ImageJ hyperstacks, "
+	"OME-TIFF: one frame per series and time point, channels as a first vector axis, Z as "
+	"the third axis, physical sizes in mm), MINC1 and MINC2 (.mnc, .mnc.gz); see "
+	"medpipe-formats(5). A file holding a frame stream (as written by medpipe programs) and '-' "
 	"(standard input) pass their frames through; their role and case are only changed "
 	"when --role/--case (or --label, ...) name them. A DICOM file or a folder gives "
 	"one frame per image series, converted as dcm2vol(1) does with its default options "
@@ -301,8 +307,18 @@ main(int argc, char **argv)
 				kase = mp_xstrdup(lastcase);
 			else
 				kase = case_from_path(in->path);
+			size_t kept = 0, nseries = 0;
 			for (size_t k = 0; k < n; k++) {
 				mp_frame *f = fr[k];
+				const char *sk = mp_get_kv(f, "medpipe.series");
+				if (sk && (size_t)atol(sk) + 1 > nseries)
+					nseries = (size_t)atol(sk) + 1;
+				if (series >= 0 && (!sk || atol(sk) != series)) {
+					mp_frame_free(f);
+					free(f);
+					continue;
+				}
+				kept++;
 				if (in->role || !mp_get_kv(f, "medpipe.role"))
 					mp_set_kv(f, "medpipe.role", role);
 				mp_set_kv(f, "medpipe.case", kase);
@@ -317,6 +333,8 @@ main(int argc, char **argv)
 				nframes++;
 			}
 			free(fr);
+			if (series >= 0 && kept == 0)
+				mp_die("%s: no series %ld (the file holds %zu)", in->path, series, nseries ? nseries : 1);
 			free(lastcase);
 			lastcase = kase;
 		}
