@@ -78,6 +78,12 @@ def pictures():
         out += ["ok.tif", "tiled.tif", "ok.ome.tif"]
     except ImportError:
         print("SKIP fuzz-tiff: tifffile not installed")
+    data = os.environ.get("DATA", "../shared/data")
+    for fn in ("minc1_1_scale.mnc", "minc2_1_scale.mnc"):
+        src = os.path.join(data, "nifti", "nibabel", fn)
+        if os.path.exists(src):
+            open(os.path.join(T, fn), "wb").write(open(src, "rb").read())
+            out.append(fn)
     return out
 
 
