@@ -95,6 +95,33 @@ def run_case(name, img, mask, npy=False):
         ok("medsam2d-npy-gts-" + name, g.dtype == np.uint8 and gd < 0.002, "%.4f of pixels differ" % gd)
 
 
+def check_pipeline(d):
+    """pipelines/2d-npz.mk on a folder of the sam-med2d images and a mask each"""
+    ds = os.path.join(T, "ds")
+    os.makedirs(os.path.join(ds, "images"))
+    os.makedirs(os.path.join(ds, "masks"))
+    pairs = {}
+    for p in sorted(glob.glob(os.path.join(d, "images", "*.png"))):
+        stem = os.path.basename(p)[:-4]
+        m = sorted(glob.glob(os.path.join(d, "masks", stem + "_*.png")))
+        if m:
+            os.symlink(os.path.abspath(p), os.path.join(ds, "images", stem + ".png"))
+            os.symlink(os.path.abspath(m[0]), os.path.join(ds, "masks", stem + ".png"))
+            pairs[stem] = (p, m[0])
+    out = os.path.join(T, "out")
+    r = subprocess.run(["make", "-s", "-f", "pipelines/2d-npz.mk", "-j2", "IN=" + ds, "OUT=" + out,
+                        "MEDPIPE_BIN=" + os.path.abspath(BIN)], capture_output=True)
+    good, why = r.returncode == 0, r.stderr.decode()[-300:]
+    for stem, (p, m) in pairs.items():
+        if not good:
+            break
+        z = np.load(os.path.join(out, "npz", stem + ".npz"))
+        ri, rg = reference(load(p), load(m))
+        if not (np.array_equal(z["imgs"], ri) and np.array_equal(z["gts"], rg)):
+            good, why = False, "%s: arrays differ from the reference" % stem
+    ok("medsam2d-pipeline-2d-npz-mk", good and len(pairs) > 0, why)
+
+
 def main():
     if not os.access(os.path.join(BIN, "vol2npz"), os.X_OK):
         skip("medsam2d", "bin/vol2npz not built")
@@ -119,6 +146,7 @@ def main():
         m = os.path.join(T, "demo_mask.png")
         Image.fromarray(((a if a.ndim == 2 else a[..., 0]) > 128).astype(np.uint8)).save(m)
         run_case("img_demo", demo, m, npy=True)
+    check_pipeline(d)
     s = os.path.join(DATA, "micro", "stardist")
     try:
         import tifffile  # noqa: F401
