@@ -18,7 +18,7 @@ typedef struct {
 static input *inputs;
 static size_t ninputs;
 static const char *next_role, *next_case;
-static int nolabelfix;
+static int nolabelfix, split4d;
 static long series = -1;
 
 static void
@@ -73,6 +73,7 @@ static const mp_opt opts[] = {
 	{ "role", 'r', MP_OPT_CALL, NULL, opt_role, "ROLE", "Give the files that follow this role (image, label, mask, logits, ...)." },
 	{ "case", 'c', MP_OPT_CALL, NULL, opt_case, "ID", "Give the files that follow this case identifier. Without it, an image's case is its file name without folder and extension (and without an nnU-Net channel suffix _0000), and a label or mask takes the case of the image before it." },
 	{ "series", 's', MP_OPT_INT, &series, NULL, "N", "From files with several series (OME-TIFF images, TIFF pages of different shapes), keep only series N (0-based, key medpipe.series)." },
+	{ "split-4d", 0, MP_OPT_FLAG, &split4d, NULL, NULL, "DICOM: write a series of several volumes (repeated slice positions) as one 3D frame per volume instead of one 4D frame (see dcm2vol(1))." },
 	{ "keep-float-labels", 0, MP_OPT_FLAG, &nolabelfix, NULL, NULL, "Leave floating-point label maps as they are." },
 	{ NULL, 0, MP_OPT_END, NULL, NULL, NULL, NULL }
 };
@@ -217,8 +218,11 @@ read_dicom(const input *in, mp_out *o, char **lastcase)
 	}
 	for (int i = 0; i < ns && rc == 0; i++) {
 		mp_frame f;
+		int vi, nv = mp_dicom_volumes(s, i, &vi);
 		mp_frame_init(&f);
-		if (mp_dicom_load(s, i, &f) < 0) {
+		if (nv > 1 && !split4d && vi > 0)
+			continue;   /* in the 4D frame of its first volume */
+		if ((nv > 1 && !split4d ? mp_dicom_load4d(s, i, &f) : mp_dicom_load(s, i, &f)) < 0) {
 			rc = mp_preerr("%s: %s", in->path, mp_dicom_series_name(s, i));
 			break;
 		}
