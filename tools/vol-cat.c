@@ -67,7 +67,7 @@ opt_case(void *ctx, const char *arg)
 }
 
 static const mp_opt opts[] = {
-	{ "label", 'l', MP_OPT_CALL, "label", opt_label, "FILE", "Read FILE as a label map (role label): integer classes. A label map stored as floating point with whole values is converted to the smallest integer type that holds them." },
+	{ "label", 'l', MP_OPT_CALL, "label", opt_label, "FILE", "Read FILE as a label map (role label): integer classes. A label map stored as floating point with whole values is converted to the smallest integer type that holds them; one read from a colour picture keeps its first channel (as MedSAM does with RGB masks)." },
 	{ "mask", 'm', MP_OPT_CALL, "mask", opt_label, "FILE", "Read FILE as a mask (role mask), e.g. a prediction." },
 	{ "image", 'i', MP_OPT_CALL, "image", opt_label, "FILE", "Read FILE as an image (role image; the default for files)." },
 	{ "role", 'r', MP_OPT_CALL, NULL, opt_role, "ROLE", "Give the files that follow this role (image, label, mask, logits, ...)." },
@@ -184,6 +184,41 @@ fix_label(mp_frame *f, const char *path)
 	mp_frame_touch(f);
 	mp_note("%s: floating-point label map stored as %s", path, mp_type_name(t));
 	return 0;
+}
+
+/* a label map read from a colour picture (a mask PNG stored as RGB): its
+ * first channel, as MedSAM's pre_grey_rgb.py takes gt[:, :, 0] */
+static void
+grey_label(mp_frame *f, const char *path)
+{
+	size_t n, differ = 0;
+	uint8_t *d;
+
+	if (f->dim != 3 || f->size[0] != 3 || f->type != MP_UINT8 || strcmp(f->kind[0], "RGB-color") != 0)
+		return;
+	n = f->size[1] * f->size[2];
+	d = mp_xmalloc(n ? n : 1);
+	for (size_t i = 0; i < n; i++) {
+		const uint8_t *p = (const uint8_t *)f->data + 3 * i;
+		d[i] = p[0];
+		differ += p[0] != p[1] || p[0] != p[2];
+	}
+	free(f->data);
+	f->data = d;
+	f->dim = 2;
+	f->size[0] = f->size[1];
+	f->size[1] = f->size[2];
+	f->size[2] = 0;
+	f->has_dir[0] = f->has_dir[1], f->has_dir[1] = f->has_dir[2], f->has_dir[2] = 0;
+	memcpy(f->dir[0], f->dir[1], sizeof f->dir[0]);
+	memcpy(f->dir[1], f->dir[2], sizeof f->dir[1]);
+	memset(f->dir[2], 0, sizeof f->dir[2]);
+	memcpy(f->kind[0], f->kind[1], sizeof f->kind[0]);
+	memcpy(f->kind[1], f->kind[2], sizeof f->kind[1]);
+	f->kind[2][0] = 0;
+	mp_frame_touch(f);
+	if (differ)
+		mp_note("%s: colour label map: its first (red) channel kept (%zu pixels had other values in green/blue)", path, differ);
 }
 
 /* a folder, or a file that is DICOM by name or content */
@@ -328,6 +363,8 @@ main(int argc, char **argv)
 				mp_set_kv(f, "medpipe.case", kase);
 				if (!mp_get_kv(f, "medpipe.source"))
 					mp_set_kv(f, "medpipe.source", src);
+				if (strcmp(mp_role(f), "label") == 0)
+					grey_label(f, in->path);
 				if (strcmp(mp_role(f), "label") == 0 && fix_label(f, in->path) < 0)
 					mp_die("%s", mp_err());
 				if (mp_out_frame(o, f) < 0)

@@ -179,6 +179,14 @@ def main():
         p = os.path.join(T, "jpeg.tif")
         Image.fromarray(rgb).save(p, compression="jpeg")
         check_pil("tiff-jpeg-ycbcr-pil", p)
+        p = os.path.join(T, "rgbmask.png")
+        m = np.zeros((20, 30, 3), np.uint8)
+        m[5:9, 3:7] = 255
+        m[10:12, 0:2, 0] = 2
+        Image.fromarray(m).save(p)
+        fr = cat("--label", p)
+        ok("png-rgb-mask-first-channel", fr[0].keys.get("medpipe.role") == "label" and
+           np.array_equal(fr[0].array, m[..., 0]), "shape %s" % (fr[0].array.shape,))
         p = os.path.join(T, "dpi.png")
         Image.fromarray(grey).save(p, dpi=(254, 127))
         check_pil("png-phys-spacing", p, sp=[0.1, 0.2])
