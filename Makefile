@@ -30,7 +30,10 @@ endif
 # the libraries every program may use (see DESIGN.md, Dependencies)
 DCMTK_LIBS = -ldcmjpls -ldcmjpeg -ldcmimage -ldcmimgle -ldcmdata -loflog -lofstd \
              -lijg8 -lijg12 -lijg16 -ldcmtkcharls
-LDLIBS   = -Wl,--as-needed $(DCMTK_LIBS) $(PKG_LIBS) $(BLAS_LIBS) -lm -lstdc++
+# 2D pictures, TIFF/OME-TIFF, whole slides, MINC2 (HDF5), MINC1 (NetCDF)
+MODAL_PKGS = libtiff-4 libxml-2.0 libjpeg openslide hdf5 netcdf
+CPPFLAGS += $(shell pkg-config --cflags $(MODAL_PKGS))
+LDLIBS   = -Wl,--as-needed $(DCMTK_LIBS) $(PKG_LIBS) $(shell pkg-config --libs $(MODAL_PKGS)) $(BLAS_LIBS) -lm -lstdc++
 
 LIB_C    = $(sort $(wildcard libcommon/*.c) $(wildcard opencl/*.c))
 LIB_CC   = $(sort $(wildcard libcommon/*.cc))

@@ -60,6 +60,7 @@ typedef struct {
 typedef struct {
 	int *sl, n;             /* slices, in order */
 	int splitpart;          /* 0, or 1.. when a series was split */
+	int vols, volidx;       /* volume volidx of vols (repeated positions: 4D), vols 0: 3D */
 	char *err;              /* set: loading fails with this */
 	/* output geometry */
 	int nx, ny, nz;
@@ -682,6 +683,21 @@ cmp_slice(const void *pa, const void *pb)
 	return a->tile < b->tile ? -1 : a->tile > b->tile;
 }
 
+/* acquisition order of the slices at one position: acquisition number,
+ * instance number, file, frame */
+static int
+cmp_acq(const void *pa, const void *pb)
+{
+	const dslice *a = &sort_scan->sl[*(const int *)pa], *b = &sort_scan->sl[*(const int *)pb];
+	if (a->acq != b->acq)
+		return a->acq < b->acq ? -1 : 1;
+	if (a->inst != b->inst)
+		return a->inst < b->inst ? -1 : 1;
+	if (a->file != b->file)
+		return a->file < b->file ? -1 : 1;
+	return a->frame < b->frame ? -1 : a->frame > b->frame;
+}
+
 static dseries *
 new_series(mp_dicom_scan *s)
 {
@@ -920,6 +936,37 @@ make_series(mp_dicom_scan *s)
 			if (fabs(s->sl[m[i + 1]].d - s->sl[m[i]].d) < 1e-3)
 				dup = 1;
 		if (dup) {
+			/* every position holding the same number V of slices: V volumes
+			 * (time points, b-values, ...), each slice's volume given by its
+			 * rank in acquisition order at its position, as dcm2niix's 4D */
+			int npos = 0, nv = -1, eq = 1;
+			for (int i = 0; i < k;) {
+				int j = i + 1;
+				while (j < k && fabs(s->sl[m[j]].d - s->sl[m[i]].d) < 1e-3)
+					j++;
+				if (nv < 0)
+					nv = j - i;
+				else if (j - i != nv)
+					eq = 0;
+				npos++;
+				i = j;
+			}
+			if (eq && nv > 1) {
+				for (int p = 0; p < npos; p++)
+					qsort(m + (size_t)p * (size_t)nv, (size_t)nv, sizeof *m, cmp_acq);
+				for (int v = 0; v < nv; v++) {
+					dseries *r = new_series(s);
+					r->sl = mp_xmalloc((size_t)npos * sizeof *r->sl);
+					for (int p = 0; p < npos; p++)
+						r->sl[r->n++] = m[p * nv + v];
+					r->splitpart = v + 1;
+					r->vols = nv;
+					r->volidx = v;
+					plan_geometry(s, r);
+				}
+				free(m);
+				continue;
+			}
 			int acqs[64], na = 0;
 			for (int i = 0; i < k && na < 64; i++) {
 				int a = s->sl[m[i]].acq, j;
@@ -1080,6 +1127,73 @@ mp_dicom_scan_free(mp_dicom_scan *s)
 	free(s->ser);
 	pthread_mutex_destroy(&s->mu);
 	free(s);
+}
+
+int
+mp_dicom_volumes(const mp_dicom_scan *s, int i, int *idx)
+{
+	const dseries *r = &s->ser[i];
+
+	if (idx)
+		*idx = r->volidx;
+	return r->vols;
+}
+
+int
+mp_dicom_load4d(mp_dicom_scan *s, int i, mp_frame *f)
+{
+	int nv = s->ser[i].vols;
+	mp_frame *v;
+	mp_type t;
+	size_t nvox, esz;
+	int allint = 1, f64 = 0;
+
+	mp_frame_init(f);
+	if (nv < 2 || s->ser[i].volidx != 0 || i + nv > s->nser)
+		return mp_dicom_load(s, i, f);
+	v = mp_xcalloc((size_t)nv, sizeof *v);
+	for (int k = 0; k < nv; k++) {
+		if (mp_dicom_load(s, i + k, &v[k]) < 0)
+			goto fail;
+		if (v[k].dim != v[0].dim || memcmp(v[k].size, v[0].size, sizeof v[0].size) ||
+		    memcmp(v[k].dir, v[0].dir, sizeof v[0].dir) || v[k].dim != 3) {
+			mp_seterr("%s: volume %d of %d: another grid than volume 1 (or not 3D)", s->ser[i].name, k + 1, nv);
+			goto fail;
+		}
+		if (!mp_type_is_int(v[k].type))
+			allint = 0;
+		if (v[k].type == MP_FLOAT64)
+			f64 = 1;
+	}
+	t = v[0].type;
+	for (int k = 1; k < nv; k++)
+		if (v[k].type != t)
+			t = allint ? MP_INT32 : f64 ? MP_FLOAT64 : MP_FLOAT32;
+	nvox = mp_frame_nvox(&v[0]);
+	esz = mp_type_size(t);
+	mp_frame_copy_header(f, &v[0]);
+	f->dim = 4;
+	f->size[3] = (size_t)nv;
+	f->has_dir[3] = 0;
+	memset(f->dir[3], 0, sizeof f->dir[3]);
+	snprintf(f->kind[3], sizeof f->kind[3], "list");
+	f->type = t;
+	if (mp_frame_check(f) < 0 || mp_frame_alloc(f) < 0)
+		goto fail;
+	for (int k = 0; k < nv; k++) {
+		mp_convert((char *)f->data + (size_t)k * nvox * esz, t, v[k].data, v[k].type, nvox);
+		mp_frame_free(&v[k]);
+	}
+	free(v);
+	mp_set_kvf(f, "medpipe.dicom.volumes", "%d", nv);
+	mp_frame_touch(f);
+	return 0;
+fail:
+	for (int k = 0; k < nv; k++)
+		mp_frame_free(&v[k]);
+	free(v);
+	mp_frame_free(f);
+	return -1;
 }
 
 int

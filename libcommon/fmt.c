@@ -38,6 +38,9 @@ mp_fmt_from_name(const char *path)
 		{ ".mha", MP_FMT_MHA }, { ".mhd", MP_FMT_MHD },
 		{ ".npy", MP_FMT_NPY }, { ".npz", MP_FMT_NPZ },
 		{ ".dcm", MP_FMT_DICOM }, { ".dicom", MP_FMT_DICOM }, { ".ima", MP_FMT_DICOM },
+		{ ".png", MP_FMT_PNG }, { ".jpg", MP_FMT_JPEG }, { ".jpeg", MP_FMT_JPEG }, { ".bmp", MP_FMT_BMP },
+		{ ".tif", MP_FMT_TIFF }, { ".tiff", MP_FMT_TIFF }, { ".btf", MP_FMT_TIFF },
+		{ ".mnc", MP_FMT_MINC }, { ".mnc.gz", MP_FMT_MINC },
 	};
 
 	if (!path)
@@ -61,6 +64,11 @@ mp_fmt_name(mp_fmt t)
 	case MP_FMT_NPY: return "npy";
 	case MP_FMT_NPZ: return "npz";
 	case MP_FMT_DICOM: return "DICOM";
+	case MP_FMT_PNG: return "PNG";
+	case MP_FMT_JPEG: return "JPEG";
+	case MP_FMT_BMP: return "BMP";
+	case MP_FMT_TIFF: return "TIFF";
+	case MP_FMT_MINC: return "MINC";
 	default: return "unknown";
 	}
 }
@@ -69,7 +77,8 @@ char *
 mp_fmt_stem(const char *path)
 {
 	static const char *ext[] = { ".nii.gz", ".hdr.gz", ".img.gz", ".nrrd.gz", ".nii", ".hdr", ".img",
-				     ".nrrd", ".nhdr", ".mha", ".mhd", ".npy", ".npz", ".dcm", ".gz", NULL };
+				     ".nrrd", ".nhdr", ".mha", ".mhd", ".npy", ".npz", ".dcm", ".ome.tiff", ".ome.tif", ".tiff",
+				     ".tif", ".png", ".jpg", ".jpeg", ".bmp", ".mnc.gz", ".mnc", ".gz", NULL };
 	const char *b = strrchr(path, '/');
 	char *s;
 
@@ -111,6 +120,17 @@ sniff_buf(const unsigned char *b, size_t n)
 	}
 	if (n >= 132 && memcmp(b + 128, "DICM", 4) == 0)
 		return MP_FMT_DICOM;
+	if (n >= 8 && memcmp(b, "\x89PNG\r\n\x1a\n", 8) == 0)
+		return MP_FMT_PNG;
+	if (n >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff)
+		return MP_FMT_JPEG;
+	if (n >= 4 && (memcmp(b, "II*\0", 4) == 0 || memcmp(b, "MM\0*", 4) == 0 || memcmp(b, "II+\0", 4) == 0 ||
+		       memcmp(b, "MM\0+", 4) == 0))
+		return MP_FMT_TIFF;
+	if (n >= 4 && (memcmp(b, "CDF\1", 4) == 0 || memcmp(b, "CDF\2", 4) == 0 || memcmp(b, "\x89HDF", 4) == 0))
+		return MP_FMT_MINC;
+	if (n >= 26 && b[0] == 'B' && b[1] == 'M' && rd32(b + 14, 0) >= 40 && rd32(b + 14, 0) <= 1024)
+		return MP_FMT_BMP;
 	/* a DICOM file without preamble: group 0008 (or 0002) first, little endian,
 	 * then an explicit VR (two capitals) or an implicit length */
 	if (n >= 8 && (b[0] == 8 || b[0] == 2) && b[1] == 0 && b[3] == 0) {
@@ -153,7 +173,7 @@ mp_fmt_sniff(const char *path)
 			n = mp_fsrc_read(s, b, sizeof b);
 			r = n > 0 ? sniff_buf(b, (size_t)n) : MP_FMT_UNKNOWN;
 			mp_fsrc_close(s);
-			return r == MP_FMT_NIFTI ? r : MP_FMT_UNKNOWN;
+			return r == MP_FMT_NIFTI || r == MP_FMT_MINC ? r : MP_FMT_UNKNOWN;
 		}
 	}
 	mp_fsrc_close(s);
@@ -890,6 +910,10 @@ mp_file_read(const char *path, mp_frame ***frames, size_t *n)
 	}
 	if (t == MP_FMT_NPZ)
 		return mp_npz_read(path, frames, n);
+	if (t == MP_FMT_TIFF)
+		return mp_tiff_read(path, frames, n);
+	if (t == MP_FMT_MINC)
+		return mp_minc_read(path, frames, n);
 	if (t == MP_FMT_DICOM)
 		return mp_seterr("%s: DICOM file: read DICOM with dcm2vol", path);
 	f = mp_xmalloc(sizeof *f);
@@ -909,6 +933,15 @@ mp_file_read(const char *path, mp_frame ***frames, size_t *n)
 		break;
 	case MP_FMT_NPY:
 		r = mp_npy_read(path, f);
+		break;
+	case MP_FMT_PNG:
+		r = mp_png_read(path, f);
+		break;
+	case MP_FMT_JPEG:
+		r = mp_jpeg_read(path, f);
+		break;
+	case MP_FMT_BMP:
+		r = mp_bmp_read(path, f);
 		break;
 	default:
 		r = mp_seterr("%s: unsupported format", path);

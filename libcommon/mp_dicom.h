@@ -52,6 +52,14 @@ void mp_dicom_list(const mp_dicom_scan *s, FILE *fp);
 /* the volume of series i (from 0, the order of --list) into f (header, keys, data) */
 int mp_dicom_load(mp_dicom_scan *s, int i, mp_frame *f);
 
+/* repeated positions: series i is volume *idx (from 0) of a group of the
+ * returned count of volumes, consecutive series from i - *idx on; 0: a 3D series */
+int mp_dicom_volumes(const mp_dicom_scan *s, int i, int *idx);
+/* the volumes of the group that starts at series i as one 4D frame (sizes X Y
+ * Z V, the last axis of kind list, volumes in acquisition order, key
+ * medpipe.dicom.volumes); a 3D series as mp_dicom_load does */
+int mp_dicom_load4d(mp_dicom_scan *s, int i, mp_frame *f);
+
 /* a short label for series i in messages: "series 3 (#2 'AX T1')" */
 const char *mp_dicom_series_name(const mp_dicom_scan *s, int i);
 

@@ -48,6 +48,20 @@ void mp_window_apply(void *dst, mp_type dt, const void *src, mp_type st, size_t 
 int mp_percentiles(const void *src, mp_type st, size_t n, int positive_only,
                    const double *p, int np, double *out);
 
+/* MedSAM's 2D rules (pre_grey_rgb), in place on a held frame, result uint8:
+ * an image that is not uint8 (16-bit) is first min-max scaled to 0..255 over
+ * the whole frame, truncated; then a grey image (rgb 0) gets the percentiles
+ * 0.5/99.5 of its pixels > 0, is clipped to them, min-max scaled (min and max
+ * of the clipped image) to 0..255 and truncated, pixels that were 0 staying 0;
+ * an RGB image (rgb 1) is left as it is. Computed in double, as numpy. */
+typedef struct {
+	int rescaled;          /* the 16-bit step ran: in_lo..in_hi mapped to 0..255 */
+	double in_lo, in_hi;
+	int pct;               /* the grey step ran with percentiles p_lo, p_hi */
+	double p_lo, p_hi;
+} mp_medsam2d_info;
+int mp_medsam2d(mp_frame *f, int rgb, mp_medsam2d_info *info);
+
 /* ================================================================ resizing */
 typedef enum {
 	MP_RS_NEAREST = 0,  /* centre of the output pixel, floor: src = floor((2i+1)*sn / (2*dn)) */

@@ -49,7 +49,8 @@
 
 typedef enum {
 	MP_FMT_UNKNOWN, MP_FMT_NRRD, MP_FMT_NHDR, MP_FMT_NIFTI, MP_FMT_ANALYZE,
-	MP_FMT_MHA, MP_FMT_MHD, MP_FMT_NPY, MP_FMT_NPZ, MP_FMT_DICOM
+	MP_FMT_MHA, MP_FMT_MHD, MP_FMT_NPY, MP_FMT_NPZ, MP_FMT_DICOM,
+	MP_FMT_PNG, MP_FMT_JPEG, MP_FMT_BMP, MP_FMT_TIFF, MP_FMT_MINC
 } mp_fmt;
 
 /* by extension (case-insensitive): .nrrd .nhdr .nii .nii.gz .hdr .img
@@ -164,6 +165,18 @@ void mp_npy_set_colour(int on);
 int mp_npy_read(const char *path, mp_frame *f);
 int mp_npy_write_file(const char *path, const mp_frame *f);
 int mp_npz_read(const char *path, mp_frame ***frames, size_t *n);
+/* 2D pictures (fmt_image.c) and TIFF (fmt_tiff.c), see medpipe-formats(5) */
+int mp_png_read(const char *path, mp_frame *f);
+int mp_jpeg_read(const char *path, mp_frame *f);
+int mp_bmp_read(const char *path, mp_frame *f);
+int mp_tiff_read(const char *path, mp_frame ***frames, size_t *n);
+/* MINC1 (NetCDF classic, also gzip'd) and MINC2 (HDF5), fmt_minc.c */
+int mp_minc_read(const char *path, mp_frame ***frames, size_t *n);
+/* a picture frame, data allocated: ch > 1 gives a first axis of ch samples
+ * of kind kind0; then x (w), y (h) and z (d, when > 1) along L, P, S with
+ * spacing sx, sy, sz mm, origin 0 */
+int mp_img_frame(mp_frame *f, mp_type t, int ch, const char *kind0, size_t w, size_t h, size_t d, double sx, double sy,
+		 double sz);
 
 /* zip reading (zipread.c) */
 typedef struct {

@@ -302,3 +302,62 @@ mp_percentiles(const void *src, mp_type st, size_t n, int positive_only,
 	free(v);
 	return 0;
 }
+
+/* MedSAM's 2D rules (see mp_filter.h) */
+int
+mp_medsam2d(mp_frame *f, int rgb, mp_medsam2d_info *info)
+{
+	size_t n = mp_frame_nvox(f);
+	uint8_t *o;
+
+	memset(info, 0, sizeof *info);
+	if (!f->data)
+		return mp_seterr("no data");
+	o = malloc(n ? n : 1);
+	if (!o)
+		return mp_seterr("out of memory for %zu voxels", n);
+	if (f->type != MP_UINT8) {
+		/* global min-max to 0..255, truncated */
+		double mn, mx;
+		mp_frame_minmax(f, &mn, &mx);
+		info->rescaled = 1;
+		info->in_lo = mn;
+		info->in_hi = mx;
+		for (size_t i = 0; i < n; i++) {
+			double v = mx > mn ? (mp_get(f->data, f->type, i) - mn) / (mx - mn) * 255.0 : 0;
+			o[i] = !(v > 0) ? 0 : v >= 255 ? 255 : (uint8_t)v;
+		}
+	} else
+		memcpy(o, f->data, n);
+	if (!rgb) {
+		/* percentiles 0.5/99.5 of pixels > 0, clip, min-max of the clipped image, zeros kept */
+		double p[2] = { 0.5, 99.5 }, v[2], mn = INFINITY, mx = -INFINITY;
+		size_t pos = 0;
+		for (size_t i = 0; i < n; i++)
+			pos += o[i] > 0;
+		if (pos > 0) {
+			if (mp_percentiles(o, MP_UINT8, n, 1, p, 2, v) < 0) {
+				free(o);
+				return -1;
+			}
+			for (size_t i = 0; i < n; i++) {
+				double c = o[i] < v[0] ? v[0] : o[i] > v[1] ? v[1] : o[i];
+				if (c < mn) mn = c;
+				if (c > mx) mx = c;
+			}
+			for (size_t i = 0; i < n; i++) {
+				double c = o[i] < v[0] ? v[0] : o[i] > v[1] ? v[1] : o[i];
+				double y = mx > mn ? (c - mn) / (mx - mn) * 255.0 : 0;
+				o[i] = o[i] == 0 || !(y > 0) ? 0 : y >= 255 ? 255 : (uint8_t)y;
+			}
+			info->pct = 1;
+			info->p_lo = v[0];
+			info->p_hi = v[1];
+		}
+	}
+	free(f->data);
+	f->data = o;
+	f->type = MP_UINT8;
+	mp_frame_touch(f);
+	return 0;
+}

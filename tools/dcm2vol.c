@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int list, keep_phi, keep_scouts, float_out;
+static int list, keep_phi, keep_scouts, float_out, split4d;
 static long threads;
 static const char *tilt = "shear", *uneven = "resample", *series;
 
@@ -30,6 +30,11 @@ static const mp_opt opts[] = {
 	{ "keep-scouts", 0, MP_OPT_FLAG, &keep_scouts, NULL, NULL,
 	  "Do not skip localizer (scout) images." },
 	{ "float", 'f', MP_OPT_FLAG, &float_out, NULL, NULL, "Always write float32 voxels." },
+	{ "split-4d", 0, MP_OPT_FLAG, &split4d, NULL, NULL,
+	  "A series that holds several volumes (every slice position repeated the same number of times: time "
+	  "points, b-values, ...) is written as one 4D frame (sizes X Y Z V, volumes in acquisition order: "
+	  "acquisition number, then instance number), as dcm2niix writes a 4D NIfTI; with --split-4d, as one 3D "
+	  "frame per volume." },
 	{ "threads", 'j', MP_OPT_INT, &threads, NULL, "N", "Threads for reading and decoding files (default: processors, at most 16)." },
 	{ NULL, 0, MP_OPT_END, NULL, NULL, NULL, NULL }
 };
@@ -162,8 +167,11 @@ main(int argc, char **argv)
 		if (!want[i])
 			continue;
 		mp_frame f;
+		int vi, nv = mp_dicom_volumes(s, i, &vi);
 		mp_frame_init(&f);
-		if (mp_dicom_load(s, i, &f) < 0) {
+		if (nv > 1 && !split4d && vi > 0 && want[i - vi])
+			continue;   /* part of the 4D frame written with its first volume */
+		if ((nv > 1 && !split4d && vi == 0 ? mp_dicom_load4d(s, i, &f) : mp_dicom_load(s, i, &f)) < 0) {
 			fprintf(stderr, "%s: %s\n", mp_progname, mp_err());
 			failed = 1;
 			continue;

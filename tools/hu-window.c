@@ -10,7 +10,7 @@
 
 static double level = NAN, width = NAN;
 static const char *preset, *pctl, *mapping = "clinical", *range, *otype;
-static int listp, nonzero;
+static int listp, nonzero, medsam2d;
 static const char *devspec;
 static mp_dev *dev;
 
@@ -21,6 +21,7 @@ static const mp_opt opts[] = {
 	{ "list-presets", 0, MP_OPT_FLAG, &listp, NULL, NULL, "Print the presets (name, level, width, use) and exit." },
 	{ "percentiles", 'P', MP_OPT_STR, &pctl, NULL, "LO,HI", "Window from percentiles of the frame's voxels (numpy.percentile, linear), e.g. 0.5,99.5 for MR." },
 	{ "nonzero", 'z', MP_OPT_FLAG, &nonzero, NULL, NULL, "With --percentiles: take them over voxels > 0 only, and keep voxels that are 0 at 0 in the output (MedSAM's MR rule)." },
+	{ "medsam-2d", 0, MP_OPT_FLAG, &medsam2d, NULL, NULL, "MedSAM's 2D preprocessing (pre_grey_rgb): see DESCRIPTION. Alone: no window, range or type options." },
 	{ "mapping", 'm', MP_OPT_STR, &mapping, NULL, "M", "clinical (default) or medsam; see DESCRIPTION." },
 	{ "range", 'r', MP_OPT_STR, &range, NULL, "LO,HI", "Output range: 0,255 (default), 0,1, -1,1 or any pair." },
 	{ "type", 't', MP_OPT_STR, &otype, NULL, "TYPE", "Output voxel type (uint8, int16, float, double, ...). Default: uint8 for the range 0,255, float otherwise." },
@@ -49,6 +50,12 @@ static const mp_prog prog = {
 	"with --nonzero only voxels > 0 count and voxels equal to 0 stay 0 (MedSAM's MR "
 	"preprocessing: percentiles 0.5,99.5 --nonzero --mapping medsam). The frame is held "
 	"in memory.\n\n"
+	"--medsam-2d applies MedSAM's rules for 2D images (PNG/JPEG/TIFF pictures, microscopy): "
+	"an image stored in more than 8 bits is min-max scaled to 0..255 over the whole frame "
+	"(truncated); then a grey image gets the 0.5/99.5 percentiles of its pixels > 0, is "
+	"clipped to them and min-max scaled to 0..255 (truncated), pixels that were 0 staying 0; "
+	"a colour image (a first axis of 3 samples) is left as it is. The output is uint8; "
+	"vol2npz --layout medsam then writes imgs (H, W, 3) and gts (H, W).\n\n"
 	"The window is recorded in the frame: medpipe.window.level, medpipe.window.width, "
 	"medpipe.window.mapping, medpipe.window.in (the input values mapped to the bottom and "
 	"top of the range), medpipe.window.out (the range), and medpipe.window.preset or "
@@ -62,6 +69,8 @@ static const mp_prog prog = {
 	"MedSAM's CT preprocessing.\n"
 	"$ vol-cat mr.nii.gz | hu-window --percentiles 0.5,99.5 --nonzero --mapping medsam\n"
 	"MedSAM's MR normalisation.\n"
+	"$ vol-cat img.png --label mask.png | hu-window --medsam-2d | vol2npz --layout medsam -o img.npz\n"
+	"MedSAM's 2D preprocessing of a picture and its mask.\n"
 	"$ hu-window --preset lung --range 0,1 --type float < ct.nrrd\n"
 	"Lung window to floats in [0,1].",
 	"vol-resize(1), vol2npz(1), vol-info(1), medpipe-devices(1), medpipe-vol(5)",
@@ -102,10 +111,49 @@ set_keys(mp_frame *f, const mp_winmap *m, double lev, double wid)
 static int window_frame(mp_in *in, mp_frame *f, mp_out *o);
 
 static int
+is_rgb(const mp_frame *f)
+{
+	return f->dim >= 3 && f->size[0] == 3 && !f->has_dir[0] &&
+	       (strstr(f->kind[0], "color") || strcmp(f->kind[0], "vector") == 0);
+}
+
+static int
+medsam2d_frame(mp_in *in, mp_frame *f, mp_out *o)
+{
+	mp_medsam2d_info info;
+	char a[40], b[40];
+	int rgb = is_rgb(f);
+
+	if (mp_in_rest(in, f) < 0)
+		return -1;
+	if (f->dim > 3 || (f->dim == 3 && !rgb) || (f->dim >= 3 && f->size[0] != 3 && !f->has_dir[0]))
+		return mp_seterr("%s: frame %d: --medsam-2d wants a 2D grey or RGB image, not %d axes", mp_in_name(in),
+				 mp_in_frameno(in), f->dim);
+	if (mp_medsam2d(f, rgb, &info) < 0)
+		return mp_preerr("%s: frame %d", mp_in_name(in), mp_in_frameno(in));
+	mp_set_kv(f, "medpipe.window.mapping", rgb ? "medsam-2d rgb" : "medsam-2d grey");
+	if (info.rescaled) {
+		mp_fmt_double(a, sizeof a, info.in_lo);
+		mp_fmt_double(b, sizeof b, info.in_hi);
+		mp_set_kvf(f, "medpipe.window.in", "%s,%s", a, b);
+	}
+	if (info.pct) {
+		mp_fmt_double(a, sizeof a, info.p_lo);
+		mp_fmt_double(b, sizeof b, info.p_hi);
+		mp_set_kvf(f, "medpipe.window.percentiles", "0.5,99.5 positive: %s,%s", a, b);
+	}
+	mp_set_kv(f, "medpipe.window.out", "0,255");
+	mp_frame_touch(f);
+	return mp_out_frame(o, f);
+}
+
+static int
 each_frame(void *ctx, mp_in *in, mp_frame *f, mp_out *o)
 {
 	(void)ctx;
-	return strcmp(mp_role(f), "image") == 0 ? window_frame(in, f, o) : mp_pass(in, f, o);
+	if (strcmp(mp_role(f), "image") != 0)
+		return mp_pass(in, f, o);
+	return medsam2d ? medsam2d_frame(in, f, o) : window_frame(in, f, o);
 }
 
 static int
@@ -233,7 +281,9 @@ main(int argc, char **argv)
 		medsam = 1;
 	else if (strcmp(mapping, "clinical") != 0)
 		mp_usage_die("--mapping: '%s' is neither clinical nor medsam", mapping);
-	if ((haslw ? 1 : 0) + (preset ? 1 : 0) + (pctl ? 1 : 0) != 1)
+	if (medsam2d && (haslw || preset || pctl || nonzero || range || otype || medsam))
+		mp_usage_die("--medsam-2d goes alone (no window, range, type or mapping)");
+	if (!medsam2d && (haslw ? 1 : 0) + (preset ? 1 : 0) + (pctl ? 1 : 0) != 1)
 		mp_usage_die("give exactly one of --level/--width, --preset, --percentiles");
 	if (haslw && (isnan(level) || isnan(width)))
 		mp_usage_die("--level and --width go together");

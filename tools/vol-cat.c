@@ -18,7 +18,8 @@ typedef struct {
 static input *inputs;
 static size_t ninputs;
 static const char *next_role, *next_case;
-static int nolabelfix, nocolour;
+static int nolabelfix, nocolour, split4d;
+static long series = -1;
 
 static void
 add_input(const char *path, const char *role)
@@ -66,11 +67,13 @@ opt_case(void *ctx, const char *arg)
 }
 
 static const mp_opt opts[] = {
-	{ "label", 'l', MP_OPT_CALL, "label", opt_label, "FILE", "Read FILE as a label map (role label): integer classes. A label map stored as floating point with whole values is converted to the smallest integer type that holds them." },
+	{ "label", 'l', MP_OPT_CALL, "label", opt_label, "FILE", "Read FILE as a label map (role label): integer classes. A label map stored as floating point with whole values is converted to the smallest integer type that holds them; one read from a colour picture keeps its first channel (as MedSAM does with RGB masks)." },
 	{ "mask", 'm', MP_OPT_CALL, "mask", opt_label, "FILE", "Read FILE as a mask (role mask), e.g. a prediction." },
 	{ "image", 'i', MP_OPT_CALL, "image", opt_label, "FILE", "Read FILE as an image (role image; the default for files)." },
 	{ "role", 'r', MP_OPT_CALL, NULL, opt_role, "ROLE", "Give the files that follow this role (image, label, mask, logits, ...)." },
 	{ "case", 'c', MP_OPT_CALL, NULL, opt_case, "ID", "Give the files that follow this case identifier. Without it, an image's case is its file name without folder and extension (and without an nnU-Net channel suffix _0000), and a label or mask takes the case of the image before it." },
+	{ "series", 's', MP_OPT_INT, &series, NULL, "N", "From files with several series (OME-TIFF images, TIFF pages of different shapes), keep only series N (0-based, key medpipe.series)." },
+	{ "split-4d", 0, MP_OPT_FLAG, &split4d, NULL, NULL, "DICOM: write a series of several volumes (repeated slice positions) as one 3D frame per volume instead of one 4D frame (see dcm2vol(1))." },
 	{ "keep-float-labels", 0, MP_OPT_FLAG, &nolabelfix, NULL, NULL, "Leave floating-point label maps as they are." },
 	{ "no-colour", 0, MP_OPT_FLAG, &nocolour, NULL, NULL, "Read every axis of .npy/.npz arrays as a spatial axis: an (H,W,3) array becomes H slices of 3 x W pixels (by default it is one colour image, see DESCRIPTION)." },
 	{ NULL, 0, MP_OPT_END, NULL, NULL, NULL, NULL }
@@ -84,7 +87,11 @@ static const mp_prog prog = {
 	"standard output, in the order given. Supported: NRRD (.nrrd, .nhdr with its data file; "
 	"raw, gzip, ascii), NIfTI-1 and NIfTI-2 (.nii, .nii.gz), Analyze 7.5 (.hdr/.img), "
 	"MetaImage (.mha, .mhd with .raw or .zraw), numpy (.npy, and .npz: one frame per "
-	"array; see below). A file holding a frame stream (as written by medpipe programs) and '-' "
+	"array; see below), 2D pictures (PNG 8/16-bit, JPEG, BMP: grey as a 2D frame, colour as a first "
+	"axis of 3 samples, alpha dropped), TIFF and BigTIFF (stacks, ImageJ hyperstacks, "
+	"OME-TIFF: one frame per series and time point, channels as a first vector axis, Z as "
+	"the third axis, physical sizes in mm), MINC1 and MINC2 (.mnc, .mnc.gz); see "
+	"medpipe-formats(5). A file holding a frame stream (as written by medpipe programs) and '-' "
 	"(standard input) pass their frames through; their role and case are only changed "
 	"when --role/--case (or --label, ...) name them. A DICOM file or a folder gives "
 	"one frame per image series, converted as dcm2vol(1) does with its default options "
@@ -192,6 +199,41 @@ fix_label(mp_frame *f, const char *path)
 	return 0;
 }
 
+/* a label map read from a colour picture (a mask PNG stored as RGB): its
+ * first channel, as MedSAM's pre_grey_rgb.py takes gt[:, :, 0] */
+static void
+grey_label(mp_frame *f, const char *path)
+{
+	size_t n, differ = 0;
+	uint8_t *d;
+
+	if (f->dim != 3 || f->size[0] != 3 || f->type != MP_UINT8 || strcmp(f->kind[0], "RGB-color") != 0)
+		return;
+	n = f->size[1] * f->size[2];
+	d = mp_xmalloc(n ? n : 1);
+	for (size_t i = 0; i < n; i++) {
+		const uint8_t *p = (const uint8_t *)f->data + 3 * i;
+		d[i] = p[0];
+		differ += p[0] != p[1] || p[0] != p[2];
+	}
+	free(f->data);
+	f->data = d;
+	f->dim = 2;
+	f->size[0] = f->size[1];
+	f->size[1] = f->size[2];
+	f->size[2] = 0;
+	f->has_dir[0] = f->has_dir[1], f->has_dir[1] = f->has_dir[2], f->has_dir[2] = 0;
+	memcpy(f->dir[0], f->dir[1], sizeof f->dir[0]);
+	memcpy(f->dir[1], f->dir[2], sizeof f->dir[1]);
+	memset(f->dir[2], 0, sizeof f->dir[2]);
+	memcpy(f->kind[0], f->kind[1], sizeof f->kind[0]);
+	memcpy(f->kind[1], f->kind[2], sizeof f->kind[1]);
+	f->kind[2][0] = 0;
+	mp_frame_touch(f);
+	if (differ)
+		mp_note("%s: colour label map: its first (red) channel kept (%zu pixels had other values in green/blue)", path, differ);
+}
+
 /* a folder, or a file that is DICOM by name or content */
 static int
 is_dicom(const char *path)
@@ -224,8 +266,11 @@ read_dicom(const input *in, mp_out *o, char **lastcase)
 	}
 	for (int i = 0; i < ns && rc == 0; i++) {
 		mp_frame f;
+		int vi, nv = mp_dicom_volumes(s, i, &vi);
 		mp_frame_init(&f);
-		if (mp_dicom_load(s, i, &f) < 0) {
+		if (nv > 1 && !split4d && vi > 0)
+			continue;   /* in the 4D frame of its first volume */
+		if ((nv > 1 && !split4d ? mp_dicom_load4d(s, i, &f) : mp_dicom_load(s, i, &f)) < 0) {
 			rc = mp_preerr("%s: %s", in->path, mp_dicom_series_name(s, i));
 			break;
 		}
@@ -323,13 +368,25 @@ main(int argc, char **argv)
 				kase = mp_xstrdup(lastcase);
 			else
 				kase = case_from_path(in->path);
+			size_t kept = 0, nseries = 0;
 			for (size_t k = 0; k < n; k++) {
 				mp_frame *f = fr[k];
+				const char *sk = mp_get_kv(f, "medpipe.series");
+				if (sk && (size_t)atol(sk) + 1 > nseries)
+					nseries = (size_t)atol(sk) + 1;
+				if (series >= 0 && (!sk || atol(sk) != series)) {
+					mp_frame_free(f);
+					free(f);
+					continue;
+				}
+				kept++;
 				if (in->role || !mp_get_kv(f, "medpipe.role"))
 					mp_set_kv(f, "medpipe.role", role);
 				mp_set_kv(f, "medpipe.case", kase);
 				if (!mp_get_kv(f, "medpipe.source"))
 					mp_set_kv(f, "medpipe.source", src);
+				if (strcmp(mp_role(f), "label") == 0)
+					grey_label(f, in->path);
 				if (strcmp(mp_role(f), "label") == 0 && fix_label(f, in->path) < 0)
 					mp_die("%s", mp_err());
 				if (mp_out_frame(o, f) < 0)
@@ -339,6 +396,8 @@ main(int argc, char **argv)
 				nframes++;
 			}
 			free(fr);
+			if (series >= 0 && kept == 0)
+				mp_die("%s: no series %ld (the file holds %zu)", in->path, series, nseries ? nseries : 1);
 			free(lastcase);
 			lastcase = kase;
 		}

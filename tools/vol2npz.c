@@ -15,7 +15,7 @@ static int stored;
 
 static const mp_opt opts[] = {
 	{ "output", 'o', MP_OPT_STR, &outpat, NULL, "PATH", "The file to write: NAME.npz, or NAME.npy for a single frame ('-': an npz on standard output, written with data descriptors when it is a pipe). \"{case}\" in PATH is replaced by the case id (medpipe.case), and then every case of the stream goes to its own file." },
-	{ "layout", 'L', MP_OPT_STR, &layout, NULL, "NAME", "roles (the default): one array per frame, named after its role (image, label, ...; a repeated role gets _2, _3, ...). medsam: MedSAM's npz: imgs (the image frame, uint8), gts (the label frame as uint8) and spacing (float64 x, y, z in mm, as SimpleITK's GetSpacing()); arrays of shape (Z, H, W)." },
+	{ "layout", 'L', MP_OPT_STR, &layout, NULL, "NAME", "roles (the default): one array per frame, named after its role (image, label, ...; a repeated role gets _2, _3, ...). medsam: MedSAM's npz: imgs (the image frame, uint8), gts (the label frame as uint8) and spacing (float64 x, y, z in mm, as SimpleITK's GetSpacing()); arrays of shape (Z, H, W); for a 2D image (grey or RGB, e.g. after hu-window --medsam-2d) MedSAM's 2D npz: imgs (H, W, 3) uint8 (grey repeated to 3 channels) and gts (H, W) uint8." },
 	{ "level", 0, MP_OPT_INT, &level, NULL, "N", "Deflate level 1..9 (default 1: fast; numpy's savez_compressed uses 6), 0: stored." },
 	{ "stored", 0, MP_OPT_FLAG, &stored, NULL, NULL, "No compression (as numpy's savez); the same as --level 0." },
 	{ "slices", 's', MP_OPT_STR, &slicedir, NULL, "DIR", "Also write MedSAM's per-slice files of each case: DIR/imgs/NAME-%03d.npy, the image slice repeated to 3 channels, resized to SIZExSIZE with a cubic B-spline (scikit-image order=3 with anti-aliasing) and min-max normalised to [0,1], shape (SIZE, SIZE, 3); DIR/gts/NAME-%03d.npy, the label slice resized with nearest neighbour, uint8 (SIZE, SIZE)." },
@@ -280,6 +280,58 @@ write_slices(const char *name, const uint8_t *img, const uint8_t *gt, size_t nx,
 	free(src), free(dst), free(rgb), free(g), free(dimg), free(dgt);
 }
 
+/* MedSAM's 2D per-image file: each channel resized as write_slices does, then
+ * min-max over the three channels together */
+static void
+write_slice_rgb(const char *name, const uint8_t *rgbin, const uint8_t *gt, size_t nx, size_t ny)
+{
+	size_t n = (size_t)slicesize, shp3[3] = { n, n, 3 }, shp2[2] = { n, n };
+	int f32 = strcmp(slicetype, "float32") == 0;
+	float *src = mp_xmalloc(nx * ny * sizeof *src), *dst = mp_xmalloc(3 * n * n * sizeof *dst);
+	void *rgb = mp_xmalloc(n * n * 3 * (f32 ? 4 : 8));
+	uint8_t *g = mp_xmalloc(n * n);
+	size_t plen = strlen(slicedir) + strlen(name) + 24;
+	char *path = mp_xmalloc(plen);
+	double mn = 1e300, mx = -1e300, d;
+	mp_afile *a;
+	mp_resizer r;
+
+	snprintf(path, plen, "%s/imgs", slicedir);
+	mkdir_p(path);
+	snprintf(path, plen, "%s/gts", slicedir);
+	mkdir_p(path);
+	if (mp_resizer_init_border(&r, MP_RS_BSPLINE3, nx, ny, n, n, -0.75, strcmp(border, "constant") == 0) < 0)
+		mp_die("%s: per-slice resize: %s", name, mp_err());
+	for (int c = 0; c < 3; c++) {
+		for (size_t i = 0; i < nx * ny; i++)
+			src[i] = rgbin[3 * i + (size_t)c];
+		mp_resizer_run(&r, src, dst + (size_t)c * n * n);
+	}
+	for (size_t i = 0; i < 3 * n * n; i++) {
+		if (dst[i] < mn) mn = dst[i];
+		if (dst[i] > mx) mx = dst[i];
+	}
+	d = mx - mn < 1e-8 ? 1e-8 : mx - mn;
+	for (size_t i = 0; i < n * n; i++)
+		for (int c = 0; c < 3; c++) {
+			double v = (dst[(size_t)c * n * n + i] - mn) / d;
+			if (f32)
+				((float *)rgb)[3 * i + c] = (float)v;
+			else
+				((double *)rgb)[3 * i + c] = v;
+		}
+	snprintf(path, plen, "%s/imgs/%s-%03d.npy", slicedir, name, 0);
+	if (!(a = mp_afile_open(path)) || mp_npy_write(a->fp, f32 ? MP_FLOAT32 : MP_FLOAT64, 3, shp3, rgb) < 0 ||
+	    mp_afile_commit(a) < 0)
+		mp_die("%s: %s", path, mp_err());
+	mp_resize_nearest(g, n, n, gt, nx, ny, 1);
+	snprintf(path, plen, "%s/gts/%s-%03d.npy", slicedir, name, 0);
+	if (!(a = mp_afile_open(path)) || mp_npy_write(a->fp, MP_UINT8, 2, shp2, g) < 0 || mp_afile_commit(a) < 0)
+		mp_die("%s: %s", path, mp_err());
+	mp_resizer_free(&r);
+	free(src), free(dst), free(rgb), free(g), free(path);
+}
+
 static char *
 base_name(const char *path)
 {
@@ -309,9 +361,15 @@ medsam_flush(void)
 		       mp_type_name(mimg.type));
 	if (!mp_type_is_int(mlab.type))
 		mp_die("%s: case '%s': label frame is not of an integer type (%s)", msrc, cs, mp_type_name(mlab.type));
-	if (mp_frame_xyz(&mimg, &nx, &ny, &nz) < 0)
+	int rgb = mimg.dim == 3 && mimg.size[0] == 3 && !mimg.has_dir[0];
+	if (mimg.dim == 2 || rgb) {
+		/* MedSAM's 2D layout: imgs (H, W, 3), gts (H, W) */
+		nx = mimg.size[rgb], ny = mimg.size[rgb + 1], nz = 1;
+		if (mlab.dim != 2 || mlab.size[0] != nx || mlab.size[1] != ny)
+			mp_die("%s: case '%s': image and label sizes differ", msrc, cs);
+	} else if (mp_frame_xyz(&mimg, &nx, &ny, &nz) < 0)
 		mp_die("%s: case '%s': image frame is not a 2D or 3D scalar volume", msrc, cs);
-	if (mlab.dim != mimg.dim || memcmp(mlab.size, mimg.size, sizeof mimg.size) != 0)
+	else if (mlab.dim != mimg.dim || memcmp(mlab.size, mimg.size, sizeof mimg.size) != 0)
 		mp_die("%s: case '%s': image and label sizes differ", msrc, cs);
 	if (mlab.type == MP_UINT8) {
 		gt = mlab.data;
@@ -327,6 +385,38 @@ medsam_flush(void)
 	for (int a = 0; a < 3; a++)
 		sp[a] = a < mimg.dim ? mp_spacing(&mimg, a) : 1.0;
 	shp[0] = nz, shp[1] = ny, shp[2] = nx;
+	if (mimg.dim == 2 || rgb) {
+		uint8_t *img3 = rgb ? mimg.data : mp_xmalloc(nx * ny * 3);
+		size_t s3[3] = { ny, nx, 3 }, s2[2] = { ny, nx };
+		if (!rgb)
+			for (size_t i = 0; i < nx * ny; i++)
+				img3[3 * i] = img3[3 * i + 1] = img3[3 * i + 2] = ((uint8_t *)mimg.data)[i];
+		if (outpat) {
+			char *path = expand(outpat, cs);
+			if (ends_with(path, ".npy"))
+				mp_die("%s: MedSAM's layout is an .npz", path);
+			out_start(path);
+			if (mp_npz_add(cur.z, "imgs", MP_UINT8, 3, s3, img3) < 0 ||
+			    mp_npz_add(cur.z, "gts", MP_UINT8, 2, s2, gt) < 0)
+				mp_die("%s", mp_err());
+			cur.frames = 2;
+			out_finish();
+			free(path);
+		}
+		if (slicedir) {
+			char *name = slicename ? mp_xstrdup(slicename) : *cs ? mp_xstrdup(cs) : outpat ? base_name(outpat) : mp_xstrdup("slice");
+			write_slice_rgb(name, img3, gt, nx, ny);
+			free(name);
+		}
+		if (!rgb)
+			free(img3);
+		if (gt != mlab.data)
+			free(gt);
+		mp_frame_free(&mimg);
+		mp_frame_free(&mlab);
+		have_img = have_lab = 0;
+		return;
+	}
 	if (outpat) {
 		char *path = expand(outpat, cs);
 		if (ends_with(path, ".npy"))
