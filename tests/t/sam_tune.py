@@ -1,0 +1,329 @@
+#!/usr/bin/env python3
+"""sam-tune's training code against PyTorch's autograd and the official
+segment-anything code, on random-weight models (tests/gen/sam_ckpt.py).
+
+- every backward operation (linear, layer norm, ReLU, GELU (erf), softmax
+  attention, ConvTranspose2d k2 s2, bilinear upsampling, Dice+BCE loss) on
+  small shapes against torch in float64: max abs error <= 1e-5 of the
+  gradient's largest magnitude (outputs likewise);
+- the whole mask decoder (tiny config, batch 2, both loss resolutions):
+  loss within 1e-5 relative, every parameter gradient within 1e-4 relative
+  L2 (k_proj biases, zero in exact arithmetic: 1e-4 of their weight's
+  gradient norm); the IoU head, which torch leaves without a gradient
+  (multimask_output=False), is not trained here either;
+- 10 AdamW steps against torch.optim.AdamW on the same batches: loss per
+  step within 1e-4 relative, every parameter tensor within 1e-5 relative L2
+  (the attention k_proj biases excepted: their exact gradient is zero, so
+  both sides step on rounding noise; they are held to 2 lr per step);
+- the tuned checkpoint: torch.load(weights_only=True) + strict
+  load_state_dict; sam-decode with it equals the official masks;
+- sam-tune itself: a run lowers the loss, resume is bit-for-bit, errors.
+
+The C side is build/tests/test_sam_train (a driver of libcommon/sam_train.c)
+and bin/sam-tune. The loss reference is MONAI's DiceLoss(sigmoid=True,
+squared_pred=True, reduction='mean') + BCEWithLogitsLoss, as MedSAM trains."""
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "gen"))
+sys.path.insert(0, os.path.join(HERE, ".."))
+BIN = os.environ.get("BIN", "bin")
+DRV = os.path.join("build", "tests", "test_sam_train")
+fails = 0
+
+
+def ok(name, cond, why=""):
+    global fails
+    if cond:
+        print("PASS", name)
+    else:
+        fails += 1
+        print("FAIL %s: %s" % (name, why))
+
+
+try:
+    import torch
+    import torch.nn.functional as F
+    import sam_ckpt
+    sam_ckpt.load_sam()
+    from monai.losses import DiceLoss
+except Exception as e:  # noqa: BLE001
+    print("SKIP sam_tune: torch, segment_anything or monai unavailable (%s)" % str(e).split("\n")[0])
+    sys.exit(0)
+import mpstream  # noqa: E402
+import nrrdframe  # noqa: E402
+
+torch.set_num_threads(2)
+T = tempfile.mkdtemp(prefix="medpipe-tune.")
+rng = np.random.default_rng(7)
+
+
+def drv(args, inp):
+    r = subprocess.run([DRV] + [str(a) for a in args], input=b"".join(np.asarray(a, np.float32).tobytes()
+                                                                       for a in inp), capture_output=True)
+    if r.returncode:
+        raise RuntimeError("%s: %s" % (args[0], r.stderr.decode().strip()))
+    return np.frombuffer(r.stdout, np.float32).astype(np.float64), r.stderr.decode()
+
+
+def split(flat, shapes):
+    out, o = [], 0
+    for s in shapes:
+        n = int(np.prod(s))
+        out.append(flat[o:o + n].reshape(s))
+        o += n
+    return out
+
+
+def maxrel(a, b):
+    """max |a - b| over max |b|"""
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
+
+
+def l2rel(a, b):
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+
+
+def t64(a, grad=True):
+    return torch.tensor(np.asarray(a, np.float32).astype(np.float64), requires_grad=grad)
+
+
+def check_op(name, args, inputs, fn, outshapes):
+    """inputs: float32 arrays (the last is the output gradient); fn(*tensors)
+    -> output; compares the output and the gradient of every input"""
+    flat, _ = drv(args, inputs)
+    got = split(flat, outshapes)
+    ts = [t64(a) for a in inputs[:-1]]
+    y = fn(*ts)
+    y.backward(t64(inputs[-1], False))
+    refs = [y.detach().numpy()] + [t.grad.numpy() for t in ts]
+    errs = [maxrel(g.reshape(r.shape), r) for g, r in zip(got, refs)]
+    ok("op-" + name, max(errs) <= 1e-5, "max abs err / max: %s" % ["%.2g" % e for e in errs])
+
+
+def r32(*shape, s=1.0):
+    return (rng.standard_normal(shape) * s).astype(np.float32)
+
+
+# ---------------------------------------------------------------- operations
+n, i_, o_ = 7, 24, 40
+check_op("linear", ["linear", n, i_, o_], [r32(n, i_), r32(o_, i_, s=0.2), r32(o_), r32(n, o_)],
+         lambda x, w, b: F.linear(x, w, b), [(n, o_), (n, i_), (o_, i_), (o_,)])
+d = 32
+check_op("layernorm", ["layernorm", n, d, "1e-5"], [r32(n, d, s=3) + 1, r32(d) + 1, r32(d), r32(n, d)],
+         lambda x, w, b: F.layer_norm(x, (d,), w, b, 1e-5), [(n, d), (n, d), (d,), (d,)])
+check_op("layernorm2d-eps1e-6", ["layernorm", 50, 16, "1e-6"], [r32(50, 16), r32(16) + 1, r32(16), r32(50, 16)],
+         lambda x, w, b: F.layer_norm(x, (16,), w, b, 1e-6), [(50, 16), (50, 16), (16,), (16,)])
+check_op("gelu", ["gelu", 300], [r32(300, s=3), r32(300)], lambda x: F.gelu(x), [(300,), (300,)])
+check_op("relu", ["relu", 300], [r32(300), r32(300)], lambda x: F.relu(x), [(300,), (300,)])
+
+
+def attn_ref(q, k, v, h):
+    nq, dd = q.shape
+    hd = dd // h
+    qh, kh, vh = (x.reshape(-1, h, hd).transpose(0, 1) for x in (q, k, v))
+    a = torch.softmax(qh @ kh.transpose(1, 2) / hd ** 0.5, dim=-1)
+    return (a @ vh).transpose(0, 1).reshape(nq, dd)
+
+
+for nq, nk, dd, h in ((7, 50, 32, 8), (50, 7, 32, 8), (7, 7, 64, 8)):
+    check_op("attention-%dx%d" % (nq, nk), ["attn", nq, nk, dd, h],
+             [r32(nq, dd), r32(nk, dd), r32(nk, dd), r32(nq, dd)],
+             lambda q, k, v, h=h: attn_ref(q, k, v, h), [(nq, dd), (nq, dd), (nk, dd), (nk, dd)])
+hh, ww, ci, co = 3, 5, 12, 6
+check_op("convtranspose2d", ["convt2", hh, ww, ci, co],
+         [r32(hh, ww, ci), r32(ci, co, 2, 2, s=0.3), r32(co), r32(2 * hh, 2 * ww, co)],
+         lambda x, w, b: F.conv_transpose2d(x.permute(2, 0, 1)[None], w, b, stride=2)[0].permute(1, 2, 0),
+         [(2 * hh, 2 * ww, co), (hh, ww, ci), (ci, co, 2, 2), (co,)])
+check_op("bilinear-x4", ["bilinear", 9, 7, 36, 28], [r32(7, 9), r32(28, 36)],
+         lambda s: F.interpolate(s[None, None], size=(28, 36), mode="bilinear", align_corners=False)[0, 0],
+         [(28, 36), (7, 9)])
+check_op("bilinear-odd", ["bilinear", 16, 16, 50, 61], [r32(16, 16), r32(61, 50)],
+         lambda s: F.interpolate(s[None, None], size=(61, 50), mode="bilinear", align_corners=False)[0, 0],
+         [(61, 50), (16, 16)])
+
+dice_ref = DiceLoss(sigmoid=True, squared_pred=True, reduction="mean")
+
+
+def loss_ref(x, gt):
+    """MedSAM's loss: MONAI Dice + BCE with logits, 1:1; x, gt (B,1,H,W)"""
+    return dice_ref(x, gt) + F.binary_cross_entropy_with_logits(x, gt, reduction="mean")
+
+
+x = r32(32, 32, s=3)
+gt = (rng.random((32, 32)) < 0.3).astype(np.float32)
+flat, _ = drv(["loss", x.size], [x, gt])
+xt = t64(x)
+lr_ = loss_ref(xt[None, None], t64(gt, False)[None, None])
+lr_.backward()
+ok("op-loss-dice+bce", abs(flat[0] - lr_.item()) <= 1e-6 * abs(lr_.item()) and
+   maxrel(flat[3:].reshape(32, 32), xt.grad.numpy()) <= 1e-5,
+   "loss %.8g vs %.8g, grad err %.2g" % (flat[0], lr_.item(), maxrel(flat[3:].reshape(32, 32), xt.grad.numpy())))
+
+# ---------------------------------------------------------------- the whole decoder
+CK = os.path.join(T, "tiny.pth")
+sam, cfg = sam_ckpt.build("tiny", seed=3)
+sam_ckpt.save(sam, CK)
+S = cfg["img"]
+G = S // 16
+C = cfg["out"]
+L4 = 4 * G
+
+
+def make_batch(B, LR, seed):
+    r = np.random.default_rng(seed)
+    embs = (r.standard_normal((B, C, G, G)) * 0.5).astype(np.float32)
+    boxes, gts = [], []
+    for _ in range(B):
+        x0, y0 = r.integers(0, S // 2, 2)
+        x1, y1 = x0 + r.integers(20, S // 2), y0 + r.integers(20, S // 2)
+        boxes.append(np.array([x0, y0, x1, y1], np.float32))
+        g = np.zeros((LR, LR), np.float32)
+        f = LR / S
+        g[int(y0 * f) + 2:int(y1 * f) - 1, int(x0 * f) + 1:int(x1 * f) - 2] = 1
+        gts.append(g)
+    return embs, boxes, gts
+
+
+def torch_loss(model, embs, boxes, gts, LR):
+    """the official prompt encoder (float32) + mask decoder (float64) (multimask_output=False, as
+    MedSAM trains), one prompt at a time, then MedSAM's loss on the batch"""
+    lows = []
+    for e, b in zip(embs, boxes):
+        with torch.no_grad():   # frozen, float32 (it casts its coordinates to float)
+            sp, de = model.prompt_encoder(points=None, boxes=torch.tensor(b[None]), masks=None)
+            pe = model.prompt_encoder.get_dense_pe()
+        low, _ = model.mask_decoder(image_embeddings=torch.tensor(e[None], dtype=torch.float64),
+                                    image_pe=pe.double(), sparse_prompt_embeddings=sp.double(),
+                                    dense_prompt_embeddings=de.double(), multimask_output=False)
+        lows.append(low)
+    low = torch.cat(lows)
+    x = low if LR == L4 else F.interpolate(low, size=(LR, LR), mode="bilinear", align_corners=False)
+    g = torch.tensor(np.stack(gts)[:, None], dtype=torch.float64)
+    return loss_ref(x, g), low
+
+
+def batch_input(embs, boxes, gts):
+    out = []
+    for e, b, g in zip(embs, boxes, gts):
+        out += [e, b, g]
+    return out
+
+
+dec_names = [k for k in sam.state_dict() if k.startswith("mask_decoder.")]
+for LR in (L4, S):
+    B = 2
+    embs, boxes, gts = make_batch(B, LR, 11 + LR)
+    try:
+        flat, names = drv(["decoder", CK, B, LR], batch_input(embs, boxes, gts))
+    except RuntimeError as e:
+        ok("decoder-grad-lossres%d" % LR, False, str(e))
+        continue
+    names = [ln.split() for ln in names.strip().split("\n")]
+    m64 = sam_ckpt.build("tiny", seed=3)[0]
+    m64.mask_decoder.double()
+    loss, low = torch_loss(m64, embs, boxes, gts, LR)
+    loss.backward()
+    params = dict(m64.named_parameters())
+    lossc, lowc = flat[0], flat[3:3 + B * L4 * L4].reshape(B, 1, L4, L4)
+    o = 3 + B * L4 * L4
+    worst, bad, nograd = 0.0, [], 0
+    for nm, cnt, train in names:
+        g = flat[o:o + int(cnt)]
+        o += int(cnt)
+        p = params[nm]
+        if p.grad is None:
+            nograd += 1
+            if train != "0" or np.any(g != 0):
+                bad.append(nm + " (torch: no gradient)")
+            continue
+        e = l2rel(g.reshape(p.shape), p.grad.numpy())
+        if nm.endswith("k_proj.bias"):
+            # zero in exact arithmetic (softmax ignores a shift of every
+            # score of a row): measured against the weight's gradient
+            e = float(np.linalg.norm(g - p.grad.numpy().ravel()) / np.linalg.norm(params[nm[:-4] + "weight"].grad))
+        worst = max(worst, e)
+        if e > 1e-4:
+            bad.append("%s %.2g" % (nm, e))
+    ok("decoder-names-lossres%d" % LR, [n[0] for n in names] == dec_names and o == len(flat),
+       "tensor order or count differs from the state dict")
+    le = abs(lossc - loss.item()) / abs(loss.item())
+    ok("decoder-loss-lossres%d" % LR, le <= 1e-5, "loss %.8g vs torch %.8g (rel %.2g)" % (lossc, loss.item(), le))
+    ok("decoder-lowres-lossres%d" % LR, maxrel(lowc, low.detach().numpy()) <= 1e-4,
+       "logits err %.2g" % maxrel(lowc, low.detach().numpy()))
+    ok("decoder-grads-lossres%d" % LR, not bad and nograd > 0,
+       "%d tensors off: %s" % (len(bad), ", ".join(bad[:6])))
+    print("  loss res %d: loss rel err %.2g, worst gradient rel L2 %.2g over %d tensors (%d without gradient)"
+          % (LR, le, worst, len(names) - nograd, nograd), file=sys.stderr)
+
+# ---------------------------------------------------------------- AdamW
+STEPS, B, LR = 10, 2, L4
+batches = [make_batch(B, LR, 100 + s) for s in range(STEPS)]
+inp = []
+for b in batches:
+    inp += batch_input(*b)
+OUT = os.path.join(T, "tuned.pth")
+try:
+    flat, _ = drv(["adamw", CK, B, LR, STEPS, OUT], inp)
+    have_adam = True
+except RuntimeError as e:
+    ok("adamw-10-steps", False, str(e))
+    have_adam = False
+if have_adam:
+    m64 = sam_ckpt.build("tiny", seed=3)[0]
+    m64.mask_decoder.double()
+    opt = torch.optim.AdamW(m64.mask_decoder.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
+    tl = []
+    for embs, boxes, gts in batches:
+        opt.zero_grad(set_to_none=True)
+        loss, _ = torch_loss(m64, embs, boxes, gts, LR)
+        loss.backward()
+        opt.step()
+        tl.append(loss.item())
+    cl = flat[:STEPS]
+    le = max(abs(a - b) / abs(b) for a, b in zip(cl, tl))
+    o, worst, kb_err, wname = STEPS, 0.0, 0.0, ""
+    sd = m64.state_dict()
+    for nm in dec_names:
+        ref = sd[nm].numpy()
+        got = flat[o:o + ref.size].reshape(ref.shape)
+        o += ref.size
+        if nm.endswith("k_proj.bias"):
+            # its gradient is rounding noise in both (see above), which Adam
+            # scales up to steps of about lr: each element within 2 lr per step
+            kb_err = max(kb_err, float(np.abs(got - ref).max()) / (2e-4 * STEPS))
+            continue
+        e = l2rel(got, ref)
+        if e > worst:
+            worst, wname = e, nm
+    ok("adamw-10-steps-loss", le <= 1e-4, "loss rel err %.2g; %s vs %s" % (le, cl, tl))
+    ok("adamw-10-steps-params", worst <= 1e-5 and kb_err <= 1, "worst tensor rel L2 %.2g (%s); k_proj biases %.2g"
+       % (worst, wname, kb_err))
+    print("  adamw: loss per step rel err <= %.2g, parameters rel L2 <= %.2g; loss %.4f -> %.4f"
+          % (le, worst, tl[0], tl[-1]), file=sys.stderr)
+
+    # the checkpoint: safe load, strict, tuned decoder and untouched rest
+    try:
+        sd2 = torch.load(OUT, weights_only=True)
+        m2 = sam_ckpt.build("tiny", seed=99)[0]
+        m2.load_state_dict(sd2, strict=True)
+        base = torch.load(CK, weights_only=True)
+        same_rest = all(torch.equal(sd2[k], base[k]) for k in base if not k.startswith("mask_decoder."))
+        o, dec_ok = STEPS, True
+        for nm in dec_names:
+            nn_ = sd2[nm].numel()
+            dec_ok &= np.array_equal(sd2[nm].numpy().ravel(), flat[o:o + nn_].astype(np.float32))
+            o += nn_
+        ok("checkpoint-strict-load", list(sd2.keys()) == list(base.keys()) and same_rest and dec_ok
+           and all(v.dtype == torch.float32 for v in sd2.values()),
+           "keys %s, rest same %s, decoder = C params %s" % (list(sd2.keys()) == list(base.keys()), same_rest, dec_ok))
+    except Exception as e:  # noqa: BLE001
+        ok("checkpoint-strict-load", False, "%s: %s" % (type(e).__name__, e))
+
+print("# %d failed" % fails, file=sys.stderr)
+sys.exit(1 if fails else 0)
