@@ -113,6 +113,49 @@ int mp_tune_save(const mp_sam_tune *t, const char *path);
 int mp_tune_save_state(const mp_sam_tune *t, const char *path, uint64_t user);
 int mp_tune_load_state(mp_sam_tune *t, const char *path, uint64_t *user);
 
+/* ---------------------------------------------------------------- training samples */
+/* The labelled slices of embedding frames (sam-embed) with their label
+ * frames, and MedSAM's sampling of them: in epoch e the slices in a seeded
+ * random order (drop_last batches); each sample takes one of the labels of
+ * its slice at random, its mask on the model's input grid (S x S, nearest
+ * from the original slice as the embedding's mode placed it: medsam
+ * stretched, sam ResizeLongestSide + padding), and its bounding box with
+ * every side moved outwards by a random 0..shift pixels, clipped to [0, S]
+ * (MedSAM's bbox_shift). Every random number derives from (seed, step,
+ * position in the batch) alone, so a resumed run draws what the whole run
+ * would have drawn. */
+typedef struct mp_tune_slice {
+	const float *emb;           /* C x G x G (the frame's memory) */
+	const void *lab;            /* the label frame's data */
+	mp_type lt;
+	size_t nx, ny, z, rw, rh;
+	int nl;
+	double *labels;             /* labels present on the S x S grid */
+} mp_tune_slice;
+
+typedef struct mp_tune_data {
+	int S, LR, shift, batch;
+	uint64_t seed;
+	size_t n, cap;
+	mp_tune_slice *s;
+	size_t *perm;
+	long perm_epoch;
+	unsigned char *gtS;         /* S x S scratch */
+} mp_tune_data;
+
+void mp_tune_data_init(mp_tune_data *d, int S, int LR, int shift, int batch, uint64_t seed);
+void mp_tune_data_free(mp_tune_data *d);
+/* add the labelled slices of embedding frame e (info read by
+ * mp_sam_emb_read) with the label frame lab of its image. The frames must
+ * outlive d. 0 or -1 + mp_err (label grid differs from the image's). */
+int mp_tune_data_add(mp_tune_data *d, const mp_frame *e, const mp_sam_embinfo *info, const mp_frame *lab);
+long mp_tune_data_steps_per_epoch(const mp_tune_data *d);
+/* sample j of step `step`: returns the embedding; box (model input frame),
+ * gt (LR x LR, 0/1), *label the label drawn */
+const float *mp_tune_data_sample(mp_tune_data *d, long step, int j, float box[4], float *gt, double *label);
+/* identity of the data and sampling options (checked on --resume) */
+uint64_t mp_tune_data_hash(const mp_tune_data *d);
+
 /* ---------------------------------------------------------------- torch checkpoint writer */
 /* A safe torch.save writer: an OrderedDict of float32 tensors (pickle
  * protocol 2 with collections.OrderedDict, torch._utils._rebuild_tensor_v2

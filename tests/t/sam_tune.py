@@ -325,5 +325,150 @@ if have_adam:
     except Exception as e:  # noqa: BLE001
         ok("checkpoint-strict-load", False, "%s: %s" % (type(e).__name__, e))
 
+# ---------------------------------------------------------------- sam-tune
+def run(cmd):
+    r = subprocess.run(cmd, shell=True, capture_output=True)
+    return r.returncode, r.stdout, r.stderr.decode()
+
+
+# a volume with two labelled structures per slice, embedded by the C path
+yy, xx = np.mgrid[0:S, 0:S]
+vol = np.zeros((6, S, S), np.float32)
+lab = np.zeros((6, S, S), np.uint8)
+for z in range(6):
+    circ = (xx - 80 - 8 * z) ** 2 + (yy - 120 + 5 * z) ** 2 < (30 + 2 * z) ** 2
+    rect = (abs(xx - 190) < 25) & (abs(yy - 60 - 4 * z) < 15)
+    vol[z] = 50 * circ + 120 * rect + 20 * rng.standard_normal((S, S))
+    lab[z][circ] = 1
+    lab[z][rect] = 3
+with open(os.path.join(T, "vl.nrrd"), "wb") as f:
+    f.write(nrrdframe.frame(vol, keys={"medpipe.case": "c1"}))
+    f.write(nrrdframe.frame(lab, keys={"medpipe.case": "c1", "medpipe.role": "label"}))
+EMB = os.path.join(T, "emb.nrrd")
+rc, _, err = run("%s/sam-embed -w %s --slices labelled %s/vl.nrrd > %s" % (BIN, CK, T, EMB))
+ok("tool-embed", rc == 0, err.strip())
+
+
+def tune(args, out):
+    return run("%s/sam-tune -w %s -o %s/%s %s %s" % (BIN, CK, T, out, args, EMB))
+
+
+def csv(name):
+    rows = open(os.path.join(T, name)).read().split("\n")
+    return rows[0], [r.split(",") for r in rows[1:] if r]
+
+
+rc, _, err = tune("--steps 30 --lr 1e-3 --log %s/train.csv" % T, "t.pth")
+if rc:
+    ok("tool-train", False, err.strip())
+else:
+    head, rows = csv("train.csv")
+    loss = [float(r[2]) for r in rows]
+    ok("tool-train", head == "step,epoch,loss,dice,bce,lr,ms" and len(rows) == 30 and
+       [int(r[0]) for r in rows] == list(range(1, 31)) and int(rows[-1][1]) == 10 and
+       all(abs(float(r[2]) - float(r[3]) - float(r[4])) < 1e-5 for r in rows) and
+       np.mean(loss[-5:]) < np.mean(loss[:5]) - 0.1,
+       "log %s ... %s" % (rows[:2], rows[-1:]))
+    # the tuned checkpoint in the official code, then sam-decode with it
+    try:
+        sdt = torch.load(os.path.join(T, "t.pth"), weights_only=True)
+        mt = sam_ckpt.build("tiny", seed=5)[0]
+        mt.load_state_dict(sdt, strict=True)
+        moved = sum(not torch.equal(sdt[k], sam.state_dict()[k]) for k in dec_names)
+        ok("tool-checkpoint-strict", moved > 50, "only %d decoder tensors changed" % moved)
+    except Exception as e:  # noqa: BLE001
+        ok("tool-checkpoint-strict", False, "%s: %s" % (type(e).__name__, e))
+        mt = None
+    rc, out, err = run("%s/sam-embed -w %s/t.pth --slices labelled %s/vl.nrrd | %s/sam-decode -w %s/t.pth "
+                       "--from-label --logits" % (BIN, T, T, BIN, T))
+    if rc or mt is None:
+        ok("tool-decode-tuned", False, err.strip())
+    else:
+        frs = mpstream.read_frames(out)
+        mask, prob = frs[0].array, frs[1].array
+        ref = np.zeros(mask.shape, np.int64)
+        refp = np.zeros(mask.shape, np.float32)
+        with torch.no_grad():
+            for z in range(6):
+                x = np.repeat(vol[z][None], 3, 0)
+                x = (x - x.min()) / max(x.max() - x.min(), 1e-8)
+                e = mt.image_encoder(torch.from_numpy(x)[None])
+                for v in (1, 3):
+                    ys, xs = np.nonzero(lab[z] == v)
+                    sp, de = mt.prompt_encoder(points=None, masks=None, boxes=torch.tensor(
+                        [[xs.min(), ys.min(), xs.max(), ys.max()]], dtype=torch.float32))
+                    low, _ = mt.mask_decoder(image_embeddings=e, image_pe=mt.prompt_encoder.get_dense_pe(),
+                                             sparse_prompt_embeddings=sp, dense_prompt_embeddings=de,
+                                             multimask_output=False)
+                    p = F.interpolate(torch.sigmoid(low), size=(S, S), mode="bilinear", align_corners=False)
+                    ref[z][p[0, 0].numpy() > 0.5] = v
+                    refp[z] = np.maximum(refp[z], p[0, 0].numpy())
+        agree = float((mask == ref).mean())
+        perr = float(np.abs(prob - refp).max())
+        ok("tool-decode-tuned", mask.shape == ref.shape and agree >= 0.999 and perr <= 1e-4,
+           "%.5f of pixels agree with the official code, probabilities max abs err %.2g" % (agree, perr))
+        print("  tuned model: sam-decode vs official: %.5f of pixels agree (%.3f foreground), probabilities "
+              "max abs err %.2g" % (agree, (ref > 0).mean(), perr), file=sys.stderr)
+
+# resume: 2 steps + resume + 2 steps == 4 steps, bit for bit
+rc1, _, e1 = tune("--steps 4 --loss-res %d --log %s/a.csv" % (S, T), "a.pth")
+rc2, _, e2 = tune("--steps 2 --loss-res %d --state %s/s.state" % (S, T), "b2.pth")
+rc3, _, e3 = tune("--steps 4 --loss-res %d --resume %s/s.state --log %s/b.csv" % (S, T, T), "b.pth")
+if rc1 or rc2 or rc3:
+    ok("tool-resume-bit-for-bit", False, (e1 + e2 + e3).strip())
+else:
+    same = open(os.path.join(T, "a.pth"), "rb").read() == open(os.path.join(T, "b.pth"), "rb").read()
+    rows_a, rows_b = [r[:6] for r in csv("a.csv")[1][2:]], [r[:6] for r in csv("b.csv")[1]]
+    ok("tool-resume-bit-for-bit", same and rows_a == rows_b,
+       "checkpoints equal: %s; log rows %s vs %s" % (same, rows_a, rows_b))
+rc, _, err = tune("--steps 4 --seed 9 --loss-res %d --resume %s/s.state" % (S, T), "c.pth")
+ok("tool-resume-other-seed", rc == 1 and "other data" in err and not os.path.exists(os.path.join(T, "c.pth")),
+   "rc %d: %s" % (rc, err.strip()))
+
+# errors: one line, exit status, no output left behind
+with open(os.path.join(T, "nolab.nrrd"), "wb") as f:
+    f.write(nrrdframe.frame(vol[:2], keys={"medpipe.case": "c2"}))
+    f.write(nrrdframe.frame(np.zeros((2, S, S), np.uint8), keys={"medpipe.case": "c2", "medpipe.role": "label"}))
+with open(os.path.join(T, "img.nrrd"), "wb") as f:
+    f.write(nrrdframe.frame(vol[0], keys={"medpipe.case": "c3"}))
+rc, _, _ = run("%s/sam-embed -w %s %s/nolab.nrrd > %s/emb0.nrrd" % (BIN, CK, T, T))
+other = os.path.join(T, "other.pth")
+sam_ckpt.save(sam_ckpt.build("tiny", seed=4)[0], other)
+with open(os.path.join(T, "bad.state"), "wb") as f:
+    f.write(b"MPTUNE01" + b"\0" * 20)
+for name, cmd, want, msg in (
+        ("error-mode", "%s/sam-tune -w %s -o %s/x.pth --mode lora %s" % (BIN, CK, T, EMB), 2, "only decoder"),
+        ("error-no-out", "%s/sam-tune -w %s %s" % (BIN, CK, EMB), 2, "--out"),
+        ("error-batch", "%s/sam-tune -w %s -o %s/x.pth --batch 0 %s" % (BIN, CK, T, EMB), 2, "--batch"),
+        ("error-loss-res", "%s/sam-tune -w %s -o %s/x.pth --loss-res 100 %s" % (BIN, CK, T, EMB), 1, "loss resolution"),
+        ("error-no-labels", "%s/sam-tune -w %s -o %s/x.pth %s/emb0.nrrd" % (BIN, CK, T, T), 1, "holds a label"),
+        ("error-no-label-frame", "%s/sam-embed -w %s %s/img.nrrd | %s/sam-tune -w %s -o %s/x.pth"
+         % (BIN, CK, T, BIN, CK, T), 1, "no label frame"),
+        ("error-other-weights", "%s/sam-tune -w %s -o %s/x.pth %s" % (BIN, other, T, EMB), 1, "embeddings made by"),
+        ("error-bad-state", "%s/sam-tune -w %s -o %s/x.pth --resume %s/bad.state %s" % (BIN, CK, T, T, EMB), 1,
+         "state"),
+        ("error-no-input", "%s/sam-tune -w %s -o %s/x.pth %s/missing.nrrd" % (BIN, CK, T, T), 1, "missing.nrrd")):
+    rc, _, err = run(cmd)
+    ok("tool-" + name, rc == want and msg in err and len(err.strip().split("\n")) == 1
+       and not os.path.exists(os.path.join(T, "x.pth")), "rc %d: %s" % (rc, err.strip()))
+
+# the writer on the real ViT-B architecture: sam_model_registry["vit_b"] loads it
+if os.environ.get("MEDPIPE_FAST") == "1":
+    print("SKIP checkpoint-vit_b-registry: MEDPIPE_FAST=1")
+else:
+    VB = os.path.join(T, "vitb.pth")
+    sam_ckpt.save(sam_ckpt.build("vit_b", seed=1)[0], VB)
+    try:
+        drv(["adamw", VB, 1, 256, 0, os.path.join(T, "vitb-out.pth")], [])
+        from segment_anything import sam_model_registry
+        mv = sam_model_registry["vit_b"](checkpoint=os.path.join(T, "vitb-out.pth"))
+        a, b = mv.state_dict(), torch.load(VB, weights_only=True)
+        ok("checkpoint-vit_b-registry", all(torch.equal(a[k], b[k]) for k in b) and len(a) == len(b))
+    except Exception as e:  # noqa: BLE001
+        ok("checkpoint-vit_b-registry", False, "%s: %s" % (type(e).__name__, e))
+    for p in (VB, os.path.join(T, "vitb-out.pth")):
+        if os.path.exists(p):
+            os.unlink(p)
+
 print("# %d failed" % fails, file=sys.stderr)
 sys.exit(1 if fails else 0)
