@@ -68,6 +68,7 @@ typedef struct mp_tr_tensor {
 	const char *name;           /* the checkpoint's (owned by the model) */
 	size_t off, n;              /* in the parameter buffer, floats */
 	int train;                  /* 0: gets no gradient (skipped by AdamW, as torch skips grad None) */
+	int owned;                  /* name malloc'd (LoRA tensors) */
 } mp_tr_tensor;
 
 typedef struct mp_tr_opt {
@@ -86,6 +87,10 @@ typedef struct mp_sam_tune {
 	long step;                  /* AdamW steps taken */
 	mp_tr_opt opt;
 	mp_tune *w;
+	/* LoRA (mp_tune_add_lora): rank, scale alpha/rank, the encoder's state */
+	int lora_rank;
+	double lora_scale;
+	struct mp_lora *lora;
 } mp_sam_tune;
 
 /* set up training of m's mask decoder (parameters copied out of the
@@ -101,11 +106,22 @@ void mp_tune_zero_grad(mp_sam_tune *t);
  * 0 or -1 + mp_err (memory). */
 int mp_tune_sample(mp_sam_tune *t, const float *emb, const float box[4], const float *gt, double gscale,
                    double *loss, double *dice, double *bce, float *lowres, float *demb);
+/* LoRA (SAMed's scheme) on the q and v projections of every image-encoder
+ * block: q += scale * (x A_q^T) B_q^T, v likewise, A: rank x E, B: E x rank,
+ * scale = alpha / rank; tensors image_encoder.blocks.N.attn.qkv.lora_{A,B}_{q,v}
+ * appended to the parameter buffer (A kaiming-uniform as nn.Linear, from
+ * seed; B zero). The image encoder's own weights stay frozen. 0 or -1. */
+int mp_tune_add_lora(mp_sam_tune *t, int rank, double alpha, uint64_t seed);
+/* forward and backward of one prompt on an image (3 x S x S, the encoder's
+ * input): the encoder with LoRA, then mp_tune_sample; LoRA and decoder
+ * gradients added to t->g. 0 or -1 + mp_err. */
+int mp_tune_sample_image(mp_sam_tune *t, const float *img, const float box[4], const float *gt, double gscale,
+                         double *loss, double *dice, double *bce);
 /* one AdamW step (torch.optim.AdamW semantics, decoupled weight decay) on
  * the trainable tensors with learning rate lr */
 void mp_tune_adamw(mp_sam_tune *t, double lr);
 /* the full SAM state dict (every tensor of the checkpoint, the mask decoder's
- * from t->p; pixel_mean / pixel_std left out as torch's state_dict does) as a
+ * from t->p, LoRA merged into the qkv weights; pixel_mean / pixel_std left out as torch's state_dict does) as a
  * torch zip checkpoint, written atomically. 0 or -1 + mp_err. */
 int mp_tune_save(const mp_sam_tune *t, const char *path);
 /* the optimizer state (step, parameters, moments, and a user value such as

@@ -236,9 +236,59 @@ mp_tune_init(mp_sam_tune *t, mp_sam *m, int loss_res)
 	return 0;
 }
 
+void mp_lora_free(struct mp_lora *l);
+
+int
+mp_tune_add_lora(mp_sam_tune *t, int rank, double alpha, uint64_t seed)
+{
+	const mp_sam_config *c = &t->m->cfg;
+	int E = c->embed;
+	size_t per = (size_t)rank * E, np0 = t->np;
+	char name[160];
+	static const char *suf[4] = { "lora_A_q", "lora_B_q", "lora_A_v", "lora_B_v" };
+
+	if (rank < 1 || rank > E)
+		return mp_seterr("LoRA rank %d: want 1..%d", rank, E);
+	t->lora_rank = rank;
+	t->lora_scale = alpha / rank;
+	size_t add = (size_t)c->depth * 4 * ((per + 15) & ~(size_t)15);
+	t->t = mp_xrealloc(t->t, (t->nt + (size_t)c->depth * 4 + 1) * sizeof *t->t);
+	for (int b = 0; b < c->depth; b++)
+		for (int k = 0; k < 4; k++) {
+			mp_tr_tensor *d = &t->t[t->nt++];
+			snprintf(name, sizeof name, "image_encoder.blocks.%d.attn.qkv.%s", b, suf[k]);
+			d->name = mp_xstrdup(name);
+			d->off = t->np;
+			d->n = per;
+			d->train = 1;
+			d->owned = 1;
+			t->np += (per + 15) & ~(size_t)15;
+		}
+	float **bufs[4] = { &t->p, &t->g, &t->m1, &t->m2 };
+	for (int k = 0; k < 4; k++) {
+		*bufs[k] = mp_xrealloc(*bufs[k], t->np * sizeof(float));
+		memset(*bufs[k] + np0, 0, add * sizeof(float));
+	}
+	/* A: kaiming_uniform_(a=sqrt(5)) of nn.Linear, U(-1/sqrt(E), 1/sqrt(E)) */
+	uint64_t s = seed * 0x9e3779b97f4a7c15ULL + 12345;
+	for (size_t i = t->nt - (size_t)c->depth * 4; i < t->nt; i++)
+		if (strstr(t->t[i].name, "lora_A"))
+			for (size_t j = 0; j < t->t[i].n; j++) {
+				s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+				double u = (double)(s >> 11) / 9007199254740992.0;
+				t->p[t->t[i].off + j] = (float)((2 * u - 1) / sqrt((double)E));
+			}
+	return views(t, t->p, &t->w->w) || views(t, t->g, &t->w->gw) ? -1 : 0;
+}
+
 void
 mp_tune_free(mp_sam_tune *t)
 {
+	if (t->lora)
+		mp_lora_free(t->lora);
+	for (size_t i = 0; t->t && i < t->nt; i++)
+		if (t->t[i].owned)
+			free((char *)t->t[i].name);
 	if (t->w) {
 		for (size_t i = 0; i < t->w->nalloc; i++)
 			free(t->w->allocs[i]);
@@ -583,12 +633,33 @@ mp_tune_save(const mp_sam_tune *t, const char *path)
 	int *nd = mp_xcalloc(td->n + 1, sizeof *nd);
 	const int64_t **sh = mp_xcalloc(td->n + 1, sizeof *sh);
 	const float **data = mp_xcalloc(td->n + 1, sizeof *data);
+	float **merged = mp_xcalloc(td->n + 1, sizeof *merged);
+	size_t nmerged = 0;
 	int rc = -1;
 
 	for (size_t i = 0; i < td->n; i++) {
 		const mp_tensor *x = &td->t[i];
 		int dec = strncmp(x->name, "mask_decoder.", 13) == 0;
 		const float *d = dec ? t->p + t->t[j++].off : x->data;
+		int blk;
+		char tail[32];
+		if (t->lora_rank && sscanf(x->name, "image_encoder.blocks.%d.attn.qkv.%31s", &blk, tail) == 2 &&
+		    strcmp(tail, "weight") == 0 && d) {
+			/* merged: W[0:E] += s B_q A_q, W[2E:3E] += s B_v A_v */
+			int E = t->m->cfg.embed, r = t->lora_rank;
+			float *mw = mp_xmalloc(x->n * sizeof(float));
+			memcpy(mw, d, x->n * sizeof(float));
+			const float *aq = pv((mp_sam_tune *)t, t->p, "image_encoder.blocks.%d.attn.qkv.lora_A_q", blk);
+			const float *bq = pv((mp_sam_tune *)t, t->p, "image_encoder.blocks.%d.attn.qkv.lora_B_q", blk);
+			const float *av = pv((mp_sam_tune *)t, t->p, "image_encoder.blocks.%d.attn.qkv.lora_A_v", blk);
+			const float *bv = pv((mp_sam_tune *)t, t->p, "image_encoder.blocks.%d.attn.qkv.lora_B_v", blk);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, E, E, r, (float)t->lora_scale, bq, r, aq, E, 1.0f,
+			            mw, E);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, E, E, r, (float)t->lora_scale, bv, r, av, E, 1.0f,
+			            mw + (size_t)2 * E * E, E);
+			merged[nmerged++] = mw;
+			d = mw;
+		}
 		/* buffers registered with persistent=False are not in SAM's state dict */
 		if (strcmp(x->name, "pixel_mean") == 0 || strcmp(x->name, "pixel_std") == 0)
 			continue;
@@ -604,6 +675,9 @@ mp_tune_save(const mp_sam_tune *t, const char *path)
 	}
 	rc = mp_torch_save(path, n, names, nd, sh, data);
 out:
+	for (size_t i = 0; i < nmerged; i++)
+		free(merged[i]);
+	free(merged);
 	free(names);
 	free(nd);
 	free(sh);

@@ -325,6 +325,99 @@ if have_adam:
     except Exception as e:  # noqa: BLE001
         ok("checkpoint-strict-load", False, "%s: %s" % (type(e).__name__, e))
 
+# ---------------------------------------------------------------- LoRA through the encoder
+class LoraQKV(torch.nn.Module):
+    """SAMed's LoRA on the q and v parts of a fused qkv projection"""
+
+    def __init__(self, qkv, mats, scale):
+        super().__init__()
+        self.qkv = qkv
+        self.mats = torch.nn.ParameterList([torch.nn.Parameter(torch.tensor(m, dtype=torch.float64)) for m in mats])
+        self.scale = scale
+
+    def forward(self, x):
+        out = self.qkv(x)
+        e = x.shape[-1]
+        aq, bq, av, bv = self.mats
+        dq = (x @ aq.T) @ bq.T * self.scale
+        dv = (x @ av.T) @ bv.T * self.scale
+        return torch.cat([out[..., :e] + dq, out[..., e:2 * e], out[..., 2 * e:] + dv], dim=-1)
+
+
+RANK, ALPHA = 4, 8.0
+E = cfg["embed"]
+lmats = [[r32(RANK, E, s=0.1), r32(E, RANK, s=0.1), r32(RANK, E, s=0.1), r32(E, RANK, s=0.1)]
+         for _ in range(cfg["depth"])]
+B, LR = 2, L4
+imgs = [r32(3, S, S) for _ in range(B)]
+_, boxes, gts = make_batch(B, LR, 77)
+inp = [m for blk in lmats for m in blk]
+for im, bx, g in zip(imgs, boxes, gts):
+    inp += [im, bx, g]
+MERGED = os.path.join(T, "lora-merged.pth")
+try:
+    flat, names = drv(["lora", CK, B, LR, RANK, ALPHA, MERGED], inp)
+    names = [ln.split() for ln in names.strip().split("\n")]
+except RuntimeError as e:
+    ok("lora-grads-2-images", False, str(e))
+    names = None
+if names:
+    ml = sam_ckpt.build("tiny", seed=3)[0]
+    ml.image_encoder.double()
+    ml.mask_decoder.double()
+    for bi, blk in enumerate(ml.image_encoder.blocks):
+        blk.attn.qkv = LoraQKV(blk.attn.qkv, lmats[bi], ALPHA / RANK)
+    lows = []
+    for im, bx in zip(imgs, boxes):
+        emb = ml.image_encoder(torch.tensor(im[None], dtype=torch.float64))
+        with torch.no_grad():
+            sp, de = ml.prompt_encoder(points=None, boxes=torch.tensor(bx[None]), masks=None)
+            pe = ml.prompt_encoder.get_dense_pe()
+        low, _ = ml.mask_decoder(image_embeddings=emb, image_pe=pe.double(), sparse_prompt_embeddings=sp.double(),
+                                 dense_prompt_embeddings=de.double(), multimask_output=False)
+        lows.append(low)
+    lref = loss_ref(torch.cat(lows), torch.tensor(np.stack(gts)[:, None], dtype=torch.float64))
+    lref.backward()
+    refg = {k: v.grad for k, v in ml.mask_decoder.named_parameters()}
+    for bi, blk in enumerate(ml.image_encoder.blocks):
+        for k, suf in enumerate(("lora_A_q", "lora_B_q", "lora_A_v", "lora_B_v")):
+            refg["image_encoder.blocks.%d.attn.qkv.%s" % (bi, suf)] = blk.attn.qkv.mats[k].grad
+    o, worst_l, worst_d, bad = 1, 0.0, 0.0, []
+    for nm, cnt, _ in names:
+        g = flat[o:o + int(cnt)]
+        o += int(cnt)
+        key = nm[len("mask_decoder."):] if nm.startswith("mask_decoder.") else nm
+        ref = refg.get(key)
+        if ref is None:
+            if np.any(g != 0):
+                bad.append(nm + " (torch: none)")
+            continue
+        if nm.endswith("k_proj.bias"):
+            continue
+        e = l2rel(g, ref.numpy().ravel())
+        if ".lora_" in nm:
+            worst_l = max(worst_l, e)
+        else:
+            worst_d = max(worst_d, e)
+        if e > (1e-3 if ".lora_" in nm else 1e-4):
+            bad.append("%s %.2g" % (nm, e))
+    le = abs(flat[0] - lref.item()) / abs(lref.item())
+    ok("lora-grads-2-images", not bad and le <= 1e-5 and o == len(flat),
+       "loss rel %.2g; off: %s" % (le, ", ".join(bad[:6])))
+    print("  LoRA (tiny ViT, 4 blocks, window + global): loss rel err %.2g, LoRA gradients rel L2 <= %.2g, "
+          "decoder <= %.2g" % (le, worst_l, worst_d), file=sys.stderr)
+    # the merged checkpoint: the plain official model equals the LoRA model
+    try:
+        mm = sam_ckpt.build("tiny", seed=8)[0]
+        mm.load_state_dict(torch.load(MERGED, weights_only=True), strict=True)
+        with torch.no_grad():
+            a = mm.image_encoder(torch.tensor(imgs[0][None])).numpy()
+            b = ml.image_encoder(torch.tensor(imgs[0][None], dtype=torch.float64)).numpy()
+        ok("lora-merged-checkpoint", l2rel(a, b) <= 1e-5, "embedding rel err %.2g" % l2rel(a, b))
+    except Exception as e:  # noqa: BLE001
+        ok("lora-merged-checkpoint", False, "%s: %s" % (type(e).__name__, e))
+
+
 # ---------------------------------------------------------------- sam-tune
 def run(cmd):
     r = subprocess.run(cmd, shell=True, capture_output=True)

@@ -15,6 +15,10 @@
  *   loss N                   in: x gt                  out: loss dice bce dx
  *   decoder CKPT B LR        in: B x (emb box gt)      out: loss dice bce, B low-res masks,
  *                                                      the gradients (tensor order; names on stderr)
+ *   lora CKPT B LR RANK ALPHA [OUT.pth]
+ *                            in: per block A_q B_q A_v B_v, B x (image box gt)
+ *                            out: loss, the gradients (decoder then LoRA; names on stderr);
+ *                            OUT.pth: the checkpoint with LoRA merged
  *   adamw CKPT B LR STEPS [OUT.pth [STATE]]
  *                            in: STEPS x B x (emb box gt)  out: loss per step, the parameters;
  *                            OUT.pth: the tuned checkpoint; STATE: the optimizer state
@@ -153,6 +157,41 @@ driver(int argc, char **argv)
 			if (argc > 7 && mp_tune_save_state(&t, argv[7], 0))
 				mp_die("%s", mp_err());
 		}
+		mp_tune_free(&t);
+		mp_sam_free(&m);
+	} else if (strcmp(op, "lora") == 0) {
+		mp_sam m;
+		mp_sam_tune t;
+		if (argc < 7)
+			mp_usage_die("lora: missing arguments");
+		if (mp_sam_load(&m, argv[2], mp_sam_cpu_backend(1)) || mp_tune_init(&t, &m, (int)a[2]) ||
+		    mp_tune_add_lora(&t, (int)a[3], strtod(argv[6], NULL), 1))
+			mp_die("%s", mp_err());
+		int B = (int)a[1], S = m.cfg.img_size;
+		for (size_t i = 0; i < t.nt; i++)
+			if (strstr(t.t[i].name, ".lora_")) {
+				float *v = rd(t.t[i].n);
+				memcpy(t.p + t.t[i].off, v, t.t[i].n * sizeof(float));
+				free(v);
+			}
+		double L = 0;
+		mp_tune_zero_grad(&t);
+		for (int b = 0; b < B; b++) {
+			float *img = rd((size_t)3 * S * S), *box = rd(4), *gt = rd((size_t)t.loss_res * t.loss_res);
+			double l;
+			if (mp_tune_sample_image(&t, img, box, gt, 1.0 / B, &l, NULL, NULL))
+				mp_die("%s", mp_err());
+			L += l / B;
+			free(img), free(box), free(gt);
+		}
+		float lf = (float)L;
+		wr(&lf, 1);
+		for (size_t i = 0; i < t.nt; i++) {
+			wr(t.g + t.t[i].off, t.t[i].n);
+			fprintf(stderr, "%s %zu %d\n", t.t[i].name, t.t[i].n, t.t[i].train);
+		}
+		if (argc > 7 && mp_tune_save(&t, argv[7]))
+			mp_die("%s", mp_err());
 		mp_tune_free(&t);
 		mp_sam_free(&m);
 	} else
