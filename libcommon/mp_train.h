@@ -141,7 +141,8 @@ int mp_tune_load_state(mp_sam_tune *t, const char *path, uint64_t *user);
  * position in the batch) alone, so a resumed run draws what the whole run
  * would have drawn. */
 typedef struct mp_tune_slice {
-	const float *emb;           /* C x G x G (the frame's memory) */
+	const float *emb;           /* C x G x G (the frame's memory), or NULL: */
+	const mp_frame *img;        /* the grey image frame whose slice z is the sample */
 	const void *lab;            /* the label frame's data */
 	mp_type lt;
 	size_t nx, ny, z, rw, rh;
@@ -165,7 +166,12 @@ void mp_tune_data_free(mp_tune_data *d);
  * mp_sam_emb_read) with the label frame lab of its image. The frames must
  * outlive d. 0 or -1 + mp_err (label grid differs from the image's). */
 int mp_tune_data_add(mp_tune_data *d, const mp_frame *e, const mp_sam_embinfo *info, const mp_frame *lab);
+/* the same for a grey image frame img (2-D or 3-D; every slice with a label)
+ * that the encoder will see after preprocessing in mode */
+int mp_tune_data_add_image(mp_tune_data *d, const mp_frame *img, mp_sam_mode mode, const mp_frame *lab);
 long mp_tune_data_steps_per_epoch(const mp_tune_data *d);
+/* as mp_tune_data_sample, returning the slice drawn */
+const mp_tune_slice *mp_tune_data_pick(mp_tune_data *d, long step, int j, float box[4], float *gt, double *label);
 /* sample j of step `step`: returns the embedding; box (model input frame),
  * gt (LR x LR, 0/1), *label the label drawn */
 const float *mp_tune_data_sample(mp_tune_data *d, long step, int j, float box[4], float *gt, double *label);

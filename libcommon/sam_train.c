@@ -738,7 +738,7 @@ mp_tune_load_state(mp_sam_tune *t, const char *path, uint64_t *user)
 	}
 	if (h[0] != t->np || h[3] != names_crc(t)) {
 		fclose(fp);
-		return mp_seterr("%s: the state is of another model (its mask decoder differs from --weights)", path);
+		return mp_seterr("%s: the state is of another model or mode (its tensors differ from those of --weights and --mode)", path);
 	}
 	c = crc32(c, (const Bytef *)magic, 8);
 	c = crc32(c, (const Bytef *)h, sizeof h);

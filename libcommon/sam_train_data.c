@@ -73,30 +73,33 @@ lab_at(const mp_tune_slice *s, long x, long y)
 	return mp_get(s->lab, s->lt, (s->z * s->ny + (size_t)y) * s->nx + (size_t)x);
 }
 
-int
-mp_tune_data_add(mp_tune_data *d, const mp_frame *e, const mp_sam_embinfo *info, const mp_frame *lab)
+/* the slices sel[0..nsel) of an image of nx x ny x nz placed as rw x rh in
+ * the model input; embeddings (e, per floats each) or the image frame img */
+static int
+add_slices(mp_tune_data *d, const mp_frame *e, size_t per, const mp_frame *img, size_t nx0, size_t ny0, size_t nz0,
+           size_t rw, size_t rh, const size_t *sel, size_t nsel, const mp_frame *lab)
 {
 	size_t nx, ny, nz;
 	int S = d->S;
 
-	if (mp_frame_xyz(lab, &nx, &ny, &nz) < 0 || nx != info->nx || ny != info->ny || nz != info->nz)
-		return mp_seterr("label frame of case '%s': its grid differs from the embedded image's (%zux%zux%zu)",
-		                 mp_case(lab), info->nx, info->ny, info->nz);
+	if (mp_frame_xyz(lab, &nx, &ny, &nz) < 0 || nx != nx0 || ny != ny0 || nz != nz0)
+		return mp_seterr("label frame of case '%s': its grid differs from the image's (%zux%zux%zu)", mp_case(lab),
+		                 nx0, ny0, nz0);
 	if (!mp_type_is_int(lab->type))
 		return mp_seterr("label frame of case '%s': not an integer type", mp_case(lab));
-	size_t per = (size_t)info->C * info->G * info->G;
 	long *xs = mp_xmalloc((size_t)S * sizeof *xs), *ys = mp_xmalloc((size_t)S * sizeof *ys);
-	for (size_t i = 0; i < info->nsel; i++) {
+	for (size_t i = 0; i < nsel; i++) {
 		mp_tune_slice s;
 		memset(&s, 0, sizeof s);
-		s.emb = (const float *)e->data + i * per;
+		s.emb = e ? (const float *)e->data + i * per : NULL;
+		s.img = img;
 		s.lab = lab->data;
 		s.lt = lab->type;
 		s.nx = nx;
 		s.ny = ny;
-		s.z = info->sel[i];
-		s.rw = info->rw;
-		s.rh = info->rh;
+		s.z = sel[i];
+		s.rw = rw;
+		s.rh = rh;
 		for (int k = 0; k < S; k++) {
 			xs[k] = src_of(k, s.rw, nx);
 			ys[k] = src_of(k, s.rh, ny);
@@ -145,6 +148,29 @@ mp_tune_data_add(mp_tune_data *d, const mp_frame *e, const mp_sam_embinfo *info,
 	return 0;
 }
 
+int
+mp_tune_data_add(mp_tune_data *d, const mp_frame *e, const mp_sam_embinfo *info, const mp_frame *lab)
+{
+	return add_slices(d, e, (size_t)info->C * info->G * info->G, NULL, info->nx, info->ny, info->nz, info->rw,
+	                  info->rh, info->sel, info->nsel, lab);
+}
+
+int
+mp_tune_data_add_image(mp_tune_data *d, const mp_frame *img, mp_sam_mode mode, const mp_frame *lab)
+{
+	size_t nx, ny, nz, rw, rh;
+
+	if (mp_frame_xyz(img, &nx, &ny, &nz) < 0)
+		return mp_seterr("image frame of case '%s': a 2-D or 3-D grey image is needed", mp_case(img));
+	mp_sam_input_size(mode, d->S, nx, ny, &rw, &rh);
+	size_t *sel = mp_xmalloc((nz + 1) * sizeof *sel);
+	for (size_t z = 0; z < nz; z++)
+		sel[z] = z;
+	int rc = add_slices(d, NULL, 0, img, nx, ny, nz, rw, rh, sel, nz, lab);
+	free(sel);
+	return rc;
+}
+
 long
 mp_tune_data_steps_per_epoch(const mp_tune_data *d)
 {
@@ -166,6 +192,12 @@ mp_tune_data_hash(const mp_tune_data *d)
 
 const float *
 mp_tune_data_sample(mp_tune_data *d, long step, int j, float box[4], float *gt, double *label)
+{
+	return mp_tune_data_pick(d, step, j, box, gt, label)->emb;
+}
+
+const mp_tune_slice *
+mp_tune_data_pick(mp_tune_data *d, long step, int j, float box[4], float *gt, double *label)
 {
 	long spe = mp_tune_data_steps_per_epoch(d), epoch = step / spe;
 	int S = d->S;
@@ -213,5 +245,5 @@ mp_tune_data_sample(mp_tune_data *d, long step, int j, float box[4], float *gt, 
 			gt[(size_t)y * d->LR + x] = d->gtS[(size_t)y * f * S + (size_t)x * f];
 	if (label)
 		*label = v;
-	return s->emb;
+	return s;
 }

@@ -1,5 +1,7 @@
-/* sam-tune - fine-tune SAM / MedSAM: the mask decoder on cached embeddings */
+/* sam-tune - fine-tune SAM / MedSAM: the mask decoder on cached embeddings,
+ * or LoRA on the image encoder with the mask decoder */
 #include "mp.h"
+#include "mp_filter.h"
 #include "mp_train.h"   /* includes mp_sam.h (whose frame part is outside its include guard) */
 
 #include <stdlib.h>
@@ -8,11 +10,16 @@
 #include <unistd.h>
 
 static const char *weights, *out, *modestr = "decoder", *logpath, *statepath, *resumepath;
-static long batch = 2, steps = -1, epochs = 1, lossres, shift = 20, seed = 1, threads;
-static double lr = 1e-4, wd = 0.01;
+static const char *prepstr = "medsam", *interpstr;
+static long batch = 2, steps = -1, epochs = 1, lossres, shift = 20, seed = 1, threads, rank = 4;
+static double lr = 1e-4, wd = 0.01, alpha = -1;
 
 static const mp_opt opts[] = {
-	{ "mode", 'm', MP_OPT_STR, &modestr, NULL, "MODE", "What is trained: decoder (the mask decoder, on cached embeddings; the only mode so far)." },
+	{ "mode", 'm', MP_OPT_STR, &modestr, NULL, "MODE", "What is trained: decoder (the mask decoder, on embeddings cached by sam-embed; default) or lora (low-rank adapters on the q and v projections of every image-encoder block, SAMed's scheme, plus the mask decoder, on images)." },
+	{ "rank", 'r', MP_OPT_INT, &rank, NULL, "N", "LoRA rank (default 4)." },
+	{ "alpha", 0, MP_OPT_DBL, &alpha, NULL, "X", "LoRA scale numerator: the update is (alpha/rank) B A x (default alpha = rank, SAMed's scale 1)." },
+	{ "prep", 0, MP_OPT_STR, &prepstr, NULL, "MODE", "With --mode lora: how slices become the encoder's input, as sam-embed --mode: medsam (default) or sam." },
+	{ "interp", 'i', MP_OPT_STR, &interpstr, NULL, "METHOD", "With --mode lora: the resize method, as sam-embed --interp (default bspline3 for medsam, linear for sam)." },
 	{ "weights", 'w', MP_OPT_STR, &weights, NULL, "FILE", "The checkpoint to start from (as sam-embed(1)); the embeddings must have been made with it. Default: $MEDPIPE_SAM_WEIGHTS." },
 	{ "out", 'o', MP_OPT_STR, &out, NULL, "FILE", "The tuned checkpoint: the whole SAM state dict (torch zip), written at the end." },
 	{ "batch", 'b', MP_OPT_INT, &batch, NULL, "N", "Prompts per step (default 2, as MedSAM)." },
@@ -32,10 +39,11 @@ static const mp_opt opts[] = {
 
 static const mp_prog prog = {
 	"sam-tune",
-	"fine-tune SAM / MedSAM: the mask decoder on cached embeddings",
+	"fine-tune SAM / MedSAM: the mask decoder on cached embeddings, or LoRA",
 	"[options] --weights FILE --out FILE [FILE...]",
 	"sam-tune trains the mask decoder of a SAM or MedSAM checkpoint (--mode decoder, MedSAM's cheap "
-	"recipe: image and prompt encoders frozen) and writes the whole model as a PyTorch checkpoint "
+	"recipe: image and prompt encoders frozen), or LoRA adapters of its image encoder together with "
+	"the mask decoder (--mode lora), and writes the whole model (LoRA merged into the qkv weights) as a PyTorch checkpoint "
 	"that the official code loads with torch.load(weights_only=True) and a strict load_state_dict "
 	"(sam_model_registry[\"vit_b\"](checkpoint=FILE)), and that sam-embed(1) and sam-decode(1) read.\n\n"
 	"Input: the frames of the FILEs (none or '-': standard input): embedding frames made by "
@@ -44,6 +52,11 @@ static const mp_prog prog = {
 	"Each step takes --batch samples; each sample one label of its slice at random, that label's "
 	"mask and its bounding box moved outwards by a random 0..--bbox-shift pixels, as MedSAM's "
 	"training does. All samples stay in memory (16 MiB per ViT-B slice).\n\n"
+	"With --mode lora the input is grey image frames (2-D or 3-D) with their label frames instead: "
+	"every slice holding a label is a sample, preprocessed for the encoder each time it is drawn "
+	"(--prep, --interp, as sam-embed). LoRA: A (rank x width) kaiming-uniform from --seed, B zero. "
+	"Memory: every attention matrix of the encoder is kept for the backward pass, which suits reduced "
+	"models; ViT-B at 1024 needs about 6 GB per sample by count of what is kept (recomputation per head is not written yet).\n\n"
 	"Training, as MedSAM: the box through the frozen prompt encoder, the mask decoder's single-mask "
 	"output (multimask_output=False), loss = Dice (sigmoid, squared denominators: MONAI's "
 	"DiceLoss(sigmoid=True, squared_pred=True)) + binary cross-entropy with logits, means over the "
@@ -51,7 +64,7 @@ static const mp_prog prog = {
 	"learning rate. The IoU head gets no gradient (the loss does not use it) and is left unchanged. "
 	"Gradients equal PyTorch's autograd within float32 rounding (tests/t/sam_tune.py).\n\n"
 	"Cost: about 11 GFLOP per sample and step for ViT-B's decoder.\n\n"
-	"Other modes of fine-tuning (LoRA, adapters, the full model) are not written yet.\n\n"
+	"Adapters, full fine-tuning and LoRA for TinyViT (LiteMedSAM) are not written yet.\n\n"
 	"sam-decode(1) checks that embeddings were made by its --weights: embed again with the tuned "
 	"checkpoint (its image encoder is unchanged) before decoding with it.",
 	"$ sam-embed -w medsam_vit_b.pth --slices labelled ct.nrrd > emb.nrrd\n"
@@ -62,7 +75,10 @@ static const mp_prog prog = {
 	"Segments held-back slices with the tuned model and scores them.\n"
 	"$ sam-tune -w medsam_vit_b.pth -o a.pth --steps 100 --state a.state emb.nrrd\n"
 	"$ sam-tune -w medsam_vit_b.pth -o b.pth --steps 200 --resume a.state emb.nrrd\n"
-	"Trains 100 steps, then 100 more: b.pth equals a 200-step run.",
+	"Trains 100 steps, then 100 more: b.pth equals a 200-step run.\n"
+	"$ vol-cat ct.nii.gz --label seg.nii.gz | hu-window --preset soft-tissue --mapping medsam | roi-crop --slices labelled \\\n"
+	"    | sam-tune --mode lora --rank 4 -w medsam_vit_b.pth -o lora.pth --epochs 5\n"
+	"Trains LoRA adapters and the mask decoder on the labelled slices of a CT.",
 	"sam-embed(1), sam-decode(1), seg-eval(1), medpipe(7)",
 	opts, 0
 };
@@ -93,8 +109,19 @@ main(int argc, char **argv)
 	held *h = NULL;
 	size_t nh = 0;
 
-	if (strcmp(modestr, "decoder") != 0)
-		mp_usage_die("--mode %s: only decoder is available (lora, adapter and full are not written yet)", modestr);
+	int lora = strcmp(modestr, "lora") == 0;
+	mp_sam_mode prep;
+	mp_rs_method rm;
+	if (!lora && strcmp(modestr, "decoder") != 0)
+		mp_usage_die("--mode %s: decoder or lora (adapter and full are not written yet)", modestr);
+	if (mp_sam_mode_parse(prepstr, &prep))
+		mp_usage_die("--prep: %s", mp_err());
+	if (mp_rs_parse(interpstr ? interpstr : prep == MP_SAM_MEDSAM ? "bspline3" : "linear", &rm))
+		mp_usage_die("--interp: %s", mp_err());
+	if (rank < 1 || rank > 1024)
+		mp_usage_die("--rank %ld: want 1..1024", rank);
+	if (alpha < 0)
+		alpha = (double)rank;
 	if (!weights)
 		weights = getenv("MEDPIPE_SAM_WEIGHTS");
 	if (!weights || !*weights)
@@ -114,6 +141,8 @@ main(int argc, char **argv)
 	if (mp_tune_init(&t, &model, (int)lossres))
 		mp_die("%s: --loss-res: %s", weights, mp_err());
 	t.opt.wd = wd;
+	if (lora && mp_tune_add_lora(&t, (int)rank, alpha, (uint64_t)seed))
+		mp_die("%s: %s", weights, mp_err());
 	mp_sam_weights_id(&model, id, sizeof id);
 
 	/* every frame: embeddings and labels */
@@ -127,7 +156,7 @@ main(int argc, char **argv)
 		while ((r = mp_in_header(in, &f)) == 1) {
 			const char *role = mp_role(&f);
 			int no = mp_in_frameno(in);
-			if (strcmp(role, "embedding") != 0 && strcmp(role, "label") != 0) {
+			if (strcmp(role, lora ? "image" : "embedding") != 0 && strcmp(role, "label") != 0) {
 				mp_frame_free(&f);
 				if (mp_in_skipdata(in) < 0)
 					mp_die("%s", mp_err());
@@ -139,8 +168,8 @@ main(int argc, char **argv)
 			held *x = &h[nh++];
 			memset(x, 0, sizeof *x);
 			x->f = f;
-			x->is_emb = role[0] == 'e';
-			if (x->is_emb) {
+			x->is_emb = strcmp(role, "label") != 0;
+			if (x->is_emb && !lora) {
 				if (mp_sam_emb_read(&x->f, &x->info))
 					mp_die("%s: frame %d: %s", src, no, mp_err());
 				if (x->info.G != model.cfg.grid || x->info.C != model.cfg.out_chans ||
@@ -165,16 +194,17 @@ main(int argc, char **argv)
 			if (!h[k].is_emb && strcmp(mp_case(&h[k].f), mp_case(&h[i].f)) == 0)
 				lab = &h[k];
 		if (!lab)
-			mp_die("embeddings of case '%s': no label frame of that case in the input", mp_case(&h[i].f));
-		if (mp_tune_data_add(&d, &h[i].f, &h[i].info, &lab->f))
+			mp_die("%s of case '%s': no label frame of that case in the input", lora ? "image" : "embeddings",
+			       mp_case(&h[i].f));
+		if (lora ? mp_tune_data_add_image(&d, &h[i].f, prep, &lab->f) : mp_tune_data_add(&d, &h[i].f, &h[i].info, &lab->f))
 			mp_die("%s", mp_err());
 	}
 	if (!nemb)
-		mp_die("no embedding frames in the input (make them with sam-embed)");
+		mp_die(lora ? "no image frames in the input" : "no embedding frames in the input (make them with sam-embed)");
 	if (!d.n)
 		mp_die("no embedded slice holds a label");
 	long spe = mp_tune_data_steps_per_epoch(&d), total = steps > 0 ? steps : epochs * spe;
-	uint64_t hash = mp_tune_data_hash(&d);
+	uint64_t hash = mp_tune_data_hash(&d) ^ (lora ? 0x4c6f5241ULL * (uint64_t)rank + (uint64_t)prep : 0);
 	if (resumepath) {
 		uint64_t u;
 		if (mp_tune_load_state(&t, resumepath, &u))
@@ -196,6 +226,8 @@ main(int argc, char **argv)
 	}
 	int tty = isatty(2) && !mp_verbose;
 	float *gt = mp_xmalloc((size_t)t.loss_res * t.loss_res * sizeof(float));
+	int S = model.cfg.img_size;
+	float *img = lora ? mp_xmalloc((size_t)3 * S * S * sizeof(float)) : NULL, *plane = NULL;
 	while (t.step < total) {
 		double t0 = now(), L = 0, D = 0, B = 0;
 		long s = t.step;
@@ -203,8 +235,18 @@ main(int argc, char **argv)
 		for (int j = 0; j < batch; j++) {
 			float box[4];
 			double l, dc, bc;
-			const float *emb = mp_tune_data_sample(&d, s, j, box, gt, NULL);
-			if (mp_tune_sample(&t, emb, box, gt, 1.0 / (double)batch, &l, &dc, &bc, NULL, NULL))
+			const mp_tune_slice *sl = mp_tune_data_pick(&d, s, j, box, gt, NULL);
+			int er;
+			if (lora) {
+				size_t n = sl->nx * sl->ny;
+				plane = mp_xrealloc(plane, n * sizeof(float));
+				mp_convert(plane, MP_FLOAT32, (const char *)sl->img->data + sl->z * n * mp_type_size(sl->img->type),
+				           sl->img->type, n);
+				er = mp_sam_preprocess(prep, (int)rm, S, plane, sl->nx, sl->ny, 1, img) ||
+				     mp_tune_sample_image(&t, img, box, gt, 1.0 / (double)batch, &l, &dc, &bc);
+			} else
+				er = mp_tune_sample(&t, sl->emb, box, gt, 1.0 / (double)batch, &l, &dc, &bc, NULL, NULL);
+			if (er)
 				mp_die("step %ld: %s", s + 1, mp_err());
 			L += l / (double)batch;
 			D += dc / (double)batch;
@@ -228,10 +270,12 @@ main(int argc, char **argv)
 	if (log && mp_afile_commit(log))
 		mp_die("%s: %s", logpath, mp_err());
 	free(gt);
+	free(img);
+	free(plane);
 	mp_tune_data_free(&d);
 	mp_tune_free(&t);
 	for (size_t i = 0; i < nh; i++) {
-		if (h[i].is_emb)
+		if (h[i].is_emb && !lora)
 			mp_sam_emb_free(&h[i].info);
 		mp_frame_free(&h[i].f);
 	}
