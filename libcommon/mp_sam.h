@@ -159,6 +159,9 @@ typedef struct mp_sam_prompt {
  * (all mask tokens, torch's order: 0 is the single-mask output), iou nmask
  * predictions. 0 or -1 + mp_err. */
 int mp_sam_decode(mp_sam *m, const float *emb, const mp_sam_prompt *p, float *lowres, float *iou);
+/* the positional encoding (out_chans floats) of a point (x, y) of the
+ * model's input frame, as the prompt encoder's (add 0.5 for pixel centres) */
+void mp_sam_pe_coords(const mp_sam *m, float x, float y, float *out);
 /* the decoder keeps work that depends on the embedding alone between calls
  * with the same emb pointer; call this when that memory changes or is freed */
 void mp_sam_decode_forget(mp_sam *m);

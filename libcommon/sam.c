@@ -553,6 +553,12 @@ pe_coords(const mp_sam *m, float x, float y, float *out)
 	}
 }
 
+void
+mp_sam_pe_coords(const mp_sam *m, float x, float y, float *out)
+{
+	pe_coords(m, x, y, out);
+}
+
 /* out (nq x C) = out_proj(attention(Q, K, V)) for projected Q (nq x I), K, V (nk x I) */
 static void
 attn_core(const mp_sam *m, const mp_sam_tattn *A, const float *Q, int nq, const float *K, const float *V, int nk,

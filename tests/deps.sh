@@ -32,14 +32,15 @@ pipfail=0
 if [ ! -x .venv/bin/python3 ]; then
 	/usr/bin/python3 -m venv --system-site-packages .venv || { echo "deps: no venv; PyPI-based tests will skip" >&2; [ "${CI:-}" != true ]; exit; }
 fi
-for m in cc3d:connected-components-3d SimpleITK:SimpleITK nrrd:pynrrd segment_anything:segment-anything surface_distance:surface-distance; do
+for m in cc3d:connected-components-3d SimpleITK:SimpleITK nrrd:pynrrd segment_anything:segment-anything surface_distance:surface-distance monai:monai; do
 	mod=${m%%:*}; pkg=${m#*:}
 	# found, not imported: segment_anything imports torchvision, which the
 	# tests stub (tests/gen/sam_ckpt.py) rather than install
 	.venv/bin/python3 -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('$mod') is None)" 2>/dev/null && continue
 	echo "deps: pip install $pkg"
 	# segment-anything: --no-deps so that pip keeps Debian's torch
-	extra=""; [ "$pkg" = segment-anything ] && extra="--no-deps"
+	# monai: pinned (constraints) to 1.2.0, which imports with Debian's torch 1.13 (1.6 does not); sam_tune.py's DiceLoss
+	extra=""; case "$pkg" in segment-anything|monai) extra="--no-deps";; esac
 	.venv/bin/python3 -m pip install -q -c tests/constraints.txt $extra "$pkg" > build-pip.log 2>&1 \
 		|| { echo "deps: pip install $pkg failed; tests that need it will skip:" >&2; tail -3 build-pip.log >&2; pipfail=1; }
 	rm -f build-pip.log

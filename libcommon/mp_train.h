@@ -1,0 +1,190 @@
+/* mp_train.h - training the SAM / MedSAM mask decoder (sam-tune): the
+ * operations with their backward passes, the decoder's forward and backward
+ * pass for one prompt, MedSAM's loss, AdamW, and the checkpoint writer.
+ *
+ * The operations follow llm.c's style: plain arrays, row-major, one
+ * *_fwd and one *_bwd per operation. Every *_bwd ADDS into the gradient
+ * buffers it is given (NULL: that gradient is not wanted), so that a tensor
+ * used twice (residuals, q + pe) simply collects both contributions.
+ * The formulas are those of PyTorch's autograd for the same modules
+ * (nn.Linear, nn.LayerNorm, F.gelu (erf), softmax attention, ConvTranspose2d
+ * kernel 2 stride 2, F.interpolate bilinear align_corners=False); tests/t/
+ * sam_tune.py checks each against torch in float64.
+ *
+ * The trainable parameters (every mask_decoder.* tensor of the checkpoint, in
+ * the checkpoint's order) live in one contiguous buffer; their gradients and
+ * AdamW's two moments in three more buffers of the same layout.
+ */
+#ifndef MP_TRAIN_H
+#define MP_TRAIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "mp_sam.h"
+
+/* ---------------------------------------------------------------- ops */
+/* y (n x out) = x (n x in) w^T + b (w: out x in as nn.Linear; b may be NULL) */
+void mp_tr_linear_fwd(float *y, const float *x, const float *w, const float *b, int n, int in, int out);
+void mp_tr_linear_bwd(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w, int n,
+                      int in, int out);
+/* layer norm over rows of d values (biased variance); mean, rstd: n floats saved */
+void mp_tr_layernorm_fwd(float *y, float *mean, float *rstd, const float *x, const float *w, const float *b, int n,
+                         int d, float eps);
+void mp_tr_layernorm_bwd(float *dx, float *dw, float *db, const float *dy, const float *x, const float *mean,
+                         const float *rstd, const float *w, int n, int d);
+void mp_tr_relu_fwd(float *y, const float *x, size_t n);
+/* y: the forward output */
+void mp_tr_relu_bwd(float *dx, const float *dy, const float *y, size_t n);
+/* exact GELU, 0.5 x (1 + erf(x / sqrt 2)) */
+void mp_tr_gelu_fwd(float *y, const float *x, size_t n);
+void mp_tr_gelu_bwd(float *dx, const float *dy, const float *x, size_t n);
+/* multi-head softmax attention as segment_anything's Attention after its
+ * projections: q (nq x d), k, v (nk x d), heads of d/heads values, scale
+ * 1/sqrt(d/heads); p: heads x nq x nk probabilities (kept for the backward);
+ * o: nq x d. The backward needs ws: nq * nk floats. */
+void mp_tr_attn_fwd(float *o, float *p, const float *q, const float *k, const float *v, int nq, int nk, int d,
+                    int heads);
+void mp_tr_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const float *p, const float *q,
+                    const float *k, const float *v, int nq, int nk, int d, int heads, float *ws);
+/* ConvTranspose2d(cin, cout, kernel 2, stride 2) on channels-last planes:
+ * x (h x w x cin) -> y (2h x 2w x cout); wt: cin x cout x 2 x 2 (torch's
+ * layout); ws: h * w * 4 * cout floats */
+void mp_tr_convt2_fwd(float *y, const float *x, const float *wt, const float *b, int h, int w, int cin, int cout,
+                      float *ws);
+void mp_tr_convt2_bwd(float *dx, float *dwt, float *db, const float *dy, const float *x, const float *wt, int h,
+                      int w, int cin, int cout, float *ws);
+/* F.interpolate(mode='bilinear', align_corners=False) of one plane */
+void mp_tr_bilinear_fwd(float *dst, int dw, int dh, const float *src, int sw, int sh);
+void mp_tr_bilinear_bwd(float *dsrc, int sw, int sh, const float *ddst, int dw, int dh);
+/* MedSAM's loss of one mask of n logits x against gt (0/1): MONAI's
+ * DiceLoss(sigmoid=True, squared_pred=True) (smooth 1e-5) + BCEWithLogits
+ * (mean over n). Returns dice + bce (parts in *dice, *bce; may be NULL);
+ * dx (may be NULL) += scale * d(loss)/dx. Sums in double. */
+double mp_tr_dice_bce(const float *x, const float *gt, size_t n, float *dx, double scale, double *dice,
+                      double *bce);
+
+/* ---------------------------------------------------------------- decoder training */
+typedef struct mp_tr_tensor {
+	const char *name;           /* the checkpoint's (owned by the model) */
+	size_t off, n;              /* in the parameter buffer, floats */
+	int train;                  /* 0: gets no gradient (skipped by AdamW, as torch skips grad None) */
+	int owned;                  /* name malloc'd (LoRA tensors) */
+} mp_tr_tensor;
+
+typedef struct mp_tr_opt {
+	double lr, wd, beta1, beta2, eps;   /* 1e-4, 0.01, 0.9, 0.999, 1e-8 */
+} mp_tr_opt;
+
+typedef struct mp_tune mp_tune;     /* opaque: the decoder views and activations */
+
+typedef struct mp_sam_tune {
+	mp_sam *m;                  /* the loaded model (frozen parts, tensor names) */
+	int loss_res;               /* 4*grid (low-res logits) or img_size (upsampled) */
+	size_t np;                  /* floats in each of the buffers below */
+	float *p, *g, *m1, *m2;     /* parameters, gradients, AdamW moments */
+	size_t nt;
+	mp_tr_tensor *t;
+	long step;                  /* AdamW steps taken */
+	mp_tr_opt opt;
+	mp_tune *w;
+	/* LoRA (mp_tune_add_lora): rank, scale alpha/rank, the encoder's state */
+	int lora_rank;
+	double lora_scale;
+	struct mp_lora *lora;
+} mp_sam_tune;
+
+/* set up training of m's mask decoder (parameters copied out of the
+ * checkpoint); loss_res 0: img_size. 0 or -1 + mp_err. */
+int mp_tune_init(mp_sam_tune *t, mp_sam *m, int loss_res);
+void mp_tune_free(mp_sam_tune *t);
+void mp_tune_zero_grad(mp_sam_tune *t);
+/* forward and backward of one prompt: emb (C x G x G, as mp_sam_encode),
+ * box x0,y0,x1,y1 in the model's input frame (0..img_size), gt: loss_res^2
+ * values 0/1. Gradients scaled by gscale (1/batch) are added to t->g.
+ * Loss parts (unscaled) to *loss, *dice, *bce. lowres (may be NULL) gets the
+ * single-mask logits (4G x 4G). demb (may be NULL) += gscale * dloss/demb.
+ * 0 or -1 + mp_err (memory). */
+int mp_tune_sample(mp_sam_tune *t, const float *emb, const float box[4], const float *gt, double gscale,
+                   double *loss, double *dice, double *bce, float *lowres, float *demb);
+/* LoRA (SAMed's scheme) on the q and v projections of every image-encoder
+ * block: q += scale * (x A_q^T) B_q^T, v likewise, A: rank x E, B: E x rank,
+ * scale = alpha / rank; tensors image_encoder.blocks.N.attn.qkv.lora_{A,B}_{q,v}
+ * appended to the parameter buffer (A kaiming-uniform as nn.Linear, from
+ * seed; B zero). The image encoder's own weights stay frozen. 0 or -1. */
+int mp_tune_add_lora(mp_sam_tune *t, int rank, double alpha, uint64_t seed);
+/* forward and backward of one prompt on an image (3 x S x S, the encoder's
+ * input): the encoder with LoRA, then mp_tune_sample; LoRA and decoder
+ * gradients added to t->g. 0 or -1 + mp_err. */
+int mp_tune_sample_image(mp_sam_tune *t, const float *img, const float box[4], const float *gt, double gscale,
+                         double *loss, double *dice, double *bce);
+/* one AdamW step (torch.optim.AdamW semantics, decoupled weight decay) on
+ * the trainable tensors with learning rate lr */
+void mp_tune_adamw(mp_sam_tune *t, double lr);
+/* the full SAM state dict (every tensor of the checkpoint, the mask decoder's
+ * from t->p, LoRA merged into the qkv weights; pixel_mean / pixel_std left out as torch's state_dict does) as a
+ * torch zip checkpoint, written atomically. 0 or -1 + mp_err. */
+int mp_tune_save(const mp_sam_tune *t, const char *path);
+/* the optimizer state (step, parameters, moments, and a user value such as
+ * the data position) to / from a file of sam-tune's own format */
+int mp_tune_save_state(const mp_sam_tune *t, const char *path, uint64_t user);
+int mp_tune_load_state(mp_sam_tune *t, const char *path, uint64_t *user);
+
+/* ---------------------------------------------------------------- training samples */
+/* The labelled slices of embedding frames (sam-embed) with their label
+ * frames, and MedSAM's sampling of them: in epoch e the slices in a seeded
+ * random order (drop_last batches); each sample takes one of the labels of
+ * its slice at random, its mask on the model's input grid (S x S, nearest
+ * from the original slice as the embedding's mode placed it: medsam
+ * stretched, sam ResizeLongestSide + padding), and its bounding box with
+ * every side moved outwards by a random 0..shift pixels, clipped to [0, S]
+ * (MedSAM's bbox_shift). Every random number derives from (seed, step,
+ * position in the batch) alone, so a resumed run draws what the whole run
+ * would have drawn. */
+typedef struct mp_tune_slice {
+	const float *emb;           /* C x G x G (the frame's memory), or NULL: */
+	const mp_frame *img;        /* the grey image frame whose slice z is the sample */
+	const void *lab;            /* the label frame's data */
+	mp_type lt;
+	size_t nx, ny, z, rw, rh;
+	int nl;
+	double *labels;             /* labels present on the S x S grid */
+} mp_tune_slice;
+
+typedef struct mp_tune_data {
+	int S, LR, shift, batch;
+	uint64_t seed;
+	size_t n, cap;
+	mp_tune_slice *s;
+	size_t *perm;
+	long perm_epoch;
+	unsigned char *gtS;         /* S x S scratch */
+} mp_tune_data;
+
+void mp_tune_data_init(mp_tune_data *d, int S, int LR, int shift, int batch, uint64_t seed);
+void mp_tune_data_free(mp_tune_data *d);
+/* add the labelled slices of embedding frame e (info read by
+ * mp_sam_emb_read) with the label frame lab of its image. The frames must
+ * outlive d. 0 or -1 + mp_err (label grid differs from the image's). */
+int mp_tune_data_add(mp_tune_data *d, const mp_frame *e, const mp_sam_embinfo *info, const mp_frame *lab);
+/* the same for a grey image frame img (2-D or 3-D; every slice with a label)
+ * that the encoder will see after preprocessing in mode */
+int mp_tune_data_add_image(mp_tune_data *d, const mp_frame *img, mp_sam_mode mode, const mp_frame *lab);
+long mp_tune_data_steps_per_epoch(const mp_tune_data *d);
+/* as mp_tune_data_sample, returning the slice drawn */
+const mp_tune_slice *mp_tune_data_pick(mp_tune_data *d, long step, int j, float box[4], float *gt, double *label);
+/* sample j of step `step`: returns the embedding; box (model input frame),
+ * gt (LR x LR, 0/1), *label the label drawn */
+const float *mp_tune_data_sample(mp_tune_data *d, long step, int j, float box[4], float *gt, double *label);
+/* identity of the data and sampling options (checked on --resume) */
+uint64_t mp_tune_data_hash(const mp_tune_data *d);
+
+/* ---------------------------------------------------------------- torch checkpoint writer */
+/* A safe torch.save writer: an OrderedDict of float32 tensors (pickle
+ * protocol 2 with collections.OrderedDict, torch._utils._rebuild_tensor_v2
+ * and torch.FloatStorage only, which torch.load(weights_only=True) accepts),
+ * in a stored zip archive with 64-byte aligned storages as torch writes
+ * them. names[i], shapes[i] (ndim[i] dims), data[i]. Atomic. 0 or -1 + mp_err. */
+int mp_torch_save(const char *path, size_t n, const char *const *names, const int *ndim,
+                  const int64_t *const *shapes, const float *const *data);
+
+#endif

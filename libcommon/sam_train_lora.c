@@ -1,0 +1,381 @@
+/* sam_train_lora.c - the SAM image encoder with LoRA on the q and v
+ * projections: forward keeping what the backward needs, and the backward
+ * from the embedding's gradient to the LoRA matrices (mp_train.h). The
+ * encoder's own weights are frozen: no gradient is formed for them.
+ *
+ * Memory: every attention matrix is kept (blocks x heads x tokens^2 floats);
+ * right for reduced models, not yet for ViT-B's global blocks at 1024. */
+#include "mp_train.h"
+#include "mp.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+	float *xin, *mu1, *rs1, *xn1, *xw, *xaq, *xav, *qkv, *P, *O, *x1, *mu2, *rs2, *xn2, *hpre, *hg;
+	float *aq, *bq, *av, *bv, *gaq, *gbq, *gav, *gbv;
+	int N, nb, nq, g;           /* rows (padded), windows, tokens per window, grid side per window */
+} blk_act;
+
+struct mp_lora {
+	int T, E, C, G, np, nwx, mlp, heads, hd, r;
+	blk_act b[MP_SAM_MAXDEPTH];
+	float *x0, *xout, *n0, *mu5, *rs5, *n1, *cols, *n2, *mu6, *rs6, *emb, *demb;
+	/* scratch */
+	float *dx, *dx1, *dxn, *dxw, *dqkv, *dO, *dy, *dh, *ws, *wsr, *dxa, *dn;
+};
+
+void mp_lora_free(struct mp_lora *l);
+
+void
+mp_lora_free(struct mp_lora *l)
+{
+	if (!l)
+		return;
+	float **all[] = { &l->x0, &l->n0, &l->mu5, &l->rs5, &l->n1, &l->cols, &l->n2, &l->mu6, &l->rs6, &l->emb, &l->demb,
+	                  &l->dx, &l->dx1, &l->dxn, &l->dxw, &l->dqkv, &l->dO, &l->dy, &l->dh, &l->ws, &l->wsr, &l->dxa, &l->dn };
+	for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+		free(*all[i]);
+	for (int i = 0; i < MP_SAM_MAXDEPTH; i++) {
+		blk_act *a = &l->b[i];
+		float **f[] = { &a->xin, &a->mu1, &a->rs1, &a->xn1, &a->xw, &a->xaq, &a->xav, &a->qkv, &a->P, &a->O, &a->x1,
+		                &a->mu2, &a->rs2, &a->xn2, &a->hpre, &a->hg };
+		for (size_t k = 0; k < sizeof f / sizeof *f; k++)
+			free(*f[k]);
+	}
+	free(l);
+}
+
+static float *
+z(size_t n)
+{
+	return mp_xcalloc(n ? n : 1, sizeof(float));
+}
+
+static float *
+tv(mp_sam_tune *t, float *base, int b, const char *suf)
+{
+	char name[160];
+	snprintf(name, sizeof name, "image_encoder.blocks.%d.attn.qkv.%s", b, suf);
+	for (size_t i = 0; i < t->nt; i++)
+		if (strcmp(t->t[i].name, name) == 0)
+			return base + t->t[i].off;
+	return NULL;
+}
+
+static int
+lora_setup(mp_sam_tune *t)
+{
+	const mp_sam *m = t->m;
+	const mp_sam_config *c = &m->cfg;
+	struct mp_lora *l = mp_xcalloc(1, sizeof *l);
+	int G = c->grid, T = G * G, E = c->embed, ws = c->window ? c->window : 1;
+
+	l->T = T, l->E = E, l->C = c->out_chans, l->G = G, l->mlp = c->mlp, l->heads = c->heads, l->hd = c->hd;
+	l->r = t->lora_rank;
+	l->nwx = (G + ws - 1) / ws;
+	l->np = l->nwx * l->nwx * ws * ws;
+	size_t maxN = (size_t)(l->np > T ? l->np : T), maxP = 0;
+	for (int i = 0; i < c->depth; i++) {
+		blk_act *a = &l->b[i];
+		int w = m->blk[i].window;
+		a->N = w ? l->np : T;
+		a->nb = w ? l->nwx * l->nwx : 1;
+		a->nq = w ? w * w : T;
+		a->g = w ? w : G;
+		a->xin = z((size_t)T * E), a->mu1 = z((size_t)T), a->rs1 = z((size_t)T), a->xn1 = z((size_t)T * E);
+		a->xw = z((size_t)a->N * E), a->xaq = z((size_t)a->N * l->r), a->xav = z((size_t)a->N * l->r);
+		a->qkv = z((size_t)a->N * 3 * E), a->O = z((size_t)a->N * E);
+		a->P = z((size_t)a->nb * l->heads * a->nq * a->nq);
+		a->x1 = z((size_t)T * E), a->mu2 = z((size_t)T), a->rs2 = z((size_t)T), a->xn2 = z((size_t)T * E);
+		a->hpre = z((size_t)T * l->mlp), a->hg = z((size_t)T * l->mlp);
+		a->aq = tv(t, t->p, i, "lora_A_q"), a->bq = tv(t, t->p, i, "lora_B_q");
+		a->av = tv(t, t->p, i, "lora_A_v"), a->bv = tv(t, t->p, i, "lora_B_v");
+		a->gaq = tv(t, t->g, i, "lora_A_q"), a->gbq = tv(t, t->g, i, "lora_B_q");
+		a->gav = tv(t, t->g, i, "lora_A_v"), a->gbv = tv(t, t->g, i, "lora_B_v");
+		if ((size_t)a->nq * a->nq > maxP)
+			maxP = (size_t)a->nq * a->nq;
+		if (!a->aq || !a->gbv) {
+			mp_lora_free(l);
+			return mp_seterr("LoRA tensors missing (mp_tune_add_lora)");
+		}
+	}
+	size_t C = (size_t)l->C;
+	l->x0 = z((size_t)T * (3 * c->patch * c->patch > E ? 3 * c->patch * c->patch : E));
+	l->n0 = z((size_t)T * C), l->mu5 = z((size_t)T), l->rs5 = z((size_t)T), l->n1 = z((size_t)T * C);
+	l->cols = z((size_t)T * 9 * C), l->n2 = z((size_t)T * C), l->mu6 = z((size_t)T), l->rs6 = z((size_t)T);
+	l->emb = z((size_t)T * C), l->demb = z((size_t)T * C);
+	l->dx = z((size_t)T * E), l->dx1 = z((size_t)T * E), l->dxn = z((size_t)T * E);
+	l->dxw = z(maxN * E), l->dqkv = z(maxN * 3 * E), l->dO = z(maxN * E), l->dy = z(maxN * E);
+	l->dh = z((size_t)T * (l->mlp > 9 * l->C ? l->mlp : 9 * l->C));
+	l->ws = z(maxP), l->wsr = z((size_t)T * 4 * (2 * G)), l->dxa = z(maxN * l->r), l->dn = z((size_t)T * C);
+	t->lora = l;
+	return 0;
+}
+
+/* attention with decomposed relative positions over the windows of a block
+ * (q, k, v in qkv rows of 3E): forward keeps P */
+static void
+relattn_fwd(const struct mp_lora *l, const mp_sam_block *B, blk_act *a)
+{
+	int E = l->E, hd = l->hd, nq = a->nq, g = a->g, lr = 2 * g - 1;
+	float scale = 1.0f / sqrtf((float)hd);
+	float *ch = l->wsr, *cw = l->wsr + (size_t)nq * lr;
+
+	for (int b = 0; b < a->nb; b++)
+		for (int h = 0; h < l->heads; h++) {
+			const float *q = a->qkv + (size_t)b * nq * 3 * E + h * hd, *k = q + E, *v = q + 2 * E;
+			float *P = a->P + ((size_t)b * l->heads + h) * nq * nq;
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nq, hd, scale, q, 3 * E, k, 3 * E, 0.0f, P, nq);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, lr, hd, 1.0f, q, 3 * E, B->rph, hd, 0.0f, ch, lr);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, lr, hd, 1.0f, q, 3 * E, B->rpw, hd, 0.0f, cw, lr);
+			for (int i = 0; i < nq; i++) {
+				int qh = i / g, qw = i % g;
+				float *S = P + (size_t)i * nq;
+				for (int kh = 0; kh < g; kh++)
+					for (int kw = 0; kw < g; kw++)
+						S[kh * g + kw] += ch[(size_t)i * lr + qh - kh + g - 1] + cw[(size_t)i * lr + qw - kw + g - 1];
+				float mx = S[0];
+				double sum = 0;
+				for (int j = 1; j < nq; j++)
+					mx = S[j] > mx ? S[j] : mx;
+				for (int j = 0; j < nq; j++) {
+					S[j] = expf(S[j] - mx);
+					sum += S[j];
+				}
+				float inv = (float)(1.0 / sum);
+				for (int j = 0; j < nq; j++)
+					S[j] *= inv;
+			}
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nq, 1.0f, P, nq, v, 3 * E, 0.0f,
+			            a->O + (size_t)b * nq * E + h * hd, E);
+		}
+}
+
+/* dqkv (rows of 3E) = the gradient of q, k, v from dO */
+static void
+relattn_bwd(const struct mp_lora *l, const mp_sam_block *B, const blk_act *a, const float *dO, float *dqkv)
+{
+	int E = l->E, hd = l->hd, nq = a->nq, g = a->g, lr = 2 * g - 1;
+	float scale = 1.0f / sqrtf((float)hd);
+	float *dS = l->ws, *dch = l->wsr, *dcw = l->wsr + (size_t)nq * lr;
+
+	for (int b = 0; b < a->nb; b++)
+		for (int h = 0; h < l->heads; h++) {
+			size_t ro = (size_t)b * nq * 3 * E + (size_t)h * hd;
+			const float *q = a->qkv + ro, *k = q + E, *v = q + 2 * E;
+			float *dq = dqkv + ro, *dk = dq + E, *dv = dq + 2 * E;
+			const float *P = a->P + ((size_t)b * l->heads + h) * nq * nq, *d = dO + (size_t)b * nq * E + h * hd;
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nq, hd, nq, 1.0f, P, nq, d, E, 1.0f, dv, 3 * E);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nq, hd, 1.0f, d, E, v, 3 * E, 0.0f, dS, nq);
+			memset(dch, 0, (size_t)2 * nq * lr * sizeof(float));
+			for (int i = 0; i < nq; i++) {
+				const float *pr = P + (size_t)i * nq;
+				float *dr = dS + (size_t)i * nq;
+				double s = 0;
+				for (int j = 0; j < nq; j++)
+					s += (double)pr[j] * dr[j];
+				int qh = i / g, qw = i % g;
+				for (int j = 0; j < nq; j++) {
+					dr[j] = (float)(pr[j] * (dr[j] - s));
+					dch[(size_t)i * lr + qh - j / g + g - 1] += dr[j];
+					dcw[(size_t)i * lr + qw - j % g + g - 1] += dr[j];
+				}
+			}
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nq, scale, dS, nq, k, 3 * E, 1.0f, dq, 3 * E);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, lr, 1.0f, dch, lr, B->rph, hd, 1.0f, dq, 3 * E);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, lr, 1.0f, dcw, lr, B->rpw, hd, 1.0f, dq, 3 * E);
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nq, hd, nq, scale, dS, nq, q, 3 * E, 1.0f, dk, 3 * E);
+		}
+}
+
+/* token (gy, gx) of the grid <-> row of the padded window layout */
+static size_t
+wrow(const struct mp_lora *l, const blk_act *a, int gy, int gx)
+{
+	if (a->nb == 1)
+		return (size_t)gy * l->G + gx;
+	int w = a->g;
+	return ((size_t)((gy / w) * l->nwx + gx / w)) * w * w + (size_t)(gy % w) * w + gx % w;
+}
+
+static void
+encoder_fwd(mp_sam_tune *t, const float *img)
+{
+	struct mp_lora *l = t->lora;
+	const mp_sam *m = t->m;
+	const mp_sam_config *c = &m->cfg;
+	int G = l->G, T = l->T, E = l->E, P = c->patch, S = c->img_size, K = 3 * P * P, r = l->r, C = l->C;
+	float s = (float)t->lora_scale;
+
+	/* patch embedding (frozen); x0 is big enough for its columns */
+	float *cols = l->x0;
+	for (int ty = 0; ty < G; ty++)
+		for (int tx = 0; tx < G; tx++) {
+			float *row = cols + ((size_t)ty * G + tx) * K;
+			for (int ch = 0; ch < 3; ch++)
+				for (int kh = 0; kh < P; kh++)
+					memcpy(row + (ch * P + kh) * P, img + ((size_t)ch * S + (size_t)ty * P + kh) * S + (size_t)tx * P,
+					       (size_t)P * sizeof(float));
+		}
+	float *x = l->b[0].xin;
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, E, K, 1.0f, cols, K, m->patch_w, K, 0.0f, x, E);
+	for (int i = 0; i < T; i++)
+		for (int e = 0; e < E; e++)
+			x[(size_t)i * E + e] += m->patch_b[e] + m->pos[(size_t)i * E + e];
+	for (int bi = 0; bi < c->depth; bi++) {
+		const mp_sam_block *B = &m->blk[bi];
+		blk_act *a = &l->b[bi];
+		mp_tr_layernorm_fwd(a->xn1, a->mu1, a->rs1, a->xin, B->n1.w, B->n1.b, T, E, 1e-6f);
+		memset(a->xw, 0, (size_t)a->N * E * sizeof(float));
+		for (int gy = 0; gy < G; gy++)
+			for (int gx = 0; gx < G; gx++)
+				memcpy(a->xw + wrow(l, a, gy, gx) * E, a->xn1 + ((size_t)gy * G + gx) * E, (size_t)E * sizeof(float));
+		mp_tr_linear_fwd(a->qkv, a->xw, B->qkv.w, B->qkv.b, a->N, E, 3 * E);
+		mp_tr_linear_fwd(a->xaq, a->xw, a->aq, NULL, a->N, E, r);
+		mp_tr_linear_fwd(a->xav, a->xw, a->av, NULL, a->N, E, r);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, a->N, E, r, s, a->xaq, r, a->bq, r, 1.0f, a->qkv, 3 * E);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, a->N, E, r, s, a->xav, r, a->bv, r, 1.0f, a->qkv + 2 * E,
+		            3 * E);
+		relattn_fwd(l, B, a);
+		float *y = l->dy;   /* scratch for the projection's output */
+		mp_tr_linear_fwd(y, a->O, B->proj.w, B->proj.b, a->N, E, E);
+		for (int gy = 0; gy < G; gy++)
+			for (int gx = 0; gx < G; gx++) {
+				size_t ti = (size_t)gy * G + gx;
+				const float *sr = y + wrow(l, a, gy, gx) * E;
+				for (int e = 0; e < E; e++)
+					a->x1[ti * E + e] = a->xin[ti * E + e] + sr[e];
+			}
+		mp_tr_layernorm_fwd(a->xn2, a->mu2, a->rs2, a->x1, B->n2.w, B->n2.b, T, E, 1e-6f);
+		mp_tr_linear_fwd(a->hpre, a->xn2, B->lin1.w, B->lin1.b, T, E, l->mlp);
+		mp_tr_gelu_fwd(a->hg, a->hpre, (size_t)T * l->mlp);
+		float *xo = bi + 1 < c->depth ? l->b[bi + 1].xin : l->x0;
+		mp_tr_linear_fwd(xo, a->hg, B->lin2.w, B->lin2.b, T, l->mlp, E);
+		for (size_t i = 0; i < (size_t)T * E; i++)
+			xo[i] += a->x1[i];
+	}
+	/* neck: 1x1 conv, LayerNorm2d, 3x3 conv (pad 1), LayerNorm2d */
+	mp_tr_linear_fwd(l->n0, l->x0, m->neck0, NULL, T, E, C);
+	mp_tr_layernorm_fwd(l->n1, l->mu5, l->rs5, l->n0, m->neck1.w, m->neck1.b, T, C, 1e-6f);
+	for (int yy = 0; yy < G; yy++)
+		for (int xx = 0; xx < G; xx++) {
+			float *row = l->cols + ((size_t)yy * G + xx) * 9 * C;
+			for (int ch = 0; ch < C; ch++)
+				for (int kh = 0; kh < 3; kh++)
+					for (int kw = 0; kw < 3; kw++) {
+						int sy = yy + kh - 1, sx = xx + kw - 1;
+						row[ch * 9 + kh * 3 + kw] = sy < 0 || sy >= G || sx < 0 || sx >= G ? 0.0f :
+						                            l->n1[((size_t)sy * G + sx) * C + ch];
+					}
+		}
+	mp_tr_linear_fwd(l->n2, l->cols, m->neck2, NULL, T, 9 * C, C);
+	float *e = l->dn;
+	mp_tr_layernorm_fwd(e, l->mu6, l->rs6, l->n2, m->neck3.w, m->neck3.b, T, C, 1e-6f);
+	for (int i = 0; i < T; i++)
+		for (int ch = 0; ch < C; ch++)
+			l->emb[(size_t)ch * T + i] = e[(size_t)i * C + ch];
+}
+
+static void
+encoder_bwd(mp_sam_tune *t)
+{
+	struct mp_lora *l = t->lora;
+	const mp_sam *m = t->m;
+	const mp_sam_config *c = &m->cfg;
+	int G = l->G, T = l->T, E = l->E, r = l->r, C = l->C;
+	float s = (float)t->lora_scale;
+	size_t TE = (size_t)T * E, TC = (size_t)T * C;
+
+	/* neck */
+	float *de = l->dn, *dn2 = l->dx1, *dcols = l->dh, *dn1 = l->dxn, *dn0 = l->dy;
+	for (int i = 0; i < T; i++)
+		for (int ch = 0; ch < C; ch++)
+			de[(size_t)i * C + ch] = l->demb[(size_t)ch * T + i];
+	memset(dn2, 0, TC * sizeof(float));
+	mp_tr_layernorm_bwd(dn2, NULL, NULL, de, l->n2, l->mu6, l->rs6, m->neck3.w, T, C);
+	memset(dcols, 0, TC * 9 * sizeof(float));
+	mp_tr_linear_bwd(dcols, NULL, NULL, dn2, l->cols, m->neck2, T, 9 * C, C);
+	memset(dn1, 0, TC * sizeof(float));
+	for (int yy = 0; yy < G; yy++)
+		for (int xx = 0; xx < G; xx++) {
+			const float *row = dcols + ((size_t)yy * G + xx) * 9 * C;
+			for (int ch = 0; ch < C; ch++)
+				for (int kh = 0; kh < 3; kh++)
+					for (int kw = 0; kw < 3; kw++) {
+						int sy = yy + kh - 1, sx = xx + kw - 1;
+						if (sy >= 0 && sy < G && sx >= 0 && sx < G)
+							dn1[((size_t)sy * G + sx) * C + ch] += row[ch * 9 + kh * 3 + kw];
+					}
+		}
+	memset(dn0, 0, TC * sizeof(float));
+	mp_tr_layernorm_bwd(dn0, NULL, NULL, dn1, l->n0, l->mu5, l->rs5, m->neck1.w, T, C);
+	float *dx = l->dx;
+	memset(dx, 0, TE * sizeof(float));
+	mp_tr_linear_bwd(dx, NULL, NULL, dn0, l->x0, m->neck0, T, E, C);
+
+	for (int bi = c->depth - 1; bi >= 0; bi--) {
+		const mp_sam_block *B = &m->blk[bi];
+		blk_act *a = &l->b[bi];
+		/* x2 = x1 + lin2(gelu(lin1(LN2(x1)))) */
+		float *dx1 = l->dx1, *dh = l->dh;
+		memcpy(dx1, dx, TE * sizeof(float));
+		memset(dh, 0, (size_t)T * l->mlp * sizeof(float));
+		mp_tr_linear_bwd(dh, NULL, NULL, dx, a->hg, B->lin2.w, T, l->mlp, E);
+		for (size_t i = 0; i < (size_t)T * l->mlp; i++) {
+			double v = a->hpre[i];
+			dh[i] = (float)(dh[i] * (0.5 * (1.0 + erf(v * M_SQRT1_2)) + v * (0.5 * M_2_SQRTPI * M_SQRT1_2) *
+			                                                                 exp(-0.5 * v * v)));
+		}
+		float *dxn = l->dxn;
+		memset(dxn, 0, TE * sizeof(float));
+		mp_tr_linear_bwd(dxn, NULL, NULL, dh, a->xn2, B->lin1.w, T, E, l->mlp);
+		mp_tr_layernorm_bwd(dx1, NULL, NULL, dxn, a->x1, a->mu2, a->rs2, B->n2.w, T, E);
+		/* x1 = xin + unpartition(proj(attn(qkv(partition(LN1(xin)))))) */
+		memcpy(dx, dx1, TE * sizeof(float));
+		float *dy = l->dy, *dO = l->dO, *dqkv = l->dqkv, *dxw = l->dxw;
+		memset(dy, 0, (size_t)a->N * E * sizeof(float));
+		for (int gy = 0; gy < G; gy++)
+			for (int gx = 0; gx < G; gx++)
+				memcpy(dy + wrow(l, a, gy, gx) * E, dx1 + ((size_t)gy * G + gx) * E, (size_t)E * sizeof(float));
+		memset(dO, 0, (size_t)a->N * E * sizeof(float));
+		mp_tr_linear_bwd(dO, NULL, NULL, dy, a->O, B->proj.w, a->N, E, E);
+		memset(dqkv, 0, (size_t)a->N * 3 * E * sizeof(float));
+		relattn_bwd(l, B, a, dO, dqkv);
+		/* LoRA: q += s (xw A_q^T) B_q^T; v likewise */
+		memset(dxw, 0, (size_t)a->N * E * sizeof(float));
+		for (int k = 0; k < 2; k++) {
+			const float *dpart = dqkv + (k ? 2 * E : 0), *xa = k ? a->xav : a->xaq, *A = k ? a->av : a->aq;
+			const float *Bm = k ? a->bv : a->bq;
+			float *gA = k ? a->gav : a->gaq, *gB = k ? a->gbv : a->gbq, *dxa = l->dxa;
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, E, r, a->N, s, dpart, 3 * E, xa, r, 1.0f, gB, r);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, a->N, r, E, s, dpart, 3 * E, Bm, r, 0.0f, dxa, r);
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, E, a->N, 1.0f, dxa, r, a->xw, E, 1.0f, gA, E);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, a->N, E, r, 1.0f, dxa, r, A, E, 1.0f, dxw, E);
+		}
+		mp_tr_linear_bwd(dxw, NULL, NULL, dqkv, a->xw, B->qkv.w, a->N, E, 3 * E);
+		for (int gy = 0; gy < G; gy++)
+			for (int gx = 0; gx < G; gx++)
+				memcpy(dxn + ((size_t)gy * G + gx) * E, dxw + wrow(l, a, gy, gx) * E, (size_t)E * sizeof(float));
+		mp_tr_layernorm_bwd(dx, NULL, NULL, dxn, a->xin, a->mu1, a->rs1, B->n1.w, T, E);
+	}
+}
+
+int
+mp_tune_sample_image(mp_sam_tune *t, const float *img, const float box[4], const float *gt, double gscale,
+                     double *loss, double *dice, double *bce)
+{
+	if (!t->lora_rank)
+		return mp_seterr("image samples need LoRA (mp_tune_add_lora)");
+	if (!t->lora && lora_setup(t))
+		return -1;
+	struct mp_lora *l = t->lora;
+	encoder_fwd(t, img);
+	memset(l->demb, 0, (size_t)l->T * l->C * sizeof(float));
+	if (mp_tune_sample(t, l->emb, box, gt, gscale, loss, dice, bce, NULL, l->demb))
+		return -1;
+	encoder_bwd(t);
+	return 0;
+}

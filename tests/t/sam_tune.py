@@ -1,0 +1,603 @@
+#!/usr/bin/env python3
+"""sam-tune's training code against PyTorch's autograd and the official
+segment-anything code, on random-weight models (tests/gen/sam_ckpt.py).
+
+- every backward operation (linear, layer norm, ReLU, GELU (erf), softmax
+  attention, ConvTranspose2d k2 s2, bilinear upsampling, Dice+BCE loss) on
+  small shapes against torch in float64: max abs error <= 1e-5 of the
+  gradient's largest magnitude (outputs likewise);
+- the whole mask decoder (tiny config, batch 2, both loss resolutions):
+  loss within 1e-5 relative, every parameter gradient within 1e-4 relative
+  L2 (k_proj biases, zero in exact arithmetic: 1e-4 of their weight's
+  gradient norm); the IoU head, which torch leaves without a gradient
+  (multimask_output=False), is not trained here either;
+- 10 AdamW steps against torch.optim.AdamW on the same batches: loss per
+  step within 1e-4 relative, every parameter tensor within 1e-5 relative L2
+  (the attention k_proj biases excepted: their exact gradient is zero, so
+  both sides step on rounding noise; they are held to 2 lr per step);
+- the tuned checkpoint: torch.load(weights_only=True) + strict
+  load_state_dict; sam-decode with it equals the official masks;
+- LoRA (SAMed's scheme, q and v of every encoder block) through the tiny
+  4-block ViT (windowed and global attention, decomposed relative
+  positions), batch 2: LoRA gradients within 1e-3 relative L2 (measured
+  about 1e-6), decoder gradients within 1e-4; the checkpoint with LoRA
+  merged equals the LoRA model in the plain official code;
+- sam-tune itself (--mode decoder and lora): a run lowers the loss, resume
+  is bit-for-bit, errors.
+
+The C side is build/tests/test_sam_train (a driver of libcommon/sam_train.c)
+and bin/sam-tune. The loss reference is MONAI's DiceLoss(sigmoid=True,
+squared_pred=True, reduction='mean') + BCEWithLogitsLoss, as MedSAM trains."""
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "gen"))
+sys.path.insert(0, os.path.join(HERE, ".."))
+BIN = os.environ.get("BIN", "bin")
+DRV = os.path.join("build", "tests", "test_sam_train")
+fails = 0
+
+
+def ok(name, cond, why=""):
+    global fails
+    if cond:
+        print("PASS", name)
+    else:
+        fails += 1
+        print("FAIL %s: %s" % (name, why))
+
+
+try:
+    import torch
+    import torch.nn.functional as F
+    import sam_ckpt
+    sam_ckpt.load_sam()
+    from monai.losses import DiceLoss
+except Exception as e:  # noqa: BLE001
+    print("SKIP sam_tune: torch, segment_anything or monai unavailable (%s)" % str(e).split("\n")[0])
+    sys.exit(0)
+import mpstream  # noqa: E402
+import nrrdframe  # noqa: E402
+
+torch.set_num_threads(2)
+T = tempfile.mkdtemp(prefix="medpipe-tune.")
+rng = np.random.default_rng(7)
+
+
+def drv(args, inp):
+    r = subprocess.run([DRV] + [str(a) for a in args], input=b"".join(np.asarray(a, np.float32).tobytes()
+                                                                       for a in inp), capture_output=True)
+    if r.returncode:
+        raise RuntimeError("%s: %s" % (args[0], r.stderr.decode().strip()))
+    return np.frombuffer(r.stdout, np.float32).astype(np.float64), r.stderr.decode()
+
+
+def split(flat, shapes):
+    out, o = [], 0
+    for s in shapes:
+        n = int(np.prod(s))
+        out.append(flat[o:o + n].reshape(s))
+        o += n
+    return out
+
+
+def maxrel(a, b):
+    """max |a - b| over max |b|"""
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
+
+
+def l2rel(a, b):
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+
+
+def t64(a, grad=True):
+    return torch.tensor(np.asarray(a, np.float32).astype(np.float64), requires_grad=grad)
+
+
+def check_op(name, args, inputs, fn, outshapes):
+    """inputs: float32 arrays (the last is the output gradient); fn(*tensors)
+    -> output; compares the output and the gradient of every input"""
+    flat, _ = drv(args, inputs)
+    got = split(flat, outshapes)
+    ts = [t64(a) for a in inputs[:-1]]
+    y = fn(*ts)
+    y.backward(t64(inputs[-1], False))
+    refs = [y.detach().numpy()] + [t.grad.numpy() for t in ts]
+    errs = [maxrel(g.reshape(r.shape), r) for g, r in zip(got, refs)]
+    ok("op-" + name, max(errs) <= 1e-5, "max abs err / max: %s" % ["%.2g" % e for e in errs])
+
+
+def r32(*shape, s=1.0):
+    return (rng.standard_normal(shape) * s).astype(np.float32)
+
+
+# ---------------------------------------------------------------- operations
+n, i_, o_ = 7, 24, 40
+check_op("linear", ["linear", n, i_, o_], [r32(n, i_), r32(o_, i_, s=0.2), r32(o_), r32(n, o_)],
+         lambda x, w, b: F.linear(x, w, b), [(n, o_), (n, i_), (o_, i_), (o_,)])
+d = 32
+check_op("layernorm", ["layernorm", n, d, "1e-5"], [r32(n, d, s=3) + 1, r32(d) + 1, r32(d), r32(n, d)],
+         lambda x, w, b: F.layer_norm(x, (d,), w, b, 1e-5), [(n, d), (n, d), (d,), (d,)])
+check_op("layernorm2d-eps1e-6", ["layernorm", 50, 16, "1e-6"], [r32(50, 16), r32(16) + 1, r32(16), r32(50, 16)],
+         lambda x, w, b: F.layer_norm(x, (16,), w, b, 1e-6), [(50, 16), (50, 16), (16,), (16,)])
+check_op("gelu", ["gelu", 300], [r32(300, s=3), r32(300)], lambda x: F.gelu(x), [(300,), (300,)])
+check_op("relu", ["relu", 300], [r32(300), r32(300)], lambda x: F.relu(x), [(300,), (300,)])
+
+
+def attn_ref(q, k, v, h):
+    nq, dd = q.shape
+    hd = dd // h
+    qh, kh, vh = (x.reshape(-1, h, hd).transpose(0, 1) for x in (q, k, v))
+    a = torch.softmax(qh @ kh.transpose(1, 2) / hd ** 0.5, dim=-1)
+    return (a @ vh).transpose(0, 1).reshape(nq, dd)
+
+
+for nq, nk, dd, h in ((7, 50, 32, 8), (50, 7, 32, 8), (7, 7, 64, 8)):
+    check_op("attention-%dx%d" % (nq, nk), ["attn", nq, nk, dd, h],
+             [r32(nq, dd), r32(nk, dd), r32(nk, dd), r32(nq, dd)],
+             lambda q, k, v, h=h: attn_ref(q, k, v, h), [(nq, dd), (nq, dd), (nk, dd), (nk, dd)])
+hh, ww, ci, co = 3, 5, 12, 6
+check_op("convtranspose2d", ["convt2", hh, ww, ci, co],
+         [r32(hh, ww, ci), r32(ci, co, 2, 2, s=0.3), r32(co), r32(2 * hh, 2 * ww, co)],
+         lambda x, w, b: F.conv_transpose2d(x.permute(2, 0, 1)[None], w, b, stride=2)[0].permute(1, 2, 0),
+         [(2 * hh, 2 * ww, co), (hh, ww, ci), (ci, co, 2, 2), (co,)])
+check_op("bilinear-x4", ["bilinear", 9, 7, 36, 28], [r32(7, 9), r32(28, 36)],
+         lambda s: F.interpolate(s[None, None], size=(28, 36), mode="bilinear", align_corners=False)[0, 0],
+         [(28, 36), (7, 9)])
+check_op("bilinear-odd", ["bilinear", 16, 16, 50, 61], [r32(16, 16), r32(61, 50)],
+         lambda s: F.interpolate(s[None, None], size=(61, 50), mode="bilinear", align_corners=False)[0, 0],
+         [(61, 50), (16, 16)])
+
+dice_ref = DiceLoss(sigmoid=True, squared_pred=True, reduction="mean")
+
+
+def loss_ref(x, gt):
+    """MedSAM's loss: MONAI Dice + BCE with logits, 1:1; x, gt (B,1,H,W)"""
+    return dice_ref(x, gt) + F.binary_cross_entropy_with_logits(x, gt, reduction="mean")
+
+
+x = r32(32, 32, s=3)
+gt = (rng.random((32, 32)) < 0.3).astype(np.float32)
+flat, _ = drv(["loss", x.size], [x, gt])
+xt = t64(x)
+lr_ = loss_ref(xt[None, None], t64(gt, False)[None, None])
+lr_.backward()
+ok("op-loss-dice+bce", abs(flat[0] - lr_.item()) <= 1e-6 * abs(lr_.item()) and
+   maxrel(flat[3:].reshape(32, 32), xt.grad.numpy()) <= 1e-5,
+   "loss %.8g vs %.8g, grad err %.2g" % (flat[0], lr_.item(), maxrel(flat[3:].reshape(32, 32), xt.grad.numpy())))
+
+# ---------------------------------------------------------------- the whole decoder
+CK = os.path.join(T, "tiny.pth")
+sam, cfg = sam_ckpt.build("tiny", seed=3)
+sam_ckpt.save(sam, CK)
+S = cfg["img"]
+G = S // 16
+C = cfg["out"]
+L4 = 4 * G
+
+
+def make_batch(B, LR, seed):
+    r = np.random.default_rng(seed)
+    embs = (r.standard_normal((B, C, G, G)) * 0.5).astype(np.float32)
+    boxes, gts = [], []
+    for _ in range(B):
+        x0, y0 = r.integers(0, S // 2, 2)
+        x1, y1 = x0 + r.integers(20, S // 2), y0 + r.integers(20, S // 2)
+        boxes.append(np.array([x0, y0, x1, y1], np.float32))
+        g = np.zeros((LR, LR), np.float32)
+        f = LR / S
+        g[int(y0 * f) + 2:int(y1 * f) - 1, int(x0 * f) + 1:int(x1 * f) - 2] = 1
+        gts.append(g)
+    return embs, boxes, gts
+
+
+def torch_loss(model, embs, boxes, gts, LR):
+    """the official prompt encoder (float32) + mask decoder (float64) (multimask_output=False, as
+    MedSAM trains), one prompt at a time, then MedSAM's loss on the batch"""
+    lows = []
+    for e, b in zip(embs, boxes):
+        with torch.no_grad():   # frozen, float32 (it casts its coordinates to float)
+            sp, de = model.prompt_encoder(points=None, boxes=torch.tensor(b[None]), masks=None)
+            pe = model.prompt_encoder.get_dense_pe()
+        low, _ = model.mask_decoder(image_embeddings=torch.tensor(e[None], dtype=torch.float64),
+                                    image_pe=pe.double(), sparse_prompt_embeddings=sp.double(),
+                                    dense_prompt_embeddings=de.double(), multimask_output=False)
+        lows.append(low)
+    low = torch.cat(lows)
+    x = low if LR == L4 else F.interpolate(low, size=(LR, LR), mode="bilinear", align_corners=False)
+    g = torch.tensor(np.stack(gts)[:, None], dtype=torch.float64)
+    return loss_ref(x, g), low
+
+
+def batch_input(embs, boxes, gts):
+    out = []
+    for e, b, g in zip(embs, boxes, gts):
+        out += [e, b, g]
+    return out
+
+
+dec_names = [k for k in sam.state_dict() if k.startswith("mask_decoder.")]
+for LR in (L4, S):
+    B = 2
+    embs, boxes, gts = make_batch(B, LR, 11 + LR)
+    try:
+        flat, names = drv(["decoder", CK, B, LR], batch_input(embs, boxes, gts))
+    except RuntimeError as e:
+        ok("decoder-grad-lossres%d" % LR, False, str(e))
+        continue
+    names = [ln.split() for ln in names.strip().split("\n")]
+    m64 = sam_ckpt.build("tiny", seed=3)[0]
+    m64.mask_decoder.double()
+    loss, low = torch_loss(m64, embs, boxes, gts, LR)
+    loss.backward()
+    params = dict(m64.named_parameters())
+    lossc, lowc = flat[0], flat[3:3 + B * L4 * L4].reshape(B, 1, L4, L4)
+    o = 3 + B * L4 * L4
+    worst, bad, nograd = 0.0, [], 0
+    for nm, cnt, train in names:
+        g = flat[o:o + int(cnt)]
+        o += int(cnt)
+        p = params[nm]
+        if p.grad is None:
+            nograd += 1
+            if train != "0" or np.any(g != 0):
+                bad.append(nm + " (torch: no gradient)")
+            continue
+        e = l2rel(g.reshape(p.shape), p.grad.numpy())
+        if nm.endswith("k_proj.bias"):
+            # zero in exact arithmetic (softmax ignores a shift of every
+            # score of a row): measured against the weight's gradient
+            e = float(np.linalg.norm(g - p.grad.numpy().ravel()) / np.linalg.norm(params[nm[:-4] + "weight"].grad))
+        worst = max(worst, e)
+        if e > 1e-4:
+            bad.append("%s %.2g" % (nm, e))
+    ok("decoder-names-lossres%d" % LR, [n[0] for n in names] == dec_names and o == len(flat),
+       "tensor order or count differs from the state dict")
+    le = abs(lossc - loss.item()) / abs(loss.item())
+    ok("decoder-loss-lossres%d" % LR, le <= 1e-5, "loss %.8g vs torch %.8g (rel %.2g)" % (lossc, loss.item(), le))
+    ok("decoder-lowres-lossres%d" % LR, maxrel(lowc, low.detach().numpy()) <= 1e-4,
+       "logits err %.2g" % maxrel(lowc, low.detach().numpy()))
+    ok("decoder-grads-lossres%d" % LR, not bad and nograd > 0,
+       "%d tensors off: %s" % (len(bad), ", ".join(bad[:6])))
+    print("  loss res %d: loss rel err %.2g, worst gradient rel L2 %.2g over %d tensors (%d without gradient)"
+          % (LR, le, worst, len(names) - nograd, nograd), file=sys.stderr)
+
+# ---------------------------------------------------------------- AdamW
+STEPS, B, LR = 10, 2, L4
+batches = [make_batch(B, LR, 100 + s) for s in range(STEPS)]
+inp = []
+for b in batches:
+    inp += batch_input(*b)
+OUT = os.path.join(T, "tuned.pth")
+try:
+    flat, _ = drv(["adamw", CK, B, LR, STEPS, OUT], inp)
+    have_adam = True
+except RuntimeError as e:
+    ok("adamw-10-steps", False, str(e))
+    have_adam = False
+if have_adam:
+    m64 = sam_ckpt.build("tiny", seed=3)[0]
+    m64.mask_decoder.double()
+    opt = torch.optim.AdamW(m64.mask_decoder.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
+    tl = []
+    for embs, boxes, gts in batches:
+        opt.zero_grad(set_to_none=True)
+        loss, _ = torch_loss(m64, embs, boxes, gts, LR)
+        loss.backward()
+        opt.step()
+        tl.append(loss.item())
+    cl = flat[:STEPS]
+    le = max(abs(a - b) / abs(b) for a, b in zip(cl, tl))
+    o, worst, kb_err, wname = STEPS, 0.0, 0.0, ""
+    sd = m64.state_dict()
+    for nm in dec_names:
+        ref = sd[nm].numpy()
+        got = flat[o:o + ref.size].reshape(ref.shape)
+        o += ref.size
+        if nm.endswith("k_proj.bias"):
+            # its gradient is rounding noise in both (see above), which Adam
+            # scales up to steps of about lr: each element within 2 lr per step
+            kb_err = max(kb_err, float(np.abs(got - ref).max()) / (2e-4 * STEPS))
+            continue
+        e = l2rel(got, ref)
+        if e > worst:
+            worst, wname = e, nm
+    ok("adamw-10-steps-loss", le <= 1e-4, "loss rel err %.2g; %s vs %s" % (le, cl, tl))
+    ok("adamw-10-steps-params", worst <= 1e-5 and kb_err <= 1, "worst tensor rel L2 %.2g (%s); k_proj biases %.2g"
+       % (worst, wname, kb_err))
+    print("  adamw: loss per step rel err <= %.2g, parameters rel L2 <= %.2g; loss %.4f -> %.4f"
+          % (le, worst, tl[0], tl[-1]), file=sys.stderr)
+
+    # the checkpoint: safe load, strict, tuned decoder and untouched rest
+    try:
+        sd2 = torch.load(OUT, weights_only=True)
+        m2 = sam_ckpt.build("tiny", seed=99)[0]
+        m2.load_state_dict(sd2, strict=True)
+        base = torch.load(CK, weights_only=True)
+        same_rest = all(torch.equal(sd2[k], base[k]) for k in base if not k.startswith("mask_decoder."))
+        o, dec_ok = STEPS, True
+        for nm in dec_names:
+            nn_ = sd2[nm].numel()
+            dec_ok &= np.array_equal(sd2[nm].numpy().ravel(), flat[o:o + nn_].astype(np.float32))
+            o += nn_
+        ok("checkpoint-strict-load", list(sd2.keys()) == list(base.keys()) and same_rest and dec_ok
+           and all(v.dtype == torch.float32 for v in sd2.values()),
+           "keys %s, rest same %s, decoder = C params %s" % (list(sd2.keys()) == list(base.keys()), same_rest, dec_ok))
+    except Exception as e:  # noqa: BLE001
+        ok("checkpoint-strict-load", False, "%s: %s" % (type(e).__name__, e))
+
+# ---------------------------------------------------------------- LoRA through the encoder
+class LoraQKV(torch.nn.Module):
+    """SAMed's LoRA on the q and v parts of a fused qkv projection"""
+
+    def __init__(self, qkv, mats, scale):
+        super().__init__()
+        self.qkv = qkv
+        self.mats = torch.nn.ParameterList([torch.nn.Parameter(torch.tensor(m, dtype=torch.float64)) for m in mats])
+        self.scale = scale
+
+    def forward(self, x):
+        out = self.qkv(x)
+        e = x.shape[-1]
+        aq, bq, av, bv = self.mats
+        dq = (x @ aq.T) @ bq.T * self.scale
+        dv = (x @ av.T) @ bv.T * self.scale
+        return torch.cat([out[..., :e] + dq, out[..., e:2 * e], out[..., 2 * e:] + dv], dim=-1)
+
+
+RANK, ALPHA = 4, 8.0
+E = cfg["embed"]
+lmats = [[r32(RANK, E, s=0.1), r32(E, RANK, s=0.1), r32(RANK, E, s=0.1), r32(E, RANK, s=0.1)]
+         for _ in range(cfg["depth"])]
+B, LR = 2, L4
+imgs = [r32(3, S, S) for _ in range(B)]
+_, boxes, gts = make_batch(B, LR, 77)
+inp = [m for blk in lmats for m in blk]
+for im, bx, g in zip(imgs, boxes, gts):
+    inp += [im, bx, g]
+MERGED = os.path.join(T, "lora-merged.pth")
+try:
+    flat, names = drv(["lora", CK, B, LR, RANK, ALPHA, MERGED], inp)
+    names = [ln.split() for ln in names.strip().split("\n")]
+except RuntimeError as e:
+    ok("lora-grads-2-images", False, str(e))
+    names = None
+if names:
+    ml = sam_ckpt.build("tiny", seed=3)[0]
+    ml.image_encoder.double()
+    ml.mask_decoder.double()
+    for bi, blk in enumerate(ml.image_encoder.blocks):
+        blk.attn.qkv = LoraQKV(blk.attn.qkv, lmats[bi], ALPHA / RANK)
+    lows = []
+    for im, bx in zip(imgs, boxes):
+        emb = ml.image_encoder(torch.tensor(im[None], dtype=torch.float64))
+        with torch.no_grad():
+            sp, de = ml.prompt_encoder(points=None, boxes=torch.tensor(bx[None]), masks=None)
+            pe = ml.prompt_encoder.get_dense_pe()
+        low, _ = ml.mask_decoder(image_embeddings=emb, image_pe=pe.double(), sparse_prompt_embeddings=sp.double(),
+                                 dense_prompt_embeddings=de.double(), multimask_output=False)
+        lows.append(low)
+    lref = loss_ref(torch.cat(lows), torch.tensor(np.stack(gts)[:, None], dtype=torch.float64))
+    lref.backward()
+    refg = {k: v.grad for k, v in ml.mask_decoder.named_parameters()}
+    for bi, blk in enumerate(ml.image_encoder.blocks):
+        for k, suf in enumerate(("lora_A_q", "lora_B_q", "lora_A_v", "lora_B_v")):
+            refg["image_encoder.blocks.%d.attn.qkv.%s" % (bi, suf)] = blk.attn.qkv.mats[k].grad
+    o, worst_l, worst_d, bad = 1, 0.0, 0.0, []
+    for nm, cnt, _ in names:
+        g = flat[o:o + int(cnt)]
+        o += int(cnt)
+        key = nm[len("mask_decoder."):] if nm.startswith("mask_decoder.") else nm
+        ref = refg.get(key)
+        if ref is None:
+            if np.any(g != 0):
+                bad.append(nm + " (torch: none)")
+            continue
+        if nm.endswith("k_proj.bias"):
+            continue
+        e = l2rel(g, ref.numpy().ravel())
+        if ".lora_" in nm:
+            worst_l = max(worst_l, e)
+        else:
+            worst_d = max(worst_d, e)
+        if e > (1e-3 if ".lora_" in nm else 1e-4):
+            bad.append("%s %.2g" % (nm, e))
+    le = abs(flat[0] - lref.item()) / abs(lref.item())
+    ok("lora-grads-2-images", not bad and le <= 1e-5 and o == len(flat),
+       "loss rel %.2g; off: %s" % (le, ", ".join(bad[:6])))
+    print("  LoRA (tiny ViT, 4 blocks, window + global): loss rel err %.2g, LoRA gradients rel L2 <= %.2g, "
+          "decoder <= %.2g" % (le, worst_l, worst_d), file=sys.stderr)
+    # the merged checkpoint: the plain official model equals the LoRA model
+    try:
+        mm = sam_ckpt.build("tiny", seed=8)[0]
+        mm.load_state_dict(torch.load(MERGED, weights_only=True), strict=True)
+        with torch.no_grad():
+            a = mm.image_encoder(torch.tensor(imgs[0][None])).numpy()
+            b = ml.image_encoder(torch.tensor(imgs[0][None], dtype=torch.float64)).numpy()
+        ok("lora-merged-checkpoint", l2rel(a, b) <= 1e-5, "embedding rel err %.2g" % l2rel(a, b))
+    except Exception as e:  # noqa: BLE001
+        ok("lora-merged-checkpoint", False, "%s: %s" % (type(e).__name__, e))
+
+
+# ---------------------------------------------------------------- sam-tune
+def run(cmd):
+    r = subprocess.run(cmd, shell=True, capture_output=True)
+    return r.returncode, r.stdout, r.stderr.decode()
+
+
+# a volume with two labelled structures per slice, embedded by the C path
+yy, xx = np.mgrid[0:S, 0:S]
+vol = np.zeros((6, S, S), np.float32)
+lab = np.zeros((6, S, S), np.uint8)
+for z in range(6):
+    circ = (xx - 80 - 8 * z) ** 2 + (yy - 120 + 5 * z) ** 2 < (30 + 2 * z) ** 2
+    rect = (abs(xx - 190) < 25) & (abs(yy - 60 - 4 * z) < 15)
+    vol[z] = 50 * circ + 120 * rect + 20 * rng.standard_normal((S, S))
+    lab[z][circ] = 1
+    lab[z][rect] = 3
+with open(os.path.join(T, "vl.nrrd"), "wb") as f:
+    f.write(nrrdframe.frame(vol, keys={"medpipe.case": "c1"}))
+    f.write(nrrdframe.frame(lab, keys={"medpipe.case": "c1", "medpipe.role": "label"}))
+EMB = os.path.join(T, "emb.nrrd")
+rc, _, err = run("%s/sam-embed -w %s --slices labelled %s/vl.nrrd > %s" % (BIN, CK, T, EMB))
+ok("tool-embed", rc == 0, err.strip())
+
+
+def tune(args, out):
+    return run("%s/sam-tune -w %s -o %s/%s %s %s" % (BIN, CK, T, out, args, EMB))
+
+
+def csv(name):
+    rows = open(os.path.join(T, name)).read().split("\n")
+    return rows[0], [r.split(",") for r in rows[1:] if r]
+
+
+rc, _, err = tune("--steps 30 --lr 1e-3 --log %s/train.csv" % T, "t.pth")
+if rc:
+    ok("tool-train", False, err.strip())
+else:
+    head, rows = csv("train.csv")
+    loss = [float(r[2]) for r in rows]
+    ok("tool-train", head == "step,epoch,loss,dice,bce,lr,ms" and len(rows) == 30 and
+       [int(r[0]) for r in rows] == list(range(1, 31)) and int(rows[-1][1]) == 10 and
+       all(abs(float(r[2]) - float(r[3]) - float(r[4])) < 1e-5 for r in rows) and
+       np.mean(loss[-5:]) < np.mean(loss[:5]) - 0.1,
+       "log %s ... %s" % (rows[:2], rows[-1:]))
+    # the tuned checkpoint in the official code, then sam-decode with it
+    try:
+        sdt = torch.load(os.path.join(T, "t.pth"), weights_only=True)
+        mt = sam_ckpt.build("tiny", seed=5)[0]
+        mt.load_state_dict(sdt, strict=True)
+        moved = sum(not torch.equal(sdt[k], sam.state_dict()[k]) for k in dec_names)
+        ok("tool-checkpoint-strict", moved > 50, "only %d decoder tensors changed" % moved)
+    except Exception as e:  # noqa: BLE001
+        ok("tool-checkpoint-strict", False, "%s: %s" % (type(e).__name__, e))
+        mt = None
+    rc, out, err = run("%s/sam-embed -w %s/t.pth --slices labelled %s/vl.nrrd | %s/sam-decode -w %s/t.pth "
+                       "--from-label --logits" % (BIN, T, T, BIN, T))
+    if rc or mt is None:
+        ok("tool-decode-tuned", False, err.strip())
+    else:
+        frs = mpstream.read_frames(out)
+        mask, prob = frs[0].array, frs[1].array
+        ref = np.zeros(mask.shape, np.int64)
+        refp = np.zeros(mask.shape, np.float32)
+        with torch.no_grad():
+            for z in range(6):
+                x = np.repeat(vol[z][None], 3, 0)
+                x = (x - x.min()) / max(x.max() - x.min(), 1e-8)
+                e = mt.image_encoder(torch.from_numpy(x)[None])
+                for v in (1, 3):
+                    ys, xs = np.nonzero(lab[z] == v)
+                    sp, de = mt.prompt_encoder(points=None, masks=None, boxes=torch.tensor(
+                        [[xs.min(), ys.min(), xs.max(), ys.max()]], dtype=torch.float32))
+                    low, _ = mt.mask_decoder(image_embeddings=e, image_pe=mt.prompt_encoder.get_dense_pe(),
+                                             sparse_prompt_embeddings=sp, dense_prompt_embeddings=de,
+                                             multimask_output=False)
+                    p = F.interpolate(torch.sigmoid(low), size=(S, S), mode="bilinear", align_corners=False)
+                    ref[z][p[0, 0].numpy() > 0.5] = v
+                    refp[z] = np.maximum(refp[z], p[0, 0].numpy())
+        agree = float((mask == ref).mean())
+        perr = float(np.abs(prob - refp).max())
+        ok("tool-decode-tuned", mask.shape == ref.shape and agree >= 0.999 and perr <= 1e-4,
+           "%.5f of pixels agree with the official code, probabilities max abs err %.2g" % (agree, perr))
+        print("  tuned model: sam-decode vs official: %.5f of pixels agree (%.3f foreground), probabilities "
+              "max abs err %.2g" % (agree, (ref > 0).mean(), perr), file=sys.stderr)
+
+# resume: 2 steps + resume + 2 steps == 4 steps, bit for bit
+rc1, _, e1 = tune("--steps 4 --loss-res %d --log %s/a.csv" % (S, T), "a.pth")
+rc2, _, e2 = tune("--steps 2 --loss-res %d --state %s/s.state" % (S, T), "b2.pth")
+rc3, _, e3 = tune("--steps 4 --loss-res %d --resume %s/s.state --log %s/b.csv" % (S, T, T), "b.pth")
+if rc1 or rc2 or rc3:
+    ok("tool-resume-bit-for-bit", False, (e1 + e2 + e3).strip())
+else:
+    same = open(os.path.join(T, "a.pth"), "rb").read() == open(os.path.join(T, "b.pth"), "rb").read()
+    rows_a, rows_b = [r[:6] for r in csv("a.csv")[1][2:]], [r[:6] for r in csv("b.csv")[1]]
+    ok("tool-resume-bit-for-bit", same and rows_a == rows_b,
+       "checkpoints equal: %s; log rows %s vs %s" % (same, rows_a, rows_b))
+rc, _, err = tune("--steps 4 --seed 9 --loss-res %d --resume %s/s.state" % (S, T), "c.pth")
+ok("tool-resume-other-seed", rc == 1 and "other data" in err and not os.path.exists(os.path.join(T, "c.pth")),
+   "rc %d: %s" % (rc, err.strip()))
+
+# --mode lora on images: the loss falls, the merged checkpoint loads strictly
+# with only the qkv weights of the encoder changed, resume is bit for bit
+rc, _, err = run("%s/sam-tune --mode lora -w %s -o %s/l.pth --steps 12 --lr 1e-3 --log %s/l.csv %s/vl.nrrd"
+                 % (BIN, CK, T, T, T))
+if rc:
+    ok("tool-lora-train", False, err.strip())
+else:
+    loss = [float(r[2]) for r in csv("l.csv")[1]]
+    ok("tool-lora-train", len(loss) == 12 and np.mean(loss[-3:]) < np.mean(loss[:3]) - 0.1, str(loss))
+    try:
+        sdl = torch.load(os.path.join(T, "l.pth"), weights_only=True)
+        sam_ckpt.build("tiny", seed=5)[0].load_state_dict(sdl, strict=True)
+        base = sam.state_dict()
+        changed = sorted(k for k in sdl if k.startswith("image_encoder.") and not torch.equal(sdl[k], base[k]))
+        want = ["image_encoder.blocks.%d.attn.qkv.weight" % i for i in range(cfg["depth"])]
+        ok("tool-lora-checkpoint", changed == sorted(want), "encoder tensors changed: %s" % changed)
+    except Exception as e:  # noqa: BLE001
+        ok("tool-lora-checkpoint", False, "%s: %s" % (type(e).__name__, e))
+lt = "%s/sam-tune --mode lora -w %s -o %s/%s --steps %d %s %s/vl.nrrd"
+rc1, _, e1 = run(lt % (BIN, CK, T, "la.pth", 4, "", T))
+rc2, _, e2 = run(lt % (BIN, CK, T, "lb.pth", 2, "--state %s/l.state" % T, T))
+rc3, _, e3 = run(lt % (BIN, CK, T, "lc.pth", 4, "--resume %s/l.state" % T, T))
+ok("tool-lora-resume-bit-for-bit", rc1 == rc2 == rc3 == 0 and open(os.path.join(T, "la.pth"), "rb").read() ==
+   open(os.path.join(T, "lc.pth"), "rb").read(), (e1 + e2 + e3).strip())
+rc, _, err = run(lt % (BIN, CK, T, "x.pth", 4, "--resume %s/s.state" % T, T))
+ok("tool-lora-resume-decoder-state", rc == 1 and "another model or mode" in err, err.strip())
+
+# errors: one line, exit status, no output left behind
+with open(os.path.join(T, "nolab.nrrd"), "wb") as f:
+    f.write(nrrdframe.frame(vol[:2], keys={"medpipe.case": "c2"}))
+    f.write(nrrdframe.frame(np.zeros((2, S, S), np.uint8), keys={"medpipe.case": "c2", "medpipe.role": "label"}))
+with open(os.path.join(T, "img.nrrd"), "wb") as f:
+    f.write(nrrdframe.frame(vol[0], keys={"medpipe.case": "c3"}))
+rc, _, _ = run("%s/sam-embed -w %s %s/nolab.nrrd > %s/emb0.nrrd" % (BIN, CK, T, T))
+other = os.path.join(T, "other.pth")
+sam_ckpt.save(sam_ckpt.build("tiny", seed=4)[0], other)
+with open(os.path.join(T, "bad.state"), "wb") as f:
+    f.write(b"MPTUNE01" + b"\0" * 20)
+for name, cmd, want, msg in (
+        ("error-mode", "%s/sam-tune -w %s -o %s/x.pth --mode full %s" % (BIN, CK, T, EMB), 2, "decoder or lora"),
+        ("error-rank", "%s/sam-tune -w %s -o %s/x.pth --mode lora --rank 0 %s" % (BIN, CK, T, EMB), 2, "--rank"),
+        ("error-lora-no-images", "%s/sam-tune -w %s -o %s/x.pth --mode lora %s" % (BIN, CK, T, EMB), 1,
+         "no image frames"),
+        ("error-no-out", "%s/sam-tune -w %s %s" % (BIN, CK, EMB), 2, "--out"),
+        ("error-batch", "%s/sam-tune -w %s -o %s/x.pth --batch 0 %s" % (BIN, CK, T, EMB), 2, "--batch"),
+        ("error-loss-res", "%s/sam-tune -w %s -o %s/x.pth --loss-res 100 %s" % (BIN, CK, T, EMB), 1, "loss resolution"),
+        ("error-no-labels", "%s/sam-tune -w %s -o %s/x.pth %s/emb0.nrrd" % (BIN, CK, T, T), 1, "holds a label"),
+        ("error-no-label-frame", "%s/sam-embed -w %s %s/img.nrrd | %s/sam-tune -w %s -o %s/x.pth"
+         % (BIN, CK, T, BIN, CK, T), 1, "no label frame"),
+        ("error-other-weights", "%s/sam-tune -w %s -o %s/x.pth %s" % (BIN, other, T, EMB), 1, "embeddings made by"),
+        ("error-bad-state", "%s/sam-tune -w %s -o %s/x.pth --resume %s/bad.state %s" % (BIN, CK, T, T, EMB), 1,
+         "state"),
+        ("error-no-input", "%s/sam-tune -w %s -o %s/x.pth %s/missing.nrrd" % (BIN, CK, T, T), 1, "missing.nrrd")):
+    rc, _, err = run(cmd)
+    ok("tool-" + name, rc == want and msg in err and len(err.strip().split("\n")) == 1
+       and not os.path.exists(os.path.join(T, "x.pth")), "rc %d: %s" % (rc, err.strip()))
+
+# the writer on the real ViT-B architecture: sam_model_registry["vit_b"] loads it
+if os.environ.get("MEDPIPE_FAST") == "1":
+    print("SKIP checkpoint-vit_b-registry: MEDPIPE_FAST=1")
+else:
+    VB = os.path.join(T, "vitb.pth")
+    sam_ckpt.save(sam_ckpt.build("vit_b", seed=1)[0], VB)
+    try:
+        drv(["adamw", VB, 1, 256, 0, os.path.join(T, "vitb-out.pth")], [])
+        from segment_anything import sam_model_registry
+        mv = sam_model_registry["vit_b"](checkpoint=os.path.join(T, "vitb-out.pth"))
+        a, b = mv.state_dict(), torch.load(VB, weights_only=True)
+        ok("checkpoint-vit_b-registry", all(torch.equal(a[k], b[k]) for k in b) and len(a) == len(b))
+    except Exception as e:  # noqa: BLE001
+        ok("checkpoint-vit_b-registry", False, "%s: %s" % (type(e).__name__, e))
+    for p in (VB, os.path.join(T, "vitb-out.pth")):
+        if os.path.exists(p):
+            os.unlink(p)
+
+print("# %d failed" % fails, file=sys.stderr)
+sys.exit(1 if fails else 0)
