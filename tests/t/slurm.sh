@@ -17,6 +17,7 @@ $PY -c "import nibabel" 2> /dev/null || { skip slurm "python3-nibabel missing"; 
 
 C=$T/slurm
 trap 'bash tests/slurm-cluster.sh stop "$C" > /dev/null 2>&1; rm -rf "$T"' EXIT
+trap 'exit 1' HUP INT TERM
 if ! bash tests/slurm-cluster.sh start "$C" > "$T/env" 2> "$T/start.err"; then
 	why=$(tail -n 1 "$T/start.err")
 	if [ "${CI:-}" = true ]; then fail slurm/cluster "$why"; else skip slurm "$why"; fi
@@ -25,6 +26,8 @@ fi
 . "$T/env"
 pass slurm/cluster
 export PATH="$PATH:/usr/sbin"
+# the jobs' make is not a sub-make of the make that runs the tests
+unset MAKEFLAGS MFLAGS MAKELEVEL
 
 # the dataset: 4 nnU-Net cases and (with DCMTK's dump2dcm) 2 DICOM studies
 sh examples/phantom-dataset.sh "$T/ds" 4 > "$T/ds.log" 2>&1 || { fail slurm/dataset "$(tail -n 3 "$T/ds.log")"; exit 0; }
@@ -81,11 +84,12 @@ K=$T/cancel
 job=$(sbatch --parsable -n2 -o "$T/c1.log" --wrap "make $MK -j2 RUN=srun MEDPIPE_BIN='$T/slow' IN='$DS' OUT='$K'")
 i=0
 while [ $i -lt 300 ]; do
-	# at least one case finished and others under way
-	[ -n "$(find "$K" -name '*.nrrd' 2> /dev/null | head -1)" ] && [ -n "$(find "$K" -name '*.tmp*' 2> /dev/null | head -1)" ] && break
+	# at least one case finished and others under way (their work/*.nrrd.tmp
+	# lasts the 3 s of the slow hu-window; info/*.csv.tmp comes and goes)
+	[ -n "$(find "$K" -name '*.nrrd' 2> /dev/null | head -1)" ] && [ -n "$(find "$K" -name '*.nrrd.tmp' 2> /dev/null | head -1)" ] && break
 	sleep 0.1; i=$((i + 1))
 done
-inflight=$(find "$K" -name '*.tmp*' 2> /dev/null | wc -l)
+inflight=$(find "$K" -name '*.nrrd.tmp' 2> /dev/null | wc -l)
 scancel "$job"
 i=0
 while [ $i -lt 300 ] && [ -n "$(squeue -h -j "$job" 2> /dev/null)" ]; do sleep 0.1; i=$((i + 1)); done
