@@ -57,6 +57,12 @@ if [ $rc -ne 0 ]; then fail slurm/salloc "exit $rc: $(grep -v '^salloc:' "$T/sa.
 elif ! grep -q 'Granted job allocation' "$T/sa.log"; then fail slurm/salloc "no allocation: $(head -n 2 "$T/sa.log")"
 elif why=$(same "$T/ref" "$T/sa"); then pass slurm/salloc-identical
 else fail slurm/salloc-identical "$why"; fi
+# the recipes ran as job steps: slurmd launched one per recipe line (5 files
+# a case, and the folders and the summary)
+job=$(sed -n 's/.*Granted job allocation \([0-9]*\).*/\1/p' "$T/sa.log")
+steps=$(grep -c "launch task StepId=$job\." "$C/slurmd.log")
+if [ "$steps" -ge $((5 * ncases)) ]; then pass slurm/salloc-steps
+else fail slurm/salloc-steps "job $job ran $steps steps for $ncases cases (slurmd.log)"; fi
 echo "# $ncases cases, ct-npz + sanity: plain make -j2 $(awk "BEGIN { print $t1 - $t0 }") s, salloc -n2 make -j2 RUN=srun $(awk "BEGIN { print $t2 - $t1 }") s"
 
 # sbatch --wait (the log is the job's -o file)
@@ -68,9 +74,11 @@ else fail slurm/sbatch-identical "$why"; fi
 
 # make itself as a job step of a 1-CPU job: its lines must not ask for
 # steps of their own (the job has no CPU left for them: they would wait for ever)
-timeout 120 srun -n1 sh -c "make $MK -j2 RUN=srun IN='$DS' OUT='$T/st' && make $SMK -j2 RUN=srun IN='$DS' OUT='$T/st'" > "$T/st.log" 2>&1
+timeout 120 srun -n1 sh -c "echo \$SLURM_JOB_ID > '$T/st.job' && make $MK -j2 RUN=srun IN='$DS' OUT='$T/st' && make $SMK -j2 RUN=srun IN='$DS' OUT='$T/st'" > "$T/st.log" 2>&1
 rc=$?
 if [ $rc -ne 0 ]; then fail slurm/make-in-step "exit $rc (124: deadlock): $(tail -n 2 "$T/st.log" | tr '\n' ' ')"
+elif [ "$(grep -c "launch task StepId=$(cat "$T/st.job")\." "$C/slurmd.log")" -ne 1 ]; then
+	fail slurm/make-in-step "the lines of make in a step ran as steps of their own"
 elif why=$(same "$T/ref" "$T/st"); then pass slurm/make-in-step
 else fail slurm/make-in-step "$why"; fi
 
