@@ -15,9 +15,11 @@ DATA=${DATA:-../shared/data}
 T=$(mktemp -d "${TMPDIR:-/tmp}/medpipe-bench.XXXXXX")
 C=$T/slurm
 trap 'bash tests/slurm-cluster.sh stop "$C" > /dev/null 2>&1; rm -rf "$T"' EXIT
+trap 'exit 1' HUP INT TERM
 bash tests/slurm-cluster.sh start "$C" > "$T/env" 2> "$T/err" || { echo "slurm: skipped: $(tail -n 1 "$T/err")"; exit 0; }
 . "$T/env"
 export PATH="$PATH:/usr/sbin"
+unset MAKEFLAGS MFLAGS MAKELEVEL  # the jobs' make is not a sub-make of make bench
 MK="-f pipelines/ct-npz.mk"
 
 now() { date +%s.%N; }

@@ -17,6 +17,7 @@ $PY -c "import nibabel" 2> /dev/null || { skip slurm "python3-nibabel missing"; 
 
 C=$T/slurm
 trap 'bash tests/slurm-cluster.sh stop "$C" > /dev/null 2>&1; rm -rf "$T"' EXIT
+trap 'exit 1' HUP INT TERM
 if ! bash tests/slurm-cluster.sh start "$C" > "$T/env" 2> "$T/start.err"; then
 	why=$(tail -n 1 "$T/start.err")
 	if [ "${CI:-}" = true ]; then fail slurm/cluster "$why"; else skip slurm "$why"; fi
@@ -25,6 +26,8 @@ fi
 . "$T/env"
 pass slurm/cluster
 export PATH="$PATH:/usr/sbin"
+# the jobs' make is not a sub-make of the make that runs the tests
+unset MAKEFLAGS MFLAGS MAKELEVEL
 
 # the dataset: 4 nnU-Net cases and (with DCMTK's dump2dcm) 2 DICOM studies
 sh examples/phantom-dataset.sh "$T/ds" 4 > "$T/ds.log" 2>&1 || { fail slurm/dataset "$(tail -n 3 "$T/ds.log")"; exit 0; }
@@ -54,6 +57,12 @@ if [ $rc -ne 0 ]; then fail slurm/salloc "exit $rc: $(grep -v '^salloc:' "$T/sa.
 elif ! grep -q 'Granted job allocation' "$T/sa.log"; then fail slurm/salloc "no allocation: $(head -n 2 "$T/sa.log")"
 elif why=$(same "$T/ref" "$T/sa"); then pass slurm/salloc-identical
 else fail slurm/salloc-identical "$why"; fi
+# the recipes ran as job steps: slurmd launched one per recipe line (5 files
+# a case, and the folders and the summary)
+job=$(sed -n 's/.*Granted job allocation \([0-9]*\).*/\1/p' "$T/sa.log")
+steps=$(grep -c "launch task StepId=$job\." "$C/slurmd.log")
+if [ "$steps" -ge $((5 * ncases)) ]; then pass slurm/salloc-steps
+else fail slurm/salloc-steps "job $job ran $steps steps for $ncases cases (slurmd.log)"; fi
 echo "# $ncases cases, ct-npz + sanity: plain make -j2 $(awk "BEGIN { print $t1 - $t0 }") s, salloc -n2 make -j2 RUN=srun $(awk "BEGIN { print $t2 - $t1 }") s"
 
 # sbatch --wait (the log is the job's -o file)
@@ -65,9 +74,11 @@ else fail slurm/sbatch-identical "$why"; fi
 
 # make itself as a job step of a 1-CPU job: its lines must not ask for
 # steps of their own (the job has no CPU left for them: they would wait for ever)
-timeout 120 srun -n1 sh -c "make $MK -j2 RUN=srun IN='$DS' OUT='$T/st' && make $SMK -j2 RUN=srun IN='$DS' OUT='$T/st'" > "$T/st.log" 2>&1
+timeout 120 srun -n1 sh -c "echo \$SLURM_JOB_ID > '$T/st.job' && make $MK -j2 RUN=srun IN='$DS' OUT='$T/st' && make $SMK -j2 RUN=srun IN='$DS' OUT='$T/st'" > "$T/st.log" 2>&1
 rc=$?
 if [ $rc -ne 0 ]; then fail slurm/make-in-step "exit $rc (124: deadlock): $(tail -n 2 "$T/st.log" | tr '\n' ' ')"
+elif [ "$(grep -c "launch task StepId=$(cat "$T/st.job")\." "$C/slurmd.log")" -ne 1 ]; then
+	fail slurm/make-in-step "the lines of make in a step ran as steps of their own"
 elif why=$(same "$T/ref" "$T/st"); then pass slurm/make-in-step
 else fail slurm/make-in-step "$why"; fi
 
@@ -81,11 +92,12 @@ K=$T/cancel
 job=$(sbatch --parsable -n2 -o "$T/c1.log" --wrap "make $MK -j2 RUN=srun MEDPIPE_BIN='$T/slow' IN='$DS' OUT='$K'")
 i=0
 while [ $i -lt 300 ]; do
-	# at least one case finished and others under way
-	[ -n "$(find "$K" -name '*.nrrd' 2> /dev/null | head -1)" ] && [ -n "$(find "$K" -name '*.tmp*' 2> /dev/null | head -1)" ] && break
+	# at least one case finished and others under way (their work/*.nrrd.tmp
+	# lasts the 3 s of the slow hu-window; info/*.csv.tmp comes and goes)
+	[ -n "$(find "$K" -name '*.nrrd' 2> /dev/null | head -1)" ] && [ -n "$(find "$K" -name '*.nrrd.tmp' 2> /dev/null | head -1)" ] && break
 	sleep 0.1; i=$((i + 1))
 done
-inflight=$(find "$K" -name '*.tmp*' 2> /dev/null | wc -l)
+inflight=$(find "$K" -name '*.nrrd.tmp' 2> /dev/null | wc -l)
 scancel "$job"
 i=0
 while [ $i -lt 300 ] && [ -n "$(squeue -h -j "$job" 2> /dev/null)" ]; do sleep 0.1; i=$((i + 1)); done
