@@ -284,3 +284,23 @@ for f in ".c.tmp-$dead-GoNe12.nii.gz" ".d.tmp-$dead-GoNe12"; do
 	[ ! -e "$d/$f" ] || bad="$bad kept:$f"
 done
 check newuser/stale_tmp_only_gone_writers test -z "$bad"
+
+# ---------------------------------------------------------------- 1. the README's first pipeline makes MedSAM's npz
+R=$T/readme; mkdir -p "$R/seg"
+if have_cmd dump2dcm; then
+	$GEN --size 64x56x18 --seed 1 --case case01 --dicom "$R/ct/case01" --label "$R/seg/case01.nii.gz" > /dev/null 2>&1
+	"$PY" tests/gen/examples.py | awk -F'\t' '$1 == "README.md" && /dcm2vol ct\/case01/ { print $3 }' > "$T/readme.cmd"
+	"$PY" tests/gen/examples.py | awk -F'\t' '$1 == "README.md" && $3 == "mkdir -p out"' | grep -q . || fail newuser/readme_first_pipeline "no 'mkdir -p out' before it"
+	mkdir -p "$R/out"
+	(cd "$R" && bash -o pipefail -c "$(cat "$T/readme.cmd")") > "$T/readme.log" 2>&1
+	check newuser/readme_first_pipeline "$PY" -c "
+import numpy as np
+z = np.load('$R/out/case01.npz')
+assert sorted(z.keys()) == ['gts', 'imgs', 'spacing'], list(z.keys())
+assert z['imgs'].dtype == np.uint8 and z['gts'].dtype == np.uint8 and z['imgs'].shape == z['gts'].shape
+assert z['imgs'].shape[1:] == (1024, 1024) and z['imgs'].max() == 255 and z['imgs'].min() == 0
+assert all(z['gts'][k].any() for k in range(z['gts'].shape[0]))
+assert z['spacing'].dtype == np.float64 and z['spacing'].shape == (3,)"
+else
+	skip newuser/readme_first_pipeline "dump2dcm (dcmtk) missing: no DICOM phantom"
+fi
