@@ -18,6 +18,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -557,16 +558,23 @@ guarded(const char *path, const char *lib, int (*rd)(const char *, void *, size_
 	pid = fork();
 	if (pid == 0) {
 		mvol c = *v;
+		int null = open("/dev/null", O_WRONLY);
+		if (null >= 0)
+			dup2(null, 2);   /* the child's only output is its exit status */
 		signal(SIGPIPE, SIG_DFL);
-		_exit(rd(path, buf, len, &c) < 0 ? 1 : 0);
+		_exit(rd(path, buf, len, &c) < 0 ? 3 : 0);
 	}
 	if (pid > 0) {
 		int w;
 		while ((w = waitpid(pid, &st, 0)) < 0 && errno == EINTR)
 			;
+		/* 0: read, 3: refused with a message; anything else: the library died
+		 * (a signal, or a sanitizer's exit status) */
 		if (w == pid && WIFSIGNALED(st))
 			return mp_seterr("%s: MINC: damaged file: the %s library failed reading it (signal %d)", path, lib,
 					 WTERMSIG(st));
+		if (w == pid && WIFEXITED(st) && WEXITSTATUS(st) != 0 && WEXITSTATUS(st) != 3)
+			return mp_seterr("%s: MINC: damaged file: the %s library failed reading it", path, lib);
 	}
 	return rd(path, buf, len, v);
 }

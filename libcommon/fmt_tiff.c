@@ -518,7 +518,7 @@ read_plain(tfile *tf, const char *desc, mp_frame ***fr, size_t *nfr)
 	int sno = 0, rc = 0;
 	char v[256];
 	double ijunit = 0, zsp = 0;
-	long ijc = 0, ijz = 0, ijt = 0;
+	long ijc = 0, ijz = 0, ijt = 0, ijn = 0;
 
 	if (desc && (strncmp(desc, "ImageJ=", 7) == 0 || strncmp(desc, "SCIFIO=", 7) == 0)) {
 		if (desc_val(desc, "unit", v, sizeof v))
@@ -543,6 +543,8 @@ read_plain(tfile *tf, const char *desc, mp_frame ***fr, size_t *nfr)
 			ijz = atol(v);
 		if (desc_val(desc, "frames", v, sizeof v))
 			ijt = atol(v);
+		if (desc_val(desc, "images", v, sizeof v))
+			ijn = atol(v);
 	}
 	for (size_t i = 0; i < tf->npg && rc == 0; i++) {
 		series s;
@@ -567,6 +569,12 @@ read_plain(tfile *tf, const char *desc, mp_frame ***fr, size_t *nfr)
 			break;
 		}
 		res_spacing(tf->tif, ijunit, &s.sp[0], &s.sp[1]);
+		if (sno == 0 && ijn > 1 && (size_t)ijn > n && p->spp == 1) {
+			free(list);
+			rc = mp_seterr("%s: TIFF: ImageJ stack of %ld images stored in %zu pages (a contiguous stack past 4 GB) is not supported",
+				       tf->path, ijn, n);
+			break;
+		}
 		if (sno == 0 && (ijc > 1 || ijt > 1) && p->spp == 1) {
 			/* ImageJ hyperstack: pages in CZT order */
 			size_t c = ijc > 0 ? (size_t)ijc : 1, z = ijz > 0 ? (size_t)ijz : 1, t = ijt > 0 ? (size_t)ijt : 1;
@@ -585,8 +593,6 @@ read_plain(tfile *tf, const char *desc, mp_frame ***fr, size_t *nfr)
 						s.ifd[z + s.Z * (c + cp * t)] = list[c + cp * (z + s.Z * t)];
 		}
 		free(list);
-		if (p->photo == PHOTOMETRIC_RGB && s.spp == 3)
-			s.chnames = NULL;
 		rc = emit(tf, &s, sno, fr, nfr);
 		free(s.ifd);
 		sno++;

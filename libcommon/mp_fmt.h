@@ -35,6 +35,9 @@
  *  - numpy .npy (v1, v2, v3): shape (Z, Y, X) -> sizes X, Y, Z; Fortran-order
  *    arrays are transposed; no geometry. .npz: one frame per array, with the
  *    key medpipe.npz.name (the array name); "gts" arrays get medpipe.role=label.
+ *  - PNG, JPEG, BMP (fmt_image.c), TIFF/BigTIFF stacks, ImageJ hyperstacks and
+ *    OME-TIFF (fmt_tiff.c), MINC1/MINC2 (fmt_minc.c): read only; see
+ *    man/man5/medpipe-formats.5 for the layout and geometry rules.
  * Writing NIfTI sets sform and qform (codes 1, scanner; qform 0 when the
  * directions are not orthogonal), xyzt_units mm; NIfTI-2 when a size exceeds
  * 32767. .hdr/.img are written as a NIfTI-1 pair ("ni1"). .mhd writes a .raw
@@ -54,7 +57,8 @@ typedef enum {
 } mp_fmt;
 
 /* by extension (case-insensitive): .nrrd .nhdr .nii .nii.gz .hdr .img
- * (.gz) .mha .mhd .npy .npz .dcm; MP_FMT_UNKNOWN otherwise */
+ * (.gz) .mha .mhd .npy .npz .dcm .png .jpg .jpeg .bmp .tif .tiff .btf .mnc
+ * .mnc.gz; MP_FMT_UNKNOWN otherwise */
 mp_fmt mp_fmt_from_name(const char *path);
 /* by content (magic bytes); MP_FMT_UNKNOWN when nothing fits or unreadable */
 mp_fmt mp_fmt_sniff(const char *path);
