@@ -54,7 +54,7 @@ static const mp_prog prog = {
 	"A file OpenSlide cannot open or read makes wsi-tile exit with status 1 and one line.",
 	"$ wsi-tile --tile 1024 slide.svs | hu-window --medsam-2d | vol2npz -o '{case}.npz'\n"
 	"Every 1024 x 1024 tile of level 0.\n"
-	"$ wsi-tile --mpp 2 --tissue otsu --min-tissue 0.2 slide.svs | vol-save 'tiles/{case}_{n}.png'\n"
+	"$ wsi-tile --mpp 2 --tissue otsu --min-tissue 0.2 slide.svs | vol-save -p 'tiles/{case}_{n}.nrrd'\n"
 	"Tiles at about 2 um/pixel that are at least 20% tissue.",
 	"vol-cat(1), hu-window(1), vol2npz(1), vol-save(1), medpipe-vol(5), medpipe-formats(5)",
 	opts, 1

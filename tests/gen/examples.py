@@ -85,11 +85,30 @@ def man(path):
         if ln.startswith(".fi"):
             nf = False
             if sec in ("EXAMPLES", "EXAMPLE", "DESCRIPTION"):
-                dollar = [x[2:] for x in block if x.startswith("$ ")]
+                # "$ " lines (with their continuations); consecutive ones,
+                # with no description between them, belong together
+                dollar, groups, prev = [], [], False
+                for x in block:
+                    if x.startswith("$ "):
+                        dollar.append(x[2:])
+                        if not prev:
+                            groups.append([])
+                        groups[-1].append(x[2:])
+                        prev = True
+                    elif dollar and dollar[-1].rstrip().endswith("\\"):
+                        dollar.append(x)   # the continuation of a "$ " line
+                        groups[-1].append(x)
+                    else:
+                        prev = False
                 if sec == "DESCRIPTION" and not path.endswith(".7"):
                     continue
                 cmds = [c for c in (join(dollar) if dollar else join(block)) if first_word(c) in STARTS]
-                if path.endswith(".1"):
+                if path.endswith(".1") and dollar:
+                    for g in groups:
+                        g = [c for c in join(g) if first_word(c) in STARTS]
+                        if g:
+                            yield g
+                elif path.endswith(".1"):
                     for c in cmds:
                         yield [c]
                 elif cmds:

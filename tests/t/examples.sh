@@ -35,7 +35,10 @@ mkdir -p "$E/seg" "$E/ct" "$E/imagesTr" "$E/labelsTr" "$E/study"
 	done &&
 	cp "$E/ct.nii.gz" "$E/imagesTr/liver_003_0000.nii.gz" && cp "$E/seg.nii.gz" "$E/labelsTr/liver_003.nii.gz" &&
 	cp "$E/seg.nii.gz" "$E/ref.nii.gz" &&
-	vol-cat "$E/ct.nii.gz" > "$E/ct.nrrd" &&
+	vol-cat "$E/ct.nii.gz" --label "$E/seg.nii.gz" > "$E/ct.nrrd" &&
+	cp "$E/ct.nii.gz" "$E/train.nii.gz" && cp "$E/seg.nii.gz" "$E/train-seg.nii.gz" &&
+	$GEN --size 64x60x8 --seed 5 --case test --image "$E/test.nii.gz" --label "$E/test-seg.nii.gz" &&
+	vol-cat "$E/test.nii.gz" --label "$E/test-seg.nii.gz" > "$E/test.nrrd" &&
 	vol-cat "$E/ct.nii.gz" --label "$E/seg.nii.gz" > "$E/case.vol" &&
 	cp "$E/case.vol" "$E/case.nrrd" &&
 	{ cat "$E/case.vol"; vol-cat --case two "$E/mr.nii.gz" --label "$T/mrseg.nii.gz"; } > "$E/cases.nrrd" &&
@@ -46,6 +49,23 @@ mkdir -p "$E/seg" "$E/ct" "$E/imagesTr" "$E/labelsTr" "$E/study"
 	vol-save -i "$E/case.vol" "$E/img.mha" "$E/seg.mha"
 } > "$T/fix.log" 2>&1 || { fail examples/fixtures "$(tail -3 "$T/fix.log" | tr '\n' ' ')"; exit 0; }
 
+# pictures and a microscopy stack (PIL, tifffile), a slide (the shared data)
+"$PY" - "$E" <<'PYEOF' > "$T/pic.log" 2>&1 || fail examples/fixtures-pictures "$(tail -2 "$T/pic.log" | tr '\n' ' ')"
+import sys, numpy as np
+from PIL import Image
+import tifffile
+e = sys.argv[1]
+y, x = np.mgrid[0:96, 0:128]
+disc = (x - 60) ** 2 + (y - 50) ** 2 < 25 ** 2
+Image.fromarray((40 + 120 * disc + (x % 7)).astype(np.uint8)).save(e + "/img.png")
+Image.fromarray((255 * disc).astype(np.uint8)).save(e + "/mask.png")
+stack = (np.arange(4 * 2 * 32 * 48) % 4000).astype(np.uint16).reshape(4, 2, 32, 48)
+tifffile.imwrite(e + "/cells.ome.tiff", stack, ome=True,
+                 metadata={"axes": "ZCYX", "PhysicalSizeX": 0.65, "PhysicalSizeY": 0.65, "PhysicalSizeZ": 2.0})
+PYEOF
+slide=""
+if [ -f "$DATA/wsi/cmu-1-small-region.svs" ]; then cp "$DATA/wsi/cmu-1-small-region.svs" "$E/slide.svs"; slide=ok; fi
+
 # weights and embeddings (a small random-weight model: image 256, grid 16)
 weights=""
 if [ "${MEDPIPE_FAST:-0}" = 1 ]; then
@@ -53,8 +73,10 @@ if [ "${MEDPIPE_FAST:-0}" = 1 ]; then
 elif "$VPY" -c "import torch, segment_anything" 2>/dev/null || "$VPY" -c "import torch; import sys; sys.path.insert(0, 'tests/gen'); import sam_ckpt; sam_ckpt.load_sam()" 2>/dev/null; then
 	if "$VPY" tests/gen/sam_ckpt.py "$E/medsam_vit_b.pth" --config tiny > "$T/ck.log" 2>&1; then
 		weights=ok
-		# emb.nrrd: 12 slices of 288x288 (the sam-decode examples' boxes fit)
+		# emb.nrrd: 12 slices of 288x288 (the sam-decode examples' boxes fit);
+		# for sam-tune's examples, with their label frame (they train on it)
 		$GEN --size 288x288x12 --seed 4 --image "$T/big.nii.gz" --label "$T/bigseg.nii.gz" > /dev/null 2>&1 &&
+		vol-cat "$T/big.nii.gz" --label "$T/bigseg.nii.gz" | hu-window --preset soft-tissue | sam-embed -t 2 -w "$E/medsam_vit_b.pth" > "$T/emb-lab.nrrd" 2> "$T/emb.log" &&
 		vol-cat "$T/big.nii.gz" | hu-window --preset soft-tissue | sam-embed -t 2 -w "$E/medsam_vit_b.pth" > "$E/emb.nrrd" 2> "$T/emb.log" \
 			|| { fail examples/fixture_emb "$(tail -2 "$T/emb.log" | tr '\n' ' ')"; weights=""; }
 	else
@@ -79,6 +101,9 @@ while IFS='	' read -r src block cmd; do
 	case "$cmd" in
 	*.pth*) [ -n "$weights" ] || { skip "$name $short" "$why_w"; continue; } ;;
 	esac
+	case "$cmd" in
+	*slide.svs*) [ -n "$slide" ] || { skip "$name $short" "needs $DATA/wsi/cmu-1-small-region.svs"; continue; } ;;
+	esac
 	# (a skipped example leaves its block's folder as it was)
 	need=$(printf '%s' "$cmd" | grep -o 'opencl:[0-9]*' | head -1 | cut -d: -f2)
 	if [ -n "$need" ] && [ "$need" -ge "$ncl" ]; then
@@ -96,12 +121,17 @@ while IFS='	' read -r src block cmd; do
 		[ "$block" = "$lastblock" ] || (rm -rf "$T"/run*; mkdir "$dir"; cd "$E" && for f in * .[!.]*; do
 			case "$f" in
 			medsam_vit_b.pth|demo|ph|ph-out) [ -e "$f" ] && ln -s "$E/$f" "$dir/$f" ;;
-			emb.nrrd) case "$cmd" in *emb.nrrd*) cp "$f" "$dir/" ;; esac ;;
+			emb.nrrd) case "$cmd" in *sam-tune*emb.nrrd*) cp "$T/emb-lab.nrrd" "$dir/emb.nrrd" ;; *emb.nrrd*) cp "$f" "$dir/" ;; esac ;;
 			*) [ -e "$f" ] && cp -R "$f" "$dir/" ;;
 			esac
 		done) ;;
 	esac
 	lastblock=$block
+	# a model named with -w that no earlier example of the block made (a
+	# tuned checkpoint) is the random-weight one
+	for w in $(printf '%s' "$cmd" | grep -o -- '-w [^ ]*\.pth' | cut -c4-); do
+		[ -e "$dir/$w" ] || ln -s "$E/medsam_vit_b.pth" "$dir/$w"
+	done
 	t0=$(date +%s)
 	if (cd "$dir" && PATH="$ROOT/$BIN:$PATH" timeout 600 bash -o pipefail -c "$cmd") > "$T/out.$i" 2> "$T/err.$i" < /dev/null; then
 		pass "$name $short ($(( $(date +%s) - t0 ))s)"
