@@ -29,6 +29,7 @@ The C side is build/tests/test_sam_train (a driver of libcommon/sam_train.c)
 and bin/sam-tune. The loss reference is MONAI's DiceLoss(sigmoid=True,
 squared_pred=True, reduction='mean') + BCEWithLogitsLoss, as MedSAM trains."""
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -600,4 +601,5 @@ else:
             os.unlink(p)
 
 print("# %d failed" % fails, file=sys.stderr)
+shutil.rmtree(T, ignore_errors=True)
 sys.exit(1 if fails else 0)

@@ -31,6 +31,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* threads of the driver: $MEDPIPE_TRAIN_THREADS (the benchmark), default 1 */
+static int
+nthreads(void)
+{
+	const char *s = getenv("MEDPIPE_TRAIN_THREADS");
+	return s && atoi(s) > 0 ? atoi(s) : 1;
+}
+
 static float *
 rd(size_t n)
 {
@@ -120,7 +128,7 @@ driver(int argc, char **argv)
 		mp_sam_tune t;
 		if (argc < 5 || (adam && argc < 6))
 			mp_usage_die("%s: missing arguments", op);
-		if (mp_sam_load(&m, argv[2], mp_sam_cpu_backend(1)) || mp_tune_init(&t, &m, (int)a[2]))
+		if (mp_sam_load(&m, argv[2], mp_sam_cpu_backend(nthreads())) || mp_tune_init(&t, &m, (int)a[2]))
 			mp_die("%s", mp_err());
 		int B = (int)a[1], LR = t.loss_res, L4 = 4 * m.cfg.grid, steps = adam ? (int)a[3] : 1;
 		size_t ne = (size_t)m.cfg.out_chans * m.cfg.grid * m.cfg.grid, ng = (size_t)LR * LR;
@@ -164,7 +172,7 @@ driver(int argc, char **argv)
 		mp_sam_tune t;
 		if (argc < 7)
 			mp_usage_die("lora: missing arguments");
-		if (mp_sam_load(&m, argv[2], mp_sam_cpu_backend(1)) || mp_tune_init(&t, &m, (int)a[2]) ||
+		if (mp_sam_load(&m, argv[2], mp_sam_cpu_backend(nthreads())) || mp_tune_init(&t, &m, (int)a[2]) ||
 		    mp_tune_add_lora(&t, (int)a[3], strtod(argv[6], NULL), 1))
 			mp_die("%s", mp_err());
 		int B = (int)a[1], S = m.cfg.img_size;
