@@ -537,6 +537,13 @@ bspline_prefilter2d(double *im, size_t w, size_t h, int nt)
 	free(p.wy);
 }
 
+/* the 4 taps at ix are ix[0], ix[0]+1, ix[0]+2, ix[0]+3, all in [0, sn) */
+static int
+taps_adjacent(const int32_t *ix, size_t sn)
+{
+	return ix[0] >= 0 && (size_t)ix[0] + 3 < sn && ix[1] == ix[0] + 1 && ix[2] == ix[0] + 2 && ix[3] == ix[0] + 3;
+}
+
 void
 mp_rs_apply_x(const mp_rs_tab *t, const float *src, size_t h, float *dst)
 {
@@ -544,6 +551,29 @@ mp_rs_apply_x(const mp_rs_tab *t, const float *src, size_t h, float *dst)
 	const int32_t *restrict idx = t->idx;
 	const float *restrict wt = t->w;
 
+	size_t lo4 = 0, hi4 = 0;   /* [lo4, hi4): groups of 4 outputs whose 4 taps are neighbours */
+	if (nt == 4) {
+		while (lo4 < dn && !taps_adjacent(idx + 4 * lo4, sn))
+			lo4++;
+		hi4 = lo4;
+		while (hi4 + 4 <= dn && taps_adjacent(idx + 4 * hi4, sn) && taps_adjacent(idx + 4 * hi4 + 4, sn) &&
+		       taps_adjacent(idx + 4 * hi4 + 8, sn) && taps_adjacent(idx + 4 * hi4 + 12, sn))
+			hi4 += 4;
+	}
+	(void)hi4;
+#ifdef __SSE2__
+	/* their weights transposed once: per group, tap 0 of the 4 outputs, tap 1, ... */
+	float *wq = NULL;
+	if (hi4 > lo4) {
+		wq = malloc((hi4 - lo4) * 4 * sizeof *wq);
+		if (!wq)
+			hi4 = lo4;
+		for (size_t i = lo4; i < hi4; i += 4)
+			for (int k = 0; k < 4; k++)
+				for (int j = 0; j < 4; j++)
+					wq[(i - lo4) * 4 + 4 * (size_t)k + (size_t)j] = wt[4 * (i + (size_t)j) + (size_t)k];
+	}
+#endif
 	for (size_t y = 0; y < h; y++) {
 		const float *restrict s = src + y * sn;
 		float *restrict d = dst + y * dn;
@@ -553,7 +583,31 @@ mp_rs_apply_x(const mp_rs_tab *t, const float *src, size_t h, float *dst)
 			continue;
 		}
 		if (nt == 4) {
-			for (size_t i = 0; i < dn; i++) {
+			size_t i = 0;
+#ifdef __SSE2__
+			/* four outputs at once where their taps are 4 neighbours
+			 * (all but the mirrored border): 4 unaligned loads
+			 * transposed into tap vectors; the same products and the
+			 * same order of sums as the scalar loop, so the same bits */
+			for (; i < lo4; i++) {
+				const int32_t *ix = idx + 4 * i;
+				const float *w = wt + 4 * i;
+				d[i] = w[0] * s[ix[0]] + w[1] * s[ix[1]] + w[2] * s[ix[2]] + w[3] * s[ix[3]];
+			}
+			for (; i < hi4; i += 4) {
+				const int32_t *ix = idx + 4 * i;
+				__m128 s0 = _mm_loadu_ps(s + ix[0]), s1 = _mm_loadu_ps(s + ix[4]);
+				__m128 s2 = _mm_loadu_ps(s + ix[8]), s3 = _mm_loadu_ps(s + ix[12]);
+				const float *q = wq + (i - lo4) * 4;
+				__m128 w0 = _mm_loadu_ps(q), w1 = _mm_loadu_ps(q + 4);
+				__m128 w2 = _mm_loadu_ps(q + 8), w3 = _mm_loadu_ps(q + 12);
+				_MM_TRANSPOSE4_PS(s0, s1, s2, s3);
+				__m128 acc = _mm_add_ps(_mm_add_ps(_mm_add_ps(_mm_mul_ps(w0, s0), _mm_mul_ps(w1, s1)),
+				                                   _mm_mul_ps(w2, s2)), _mm_mul_ps(w3, s3));
+				_mm_storeu_ps(d + i, acc);
+			}
+#endif
+			for (; i < dn; i++) {
 				const int32_t *ix = idx + 4 * i;
 				const float *w = wt + 4 * i;
 				d[i] = w[0] * s[ix[0]] + w[1] * s[ix[1]] + w[2] * s[ix[2]] + w[3] * s[ix[3]];
@@ -567,6 +621,9 @@ mp_rs_apply_x(const mp_rs_tab *t, const float *src, size_t h, float *dst)
 			d[i] = acc;
 		}
 	}
+#ifdef __SSE2__
+	free(wq);
+#endif
 }
 
 static void
