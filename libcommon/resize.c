@@ -425,6 +425,7 @@ par_for(int nt, size_t n, range_fn fn, void *ctx)
 typedef struct {
 	double *im, *wx, *wy;
 	size_t w, h, kx1, kx2, ky1, ky2;
+	float *out;        /* the coefficients as floats, written by the y pass */
 } pf_ctx;
 
 static void
@@ -438,39 +439,53 @@ pf_rows(void *arg, size_t y0, size_t y1)
 
 	for (size_t y = y0; y < y1; y++) {
 		double *c = p->im + y * w, sum = 0;
-		for (size_t i = 0; i < w; i++)
-			c[i] *= lambda;
+		/* the gain lambda is applied where each sample is first read
+		 * (the same products as a pass of its own) */
 		for (size_t i = 0; i < p->kx1; i++)
-			sum += wt[i] * c[i];
+			sum += wt[i] * (c[i] * lambda);
 		for (size_t i = p->kx2; i < w; i++)
-			sum += wt[i] * c[i];
+			sum += wt[i] * (c[i] * lambda);
 		c[0] = sum / den;
 	}
-	/* the recursions, four rows at a time (independent chains run side by side) */
+	/* the recursions, eight rows at a time (independent chains run side by
+	 * side and hide the latency of each step) */
 	size_t y = y0;
-	for (; y + 4 <= y1; y += 4) {
+	for (; y + 8 <= y1; y += 8) {
 		double *c0 = p->im + y * w, *c1 = c0 + w, *c2 = c1 + w, *c3 = c2 + w;
+		double *c4 = c3 + w, *c5 = c4 + w, *c6 = c5 + w, *c7 = c6 + w;
 		for (size_t i = 1; i < w; i++) {
-			c0[i] += z * c0[i - 1];
-			c1[i] += z * c1[i - 1];
-			c2[i] += z * c2[i - 1];
-			c3[i] += z * c3[i - 1];
+			c0[i] = c0[i] * lambda + z * c0[i - 1];
+			c1[i] = c1[i] * lambda + z * c1[i - 1];
+			c2[i] = c2[i] * lambda + z * c2[i - 1];
+			c3[i] = c3[i] * lambda + z * c3[i - 1];
+			c4[i] = c4[i] * lambda + z * c4[i - 1];
+			c5[i] = c5[i] * lambda + z * c5[i - 1];
+			c6[i] = c6[i] * lambda + z * c6[i - 1];
+			c7[i] = c7[i] * lambda + z * c7[i - 1];
 		}
 		c0[w - 1] = g * (z * c0[w - 2] + c0[w - 1]);
 		c1[w - 1] = g * (z * c1[w - 2] + c1[w - 1]);
 		c2[w - 1] = g * (z * c2[w - 2] + c2[w - 1]);
 		c3[w - 1] = g * (z * c3[w - 2] + c3[w - 1]);
+		c4[w - 1] = g * (z * c4[w - 2] + c4[w - 1]);
+		c5[w - 1] = g * (z * c5[w - 2] + c5[w - 1]);
+		c6[w - 1] = g * (z * c6[w - 2] + c6[w - 1]);
+		c7[w - 1] = g * (z * c7[w - 2] + c7[w - 1]);
 		for (size_t i = w - 1; i-- > 0;) {
 			c0[i] = z * (c0[i + 1] - c0[i]);
 			c1[i] = z * (c1[i + 1] - c1[i]);
 			c2[i] = z * (c2[i + 1] - c2[i]);
 			c3[i] = z * (c3[i + 1] - c3[i]);
+			c4[i] = z * (c4[i + 1] - c4[i]);
+			c5[i] = z * (c5[i + 1] - c5[i]);
+			c6[i] = z * (c6[i + 1] - c6[i]);
+			c7[i] = z * (c7[i + 1] - c7[i]);
 		}
 	}
 	for (; y < y1; y++) {
 		double *c = p->im + y * w;
 		for (size_t i = 1; i < w; i++)
-			c[i] += z * c[i - 1];
+			c[i] = c[i] * lambda + z * c[i - 1];
 		c[w - 1] = g * (z * c[w - 2] + c[w - 1]);
 		for (size_t i = w - 1; i-- > 0;)
 			c[i] = z * (c[i + 1] - c[i]);
@@ -487,18 +502,16 @@ pf_cols(void *arg, size_t x0, size_t x1)
 	double den = 1 - wt[h - 1] * wt[h - 1], *im = p->im;
 	double *s = mp_xcalloc(n ? n : 1, sizeof *s);
 
-	for (size_t y = 0; y < h; y++) {
-		double *r = im + y * w;
-		for (size_t x = x0; x < x1; x++)
-			r[x] *= lambda;
-	}
+	/* lambda applied where each sample is first read, and the results
+	 * written as floats by the last recursion (the same values as separate
+	 * passes) */
 	for (size_t y = 0; y < h; y++) {
 		if (y >= p->ky1 && y < p->ky2)
 			continue;
 		const double *r = im + y * w + x0;
 		double wy = wt[y];
 		for (size_t x = 0; x < n; x++)
-			s[x] += wy * r[x];
+			s[x] += wy * (r[x] * lambda);
 	}
 	for (size_t x = 0; x < n; x++)
 		im[x0 + x] = s[x] / den;
@@ -506,24 +519,26 @@ pf_cols(void *arg, size_t x0, size_t x1)
 		double *r = im + y * w;
 		const double *q = r - w;
 		for (size_t x = x0; x < x1; x++)
-			r[x] += z * q[x];
+			r[x] = r[x] * lambda + z * q[x];
 	}
 	double *last = im + (h - 1) * w, *prev = last - w;
+	float *of = p->out + (h - 1) * w;
 	for (size_t x = x0; x < x1; x++)
-		last[x] = g * (z * prev[x] + last[x]);
+		of[x] = (float)(last[x] = g * (z * prev[x] + last[x]));
 	for (size_t y = h - 1; y-- > 0;) {
 		double *r = im + y * w;
 		const double *nx = r + w;
+		float *o = p->out + y * w;
 		for (size_t x = x0; x < x1; x++)
-			r[x] = z * (nx[x] - r[x]);
+			o[x] = (float)(r[x] = z * (nx[x] - r[x]));
 	}
 	free(s);
 }
 
 static void
-bspline_prefilter2d(double *im, size_t w, size_t h, int nt)
+bspline_prefilter2d(double *im, size_t w, size_t h, int nt, float *out)
 {
-	pf_ctx p = { im, mp_xmalloc(w * sizeof(double)), mp_xmalloc(h * sizeof(double)), w, h, 0, 0, 0, 0 };
+	pf_ctx p = { im, mp_xmalloc(w * sizeof(double)), mp_xmalloc(h * sizeof(double)), w, h, 0, 0, 0, 0, out };
 
 	if (w >= 2) {
 		bs_weights(w, p.wx, &p.kx1, &p.kx2);
@@ -532,6 +547,9 @@ bspline_prefilter2d(double *im, size_t w, size_t h, int nt)
 	if (h >= 2) {
 		bs_weights(h, p.wy, &p.ky1, &p.ky2);
 		par_for(nt, w, pf_cols, &p);
+	} else {
+		for (size_t i = 0; i < w * h; i++)
+			out[i] = (float)im[i];
 	}
 	free(p.wx);
 	free(p.wy);
@@ -898,9 +916,7 @@ resizer_run(mp_resizer *r, const float *src, float *dst, void *tdst, mp_type dt)
 	for (size_t y = 0; y < sh; y++)
 		for (size_t x = 0; x < sw; x++)
 			im[(y + pad) * pw + x + pad] = cur[y * sw + x];
-	bspline_prefilter2d(im, pw, ph, r->nthreads);
-	for (size_t i = 0; i < pw * ph; i++)
-		r->tmp[i] = (float)im[i];
+	bspline_prefilter2d(im, pw, ph, r->nthreads, r->tmp);
 	return run_passes(r, r->tmp, r->tmp2, dst, tdst, dt, 1, mn, mx);
 }
 
