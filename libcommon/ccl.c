@@ -1,18 +1,20 @@
 /* ccl.c - connected components of label volumes (3D 6/18/26, 2D 4/8 per
  * slice) and removal of small components (cc3d.dust's rule).
  *
- * One raster scan. For each foreground voxel the neighbours already scanned
- * (13 for 26-connectivity, 9 for 18, 3 for 6, 4 and 2 in 2D) are visited in
- * an order that puts the neighbour touching most of the others first (for 26
- * the voxel below, which touches all 12 others). Two earlier neighbours that
- * touch each other are already in one component (the later of them saw the
- * other when it was scanned), so once a neighbour of the voxel's class is
- * found, every neighbour touching it is skipped without being read: the
- * decision-tree idea (Wu, Otoo and Suzuki; Grana et al.) in table form, for
- * any connectivity. Provisional labels live in the output array; the
- * union-find keeps the smaller label as root, so a component's root is its
- * first voxel in raster order and the final numbering (one pass over the
- * equivalence table, one over the voxels) follows raster order.
+ * Labelling and removal go by runs (RUN_SCAN below): each row is cut into
+ * maximal runs of one class, a run is joined to the runs of its class it
+ * touches in the (at most 4) rows scanned before it, and the union-find keeps
+ * the smaller provisional label as root, so a component's root is the run
+ * holding its first voxel in raster order and the final numbering follows
+ * raster order. Removal needs no label per voxel: sizes are summed per run
+ * and the removed runs cleared in a second pass over the input.
+ *
+ * The older voxel scan survives in DUST_SCAN (MEDPIPE_DUST=slices, a second
+ * implementation for the tests): for each foreground voxel the neighbours
+ * already scanned are visited in an order that puts the neighbour touching
+ * most of the others first; once a neighbour of the voxel's class is found,
+ * every neighbour touching it is skipped without being read (the
+ * decision-tree idea of Wu, Otoo and Suzuki and Grana et al., in table form).
  */
 #include "mp_label.h"
 
@@ -29,6 +31,8 @@ typedef struct {
 	                           already joined when the voxel diagonal to both is set */
 	int face;               /* 6 or 4: the scan with the neighbours written out */
 	int is2d;
+	int nrow;               /* run scan: the earlier rows a run may touch */
+	int rdy[4], rdz[4], rslack[4];  /* row offset; 1: diagonal steps reach x-1, x+1 */
 } cclconn;
 
 int
@@ -88,6 +92,14 @@ conn_setup(int conn, cclconn *c)
 		int o = order[i];
 		c->dx[i] = cx[o], c->dy[i] = cy[o], c->dz[i] = cz[o];
 	}
+	for (int dz = -1; dz <= 0; dz++)
+		for (int dy = -1; dy <= 1; dy++) {
+			int d = abs(dy) + abs(dz);
+			if ((dz == 0 && dy >= 0) || (is2d && dz) || d > l1max)
+				continue;
+			c->rdy[c->nrow] = dy, c->rdz[c->nrow] = dz;
+			c->rslack[c->nrow++] = d + 1 <= l1max;
+		}
 	for (int i = 0; i < n; i++) {
 		uint32_t b = 1u << i;
 		c->adj[i] = b;
@@ -116,26 +128,6 @@ conn_setup(int conn, cclconn *c)
 			else if (b_ < A) { par[A] = b_; A = b_; }                           \
 		}                                                                           \
 	} while (0)
-#define CCL_NEWLABEL(L)                                                                     \
-	do {                                                                                \
-		if (++np >= cap) {                                                          \
-			L *t;                                                               \
-			if ((uint64_t)np > lmax) {                                          \
-				free(par);                                                  \
-				return mp_seterr("connected components: more than %llu components; use 64-bit ids", (unsigned long long)lmax); \
-			}                                                                   \
-			cap = cap * 2 > nvox + 1 ? nvox + 1 : cap * 2;                      \
-			t = realloc(par, cap * sizeof *par);                                \
-			if (!t) {                                                           \
-				free(par);                                                  \
-				return mp_seterr("connected components: out of memory");   \
-			}                                                                   \
-			par = t;                                                            \
-		}                                                                           \
-		par[np] = (L)np;                                                            \
-		a = (L)np;                                                                  \
-	} while (0)
-
 /* The neighbours of voxel i (value v) scanned before it: the first one of
  * v's class gives its label a, the others are joined to a, except that a
  * neighbour already joined through the voxel diagonal to it and the first
@@ -157,140 +149,278 @@ conn_setup(int conn, cclconn *c)
 			continue;                                                           \
 		CCL_UNION(L, a, LAB(k));                                                    \
 	}
-#define CCL_OUT_AT(k) out[(ptrdiff_t)i + off[k]]
 #define CCL_CUR_AT(k) cur[(ptrdiff_t)j + bo[k]]
 
-/* The scan, for element type T and id type L. EQ(a): neighbour value a is in
- * the class of the current voxel v. */
-#define CCL_SCAN(NAME, T, L)                                                                \
-static int64_t                                                                              \
-NAME(const T *in, size_t nx, size_t ny, size_t nz, const cclconn *c, int binary, L *out,    \
-     uint64_t lmax, uint64_t **psizes, uint64_t **pfirst)                                   \
-{                                                                                           \
-	ptrdiff_t off[13];                                                                  \
-	size_t cap = 4096, np = 0, nvox = nx * ny * nz;                                     \
-	L *par;                                                                             \
-	for (int k = 0; k < c->k; k++)                                                      \
-		off[k] = (ptrdiff_t)c->dx[k] + (ptrdiff_t)c->dy[k] * (ptrdiff_t)nx          \
-		       + (ptrdiff_t)c->dz[k] * (ptrdiff_t)(nx * ny);                         \
-	par = malloc(cap * sizeof *par);                                                    \
-	if (!par)                                                                           \
-		return mp_seterr("connected components: out of memory");                    \
-	par[0] = 0;                                                                         \
-	if (c->face) {                                                                      \
-		/* 6 (or 4): x-1, y-1, z-1 written out; same order and witness rule    \
-		 * as the generic scan below, so the same labels come out */            \
-		size_t sl = nx * ny;                                                        \
-		for (size_t z = 0; z < nz; z++)                                             \
-			for (size_t y = 0; y < ny; y++) {                                   \
-				size_t base = (z * ny + y) * nx;                            \
-				const T *r = in + base;                                     \
-				L *o = out + base;                                          \
-				int hy = y > 0, hz = z > 0 && !c->is2d;                     \
-				for (size_t x = 0; x < nx; x++) {                           \
-					T v = r[x];                                         \
-					L a = 0;                                            \
-					int k0 = -1;                                        \
-					if (!v) {                                           \
-						o[x] = 0;                                   \
-						continue;                                   \
-					}                                                   \
-					if (x && CCL_SAME(r[x - 1])) {                      \
-						a = o[x - 1];                               \
-						k0 = 0;                                     \
-					}                                                   \
-					if (hy && CCL_SAME(r[x - nx])) {                    \
-						if (!a) {                                   \
-							a = o[x - nx];                      \
-							k0 = 1;                             \
-						} else if (!CCL_SAME(r[x - 1 - nx]))        \
-							CCL_UNION(L, a, o[x - nx]);            \
-					}                                                   \
-					if (hz && CCL_SAME(r[x - sl])) {                    \
-						if (!a)                                     \
-							a = o[x - sl];                      \
-						else if (!CCL_SAME(r[x - sl - (k0 == 0 ? 1 : nx)])) \
-							CCL_UNION(L, a, o[x - sl]);            \
-					}                                                   \
-					if (!a)                                             \
-						CCL_NEWLABEL(L);                            \
-					o[x] = a;                                           \
-				}                                                           \
-			}                                                                   \
-	} else {                                                                            \
-	for (size_t z = 0; z < nz; z++)                                                     \
-		for (size_t y = 0; y < ny; y++) {                                           \
-			uint32_t row = c->all;                                              \
-			size_t base = (z * ny + y) * nx;                                    \
-			if (z == 0) row &= ~c->need_zm;                                     \
-			if (y == 0) row &= ~c->need_ym;                                     \
-			if (y == ny - 1) row &= ~c->need_yp;                                \
-			for (size_t x = 0; x < nx; x++) {                                   \
-				size_t i = base + x;                                        \
-				T v = in[i];                                                \
-				uint32_t todo = row;                                        \
-				L a = 0;                                                    \
-				int k0 = 0;                                                 \
-				if (!v) {                                                   \
-					out[i] = 0;                                         \
-					continue;                                           \
-				}                                                           \
-				if (x == 0) todo &= ~c->need_xm;                            \
-				if (x == nx - 1) todo &= ~c->need_xp;                       \
-				CCL_NEIGHBOURS(T, L, CCL_OUT_AT);                   \
-				if (!a)                                                     \
-					CCL_NEWLABEL(L);                                    \
-				out[i] = a;                                                 \
-			}                                                                   \
-		}                                                                           \
-	} /* generic scan */                                                                \
-	/* final ids in raster order of each root (the smallest label of its set) */       \
-	uint64_t n = 0;                                                                     \
-	for (size_t l = 1; l <= np; l++)                                                    \
-		par[l] = par[l] == l ? (L)++n : par[par[l]];                                \
-	if (!psizes) {                                                                      \
-		for (size_t i = 0; i < nvox; i++)                                           \
-			out[i] = par[out[i]];                                               \
-		free(par);                                                                  \
-		return (int64_t)n;                                                          \
-	}                                                                                   \
-	/* sizes (and first voxels) counted in the relabelling pass */                     \
-	uint64_t *sz = calloc(n + 1, sizeof *sz), *fi = NULL;                               \
-	if (pfirst)                                                                         \
-		fi = malloc((n + 1) * sizeof *fi);                                          \
-	if (!sz || (pfirst && !fi)) {                                                       \
-		free(sz), free(fi), free(par);                                              \
-		return mp_seterr("connected components: out of memory");                    \
-	}                                                                                   \
-	if (fi) {                                                                           \
-		for (size_t i = 0; i < nvox; i++) {                                         \
-			L id = par[out[i]];                                                 \
-			out[i] = id;                                                        \
-			if (!sz[id]++)                                                      \
-				fi[id] = i;                                                 \
-		}                                                                           \
-	} else {                                                                            \
-		for (size_t i = 0; i < nvox; i++) {                                         \
-			L id = par[out[i]];                                                 \
-			out[i] = id;                                                        \
-			sz[id]++;                                                           \
-		}                                                                           \
-	}                                                                                   \
-	*psizes = sz;                                                                       \
-	if (pfirst)                                                                         \
-		*pfirst = fi;                                                               \
-	free(par);                                                                          \
-	return (int64_t)n;                                                                  \
+typedef struct {
+	uint64_t val, size, id;
+} comp;
+
+static int
+comp_cmp(const void *pa, const void *pb)
+{
+	const comp *a = pa, *b = pb;
+
+	if (a->val != b->val)
+		return a->val < b->val ? -1 : 1;
+	if (a->size != b->size)
+		return a->size > b->size ? -1 : 1;
+	return a->id < b->id ? -1 : a->id > b->id;
 }
 
-CCL_SCAN(scan_8_32, uint8_t, uint32_t)
-CCL_SCAN(scan_16_32, uint16_t, uint32_t)
-CCL_SCAN(scan_32_32, uint32_t, uint32_t)
-CCL_SCAN(scan_64_32, uint64_t, uint32_t)
-CCL_SCAN(scan_8_64, uint8_t, uint64_t)
-CCL_SCAN(scan_16_64, uint16_t, uint64_t)
-CCL_SCAN(scan_32_64, uint32_t, uint64_t)
-CCL_SCAN(scan_64_64, uint64_t, uint64_t)
+/* ------------------------------------------------------------ the run scan */
+
+/* the next run of row r at or after x: a maximal segment of one class
+ * [x0, x1] (one value, or any non-zero value when binary); x ends past it,
+ * or at n when the row has no more foreground. Bytes go 8 at a time. */
+#define CCL_NEXT_RUN(T, r, n, x, x0, x1, v)                                                 \
+	{                                                                                   \
+		if (sizeof(T) == 1) {                                                       \
+			uint64_t w_;                                                        \
+			while (x + 8 <= n && (memcpy(&w_, r + x, 8), w_ == 0))              \
+				x += 8;                                                     \
+		}                                                                           \
+		while (x < n && !r[x])                                                      \
+			x++;                                                                \
+		if (x == n)                                                                 \
+			break;                                                              \
+		x0 = x;                                                                     \
+		v = r[x++];                                                                 \
+		if (binary) {                                                               \
+			while (x < n && r[x])                                               \
+				x++;                                                        \
+		} else {                                                                    \
+			if (sizeof(T) == 1) {                                               \
+				uint64_t w_, p_ = (uint64_t)v * 0x0101010101010101ull;      \
+				while (x + 8 <= n && (memcpy(&w_, r + x, 8), w_ == p_))     \
+					x += 8;                                             \
+			}                                                                   \
+			while (x < n && r[x] == v)                                          \
+				x++;                                                        \
+		}                                                                           \
+		x1 = x - 1;                                                                 \
+	}
+
+/* Labelling by runs (the class of the run-based methods of He, Chao and
+ * Suzuki): each row is cut into runs; a run joins the runs of its class in
+ * the rows scanned before it that it touches (up to 4 rows: y-1 in its slice,
+ * y-1, y, y+1 in the slice below; slack 1 where the diagonal step is within
+ * the connectivity), so one union per touching run instead of a neighbour
+ * test per voxel, and background is skipped 8 bytes at a time. A run with
+ * no such neighbour opens a provisional label; those open in raster order of
+ * the runs' first voxels, and the union-find keeps the smaller label as root,
+ * so a component's root is the run holding its first voxel and the final
+ * numbering follows raster order (the same ids as any correct labelling).
+ * ids mode (out): the scan writes provisional labels, then only the runs
+ * whose label changed are rewritten (the runs found again in the input).
+ * dust mode (wr, out NULL): sizes are summed per provisional label, the label
+ * of each run is kept in a list, and the removed runs are cleared in a second
+ * pass over the input; no label per voxel at all. */
+#define RUN_SCAN(NAME, T, L)                                                                \
+static int64_t                                                                              \
+NAME(const T *in, T *wr, size_t nx, size_t ny, size_t nz, const cclconn *c, int binary,     \
+     L *out, uint64_t lmax, double min, int keep_largest, uint64_t *nremoved)               \
+{                                                                                           \
+	typedef struct { size_t x0, x1; L lab; T v; } run_t;                                \
+	size_t nxy = nx * ny, np = 0, cap = 4096, rcap[2] = { 1024, 1024 }, rlcap = 4096, nrl = 0; \
+	run_t *rb[2] = { malloc(rcap[0] * sizeof(run_t)), malloc(rcap[1] * sizeof(run_t)) }; \
+	size_t *rowi[2] = { malloc((ny + 1) * sizeof(size_t)), malloc((ny + 1) * sizeof(size_t)) }; \
+	L *par = malloc(cap * sizeof *par), *cnt = NULL, *rl = NULL;                        \
+	T *vals = NULL;                                                                     \
+	uint64_t *csize = NULL, n = 0, nrm = 0;                                             \
+	unsigned char *rm = NULL;                                                           \
+	int64_t ret = -1;                                                                   \
+	int dust = wr != NULL, ident = 1;                                                   \
+	if (dust) {                                                                         \
+		cnt = malloc(cap * sizeof *cnt), rl = malloc(rlcap * sizeof *rl);           \
+		if (keep_largest)                                                           \
+			vals = malloc(cap * sizeof *vals);                                  \
+	}                                                                                   \
+	if (!rb[0] || !rb[1] || !rowi[0] || !rowi[1] || !par || (dust && (!cnt || !rl)) || \
+	    (keep_largest && dust && !vals))                                                \
+		goto oom;                                                                   \
+	par[0] = 0;                                                                         \
+	for (size_t z = 0; z < nz; z++) {                                                   \
+		int s = (int)(z & 1);                                                       \
+		size_t nr = 0;                                                              \
+		for (size_t y = 0; y < ny; y++) {                                           \
+			const T *r = in + z * nxy + y * nx;                                 \
+			L *o = out ? out + z * nxy + y * nx : NULL;                         \
+			size_t p[4], e[4], sl[4], x = 0, xo = 0;                            \
+			int cur[4], m = 0;                                                  \
+			rowi[s][y] = nr;                                                    \
+			for (int k = 0; k < c->nrow; k++) {                                 \
+				ptrdiff_t yy = (ptrdiff_t)y + c->rdy[k];                    \
+				if (yy < 0 || yy >= (ptrdiff_t)ny || (c->rdz[k] && z == 0)) \
+					continue;                                           \
+				cur[m] = !c->rdz[k];                                        \
+				p[m] = rowi[cur[m] ? s : !s][yy];                           \
+				e[m] = rowi[cur[m] ? s : !s][yy + 1];                       \
+				sl[m] = (size_t)c->rslack[k];                               \
+				m++;                                                        \
+			}                                                                   \
+			for (;;) {                                                          \
+				size_t x0, x1;                                              \
+				T v;                                                        \
+				L a = 0;                                                    \
+				CCL_NEXT_RUN(T, r, nx, x, x0, x1, v);                       \
+				for (int k = 0; k < m; k++) {                               \
+					const run_t *q = rb[cur[k] ? s : !s];               \
+					while (p[k] < e[k] && q[p[k]].x1 + sl[k] < x0)      \
+						p[k]++;                                     \
+					for (size_t j = p[k]; j < e[k] && q[j].x0 <= x1 + sl[k]; j++) \
+						if (binary || q[j].v == v) {                \
+							if (!a)                             \
+								a = q[j].lab;               \
+							else                                \
+								CCL_UNION(L, a, q[j].lab);  \
+						}                                           \
+				}                                                           \
+				if (!a) {                                                   \
+					if ((uint64_t)++np > lmax) {                        \
+						mp_seterr("connected components: more than %llu components; use 64-bit ids", \
+						          (unsigned long long)lmax);        \
+						goto fail;                                  \
+					}                                                   \
+					if (np >= cap) {                                    \
+						cap *= 2;                                   \
+						L *t1 = realloc(par, cap * sizeof *par);    \
+						if (t1) par = t1;                           \
+						L *t2 = cnt ? realloc(cnt, cap * sizeof *cnt) : NULL; \
+						if (t2) cnt = t2;                           \
+						T *t3 = vals ? realloc(vals, cap * sizeof *vals) : NULL; \
+						if (t3) vals = t3;                          \
+						if (!t1 || (cnt && !t2) || (vals && !t3))   \
+							goto oom;                           \
+					}                                                   \
+					par[np] = (L)np;                                    \
+					a = (L)np;                                          \
+					if (dust) {                                         \
+						cnt[np] = 0;                                \
+						if (vals)                                   \
+							vals[np] = binary ? 0 : v;          \
+					}                                                   \
+				}                                                           \
+				if (nr == rcap[s]) {                                        \
+					run_t *t = realloc(rb[s], 2 * rcap[s] * sizeof *t); \
+					if (!t)                                             \
+						goto oom;                                   \
+					rb[s] = t, rcap[s] *= 2;                            \
+				}                                                           \
+				rb[s][nr].x0 = x0, rb[s][nr].x1 = x1, rb[s][nr].lab = a, rb[s][nr].v = v; \
+				nr++;                                                       \
+				if (dust) {                                                 \
+					cnt[a] += (L)(x1 - x0 + 1);                         \
+					if (nrl == rlcap) {                                 \
+						L *t = realloc(rl, 2 * rlcap * sizeof *t);  \
+						if (!t)                                     \
+							goto oom;                           \
+						rl = t, rlcap *= 2;                         \
+					}                                                   \
+					rl[nrl++] = a;                                      \
+				} else {                                                    \
+					for (; xo < x0; xo++)                               \
+						o[xo] = 0;                                  \
+					for (; xo <= x1; xo++)                              \
+						o[xo] = a;                                  \
+				}                                                           \
+			}                                                                   \
+			if (o)                                                              \
+				for (; xo < nx; xo++)                                       \
+					o[xo] = 0;                                          \
+		}                                                                           \
+		rowi[s][ny] = nr;                                                           \
+	}                                                                                   \
+	/* final ids in raster order of each root (the smallest label of its set) */       \
+	for (size_t l = 1; l <= np; l++) {                                                  \
+		if (par[l] == l) {                                                          \
+			par[l] = (L)++n;                                                    \
+			if (vals)                                                           \
+				vals[n] = vals[l]; /* n <= l: a value per final id */       \
+		} else {                                                                    \
+			par[l] = par[par[l]];                                               \
+		}                                                                           \
+		ident &= par[l] == l;                                                       \
+	}                                                                                   \
+	if (!dust) {                                                                        \
+		if (!ident)                                                                 \
+			for (size_t z = 0; z < nz; z++)                                     \
+				for (size_t y = 0; y < ny; y++) {                           \
+					const T *r = in + z * nxy + y * nx;                 \
+					L *o = out + z * nxy + y * nx;                      \
+					size_t x = 0;                                       \
+					for (;;) {                                          \
+						size_t x0, x1;                              \
+						T v;                                        \
+						CCL_NEXT_RUN(T, r, nx, x, x0, x1, v);       \
+						(void)v;                                    \
+						L a = o[x0], f = par[a];                    \
+						if (f != a)                                 \
+							for (size_t i = x0; i <= x1; i++)   \
+								o[i] = f;                   \
+					}                                                   \
+				}                                                           \
+		ret = (int64_t)n;                                                           \
+		goto fail;                                                                  \
+	}                                                                                   \
+	/* dust: sizes per component, then the runs of removed ones cleared */             \
+	csize = calloc(n + 1, sizeof *csize);                                               \
+	rm = calloc(n + 1, 1);                                                              \
+	if (!csize || !rm)                                                                  \
+		goto oom;                                                                   \
+	for (size_t l = 1; l <= np; l++)                                                    \
+		csize[par[l]] += cnt[l];                                                    \
+	for (uint64_t k = 1; k <= n; k++)                                                   \
+		rm[k] = (double)csize[k] < min;                                             \
+	if (keep_largest && n) {                                                            \
+		comp *cs = malloc(n * sizeof *cs);                                          \
+		if (!cs)                                                                    \
+			goto oom;                                                           \
+		for (uint64_t k = 1; k <= n; k++)                                           \
+			cs[k - 1].val = (uint64_t)vals[k], cs[k - 1].size = csize[k], cs[k - 1].id = k; \
+		qsort(cs, n, sizeof *cs, comp_cmp);                                         \
+		for (uint64_t k = 1; k < n; k++)                                            \
+			if (cs[k].val == cs[k - 1].val)                                     \
+				rm[cs[k].id] = 1;                                           \
+		free(cs);                                                                   \
+	}                                                                                   \
+	for (uint64_t k = 1; k <= n; k++)                                                   \
+		nrm += rm[k];                                                               \
+	if (nrm) {                                                                          \
+		size_t k = 0;                                                               \
+		for (size_t z = 0; z < nz; z++)                                             \
+			for (size_t y = 0; y < ny; y++) {                                   \
+				T *r = wr + z * nxy + y * nx;                               \
+				size_t x = 0;                                               \
+				for (;;) {                                                  \
+					size_t x0, x1;                                      \
+					T v;                                                \
+					CCL_NEXT_RUN(T, r, nx, x, x0, x1, v);               \
+					(void)v;                                            \
+					if (rm[par[rl[k++]]])                               \
+						for (size_t i = x0; i <= x1; i++)           \
+							r[i] = 0;                           \
+				}                                                           \
+			}                                                                   \
+	}                                                                                   \
+	*nremoved += nrm;                                                                   \
+	ret = (int64_t)n;                                                                   \
+	goto fail;                                                                          \
+oom:                                                                                        \
+	mp_seterr("connected components: out of memory");                                   \
+fail:                                                                                       \
+	free(rb[0]), free(rb[1]), free(rowi[0]), free(rowi[1]), free(par), free(cnt);      \
+	free(rl), free(vals), free(csize), free(rm);                                        \
+	return ret;                                                                         \
+}
+
+RUN_SCAN(runs_8_32, uint8_t, uint32_t)
+RUN_SCAN(runs_16_32, uint16_t, uint32_t)
+RUN_SCAN(runs_32_32, uint32_t, uint32_t)
+RUN_SCAN(runs_64_32, uint64_t, uint32_t)
+RUN_SCAN(runs_8_64, uint8_t, uint64_t)
+RUN_SCAN(runs_16_64, uint16_t, uint64_t)
+RUN_SCAN(runs_32_64, uint32_t, uint64_t)
+RUN_SCAN(runs_64_64, uint64_t, uint64_t)
 
 static int
 ccl_args(size_t elsize, size_t nx, size_t ny, size_t nz, int conn, cclconn *c)
@@ -307,51 +437,51 @@ ccl_args(size_t elsize, size_t nx, size_t ny, size_t nz, int conn, cclconn *c)
 }
 
 static int64_t
-ccl32_full(const void *vol, size_t elsize, size_t nx, size_t ny, size_t nz, int conn, int binary, uint32_t *ids,
-           uint64_t **sizes, uint64_t **first)
+ccl32_full(const void *vol, size_t elsize, size_t nx, size_t ny, size_t nz, int conn, int binary, uint32_t *ids)
 {
 	cclconn c;
+	uint64_t lm = UINT32_MAX - 1;
 
 	if (ccl_args(elsize, nx, ny, nz, conn, &c) < 0)
 		return -1;
 	if (nx * ny * nz == 0)
 		return 0;
 	switch (elsize) {
-	case 1: return scan_8_32(vol, nx, ny, nz, &c, binary, ids, UINT32_MAX - 1, sizes, first);
-	case 2: return scan_16_32(vol, nx, ny, nz, &c, binary, ids, UINT32_MAX - 1, sizes, first);
-	case 4: return scan_32_32(vol, nx, ny, nz, &c, binary, ids, UINT32_MAX - 1, sizes, first);
-	default: return scan_64_32(vol, nx, ny, nz, &c, binary, ids, UINT32_MAX - 1, sizes, first);
+	case 1: return runs_8_32(vol, NULL, nx, ny, nz, &c, binary, ids, lm, 0, 0, NULL);
+	case 2: return runs_16_32(vol, NULL, nx, ny, nz, &c, binary, ids, lm, 0, 0, NULL);
+	case 4: return runs_32_32(vol, NULL, nx, ny, nz, &c, binary, ids, lm, 0, 0, NULL);
+	default: return runs_64_32(vol, NULL, nx, ny, nz, &c, binary, ids, lm, 0, 0, NULL);
 	}
 }
 
 static int64_t
-ccl64_full(const void *vol, size_t elsize, size_t nx, size_t ny, size_t nz, int conn, int binary, uint64_t *ids,
-           uint64_t **sizes, uint64_t **first)
+ccl64_full(const void *vol, size_t elsize, size_t nx, size_t ny, size_t nz, int conn, int binary, uint64_t *ids)
 {
 	cclconn c;
+	uint64_t lm = UINT64_MAX / 2;
 
 	if (ccl_args(elsize, nx, ny, nz, conn, &c) < 0)
 		return -1;
 	if (nx * ny * nz == 0)
 		return 0;
 	switch (elsize) {
-	case 1: return scan_8_64(vol, nx, ny, nz, &c, binary, ids, UINT64_MAX / 2, sizes, first);
-	case 2: return scan_16_64(vol, nx, ny, nz, &c, binary, ids, UINT64_MAX / 2, sizes, first);
-	case 4: return scan_32_64(vol, nx, ny, nz, &c, binary, ids, UINT64_MAX / 2, sizes, first);
-	default: return scan_64_64(vol, nx, ny, nz, &c, binary, ids, UINT64_MAX / 2, sizes, first);
+	case 1: return runs_8_64(vol, NULL, nx, ny, nz, &c, binary, ids, lm, 0, 0, NULL);
+	case 2: return runs_16_64(vol, NULL, nx, ny, nz, &c, binary, ids, lm, 0, 0, NULL);
+	case 4: return runs_32_64(vol, NULL, nx, ny, nz, &c, binary, ids, lm, 0, 0, NULL);
+	default: return runs_64_64(vol, NULL, nx, ny, nz, &c, binary, ids, lm, 0, 0, NULL);
 	}
 }
 
 int64_t
 mp_ccl32(const void *vol, size_t elsize, size_t nx, size_t ny, size_t nz, int conn, int binary, uint32_t *ids)
 {
-	return ccl32_full(vol, elsize, nx, ny, nz, conn, binary, ids, NULL, NULL);
+	return ccl32_full(vol, elsize, nx, ny, nz, conn, binary, ids);
 }
 
 int64_t
 mp_ccl64(const void *vol, size_t elsize, size_t nx, size_t ny, size_t nz, int conn, int binary, uint64_t *ids)
 {
-	return ccl64_full(vol, elsize, nx, ny, nz, conn, binary, ids, NULL, NULL);
+	return ccl64_full(vol, elsize, nx, ny, nz, conn, binary, ids);
 }
 
 void
@@ -372,94 +502,34 @@ mp_ccl_sizes64(const uint64_t *ids, size_t nvox, size_t n, uint64_t *sizes)
 
 /* ---------------------------------------------------------------- dust */
 
-static uint64_t
-val_at(const void *vol, size_t es, size_t i)
+/* one slab (the whole volume for 3D, one slice for 2D): the run scan in
+ * dust mode, no label per voxel */
+static int
+dust_slab(unsigned char *vol, size_t es, size_t nx, size_t ny, size_t nz, const cclconn *c, int binary,
+          double min, int keep_largest, uint64_t *ncomp, uint64_t *nremoved)
 {
-	const unsigned char *p = (const unsigned char *)vol + i * es;
+	int64_t n;
 
-	switch (es) {
-	case 1: return *p;
-	case 2: { uint16_t v; memcpy(&v, p, 2); return v; }
-	case 4: { uint32_t v; memcpy(&v, p, 4); return v; }
-	default: { uint64_t v; memcpy(&v, p, 8); return v; }
+	if (nx * ny * nz < UINT32_MAX - 1) {
+		uint64_t lm = UINT32_MAX - 1;
+		switch (es) {
+		case 1: n = runs_8_32((void *)vol, (void *)vol, nx, ny, nz, c, binary, NULL, lm, min, keep_largest, nremoved); break;
+		case 2: n = runs_16_32((void *)vol, (void *)vol, nx, ny, nz, c, binary, NULL, lm, min, keep_largest, nremoved); break;
+		case 4: n = runs_32_32((void *)vol, (void *)vol, nx, ny, nz, c, binary, NULL, lm, min, keep_largest, nremoved); break;
+		default: n = runs_64_32((void *)vol, (void *)vol, nx, ny, nz, c, binary, NULL, lm, min, keep_largest, nremoved); break;
+		}
+	} else {
+		uint64_t lm = UINT64_MAX / 2;
+		switch (es) {
+		case 1: n = runs_8_64((void *)vol, (void *)vol, nx, ny, nz, c, binary, NULL, lm, min, keep_largest, nremoved); break;
+		case 2: n = runs_16_64((void *)vol, (void *)vol, nx, ny, nz, c, binary, NULL, lm, min, keep_largest, nremoved); break;
+		case 4: n = runs_32_64((void *)vol, (void *)vol, nx, ny, nz, c, binary, NULL, lm, min, keep_largest, nremoved); break;
+		default: n = runs_64_64((void *)vol, (void *)vol, nx, ny, nz, c, binary, NULL, lm, min, keep_largest, nremoved); break;
+		}
 	}
-}
-
-typedef struct {
-	uint64_t val, size, id;
-} comp;
-
-static int
-comp_cmp(const void *pa, const void *pb)
-{
-	const comp *a = pa, *b = pb;
-
-	if (a->val != b->val)
-		return a->val < b->val ? -1 : 1;
-	if (a->size != b->size)
-		return a->size > b->size ? -1 : 1;
-	return a->id < b->id ? -1 : a->id > b->id;
-}
-
-/* one slab (the whole volume for 3D, one slice for 2D) */
-static int
-dust_slab(unsigned char *vol, size_t es, size_t nx, size_t ny, size_t nz, int conn, int binary,
-          double min, int keep_largest, void *ids, int wide, uint64_t *ncomp, uint64_t *nremoved)
-{
-	size_t nvox = nx * ny * nz;
-	uint64_t *sizes = NULL, *first = NULL;
-	int64_t n = wide ? ccl64_full(vol, es, nx, ny, nz, conn, binary, ids, &sizes, keep_largest ? &first : NULL)
-	                 : ccl32_full(vol, es, nx, ny, nz, conn, binary, ids, &sizes, keep_largest ? &first : NULL);
-	unsigned char *rm;
-	uint64_t nrm = 0;
-
 	if (n < 0)
 		return -1;
 	*ncomp += (uint64_t)n;
-	if (n == 0) {
-		free(sizes), free(first);
-		return 0;
-	}
-	rm = calloc((size_t)n + 1, 1);
-	if (!rm) {
-		free(sizes), free(first);
-		return mp_seterr("connected components: out of memory");
-	}
-	for (int64_t c = 1; c <= n; c++)
-		if ((double)sizes[c] < min)
-			rm[c] = 1;
-	if (keep_largest) {
-		comp *cs = malloc((size_t)n * sizeof *cs);
-		if (!cs) {
-			free(sizes), free(first), free(rm);
-			return mp_seterr("connected components: out of memory");
-		}
-		for (int64_t c = 1; c <= n; c++) {
-			cs[c - 1].val = binary ? 0 : val_at(vol, es, first[c]);
-			cs[c - 1].size = sizes[c];
-			cs[c - 1].id = (uint64_t)c;
-		}
-		qsort(cs, (size_t)n, sizeof *cs, comp_cmp);
-		for (int64_t j = 1; j < n; j++)
-			if (cs[j].val == cs[j - 1].val)
-				rm[cs[j].id] = 1;
-		free(cs);
-	}
-	for (int64_t c = 1; c <= n; c++)
-		nrm += rm[c];
-	if (nrm && wide) {
-		const uint64_t *id = ids;
-		for (size_t i = 0; i < nvox; i++)
-			if (rm[id[i]])
-				memset(vol + i * es, 0, es);
-	} else if (nrm) {
-		const uint32_t *id = ids;
-		for (size_t i = 0; i < nvox; i++)
-			if (rm[id[i]])
-				memset(vol + i * es, 0, es);
-	}
-	*nremoved += nrm;
-	free(sizes), free(first), free(rm);
 	return 0;
 }
 
@@ -638,10 +708,9 @@ int
 mp_dust(void *vol, size_t es, size_t nx, size_t ny, size_t nz, int conn, int binary,
         double min, int keep_largest, uint64_t *ncomp, uint64_t *nremoved)
 {
-	int is2d = conn == 4 || conn == 8, wide;
+	int is2d = conn == 4 || conn == 8;
 	size_t slabz = is2d ? 1 : nz, nslab = is2d ? nz : 1, slab;
 	uint64_t nc = 0, nr = 0;
-	void *ids;
 	cclconn c;
 
 	if (ccl_args(es, nx, ny, nz, conn, &c) < 0)
@@ -653,11 +722,11 @@ mp_dust(void *vol, size_t es, size_t nx, size_t ny, size_t nz, int conn, int bin
 		return 0;
 	}
 	const char *how = getenv("MEDPIPE_DUST");   /* "slices" / "full": force a method (tests) */
-	int two = how && strcmp(how, "slices") == 0 ? 1 : how && strcmp(how, "full") == 0 ? 0
-	        : !is2d && nx * ny * nz > ((size_t)1 << 28);
+	int two = how && strcmp(how, "slices") == 0;
 	if (two && nx * ny * nz < UINT32_MAX - 1) {
-		/* two slices of labels, not one per voxel: for volumes whose ids
-		 * would take more than 1 GiB (the one-pass method is ~20% faster) */
+		/* two slices of labels and two voxel scans: the method before the
+		 * run scan (whose memory is a label per run, not per voxel), kept
+		 * as a second implementation the tests compare with */
 		int r;
 		switch (es) {
 		case 1: r = dust2_8(vol, nx, ny, nz, &c, binary, min, keep_largest, &nc, &nr); break;
@@ -671,17 +740,10 @@ mp_dust(void *vol, size_t es, size_t nx, size_t ny, size_t nz, int conn, int bin
 		if (nremoved) *nremoved = nr;
 		return 0;
 	}
-	wide = slab >= UINT32_MAX;
-	ids = mp_alloc_big(slab * (wide ? 8 : 4));
-	if (!ids)
-		return mp_seterr("connected components: out of memory for %zu ids", slab);
 	for (size_t s = 0; s < nslab; s++)
-		if (dust_slab((unsigned char *)vol + s * slab * es, es, nx, ny, slabz, conn, binary,
-		              min, keep_largest, ids, wide, &nc, &nr) < 0) {
-			free(ids);
+		if (dust_slab((unsigned char *)vol + s * slab * es, es, nx, ny, slabz, &c, binary,
+		              min, keep_largest, &nc, &nr) < 0)
 			return -1;
-		}
-	free(ids);
 	if (ncomp) *ncomp = nc;
 	if (nremoved) *nremoved = nr;
 	return 0;

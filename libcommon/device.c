@@ -4,7 +4,6 @@
 #include "mp_cl.h"
 #include "mp_filter.h"
 #include "mp_label.h"
-#include "mp_sam.h"
 
 #include <dirent.h>
 #include <stdlib.h>
@@ -221,8 +220,8 @@ struct mp_cl *mp_dev_cl(mp_dev *d) { return mp_dev_is_cl(d) ? d->cl : NULL; }
 const char *mp_dev_name(const mp_dev *d) { return d ? d->name : "cpu"; }
 
 /* after an OpenCL attempt returned rc: 0 done; 1 run the C path instead; -1 fail */
-static int
-after_cl(mp_dev *d, int rc, const char *step)
+int
+mp_dev_after_cl(mp_dev *d, int rc, const char *step)
 {
 	if (rc == 0)
 		return 0;
@@ -249,7 +248,7 @@ int
 mp_dev_convert(mp_dev *d, void *dst, mp_type dt, const void *src, mp_type st, size_t n)
 {
 	if (dt != st && mp_dev_is_cl(d)) {
-		int r = after_cl(d, mp_cl_convert(d->cl, dst, dt, src, st, n), "convert");
+		int r = mp_dev_after_cl(d, mp_cl_convert(d->cl, dst, dt, src, st, n), "convert");
 		if (r <= 0)
 			return r;
 	}
@@ -262,7 +261,7 @@ mp_dev_window_apply(mp_dev *d, void *dst, mp_type dt, const void *src, mp_type s
                     const mp_winmap *m)
 {
 	if (mp_dev_is_cl(d)) {
-		int r = after_cl(d, mp_cl_window_apply(d->cl, dst, dt, src, st, n, m), "window");
+		int r = mp_dev_after_cl(d, mp_cl_window_apply(d->cl, dst, dt, src, st, n, m), "window");
 		if (r <= 0)
 			return r;
 	}
@@ -274,7 +273,7 @@ int
 mp_dev_resize(mp_dev *d, mp_resizer *r, const float *src, float *dst, size_t nslices)
 {
 	if (mp_dev_is_cl(d)) {
-		int k = after_cl(d, mp_cl_resize(d->cl, r, src, dst, nslices), "resize");
+		int k = mp_dev_after_cl(d, mp_cl_resize(d->cl, r, src, dst, nslices), "resize");
 		if (k <= 0)
 			return k;
 	}
@@ -288,7 +287,7 @@ mp_dev_resize_nearest(mp_dev *d, void *dst, size_t dw, size_t dh, const void *sr
                       size_t elsize, size_t nslices)
 {
 	if (mp_dev_is_cl(d)) {
-		int k = after_cl(d, mp_cl_resize_nearest(d->cl, dst, dw, dh, src, sw, sh, elsize, nslices), "resize");
+		int k = mp_dev_after_cl(d, mp_cl_resize_nearest(d->cl, dst, dw, dh, src, sw, sh, elsize, nslices), "resize");
 		if (k <= 0)
 			return k;
 	}
@@ -304,7 +303,7 @@ mp_dev_ccl32(mp_dev *d, const void *vol, size_t elsize, size_t nx, size_t ny, si
 {
 	if (mp_dev_is_cl(d) && mp_ccl_conn_ok(conn)) {
 		int64_t n = mp_cl_ccl(d->cl, vol, elsize, nx, ny, nz, conn, binary, 0, ids);
-		int k = after_cl(d, n >= 0 ? 0 : (int)n, "connected components");
+		int k = mp_dev_after_cl(d, n >= 0 ? 0 : (int)n, "connected components");
 		if (k < 0)
 			return -1;
 		if (k == 0)
@@ -318,35 +317,10 @@ mp_dev_dust(mp_dev *d, void *vol, size_t elsize, size_t nx, size_t ny, size_t nz
             int binary, double min, int keep_largest, uint64_t *ncomp, uint64_t *nremoved)
 {
 	if (mp_dev_is_cl(d) && mp_ccl_conn_ok(conn)) {
-		int k = after_cl(d, mp_cl_dust(d->cl, vol, elsize, nx, ny, nz, conn, binary, min, keep_largest,
+		int k = mp_dev_after_cl(d, mp_cl_dust(d->cl, vol, elsize, nx, ny, nz, conn, binary, min, keep_largest,
 		                               ncomp, nremoved), "connected components");
 		if (k <= 0)
 			return k;
 	}
 	return mp_dust(vol, elsize, nx, ny, nz, conn, binary, min, keep_largest, ncomp, nremoved);
-}
-
-const mp_sam_backend *
-mp_dev_sam_backend(mp_dev *d, int nthreads)
-{
-	if (mp_dev_is_cl(d)) {
-		const mp_sam_backend *be = mp_cl_sam_backend(d->cl);
-		if (be)
-			return be;
-		if (after_cl(d, -1, "SAM") < 0)
-			return NULL;
-	}
-	return mp_sam_cpu_backend(nthreads);
-}
-
-int
-mp_dev_sam_retry(mp_dev *d, mp_sam *m, int nthreads)
-{
-	if (!mp_dev_is_cl(d) || !m->be || strcmp(m->be->name, "opencl") != 0 || after_cl(d, -1, "SAM") < 0)
-		return 0;
-	if (m->be->forget)
-		m->be->forget(m->be->ctx);
-	m->be = mp_sam_cpu_backend(nthreads);
-	mp_sam_decode_forget(m);
-	return 1;
 }

@@ -77,6 +77,10 @@ int mp_dev_dust(mp_dev *d, void *vol, size_t elsize, size_t nx, size_t ny, size_
  * cannot be built: under auto a note and the CPU backend, else NULL + mp_err.
  * Measured (tests/bench/sam.sh): PoCL on a CPU runs the ViT-B encoder about 4
  * times slower than OpenBLAS, one more reason auto keeps to the C path there. */
+/* (device.c) after an OpenCL attempt returned rc: 0 done; 1 run the C path
+ * instead (a note; under auto the device falls back to the C path); -1 fail */
+int mp_dev_after_cl(mp_dev *d, int rc, const char *step);
+
 struct mp_sam_backend;
 struct mp_sam;
 const struct mp_sam_backend *mp_dev_sam_backend(mp_dev *d, int nthreads);
