@@ -17,7 +17,8 @@ unchanged copy: they must pass, or a catch would mean nothing.
 
 --tests-from REV runs the tests/ of an older commit against the same bugs
 (the before/after table of issue 18).  Logs: build/mutants/logs/
-(MUTANTS_DIR=DIR: another folder; MUTANTS_NO_BASELINE=1: no baseline run).  Exit 1
+(MUTANTS_DIR=DIR: another folder; MUTANTS_NO_BASELINE=1: no baseline run;
+MUTANTS_NO_VENV=1: the copy has no .venv, as a machine without PyPI).  Exit 1
 when a bug is missed, the build of a bug fails, or the baseline fails.
 """
 import os
@@ -52,7 +53,8 @@ def copy_tree(tests_from):
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
                            capture_output=True).stdout.split(b"\0")
     files = [f.decode() for f in files if f and os.path.lexists(os.path.join(ROOT, f.decode()))]
-    files += [".venv"] if os.path.lexists(os.path.join(ROOT, ".venv")) else []
+    if os.environ.get("MUTANTS_NO_VENV") != "1":   # 1: as on a machine without the PyPI references
+        files += [".venv"] if os.path.lexists(os.path.join(ROOT, ".venv")) else []
     subprocess.run(["tar", "-cf", os.path.join(WORK, "src.tar"), "--", *files], cwd=ROOT, check=True)
     subprocess.run(["tar", "-cf", os.path.join(WORK, "build.tar"), "--exclude=build/mutants*",
                     "--exclude=build/test-logs", "build", "bin"], cwd=ROOT, check=True)

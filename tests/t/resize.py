@@ -13,7 +13,7 @@ from mpstream import read_frames  # noqa: E402
 from nrrdframe import frame  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import mptest  # noqa: E402
-from mptest import ok as res, skip  # noqa: E402
+from mptest import ok as res  # noqa: E402
 
 BIN = os.environ.get("BIN", "bin")
 warnings.filterwarnings("ignore")
