@@ -441,6 +441,19 @@ read_file(mp_dicom_scan *s, size_t fi)
 		mp_dcm_free(d);
 		return;
 	}
+	/* Rows and Columns are US; every product of sizes later on must fit */
+	{
+		size_t nb = 0;
+		if (x.rows > 65535 || x.cols > 65535 ||
+		    mp_mulsize((size_t)x.rows * (size_t)x.cols * (size_t)x.spp * (size_t)(x.balloc / 8),
+			       (size_t)x.nframes, &nb) < 0 || nb > mp_max_bytes()) {
+			char why[100];
+			snprintf(why, sizeof why, "%dx%d pixels x %d frames: too large", x.cols, x.rows, x.nframes);
+			file_fail(f, FS_FAILED, "%s: %s", why);
+			mp_dcm_free(d);
+			return;
+		}
+	}
 
 	int nper = mp_dcm_items(d, "5200,9230");
 	int enhanced = nper > 0 && nper == x.nframes;
