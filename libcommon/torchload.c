@@ -1172,7 +1172,7 @@ mp_tl_load_mem(const unsigned char *b, size_t len, const char *name, mp_tdict *d
 	else
 		r = mp_seterr("neither a PyTorch zip checkpoint nor a .safetensors file");
 	if (r) {
-		mp_preerr("%s: ", name);
+		mp_preerr("%s", name);
 		mp_tl_free(d);
 	}
 	return r;
@@ -1224,7 +1224,7 @@ mp_tl_npz_array(const char *path, const char *name, double **vals, int64_t *shap
 		return mp_seterr("%s: mmap: %s", path, strerror(errno));
 	snprintf(en, sizeof en, "%s.npy", name);
 	if (zip_open(&z, m, (size_t)st.st_size)) {
-		mp_preerr("%s: ", path);
+		mp_preerr("%s", path);
 		goto out_map;
 	}
 	const zent *e = zip_find(&z, en);
@@ -1235,7 +1235,7 @@ mp_tl_npz_array(const char *path, const char *name, double **vals, int64_t *shap
 		goto out;
 	}
 	if (!(b = zip_data(&z, e, &own))) {
-		mp_preerr("%s: ", path);
+		mp_preerr("%s", path);
 		goto out;
 	}
 	size_t len = e->usize, hl, hs;
