@@ -30,8 +30,10 @@ for h in $HARNESSES; do
 			continue
 		fi
 	fi
+	# the regression files seed the run too (new inputs go to the first folder)
+	reg=; [ -d tests/fuzz/regress/$h ] && reg=tests/fuzz/regress/$h
 	nice $bin -max_total_time=$SECS -timeout=20 -rss_limit_mb=2048 -print_final_stats=1 \
-		-artifact_prefix=$B/findings/$h/ $B/corpus/$h $B/seeds/$h > $log 2>&1
+		-artifact_prefix=$B/findings/$h/ $B/corpus/$h $B/seeds/$h $reg > $log 2>&1
 	rc=$?
 	execs=$(sed -n 's/^stat::number_of_executed_units: *//p' $log)
 	eps=$(sed -n 's/^stat::average_exec_per_sec: *//p' $log)
