@@ -442,6 +442,19 @@ read_file(mp_dicom_scan *s, size_t fi)
 		mp_dcm_free(d);
 		return;
 	}
+	/* Rows and Columns are US; every product of sizes later on must fit */
+	{
+		size_t nb = 0;
+		if (x.rows > 65535 || x.cols > 65535 ||
+		    mp_mulsize((size_t)x.rows * (size_t)x.cols * (size_t)x.spp * (size_t)(x.balloc / 8),
+			       (size_t)x.nframes, &nb) < 0 || nb > mp_max_bytes()) {
+			char why[100];
+			snprintf(why, sizeof why, "%dx%d pixels x %d frames: too large", x.cols, x.rows, x.nframes);
+			file_fail(f, FS_FAILED, "%s: %s", why);
+			mp_dcm_free(d);
+			return;
+		}
+	}
 
 	int nper = mp_dcm_items(d, "5200,9230");
 	int enhanced = nper > 0 && nper == x.nframes;
@@ -1361,12 +1374,82 @@ rle_check(mp_dcm *d, const dslice *x)
 	return 0;
 }
 
+/* JPEG (PS3.5 8.2.1, ISO 10918) and JPEG-LS (8.2.3): the frame's SOF
+ * (or JPEG-LS SOF55) segment must describe the image the DICOM header does
+ * (columns, rows, samples, a precision that fits BitsAllocated) before the
+ * IJG / CharLS decoders inside DCMTK write into a buffer sized by the header */
+static int
+jpeg_check(mp_dcm *d, const dslice *x)
+{
+	unsigned char *b;
+	size_t n, p = 2;
+	int rc = -1;
+
+	if (mp_dcm_frame_bytes(d, (unsigned)x->frame, (unsigned)x->nframes, &b, &n) < 0)
+		return -1;
+	if (n < 4 || b[0] != 0xff || b[1] != 0xd8) {
+		mp_seterr("JPEG frame %d: no start of image marker", x->frame + 1);
+		goto out;
+	}
+	while (p + 4 <= n) {
+		unsigned m, len;
+		if (b[p] != 0xff) {
+			mp_seterr("JPEG frame %d: marker expected at byte %zu", x->frame + 1, p);
+			goto out;
+		}
+		m = b[p + 1];
+		if (m == 0xff) {        /* fill byte */
+			p++;
+			continue;
+		}
+		len = (unsigned)b[p + 2] << 8 | b[p + 3];
+		if (len < 2 || len > n - p - 2) {
+			mp_seterr("JPEG frame %d: marker segment %02X runs past the frame", x->frame + 1, m);
+			goto out;
+		}
+		if ((m >= 0xc0 && m <= 0xcf && m != 0xc4 && m != 0xc8 && m != 0xcc) || m == 0xf7) {
+			const unsigned char *q = b + p + 4;
+			unsigned prec, rows, cols, nc;
+			if (len < 8) {
+				mp_seterr("JPEG frame %d: short frame header", x->frame + 1);
+				goto out;
+			}
+			prec = q[0];
+			rows = (unsigned)q[1] << 8 | q[2];
+			cols = (unsigned)q[3] << 8 | q[4];
+			nc = q[5];
+			if (rows != (unsigned)x->frows || cols != (unsigned)x->fcols || nc != (unsigned)x->spp ||
+			    prec < 2 || prec > (unsigned)x->balloc) {
+				mp_seterr("JPEG frame %d is %ux%u, %u samples of %u bits; the header says %dx%d, %d samples "
+					  "in %d bits", x->frame + 1, cols, rows, nc, prec, x->fcols, x->frows, x->spp,
+					  x->balloc);
+				goto out;
+			}
+			rc = 0;
+			goto out;
+		}
+		if (m == 0xda)
+			break;
+		p += 2 + len;
+	}
+	mp_seterr("JPEG frame %d: no frame header before the scan", x->frame + 1);
+out:
+	free(b);
+	return rc;
+}
+
 /* decode the frame of slice x into dst (rows*cols*spp elements of esz bytes) */
 static int
 decode_frame(mp_dcm *d, const dslice *x, void *fbuf, size_t fbytes, size_t rbytes)
 {
 	char cm[32] = "";
-	if (!strcmp(mp_dcm_xfer(d), "1.2.840.10008.1.2.5") && rle_check(d, x) < 0)
+	const char *xs = mp_dcm_xfer(d);
+	if (!strcmp(xs, "1.2.840.10008.1.2.5") && rle_check(d, x) < 0)
+		return -1;
+	/* JPEG baseline, extended, lossless (57, 70), JPEG-LS (80, 81) */
+	if (!strncmp(xs, "1.2.840.10008.1.2.4.", 20) &&
+	    (!strcmp(xs + 20, "50") || !strcmp(xs + 20, "51") || !strcmp(xs + 20, "57") || !strcmp(xs + 20, "70") ||
+	     !strcmp(xs + 20, "80") || !strcmp(xs + 20, "81")) && jpeg_check(d, x) < 0)
 		return -1;
 	if (mp_dcm_is_j2k(d)) {
 		unsigned char *b;

@@ -103,6 +103,15 @@ mp_j2k_decode(const unsigned char *data, size_t n, int rows, int cols, int spp,
 		mp_seterr("JPEG 2000 header: %s", err[0] ? err : "unreadable");
 		goto out;
 	}
+	/* the size the codestream declares, checked before OpenJPEG allocates
+	 * and decodes it (a damaged SIZ can ask for gigabytes) */
+	if (img->x1 <= img->x0 || img->y1 <= img->y0 || img->x1 - img->x0 != (OPJ_UINT32)cols ||
+	    img->y1 - img->y0 != (OPJ_UINT32)rows || (int)img->numcomps < spp) {
+		mp_seterr("JPEG 2000 frame is %ux%u with %u components, the header says %dx%d with %d",
+			  img->x1 > img->x0 ? img->x1 - img->x0 : 0, img->y1 > img->y0 ? img->y1 - img->y0 : 0,
+			  img->numcomps, cols, rows, spp);
+		goto out;
+	}
 	if (!opj_decode(c, st, img) || !opj_end_decompress(c, st)) {
 		mp_seterr("JPEG 2000 data: %s", err[0] ? err : "cannot decode (truncated?)");
 		goto out;

@@ -7,6 +7,7 @@
 
 #include "mp.h"
 
+#include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,25 @@
 #include <unistd.h>
 
 static char fz_dir[64];
+
+/* the private folder and what the last input left in it, removed at exit */
+static void
+fz_cleanup(void)
+{
+	DIR *d = opendir(fz_dir);
+	struct dirent *e;
+	char p[400];
+
+	while (d && (e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(p, sizeof p, "%s/%s", fz_dir, e->d_name);
+		unlink(p);
+	}
+	if (d)
+		closedir(d);
+	rmdir(fz_dir);
+}
 
 /* the readers refuse frames above MEDPIPE_MAX_BYTES: keep it under
  * libFuzzer's RSS limit so that a header asking for a huge volume is an
@@ -30,6 +50,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 		perror("mkdtemp");
 		abort();
 	}
+	atexit(fz_cleanup);
 	return 0;
 }
 

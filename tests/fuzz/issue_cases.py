@@ -8,6 +8,11 @@ import collections, json, os, pickle, struct, sys, types, zipfile, io
 out = sys.argv[1]
 
 
+def zput(zf, name, data):
+    # a fixed date: the same bytes on every run
+    zf.writestr(zipfile.ZipInfo(name, (2020, 1, 1, 0, 0, 0)), data)
+
+
 def put(h, name, b):
     os.makedirs(os.path.join(out, h), exist_ok=True)
     with open(os.path.join(out, h, name), "wb") as f:
@@ -20,6 +25,17 @@ loc = struct.pack("<IIQI", 0x07064B50, 0, 0xFFFFFFFFFFFFFF00, 1)
 eocd = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
 put("torch", "zip64-short.pth", b"PK\x03\x04" + loc + eocd)          # 46 bytes
 put("npzboxes", "zip64-short.npz", loc + eocd)                       # 42 bytes
+
+# a bad second central directory record: zip_open failed after allocating
+# the first entry, and mp_tl_npz_array skipped zip_free (a leak)
+z = io.BytesIO()
+with zipfile.ZipFile(z, "w", zipfile.ZIP_STORED) as zf:
+    zput(zf, "imgs.npy", b"x" * 8)
+    zput(zf, "boxes.npy", b"y" * 8)
+zb = bytearray(z.getvalue())
+second = zb.index(b"PK\x01\x02", zb.index(b"PK\x01\x02") + 4)
+zb[second + 3] = 0x09
+put("npzboxes", "bad-second-entry.npz", bytes(zb))
 
 # torch checkpoints written with a stand-in torch module (no torch needed)
 torch = types.ModuleType("torch")
@@ -68,10 +84,10 @@ def ckpt(sd, storages):
     P(b, protocol=2).dump(collections.OrderedDict(sd))
     z = io.BytesIO()
     with zipfile.ZipFile(z, "w", zipfile.ZIP_STORED) as zf:
-        zf.writestr("archive/data.pkl", b.getvalue())
+        zput(zf, "archive/data.pkl", b.getvalue())
         for k, raw in storages.items():
-            zf.writestr("archive/data/" + k, raw)
-        zf.writestr("archive/version", "3\n")
+            zput(zf, "archive/data/" + k, raw)
+        zput(zf, "archive/version", "3\n")
     return z.getvalue()
 
 
