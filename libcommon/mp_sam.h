@@ -36,7 +36,9 @@
  * where Q rows are q + b*bsq + i*ldq + h*hd (hd floats), likewise K, V, O.
  * Decomposed relative positions (ViTDet/SAM) when rph != NULL: the query and
  * key grids are gh x gw (nq == nk == gh*gw) and attn[i][kh*gw+kw] gets
- * q_i . rph[qh-kh+gh-1] + q_i . rpw[qw-kw+gw-1] (unscaled q). */
+ * q_i . rph[qh-kh+gh-1] + q_i . rpw[qw-kw+gw-1] (unscaled q).
+ * A learned attention bias (TinyViT) when bias != NULL: attn[i][j] gets
+ * bias[(h * nq + i) * nk + j], the same for every batch. */
 typedef struct mp_sam_attn {
 	int nb, nq, nk, heads, hd;
 	const float *q, *k, *v;
@@ -46,6 +48,7 @@ typedef struct mp_sam_attn {
 	float scale;
 	const float *rph, *rpw;
 	int gh, gw;
+	const float *bias;           /* heads x nq x nk, or NULL */
 } mp_sam_attn;
 
 typedef struct mp_sam_backend {
@@ -101,7 +104,8 @@ typedef struct mp_sam_config {
 	int mask_in_chans;
 	int nmask;                         /* mask tokens (4) */
 	int iou_hidden, iou_depth;
-	char arch[32];                     /* "vit_b", "vit_l", "vit_h" or "vit_E_D" */
+	char arch[32];                     /* "vit_b", "vit_l", "vit_h" or "vit_E_D";
+	                                      "tinyvit_256" (LiteMedSAM), "tinyvit_1024" (MobileSAM) */
 } mp_sam_config;
 
 #define MP_SAM_MAXDEPTH 64
@@ -110,7 +114,8 @@ typedef struct mp_sam {
 	mp_sam_config cfg;
 	mp_tdict td;                       /* owns every tensor */
 	char path[512];
-	/* image encoder */
+	/* image encoder: ViT, or TinyViT when tv != NULL (sam_tinyvit.c) */
+	struct mp_tvit *tv;
 	const float *patch_w, *patch_b, *pos;
 	mp_sam_block blk[MP_SAM_MAXDEPTH];
 	const float *neck0, *neck2;
@@ -164,7 +169,7 @@ int mp_sam_decode(mp_sam *m, const float *emb, const mp_sam_prompt *p, float *lo
 void mp_sam_decode_forget(mp_sam *m);
 
 /* ---------------------------------------------------------------- pre/post */
-typedef enum { MP_SAM_MEDSAM = 0, MP_SAM_SAM = 1 } mp_sam_mode;
+typedef enum { MP_SAM_MEDSAM = 0, MP_SAM_SAM = 1, MP_SAM_LITEMEDSAM = 2 } mp_sam_mode;
 const char *mp_sam_mode_name(mp_sam_mode m);
 int mp_sam_mode_parse(const char *s, mp_sam_mode *m);
 /* the size (before padding) an nx x ny slice takes in the model's input:
@@ -190,7 +195,6 @@ void mp_sam_postprocess(mp_sam_mode m, int prob, int S, const float *low, int L,
 /* torch F.interpolate(mode='bilinear', align_corners=False) of one plane */
 void mp_sam_bilinear(const float *src, size_t sw, size_t sh, float *dst, size_t dw, size_t dh);
 
-#endif
 
 /* ---------------------------------------------------------------- frames
  * An embedding frame (role "embedding") holds the embeddings of the chosen
@@ -239,3 +243,5 @@ struct mp_dev *mp_sam_tool_open(mp_sam *m, const char **weights, const char *dev
 /* a mask frame header on the original image grid for an embedding frame */
 void mp_sam_mask_header(mp_frame *o, const mp_frame *e, const mp_sam_embinfo *info, mp_type t,
                         const char *role);
+
+#endif
