@@ -173,21 +173,24 @@ typedef enum { MP_SAM_MEDSAM = 0, MP_SAM_SAM = 1, MP_SAM_LITEMEDSAM = 2 } mp_sam
 const char *mp_sam_mode_name(mp_sam_mode m);
 int mp_sam_mode_parse(const char *s, mp_sam_mode *m);
 /* the size (before padding) an nx x ny slice takes in the model's input:
- * medsam: S x S; sam: longest side S (ResizeLongestSide) */
+ * medsam: S x S; sam, litemedsam: longest side S (ResizeLongestSide) */
 void mp_sam_input_size(mp_sam_mode m, int S, size_t nx, size_t ny, size_t *rw, size_t *rh);
 /* build the encoder input from one slice of nc (1 or 3) interleaved channels
  * (x fastest): resize (interp: an mp_rs_method), then
  *   medsam: min-max of the resized image to [0,1];
- *   sam: (v - mean) / std with ImageNet's mean/std on a 0..255 scale, zero padding.
+ *   sam: (v - mean) / std with ImageNet's mean/std on a 0..255 scale, zero padding;
+ *   litemedsam: min-max of the resized slice to [0,1], zero padding (LiteMedSAM's
+ *   inference: longest side to 256 with INTER_AREA, normalise, pad bottom/right).
  * out: 3 x S x S. 0 or -1 + mp_err. */
 int mp_sam_preprocess(mp_sam_mode m, int interp, int S, const float *slice, size_t nx, size_t ny,
                       int nc, float *out);
 /* low-resolution logits (L x L) to the original slice (nx x ny), with
  * torch's F.interpolate(bilinear, align_corners=False):
  *   geometry medsam: resized straight to nx x ny (MedSAM's inference)
- *   geometry sam:    resized to S x S, cropped to rw x rh, resized to nx x ny
- *                    (SAM's postprocess_masks)
+ *   geometry sam, litemedsam: resized to S x S, cropped to rw x rh, resized to
+ *                    nx x ny (SAM's postprocess_masks; LiteMedSAM's L is S)
  *   prob: 1: sigmoid before resizing (MedSAM: mask = prob > 0.5);
+ *         2: sigmoid after resizing (LiteMedSAM: mask = prob > 0.5);
  *         0: logits resized (SAM: mask = logit > 0).
  * out: nx*ny floats */
 void mp_sam_postprocess(mp_sam_mode m, int prob, int S, const float *low, int L, size_t rw, size_t rh,
@@ -201,7 +204,7 @@ void mp_sam_bilinear(const float *src, size_t sw, size_t sh, float *dst, size_t 
  * slices of one image frame: sizes G G C N (x, y, channel, slice), float,
  * kinds "domain domain list domain", in-plane directions scaled to the
  * embedding grid. Keys (besides every key of the image frame):
- *   medpipe.sam.mode:=medsam|sam        preprocessing
+ *   medpipe.sam.mode:=medsam|sam|litemedsam   preprocessing
  *   medpipe.sam.interp:=NAME            resize method
  *   medpipe.sam.arch:=vit_b ...         medpipe.sam.weights:=FILE (base name)
  *   medpipe.sam.weights_id:=ARCH-CRC    identity of the weights (checked by sam-decode)
