@@ -259,7 +259,7 @@ mp_sam_tvit_load(mp_sam_ld *l)
 			s->window = (int)lround(sqrt((double)no));
 			if (l->err)
 				return -1;
-			if (s->heads < 1 || dim % s->heads || s->window < 1 || s->window * s->window != no)
+			if (s->heads < 1 || dim % s->heads || s->window < 1 || s->window > 64 || s->window * s->window != no)
 				return mp_seterr("tensor %s: %d heads for width %d, %d offsets (not a square window)", p,
 				                 s->heads, dim, no);
 		}
