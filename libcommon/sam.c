@@ -336,9 +336,7 @@ prompt:
 		goto fail;
 	for (size_t i = 0; i < m->td.n; i++) {
 		const char *n = m->td.t[i].name;
-		size_t ln = strlen(n);
-		if (!l.used[i] && strcmp(n, "pixel_mean") != 0 && strcmp(n, "pixel_std") != 0 &&
-		    !(m->tv && ln > 19 && strcmp(n + ln - 19, "num_batches_tracked") == 0)) {
+		if (!l.used[i] && strcmp(n, "pixel_mean") != 0 && strcmp(n, "pixel_std") != 0) {
 			mp_seterr("unexpected tensor %s", n);
 			goto fail;
 		}
