@@ -136,13 +136,19 @@ lin(mp_sam_ld *l, mp_sam_lin *L, int out, int in, const char *fmt, int a, int b)
 }
 
 static void
+norm_p(mp_sam_ld *l, mp_sam_norm *n, int d, const char *p)
+{
+	n->w = mp_sam_ld_req(l, 1, S1(d), "%s.weight", p);
+	n->b = mp_sam_ld_req(l, 1, S1(d), "%s.bias", p);
+}
+
+static void
 norm(mp_sam_ld *l, mp_sam_norm *n, int d, const char *fmt, int a, int b)
 {
 	char p[200];
 
 	snprintf(p, sizeof p, fmt, a, b);
-	n->w = mp_sam_ld_req(l, 1, S1(d), "%s.weight", p);
-	n->b = mp_sam_ld_req(l, 1, S1(d), "%s.bias", p);
+	norm_p(l, n, d, p);
 }
 
 static int
@@ -327,9 +333,9 @@ mp_sam_tvit_load(mp_sam_ld *l)
 	if (C < 16 || C % 16)
 		return mp_seterr("tensor image_encoder.neck.0.weight: %d output channels", C);
 	t->neck0 = mp_sam_ld_req(l, 4, S4(C, dim, 1, 1), "image_encoder.neck.0.weight");
-	norm(l, &t->neck1, C, "image_encoder.neck.%d", 1, 0);
+	norm_p(l, &t->neck1, C, "image_encoder.neck.1");
 	t->neck2 = mp_sam_ld_req(l, 4, S4(C, C, 3, 3), "image_encoder.neck.2.weight");
-	norm(l, &t->neck3, C, "image_encoder.neck.%d", 3, 0);
+	norm_p(l, &t->neck3, C, "image_encoder.neck.3");
 	/* MobileSAM's TinyViT keeps an unused classifier head */
 	for (size_t i = 0; i < m->td.n; i++)
 		if (strncmp(m->td.t[i].name, "image_encoder.norm_head.", 24) == 0 ||
