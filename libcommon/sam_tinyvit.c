@@ -594,9 +594,8 @@ mbconv(const mp_sam *m, const tmb *mb, float **x, int R, bufs *w)
 	         mb->c3.out);
 	add_bias(y, T, mb->c3.out, mb->c3.b);
 	be->gelu(be->ctx, y, T * (size_t)mb->c3.out);
-	/* swap: the result becomes x */
-	w->a = *x;
-	*x = y;
+	/* x keeps to its own (small) buffer: fewer pages touched */
+	memcpy(*x, y, T * (size_t)mb->c3.out * sizeof(float));
 	return 0;
 }
 
@@ -612,10 +611,7 @@ merge(const mp_sam *m, const tmb *pm, float **x, int R, bufs *w)
 	be->gelu(be->ctx, w->a, T * (size_t)pm->c1.out);
 	dwconv(&pm->c2, w->a, R, w->b);
 	be->gelu(be->ctx, w->b, To * (size_t)pm->c2.out);
-	linear(m, pm->c3.w, pm->c3.b, pm->c3.out, pm->c3.in, w->b, To, w->a);
-	float *t = *x;
-	*x = w->a;
-	w->a = t;
+	linear(m, pm->c3.w, pm->c3.b, pm->c3.out, pm->c3.in, w->b, To, *x);
 	return 0;
 }
 
@@ -670,11 +666,8 @@ tvblock(const mp_sam *m, const tstage *s, const tblk *b, float **xp, int R, bufs
 				d[e] += sr[e];
 		}
 	/* local depthwise conv (no residual) */
-	float *y = w->c;
-	dwconv(&b->lc, x, R, y);
-	w->c = x;
-	x = y;
-	*xp = x;
+	dwconv(&b->lc, x, R, w->c);
+	memcpy(x, w->c, T * (size_t)C * sizeof(float));
 	/* x += fc2(GELU(fc1(LN(x)))) in chunks of rows */
 	float *xn = w->a, *hid = w->b;
 	be->layernorm(be->ctx, xn, x, T, (size_t)C, b->mn.w, b->mn.b, LN_EPS);
