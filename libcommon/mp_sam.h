@@ -36,7 +36,9 @@
  * where Q rows are q + b*bsq + i*ldq + h*hd (hd floats), likewise K, V, O.
  * Decomposed relative positions (ViTDet/SAM) when rph != NULL: the query and
  * key grids are gh x gw (nq == nk == gh*gw) and attn[i][kh*gw+kw] gets
- * q_i . rph[qh-kh+gh-1] + q_i . rpw[qw-kw+gw-1] (unscaled q). */
+ * q_i . rph[qh-kh+gh-1] + q_i . rpw[qw-kw+gw-1] (unscaled q).
+ * A learned attention bias (TinyViT) when bias != NULL: attn[i][j] gets
+ * bias[(h * nq + i) * nk + j], the same for every batch. */
 typedef struct mp_sam_attn {
 	int nb, nq, nk, heads, hd;
 	const float *q, *k, *v;
@@ -46,6 +48,7 @@ typedef struct mp_sam_attn {
 	float scale;
 	const float *rph, *rpw;
 	int gh, gw;
+	const float *bias;           /* heads x nq x nk, or NULL */
 } mp_sam_attn;
 
 typedef struct mp_sam_backend {
@@ -101,7 +104,8 @@ typedef struct mp_sam_config {
 	int mask_in_chans;
 	int nmask;                         /* mask tokens (4) */
 	int iou_hidden, iou_depth;
-	char arch[32];                     /* "vit_b", "vit_l", "vit_h" or "vit_E_D" */
+	char arch[32];                     /* "vit_b", "vit_l", "vit_h" or "vit_E_D";
+	                                      "tinyvit_256" (LiteMedSAM), "tinyvit_1024" (MobileSAM) */
 } mp_sam_config;
 
 #define MP_SAM_MAXDEPTH 64
@@ -110,7 +114,8 @@ typedef struct mp_sam {
 	mp_sam_config cfg;
 	mp_tdict td;                       /* owns every tensor */
 	char path[512];
-	/* image encoder */
+	/* image encoder: ViT, or TinyViT when tv != NULL (sam_tinyvit.c) */
+	struct mp_tvit *tv;
 	const float *patch_w, *patch_b, *pos;
 	mp_sam_block blk[MP_SAM_MAXDEPTH];
 	const float *neck0, *neck2;
@@ -167,25 +172,28 @@ void mp_sam_pe_coords(const mp_sam *m, float x, float y, float *out);
 void mp_sam_decode_forget(mp_sam *m);
 
 /* ---------------------------------------------------------------- pre/post */
-typedef enum { MP_SAM_MEDSAM = 0, MP_SAM_SAM = 1 } mp_sam_mode;
+typedef enum { MP_SAM_MEDSAM = 0, MP_SAM_SAM = 1, MP_SAM_LITEMEDSAM = 2 } mp_sam_mode;
 const char *mp_sam_mode_name(mp_sam_mode m);
 int mp_sam_mode_parse(const char *s, mp_sam_mode *m);
 /* the size (before padding) an nx x ny slice takes in the model's input:
- * medsam: S x S; sam: longest side S (ResizeLongestSide) */
+ * medsam: S x S; sam, litemedsam: longest side S (ResizeLongestSide) */
 void mp_sam_input_size(mp_sam_mode m, int S, size_t nx, size_t ny, size_t *rw, size_t *rh);
 /* build the encoder input from one slice of nc (1 or 3) interleaved channels
  * (x fastest): resize (interp: an mp_rs_method), then
  *   medsam: min-max of the resized image to [0,1];
- *   sam: (v - mean) / std with ImageNet's mean/std on a 0..255 scale, zero padding.
+ *   sam: (v - mean) / std with ImageNet's mean/std on a 0..255 scale, zero padding;
+ *   litemedsam: min-max of the resized slice to [0,1], zero padding (LiteMedSAM's
+ *   inference: longest side to 256 with INTER_AREA, normalise, pad bottom/right).
  * out: 3 x S x S. 0 or -1 + mp_err. */
 int mp_sam_preprocess(mp_sam_mode m, int interp, int S, const float *slice, size_t nx, size_t ny,
                       int nc, float *out);
 /* low-resolution logits (L x L) to the original slice (nx x ny), with
  * torch's F.interpolate(bilinear, align_corners=False):
  *   geometry medsam: resized straight to nx x ny (MedSAM's inference)
- *   geometry sam:    resized to S x S, cropped to rw x rh, resized to nx x ny
- *                    (SAM's postprocess_masks)
+ *   geometry sam, litemedsam: resized to S x S, cropped to rw x rh, resized to
+ *                    nx x ny (SAM's postprocess_masks; LiteMedSAM's L is S)
  *   prob: 1: sigmoid before resizing (MedSAM: mask = prob > 0.5);
+ *         2: sigmoid after resizing (LiteMedSAM: mask = prob > 0.5);
  *         0: logits resized (SAM: mask = logit > 0).
  * out: nx*ny floats */
 void mp_sam_postprocess(mp_sam_mode m, int prob, int S, const float *low, int L, size_t rw, size_t rh,
@@ -193,14 +201,13 @@ void mp_sam_postprocess(mp_sam_mode m, int prob, int S, const float *low, int L,
 /* torch F.interpolate(mode='bilinear', align_corners=False) of one plane */
 void mp_sam_bilinear(const float *src, size_t sw, size_t sh, float *dst, size_t dw, size_t dh);
 
-#endif
 
 /* ---------------------------------------------------------------- frames
  * An embedding frame (role "embedding") holds the embeddings of the chosen
  * slices of one image frame: sizes G G C N (x, y, channel, slice), float,
  * kinds "domain domain list domain", in-plane directions scaled to the
  * embedding grid. Keys (besides every key of the image frame):
- *   medpipe.sam.mode:=medsam|sam        preprocessing
+ *   medpipe.sam.mode:=medsam|sam|litemedsam   preprocessing
  *   medpipe.sam.interp:=NAME            resize method
  *   medpipe.sam.arch:=vit_b ...         medpipe.sam.weights:=FILE (base name)
  *   medpipe.sam.weights_id:=ARCH-CRC    identity of the weights (checked by sam-decode)
@@ -242,3 +249,5 @@ struct mp_dev *mp_sam_tool_open(mp_sam *m, const char **weights, const char *dev
 /* a mask frame header on the original image grid for an embedding frame */
 void mp_sam_mask_header(mp_frame *o, const mp_frame *e, const mp_sam_embinfo *info, mp_type t,
                         const char *role);
+
+#endif

@@ -3,6 +3,7 @@
  * Written from the structure of the official segment-anything model. */
 #include "mp_sam.h"
 #include "mp.h"
+#include "sam_ld.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -11,13 +12,13 @@
 #include <time.h>
 
 /* ================================================================ loading */
-typedef struct {
-	mp_sam *m;
-	unsigned char *used;
-	int err;
-} ld;
+typedef mp_sam_ld ld;
+#define ld_find mp_sam_ld_find
+#define req mp_sam_ld_req
+#define dimof mp_sam_ld_dim
+#define count mp_sam_ld_count
 
-static mp_tensor *
+mp_tensor *
 ld_find(ld *l, const char *name)
 {
 	for (size_t i = 0; i < l->m->td.n; i++)
@@ -27,7 +28,7 @@ ld_find(ld *l, const char *name)
 }
 
 /* the tensor NAME (printf format) with the given shape (-1: any) */
-static const float *
+const float *
 req(ld *l, int ndim, const int64_t *shape, const char *fmt, ...)
 {
 	char name[256], a[96], b[96];
@@ -100,7 +101,7 @@ req_tattn(ld *l, mp_sam_tattn *a, int c, int in, const char *prefix)
 }
 
 /* a dimension of a tensor that must exist, for inferring the architecture */
-static int64_t
+int64_t
 dimof(ld *l, const char *name, int ndim, int axis)
 {
 	if (l->err)
@@ -119,7 +120,7 @@ dimof(ld *l, const char *name, int ndim, int axis)
 	return t->shape[axis];
 }
 
-static int
+int
 count(ld *l, const char *fmt)
 {
 	char name[256];
@@ -157,6 +158,7 @@ mp_sam_load(mp_sam *m, const char *path, const mp_sam_backend *be)
 	ld l;
 	mp_sam_config *c = &m->cfg;
 	char p[200];
+	int E, C, I, MI;
 
 	memset(m, 0, sizeof *m);
 	m->be = be ? be : mp_sam_cpu_backend(0);
@@ -167,14 +169,8 @@ mp_sam_load(mp_sam *m, const char *path, const mp_sam_backend *be)
 	l.err = 0;
 	l.used = mp_xcalloc(m->td.n + 1, 1);
 
-	/* architecture from shapes */
-	c->embed = (int)dimof(&l, "image_encoder.patch_embed.proj.weight", 4, 0);
-	c->patch = (int)dimof(&l, "image_encoder.patch_embed.proj.weight", 4, 2);
-	c->grid = (int)dimof(&l, "image_encoder.pos_embed", 4, 1);
-	c->hd = (int)dimof(&l, "image_encoder.blocks.0.attn.rel_pos_h", 2, 1);
-	c->mlp = (int)dimof(&l, "image_encoder.blocks.0.mlp.lin1.weight", 2, 0);
-	c->out_chans = (int)dimof(&l, "image_encoder.neck.0.weight", 4, 0);
-	c->depth = count(&l, "image_encoder.blocks.%d.norm1.weight");
+	/* architecture from shapes: the decoder's, then the encoder's (ViT
+	 * or TinyViT) */
 	c->dec_depth = count(&l, "mask_decoder.transformer.layers.%d.norm1.weight");
 	c->dec_mlp = (int)dimof(&l, "mask_decoder.transformer.layers.0.mlp.lin1.weight", 2, 0);
 	c->dec_internal = (int)dimof(&l, "mask_decoder.transformer.layers.0.cross_attn_token_to_image.q_proj.weight", 2, 0);
@@ -185,10 +181,28 @@ mp_sam_load(mp_sam *m, const char *path, const mp_sam_backend *be)
 	c->dec_heads = 8;   /* not visible in shapes; 8 in every SAM model */
 	if (l.err)
 		goto fail;
+	if (c->dec_depth < 1 || c->dec_depth > 8 || c->nmask < 1 || c->nmask > 16 || c->iou_depth < 1 ||
+	    c->iou_depth > 8 || c->dec_internal % c->dec_heads || c->mask_in_chans % 4) {
+		mp_seterr("unsupported decoder dimensions (depth %d, %d masks, internal width %d)", c->dec_depth,
+		          c->nmask, c->dec_internal);
+		goto fail;
+	}
+	if (ld_find(&l, "image_encoder.patch_embed.seq.0.c.weight")) {
+		if (mp_sam_tvit_load(&l))
+			goto fail;
+		goto prompt;
+	}
+	c->embed = (int)dimof(&l, "image_encoder.patch_embed.proj.weight", 4, 0);
+	c->patch = (int)dimof(&l, "image_encoder.patch_embed.proj.weight", 4, 2);
+	c->grid = (int)dimof(&l, "image_encoder.pos_embed", 4, 1);
+	c->hd = (int)dimof(&l, "image_encoder.blocks.0.attn.rel_pos_h", 2, 1);
+	c->mlp = (int)dimof(&l, "image_encoder.blocks.0.mlp.lin1.weight", 2, 0);
+	c->out_chans = (int)dimof(&l, "image_encoder.neck.0.weight", 4, 0);
+	c->depth = count(&l, "image_encoder.blocks.%d.norm1.weight");
+	if (l.err)
+		goto fail;
 	if (c->embed <= 0 || c->patch <= 0 || c->grid <= 0 || c->hd <= 0 || c->embed % c->hd ||
-	    c->depth < 1 || c->depth > MP_SAM_MAXDEPTH || c->dec_depth < 1 || c->dec_depth > 8 ||
-	    c->out_chans < 16 || c->out_chans % 16 || c->nmask < 1 || c->nmask > 16 ||
-	    c->iou_depth < 1 || c->iou_depth > 8 || c->dec_internal % c->dec_heads || c->mask_in_chans % 4 ||
+	    c->depth < 1 || c->depth > MP_SAM_MAXDEPTH || c->out_chans < 16 || c->out_chans % 16 ||
 	    (long)c->grid * c->patch > 8192) {
 		mp_seterr("unsupported model dimensions (embed %d, patch %d, grid %d, depth %d, head dim %d)",
 		          c->embed, c->patch, c->grid, c->depth, c->hd);
@@ -228,7 +242,8 @@ mp_sam_load(mp_sam *m, const char *path, const mp_sam_backend *be)
 		snprintf(c->arch, sizeof c->arch, "vit_%d_%d", c->embed, c->depth);
 
 	/* every tensor, named and shaped */
-	int E = c->embed, C = c->out_chans, I = c->dec_internal, MI = c->mask_in_chans;
+	E = c->embed;
+	C = c->out_chans;
 	m->patch_w = req(&l, 4, S4(E, 3, c->patch, c->patch), "image_encoder.patch_embed.proj.weight");
 	m->patch_b = req(&l, 1, S1(E), "image_encoder.patch_embed.proj.bias");
 	m->pos = req(&l, 4, S4(1, c->grid, c->grid, E), "image_encoder.pos_embed");
@@ -254,7 +269,10 @@ mp_sam_load(mp_sam *m, const char *path, const mp_sam_backend *be)
 	req_norm(&l, &m->neck1, C, "image_encoder.neck.1");
 	m->neck2 = req(&l, 4, S4(C, C, 3, 3), "image_encoder.neck.2.weight");
 	req_norm(&l, &m->neck3, C, "image_encoder.neck.3");
-
+prompt:
+	C = c->out_chans;
+	I = c->dec_internal;
+	MI = c->mask_in_chans;
 	m->pe_gauss = req(&l, 2, S2(2, C / 2), "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix");
 	for (int i = 0; i < 4; i++)
 		m->point_emb[i] = req(&l, 2, S2(1, C), "prompt_encoder.point_embeddings.%d.weight", i);
@@ -329,10 +347,13 @@ mp_sam_load(mp_sam *m, const char *path, const mp_sam_backend *be)
 		for (size_t i = 0; i < m->td.n; i++)
 			if (m->td.t[i].data)
 				m->be->constant(m->be->ctx, m->td.t[i].data, m->td.t[i].n * sizeof(float));
+	if (m->be->constant)
+		mp_sam_tvit_constant(m);
 	return 0;
 fail:
 	free(l.used);
 	mp_preerr("%s", path);
+	mp_sam_tvit_free(m);
 	mp_tl_free(&m->td);
 	return -1;
 }
@@ -342,6 +363,7 @@ mp_sam_free(mp_sam *m)
 {
 	if (m->be && m->be->forget)
 		m->be->forget(m->be->ctx);
+	mp_sam_tvit_free(m);
 	mp_tl_free(&m->td);
 	free(m->dense_pe);
 	free(m->dbuf);
@@ -352,6 +374,10 @@ void
 mp_sam_describe(const mp_sam *m, char *buf, size_t n)
 {
 	const mp_sam_config *c = &m->cfg;
+	if (m->tv) {
+		mp_sam_tvit_describe(m, buf, n);
+		return;
+	}
 	size_t p = (size_t)snprintf(buf, n, "%s (embed %d, depth %d, heads %d, window %d, global", c->arch,
 	                            c->embed, c->depth, c->heads, c->window);
 	for (int i = 0; i < c->nglobal && p < n; i++)
@@ -402,6 +428,8 @@ tryalloc(size_t n, size_t sz)
 int
 mp_sam_encode(mp_sam *m, const float *img, float *emb)
 {
+	if (m->tv)
+		return mp_sam_tvit_encode(m, img, emb);
 	const mp_sam_config *c = &m->cfg;
 	const mp_sam_backend *be = m->be;
 	int G = c->grid, E = c->embed, P = c->patch, S = c->img_size, C = c->out_chans;

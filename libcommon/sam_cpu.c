@@ -355,6 +355,13 @@ att_task(void *vc, size_t task, int tid)
 			}
 		}
 	}
+	if (a->bias)
+		for (int i = 0; i < nq; i++) {
+			const float *br = a->bias + ((size_t)h * a->nq + (size_t)(i0 + i)) * nk;
+			float *Sr = S + (size_t)i * nk;
+			for (int j = 0; j < nk; j++)
+				Sr[j] += br[j];
+		}
 	for (int i = 0; i < nq; i++)
 		softmax_row(S + (size_t)i * nk, nk);
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1.0f, S, nk, v, a->ldv, 0.0f, o,

@@ -11,7 +11,7 @@
 const char *
 mp_sam_mode_name(mp_sam_mode m)
 {
-	return m == MP_SAM_SAM ? "sam" : "medsam";
+	return m == MP_SAM_SAM ? "sam" : m == MP_SAM_LITEMEDSAM ? "litemedsam" : "medsam";
 }
 
 int
@@ -21,8 +21,10 @@ mp_sam_mode_parse(const char *s, mp_sam_mode *m)
 		*m = MP_SAM_MEDSAM;
 	else if (strcmp(s, "sam") == 0)
 		*m = MP_SAM_SAM;
+	else if (strcmp(s, "litemedsam") == 0)
+		*m = MP_SAM_LITEMEDSAM;
 	else
-		return mp_seterr("unknown mode '%s' (medsam or sam)", s);
+		return mp_seterr("unknown mode '%s' (medsam, litemedsam or sam)", s);
 	return 0;
 }
 
@@ -71,7 +73,24 @@ mp_sam_preprocess(mp_sam_mode m, int interp, int S, const float *slice, size_t n
 	free(res);
 	for (int ch = nc; ch < 3; ch++)
 		memcpy(out + (size_t)ch * np, out, np * sizeof(float));
-	if (m == MP_SAM_MEDSAM) {
+	if (m == MP_SAM_LITEMEDSAM) {
+		/* min-max of the resized slice (padding excluded) to [0,1] */
+		float mn = INFINITY, mx = -INFINITY;
+		for (int ch = 0; ch < 3; ch++)
+			for (size_t y = 0; y < rh; y++)
+				for (size_t x = 0; x < rw; x++) {
+					float v = out[(size_t)ch * np + y * (size_t)S + x];
+					mn = v < mn ? v : mn;
+					mx = v > mx ? v : mx;
+				}
+		float d = mx - mn > 1e-8f ? mx - mn : 1e-8f;
+		for (int ch = 0; ch < 3; ch++)
+			for (size_t y = 0; y < rh; y++)
+				for (size_t x = 0; x < rw; x++) {
+					float *v = out + (size_t)ch * np + y * (size_t)S + x;
+					*v = (*v - mn) / d;
+				}
+	} else if (m == MP_SAM_MEDSAM) {
 		float mn = INFINITY, mx = -INFINITY;
 		for (size_t i = 0; i < 3 * np; i++) {
 			mn = out[i] < mn ? out[i] : mn;
@@ -143,11 +162,11 @@ mp_sam_postprocess(mp_sam_mode m, int prob, int S, const float *low, int L, size
 {
 	float *p = mp_xmalloc((size_t)L * L * sizeof(float));
 	for (size_t i = 0; i < (size_t)L * L; i++)
-		p[i] = prob ? 1.0f / (1.0f + expf(-low[i])) : low[i];
+		p[i] = prob == 1 ? 1.0f / (1.0f + expf(-low[i])) : low[i];
 	if (m == MP_SAM_MEDSAM) {
 		mp_sam_bilinear(p, (size_t)L, (size_t)L, out, nx, ny);
 		free(p);
-		return;
+		goto after;
 	}
 	float *big = mp_xmalloc((size_t)S * S * sizeof(float)), *crop = mp_xmalloc(rw * rh * sizeof(float));
 	mp_sam_bilinear(p, (size_t)L, (size_t)L, big, (size_t)S, (size_t)S);
@@ -157,4 +176,8 @@ mp_sam_postprocess(mp_sam_mode m, int prob, int S, const float *low, int L, size
 	mp_sam_bilinear(crop, rw, rh, out, nx, ny);
 	free(big);
 	free(crop);
+after:
+	if (prob == 2)
+		for (size_t i = 0; i < nx * ny; i++)
+			out[i] = 1.0f / (1.0f + expf(-out[i]));
 }

@@ -10,7 +10,8 @@
  *
  * Attention is composed: for a chunk of batches (and, for long sequences,
  * of query rows) the scores S = scale Q K^T of every head by the batched
- * GEMM, the relative-position terms by a small kernel, row softmax, then
+ * GEMM, the relative-position terms by a small kernel, row softmax (adding
+ * TinyViT's learned attention bias when there is one), then
  * O = S V by the batched GEMM.  A chunk's scores are held at most
  * SAM_CL_SCORES bytes (32 MiB; ViT-B's global attention: 170 query rows of
  * 12 heads at a time).
@@ -34,7 +35,7 @@ typedef struct {
 } wconst;
 
 /* scratch slots: operands A, B, V, C; scores; relative-position terms and tables */
-enum { SA, SB, SV, SC, SS, SRH, SRW, STH, STW, NSCR };
+enum { SA, SB, SV, SC, SS, SRH, SRW, STH, STW, SBI, NSCR };
 
 typedef struct {
 	cl_mem m;
@@ -334,7 +335,7 @@ attention(clsam *s, const mp_sam_attn *a)
 	size_t n[3] = { att_span(a->nb, a->bsq, a->nq, a->ldq, W), att_span(a->nb, a->bsk, a->nk, a->ldk, W),
 	                att_span(a->nb, a->bsv, a->nk, a->ldv, W) };
 	size_t no = att_span(a->nb, a->bso, a->nq, a->ldo, W);
-	dop in[3], O, RH = { NULL, 0 }, RW = { NULL, 0 };
+	dop in[3], O, RH = { NULL, 0 }, RW = { NULL, 0 }, BI = { NULL, 0 };
 	cl_mem S;
 
 	/* q, k, v: one upload of their union when they share memory (the
@@ -364,6 +365,9 @@ attention(clsam *s, const mp_sam_attn *a)
 		return -1;
 	if (rel && (operand(s, a->rph, (size_t)(2 * a->gh - 1) * hd, STH, 1, &RH) ||
 	            operand(s, a->rpw, (size_t)(2 * a->gw - 1) * hd, STW, 1, &RW)))
+		return -1;
+	int hasb = a->bias != NULL;
+	if (hasb && operand(s, a->bias, (size_t)H * a->nq * a->nk, SBI, 1, &BI))
 		return -1;
 
 	/* chunks: whole batches when one batch's scores fit, else query rows */
@@ -416,7 +420,9 @@ attention(clsam *s, const mp_sam_attn *a)
 			size_t rows = (size_t)zn * nqb, g = rows * 64, l = 64;
 			if (dgemm(s, 0, 1, nqb, a->nk, hd, a->scale, &Q, &K, 0.0f, &Sg, zn, H) ||
 			    mp_cl_args(s->soft, sizeof S, &S, sizeof(int), &a->nk, sizeof rh, &rh, sizeof rw, &rw,
-			               sizeof(int), &a->gh, sizeof(int), &a->gw, sizeof rel, &rel, (size_t)0) ||
+			               sizeof(int), &a->gh, sizeof(int), &a->gw, sizeof rel, &rel,
+			               sizeof(cl_mem), hasb ? &BI.m : &S, sizeof(cl_ulong), &BI.off, sizeof hasb, &hasb,
+			               sizeof H, &H, sizeof nqb, &nqb, sizeof(int), &a->nq, sizeof i0, &i0, (size_t)0) ||
 			    run(s, s->soft, 1, &g, &l) ||
 			    dgemm(s, 0, 0, nqb, hd, a->nk, 1.0f, &Sg, &V, 0.0f, &Og, zn, H))
 				return -1;

@@ -174,15 +174,25 @@ relpos(__global const float *Q, ulong qoff, int ldq, ulong bsq, int heads, int h
 }
 
 /* row r of S (nk values): add rh[r * gh + k / gw] + rw[r * gw + k % gw]
- * (rel != 0), then softmax */
+ * (rel != 0) and the attention bias of the row's head and query (hasb != 0:
+ * row r is query i0 + r % nqb of head (r / nqb) % heads; bias is heads x nq
+ * x nk from boff), then softmax */
 __kernel __attribute__((reqd_work_group_size(RW, 1, 1))) void
-softmax_rel(__global float *S, int nk, __global const float *rh, __global const float *rw, int gh, int gw, int rel)
+softmax_rel(__global float *S, int nk, __global const float *rh, __global const float *rw, int gh, int gw, int rel,
+            __global const float *bias, ulong boff, int hasb, int heads, int nqb, int nq, int i0)
 {
 	__local float red[RW];
 	int l = (int)get_local_id(0);
 	size_t r = get_group_id(0);
 	__global float *s = S + r * (size_t)nk;
 	float mx = -INFINITY, sum = 0.0f, inv;
+
+	if (hasb) {
+		size_t h = (r / (size_t)nqb) % (size_t)heads, qi = (size_t)i0 + r % (size_t)nqb;
+		__global const float *b = bias + boff + (h * (size_t)nq + qi) * (size_t)nk;
+		for (int k = l; k < nk; k += RW)
+			s[k] += b[k];
+	}
 
 	if (rel) {
 		rh += r * (size_t)gh;

@@ -146,9 +146,9 @@ static const mp_opt opts[] = {
 	{ "shift", 0, MP_OPT_INT, &shift, NULL, "N", "With --from-label: move every side of each box outwards by a random 0..N pixels (MedSAM's bbox_shift), clipped to the image." },
 	{ "seed", 0, MP_OPT_INT, &seed, NULL, "N", "Seed of --shift (default 1)." },
 	{ "grow", 0, MP_OPT_INT, &grow, NULL, "N", "With 3-D boxes: grow the box taken from the previous slice's mask by N pixels on every side, clipped to the image (default 0; LiteMedSAM grows it by 3 pixels of its 256-pixel input, i.e. about 3*max(W,H)/256)." },
-	{ "threshold", 'T', MP_OPT_STR, &thrstr, NULL, "RULE", "'medsam': sigmoid of the low-resolution logits resized bilinearly, mask where > 0.5 (MedSAM's inference); 'sam': logits resized, mask where > 0 (SAM's predictor). Default: the embeddings' mode." },
+	{ "threshold", 'T', MP_OPT_STR, &thrstr, NULL, "RULE", "'medsam': sigmoid of the low-resolution logits resized bilinearly, mask where > 0.5 (MedSAM's inference); 'litemedsam': logits resized bilinearly, then sigmoid, mask where > 0.5 (LiteMedSAM's inference); 'sam': logits resized, mask where > 0 (SAM's predictor). Default: the embeddings' mode." },
 	{ "multimask", 0, MP_OPT_FLAG, &multimask, NULL, NULL, "Use SAM's three-mask output and keep the mask with the highest predicted IoU (default: the single-mask output, as MedSAM)." },
-	{ "logits", 0, MP_OPT_FLAG, &wantlogits, NULL, NULL, "Also write a frame of role logits after each mask: float, on the same grid, per voxel the largest value over the prompts (probability for --threshold medsam, logit for sam; 0 or -100 where no prompt was)." },
+	{ "logits", 0, MP_OPT_FLAG, &wantlogits, NULL, NULL, "Also write a frame of role logits after each mask: float, on the same grid, per voxel the largest value over the prompts (probability for --threshold medsam or litemedsam, logit for sam; 0 or -100 where no prompt was)." },
 	{ "threads", 't', MP_OPT_INT, &threads, NULL, "N", "Threads of the C path (default: every CPU)." },
 	MP_DEV_OPTION(&devspec),
 	{ NULL, 0, MP_OPT_END, NULL, NULL, NULL, NULL }
@@ -168,7 +168,8 @@ static const mp_prog prog = {
 	"Prompts are given in pixel indices of the original slice (x to the right, y down, as numpy's "
 	"[y, x]): --box, --point, --box3d, --boxes (CSV or LiteMedSAM .npz), or derived from a label "
 	"frame with --from-label. They are mapped into the model's input as SAM's ResizeLongestSide (sam "
-	"mode) or MedSAM's box/W*1024 (medsam mode) do. The same prompts apply to every embedding frame "
+	"mode), MedSAM's box/W*1024 (medsam mode) or LiteMedSAM's box/max(W,H)*256 (litemedsam mode) do. "
+	"The model (ViT SAM / MedSAM, LiteMedSAM or MobileSAM) is recognised from the checkpoint. The same prompts apply to every embedding frame "
 	"of the input.\n\n"
 	"Errors: embeddings made by other weights than --weights (medpipe.sam.weights_id), a box outside "
 	"the image, or a prompt on a slice without an embedding: one line, exit status 1.\n\n"
@@ -296,6 +297,8 @@ run_prompt(job *j, long z, const double *box, int npts, const double *pts, const
 			return job_fail(j, "point %g,%g on slice %ld: outside the %zux%zu image", pts[2 * i], pts[2 * i + 1], z,
 			                in->nx, in->ny);
 	double sx = (double)in->rw / (double)in->nx, sy = (double)in->rh / (double)in->ny;
+	if (in->mode == MP_SAM_LITEMEDSAM)   /* LiteMedSAM: box / max(W,H) * 256 */
+		sx = sy = (double)S / (double)(in->nx > in->ny ? in->nx : in->ny);
 	float fp[32];
 	mp_sam_prompt p;
 	memset(&p, 0, sizeof p);
@@ -330,10 +333,10 @@ run_prompt(job *j, long z, const double *box, int npts, const double *pts, const
 				best = k;
 	}
 	size_t nx = in->nx, ny = in->ny;
-	mp_sam_postprocess(in->mode, j->thr == MP_SAM_MEDSAM, S, low + (size_t)best * L * L, L, in->rw, in->rh, nx, ny,
-	                   plane);
+	mp_sam_postprocess(in->mode, j->thr == MP_SAM_MEDSAM ? 1 : j->thr == MP_SAM_LITEMEDSAM ? 2 : 0, S,
+	                   low + (size_t)best * L * L, L, in->rw, in->rh, nx, ny, plane);
 	free(low);
-	float t = j->thr == MP_SAM_MEDSAM ? 0.5f : 0.0f;
+	float t = j->thr != MP_SAM_SAM ? 0.5f : 0.0f;
 	int32_t *mk = j->mask + (size_t)z * nx * ny;
 	float *lg = j->logit ? j->logit + (size_t)z * nx * ny : NULL;
 	for (size_t i = 0; i < nx * ny; i++) {
@@ -411,7 +414,7 @@ run_job(job *j, const mp_frame *lab, mp_out *o)
 	if (wantlogits) {
 		j->logit = mp_xmalloc(np * nz * sizeof(float));
 		for (size_t i = 0; i < np * nz; i++)
-			j->logit[i] = j->thr == MP_SAM_MEDSAM ? 0.0f : -100.0f;
+			j->logit[i] = j->thr != MP_SAM_SAM ? 0.0f : -100.0f;
 	}
 	float *plane = mp_xmalloc(np * sizeof(float));
 	unsigned char *bin = mp_xmalloc(np), *prev = mp_xmalloc(np);

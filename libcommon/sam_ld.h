@@ -1,0 +1,36 @@
+/* sam_ld.h - internal to the SAM model code (sam.c, sam_tinyvit.c): looking
+ * up and checking a checkpoint's named tensors while loading. The first
+ * failure sets mp_err and err; later calls then return NULL / -1. */
+#ifndef MP_SAM_LD_H
+#define MP_SAM_LD_H
+
+#include "mp_sam.h"
+
+typedef struct mp_sam_ld {
+	mp_sam *m;
+	unsigned char *used;         /* per tensor of m->td: checked by a call below */
+	int err;
+} mp_sam_ld;
+
+mp_tensor *mp_sam_ld_find(mp_sam_ld *l, const char *name);
+/* the float tensor NAME (printf format) of ndim dimensions and the given
+ * shape (-1: any), marked used */
+const float *mp_sam_ld_req(mp_sam_ld *l, int ndim, const int64_t *shape, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* a dimension of a tensor that must exist (for inferring the architecture) */
+int64_t mp_sam_ld_dim(mp_sam_ld *l, const char *name, int ndim, int axis);
+/* how many of NAME % 0, NAME % 1, ... exist */
+int mp_sam_ld_count(mp_sam_ld *l, const char *fmt);
+
+/* the TinyViT image encoder (sam_tinyvit.c) of LiteMedSAM and MobileSAM:
+ * checks and loads image_encoder.* (batch norms folded), sets the encoder's
+ * part of m->cfg (img_size, grid, patch, embed, depth, out_chans, arch) and
+ * m->tv. 0 or -1 + mp_err. */
+int mp_sam_tvit_load(mp_sam_ld *l);
+int mp_sam_tvit_encode(mp_sam *m, const float *img, float *emb);
+void mp_sam_tvit_free(mp_sam *m);
+void mp_sam_tvit_describe(const mp_sam *m, char *buf, size_t n);
+/* declare the folded weights constant to the backend (m->be->constant) */
+void mp_sam_tvit_constant(mp_sam *m);
+
+#endif
