@@ -326,6 +326,10 @@ selftest(void)
 	memset(dx, 0, nd * sizeof(float));
 	mp_tr_dice_bce(c.x, c.gt, nd, dx, 1, NULL, NULL);
 	probe("train dice+bce", c.x, nd, dx, f_loss, &c);
+
+	float *all[] = { c.x, c.w, c.b, c.r, c.y, c.mu, c.rsd, dx, dw, c.k, c.v, c.p, dq, dk, dv, ws, c.gt };
+	for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+		free(all[i]);
 }
 
 int
