@@ -129,7 +129,10 @@ mp_wsi_read_rgb(mp_wsi *s, int64_t x, int64_t y, int level, int64_t w, int64_t h
 
 	if (w <= 0 || h <= 0 || mp_mulsize((size_t)w, (size_t)h, &n) < 0 || n > ((size_t)1 << 31))
 		return mp_seterr("region of %lld x %lld pixels", (long long)w, (long long)h);
-	buf = malloc(n * sizeof *buf);
+	/* zeroed: OpenSlide leaves some pixels of some levels unwritten (seen on
+	 * generic tiled TIFF pyramids); they read as transparent black, as
+	 * openslide-python's zero-filled buffer gives, not as heap garbage */
+	buf = calloc(n, sizeof *buf);
 	if (!buf)
 		return mp_seterr("out of memory for a %lld x %lld region", (long long)w, (long long)h);
 	openslide_read_region(s->osr, buf, x, y, level, w, h);

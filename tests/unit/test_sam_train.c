@@ -39,10 +39,32 @@ nthreads(void)
 	return s && atoi(s) > 0 ? atoi(s) : 1;
 }
 
+/* every buffer of the driver and the self-test, freed at exit (LeakSanitizer) */
+static float **bufs;
+static size_t nbufs;
+
+static float *
+keep(float *p)
+{
+	bufs = realloc(bufs, (nbufs + 1) * sizeof *bufs);
+	if (!bufs)
+		mp_die("out of memory");
+	bufs[nbufs++] = p;
+	return p;
+}
+
+static void
+free_bufs(void)
+{
+	for (size_t i = 0; i < nbufs; i++)
+		free(bufs[i]);
+	free(bufs);
+}
+
 static float *
 rd(size_t n)
 {
-	float *p = mp_xcalloc(n ? n : 1, sizeof(float));
+	float *p = keep(mp_xcalloc(n ? n : 1, sizeof(float)));
 	if (fread(p, sizeof(float), n, stdin) != n)
 		mp_die("short input (%zu floats wanted)", n);
 	return p;
@@ -57,7 +79,7 @@ wr(const float *p, size_t n)
 static float *
 zf(size_t n)
 {
-	return mp_xcalloc(n ? n : 1, sizeof(float));
+	return keep(mp_xcalloc(n ? n : 1, sizeof(float)));
 }
 
 static int
@@ -327,15 +349,13 @@ selftest(void)
 	mp_tr_dice_bce(c.x, c.gt, nd, dx, 1, NULL, NULL);
 	probe("train dice+bce", c.x, nd, dx, f_loss, &c);
 
-	float *all[] = { c.x, c.w, c.b, c.r, c.y, c.mu, c.rsd, dx, dw, c.k, c.v, c.p, dq, dk, dv, ws, c.gt };
-	for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-		free(all[i]);
 }
 
 int
 main(int argc, char **argv)
 {
 	mp_progname = "test_sam_train";
+	atexit(free_bufs);
 	if (argc > 1)
 		return driver(argc, argv);
 	selftest();
