@@ -136,6 +136,11 @@ def main():
     check_tiles("wsi-cmu1-level0", os.path.join(d, "cmu-1-small-region.svs"), 0, 1024)
     boxes = os.path.join(d, "openslide", "boxes.tiff")
     for lv in range(4):
+        if lv >= 2 and os.environ.get("SANITIZE") == "1":
+            # the pixels OpenSlide 3.4 leaves unwritten there come from its own
+            # heap, which AddressSanitizer fills differently from a plain process
+            skip("wsi-boxes-level%d" % lv, "under SANITIZE=1 OpenSlide's unwritten pixels differ from a plain process's")
+            continue
         check_tiles("wsi-boxes-level%d" % lv, boxes, lv, 64, 48)
     fr = tiles(os.path.join(d, "openslide", "small.svs"))
     sp = [np.linalg.norm(v) for v in fr[0].dirs if v is not None]

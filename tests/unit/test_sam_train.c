@@ -54,6 +54,17 @@ keep(float *p)
 }
 
 static void
+drop(float *p)   /* a kept buffer freed before the end */
+{
+	for (size_t i = nbufs; i-- > 0;)
+		if (bufs[i] == p) {
+			bufs[i] = bufs[--nbufs];
+			break;
+		}
+	free(p);
+}
+
+static void
 free_bufs(void)
 {
 	for (size_t i = 0; i < nbufs; i++)
@@ -164,7 +175,7 @@ driver(int argc, char **argv)
 				if (mp_tune_sample(&t, emb, box, gt, 1.0 / B, &l, &d, &bc, low + (size_t)b * L4 * L4, NULL))
 					mp_die("%s", mp_err());
 				L += l / B, D += d / B, Bc += bc / B;
-				free(emb), free(box), free(gt);
+				drop(emb), drop(box), drop(gt);
 			}
 			losses[s] = (float)L;
 			if (!adam) {
@@ -202,7 +213,7 @@ driver(int argc, char **argv)
 			if (strstr(t.t[i].name, ".lora_")) {
 				float *v = rd(t.t[i].n);
 				memcpy(t.p + t.t[i].off, v, t.t[i].n * sizeof(float));
-				free(v);
+				drop(v);
 			}
 		double L = 0;
 		mp_tune_zero_grad(&t);
@@ -212,7 +223,7 @@ driver(int argc, char **argv)
 			if (mp_tune_sample_image(&t, img, box, gt, 1.0 / B, &l, NULL, NULL))
 				mp_die("%s", mp_err());
 			L += l / B;
-			free(img), free(box), free(gt);
+			drop(img), drop(box), drop(gt);
 		}
 		float lf = (float)L;
 		wr(&lf, 1);
