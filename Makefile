@@ -45,7 +45,7 @@ BINS     = $(TOOLS:%=bin/%)
 UNIT_BINS= $(UNITS:%=build/tests/%)
 LIB      = build/libmedpipe.a
 
-.PHONY: all check demo bench install clean deps man distclean mutants fuzz
+.PHONY: all check demo bench install clean deps man distclean mutants fuzz fuzz-build
 .DELETE_ON_ERROR:
 .SUFFIXES:
 # the programs' and unit tests' objects are kept (a second `make` has nothing to do)
@@ -112,9 +112,10 @@ mutants: deps all
 # libFuzzer harnesses (tests/fuzz/README): built with clang in build/fuzz/,
 # run FUZZ_SECONDS each; fails on any finding
 FUZZ_SECONDS ?= 60
-fuzz:
-	@$(MAKE) --no-print-directory -f tests/fuzz/fuzz.mk
+fuzz: fuzz-build
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) sh tests/fuzz/run.sh
+fuzz-build:
+	@$(MAKE) --no-print-directory -f tests/fuzz/fuzz.mk 'MP_CPPFLAGS=$(CPPFLAGS)' 'MP_LDLIBS=$(LDLIBS)'
 
 # man pages are generated from each program's option table (--man) and kept
 # in the repository; tests/t/man.sh checks they are in step with the code

@@ -7,11 +7,12 @@ FUZZ_CC  ?= clang
 FUZZ_CXX ?= clang++
 B        = build/fuzz
 SAN      = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
-CPPFLAGS = -D_GNU_SOURCE -Ilibcommon -Iopencl -Ibuild/gen -I/usr/include/openjpeg-2.5 -Itests/fuzz
+# the include and library flags are the main Makefile's (MP_CPPFLAGS,
+# MP_LDLIBS, passed by `make fuzz`), so a new dependency needs no edit here
+CPPFLAGS = $(MP_CPPFLAGS) -Itests/fuzz
 CFLAGS   = -std=c11 -O1 -g -pthread -fno-strict-aliasing $(SAN) -fsanitize=fuzzer-no-link -Wno-unused-command-line-argument
 CXXFLAGS = -std=c++17 -O1 -g -pthread $(SAN) -fno-sanitize=vptr -fsanitize=fuzzer-no-link
-LDLIBS   = -Wl,--as-needed -ldcmjpls -ldcmjpeg -ldcmimage -ldcmimgle -ldcmdata -loflog -lofstd \
-           -lijg8 -lijg12 -lijg16 -ldcmtkcharls -lopenjp2 -lOpenCL -lopenblas -lpng -lz -lm -lstdc++
+LDLIBS   = $(MP_LDLIBS)
 
 LIB_C    = $(sort $(wildcard libcommon/*.c) $(wildcard opencl/*.c))
 LIB_CC   = $(sort $(wildcard libcommon/*.cc))
@@ -31,6 +32,10 @@ FZ_safetensors = fz_torch.c
 FZ_dicom       = fz_dicom.c
 FZ_dicomdir    = fz_dicomdir.c
 HARNESSES = nrrd_stream nrrd nifti analyze meta npy npz npzboxes torch safetensors dicom dicomdir
+
+ifndef MP_LDLIBS
+$(error run through the main Makefile: make fuzz)
+endif
 
 .PHONY: all
 .DELETE_ON_ERROR:
