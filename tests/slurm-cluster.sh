@@ -221,6 +221,14 @@ EOF
 		sleep 0.1
 	done
 	[ "$state" = idle ] || { why="the node is '$state', not idle: $(tail -n 1 "$d/slurmd.log" 2> /dev/null)"; exit 77; }
+	# ready means a job step runs: a node can show idle a moment before its
+	# first step launches (seen once: the first srun of the first job failed)
+	for i in $(seq 1 20); do
+		srun -N1 -n1 --quiet true > "$d/first-step.log" 2>&1 && break
+		sleep 0.5
+	done
+	srun -N1 -n1 --quiet true > "$d/first-step.log" 2>&1 \
+		|| { why="no job step runs: $(tail -n 1 "$d/first-step.log")"; exit 77; }
 	trap - EXIT
 	print_env "$d"
 }

@@ -53,7 +53,7 @@ ncases=$(make --no-print-directory $MK IN="$DS" OUT="$T/ref" list | wc -l)
 salloc -n2 sh -c "make $MK -j2 RUN=srun IN='$DS' OUT='$T/sa' && make $SMK -j2 RUN=srun IN='$DS' OUT='$T/sa'" > "$T/sa.log" 2>&1
 rc=$?
 t2=$(date +%s.%N)
-if [ $rc -ne 0 ]; then fail slurm/salloc "exit $rc: $(grep -v '^salloc:' "$T/sa.log" | tail -n 2 | tr '\n' ' ')"
+if [ $rc -ne 0 ]; then fail slurm/salloc "exit $rc: $(grep -v '^salloc:' "$T/sa.log" | grep -E 'srun|error|rror' | head -n 4 | tr '\n' ' ')"
 elif ! grep -q 'Granted job allocation' "$T/sa.log"; then fail slurm/salloc "no allocation: $(head -n 2 "$T/sa.log")"
 elif why=$(same "$T/ref" "$T/sa"); then pass slurm/salloc-identical
 else fail slurm/salloc-identical "$why"; fi
