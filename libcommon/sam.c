@@ -17,6 +17,8 @@ typedef mp_sam_ld ld;
 #define req mp_sam_ld_req
 #define dimof mp_sam_ld_dim
 #define count mp_sam_ld_count
+#define req_lin mp_sam_ld_lin
+#define req_norm mp_sam_ld_norm
 
 mp_tensor *
 ld_find(ld *l, const char *name)
@@ -69,8 +71,8 @@ req(ld *l, int ndim, const int64_t *shape, const char *fmt, ...)
 #define S2(a, b) (const int64_t[]){ (a), (b) }
 #define S4(a, b, c, d) (const int64_t[]){ (a), (b), (c), (d) }
 
-static void
-req_lin(ld *l, mp_sam_lin *L, int out, int in, const char *prefix)
+void
+mp_sam_ld_lin(ld *l, mp_sam_lin *L, int out, int in, const char *prefix)
 {
 	L->out = out;
 	L->in = in;
@@ -78,8 +80,8 @@ req_lin(ld *l, mp_sam_lin *L, int out, int in, const char *prefix)
 	L->b = req(l, 1, S1(out), "%s.bias", prefix);
 }
 
-static void
-req_norm(ld *l, mp_sam_norm *n, int d, const char *prefix)
+void
+mp_sam_ld_norm(ld *l, mp_sam_norm *n, int d, const char *prefix)
 {
 	n->w = req(l, 1, S1(d), "%s.weight", prefix);
 	n->b = req(l, 1, S1(d), "%s.bias", prefix);

@@ -19,6 +19,10 @@ const float *mp_sam_ld_req(mp_sam_ld *l, int ndim, const int64_t *shape, const c
 	__attribute__((format(printf, 4, 5)));
 /* a dimension of a tensor that must exist (for inferring the architecture) */
 int64_t mp_sam_ld_dim(mp_sam_ld *l, const char *name, int ndim, int axis);
+/* PREFIX.weight (out x in) and PREFIX.bias (out) of a linear layer; the
+ * weight and bias (d) of a norm */
+void mp_sam_ld_lin(mp_sam_ld *l, mp_sam_lin *L, int out, int in, const char *prefix);
+void mp_sam_ld_norm(mp_sam_ld *l, mp_sam_norm *n, int d, const char *prefix);
 /* how many of NAME % 0, NAME % 1, ... exist */
 int mp_sam_ld_count(mp_sam_ld *l, const char *fmt);
 

@@ -129,18 +129,10 @@ lin(mp_sam_ld *l, mp_sam_lin *L, int out, int in, const char *fmt, int a, int b)
 	char p[200];
 
 	snprintf(p, sizeof p, fmt, a, b);
-	L->out = out;
-	L->in = in;
-	L->w = mp_sam_ld_req(l, 2, S2(out, in), "%s.weight", p);
-	L->b = mp_sam_ld_req(l, 1, S1(out), "%s.bias", p);
+	mp_sam_ld_lin(l, L, out, in, p);
 }
 
-static void
-norm_p(mp_sam_ld *l, mp_sam_norm *n, int d, const char *p)
-{
-	n->w = mp_sam_ld_req(l, 1, S1(d), "%s.weight", p);
-	n->b = mp_sam_ld_req(l, 1, S1(d), "%s.bias", p);
-}
+#define norm_p mp_sam_ld_norm
 
 static void
 norm(mp_sam_ld *l, mp_sam_norm *n, int d, const char *fmt, int a, int b)
