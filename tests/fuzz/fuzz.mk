@@ -31,7 +31,17 @@ FZ_torch       = fz_torch.c
 FZ_safetensors = fz_torch.c
 FZ_dicom       = fz_dicom.c
 FZ_dicomdir    = fz_dicomdir.c
-HARNESSES = nrrd_stream nrrd nifti analyze meta npy npz npzboxes torch safetensors dicom dicomdir
+FZ_png         = fz_file.c -DFZ_EXT='".png"'
+FZ_jpeg        = fz_file.c -DFZ_EXT='".jpg"'
+FZ_bmp         = fz_file.c -DFZ_EXT='".bmp"'
+FZ_tiff        = fz_file.c -DFZ_EXT='".tif"'
+FZ_minc        = fz_file.c -DFZ_EXT='".mnc"'
+FZ_niigz       = fz_file.c -DFZ_EXT='".nii.gz"'
+FZ_nhdr        = fz_file.c -DFZ_EXT='".nhdr"' -DFZ_SPLIT='"d"'
+FZ_mhd         = fz_file.c -DFZ_EXT='".mhd"' -DFZ_SPLIT='"d"'
+FZ_wsi         = fz_wsi.c
+HARNESSES = nrrd_stream nrrd nifti analyze meta npy npz npzboxes torch safetensors dicom dicomdir \
+	png jpeg bmp tiff minc niigz nhdr mhd wsi
 
 ifndef MP_LDLIBS
 $(error run through the main Makefile: make fuzz)

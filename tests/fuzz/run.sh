@@ -12,7 +12,8 @@ SECS=${FUZZ_SECONDS:-60}
 DATA=${DATA:-../shared/data}
 PY=python3
 [ -x .venv/bin/python3 ] && PY=.venv/bin/python3
-HARNESSES=${*:-"nrrd_stream nrrd nifti analyze meta npy npz npzboxes torch safetensors dicom dicomdir"}
+# default: every harness fuzz.mk builds (its HARNESSES list)
+HARNESSES=${*:-$(sed -n '/^HARNESSES *=/,/[^\\]$/p' tests/fuzz/fuzz.mk | sed 's/^HARNESSES *=//; s/\\$//' | tr -s ' \t\n' '   ')}
 rm -rf $B/seeds
 $PY tests/fuzz/seeds.py $B/seeds "$DATA" || { echo "fuzz: seeds.py failed" >&2; exit 2; }
 fail=0

@@ -161,3 +161,121 @@ real("dicom", ["dicom/pydicom/*.dcm", "dicom/mr-syntaxes/**/*.dcm", "dicom/12bit
 real("dicomdir", ["dicom/pydicom/dicomdirtests/DICOMDIR*", "dicom/pydicom/dicomdirtests/**/DICOMDIR"])
 for h in ("dicom", "dicomdir", "torch"):
     os.makedirs(os.path.join(out, h), exist_ok=True)
+
+# --- 2D images: PNG, JPEG, BMP (PIL when present), and the real PNG/JPEG files
+def png(w, h, ctype, depth, rows, extra=b""):
+    def chunk(t, b):
+        return struct.pack(">I", len(b)) + t + b + struct.pack(">I", zlib.crc32(t + b) & 0xffffffff)
+    raw = b"".join(b"\0" + r for r in rows)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, depth, ctype, 0, 0, 0))
+            + extra + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+put("png", "g8.png", png(3, 2, 0, 8, [bytes([0, 128, 255])] * 2))
+put("png", "g16.png", png(2, 2, 0, 16, [bytes(4), b"\xff\xff\x12\x34"]))
+put("png", "rgb.png", png(2, 2, 2, 8, [bytes(range(6))] * 2))
+put("png", "rgba.png", png(2, 1, 6, 8, [bytes(range(8))]))
+put("png", "ga.png", png(2, 1, 4, 8, [bytes(range(4))]))
+put("png", "g1.png", png(9, 2, 0, 1, [b"\xa5\x80"] * 2))
+put("png", "pal.png", png(2, 2, 3, 8, [b"\0\1", b"\1\0"],
+                          extra=(lambda t, b: struct.pack(">I", len(b)) + t + b + struct.pack(">I", zlib.crc32(t + b) & 0xffffffff))(b"PLTE", bytes([0, 0, 0, 255, 0, 0]))))
+put("png", "phys.png", png(2, 2, 0, 8, [b"\0\1"] * 2,
+                           extra=(lambda t, b: struct.pack(">I", len(b)) + t + b + struct.pack(">I", zlib.crc32(t + b) & 0xffffffff))(b"pHYs", struct.pack(">IIB", 2000, 4000, 1))))
+real("png", ["images2d/sam-med2d/masks/amos_0004_75_aorta_000.png", "wsi/openslide/boxes.png"])
+try:
+    from PIL import Image
+    import numpy as _np
+    g = Image.fromarray((_np.arange(48) * 5 % 256).astype(_np.uint8).reshape(6, 8))
+    c = Image.fromarray((_np.arange(6 * 8 * 3) * 7 % 256).astype(_np.uint8).reshape(6, 8, 3))
+    for name, im, kw in (("g.jpg", g, {}), ("c.jpg", c, {"quality": 90}), ("p.jpg", c, {"progressive": True}),
+                         ("s.jpg", c, {"subsampling": 0, "dpi": (300, 300)})):
+        b = io.BytesIO(); im.save(b, "JPEG", **kw); put("jpeg", name, b.getvalue())
+    b = io.BytesIO(); c.convert("CMYK").save(b, "JPEG"); put("jpeg", "cmyk.jpg", b.getvalue())
+    for name, im in (("g.bmp", g), ("c.bmp", c), ("p.bmp", c.convert("P")), ("b.bmp", g.convert("1")),
+                     ("a.bmp", c.convert("RGBA"))):
+        b = io.BytesIO(); im.save(b, "BMP"); put("bmp", name, b.getvalue())
+except Exception:
+    pass
+real("jpeg", ["micro/stardist/histo.jpg"])
+os.makedirs(os.path.join(out, "bmp"), exist_ok=True)
+
+# --- TIFF: plain, ImageJ, OME, BigTIFF, compressed (tifffile when present)
+try:
+    import numpy as _np, tifffile
+    a = (_np.arange(3 * 4 * 5) % 251).astype(_np.uint8).reshape(3, 4, 5)
+    def tif(name, arr, **kw):
+        b = io.BytesIO(); tifffile.imwrite(b, arr, **kw); put("tiff", name, b.getvalue())
+    tif("u8.tif", a[0])
+    tif("stack.tif", a)
+    tif("u16c.tif", a.astype(_np.uint16) * 300, compression="zlib")
+    tif("f32.tif", a.astype(_np.float32) / 3, predictor=False)
+    tif("rgb.tif", _np.stack([a[0]] * 3, -1), photometric="rgb")
+    tif("ij.tif", a.astype(_np.uint16), imagej=True, resolution=(1 / 0.5, 1 / 0.5),
+        metadata={"spacing": 2.5, "unit": "um", "axes": "ZYX"})
+    tif("ome.ome.tif", _np.stack([a, a + 1]), ome=True, metadata={"axes": "CZYX", "PhysicalSizeX": 0.65})
+    tif("big.tif", a, bigtiff=True)
+    tif("tiled.tif", _np.zeros((32, 32), _np.uint8), tile=(16, 16))
+    tif("lzw.tif", a, compression="lzw")
+    tif("pb.tif", a, compression="packbits")
+    # a generic tiled pyramid for OpenSlide
+    b = io.BytesIO()
+    with tifffile.TiffWriter(b) as t:
+        t.write(_np.full((32, 48, 3), 200, _np.uint8), tile=(16, 16), photometric="rgb")
+        t.write(_np.full((16, 24, 3), 100, _np.uint8), tile=(16, 16), photometric="rgb")
+    put("wsi", "pyr.tiff", b.getvalue())
+    b = io.BytesIO()
+    with tifffile.TiffWriter(b) as t:
+        t.write(_np.full((32, 32, 3), 50, _np.uint8), tile=(16, 16), photometric="rgb",
+                description="Aperio Image Library v10.0.0\n32x32 [0,0 32x32] (16x16) JPEG/RGB Q=70|AppMag = 20|MPP = 0.5")
+    put("wsi", "aperio.svs", b.getvalue())
+except Exception:
+    pass
+real("tiff", ["micro/**/*.tif", "micro/**/*.tiff", "wsi/openslide/*.tiff"], maxb=40 * 1024)
+real("wsi", ["wsi/openslide/*.svs", "wsi/openslide/*.tiff", "wsi/broken.svs"])
+
+# --- MINC1 (NetCDF) / MINC2 (HDF5): the real samples (small)
+real("minc", ["nifti/nibabel/*.mnc"])
+os.makedirs(os.path.join(out, "minc"), exist_ok=True)
+
+# --- .nii.gz: the NIfTI seeds gzipped, and small real ones
+for f in sorted(os.listdir(os.path.join(out, "nifti"))):
+    if not f.endswith(".gz"):
+        with open(os.path.join(out, "nifti", f), "rb") as fp:
+            put("niigz", f + ".gz", gzip.compress(fp.read()))
+real("niigz", ["nifti/nibabel/*.nii.gz", "nrrd/pynrrd/*.nii.gz"], maxb=32 * 1024)
+
+# --- detached headers: header, a NUL byte, then the data file (named "d")
+def split(hdr, body):
+    return hdr + b"\0" + body
+nh = "NRRD0004\ntype: %s\ndimension: 3\nsizes: 3 2 2\nencoding: %s\nendian: %s\n%sdata file: d\n\n"
+put("nhdr", "raw", split((nh % ("uint8", "raw", "little", "")).encode(), bytes(range(12))))
+put("nhdr", "be16", split((nh % ("int16", "raw", "big", "byte skip: 4\n")).encode(), bytes(28)))
+put("nhdr", "gz", split((nh % ("float", "gzip", "little", "")).encode(), gzip.compress(bytes(48))))
+put("nhdr", "ascii", split((nh % ("double", "ascii", "little", "line skip: 1\n")).encode(), b"skip\n" + b"1 2 3 4 5 6 7 8 9 10 11 12\n"))
+put("nhdr", "list", split(b"NRRD0004\ntype: uint8\ndimension: 3\nsizes: 2 2 2\nencoding: raw\ndata file: LIST 2\nd\nd\n", bytes(4)))
+put("nhdr", "pattern", split(b"NRRD0004\ntype: uint8\ndimension: 3\nsizes: 2 2 1\nencoding: raw\ndata file: %c 100 100 1\n", bytes(4)))
+mh = "ObjectType = Image\nNDims = 3\nDimSize = 3 2 2\nElementSpacing = 1 1 2\n%sElementDataFile = d\n"
+put("mhd", "u8", split((mh % "ElementType = MET_UCHAR\n").encode(), bytes(range(12))))
+put("mhd", "s16", split((mh % "ElementType = MET_SHORT\nBinaryDataByteOrderMSB = True\nHeaderSize = 4\n").encode(), bytes(28)))
+put("mhd", "z", split((mh % ("ElementType = MET_FLOAT\nCompressedData = True\nCompressedDataSize = %d\n"
+                             % len(zlib.compress(bytes(48))))).encode(), zlib.compress(bytes(48))))
+put("mhd", "hs", split((mh % "ElementType = MET_UCHAR\nHeaderSize = -1\nElementNumberOfChannels = 2\n").encode(), bytes(30)))
+put("mhd", "list", split(b"ObjectType = Image\nNDims = 3\nDimSize = 2 2 2\nElementType = MET_UCHAR\nElementDataFile = LIST\nd\nd\n", bytes(4)))
+if data:
+    import re
+    for pat, h, key in (("nrrd/pynrrd/*.nhdr", "nhdr", rb"data file: *[^\n]*"), ("meta/itk/*.nhdr", "nhdr", rb"data file: *[^\n]*"),
+                        ("meta/itk/*.mhd", "mhd", rb"ElementDataFile *= *[^\n]*")):
+        for hp in sorted(glob.glob(os.path.join(data, pat))):
+            with open(hp, "rb") as f:
+                hb = f.read()
+            m = re.search(key, hb)
+            if not m:
+                continue
+            dname = m.group(0).split(b"=" if b"=" in m.group(0) else b":", 1)[1].strip().decode()
+            dp = os.path.join(os.path.dirname(hp), dname)
+            body = b""
+            if os.path.isfile(dp) and os.path.getsize(dp) <= 16 * 1024:
+                with open(dp, "rb") as f:
+                    body = f.read()
+            new = (b"data file: d" if h == "nhdr" else b"ElementDataFile = d")
+            put(h, "real_" + os.path.basename(hp), split(hb[:m.start()] + new + hb[m.end():], body))
+for h in ("png", "jpeg", "tiff", "wsi", "nhdr", "mhd", "niigz"):
+    os.makedirs(os.path.join(out, h), exist_ok=True)
