@@ -136,7 +136,9 @@ read_page(tfile *tf, size_t d, void *dst, size_t c0, size_t cstride)
 		TIFFGetField(tf->tif, TIFFTAG_TILEWIDTH, &tw);
 		TIFFGetField(tf->tif, TIFFTAG_TILELENGTH, &th);
 		tmsize_t ts = TIFFTileSize(tf->tif);
-		if (tw == 0 || th == 0 || ts <= 0 || (uint64_t)ts < (uint64_t)tw * th * nsamp * es)
+		/* tw * th * nsamp * es <= ts, without overflow */
+		if (tw == 0 || th == 0 || ts <= 0 || (uint64_t)ts / tw / th / nsamp / es == 0 ||
+		    (uint64_t)ts / ((uint64_t)nsamp * es) / tw < th)
 			return terr(tf, "bad tile size");
 		buf = malloc((size_t)ts);
 		if (!buf)
@@ -439,19 +441,29 @@ read_ome(tfile *tf, const char *xml, mp_frame ***fr, size_t *nfr)
 		}
 		char order[8] = "XYZCT";
 		xattr(px, "DimensionOrder", order, sizeof order);
-		size_t cp = s.C / s.spp, np = s.Z * cp * s.T, stride[3] = { 0, 0, 0 };   /* z, c, t */
+		size_t cp = s.C / s.spp, np, stride[3] = { 0, 0, 0 };   /* z, c, t */
+		/* every plane is a page of this file: no more planes than pages (and
+		 * no overflow in Z * C * T) */
+		if (mp_mulsize(s.Z, cp, &np) < 0 || mp_mulsize(np, s.T, &np) < 0 || np > tf->npg) {
+			rc = mp_seterr("%s: OME-TIFF: Image %d: %zu x %zu x %zu planes, but the file has %zu pages", tf->path,
+				       sno, s.Z, cp, s.T, tf->npg);
+			break;
+		}
 		{
 			size_t m = 1;
+			int seen = 0;
 			if (strlen(order) != 5 || order[0] != 'X' || order[1] != 'Y') {
 				rc = mp_seterr("%s: OME-TIFF: Image %d: bad DimensionOrder '%s'", tf->path, sno, order);
 				break;
 			}
 			for (int i = 2; i < 5; i++) {
 				int k = order[i] == 'Z' ? 0 : order[i] == 'C' ? 1 : order[i] == 'T' ? 2 : -1;
-				if (k < 0) {
+				/* Z, C and T once each */
+				if (k < 0 || (seen & 1 << k)) {
 					rc = mp_seterr("%s: OME-TIFF: Image %d: bad DimensionOrder '%s'", tf->path, sno, order);
 					break;
 				}
+				seen |= 1 << k;
 				stride[k] = m;
 				m *= k == 0 ? s.Z : k == 1 ? cp : s.T;
 			}
@@ -516,7 +528,7 @@ read_plain(tfile *tf, const char *desc, mp_frame ***fr, size_t *nfr)
 {
 	size_t *used = mp_xcalloc(tf->npg, sizeof *used);
 	int sno = 0, rc = 0;
-	char v[256];
+	char v[256], ax0[128];
 	double ijunit = 0, zsp = 0;
 	long ijc = 0, ijz = 0, ijt = 0, ijn = 0;
 
@@ -525,9 +537,9 @@ read_plain(tfile *tf, const char *desc, mp_frame ***fr, size_t *nfr)
 			ijunit = unit_mm(v);
 		if (desc_val(desc, "spacing", v, sizeof v))
 			zsp = strtod(v, NULL);
-		else if (desc_val(desc, "scales", v, sizeof v) && desc_val(desc, "axes", v + 128, 128)) {
+		else if (desc_val(desc, "scales", v, sizeof v) && desc_val(desc, "axes", ax0, sizeof ax0)) {
 			/* SCIFIO: scales listed in the order of axes */
-			char *sc = v, *ax = v + 128;
+			char *sc = v, *ax = ax0;
 			for (int i = 0; *ax; i++) {
 				double x = strtod(sc, &sc);
 				if (*ax == 'Z')
@@ -577,8 +589,10 @@ read_plain(tfile *tf, const char *desc, mp_frame ***fr, size_t *nfr)
 		}
 		if (sno == 0 && (ijc > 1 || ijt > 1) && p->spp == 1) {
 			/* ImageJ hyperstack: pages in CZT order */
-			size_t c = ijc > 0 ? (size_t)ijc : 1, z = ijz > 0 ? (size_t)ijz : 1, t = ijt > 0 ? (size_t)ijt : 1;
-			if (c * z * t == n) {
+			size_t c = ijc > 0 ? (size_t)ijc : 1, z = ijz > 0 ? (size_t)ijz : 1, t = ijt > 0 ? (size_t)ijt : 1, czt;
+			/* each at most n: c * z * t cannot wrap around to n */
+			if (c <= n && z <= n && t <= n && mp_mulsize(c, z, &czt) == 0 && mp_mulsize(czt, t, &czt) == 0 &&
+			    czt == n) {
 				s.C = c, s.Z = z, s.T = t;
 			}
 		}

@@ -20,6 +20,14 @@ run() {
 	elif [ "$(ls -A "$T/out" | grep -v '^stdout$')" ]; then fail "$n" "left $(ls -A "$T/out" | grep -v '^stdout$' | head -3 | tr '\n' ' ')"
 	else pass "$n"; fi
 }
+# split_nul FILE HDR DATA: the bytes of FILE before its first NUL byte to HDR,
+# those after it to DATA (the fz_file.c FZ_SPLIT harnesses' input)
+split_nul() {
+	local k
+	k=$(od -An -v -tu1 -w1 "$1" | grep -n -m1 -x ' *0' | cut -d: -f1)
+	if [ -z "$k" ]; then cp "$1" "$2"; : > "$3"
+	else head -c $((k - 1)) "$1" > "$2"; tail -c +$((k + 1)) "$1" > "$3"; fi
+}
 count=0
 for f in $R/*/*; do
 	[ -f "$f" ] || continue
@@ -39,6 +47,15 @@ for f in $R/*/*; do
 	torch|safetensors) run "$n" sam-embed -w "$f" ;;
 	dicom)    cp "$f" "$in/x.dcm"; run "$n" dcm2vol "$in" ;;
 	dicomdir) cp "$f" "$in/DICOMDIR"; run "$n" dcm2vol "$in" ;;
+	png)      cp "$f" "$in/x.png"; run "$n" vol-cat "$in/x.png" ;;
+	jpeg)     cp "$f" "$in/x.jpg"; run "$n" vol-cat "$in/x.jpg" ;;
+	bmp)      cp "$f" "$in/x.bmp"; run "$n" vol-cat "$in/x.bmp" ;;
+	tiff)     cp "$f" "$in/x.tif"; run "$n" vol-cat "$in/x.tif" ;;
+	minc)     cp "$f" "$in/x.mnc"; run "$n" vol-cat "$in/x.mnc" ;;
+	niigz)    cp "$f" "$in/x.nii.gz"; run "$n" vol-cat "$in/x.nii.gz" ;;
+	# detached header: the bytes before the first NUL, the data file ("d") after it
+	nhdr|mhd) split_nul "$f" "$in/x.$h" "$in/d"; run "$n" vol-cat "$in/x.$h" ;;
+	wsi)      cp "$f" "$in/x.tiff"; run "$n" wsi-tile "$in/x.tiff" ;;
 	*)        fail "$n" "no program for harness $h" ;;
 	esac
 done
