@@ -338,6 +338,17 @@ h5_attr_str(hid_t obj, const char *name, char *buf, size_t n)
 	buf[0] = 0;
 	if (H5Aexists(obj, name) <= 0 || (a = H5Aopen(obj, name, H5P_DEFAULT)) < 0)
 		return 0;
+	{
+		/* one string: H5Aread writes every element of the attribute */
+		hid_t sp = H5Aget_space(a);
+		hssize_t np = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+		if (sp >= 0)
+			H5Sclose(sp);
+		if (np != 1) {
+			H5Aclose(a);
+			return 0;
+		}
+	}
 	t = H5Aget_type(a);
 	if (H5Tget_class(t) == H5T_STRING) {
 		if (H5Tis_variable_str(t) > 0) {
