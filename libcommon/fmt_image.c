@@ -296,8 +296,15 @@ mp_bmp_read(const char *path, mp_frame *f)
 				goto bad_hdr;
 		} else if (fread(m, 1, 12, fp) != 12)
 			goto bad_hdr;
-		for (int i = 0; i < 3; i++)
-			mask[i] = le32(m + 4 * i);
+		for (int i = 0; i < 3; i++) {
+			uint32_t k = mask[i] = le32(m + 4 * i);
+			/* each mask one run of 1 to 16 bits, no two overlapping */
+			while (k && !(k & 1))
+				k >>= 1;
+			if ((k & (k + 1)) != 0 || k > 0xffff || (i > 0 && (mask[i] & mask[i - 1])) ||
+			    (i == 2 && (mask[2] & mask[0])))
+				return fclose(fp), mp_seterr("%s: BMP: bad bit-field masks", path);
+		}
 	}
 	topdown = hh < 0;
 	H = (size_t)(hh < 0 ? -(int64_t)hh : hh);
