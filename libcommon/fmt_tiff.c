@@ -447,6 +447,7 @@ read_ome(tfile *tf, const char *xml, mp_frame ***fr, size_t *nfr)
 		if (mp_mulsize(s.Z, cp, &np) < 0 || mp_mulsize(np, s.T, &np) < 0 || np > tf->npg) {
 			rc = mp_seterr("%s: OME-TIFF: Image %d: %zu x %zu x %zu planes, but the file has %zu pages", tf->path,
 				       sno, s.Z, cp, s.T, tf->npg);
+			free(s.chnames);
 			break;
 		}
 		{
@@ -454,6 +455,7 @@ read_ome(tfile *tf, const char *xml, mp_frame ***fr, size_t *nfr)
 			int seen = 0;
 			if (strlen(order) != 5 || order[0] != 'X' || order[1] != 'Y') {
 				rc = mp_seterr("%s: OME-TIFF: Image %d: bad DimensionOrder '%s'", tf->path, sno, order);
+				free(s.chnames);
 				break;
 			}
 			for (int i = 2; i < 5; i++) {
@@ -467,8 +469,10 @@ read_ome(tfile *tf, const char *xml, mp_frame ***fr, size_t *nfr)
 				stride[k] = m;
 				m *= k == 0 ? s.Z : k == 1 ? cp : s.T;
 			}
-			if (rc)
+			if (rc) {
+				free(s.chnames);
 				break;
+			}
 		}
 		/* plane number (in DimensionOrder) -> IFD */
 		size_t *byorder = mp_xmalloc(np * sizeof *byorder);
