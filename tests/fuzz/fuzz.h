@@ -16,6 +16,26 @@
 
 static char fz_dir[64];
 
+#ifdef FZ_CHILD_QUIET
+/* the MINC reader parses a file first in a forked child (fmt_minc.c): a child
+ * that dies (in libhdf5, libnetcdf) is a clean error to its parent, so the
+ * child must not report to libFuzzer as the fuzzed process would (it wrote
+ * crash-* and oom-* artifacts of its own): no death callback, default signal
+ * handlers. (Its malloc limit: run.sh gives minc a high -malloc_limit_mb.) */
+#include <pthread.h>
+#include <signal.h>
+#include <sanitizer/common_interface_defs.h>
+static void
+fz_child(void)
+{
+	static const int sig[] = { SIGABRT, SIGILL, SIGINT, SIGTERM, SIGXFSZ, SIGUSR1, SIGUSR2, SIGALRM };
+
+	__sanitizer_set_death_callback(NULL);
+	for (size_t i = 0; i < sizeof sig / sizeof sig[0]; i++)
+		signal(sig[i], SIG_DFL);
+}
+#endif
+
 /* the private folder and what the last input left in it, removed at exit */
 static void
 fz_cleanup(void)
@@ -51,6 +71,9 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 		abort();
 	}
 	atexit(fz_cleanup);
+#ifdef FZ_CHILD_QUIET
+	pthread_atfork(NULL, NULL, fz_child);
+#endif
 	return 0;
 }
 

@@ -35,7 +35,7 @@ FZ_png         = fz_file.c -DFZ_EXT='".png"'
 FZ_jpeg        = fz_file.c -DFZ_EXT='".jpg"'
 FZ_bmp         = fz_file.c -DFZ_EXT='".bmp"'
 FZ_tiff        = fz_file.c -DFZ_EXT='".tif"'
-FZ_minc        = fz_file.c -DFZ_EXT='".mnc"'
+FZ_minc        = fz_file.c -DFZ_EXT='".mnc"' -DFZ_CHILD_QUIET
 FZ_niigz       = fz_file.c -DFZ_EXT='".nii.gz"'
 FZ_nhdr        = fz_file.c -DFZ_EXT='".nhdr"' -DFZ_SPLIT='"d"'
 FZ_mhd         = fz_file.c -DFZ_EXT='".mhd"' -DFZ_SPLIT='"d"'
