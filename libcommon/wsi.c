@@ -29,8 +29,11 @@ mp_wsi_open(const char *path)
 		return NULL;
 	}
 	fclose(fp);
-	/* libtiff's warnings (e.g. about tiles wider than a level) are noise here */
+	/* libtiff's warnings (e.g. about tiles wider than a level) are noise here,
+	 * and its errors too: OpenSlide reports the failure (openslide_get_error),
+	 * and a damaged slide gets one line on stderr, not libtiff's as well */
 	TIFFSetWarningHandler(NULL);
+	TIFFSetErrorHandler(NULL);
 	vendor = openslide_detect_vendor(path);
 	if (!vendor) {
 		mp_seterr("%s: not a slide format OpenSlide reads", path);
