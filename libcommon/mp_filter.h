@@ -209,4 +209,21 @@ void mp_hist_resample(mp_frame *f, const size_t psz[3], const size_t csz[3], con
  * Axis 2 maps slices. Requires have_grid0. maps are malloc'd. */
 int mp_hist_maps(const mp_history *h, const size_t final[3], long *map[3]);
 
+/* ================================================================ restoring (vol-restore)
+ * A frame f (its header) put back onto the grid it came from: grid0 of its
+ * history, or the grid of ref (NULL: grid0) -- directly through the history's
+ * maps when ref is grid0 (mp_same_grid), else each ref voxel centre located in
+ * grid0 and taken by nearest neighbour. Voxels cut away get bg. out gets the
+ * header to write (history keys removed unless keep_hist). NULL + mp_err when
+ * the frame cannot be restored (a frame without history restores onto ref
+ * from its own grid). Then mp_restore_slice fills output slice k (out's
+ * x*y elements) from the frame's whole data. */
+typedef struct mp_restore mp_restore;
+mp_restore *mp_restore_new(const mp_frame *f, const mp_frame *ref, double bg, int keep_hist,
+                           mp_frame *out);
+void mp_restore_slice(const mp_restore *r, const void *data, size_t k, void *slice);
+void mp_restore_free(mp_restore *r);
+/* same sizes, and voxel (0,0,0) and the unit steps within 1e-3 voxel */
+int mp_same_grid(const mp_frame *a, const mp_frame *b);
+
 #endif
