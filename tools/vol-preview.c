@@ -3,7 +3,6 @@
 #include "mp_filter.h"
 #include "mp_preview.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -82,13 +81,6 @@ kase_free(kase *k)
 	memset(k, 0, sizeof *k);
 }
 
-static int
-cmp_size(const void *a, const void *b)
-{
-	size_t x = *(const size_t *)a, y = *(const size_t *)b;
-	return (x > y) - (x < y);
-}
-
 static char *
 out_name(const char *casename)
 {
@@ -126,59 +118,20 @@ render(kase *k)
 		mp_die("%s: frame %d: a second case ('%s'): use {case} or {n} in the --output name",
 		       k->src, k->frameno, k->casename);
 	size_t ns = mp_preview_nslices(k->dim, axis), *sel = mp_xmalloc((ns ? ns : 1) * sizeof *sel), nsel = 0;
-	size_t plane = k->dim[0] * k->dim[1] * k->dim[2] / (ns ? ns : 1);
 	mp_preview_opts o = { axis, 0, 1, alpha, outline, scale };
 	const char *spec = slices_s ? slices_s : (k->nlabs ? "labelled" : "all");
 
-	/* slice selection */
-	if (strcmp(spec, "labelled") == 0 || strcmp(spec, "all") == 0 || strncmp(spec, "every:", 6) == 0) {
-		long every = 1;
-		if (strncmp(spec, "every:", 6) == 0 && (mp_parse_long(spec + 6, &every) < 0 || every < 1))
-			mp_usage_die("--slices: bad 'every:N': %s", spec);
-		int lab = strcmp(spec, "labelled") == 0;
-		for (size_t s = 0; s < ns; s += (size_t)every) {
-			if (lab) {
-				int any = 0;
-				for (size_t m = 0; m < k->nlabs && !any; m++)
-					for (size_t i = 0; i < plane && !any; i++) {
-						size_t p[3] = { 0, 0, 0 }, u = i;
-						/* walk the plane of slice s */
-						if (axis == 0) { p[0] = u % k->dim[0]; p[1] = u / k->dim[0]; p[2] = s; }
-						else if (axis == 1) { p[0] = u % k->dim[0]; p[2] = u / k->dim[0]; p[1] = s; }
-						else { p[1] = u % k->dim[1]; p[2] = u / k->dim[1]; p[0] = s; }
-						any = mp_get(k->labs[m].data, k->labs[m].type, (p[2] * k->dim[1] + p[1]) * k->dim[0] + p[0]) != 0;
-					}
-				if (!any)
-					continue;
-			}
-			sel[nsel++] = s;
-		}
-	} else {
-		const char *p = spec;
-		while (*p) {
-			char *end;
-			long v = strtol(p, &end, 10);
-			if (end == p || v < 0 || (*end && *end != ','))
-				mp_usage_die("--slices: expected labelled, all, every:N or a list of numbers: %s", spec);
-			if ((size_t)v >= ns)
-				mp_die("%s: frame %d: --slices: slice %ld is beyond the %zu slices of the %s plane",
-				       k->src, k->frameno, v, ns, axis_s);
-			if (nsel < ns)
-				sel[nsel++] = (size_t)v;
-			p = *end ? end + 1 : end;
-		}
-		qsort(sel, nsel, sizeof *sel, cmp_size);
-	}
+	int sr = mp_preview_select(spec, k->labs, k->nlabs, k->dim, axis, sel, &nsel);
+	if (sr == -2)
+		mp_usage_die("%s", mp_err());
+	if (sr < 0)
+		mp_die("%s: frame %d: %s", k->src, k->frameno, mp_err());
 	if (nsel == 0) {
 		mp_warn("%s: case '%s': no slice to show (%s); showing the middle slice", k->src, k->casename, spec);
 		sel[nsel++] = ns / 2;
 	}
-	if (maxn > 0 && nsel > (size_t)maxn) {
-		size_t m = (size_t)maxn;
-		for (size_t i = 0; i < m; i++)
-			sel[i] = sel[(size_t)((i + 0.5) * nsel / m)];
-		nsel = m;
-	}
+	if (maxn > 0)
+		mp_preview_spread(sel, &nsel, (size_t)maxn);
 
 	/* window */
 	if (preset) {
@@ -207,103 +160,17 @@ render(kase *k)
 		}
 	}
 
-	/* layout */
-	size_t tw, th;
-	mp_preview_size(k->dim, k->sp, &o, &tw, &th);
-	size_t nc = cols > 0 ? (size_t)cols : (size_t)ceil(sqrt((double)nsel));
-	if (nc > nsel)
-		nc = nsel;
-	size_t nr = (nsel + nc - 1) / nc, gap = 4;
-	int ts = tw >= 200 ? 2 : 1;
-	size_t title_h = no_text ? 0 : 7 * 2 + 10;
-	size_t W = nc * tw + (nc + 1) * gap, H = title_h + nr * th + (nr + 1) * gap;
-
-	/* labels shown, for the legend */
-	int32_t *shown = NULL;
-	size_t nshown = 0;
-	if (!no_legend) {
-		for (size_t m = 0; m < k->nlabs; m++)
-			for (size_t si = 0; si < nsel; si++)
-				for (size_t i = 0; i < plane; i++) {
-					size_t p[3], u = i, s = sel[si];
-					if (axis == 0) { p[0] = u % k->dim[0]; p[1] = u / k->dim[0]; p[2] = s; }
-					else if (axis == 1) { p[0] = u % k->dim[0]; p[2] = u / k->dim[0]; p[1] = s; }
-					else { p[1] = u % k->dim[1]; p[2] = u / k->dim[1]; p[0] = s; }
-					int32_t l = (int32_t)mp_get(k->labs[m].data, k->labs[m].type, (p[2] * k->dim[1] + p[1]) * k->dim[0] + p[0]);
-					if (l == 0)
-						continue;
-					size_t j;
-					for (j = 0; j < nshown && shown[j] != l; j++)
-						;
-					if (j == nshown) {
-						shown = mp_xrealloc(shown, (nshown + 1) * sizeof *shown);
-						shown[nshown++] = l;
-					}
-				}
-		for (size_t a = 1; a < nshown; a++)    /* sort */
-			for (size_t b = a; b > 0 && shown[b - 1] > shown[b]; b--) {
-				int32_t t = shown[b];
-				shown[b] = shown[b - 1];
-				shown[b - 1] = t;
-			}
-	}
-	/* legend rows */
-	size_t lx = gap, lrows = nshown ? 1 : 0, entry_h = 20;
-	for (size_t j = 0; j < nshown; j++) {
-		char t[32];
-		snprintf(t, sizeof t, "%ld", (long)shown[j]);
-		size_t ew = 16 + 4 + mp_text_width(t, 2) + 12;
-		if (lx + ew > W && lx > gap) {
-			lrows++;
-			lx = gap;
-		}
-		lx += ew;
-	}
-	size_t legend_h = lrows * entry_h + (lrows ? gap : 0);
-	H += legend_h;
-
 	mp_rgb r;
-	if (mp_rgb_init(&r, W, H, 24) < 0)
+	char title[256];
+	snprintf(title, sizeof title, "%s %s %g/%g", *k->casename ? k->casename : "", axis_s, o.lo, o.hi);
+	if (mp_preview_montage(&r, k->img, k->labs, k->nlabs, k->dim, k->sp, sel, nsel, &o, (size_t)cols,
+	                       !no_legend, no_text ? NULL : title) < 0)
 		mp_die("%s: case '%s': %s", k->src, k->casename, mp_err());
-	const uint8_t white[3] = { 255, 255, 255 }, yellow[3] = { 255, 255, 0 };
-	if (!no_text) {
-		char t[256];
-		snprintf(t, sizeof t, "%s %s %g/%g", *k->casename ? k->casename : "", axis_s, o.lo, o.hi);
-		/* the title in the large font when it fits, else the small one */
-		mp_draw_text(&r, gap, 5, t, mp_text_width(t, 2) + 2 * gap <= W ? 2 : 1, white);
-	}
-	for (size_t si = 0; si < nsel; si++) {
-		size_t cx = si % nc, cy = si / nc;
-		size_t x0 = gap + cx * (tw + gap), y0 = title_h + gap + cy * (th + gap);
-		mp_preview_slice(&r, x0, y0, k->img, k->labs, k->nlabs, k->dim, k->sp, sel[si], &o);
-		if (!no_text) {
-			char t[32];
-			snprintf(t, sizeof t, "%zu", sel[si]);
-			mp_draw_text(&r, x0 + 2, y0 + 2, t, ts, yellow);
-		}
-	}
-	lx = gap;
-	size_t ly = title_h + nr * th + (nr + 1) * gap;
-	for (size_t j = 0; j < nshown; j++) {
-		char t[32];
-		uint8_t c[3];
-		snprintf(t, sizeof t, "%ld", (long)shown[j]);
-		size_t ew = 16 + 4 + mp_text_width(t, 2) + 12;
-		if (lx + ew > W && lx > gap) {
-			ly += entry_h;
-			lx = gap;
-		}
-		mp_label_colour(shown[j], c);
-		mp_fill_rect(&r, lx, ly + 1, 16, 16, c);
-		mp_draw_text(&r, lx + 20, ly + 2, t, 2, white);
-		lx += ew;
-	}
 	char *path = out_name(k->casename);
 	if (mp_png_save(path, &r) < 0)
 		mp_die("%s", mp_err());
-	mp_note("%s: %zu slices, %zux%zu pixels", path, nsel, W, H);
+	mp_note("%s: %zu slices, %zux%zu pixels", path, nsel, r.w, r.h);
 	free(path);
-	free(shown);
 	free(sel);
 	mp_rgb_free(&r);
 }
