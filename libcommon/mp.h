@@ -193,6 +193,14 @@ int mp_pass(mp_in *in, mp_frame *f, mp_out *o);
 typedef int (*mp_frame_fn)(void *ctx, mp_in *in, mp_frame *f, mp_out *o);
 void mp_run_filter(char **args, int nargs, mp_out *o, mp_frame_fn fn, void *ctx);
 
+/* A frame's header f (type: the output type) and then its n values, made
+ * from n values of type st slab by slab (1 Mi values): read from in when src
+ * is NULL, else taken from the held src; fn(ctx, dst, f->type, s, st, k)
+ * converts k values. 0, or -1 + mp_err. */
+typedef int (*mp_slab_fn)(void *ctx, void *dst, mp_type dt, const void *src, mp_type st, size_t k);
+int mp_out_slabs(mp_out *o, const mp_frame *f, mp_in *in, const void *src, mp_type st, size_t n, mp_slab_fn fn,
+                 void *ctx);
+
 /* ---------------------------------------------------------------- atomic files */
 /* Write to a temporary file in the same folder (same extension), renamed on
  * commit; removed on abort, on exit(), and on SIGINT/SIGTERM/SIGHUP. */

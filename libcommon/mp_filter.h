@@ -41,6 +41,17 @@ typedef struct mp_winmap {
 void mp_window_apply(void *dst, mp_type dt, const void *src, mp_type st, size_t n,
                      const mp_winmap *m);
 
+/* hu-window's map for a held frame f (out_lo, out_hi, trunc and single of m
+ * set by the caller): the window lo..hi is the percentiles pct[0], pct[1] of
+ * the values (pct non-NULL; positive_only: of the values > 0, and zeros stay
+ * 0), else level -/+ width/2; rounded to float when m->single; clip = in =
+ * lo..hi, and with medsam in = the min and max of the clipped volume
+ * (MedSAM's rule; NaNs ignored). *wlo, *whi get lo, hi. -1 + mp_err when no
+ * value counts for the percentiles. (Works on a frame: the one exception
+ * here besides the history helpers.) */
+int mp_window_held(mp_winmap *m, const mp_frame *f, int medsam, const double *pct, int positive_only,
+                   double level, double width, double *wlo, double *whi);
+
 /* percentile p (0..100) of the n values of src as numpy.percentile computes it
  * (method 'linear'); positive_only: only values > 0 count (MedSAM's MR rule:
  * image_data[image_data > 0]). Returns 0, or -1 with mp_err when no value
