@@ -150,6 +150,19 @@ void mp_blend(float *dst, const float *a, const float *b, float f, size_t n);
 void mp_rs_apply_x(const mp_rs_tab *t, const float *src, size_t h, float *dst);
 void mp_rs_apply_y(const mp_rs_tab *t, const float *src, size_t w, float *dst);
 
+/* resampling to a spacing (vol-resize --spacing), origin kept: for a frame f
+ * of sizes s and the target spacing (mm; <= 0: axis kept; the third axis of
+ * a 2-D frame kept), the output sizes d = round(s * spacing / target) and the
+ * steps target / spacing (input voxels per output voxel) */
+void mp_resample_plan(const mp_frame *f, const size_t s[3], const double target[3], size_t d[3], double step[3]);
+/* the frame's data from in (s[2] slices of s[0] x s[1] of type st) resampled
+ * to d as output of type dt written to o: in-plane by mp_rs_tab_aligned
+ * tables, along z linearly between two cached in-plane-resampled slices
+ * (near: nearest, half up, values copied); ends with the input's padding
+ * skipped. Holds two slices. 0, or -1 + mp_err. */
+int mp_resample_stream(mp_in *in, mp_out *o, int near, mp_type st, mp_type dt, const size_t s[3], const size_t d[3],
+                       const double step[3]);
+
 /* output size for the longest side n: SAM's ResizeLongestSide
  * (scale = n / max(w,h); new = (int)(old * scale + 0.5)) */
 void mp_longest_side(size_t w, size_t h, size_t n, size_t *nw, size_t *nh);
