@@ -37,7 +37,6 @@ mp_run_cases(char **args, int nargs, mp_out *o, int per_input, mp_case_role_fn r
 
 		if (!in)
 			mp_die("%s", mp_err());
-		c.src = mp_in_name(in);
 		while ((r = mp_in_header(in, &f)) == 1) {
 			int act = role ? role(ctx, &f) : MP_CASE_HOLD;
 			if (act != MP_CASE_HOLD) {
@@ -65,6 +64,7 @@ mp_run_cases(char **args, int nargs, mp_out *o, int per_input, mp_case_role_fn r
 				c.f = mp_xrealloc(c.f, c.cap * sizeof *c.f);
 			}
 			c.f[c.n++] = f;
+			c.src = mp_in_name(in);
 			c.frameno = mp_in_frameno(in);
 		}
 		if (r < 0)
@@ -75,16 +75,16 @@ mp_run_cases(char **args, int nargs, mp_out *o, int per_input, mp_case_role_fn r
 			flush(&c, o, fn, ctx);
 		else if (c.n) {
 			/* the case may go on in the next input: keep its source's name */
+			char *keep = mp_xstrdup(c.src);
 			free(c.srcbuf);
-			c.srcbuf = mp_xstrdup(c.src);
-			c.src = c.srcbuf;
+			c.src = c.srcbuf = keep;
 		}
 		mp_in_close(in);
 	}
 	flush(&c, o, fn, ctx);
 	free(c.f);
 	free(c.srcbuf);
-	if (mp_out_close(o) < 0)
+	if (o && mp_out_close(o) < 0)
 		mp_die("%s", mp_err());
 	free(args);
 }

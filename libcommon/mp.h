@@ -201,7 +201,8 @@ void mp_run_filter(char **args, int nargs, mp_out *o, mp_frame_fn fn, void *ctx)
  * first hands the case so far to fn, then check(ctx, in, f, c) (may be NULL)
  * returns 0 (into c), MP_CASE_SKIP (dropped) or -1 + mp_err. per_input:
  * a case ends with its input, else it may go on in the next. Failures end the
- * program with one line (exit 1), as in mp_run_filter; closes o, frees args. */
+ * program with one line (exit 1), as in mp_run_filter; closes o (may be NULL
+ * when no frame passes), frees args. */
 typedef struct mp_heldcase {
 	char *name;                 /* medpipe.case of its frames */
 	mp_frame *f;                /* n held frames, headers and data */

@@ -52,34 +52,23 @@ static const mp_prog prog = {
 	opts, 0
 };
 
+/* a case: its frames as read (voxels are fetched in their own type), sizes
+ * and spacing of its first frame */
 typedef struct {
-	mp_frame *img;               /* NULL, or the image frame as read */
-	mp_frame *labs;              /* nlabs label/mask frames as read */
+	const mp_frame *img;         /* NULL, or the image frame */
+	mp_frame *labs;              /* nlabs label/mask frames */
 	size_t nlabs;
 	size_t dim[3];
 	double sp[3];
-	int have_dim;
-	char *casename;
-	char *src;
+	const char *casename;
+	const char *src;
 	int frameno;
 } kase;
 
 static int axis;
 static int ncase;
-
-static void
-kase_free(kase *k)
-{
-	if (k->img)
-		mp_frame_free(k->img);
-	free(k->img);
-	for (size_t i = 0; i < k->nlabs; i++)
-		mp_frame_free(&k->labs[i]);
-	free(k->labs);
-	free(k->casename);
-	free(k->src);
-	memset(k, 0, sizeof *k);
-}
+static size_t cdim[3];
+static double csp[3];
 
 static char *
 out_name(const char *casename)
@@ -111,8 +100,6 @@ out_name(const char *casename)
 static void
 render(kase *k)
 {
-	if (!k->have_dim)
-		return;
 	ncase++;
 	if (ncase > 1 && !strstr(outpat, "%c") && !strstr(outpat, "%n") && !strstr(outpat, "{case}") && !strstr(outpat, "{n}"))
 		mp_die("%s: frame %d: a second case ('%s'): use {case} or {n} in the --output name",
@@ -175,19 +162,60 @@ render(kase *k)
 	mp_rgb_free(&r);
 }
 
-static void
-set_dim(kase *k, const mp_frame *f, mp_in *in, const size_t d[3])
+static int
+frame_role(void *ctx, const mp_frame *f)
 {
-	if (!k->have_dim) {
-		memcpy(k->dim, d, sizeof k->dim);
+	const char *role = mp_role(f);
+
+	(void)ctx;
+	return strcmp(role, "image") == 0 || strcmp(role, "label") == 0 || strcmp(role, "mask") == 0 ? MP_CASE_HOLD
+	                                                                                             : MP_CASE_SKIP;
+}
+
+static int
+frame_check(void *ctx, mp_in *in, const mp_frame *f, const mp_heldcase *c)
+{
+	size_t d[3];
+
+	(void)ctx;
+	if (mp_frame_xyz(f, &d[0], &d[1], &d[2]) < 0)
+		return mp_seterr("%s: frame %d: not a scalar 2D or 3D frame", mp_in_name(in), mp_in_frameno(in));
+	if (strcmp(mp_role(f), "image") == 0)
+		for (size_t i = 0; i < c->n; i++)
+			if (strcmp(mp_role(&c->f[i]), "image") == 0) {
+				/* a second image of the case: skip it */
+				mp_warn("%s: frame %d: a second image for case '%s' is not shown", mp_in_name(in),
+				        mp_in_frameno(in), c->name);
+				return MP_CASE_SKIP;
+			}
+	if (!c->n) {
+		memcpy(cdim, d, sizeof cdim);
 		for (int a = 0; a < 3; a++)
-			k->sp[a] = a < f->dim ? mp_spacing(f, a) : 1.0;
-		k->have_dim = 1;
-		return;
+			csp[a] = a < f->dim ? mp_spacing(f, a) : 1.0;
+		return 0;
 	}
-	if (memcmp(k->dim, d, sizeof k->dim) != 0)
-		mp_die("%s: frame %d: sizes %zux%zux%zu differ from the case's %zux%zux%zu",
-		       mp_in_name(in), mp_in_frameno(in), d[0], d[1], d[2], k->dim[0], k->dim[1], k->dim[2]);
+	if (memcmp(cdim, d, sizeof cdim) != 0)
+		return mp_seterr("%s: frame %d: sizes %zux%zux%zu differ from the case's %zux%zux%zu",
+		                 mp_in_name(in), mp_in_frameno(in), d[0], d[1], d[2], cdim[0], cdim[1], cdim[2]);
+	return 0;
+}
+
+static int
+each_case(void *ctx, mp_heldcase *c, mp_out *o)
+{
+	kase k = { NULL, mp_xmalloc(c->n * sizeof(mp_frame)), 0, { 0 }, { 0 }, c->name, c->src, c->frameno };
+
+	(void)ctx, (void)o;
+	memcpy(k.dim, cdim, sizeof k.dim);
+	memcpy(k.sp, csp, sizeof k.sp);
+	for (size_t i = 0; i < c->n; i++)
+		if (strcmp(mp_role(&c->f[i]), "image") == 0)
+			k.img = &c->f[i];
+		else
+			k.labs[k.nlabs++] = c->f[i];   /* a view: c owns them */
+	render(&k);
+	free(k.labs);
+	return 0;
 }
 
 int
@@ -213,72 +241,8 @@ main(int argc, char **argv)
 	if (maxn < 0 || cols < 0)
 		mp_usage_die("--max and --cols must be >= 0");
 
-	kase k = { 0 };
-	int started = 0;
-	for (int i = 0; i < (nargs ? nargs : 1); i++) {
-		const char *path = nargs ? args[i] : "-";
-		mp_in *in = mp_in_open(path);
-		mp_frame f;
-		int r;
-		if (!in)
-			mp_die("%s", mp_err());
-		while ((r = mp_in_header(in, &f)) == 1) {
-			const char *role = mp_role(&f);
-			int isimg = strcmp(role, "image") == 0;
-			int islab = strcmp(role, "label") == 0 || strcmp(role, "mask") == 0;
-			if (!isimg && !islab) {
-				if (mp_in_skipdata(in) < 0)
-					mp_die("%s", mp_err());
-				mp_frame_free(&f);
-				continue;
-			}
-			if (started && strcmp(k.casename, mp_case(&f)) != 0) {
-				render(&k);
-				kase_free(&k);
-				started = 0;
-			}
-			if (!started) {
-				k.casename = mp_xstrdup(mp_case(&f));
-				started = 1;
-			}
-			size_t d[3];
-			if (mp_frame_xyz(&f, &d[0], &d[1], &d[2]) < 0)
-				mp_die("%s: frame %d: not a scalar 2D or 3D frame", mp_in_name(in), mp_in_frameno(in));
-			if (isimg && k.img) {
-				/* a second image of the case: skip it */
-				mp_warn("%s: frame %d: a second image for case '%s' is not shown", mp_in_name(in), mp_in_frameno(in), k.casename);
-				if (mp_in_skipdata(in) < 0)
-					mp_die("%s", mp_err());
-				mp_frame_free(&f);
-				continue;
-			}
-			set_dim(&k, &f, in, d);
-			free(k.src);
-			k.src = mp_xstrdup(mp_in_name(in));
-			k.frameno = mp_in_frameno(in);
-			if (mp_in_rest(in, &f) < 0)
-				mp_die("%s", mp_err());
-			/* kept as read: voxels are fetched in their own type */
-			if (isimg) {
-				k.img = mp_xmalloc(sizeof *k.img);
-				*k.img = f;
-			} else {
-				k.labs = mp_xrealloc(k.labs, (k.nlabs + 1) * sizeof *k.labs);
-				k.labs[k.nlabs++] = f;
-			}
-		}
-		if (r < 0)
-			mp_die("%s", mp_err());
-		if (mp_in_frameno(in) == 0)
-			mp_in_die_empty(in);
-		mp_in_close(in);
-	}
-	if (started) {
-		render(&k);
-		kase_free(&k);
-	}
+	mp_run_cases(args, nargs, NULL, 0, frame_role, frame_check, each_case, NULL);
 	if (ncase == 0)
 		mp_die("no image, label or mask frame in the input");
-	free(args);
 	return 0;
 }
