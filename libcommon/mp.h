@@ -193,6 +193,43 @@ int mp_pass(mp_in *in, mp_frame *f, mp_out *o);
 typedef int (*mp_frame_fn)(void *ctx, mp_in *in, mp_frame *f, mp_out *o);
 void mp_run_filter(char **args, int nargs, mp_out *o, mp_frame_fn fn, void *ctx);
 
+/* The frame loop of a program that works on whole cases (roi-crop,
+ * vol-augment, vol-preview): adjacent held frames with the same medpipe.case
+ * form a case. For every frame, role(ctx, f) (NULL: hold all) says
+ * MP_CASE_PASS (out unchanged, byte for byte, at once), MP_CASE_SKIP (read
+ * over) or MP_CASE_HOLD; a held frame is read whole, one of another case
+ * first hands the case so far to fn, then check(ctx, in, f, c) (may be NULL)
+ * returns 0 (into c), MP_CASE_SKIP (dropped) or -1 + mp_err. per_input:
+ * a case ends with its input, else it may go on in the next. Failures end the
+ * program with one line (exit 1), as in mp_run_filter; closes o (may be NULL
+ * when no frame passes), frees args. */
+typedef struct mp_heldcase {
+	char *name;                 /* medpipe.case of its frames */
+	mp_frame *f;                /* n held frames, headers and data */
+	size_t n, cap;
+	const char *src;            /* the input of its last frame */
+	int frameno;                /* the number of its last frame there */
+	char *srcbuf;
+} mp_heldcase;
+enum { MP_CASE_PASS = 0, MP_CASE_HOLD = 1, MP_CASE_SKIP = 2 };
+typedef int (*mp_case_role_fn)(void *ctx, const mp_frame *f);
+typedef int (*mp_case_check_fn)(void *ctx, mp_in *in, const mp_frame *f, const mp_heldcase *c);
+typedef int (*mp_case_fn)(void *ctx, mp_heldcase *c, mp_out *o);
+void mp_run_cases(char **args, int nargs, mp_out *o, int per_input, mp_case_role_fn role, mp_case_check_fn check,
+                  mp_case_fn fn, void *ctx);
+void mp_case_clear(mp_heldcase *c);
+/* a held frame (data read whole) out unchanged: byte for byte when it came
+ * in raw little endian, else written anew */
+int mp_out_held(mp_out *o, const mp_frame *f);
+
+/* A frame's header f (type: the output type) and then its n values, made
+ * from n values of type st slab by slab (1 Mi values): read from in when src
+ * is NULL, else taken from the held src; fn(ctx, dst, f->type, s, st, k)
+ * converts k values. 0, or -1 + mp_err. */
+typedef int (*mp_slab_fn)(void *ctx, void *dst, mp_type dt, const void *src, mp_type st, size_t k);
+int mp_out_slabs(mp_out *o, const mp_frame *f, mp_in *in, const void *src, mp_type st, size_t n, mp_slab_fn fn,
+                 void *ctx);
+
 /* ---------------------------------------------------------------- atomic files */
 /* Write to a temporary file in the same folder (same extension), renamed on
  * commit; removed on abort, on exit(), and on SIGINT/SIGTERM/SIGHUP. */

@@ -41,6 +41,17 @@ typedef struct mp_winmap {
 void mp_window_apply(void *dst, mp_type dt, const void *src, mp_type st, size_t n,
                      const mp_winmap *m);
 
+/* hu-window's map for a held frame f (out_lo, out_hi, trunc and single of m
+ * set by the caller): the window lo..hi is the percentiles pct[0], pct[1] of
+ * the values (pct non-NULL; positive_only: of the values > 0, and zeros stay
+ * 0), else level -/+ width/2; rounded to float when m->single; clip = in =
+ * lo..hi, and with medsam in = the min and max of the clipped volume
+ * (MedSAM's rule; NaNs ignored). *wlo, *whi get lo, hi. -1 + mp_err when no
+ * value counts for the percentiles. (Works on a frame: the one exception
+ * here besides the history helpers.) */
+int mp_window_held(mp_winmap *m, const mp_frame *f, int medsam, const double *pct, int positive_only,
+                   double level, double width, double *wlo, double *whi);
+
 /* percentile p (0..100) of the n values of src as numpy.percentile computes it
  * (method 'linear'); positive_only: only values > 0 count (MedSAM's MR rule:
  * image_data[image_data > 0]). Returns 0, or -1 with mp_err when no value
@@ -139,6 +150,19 @@ void mp_blend(float *dst, const float *a, const float *b, float f, size_t n);
 void mp_rs_apply_x(const mp_rs_tab *t, const float *src, size_t h, float *dst);
 void mp_rs_apply_y(const mp_rs_tab *t, const float *src, size_t w, float *dst);
 
+/* resampling to a spacing (vol-resize --spacing), origin kept: for a frame f
+ * of sizes s and the target spacing (mm; <= 0: axis kept; the third axis of
+ * a 2-D frame kept), the output sizes d = round(s * spacing / target) and the
+ * steps target / spacing (input voxels per output voxel) */
+void mp_resample_plan(const mp_frame *f, const size_t s[3], const double target[3], size_t d[3], double step[3]);
+/* the frame's data from in (s[2] slices of s[0] x s[1] of type st) resampled
+ * to d as output of type dt written to o: in-plane by mp_rs_tab_aligned
+ * tables, along z linearly between two cached in-plane-resampled slices
+ * (near: nearest, half up, values copied); ends with the input's padding
+ * skipped. Holds two slices. 0, or -1 + mp_err. */
+int mp_resample_stream(mp_in *in, mp_out *o, int near, mp_type st, mp_type dt, const size_t s[3], const size_t d[3],
+                       const double step[3]);
+
 /* output size for the longest side n: SAM's ResizeLongestSide
  * (scale = n / max(w,h); new = (int)(old * scale + 0.5)) */
 void mp_longest_side(size_t w, size_t h, size_t n, size_t *nw, size_t *nh);
@@ -208,5 +232,22 @@ void mp_hist_resample(mp_frame *f, const size_t psz[3], const size_t csz[3], con
  * the voxel that grid0 voxel q became (nearest), or -1 when it was cut away.
  * Axis 2 maps slices. Requires have_grid0. maps are malloc'd. */
 int mp_hist_maps(const mp_history *h, const size_t final[3], long *map[3]);
+
+/* ================================================================ restoring (vol-restore)
+ * A frame f (its header) put back onto the grid it came from: grid0 of its
+ * history, or the grid of ref (NULL: grid0) -- directly through the history's
+ * maps when ref is grid0 (mp_same_grid), else each ref voxel centre located in
+ * grid0 and taken by nearest neighbour. Voxels cut away get bg. out gets the
+ * header to write (history keys removed unless keep_hist). NULL + mp_err when
+ * the frame cannot be restored (a frame without history restores onto ref
+ * from its own grid). Then mp_restore_slice fills output slice k (out's
+ * x*y elements) from the frame's whole data. */
+typedef struct mp_restore mp_restore;
+mp_restore *mp_restore_new(const mp_frame *f, const mp_frame *ref, double bg, int keep_hist,
+                           mp_frame *out);
+void mp_restore_slice(const mp_restore *r, const void *data, size_t k, void *slice);
+void mp_restore_free(mp_restore *r);
+/* same sizes, and voxel (0,0,0) and the unit steps within 1e-3 voxel */
+int mp_same_grid(const mp_frame *a, const mp_frame *b);
 
 #endif

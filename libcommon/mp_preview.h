@@ -49,4 +49,27 @@ void mp_preview_slice(mp_rgb *r, size_t x0, size_t y0, const mp_frame *img,
 void mp_draw_text(mp_rgb *r, size_t x, size_t y, const char *s, int k, const uint8_t rgb[3]);
 size_t mp_text_width(const char *s, int k);
 void mp_fill_rect(mp_rgb *r, size_t x, size_t y, size_t w, size_t h, const uint8_t rgb[3]);
+/* ---------------------------------------------------------------- montages
+ * (vol-preview) */
+/* the volume index (x fastest) of in-plane element u of slice s, in the order
+ * axial x then y, coronal x then z, sagittal y then z */
+size_t mp_preview_voxel(const size_t dim[3], int axis, size_t s, size_t u);
+/* the slices spec names ('labelled': those where a label frame is non-zero;
+ * 'all'; 'every:N'; a list '3,10,20', sorted) into sel (room for
+ * mp_preview_nslices entries). 0, -1 + mp_err (a slice beyond the volume),
+ * -2 + mp_err (a spec that does not parse) */
+int mp_preview_select(const char *spec, const mp_frame *labs, size_t nlabs, const size_t dim[3], int axis,
+                      size_t *sel, size_t *nsel);
+/* at most max (> 0) of the nsel slices, evenly spread */
+void mp_preview_spread(size_t *sel, size_t *nsel, size_t max);
+/* the distinct non-zero labels on the slices sel, increasing (*out malloc'd) */
+size_t mp_preview_labels(const mp_frame *labs, size_t nlabs, const size_t dim[3], int axis, const size_t *sel,
+                         size_t nsel, int32_t **out);
+/* the montage of slices sel into r (initialised here): tiles of
+ * mp_preview_size in cols columns (0: about square), 4 pixels apart; with a
+ * title (NULL: no title and no slice numbers) above and a legend of the labels
+ * shown below (with_legend). -1 + mp_err when out of memory */
+int mp_preview_montage(mp_rgb *r, const mp_frame *img, const mp_frame *labs, size_t nlabs, const size_t dim[3],
+                       const double sp[3], const size_t *sel, size_t nsel, const mp_preview_opts *o, size_t cols,
+                       int with_legend, const char *title);
 #endif

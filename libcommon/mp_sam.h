@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include "mp.h"
 #include "torchload.h"
+#include "mp_filter.h"
 
 /* ---------------------------------------------------------------- backend */
 /* multi-head attention over nb independent batches (windows):
@@ -187,6 +188,28 @@ void mp_sam_input_size(mp_sam_mode m, int S, size_t nx, size_t ny, size_t *rw, s
  * out: 3 x S x S. 0 or -1 + mp_err. */
 int mp_sam_preprocess(mp_sam_mode m, int interp, int S, const float *slice, size_t nx, size_t ny,
                       int nc, float *out);
+/* the resize stage of mp_sam_preprocess, kept for many slices of one size:
+ * out (3 x S x S) gets the slice resized to the model's input size
+ * (mp_sam_input_size) at the top left, zeros elsewhere, grey repeated to 3
+ * channels; not normalised. zero_border: scikit-image's mode='constant' for
+ * MP_RS_BSPLINE3; resize_same: resize also a slice of the input size itself
+ * (else copied). -1 + mp_err on bad channels, sizes or memory. */
+typedef struct mp_sam_pre {
+	int S, nc, resize_same;
+	size_t nx, ny, rw, rh;
+	mp_resizer r;
+	float *plane, *res;
+} mp_sam_pre;
+int mp_sam_pre_init(mp_sam_pre *p, mp_sam_mode m, int interp, int S, size_t nx, size_t ny, int nc, int zero_border,
+                    int resize_same);
+void mp_sam_pre_resize(mp_sam_pre *p, const float *slice, float *out);
+void mp_sam_pre_free(mp_sam_pre *p);
+/* MedSAM's per-slice training image (pre_CT_MR.py, pre_grey_rgb.py; vol2npz
+ * --slices): the slice through mp_sam_pre_resize (p made in medsam mode),
+ * then min-max over all channels to [0,1] computed in double as numpy,
+ * written interleaved S x S x 3 as float64 (f32: float32) into rgb.
+ * work: 3*S*S floats. */
+void mp_sam_train_image(mp_sam_pre *p, const float *slice, float *work, int f32, void *rgb);
 /* low-resolution logits (L x L) to the original slice (nx x ny), with
  * torch's F.interpolate(bilinear, align_corners=False):
  *   geometry medsam: resized straight to nx x ny (MedSAM's inference)

@@ -237,3 +237,183 @@ mp_draw_text(mp_rgb *r, size_t x, size_t y, const char *s, int k, const uint8_t 
 					mp_fill_rect(r, x + (size_t)col * k, y + (size_t)row * k, (size_t)k, (size_t)k, rgb);
 	}
 }
+
+/* ---------------------------------------------------------------- montages */
+size_t
+mp_preview_voxel(const size_t dim[3], int axis, size_t s, size_t u)
+{
+	size_t p[3];
+
+	if (axis == 0) { p[0] = u % dim[0]; p[1] = u / dim[0]; p[2] = s; }
+	else if (axis == 1) { p[0] = u % dim[0]; p[2] = u / dim[0]; p[1] = s; }
+	else { p[1] = u % dim[1]; p[2] = u / dim[1]; p[0] = s; }
+	return (p[2] * dim[1] + p[1]) * dim[0] + p[0];
+}
+
+static const char *const plane_name[3] = { "axial", "coronal", "sagittal" };
+
+static int
+cmp_size(const void *a, const void *b)
+{
+	size_t x = *(const size_t *)a, y = *(const size_t *)b;
+	return (x > y) - (x < y);
+}
+
+int
+mp_preview_select(const char *spec, const mp_frame *labs, size_t nlabs, const size_t dim[3], int axis,
+                  size_t *sel, size_t *nsel)
+{
+	size_t ns = mp_preview_nslices(dim, axis), plane = dim[0] * dim[1] * dim[2] / (ns ? ns : 1);
+
+	*nsel = 0;
+	if (strcmp(spec, "labelled") == 0 || strcmp(spec, "all") == 0 || strncmp(spec, "every:", 6) == 0) {
+		long every = 1;
+		if (strncmp(spec, "every:", 6) == 0 && (mp_parse_long(spec + 6, &every) < 0 || every < 1)) {
+			mp_seterr("--slices: bad 'every:N': %s", spec);
+			return -2;
+		}
+		int lab = strcmp(spec, "labelled") == 0;
+		for (size_t s = 0; s < ns; s += (size_t)every) {
+			if (lab) {
+				int any = 0;
+				for (size_t m = 0; m < nlabs && !any; m++)
+					for (size_t i = 0; i < plane && !any; i++)
+						any = mp_get(labs[m].data, labs[m].type, mp_preview_voxel(dim, axis, s, i)) != 0;
+				if (!any)
+					continue;
+			}
+			sel[(*nsel)++] = s;
+		}
+		return 0;
+	}
+	const char *p = spec;
+	while (*p) {
+		char *end;
+		long v = strtol(p, &end, 10);
+		if (end == p || v < 0 || (*end && *end != ',')) {
+			mp_seterr("--slices: expected labelled, all, every:N or a list of numbers: %s", spec);
+			return -2;
+		}
+		if ((size_t)v >= ns)
+			return mp_seterr("--slices: slice %ld is beyond the %zu slices of the %s plane", v, ns,
+			                 plane_name[axis]);
+		if (*nsel < ns)
+			sel[(*nsel)++] = (size_t)v;
+		p = *end ? end + 1 : end;
+	}
+	qsort(sel, *nsel, sizeof *sel, cmp_size);
+	return 0;
+}
+
+void
+mp_preview_spread(size_t *sel, size_t *nsel, size_t max)
+{
+	if (max > 0 && *nsel > max) {
+		for (size_t i = 0; i < max; i++)
+			sel[i] = sel[(size_t)((i + 0.5) * *nsel / max)];
+		*nsel = max;
+	}
+}
+
+size_t
+mp_preview_labels(const mp_frame *labs, size_t nlabs, const size_t dim[3], int axis, const size_t *sel,
+                  size_t nsel, int32_t **out)
+{
+	size_t ns = mp_preview_nslices(dim, axis), plane = dim[0] * dim[1] * dim[2] / (ns ? ns : 1);
+	int32_t *shown = NULL;
+	size_t nshown = 0;
+
+	for (size_t m = 0; m < nlabs; m++)
+		for (size_t si = 0; si < nsel; si++)
+			for (size_t i = 0; i < plane; i++) {
+				int32_t l = (int32_t)mp_get(labs[m].data, labs[m].type, mp_preview_voxel(dim, axis, sel[si], i));
+				if (l == 0)
+					continue;
+				size_t j;
+				for (j = 0; j < nshown && shown[j] != l; j++)
+					;
+				if (j == nshown) {
+					shown = mp_xrealloc(shown, (nshown + 1) * sizeof *shown);
+					shown[nshown++] = l;
+				}
+			}
+	for (size_t a = 1; a < nshown; a++)    /* sort */
+		for (size_t b = a; b > 0 && shown[b - 1] > shown[b]; b--) {
+			int32_t t = shown[b];
+			shown[b] = shown[b - 1];
+			shown[b - 1] = t;
+		}
+	*out = shown;
+	return nshown;
+}
+
+/* the legend: entries of label j at (x, y) from (x0, y0), wrapping at width W;
+ * draw: also draw them. Returns the number of rows. */
+static size_t
+legend(mp_rgb *r, const int32_t *shown, size_t nshown, size_t W, size_t gap, size_t y0, int draw)
+{
+	const uint8_t white[3] = { 255, 255, 255 };
+	size_t lx = gap, ly = y0, lrows = nshown ? 1 : 0, entry_h = 20;
+
+	for (size_t j = 0; j < nshown; j++) {
+		char t[32];
+		snprintf(t, sizeof t, "%ld", (long)shown[j]);
+		size_t ew = 16 + 4 + mp_text_width(t, 2) + 12;
+		if (lx + ew > W && lx > gap) {
+			lrows++;
+			ly += entry_h;
+			lx = gap;
+		}
+		if (draw) {
+			uint8_t c[3];
+			mp_label_colour(shown[j], c);
+			mp_fill_rect(r, lx, ly + 1, 16, 16, c);
+			mp_draw_text(r, lx + 20, ly + 2, t, 2, white);
+		}
+		lx += ew;
+	}
+	return lrows;
+}
+
+int
+mp_preview_montage(mp_rgb *r, const mp_frame *img, const mp_frame *labs, size_t nlabs, const size_t dim[3],
+                   const double sp[3], const size_t *sel, size_t nsel, const mp_preview_opts *o, size_t cols,
+                   int with_legend, const char *title)
+{
+	size_t tw, th;
+	mp_preview_size(dim, sp, o, &tw, &th);
+	size_t nc = cols > 0 ? cols : (size_t)ceil(sqrt((double)nsel));
+	if (nc > nsel)
+		nc = nsel;
+	size_t nr = (nsel + nc - 1) / nc, gap = 4;
+	int ts = tw >= 200 ? 2 : 1;
+	size_t title_h = !title ? 0 : 7 * 2 + 10;
+	size_t W = nc * tw + (nc + 1) * gap, H = title_h + nr * th + (nr + 1) * gap;
+
+	/* labels shown, for the legend */
+	int32_t *shown = NULL;
+	size_t nshown = with_legend ? mp_preview_labels(labs, nlabs, dim, o->axis, sel, nsel, &shown) : 0;
+	size_t lrows = legend(NULL, shown, nshown, W, gap, 0, 0), entry_h = 20;
+	H += lrows * entry_h + (lrows ? gap : 0);
+
+	if (mp_rgb_init(r, W, H, 24) < 0) {
+		free(shown);
+		return -1;
+	}
+	const uint8_t white[3] = { 255, 255, 255 }, yellow[3] = { 255, 255, 0 };
+	if (title)   /* in the large font when it fits, else the small one */
+		mp_draw_text(r, gap, 5, title, mp_text_width(title, 2) + 2 * gap <= W ? 2 : 1, white);
+	for (size_t si = 0; si < nsel; si++) {
+		size_t cx = si % nc, cy = si / nc;
+		size_t x0 = gap + cx * (tw + gap), y0 = title_h + gap + cy * (th + gap);
+		mp_preview_slice(r, x0, y0, img, labs, nlabs, dim, sp, sel[si], o);
+		if (title) {
+			char t[32];
+			snprintf(t, sizeof t, "%zu", sel[si]);
+			mp_draw_text(r, x0 + 2, y0 + 2, t, ts, yellow);
+		}
+	}
+	legend(r, shown, nshown, W, gap, title_h + nr * th + (nr + 1) * gap, 1);
+	free(shown);
+	return 0;
+}

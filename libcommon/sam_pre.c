@@ -39,40 +39,97 @@ mp_sam_input_size(mp_sam_mode m, int S, size_t nx, size_t ny, size_t *rw, size_t
 }
 
 int
+mp_sam_pre_init(mp_sam_pre *p, mp_sam_mode m, int interp, int S, size_t nx, size_t ny, int nc, int zero_border,
+                int resize_same)
+{
+	memset(p, 0, sizeof *p);
+	if (nc != 1 && nc != 3)
+		return mp_seterr("%d channels: grey (1) or RGB (3) slices only", nc);
+	mp_sam_input_size(m, S, nx, ny, &p->rw, &p->rh);
+	if (p->rw == 0 || p->rh == 0 || p->rw > (size_t)S || p->rh > (size_t)S)
+		return mp_seterr("slice %zux%zu cannot be resized to the model's %dx%d input", nx, ny, S, S);
+	p->plane = malloc(nx * ny * sizeof(float));
+	p->res = malloc(p->rw * p->rh * sizeof(float));
+	if (!p->plane || !p->res ||
+	    mp_resizer_init_border(&p->r, (mp_rs_method)interp, nx, ny, p->rw, p->rh, -0.75, zero_border)) {
+		free(p->plane);
+		free(p->res);
+		memset(p, 0, sizeof *p);
+		return mp_seterr("preprocessing: out of memory or bad size");
+	}
+	p->S = S;
+	p->nx = nx;
+	p->ny = ny;
+	p->nc = nc;
+	p->resize_same = resize_same;
+	return 0;
+}
+
+void
+mp_sam_pre_resize(mp_sam_pre *p, const float *slice, float *out)
+{
+	size_t S = (size_t)p->S, np = S * S, nx = p->nx, ny = p->ny, rw = p->rw, rh = p->rh, nc = (size_t)p->nc;
+
+	memset(out, 0, 3 * np * sizeof(float));
+	for (size_t ch = 0; ch < nc; ch++) {
+		for (size_t i = 0; i < nx * ny; i++)
+			p->plane[i] = slice[i * nc + ch];
+		if (rw == nx && rh == ny && !p->resize_same)
+			memcpy(p->res, p->plane, nx * ny * sizeof(float));
+		else
+			mp_resizer_run(&p->r, p->plane, p->res);
+		for (size_t y = 0; y < rh; y++)
+			memcpy(out + ch * np + y * S, p->res + y * rw, rw * sizeof(float));
+	}
+	for (size_t ch = nc; ch < 3; ch++)
+		memcpy(out + ch * np, out, np * sizeof(float));
+}
+
+void
+mp_sam_pre_free(mp_sam_pre *p)
+{
+	if (p->plane)
+		mp_resizer_free(&p->r);
+	free(p->plane);
+	free(p->res);
+	memset(p, 0, sizeof *p);
+}
+
+void
+mp_sam_train_image(mp_sam_pre *p, const float *slice, float *work, int f32, void *rgb)
+{
+	size_t np = (size_t)p->S * p->S;
+	double mn = 1e300, mx = -1e300, d;
+
+	mp_sam_pre_resize(p, slice, work);
+	for (size_t i = 0; i < 3 * np; i++) {
+		if (work[i] < mn) mn = work[i];
+		if (work[i] > mx) mx = work[i];
+	}
+	d = mx - mn < 1e-8 ? 1e-8 : mx - mn;
+	for (size_t i = 0; i < np; i++)
+		for (int c = 0; c < 3; c++) {
+			double v = (work[(size_t)c * np + i] - mn) / d;
+			if (f32)
+				((float *)rgb)[3 * i + c] = (float)v;
+			else
+				((double *)rgb)[3 * i + c] = v;
+		}
+}
+
+int
 mp_sam_preprocess(mp_sam_mode m, int interp, int S, const float *slice, size_t nx, size_t ny, int nc,
                   float *out)
 {
-	size_t rw, rh, np = (size_t)S * S;
+	size_t np = (size_t)S * S;
 	static const float mean[3] = { 123.675f, 116.28f, 103.53f }, sd[3] = { 58.395f, 57.12f, 57.375f };
-	mp_resizer r;
+	mp_sam_pre p;
 
-	if (nc != 1 && nc != 3)
-		return mp_seterr("%d channels: grey (1) or RGB (3) slices only", nc);
-	mp_sam_input_size(m, S, nx, ny, &rw, &rh);
-	if (rw == 0 || rh == 0 || rw > (size_t)S || rh > (size_t)S)
-		return mp_seterr("slice %zux%zu cannot be resized to the model's %dx%d input", nx, ny, S, S);
-	float *plane = malloc(nx * ny * sizeof(float)), *res = malloc(rw * rh * sizeof(float));
-	if (!plane || !res || mp_resizer_init(&r, (mp_rs_method)interp, nx, ny, rw, rh, -0.75)) {
-		free(plane);
-		free(res);
-		return mp_seterr("preprocessing: out of memory or bad size");
-	}
-	memset(out, 0, 3 * np * sizeof(float));
-	for (int ch = 0; ch < nc; ch++) {
-		for (size_t i = 0; i < nx * ny; i++)
-			plane[i] = slice[i * (size_t)nc + (size_t)ch];
-		if (rw == nx && rh == ny)
-			memcpy(res, plane, nx * ny * sizeof(float));
-		else
-			mp_resizer_run(&r, plane, res);
-		for (size_t y = 0; y < rh; y++)
-			memcpy(out + (size_t)ch * np + y * (size_t)S, res + y * rw, rw * sizeof(float));
-	}
-	mp_resizer_free(&r);
-	free(plane);
-	free(res);
-	for (int ch = nc; ch < 3; ch++)
-		memcpy(out + (size_t)ch * np, out, np * sizeof(float));
+	if (mp_sam_pre_init(&p, m, interp, S, nx, ny, nc, 0, 0))
+		return -1;
+	mp_sam_pre_resize(&p, slice, out);
+	size_t rw = p.rw, rh = p.rh;
+	mp_sam_pre_free(&p);
 	if (m == MP_SAM_LITEMEDSAM) {
 		/* min-max of the resized slice (padding excluded) to [0,1] */
 		float mn = INFINITY, mx = -INFINITY;

@@ -726,3 +726,19 @@ mp_pass(mp_in *in, mp_frame *f, mp_out *o)
 	}
 	return 0;
 }
+
+int
+mp_out_held(mp_out *o, const mp_frame *f)
+{
+	if (!f->raw_ok || !f->rawhdr)
+		return mp_out_frame(o, f);
+	/* byte for byte: the header as it came, then the data as held */
+	if (o->left)
+		return mp_seterr("%s: frame %d: %zu bytes of data missing", o->name, o->frames, o->left);
+	if (out_write(o, f->rawhdr, f->rawhdr_len) < 0)
+		return -1;
+	o->frames++;
+	o->left = mp_frame_nbytes(f);
+	o->elsize = 1;
+	return mp_out_data(o, f->data, o->left);
+}

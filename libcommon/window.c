@@ -361,3 +361,42 @@ mp_medsam2d(mp_frame *f, int rgb, mp_medsam2d_info *info)
 	mp_frame_touch(f);
 	return 0;
 }
+
+int
+mp_window_held(mp_winmap *m, const mp_frame *f, int medsam, const double *pct, int positive_only, double level,
+               double width, double *wlo, double *whi)
+{
+	double lo, hi;
+
+	if (pct) {
+		double v[2];
+		if (mp_percentiles(f->data, f->type, mp_frame_nvox(f), positive_only, pct, 2, v) < 0)
+			return -1;
+		lo = v[0];
+		hi = v[1];
+		m->keep_zero = positive_only;
+	} else {
+		lo = level - width / 2;
+		hi = level + width / 2;
+	}
+	if (m->single) {
+		lo = (float)lo;
+		hi = (float)hi;
+	}
+	m->clip_lo = m->in_lo = lo;
+	m->clip_hi = m->in_hi = hi;
+	if (medsam) {
+		/* min and max of the clipped volume */
+		double mn, mx;
+		mp_frame_minmax(f, &mn, &mx);
+		if (isnan(mn) || isnan(mx))
+			mn = INFINITY, mx = -INFINITY;
+		if (mn > mx) /* all NaN */
+			mn = mx = lo;
+		m->in_lo = mn < lo ? lo : mn > hi ? hi : mn;
+		m->in_hi = mx < lo ? lo : mx > hi ? hi : mx;
+	}
+	*wlo = lo;
+	*whi = hi;
+	return 0;
+}

@@ -157,10 +157,15 @@ each_frame(void *ctx, mp_in *in, mp_frame *f, mp_out *o)
 }
 
 static int
+apply(void *ctx, void *dst, mp_type dt, const void *src, mp_type st, size_t k)
+{
+	return mp_dev_window_apply(dev, dst, dt, src, st, k, ctx);
+}
+
+static int
 window_frame(mp_in *in, mp_frame *f, mp_out *o)
 {
 	mp_winmap m = { 0 };
-	size_t n = mp_frame_nvox(f);
 	mp_type st = f->type;
 	double lo, hi;
 
@@ -170,86 +175,24 @@ window_frame(mp_in *in, mp_frame *f, mp_out *o)
 	m.single = medsam && st == MP_FLOAT32;
 	if (!pctl && !medsam) {
 		/* clinical: stream */
-		size_t chunk = 1 << 20, ssz = mp_type_size(st), dsz = mp_type_size(out_type);
-		void *sb = mp_xmalloc(chunk * ssz), *db = mp_xmalloc(chunk * dsz);
 		m.clip_lo = m.in_lo = level - width / 2;
 		m.clip_hi = m.in_hi = level + width / 2;
 		set_keys(f, &m, level, width);
 		f->type = out_type;
 		mp_frame_touch(f);
-		if (mp_out_header(o, f) < 0)
-			goto fail;
-		for (size_t done = 0; done < n;) {
-			size_t k = n - done < chunk ? n - done : chunk;
-			if (mp_in_data(in, sb, k * ssz) < 0)
-				goto fail;
-			if (mp_dev_window_apply(dev, db, out_type, sb, st, k, &m) < 0)
-				goto fail;
-			if (mp_out_data(o, db, k * dsz) < 0)
-				goto fail;
-			done += k;
-		}
-		free(sb);
-		free(db);
-		return 0;
-	fail:
-		free(sb);
-		free(db);
-		return -1;
+		return mp_out_slabs(o, f, in, NULL, st, mp_frame_nvox(f), apply, &m);
 	}
 	/* the whole frame is needed */
 	if (mp_in_rest(in, f) < 0)
 		return -1;
-	if (pctl) {
-		double p[2] = { plo, phi }, v[2];
-		if (mp_percentiles(f->data, st, n, nonzero, p, 2, v) < 0)
-			return mp_preerr("%s: frame %d", mp_in_name(in), mp_in_frameno(in));
-		lo = v[0];
-		hi = v[1];
-		m.keep_zero = nonzero;
-	} else {
-		lo = level - width / 2;
-		hi = level + width / 2;
-	}
-	if (m.single) {
-		lo = (float)lo;
-		hi = (float)hi;
-	}
-	m.clip_lo = m.in_lo = lo;
-	m.clip_hi = m.in_hi = hi;
-	if (medsam) {
-		/* min and max of the clipped volume */
-		double mn, mx;
-		mp_frame_minmax(f, &mn, &mx);
-		if (isnan(mn) || isnan(mx))
-			mn = INFINITY, mx = -INFINITY;
-		if (mn > mx) /* all NaN */
-			mn = mx = lo;
-		m.in_lo = mn < lo ? lo : mn > hi ? hi : mn;
-		m.in_hi = mx < lo ? lo : mx > hi ? hi : mx;
-	}
+	double p[2] = { plo, phi };
+	if (mp_window_held(&m, f, medsam, pctl ? p : NULL, nonzero, level, width, &lo, &hi) < 0)
+		return mp_preerr("%s: frame %d", mp_in_name(in), mp_in_frameno(in));
 	/* the input is held; the output goes out in slabs */
-	size_t chunk = 1 << 20, ssz = mp_type_size(st), dsz = mp_type_size(out_type);
-	void *db = malloc(chunk * dsz);
-	if (!db)
-		return mp_seterr("%s: frame %d: out of memory", mp_in_name(in), mp_in_frameno(in));
 	f->type = out_type;
 	set_keys(f, &m, (lo + hi) / 2, hi - lo);
 	mp_frame_touch(f);
-	if (mp_out_header(o, f) < 0)
-		goto fail2;
-	for (size_t done = 0; done < n;) {
-		size_t k = n - done < chunk ? n - done : chunk;
-		if (mp_dev_window_apply(dev, db, out_type, (const unsigned char *)f->data + done * ssz, st, k, &m) < 0 ||
-		    mp_out_data(o, db, k * dsz) < 0)
-			goto fail2;
-		done += k;
-	}
-	free(db);
-	return 0;
-fail2:
-	free(db);
-	return -1;
+	return mp_out_slabs(o, f, NULL, f->data, st, mp_frame_nvox(f), apply, &m);
 }
 
 static int

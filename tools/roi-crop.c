@@ -61,91 +61,47 @@ static int64_t *lablist;
 static size_t nlab;
 static int empty_mode;       /* 0 error, 1 keep, 2 drop */
 
-typedef struct {
-	mp_frame *f;
-	size_t n, cap;
-	char *cas;
-	int first_frameno;
-	const char *name;
-} casebuf;
-
-static void
-case_clear(casebuf *c)
+static int
+emit_all(mp_heldcase *c, mp_out *o)
 {
 	for (size_t i = 0; i < c->n; i++)
-		mp_frame_free(&c->f[i]);
-	c->n = 0;
-	free(c->cas);
-	c->cas = NULL;
-}
-
-/* a buffered frame out unchanged: byte for byte when it came in raw little endian */
-static int
-pass_buffered(mp_frame *f, mp_out *o)
-{
-	size_t nb = mp_frame_nbytes(f);
-	unsigned char *buf;
-	mp_in *in;
-	mp_frame g;
-	int r;
-
-	if (!f->raw_ok || !f->rawhdr)
-		return mp_out_frame(o, f);
-	mp_frame_init(&g);
-	buf = mp_xmalloc(f->rawhdr_len + nb);
-	memcpy(buf, f->rawhdr, f->rawhdr_len);
-	memcpy(buf + f->rawhdr_len, f->data, nb);
-	mp_frame_clear_data(f);
-	in = mp_in_mem(buf, f->rawhdr_len + nb, "<buffer>");
-	r = in && mp_in_header(in, &g) == 1 ? mp_pass(in, &g, o) : -1;
-	if (in) {
-		mp_frame_free(&g);
-		mp_in_close(in);
-	}
-	free(buf);
-	return r;
-}
-
-static int
-emit_all(casebuf *c, mp_out *o)
-{
-	for (size_t i = 0; i < c->n; i++)
-		if (pass_buffered(&c->f[i], o) < 0)
+		if (mp_out_held(o, &c->f[i]) < 0)
 			return -1;
 	return 0;
 }
 
 static int
-crop_case(casebuf *c, mp_out *o)
+crop_case(void *ctx, mp_heldcase *c, mp_out *o)
 {
 	mp_frame *lab = NULL;
 	size_t s[3], lo[3], hi[3], box0[3], boxn[3];
-	const char *cname = *c->cas ? c->cas : "(no case)";
+	const char *cname = *c->name ? c->name : "(no case)";
 
+	(void)ctx;
 	for (size_t i = 0; i < c->n && !lab; i++)
 		if (strcmp(mp_role(&c->f[i]), from) == 0)
 			lab = &c->f[i];
 	if (!lab)
-		return mp_seterr("%s: case %s: no frame of role %s to crop by", c->name, cname, from);
+		return mp_seterr("%s: case %s: no frame of role %s to crop by", c->src, cname, from);
 	if (mp_frame_xyz(lab, &s[0], &s[1], &s[2]) < 0)
-		return mp_seterr("%s: case %s: the %s frame is not a 2-D or 3-D scalar volume", c->name, cname, from);
+		return mp_seterr("%s: case %s: the %s frame is not a 2-D or 3-D scalar volume", c->src, cname, from);
 	if (!mp_type_is_int(lab->type))
-		return mp_seterr("%s: case %s: the %s frame is not of an integer type (%s)", c->name, cname, from, mp_type_name(lab->type));
+		return mp_seterr("%s: case %s: the %s frame is not of an integer type (%s)", c->src, cname, from, mp_type_name(lab->type));
 	unsigned char *zused = mp_xmalloc(s[2]);
 	long long cnt = mp_label_bbox(lab->data, lab->type, s[0], s[1], s[2], lablist, nlab, lo, hi, zused);
 	if (cnt <= 0) {
 		free(zused);
 		if (empty_mode == 1) {
-			mp_warn("%s: case %s: no label: passed uncropped", c->name, cname);
+			mp_warn("%s: case %s: no label: passed uncropped", c->src, cname);
 			return emit_all(c, o);
 		}
 		if (empty_mode == 2) {
-			mp_warn("%s: case %s: the %s frame holds no %s: case left out (--empty drop)", c->name, cname,
+			mp_warn("%s: case %s: the %s frame holds no %s: case left out (--empty drop)", c->src, cname,
 			        from, nlab ? "chosen label" : "label");
 			return 0;
 		}
 		return mp_seterr("%s: case %s: the %s frame holds no %s: nothing to keep (see --empty)",
-		                 c->name, cname, from, nlab ? "chosen label" : "label");
+		                 c->src, cname, from, nlab ? "chosen label" : "label");
 	}
 	/* the box */
 	for (int a = 0; a < 3; a++) {
@@ -179,7 +135,7 @@ crop_case(casebuf *c, mp_out *o)
 		if (!contiguous)
 			mp_warn("%s: case %s: the labelled slices are not contiguous (%zu of %zu..%zu): "
 			        "stacked; z geometry of the first; true positions in medpipe.history",
-			        c->name, cname, nl, list[0], list[nl - 1]);
+			        c->src, cname, nl, list[0], list[nl - 1]);
 	}
 	free(zused);
 	for (size_t i = 0; i < c->n; i++) {
@@ -189,8 +145,8 @@ crop_case(casebuf *c, mp_out *o)
 			const char *role = mp_role(f);
 			if (strcmp(role, "image") == 0 || strcmp(role, "label") == 0 || strcmp(role, "mask") == 0)
 				mp_warn("%s: case %s: a frame of role %s is not on the grid of the %s frame: passed uncropped",
-				        c->name, cname, role, from);
-			if (pass_buffered(f, o) < 0)
+				        c->src, cname, role, from);
+			if (mp_out_held(o, f) < 0)
 				goto fail;
 			continue;
 		}
@@ -202,7 +158,7 @@ crop_case(casebuf *c, mp_out *o)
 			g.size[2] = boxn[2];
 		if (mp_frame_alloc(&g) < 0) {
 			mp_frame_free(&g);
-			mp_preerr("%s: case %s", c->name, cname);
+			mp_preerr("%s: case %s", c->src, cname);
 			goto fail;
 		}
 		mp_crop(g.data, f->data, mp_type_size(f->type), s[0], s[1], box0[0], box0[1], boxn[0], boxn[1],
@@ -251,7 +207,6 @@ main(int argc, char **argv)
 {
 	char **args;
 	int nargs = mp_parse(&prog, argc, argv, &args);
-	casebuf cb = { 0 };
 
 	if (slices_s) {
 		if (strcmp(slices_s, "labelled") == 0 || strcmp(slices_s, "labeled") == 0)
@@ -311,41 +266,7 @@ main(int argc, char **argv)
 			mp_usage_die("--labels: empty list");
 	}
 
-	mp_out *o = mp_out_stdout();
-	for (int i = 0; i < (nargs ? nargs : 1); i++) {
-		mp_in *in = mp_in_open(nargs ? args[i] : "-");
-		mp_frame f;
-		int r;
-		if (!in)
-			mp_die("%s", mp_err());
-		cb.name = mp_in_name(in);
-		while ((r = mp_in_next(in, &f)) == 1) {
-			if (cb.n && strcmp(cb.cas, mp_case(&f)) != 0) {
-				if (crop_case(&cb, o) < 0)
-					mp_die("%s", mp_err());
-				case_clear(&cb);
-			}
-			if (!cb.n)
-				cb.cas = mp_xstrdup(mp_case(&f));
-			if (cb.n == cb.cap) {
-				cb.cap = cb.cap ? 2 * cb.cap : 4;
-				cb.f = mp_xrealloc(cb.f, cb.cap * sizeof *cb.f);
-			}
-			cb.f[cb.n++] = f;
-		}
-		if (r < 0)
-			mp_die("%s", mp_err());
-		if (mp_in_frameno(in) == 0)
-			mp_in_die_empty(in);
-		if (cb.n && crop_case(&cb, o) < 0)
-			mp_die("%s", mp_err());
-		case_clear(&cb);
-		mp_in_close(in);
-	}
-	if (mp_out_close(o))
-		mp_die("%s", mp_err());
-	free(cb.f);
+	mp_run_cases(args, nargs, mp_out_stdout(), 1, NULL, NULL, crop_case, NULL);
 	free(lablist);
-	free(args);
 	return 0;
 }

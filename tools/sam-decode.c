@@ -3,63 +3,18 @@
 #include "mp.h"
 #include "mp_device.h"
 #include "mp_sam.h"
+#include "mp_sam_prompt.h"
 
-#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-typedef struct {
-	long z;                 /* slice, -1: unset */
-	int has_box;
-	double box[4];
-	int npts;
-	double pts[2 * 16];
-	int plab[16];
-	long value;             /* mask value */
-} prompt;
-
-typedef struct {
-	double b[6];            /* x0 y0 z0 x1 y1 z1 */
-	long value;
-} box3d;
-
-static prompt *prompts;
-static size_t nprompts;
-static box3d *boxes3;
-static size_t nboxes3;
+static mp_sam_prompts prompts;
 static const char *weights, *thrstr, *boxfile;
 static int fromlabel, multimask, wantlogits;
 static long shift, seed = 1, threads, grow;
 static const char *devspec;
 static mp_dev *dev;
-
-static prompt *
-newprompt(void)
-{
-	prompts = mp_xrealloc(prompts, (nprompts + 1) * sizeof *prompts);
-	memset(&prompts[nprompts], 0, sizeof *prompts);
-	prompts[nprompts].z = -1;
-	return &prompts[nprompts++];
-}
-
-static int
-add_box(const double *v, int n, long defval)
-{
-	if (n < 4 || n > 6)
-		return mp_seterr("box: want X0,Y0,X1,Y1[,Z[,LABEL]]");
-	if (v[2] < v[0] || v[3] < v[1])
-		return mp_seterr("box: X1,Y1 must not be below X0,Y0");
-	prompt *p = newprompt();
-	memcpy(p->box, v, 4 * sizeof(double));
-	p->has_box = 1;
-	p->z = n >= 5 ? (long)v[4] : -1;
-	p->value = n >= 6 ? (long)v[5] : defval;
-	if ((n >= 5 && (v[4] < 0 || v[4] != floor(v[4]))) || p->value < 1)
-		return mp_seterr("box: slice must be a whole number >= 0 and label >= 1");
-	return 0;
-}
 
 static int
 opt_box(void *ctx, const char *arg)
@@ -70,23 +25,7 @@ opt_box(void *ctx, const char *arg)
 	(void)ctx;
 	if (n < 0)
 		return -1;
-	return add_box(v, n, (long)nprompts + 1);
-}
-
-static int
-add_box3(const double *v, int n, long defval)
-{
-	if (n < 6 || n > 7)
-		return mp_seterr("3-D box: want X0,Y0,Z0,X1,Y1,Z1[,LABEL]");
-	if (v[3] < v[0] || v[4] < v[1] || v[5] <= v[2] || v[2] < 0 || v[2] != floor(v[2]) || v[5] != floor(v[5]))
-		return mp_seterr("3-D box: want X0<=X1, Y0<=Y1, whole slices 0<=Z0<Z1");
-	boxes3 = mp_xrealloc(boxes3, (nboxes3 + 1) * sizeof *boxes3);
-	memcpy(boxes3[nboxes3].b, v, 6 * sizeof(double));
-	boxes3[nboxes3].value = n == 7 ? (long)v[6] : defval;
-	if (boxes3[nboxes3].value < 1)
-		return mp_seterr("3-D box: label must be >= 1");
-	nboxes3++;
-	return 0;
+	return mp_sp_add_box(&prompts, v, n, (long)prompts.n + 1);
 }
 
 static int
@@ -98,7 +37,7 @@ opt_box3(void *ctx, const char *arg)
 	(void)ctx;
 	if (n < 0)
 		return -1;
-	return add_box3(v, n, (long)nboxes3 + 1);
+	return mp_sp_add_box3(&prompts, v, n, (long)prompts.nb3 + 1);
 }
 
 static int
@@ -106,34 +45,9 @@ opt_point(void *ctx, const char *arg)
 {
 	double v[4];
 	int n = mp_parse_doubles(arg, v, 4);
-	long z;
 
 	(void)ctx;
-	if (n < 2)
-		return mp_seterr("point: want X,Y[,Z[,L]] (L: 1 foreground, 0 background)");
-	z = n >= 3 ? (long)v[2] : -1;
-	if (n >= 3 && (v[2] < 0 || v[2] != floor(v[2])))
-		return mp_seterr("point: slice must be a whole number >= 0");
-	if (n == 4 && v[3] != 0 && v[3] != 1)
-		return mp_seterr("point: label must be 1 (foreground) or 0 (background)");
-	/* join the first prompt of that slice, or start one */
-	prompt *p = NULL;
-	for (size_t i = 0; i < nprompts; i++)
-		if (prompts[i].z == z) {
-			p = &prompts[i];
-			break;
-		}
-	if (!p) {
-		p = newprompt();
-		p->z = z;
-		p->value = (long)nprompts;
-	}
-	if (p->npts >= 16)
-		return mp_seterr("point: at most 16 points per slice");
-	p->pts[2 * p->npts] = v[0];
-	p->pts[2 * p->npts + 1] = v[1];
-	p->plab[p->npts++] = n == 4 ? (int)v[3] : 1;
-	return 0;
+	return mp_sp_add_point(&prompts, v, n);
 }
 
 static const mp_opt opts[] = {
@@ -191,63 +105,6 @@ static const mp_prog prog = {
 static mp_sam model;
 static char model_id[96];
 
-/* ---------------------------------------------------------------- prompt files */
-static int
-read_boxfile(const char *path)
-{
-	size_t l = strlen(path);
-
-	if (l > 4 && strcmp(path + l - 4, ".npz") == 0) {
-		double *v = NULL;
-		int64_t shape[MP_TL_MAXDIM];
-		int nd;
-		if (mp_tl_npz_array(path, "boxes", &v, shape, &nd))
-			return -1;
-		int64_t w = nd == 2 ? shape[1] : nd == 1 ? shape[0] : 0, rows = nd == 2 ? shape[0] : 1;
-		if (w != 4 && w != 6) {
-			free(v);
-			return mp_seterr("%s: 'boxes' must be (N,4) or (N,6)", path);
-		}
-		for (int64_t r = 0; r < rows; r++) {
-			int e = w == 4 ? add_box(v + r * w, 4, (long)r + 1) : add_box3(v + r * w, 6, (long)r + 1);
-			if (e) {
-				free(v);
-				return mp_preerr("%s: box %lld", path, (long long)r);
-			}
-		}
-		free(v);
-		return 0;
-	}
-	FILE *fp = fopen(path, "r");
-	if (!fp)
-		return mp_seterr("%s: cannot open:", path);
-	char line[1024];
-	int ln = 0, nb = 0;
-	while (fgets(line, sizeof line, fp)) {
-		ln++;
-		char *s = line;
-		while (*s == ' ' || *s == '\t')
-			s++;
-		if (!*s || *s == '\n' || *s == '#')
-			continue;
-		s[strcspn(s, "\r\n")] = 0;
-		double v[6];
-		int n = mp_parse_doubles(s, v, 6);
-		if (n < 0) {
-			if (ln == 1)
-				continue;   /* header */
-			fclose(fp);
-			return mp_seterr("%s: line %d: %s", path, ln, mp_err());
-		}
-		if (add_box(v, n, (long)++nb)) {
-			fclose(fp);
-			return mp_preerr("%s: line %d", path, ln);
-		}
-	}
-	fclose(fp);
-	return 0;
-}
-
 /* ---------------------------------------------------------------- decoding */
 typedef struct {
 	mp_frame e;             /* embedding frame with data */
@@ -259,6 +116,7 @@ typedef struct {
 	/* outputs */
 	int32_t *mask;
 	float *logit;
+	float *plane;           /* one slice's postprocessed values */
 	char *iou;
 	size_t ioulen, ioucap;
 	long maxval;
@@ -277,45 +135,23 @@ job_fail(job *j, const char *fmt, ...)
 	return mp_seterr("%s: frame %d: %s", j->src, j->frameno, buf);
 }
 
-/* decode one prompt on image slice z; plane gets the postprocessed values */
+/* decode one prompt on image slice z into the job's mask (mp_sp_decode_fn) */
 static int
-run_prompt(job *j, long z, const double *box, int npts, const double *pts, const int *plab, long value,
-           float *plane, unsigned char *bin)
+run_prompt(void *ctx, long z, const double *box, int npts, const double *pts, const int *plab, long value,
+           unsigned char *bin)
 {
+	job *j = ctx;
 	mp_sam_embinfo *in = &j->info;
 	int S = model.cfg.img_size, G = model.cfg.grid, C = model.cfg.out_chans, L = 4 * G, NM = model.cfg.nmask;
 
 	if (z < 0 || (size_t)z >= in->nz)
-		return job_fail(j, "prompt on slice %ld: the image has %zu slices", z, in->nz);
+		return mp_seterr("prompt on slice %ld: the image has %zu slices", z, in->nz);
 	if (j->zidx[z] < 0)
-		return job_fail(j, "prompt on slice %ld: that slice has no embedding (sam-embed --slices)", z);
-	if (box && (box[0] < 0 || box[1] < 0 || box[2] > (double)in->nx || box[3] > (double)in->ny))
-		return job_fail(j, "box %g,%g,%g,%g on slice %ld: outside the %zux%zu image", box[0], box[1], box[2],
-		                box[3], z, in->nx, in->ny);
-	for (int i = 0; i < npts; i++)
-		if (pts[2 * i] < 0 || pts[2 * i + 1] < 0 || pts[2 * i] >= (double)in->nx || pts[2 * i + 1] >= (double)in->ny)
-			return job_fail(j, "point %g,%g on slice %ld: outside the %zux%zu image", pts[2 * i], pts[2 * i + 1], z,
-			                in->nx, in->ny);
-	double sx = (double)in->rw / (double)in->nx, sy = (double)in->rh / (double)in->ny;
-	if (in->mode == MP_SAM_LITEMEDSAM)   /* LiteMedSAM: box / max(W,H) * 256 */
-		sx = sy = (double)S / (double)(in->nx > in->ny ? in->nx : in->ny);
-	float fp[32];
+		return mp_seterr("prompt on slice %ld: that slice has no embedding (sam-embed --slices)", z);
+	float fp[2 * MP_SP_MAXPTS];
 	mp_sam_prompt p;
-	memset(&p, 0, sizeof p);
-	for (int i = 0; i < npts; i++) {
-		fp[2 * i] = (float)(pts[2 * i] * sx);
-		fp[2 * i + 1] = (float)(pts[2 * i + 1] * sy);
-	}
-	p.npts = npts;
-	p.pts = fp;
-	p.labels = plab;
-	if (box) {
-		p.has_box = 1;
-		p.box[0] = (float)(box[0] * sx);
-		p.box[1] = (float)(box[1] * sy);
-		p.box[2] = (float)(box[2] * sx);
-		p.box[3] = (float)(box[3] * sy);
-	}
+	if (mp_sp_scale(in, S, z, box, npts, pts, plab, &p, fp))
+		return -1;
 	float *low = mp_xmalloc((size_t)NM * L * L * sizeof(float)), iou[16];
 	const float *emb = (const float *)j->e.data + (size_t)j->zidx[z] * C * G * G;
 	int rc;
@@ -323,7 +159,7 @@ run_prompt(job *j, long z, const double *box, int npts, const double *pts, const
 		;
 	if (rc) {
 		free(low);
-		return mp_preerr("%s: frame %d: slice %ld", j->src, j->frameno, z);
+		return mp_preerr("slice %ld", z);
 	}
 	int best = 0;
 	if (multimask && NM > 1) {
@@ -333,6 +169,7 @@ run_prompt(job *j, long z, const double *box, int npts, const double *pts, const
 				best = k;
 	}
 	size_t nx = in->nx, ny = in->ny;
+	float *plane = j->plane;
 	mp_sam_postprocess(in->mode, j->thr == MP_SAM_MEDSAM ? 1 : j->thr == MP_SAM_LITEMEDSAM ? 2 : 0, S,
 	                   low + (size_t)best * L * L, L, in->rw, in->rh, nx, ny, plane);
 	free(low);
@@ -360,49 +197,6 @@ run_prompt(job *j, long z, const double *box, int npts, const double *pts, const
 	return 0;
 }
 
-/* bounding box of bin (nx x ny): 0 when empty */
-static int
-bbox(const unsigned char *bin, size_t nx, size_t ny, double *b)
-{
-	size_t x0 = nx, y0 = ny, x1 = 0, y1 = 0;
-	int any = 0;
-
-	for (size_t y = 0; y < ny; y++)
-		for (size_t x = 0; x < nx; x++)
-			if (bin[y * nx + x]) {
-				any = 1;
-				x0 = x < x0 ? x : x0;
-				x1 = x > x1 ? x : x1;
-				y0 = y < y0 ? y : y0;
-				y1 = y > y1 ? y : y1;
-			}
-	b[0] = (double)x0;
-	b[1] = (double)y0;
-	b[2] = (double)x1;
-	b[3] = (double)y1;
-	return any;
-}
-
-static int
-bbox_grown(const unsigned char *bin, size_t nx, size_t ny, double *b)
-{
-	if (!bbox(bin, nx, ny, b))
-		return 0;
-	b[0] = fmax(0, b[0] - (double)grow);
-	b[1] = fmax(0, b[1] - (double)grow);
-	b[2] = fmin((double)nx, b[2] + (double)grow);
-	b[3] = fmin((double)ny, b[3] + (double)grow);
-	return 1;
-}
-
-static uint64_t rng_state;
-static long
-rnd(long n)   /* 0..n */
-{
-	rng_state = rng_state * 6364136223846793005ULL + 1442695040888963407ULL;
-	return n > 0 ? (long)((rng_state >> 33) % (uint64_t)(n + 1)) : 0;
-}
-
 static int
 run_job(job *j, const mp_frame *lab, mp_out *o)
 {
@@ -416,53 +210,11 @@ run_job(job *j, const mp_frame *lab, mp_out *o)
 		for (size_t i = 0; i < np * nz; i++)
 			j->logit[i] = j->thr != MP_SAM_SAM ? 0.0f : -100.0f;
 	}
-	float *plane = mp_xmalloc(np * sizeof(float));
-	unsigned char *bin = mp_xmalloc(np), *prev = mp_xmalloc(np);
+	j->plane = mp_xmalloc(np * sizeof(float));
 
-	for (size_t i = 0; i < nprompts; i++) {
-		prompt *p = &prompts[i];
-		long z = p->z;
-		if (z < 0) {
-			if (nz != 1) {
-				job_fail(j, "prompt %zu has no slice, and the image has %zu slices", i + 1, nz);
-				goto out;
-			}
-			z = 0;
-		}
-		if (run_prompt(j, z, p->has_box ? p->box : NULL, p->npts, p->pts, p->plab, p->value, plane, bin))
-			goto out;
-	}
-	for (size_t i = 0; i < nboxes3; i++) {
-		const double *b = boxes3[i].b;
-		long z0 = (long)b[2], z1 = (long)b[5], zm = (long)((z1 - z0) / 2 + z0);
-		double mid[4] = { b[0], b[1], b[3], b[4] }, cur[4];
-		long zend = z1 + 1 < (long)nz ? z1 + 1 : (long)nz;
-		if (zm >= (long)nz) {
-			job_fail(j, "3-D box %zu: slices %ld-%ld beyond the image's %zu", i + 1, z0, z1, nz);
-			goto out;
-		}
-		/* upwards from the middle slice, then downwards from it */
-		unsigned char *midm = mp_xcalloc(np, 1);
-		for (long z = zm; z < zend; z++) {
-			if (z == zm || !bbox_grown(prev, nx, ny, cur))
-				memcpy(cur, mid, sizeof cur);
-			if (run_prompt(j, z, cur, 0, NULL, NULL, boxes3[i].value, plane, bin)) {
-				free(midm);
-				goto out;
-			}
-			memcpy(prev, bin, np);
-			if (z == zm)
-				memcpy(midm, bin, np);
-		}
-		memcpy(prev, midm, np);
-		free(midm);
-		for (long z = zm - 1; z >= z0; z--) {
-			if (!bbox_grown(prev, nx, ny, cur))
-				memcpy(cur, mid, sizeof cur);
-			if (run_prompt(j, z, cur, 0, NULL, NULL, boxes3[i].value, plane, bin))
-				goto out;
-			memcpy(prev, bin, np);
-		}
+	if (mp_sp_run(&prompts, nx, ny, nz, grow, run_prompt, j)) {
+		mp_preerr("%s: frame %d", j->src, j->frameno);
+		goto out;
 	}
 	if (lab) {
 		size_t lx, ly, lz;
@@ -471,43 +223,9 @@ run_job(job *j, const mp_frame *lab, mp_out *o)
 			         mp_case(lab), nx, ny, nz);
 			goto out;
 		}
-		rng_state = (uint64_t)seed * 0x9E3779B97F4A7C15ULL + 1;
-		for (size_t jz = 0; jz < in->nsel; jz++) {
-			size_t z = in->sel[jz];
-			/* labels present on the slice, in increasing order */
-			long vals[1024];
-			int nv = 0;
-			for (size_t q = 0; q < np; q++) {
-				long v = (long)mp_get(lab->data, lab->type, z * np + q);
-				if (v <= 0)
-					continue;
-				int k = 0;
-				while (k < nv && vals[k] < v)
-					k++;
-				if (k < nv && vals[k] == v)
-					continue;
-				if (nv == 1024) {
-					job_fail(j, "--from-label: more than 1024 labels on slice %zu", z);
-					goto out;
-				}
-				memmove(vals + k + 1, vals + k, (size_t)(nv - k) * sizeof *vals);
-				vals[k] = v;
-				nv++;
-			}
-			for (int k = 0; k < nv; k++) {
-				for (size_t q = 0; q < np; q++)
-					bin[q] = (long)mp_get(lab->data, lab->type, z * np + q) == vals[k];
-				double b[4];
-				bbox(bin, nx, ny, b);
-				if (shift > 0) {
-					b[0] = fmax(0, b[0] - (double)rnd(shift));
-					b[2] = fmin((double)nx, b[2] + (double)rnd(shift));
-					b[1] = fmax(0, b[1] - (double)rnd(shift));
-					b[3] = fmin((double)ny, b[3] + (double)rnd(shift));
-				}
-				if (run_prompt(j, (long)z, b, 0, NULL, NULL, vals[k], plane, bin))
-					goto out;
-			}
+		if (mp_sp_from_label(lab, nx, ny, in->sel, in->nsel, shift, seed, run_prompt, j)) {
+			mp_preerr("%s: frame %d", j->src, j->frameno);
+			goto out;
 		}
 	}
 	/* the mask frame */
@@ -533,12 +251,11 @@ run_job(job *j, const mp_frame *lab, mp_out *o)
 		mp_frame_free(&lf);
 	}
 out:
-	free(plane);
-	free(bin);
-	free(prev);
+	free(j->plane);
 	free(j->mask);
 	free(j->logit);
 	free(j->iou);
+	j->plane = NULL;
 	j->mask = NULL;
 	j->logit = NULL;
 	j->iou = NULL;
@@ -591,9 +308,9 @@ main(int argc, char **argv)
 		mp_usage_die("--threshold: %s", mp_err());
 	if (shift < 0 || grow < 0)
 		mp_usage_die("--shift and --grow must not be negative");
-	if (boxfile && read_boxfile(boxfile))
+	if (boxfile && mp_sp_read_file(&prompts, boxfile))
 		mp_die("%s", mp_err());
-	if (!fromlabel && nprompts == 0 && nboxes3 == 0)
+	if (!fromlabel && prompts.n == 0 && prompts.nb3 == 0)
 		mp_usage_die("no prompt: give --box, --box3d, --point, --boxes or --from-label");
 	mp_out *o = mp_out_stdout();
 	dev = mp_sam_tool_open(&model, &weights, devspec, threads, "decoder");
@@ -665,8 +382,7 @@ main(int argc, char **argv)
 	if (mp_out_close(o) < 0)
 		mp_die("%s", mp_err());
 	mp_sam_free(&model);
-	free(prompts);
-	free(boxes3);
+	mp_sp_free(&prompts);
 	free(args);
 	return 0;
 }

@@ -53,11 +53,6 @@ static const mp_prog prog = {
 	opts, 1
 };
 
-typedef struct {
-	mp_frame f;
-	int islab;
-} held;
-
 static mp_aug_ranges R;
 static double fill_v;
 static int have_fill;
@@ -75,22 +70,56 @@ range2(const char *opt, const char *s, double *lo, double *hi)
 	*hi = v[1];
 }
 
-static void
-emit_case(held *h, size_t nh, mp_out *o, const char *src)
+static int
+is_label(const mp_frame *f)
 {
-	if (nh == 0)
-		return;
+	const char *role = mp_role(f);
+	return strcmp(role, "label") == 0 || strcmp(role, "mask") == 0;
+}
+
+static int
+frame_role(void *ctx, const mp_frame *f)
+{
+	(void)ctx;
+	return strcmp(mp_role(f), "image") == 0 || is_label(f) ? MP_CASE_HOLD : MP_CASE_PASS;
+}
+
+static int
+frame_check(void *ctx, mp_in *in, const mp_frame *f, const mp_heldcase *c)
+{
+	size_t d[3], d0[3];
+
+	(void)ctx;
+	if (mp_frame_xyz(f, &d[0], &d[1], &d[2]) < 0)
+		return mp_seterr("%s: frame %d: not a scalar 2D or 3D frame", mp_in_name(in), mp_in_frameno(in));
+	if (c->n) {
+		mp_frame_xyz(&c->f[0], &d0[0], &d0[1], &d0[2]);
+		if (memcmp(d, d0, sizeof d) != 0)
+			return mp_seterr("%s: frame %d: sizes %zux%zux%zu differ from the case's %zux%zux%zu",
+			                 mp_in_name(in), mp_in_frameno(in), d[0], d[1], d[2], d0[0], d0[1], d0[2]);
+	}
+	return 0;
+}
+
+static int
+emit_case(void *ctx, mp_heldcase *c, mp_out *o)
+{
+	mp_frame *h = c->f;
+	size_t nh = c->n;
+	const char *src = c->src;
+
+	(void)ctx;
 	size_t d[3];
-	if (mp_frame_xyz(&h[0].f, &d[0], &d[1], &d[2]) < 0)
-		mp_die("%s: case '%s': not a scalar 2D or 3D frame", src, mp_case(&h[0].f));
+	if (mp_frame_xyz(&h[0], &d[0], &d[1], &d[2]) < 0)
+		mp_die("%s: case '%s': not a scalar 2D or 3D frame", src, mp_case(&h[0]));
 	double sp[3];
 	for (int a = 0; a < 3; a++)
-		sp[a] = a < h[0].f.dim ? mp_spacing(&h[0].f, a) : 1.0;
+		sp[a] = a < h[0].dim ? mp_spacing(&h[0], a) : 1.0;
 	size_t n = d[0] * d[1] * d[2];
-	const char *cname = mp_case(&h[0].f);
+	const char *cname = mp_case(&h[0]);
 	if (keep)
 		for (size_t i = 0; i < nh; i++)
-			if (mp_out_frame(o, &h[i].f) < 0)
+			if (mp_out_frame(o, &h[i]) < 0)
 				mp_die("%s", mp_err());
 	float *fout = NULL;
 	for (long c = 1; c <= copies; c++) {
@@ -104,23 +133,23 @@ emit_case(held *h, size_t nh, mp_out *o, const char *src)
 		for (size_t i = 0; i < nh; i++) {
 			mp_frame g;
 			mp_frame_init(&g);
-			mp_frame_copy_header(&g, &h[i].f);
+			mp_frame_copy_header(&g, &h[i]);
 			mp_set_kv(&g, "medpipe.case", nm);
 			mp_set_kv(&g, "medpipe.augment", desc);
 			mp_frame_touch(&g);
 			if (mp_frame_alloc(&g) < 0)
 				mp_die("%s", mp_err());
-			if (h[i].islab) {
+			if (is_label(&h[i])) {
 				/* nearest: the label's own elements, straight into the frame */
-				mp_aug_warp_labels(&x, h[i].f.data, g.data, mp_type_size(g.type));
+				mp_aug_warp_labels(&x, h[i].data, g.data, mp_type_size(g.type));
 			} else {
 				if (!fout)
 					fout = mp_xmalloc(n * sizeof *fout);
 				double lo, hi;
-				mp_frame_minmax(&h[i].f, &lo, &hi);
+				mp_frame_minmax(&h[i], &lo, &hi);
 				lo = (float)lo;   /* the range as float voxels have it */
 				hi = (float)hi;
-				mp_aug_warp_image(&x, h[i].f.data, h[i].f.type, fout, (float)(have_fill ? fill_v : lo));
+				mp_aug_warp_image(&x, h[i].data, h[i].type, fout, (float)(have_fill ? fill_v : lo));
 				if (!no_intensity)
 					mp_aug_intensity(&x, fout, n, lo, hi);
 				mp_convert(g.data, g.type, fout, MP_FLOAT32, n);
@@ -132,6 +161,7 @@ emit_case(held *h, size_t nh, mp_out *o, const char *src)
 		mp_aug_free(&x);
 	}
 	free(fout);
+	return 0;
 }
 
 int
@@ -182,67 +212,6 @@ main(int argc, char **argv)
 		have_fill = 1;
 	}
 
-	mp_out *o = mp_out_stdout();
-	held *h = NULL;
-	size_t nh = 0;
-	char *cur = NULL, *cursrc = NULL;
-	for (int i = 0; i < (nargs ? nargs : 1); i++) {
-		const char *path = nargs ? args[i] : "-";
-		mp_in *in = mp_in_open(path);
-		mp_frame f;
-		int r;
-		if (!in)
-			mp_die("%s", mp_err());
-		while ((r = mp_in_header(in, &f)) == 1) {
-			const char *role = mp_role(&f);
-			int isimg = strcmp(role, "image") == 0;
-			int islab = strcmp(role, "label") == 0 || strcmp(role, "mask") == 0;
-			if (!isimg && !islab) {
-				if (mp_pass(in, &f, o) < 0)
-					mp_die("%s", mp_err());
-				mp_frame_free(&f);
-				continue;
-			}
-			if (cur && strcmp(cur, mp_case(&f)) != 0) {
-				emit_case(h, nh, o, cursrc);
-				for (size_t k = 0; k < nh; k++)
-					mp_frame_free(&h[k].f);
-				nh = 0;
-			}
-			free(cur);
-			cur = mp_xstrdup(mp_case(&f));
-			free(cursrc);
-			cursrc = mp_xstrdup(mp_in_name(in));
-			size_t d[3], d0[3];
-			if (mp_frame_xyz(&f, &d[0], &d[1], &d[2]) < 0)
-				mp_die("%s: frame %d: not a scalar 2D or 3D frame", mp_in_name(in), mp_in_frameno(in));
-			if (nh) {
-				mp_frame_xyz(&h[0].f, &d0[0], &d0[1], &d0[2]);
-				if (memcmp(d, d0, sizeof d) != 0)
-					mp_die("%s: frame %d: sizes %zux%zux%zu differ from the case's %zux%zux%zu",
-					       mp_in_name(in), mp_in_frameno(in), d[0], d[1], d[2], d0[0], d0[1], d0[2]);
-			}
-			if (mp_in_rest(in, &f) < 0)
-				mp_die("%s", mp_err());
-			h = mp_xrealloc(h, (nh + 1) * sizeof *h);
-			h[nh].f = f;
-			h[nh].islab = islab;
-			nh++;
-		}
-		if (r < 0)
-			mp_die("%s", mp_err());
-		if (mp_in_frameno(in) == 0)
-			mp_in_die_empty(in);
-		mp_in_close(in);
-	}
-	emit_case(h, nh, o, cursrc);
-	for (size_t k = 0; k < nh; k++)
-		mp_frame_free(&h[k].f);
-	free(h);
-	free(cur);
-	free(cursrc);
-	free(args);
-	if (mp_out_close(o) < 0)
-		mp_die("%s", mp_err());
+	mp_run_cases(args, nargs, mp_out_stdout(), 0, frame_role, frame_check, emit_case, NULL);
 	return 0;
 }

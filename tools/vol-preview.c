@@ -3,7 +3,6 @@
 #include "mp_filter.h"
 #include "mp_preview.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,41 +52,23 @@ static const mp_prog prog = {
 	opts, 0
 };
 
+/* a case: its frames as read (voxels are fetched in their own type), sizes
+ * and spacing of its first frame */
 typedef struct {
-	mp_frame *img;               /* NULL, or the image frame as read */
-	mp_frame *labs;              /* nlabs label/mask frames as read */
+	const mp_frame *img;         /* NULL, or the image frame */
+	mp_frame *labs;              /* nlabs label/mask frames */
 	size_t nlabs;
 	size_t dim[3];
 	double sp[3];
-	int have_dim;
-	char *casename;
-	char *src;
+	const char *casename;
+	const char *src;
 	int frameno;
 } kase;
 
 static int axis;
 static int ncase;
-
-static void
-kase_free(kase *k)
-{
-	if (k->img)
-		mp_frame_free(k->img);
-	free(k->img);
-	for (size_t i = 0; i < k->nlabs; i++)
-		mp_frame_free(&k->labs[i]);
-	free(k->labs);
-	free(k->casename);
-	free(k->src);
-	memset(k, 0, sizeof *k);
-}
-
-static int
-cmp_size(const void *a, const void *b)
-{
-	size_t x = *(const size_t *)a, y = *(const size_t *)b;
-	return (x > y) - (x < y);
-}
+static size_t cdim[3];
+static double csp[3];
 
 static char *
 out_name(const char *casename)
@@ -119,66 +100,25 @@ out_name(const char *casename)
 static void
 render(kase *k)
 {
-	if (!k->have_dim)
-		return;
 	ncase++;
 	if (ncase > 1 && !strstr(outpat, "%c") && !strstr(outpat, "%n") && !strstr(outpat, "{case}") && !strstr(outpat, "{n}"))
 		mp_die("%s: frame %d: a second case ('%s'): use {case} or {n} in the --output name",
 		       k->src, k->frameno, k->casename);
 	size_t ns = mp_preview_nslices(k->dim, axis), *sel = mp_xmalloc((ns ? ns : 1) * sizeof *sel), nsel = 0;
-	size_t plane = k->dim[0] * k->dim[1] * k->dim[2] / (ns ? ns : 1);
 	mp_preview_opts o = { axis, 0, 1, alpha, outline, scale };
 	const char *spec = slices_s ? slices_s : (k->nlabs ? "labelled" : "all");
 
-	/* slice selection */
-	if (strcmp(spec, "labelled") == 0 || strcmp(spec, "all") == 0 || strncmp(spec, "every:", 6) == 0) {
-		long every = 1;
-		if (strncmp(spec, "every:", 6) == 0 && (mp_parse_long(spec + 6, &every) < 0 || every < 1))
-			mp_usage_die("--slices: bad 'every:N': %s", spec);
-		int lab = strcmp(spec, "labelled") == 0;
-		for (size_t s = 0; s < ns; s += (size_t)every) {
-			if (lab) {
-				int any = 0;
-				for (size_t m = 0; m < k->nlabs && !any; m++)
-					for (size_t i = 0; i < plane && !any; i++) {
-						size_t p[3] = { 0, 0, 0 }, u = i;
-						/* walk the plane of slice s */
-						if (axis == 0) { p[0] = u % k->dim[0]; p[1] = u / k->dim[0]; p[2] = s; }
-						else if (axis == 1) { p[0] = u % k->dim[0]; p[2] = u / k->dim[0]; p[1] = s; }
-						else { p[1] = u % k->dim[1]; p[2] = u / k->dim[1]; p[0] = s; }
-						any = mp_get(k->labs[m].data, k->labs[m].type, (p[2] * k->dim[1] + p[1]) * k->dim[0] + p[0]) != 0;
-					}
-				if (!any)
-					continue;
-			}
-			sel[nsel++] = s;
-		}
-	} else {
-		const char *p = spec;
-		while (*p) {
-			char *end;
-			long v = strtol(p, &end, 10);
-			if (end == p || v < 0 || (*end && *end != ','))
-				mp_usage_die("--slices: expected labelled, all, every:N or a list of numbers: %s", spec);
-			if ((size_t)v >= ns)
-				mp_die("%s: frame %d: --slices: slice %ld is beyond the %zu slices of the %s plane",
-				       k->src, k->frameno, v, ns, axis_s);
-			if (nsel < ns)
-				sel[nsel++] = (size_t)v;
-			p = *end ? end + 1 : end;
-		}
-		qsort(sel, nsel, sizeof *sel, cmp_size);
-	}
+	int sr = mp_preview_select(spec, k->labs, k->nlabs, k->dim, axis, sel, &nsel);
+	if (sr == -2)
+		mp_usage_die("%s", mp_err());
+	if (sr < 0)
+		mp_die("%s: frame %d: %s", k->src, k->frameno, mp_err());
 	if (nsel == 0) {
 		mp_warn("%s: case '%s': no slice to show (%s); showing the middle slice", k->src, k->casename, spec);
 		sel[nsel++] = ns / 2;
 	}
-	if (maxn > 0 && nsel > (size_t)maxn) {
-		size_t m = (size_t)maxn;
-		for (size_t i = 0; i < m; i++)
-			sel[i] = sel[(size_t)((i + 0.5) * nsel / m)];
-		nsel = m;
-	}
+	if (maxn > 0)
+		mp_preview_spread(sel, &nsel, (size_t)maxn);
 
 	/* window */
 	if (preset) {
@@ -207,120 +147,75 @@ render(kase *k)
 		}
 	}
 
-	/* layout */
-	size_t tw, th;
-	mp_preview_size(k->dim, k->sp, &o, &tw, &th);
-	size_t nc = cols > 0 ? (size_t)cols : (size_t)ceil(sqrt((double)nsel));
-	if (nc > nsel)
-		nc = nsel;
-	size_t nr = (nsel + nc - 1) / nc, gap = 4;
-	int ts = tw >= 200 ? 2 : 1;
-	size_t title_h = no_text ? 0 : 7 * 2 + 10;
-	size_t W = nc * tw + (nc + 1) * gap, H = title_h + nr * th + (nr + 1) * gap;
-
-	/* labels shown, for the legend */
-	int32_t *shown = NULL;
-	size_t nshown = 0;
-	if (!no_legend) {
-		for (size_t m = 0; m < k->nlabs; m++)
-			for (size_t si = 0; si < nsel; si++)
-				for (size_t i = 0; i < plane; i++) {
-					size_t p[3], u = i, s = sel[si];
-					if (axis == 0) { p[0] = u % k->dim[0]; p[1] = u / k->dim[0]; p[2] = s; }
-					else if (axis == 1) { p[0] = u % k->dim[0]; p[2] = u / k->dim[0]; p[1] = s; }
-					else { p[1] = u % k->dim[1]; p[2] = u / k->dim[1]; p[0] = s; }
-					int32_t l = (int32_t)mp_get(k->labs[m].data, k->labs[m].type, (p[2] * k->dim[1] + p[1]) * k->dim[0] + p[0]);
-					if (l == 0)
-						continue;
-					size_t j;
-					for (j = 0; j < nshown && shown[j] != l; j++)
-						;
-					if (j == nshown) {
-						shown = mp_xrealloc(shown, (nshown + 1) * sizeof *shown);
-						shown[nshown++] = l;
-					}
-				}
-		for (size_t a = 1; a < nshown; a++)    /* sort */
-			for (size_t b = a; b > 0 && shown[b - 1] > shown[b]; b--) {
-				int32_t t = shown[b];
-				shown[b] = shown[b - 1];
-				shown[b - 1] = t;
-			}
-	}
-	/* legend rows */
-	size_t lx = gap, lrows = nshown ? 1 : 0, entry_h = 20;
-	for (size_t j = 0; j < nshown; j++) {
-		char t[32];
-		snprintf(t, sizeof t, "%ld", (long)shown[j]);
-		size_t ew = 16 + 4 + mp_text_width(t, 2) + 12;
-		if (lx + ew > W && lx > gap) {
-			lrows++;
-			lx = gap;
-		}
-		lx += ew;
-	}
-	size_t legend_h = lrows * entry_h + (lrows ? gap : 0);
-	H += legend_h;
-
 	mp_rgb r;
-	if (mp_rgb_init(&r, W, H, 24) < 0)
+	char title[256];
+	snprintf(title, sizeof title, "%s %s %g/%g", *k->casename ? k->casename : "", axis_s, o.lo, o.hi);
+	if (mp_preview_montage(&r, k->img, k->labs, k->nlabs, k->dim, k->sp, sel, nsel, &o, (size_t)cols,
+	                       !no_legend, no_text ? NULL : title) < 0)
 		mp_die("%s: case '%s': %s", k->src, k->casename, mp_err());
-	const uint8_t white[3] = { 255, 255, 255 }, yellow[3] = { 255, 255, 0 };
-	if (!no_text) {
-		char t[256];
-		snprintf(t, sizeof t, "%s %s %g/%g", *k->casename ? k->casename : "", axis_s, o.lo, o.hi);
-		/* the title in the large font when it fits, else the small one */
-		mp_draw_text(&r, gap, 5, t, mp_text_width(t, 2) + 2 * gap <= W ? 2 : 1, white);
-	}
-	for (size_t si = 0; si < nsel; si++) {
-		size_t cx = si % nc, cy = si / nc;
-		size_t x0 = gap + cx * (tw + gap), y0 = title_h + gap + cy * (th + gap);
-		mp_preview_slice(&r, x0, y0, k->img, k->labs, k->nlabs, k->dim, k->sp, sel[si], &o);
-		if (!no_text) {
-			char t[32];
-			snprintf(t, sizeof t, "%zu", sel[si]);
-			mp_draw_text(&r, x0 + 2, y0 + 2, t, ts, yellow);
-		}
-	}
-	lx = gap;
-	size_t ly = title_h + nr * th + (nr + 1) * gap;
-	for (size_t j = 0; j < nshown; j++) {
-		char t[32];
-		uint8_t c[3];
-		snprintf(t, sizeof t, "%ld", (long)shown[j]);
-		size_t ew = 16 + 4 + mp_text_width(t, 2) + 12;
-		if (lx + ew > W && lx > gap) {
-			ly += entry_h;
-			lx = gap;
-		}
-		mp_label_colour(shown[j], c);
-		mp_fill_rect(&r, lx, ly + 1, 16, 16, c);
-		mp_draw_text(&r, lx + 20, ly + 2, t, 2, white);
-		lx += ew;
-	}
 	char *path = out_name(k->casename);
 	if (mp_png_save(path, &r) < 0)
 		mp_die("%s", mp_err());
-	mp_note("%s: %zu slices, %zux%zu pixels", path, nsel, W, H);
+	mp_note("%s: %zu slices, %zux%zu pixels", path, nsel, r.w, r.h);
 	free(path);
-	free(shown);
 	free(sel);
 	mp_rgb_free(&r);
 }
 
-static void
-set_dim(kase *k, const mp_frame *f, mp_in *in, const size_t d[3])
+static int
+frame_role(void *ctx, const mp_frame *f)
 {
-	if (!k->have_dim) {
-		memcpy(k->dim, d, sizeof k->dim);
+	const char *role = mp_role(f);
+
+	(void)ctx;
+	return strcmp(role, "image") == 0 || strcmp(role, "label") == 0 || strcmp(role, "mask") == 0 ? MP_CASE_HOLD
+	                                                                                             : MP_CASE_SKIP;
+}
+
+static int
+frame_check(void *ctx, mp_in *in, const mp_frame *f, const mp_heldcase *c)
+{
+	size_t d[3];
+
+	(void)ctx;
+	if (mp_frame_xyz(f, &d[0], &d[1], &d[2]) < 0)
+		return mp_seterr("%s: frame %d: not a scalar 2D or 3D frame", mp_in_name(in), mp_in_frameno(in));
+	if (strcmp(mp_role(f), "image") == 0)
+		for (size_t i = 0; i < c->n; i++)
+			if (strcmp(mp_role(&c->f[i]), "image") == 0) {
+				/* a second image of the case: skip it */
+				mp_warn("%s: frame %d: a second image for case '%s' is not shown", mp_in_name(in),
+				        mp_in_frameno(in), c->name);
+				return MP_CASE_SKIP;
+			}
+	if (!c->n) {
+		memcpy(cdim, d, sizeof cdim);
 		for (int a = 0; a < 3; a++)
-			k->sp[a] = a < f->dim ? mp_spacing(f, a) : 1.0;
-		k->have_dim = 1;
-		return;
+			csp[a] = a < f->dim ? mp_spacing(f, a) : 1.0;
+		return 0;
 	}
-	if (memcmp(k->dim, d, sizeof k->dim) != 0)
-		mp_die("%s: frame %d: sizes %zux%zux%zu differ from the case's %zux%zux%zu",
-		       mp_in_name(in), mp_in_frameno(in), d[0], d[1], d[2], k->dim[0], k->dim[1], k->dim[2]);
+	if (memcmp(cdim, d, sizeof cdim) != 0)
+		return mp_seterr("%s: frame %d: sizes %zux%zux%zu differ from the case's %zux%zux%zu",
+		                 mp_in_name(in), mp_in_frameno(in), d[0], d[1], d[2], cdim[0], cdim[1], cdim[2]);
+	return 0;
+}
+
+static int
+each_case(void *ctx, mp_heldcase *c, mp_out *o)
+{
+	kase k = { NULL, mp_xmalloc(c->n * sizeof(mp_frame)), 0, { 0 }, { 0 }, c->name, c->src, c->frameno };
+
+	(void)ctx, (void)o;
+	memcpy(k.dim, cdim, sizeof k.dim);
+	memcpy(k.sp, csp, sizeof k.sp);
+	for (size_t i = 0; i < c->n; i++)
+		if (strcmp(mp_role(&c->f[i]), "image") == 0)
+			k.img = &c->f[i];
+		else
+			k.labs[k.nlabs++] = c->f[i];   /* a view: c owns them */
+	render(&k);
+	free(k.labs);
+	return 0;
 }
 
 int
@@ -346,72 +241,8 @@ main(int argc, char **argv)
 	if (maxn < 0 || cols < 0)
 		mp_usage_die("--max and --cols must be >= 0");
 
-	kase k = { 0 };
-	int started = 0;
-	for (int i = 0; i < (nargs ? nargs : 1); i++) {
-		const char *path = nargs ? args[i] : "-";
-		mp_in *in = mp_in_open(path);
-		mp_frame f;
-		int r;
-		if (!in)
-			mp_die("%s", mp_err());
-		while ((r = mp_in_header(in, &f)) == 1) {
-			const char *role = mp_role(&f);
-			int isimg = strcmp(role, "image") == 0;
-			int islab = strcmp(role, "label") == 0 || strcmp(role, "mask") == 0;
-			if (!isimg && !islab) {
-				if (mp_in_skipdata(in) < 0)
-					mp_die("%s", mp_err());
-				mp_frame_free(&f);
-				continue;
-			}
-			if (started && strcmp(k.casename, mp_case(&f)) != 0) {
-				render(&k);
-				kase_free(&k);
-				started = 0;
-			}
-			if (!started) {
-				k.casename = mp_xstrdup(mp_case(&f));
-				started = 1;
-			}
-			size_t d[3];
-			if (mp_frame_xyz(&f, &d[0], &d[1], &d[2]) < 0)
-				mp_die("%s: frame %d: not a scalar 2D or 3D frame", mp_in_name(in), mp_in_frameno(in));
-			if (isimg && k.img) {
-				/* a second image of the case: skip it */
-				mp_warn("%s: frame %d: a second image for case '%s' is not shown", mp_in_name(in), mp_in_frameno(in), k.casename);
-				if (mp_in_skipdata(in) < 0)
-					mp_die("%s", mp_err());
-				mp_frame_free(&f);
-				continue;
-			}
-			set_dim(&k, &f, in, d);
-			free(k.src);
-			k.src = mp_xstrdup(mp_in_name(in));
-			k.frameno = mp_in_frameno(in);
-			if (mp_in_rest(in, &f) < 0)
-				mp_die("%s", mp_err());
-			/* kept as read: voxels are fetched in their own type */
-			if (isimg) {
-				k.img = mp_xmalloc(sizeof *k.img);
-				*k.img = f;
-			} else {
-				k.labs = mp_xrealloc(k.labs, (k.nlabs + 1) * sizeof *k.labs);
-				k.labs[k.nlabs++] = f;
-			}
-		}
-		if (r < 0)
-			mp_die("%s", mp_err());
-		if (mp_in_frameno(in) == 0)
-			mp_in_die_empty(in);
-		mp_in_close(in);
-	}
-	if (started) {
-		render(&k);
-		kase_free(&k);
-	}
+	mp_run_cases(args, nargs, NULL, 0, frame_role, frame_check, each_case, NULL);
 	if (ncase == 0)
 		mp_die("no image, label or mask frame in the input");
-	free(args);
 	return 0;
 }

@@ -228,9 +228,6 @@ resample_frame(mp_in *in, mp_frame *f, mp_out *o)
 	double step[3];
 	int lab = is_label(f), near = lab || method == MP_RS_NEAREST;
 	mp_type st = f->type, dt = lab || otype == MP_NONE ? st : otype;
-	size_t sel = mp_type_size(st), del = mp_type_size(dt);
-	mp_rs_tab tx, ty;
-	int rc = -1;
 
 	if (mp_frame_xyz(f, &s[0], &s[1], &s[2]) < 0)
 		return ferr(in, "not a 2-D or 3-D scalar frame: cannot resample");
@@ -239,24 +236,10 @@ resample_frame(mp_in *in, mp_frame *f, mp_out *o)
 	if (!f->space)
 		return ferr(in, "no world geometry (space directions): cannot resample to a spacing");
 	mp_hist_grid0(f);
-	for (int a = 0; a < 3; a++) {
-		double sp = mp_spacing(f, a);
-		if (a == 2 && f->dim == 2) {
-			step[a] = 1;
-			d[a] = 1;
-			continue;
-		}
-		if (spacing[a] <= 0) {
-			step[a] = 1;
-			d[a] = s[a];
-			continue;
-		}
-		double n = floor((double)s[a] * sp / spacing[a] + 0.5);
-		d[a] = n < 1 ? 1 : (size_t)n;
-		step[a] = spacing[a] / sp;
+	mp_resample_plan(f, s, spacing, d, step);
+	for (int a = 0; a < 3; a++)
 		for (int c = 0; c < 3; c++)
 			f->dir[a][c] *= step[a];
-	}
 	mp_hist_resample(f, s, d, step);
 	f->size[0] = d[0];
 	f->size[1] = d[1];
@@ -266,84 +249,9 @@ resample_frame(mp_in *in, mp_frame *f, mp_out *o)
 	mp_frame_touch(f);
 	if (mp_frame_check(f) < 0)
 		return mp_preerr("%s: frame %d", mp_in_name(in), mp_in_frameno(in));
-	if (mp_rs_tab_aligned(&tx, near, s[0], d[0], step[0]) < 0)
-		return -1;
-	if (mp_rs_tab_aligned(&ty, near, s[1], d[1], step[1]) < 0) {
-		mp_rs_tab_free(&tx);
-		return -1;
-	}
-	size_t sn = s[0] * s[1], dn = d[0] * d[1];
-	unsigned char *sbuf = mp_xmalloc(sn * sel), *dbuf = mp_xmalloc(dn * (del > 4 ? del : 4));
-	/* two cached slices (in-plane resampled), by slice index parity */
-	void *cache[2] = { mp_xmalloc(dn * (near ? sel : sizeof(float))), mp_xmalloc(dn * (near ? sel : sizeof(float))) };
-	long have[2] = { -1, -1 };
-	float *fs = near ? NULL : mp_xmalloc(sn * sizeof(float)), *tmp = near ? NULL : mp_xmalloc(d[0] * s[1] * sizeof(float));
-	float *blend = near ? NULL : mp_xmalloc(dn * sizeof(float));
-	size_t next = 0;   /* next input slice to read */
-
 	if (mp_out_header(o, f) < 0)
-		goto done;
-	for (size_t k = 0; k < d[2]; k++) {
-		double zc = (double)k * step[2];
-		long z0, z1;
-		float fz = 0;
-		if (near) {
-			z0 = z1 = (long)floor(zc + 0.5);
-		} else {
-			z0 = (long)floor(zc);
-			fz = (float)(zc - (double)z0);
-			z1 = z0 + 1;
-		}
-		if (z0 > (long)s[2] - 1)
-			z0 = (long)s[2] - 1, fz = 0;
-		if (z1 > (long)s[2] - 1)
-			z1 = (long)s[2] - 1;
-		/* read up to z1, keeping slices z1-1 and z1 */
-		while ((long)next <= z1) {
-			if (mp_in_data(in, sbuf, sn * sel) < 0)
-				goto done;
-			if ((long)next >= z0) {
-				int slot = (int)(next & 1);
-				if (near) {
-					mp_gather2d(cache[slot], d[0], d[1], sbuf, s[0], tx.idx, ty.idx, sel);
-				} else {
-					mp_to_float(fs, sbuf, st, sn);
-					mp_rs_apply_x(&tx, fs, s[1], tmp);
-					mp_rs_apply_y(&ty, tmp, d[0], cache[slot]);
-				}
-				have[slot] = (long)next;
-			}
-			next++;
-		}
-		int s0 = (int)(z0 & 1), s1 = (int)(z1 & 1);
-		if (have[s0] != z0 || have[s1] != z1) {
-			mp_seterr("%s: frame %d: internal error: slice cache", mp_in_name(in), mp_in_frameno(in));
-			goto done;
-		}
-		if (near) {
-			if (mp_out_data(o, cache[s0], dn * del) < 0)
-				goto done;
-			continue;
-		}
-		mp_blend(blend, cache[s0], cache[s1], fz, dn);
-		mp_from_float(dbuf, dt, blend, dn);
-		if (mp_out_data(o, dbuf, dn * del) < 0)
-			goto done;
-	}
-	if (mp_in_skipdata(in) < 0)
-		goto done;
-	rc = 0;
-done:
-	mp_rs_tab_free(&tx);
-	mp_rs_tab_free(&ty);
-	free(sbuf);
-	free(dbuf);
-	free(cache[0]);
-	free(cache[1]);
-	free(fs);
-	free(tmp);
-	free(blend);
-	return rc;
+		return -1;
+	return mp_resample_stream(in, o, near, st, dt, s, d, step);
 }
 
 static int

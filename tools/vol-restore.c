@@ -4,7 +4,6 @@
 #include "mp_filter.h"
 #include "mp_fmt.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -104,190 +103,32 @@ wanted(const mp_frame *f)
 	return 0;
 }
 
-static void
-grid_frame(mp_frame *g, const size_t s[3], const double dir[3][3], const double org[3])
-{
-	mp_frame_init(g);
-	g->dim = 3;
-	g->space = 1;
-	for (int a = 0; a < 3; a++) {
-		g->size[a] = s[a];
-		g->has_dir[a] = 1;
-		memcpy(g->dir[a], dir[a], sizeof g->dir[a]);
-		strcpy(g->kind[a], "domain");
-	}
-	memcpy(g->origin, org, sizeof g->origin);
-	g->type = MP_UINT8;
-}
-
-static int
-same_grid(const mp_frame *a, const mp_frame *b)
-{
-	double z[3] = { 0, 0, 0 }, w[3], v[3];
-
-	for (int i = 0; i < 3; i++) {
-		size_t sa = i < a->dim ? a->size[i] : 1, sb = i < b->dim ? b->size[i] : 1;
-		if (sa != sb)
-			return 0;
-	}
-	/* the voxel centres (0,0,0) and the unit steps agree within 1e-3 voxel */
-	for (int i = -1; i < 3; i++) {
-		double ijk[3] = { 0, 0, 0 };
-		if (i >= 0)
-			ijk[i] = 1;
-		mp_vox2world(a, ijk, w);
-		if (mp_world2vox(b, w, v) < 0)
-			return 0;
-		for (int c = 0; c < 3; c++)
-			if (fabs(v[c] - ijk[c]) > 1e-3)
-				return 0;
-	}
-	(void)z;
-	return 1;
-}
-
 static int
 restore(mp_in *in, mp_frame *f, mp_out *o)
 {
-	mp_history h;
-	long *map[3] = { NULL, NULL, NULL };
-	size_t fin[3], tsz[3];
-	mp_frame g0, out;
-	int rc = -1, direct;
-	size_t el = mp_type_size(f->type);
+	mp_frame out;
+	mp_restore *r = mp_restore_new(f, have_ref ? &ref : NULL, bg, keep_hist, &out);
+	int rc = -1;
 
-	if (mp_frame_xyz(f, &fin[0], &fin[1], &fin[2]) < 0)
-		return mp_seterr("%s: frame %d: not a 2-D or 3-D scalar frame", mp_in_name(in), mp_in_frameno(in));
-	if (mp_hist_read(f, &h) < 0)
+	if (!r)
 		return mp_preerr("%s: frame %d", mp_in_name(in), mp_in_frameno(in));
-	if (!h.have_grid0) {
-		if (!have_ref) {
-			mp_hist_free(&h);
-			return mp_seterr("%s: frame %d: no recorded original grid (medpipe.grid0.*) and no --ref: nothing to restore onto",
-			                 mp_in_name(in), mp_in_frameno(in));
-		}
-		/* identity history: the frame's own grid is grid 0 */
-		double z[3] = { 0, 0, 0 }, w0[3];
-		mp_vox2world(f, z, w0);
-		h.have_grid0 = 1;
-		memcpy(h.size0, fin, sizeof fin);
-		memcpy(h.origin0, w0, sizeof w0);
-		for (int a = 0; a < 3; a++) {
-			double e[3] = { 0, 0, 0 }, w[3];
-			e[a] = 1;
-			mp_vox2world(f, e, w);
-			for (int c = 0; c < 3; c++)
-				h.dir0[a][c] = w[c] - w0[c];
-		}
-	}
-	if (mp_hist_maps(&h, fin, map) < 0) {
-		mp_hist_free(&h);
-		return mp_preerr("%s: frame %d", mp_in_name(in), mp_in_frameno(in));
-	}
-	grid_frame(&g0, h.size0, h.dir0, h.origin0);
-	if (mp_in_rest(in, f) < 0)
+	size_t nx, ny, nz;
+	mp_frame_xyz(&out, &nx, &ny, &nz);
+	size_t nsl = nx * ny * mp_type_size(out.type);
+	unsigned char *slice = NULL;
+	if (mp_in_rest(in, f) < 0 || mp_out_header(o, &out) < 0)
 		goto done;
-
-	/* the output frame */
-	mp_frame_copy_header(&out, f);
-	if (have_ref) {
-		out.dim = ref.dim;
-		out.space = ref.space;
-		memcpy(out.size, ref.size, sizeof out.size);
-		memcpy(out.has_dir, ref.has_dir, sizeof out.has_dir);
-		memcpy(out.dir, ref.dir, sizeof out.dir);
-		memcpy(out.origin, ref.origin, sizeof out.origin);
-		memcpy(out.kind, ref.kind, sizeof out.kind);
-		direct = same_grid(&ref, &g0);
-	} else {
-		out.dim = f->dim == 2 && h.size0[2] == 1 ? 2 : 3;
-		out.space = 1;
-		for (int a = 0; a < 3; a++) {
-			out.size[a] = h.size0[a];
-			out.has_dir[a] = a < out.dim;
-			memcpy(out.dir[a], h.dir0[a], sizeof out.dir[a]);
-			strcpy(out.kind[a], a < out.dim ? "domain" : "");
-		}
-		memcpy(out.origin, h.origin0, sizeof out.origin);
-		direct = 1;
-	}
-	if (mp_frame_xyz(&out, &tsz[0], &tsz[1], &tsz[2]) < 0) {
-		mp_seterr("%s: the reference is not a 2-D or 3-D scalar frame", ref_path);
-		goto done_out;
-	}
-	if (!keep_hist) {
-		mp_del_kv(&out, "medpipe.history");
-		mp_del_kv(&out, "medpipe.grid0.sizes");
-		mp_del_kv(&out, "medpipe.grid0.directions");
-		mp_del_kv(&out, "medpipe.grid0.origin");
-	}
-	mp_frame_touch(&out);
-	if (mp_out_header(o, &out) < 0)
-		goto done_out;
-
-	size_t nsl = tsz[0] * tsz[1];
-	unsigned char *slice = mp_xmalloc(nsl * el), *bgv = mp_xmalloc(el);
-	const unsigned char *src = f->data;
-	mp_put(bgv, f->type, 0, bg);
-	double A[3][4];
-	if (!direct) {
-		/* reference voxel -> grid0 voxel, affine */
-		double z[3] = { 0, 0, 0 }, w[3], q0[3];
-		mp_vox2world(&out, z, w);
-		if (mp_world2vox(&g0, w, q0) < 0)
-			goto done_slice;
-		for (int a = 0; a < 3; a++) {
-			double e[3] = { 0, 0, 0 }, q[3];
-			e[a] = 1;
-			mp_vox2world(&out, e, w);
-			if (mp_world2vox(&g0, w, q) < 0)
-				goto done_slice;
-			for (int c = 0; c < 3; c++)
-				A[c][a] = q[c] - q0[c];
-		}
-		for (int c = 0; c < 3; c++)
-			A[c][3] = q0[c];
-	}
-	for (size_t k = 0; k < tsz[2]; k++) {
-		for (size_t j = 0; j < tsz[1]; j++) {
-			unsigned char *d = slice + j * tsz[0] * el;
-			for (size_t i = 0; i < tsz[0]; i++) {
-				long q[3];
-				int inside = 1;
-				if (direct) {
-					q[0] = map[0][i];
-					q[1] = map[1][j];
-					q[2] = map[2][k];
-				} else {
-					for (int c = 0; c < 3 && inside; c++) {
-						double v = A[c][0] * (double)i + A[c][1] * (double)j + A[c][2] * (double)k + A[c][3];
-						double r = floor(v + 0.5);
-						if (!(r >= 0 && r < (double)h.size0[c]))
-							inside = 0;
-						else
-							q[c] = map[c][(size_t)r];
-					}
-				}
-				if (inside && q[0] >= 0 && q[1] >= 0 && q[2] >= 0)
-					memcpy(d + i * el, src + (((size_t)q[2] * fin[1] + (size_t)q[1]) * fin[0] + (size_t)q[0]) * el, el);
-				else
-					memcpy(d + i * el, bgv, el);
-			}
-		}
-		if (mp_out_data(o, slice, nsl * el) < 0)
-			goto done_slice;
+	slice = mp_xmalloc(nsl);
+	for (size_t k = 0; k < nz; k++) {
+		mp_restore_slice(r, f->data, k, slice);
+		if (mp_out_data(o, slice, nsl) < 0)
+			goto done;
 	}
 	rc = 0;
-done_slice:
-	free(slice);
-	free(bgv);
-done_out:
-	mp_frame_free(&out);
 done:
-	for (int a = 0; a < 3; a++)
-		free(map[a]);
-	mp_frame_free(&g0);
-	mp_hist_free(&h);
+	free(slice);
+	mp_frame_free(&out);
+	mp_restore_free(r);
 	return rc;
 }
 

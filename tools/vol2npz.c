@@ -2,6 +2,7 @@
 #include "mp.h"
 #include "mp_filter.h"
 #include "mp_label.h"
+#include "mp_sam.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -226,46 +227,32 @@ mkdir_p(const char *d)
 	free(p);
 }
 
+/* MedSAM's per-slice files of nz slices of nc (1 grey, 3 RGB interleaved)
+ * channels: imgs/NAME-%03d.npy (mp_sam_train_image) and gts/NAME-%03d.npy
+ * (the label slice, nearest neighbour) */
 static void
-write_slices(const char *name, const uint8_t *img, const uint8_t *gt, size_t nx, size_t ny, size_t nz)
+write_slices(const char *name, const uint8_t *img, int nc, const uint8_t *gt, size_t nx, size_t ny, size_t nz)
 {
-	size_t n = (size_t)slicesize, shp3[3] = { n, n, 3 }, shp2[2] = { n, n };
+	size_t n = (size_t)slicesize, shp3[3] = { n, n, 3 }, shp2[2] = { n, n }, np = nx * ny * (size_t)nc;
 	int f32 = strcmp(slicetype, "float32") == 0;
-	float *src = mp_xmalloc(nx * ny * sizeof *src), *dst = mp_xmalloc(n * n * sizeof *dst);
+	float *src = mp_xmalloc(np * sizeof *src), *work = mp_xmalloc(3 * n * n * sizeof *work);
 	void *rgb = mp_xmalloc(n * n * 3 * (f32 ? 4 : 8));
 	uint8_t *g = mp_xmalloc(n * n);
-	char *dimg = mp_xmalloc(strlen(slicedir) + 8), *dgt = mp_xmalloc(strlen(slicedir) + 8);
-	mp_resizer r;
+	size_t plen = strlen(slicedir) + strlen(name) + 24;
+	char *path = mp_xmalloc(plen);
+	mp_sam_pre p;
+	mp_afile *a;
 
-	sprintf(dimg, "%s/imgs", slicedir);
-	sprintf(dgt, "%s/gts", slicedir);
-	mkdir_p(dimg);
-	mkdir_p(dgt);
-	if (mp_resizer_init_border(&r, MP_RS_BSPLINE3, nx, ny, n, n, -0.75, strcmp(border, "constant") == 0) < 0)
+	snprintf(path, plen, "%s/imgs", slicedir);
+	mkdir_p(path);
+	snprintf(path, plen, "%s/gts", slicedir);
+	mkdir_p(path);
+	if (mp_sam_pre_init(&p, MP_SAM_MEDSAM, MP_RS_BSPLINE3, (int)n, nx, ny, nc, strcmp(border, "constant") == 0, 1) < 0)
 		mp_die("%s: per-slice resize: %s", name, mp_err());
 	for (size_t z = 0; z < nz; z++) {
-		size_t plen = strlen(slicedir) + strlen(name) + 24;
-		char *path = mp_xmalloc(plen);
-		double mn = 1e300, mx = -1e300, d;
-		mp_afile *a;
-
-		for (size_t i = 0; i < nx * ny; i++)
-			src[i] = img[z * nx * ny + i];
-		mp_resizer_run(&r, src, dst);
-		for (size_t i = 0; i < n * n; i++) {
-			if (dst[i] < mn) mn = dst[i];
-			if (dst[i] > mx) mx = dst[i];
-		}
-		d = mx - mn < 1e-8 ? 1e-8 : mx - mn;
-		for (size_t i = 0; i < n * n; i++) {
-			double v = (dst[i] - mn) / d;
-			for (int c = 0; c < 3; c++) {
-				if (f32)
-					((float *)rgb)[3 * i + c] = (float)v;
-				else
-					((double *)rgb)[3 * i + c] = v;
-			}
-		}
+		for (size_t i = 0; i < np; i++)
+			src[i] = img[z * np + i];
+		mp_sam_train_image(&p, src, work, f32, rgb);
 		snprintf(path, plen, "%s/imgs/%s-%03zu.npy", slicedir, name, z);
 		if (!(a = mp_afile_open(path)) || mp_npy_write(a->fp, f32 ? MP_FLOAT32 : MP_FLOAT64, 3, shp3, rgb) < 0 ||
 		    mp_afile_commit(a) < 0)
@@ -274,62 +261,9 @@ write_slices(const char *name, const uint8_t *img, const uint8_t *gt, size_t nx,
 		snprintf(path, plen, "%s/gts/%s-%03zu.npy", slicedir, name, z);
 		if (!(a = mp_afile_open(path)) || mp_npy_write(a->fp, MP_UINT8, 2, shp2, g) < 0 || mp_afile_commit(a) < 0)
 			mp_die("%s: %s", path, mp_err());
-		free(path);
 	}
-	mp_resizer_free(&r);
-	free(src), free(dst), free(rgb), free(g), free(dimg), free(dgt);
-}
-
-/* MedSAM's 2D per-image file: each channel resized as write_slices does, then
- * min-max over the three channels together */
-static void
-write_slice_rgb(const char *name, const uint8_t *rgbin, const uint8_t *gt, size_t nx, size_t ny)
-{
-	size_t n = (size_t)slicesize, shp3[3] = { n, n, 3 }, shp2[2] = { n, n };
-	int f32 = strcmp(slicetype, "float32") == 0;
-	float *src = mp_xmalloc(nx * ny * sizeof *src), *dst = mp_xmalloc(3 * n * n * sizeof *dst);
-	void *rgb = mp_xmalloc(n * n * 3 * (f32 ? 4 : 8));
-	uint8_t *g = mp_xmalloc(n * n);
-	size_t plen = strlen(slicedir) + strlen(name) + 24;
-	char *path = mp_xmalloc(plen);
-	double mn = 1e300, mx = -1e300, d;
-	mp_afile *a;
-	mp_resizer r;
-
-	snprintf(path, plen, "%s/imgs", slicedir);
-	mkdir_p(path);
-	snprintf(path, plen, "%s/gts", slicedir);
-	mkdir_p(path);
-	if (mp_resizer_init_border(&r, MP_RS_BSPLINE3, nx, ny, n, n, -0.75, strcmp(border, "constant") == 0) < 0)
-		mp_die("%s: per-slice resize: %s", name, mp_err());
-	for (int c = 0; c < 3; c++) {
-		for (size_t i = 0; i < nx * ny; i++)
-			src[i] = rgbin[3 * i + (size_t)c];
-		mp_resizer_run(&r, src, dst + (size_t)c * n * n);
-	}
-	for (size_t i = 0; i < 3 * n * n; i++) {
-		if (dst[i] < mn) mn = dst[i];
-		if (dst[i] > mx) mx = dst[i];
-	}
-	d = mx - mn < 1e-8 ? 1e-8 : mx - mn;
-	for (size_t i = 0; i < n * n; i++)
-		for (int c = 0; c < 3; c++) {
-			double v = (dst[(size_t)c * n * n + i] - mn) / d;
-			if (f32)
-				((float *)rgb)[3 * i + c] = (float)v;
-			else
-				((double *)rgb)[3 * i + c] = v;
-		}
-	snprintf(path, plen, "%s/imgs/%s-%03d.npy", slicedir, name, 0);
-	if (!(a = mp_afile_open(path)) || mp_npy_write(a->fp, f32 ? MP_FLOAT32 : MP_FLOAT64, 3, shp3, rgb) < 0 ||
-	    mp_afile_commit(a) < 0)
-		mp_die("%s: %s", path, mp_err());
-	mp_resize_nearest(g, n, n, gt, nx, ny, 1);
-	snprintf(path, plen, "%s/gts/%s-%03d.npy", slicedir, name, 0);
-	if (!(a = mp_afile_open(path)) || mp_npy_write(a->fp, MP_UINT8, 2, shp2, g) < 0 || mp_afile_commit(a) < 0)
-		mp_die("%s: %s", path, mp_err());
-	mp_resizer_free(&r);
-	free(src), free(dst), free(rgb), free(g), free(path);
+	mp_sam_pre_free(&p);
+	free(src), free(work), free(rgb), free(g), free(path);
 }
 
 static char *
@@ -405,7 +339,7 @@ medsam_flush(void)
 		}
 		if (slicedir) {
 			char *name = slicename ? mp_xstrdup(slicename) : *cs ? mp_xstrdup(cs) : outpat ? base_name(outpat) : mp_xstrdup("slice");
-			write_slice_rgb(name, img3, gt, nx, ny);
+			write_slices(name, img3, 3, gt, nx, ny, 1);
 			free(name);
 		}
 		if (!rgb)
@@ -432,7 +366,7 @@ medsam_flush(void)
 	}
 	if (slicedir) {
 		char *name = slicename ? mp_xstrdup(slicename) : *cs ? mp_xstrdup(cs) : outpat ? base_name(outpat) : mp_xstrdup("slice");
-		write_slices(name, mimg.data, gt, nx, ny, nz);
+		write_slices(name, mimg.data, 1, gt, nx, ny, nz);
 		free(name);
 	}
 	if (gt != mlab.data)
