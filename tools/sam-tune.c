@@ -39,7 +39,7 @@ opt_val(void *ctx, const char *arg)
 }
 
 static const mp_opt opts[] = {
-	{ "mode", 'm', MP_OPT_STR, &modestr, NULL, "MODE", "What is trained: decoder (the mask decoder, on embeddings cached by sam-embed; default) or lora (low-rank adapters on the q and v projections of every image-encoder block, SAMed's scheme, plus the mask decoder, on images)." },
+	{ "mode", 'm', MP_OPT_STR, &modestr, NULL, "MODE", "What is trained: decoder (the mask decoder, on embeddings cached by sam-embed, or on images that it embeds once; default) or lora (low-rank adapters on the q and v projections of every image-encoder block, SAMed's scheme, plus the mask decoder, on images)." },
 	{ "rank", 'r', MP_OPT_INT, &rank, NULL, "N", "LoRA rank (default 4)." },
 	{ "alpha", 0, MP_OPT_DBL, &alpha, NULL, "X", "LoRA scale numerator: the update is (alpha/rank) B A x (default alpha = rank, SAMed's scale 1)." },
 	{ "prep", 0, MP_OPT_STR, &prepstr, NULL, "MODE", "With --mode lora: how slices become the encoder's input, as sam-embed --mode: medsam (default) or sam." },
@@ -82,6 +82,14 @@ static const mp_prog prog = {
 	"Each step takes --batch samples; each sample one label of its slice at random, that label's "
 	"mask and its bounding box moved outwards by a random 0..--bbox-shift pixels, as MedSAM's "
 	"training does. All samples stay in memory (16 MiB per ViT-B slice).\n\n"
+	"A FILE may also be MedSAM's training data: an .npz with arrays imgs and gts (vol2npz --layout medsam: "
+	"3-D (D,H,W), or a 2-D imgs (H,W,3) with gts (H,W)), its case the file's name without .npz; or a folder "
+	"with imgs/ and gts/ of per-slice npy files NAME-NNN.npy (vol2npz --slices: imgs (S,S,3) in [0,1], gts "
+	"(S,S) uint8), one case per NAME, its labelled slices in slice-number order. They are read as the "
+	"image frame and label frame of the same data would be, and give bit for bit the same training. "
+	"Colour images are taken when their three channels are equal (grey), refused otherwise. Image frames "
+	"(from files or the stream) also serve --mode decoder: each labelled slice is embedded once by the "
+	"frozen image encoder (--prep, --interp), as sam-embed would, and kept in memory.\n\n"
 	"With --mode lora the input is grey image frames (2-D or 3-D) with their label frames instead: "
 	"every slice holding a label is a sample, preprocessed for the encoder each time it is drawn "
 	"(--prep, --interp, as sam-embed). LoRA: A (rank x width) kaiming-uniform from --seed, B zero. "
@@ -90,8 +98,9 @@ static const mp_prog prog = {
 	"Training, as MedSAM: the box through the frozen prompt encoder, the mask decoder's single-mask "
 	"output (multimask_output=False), loss = Dice (sigmoid, squared denominators: MONAI's "
 	"DiceLoss(sigmoid=True, squared_pred=True)) + binary cross-entropy with logits, means over the "
-	"batch; AdamW (torch.optim.AdamW: betas 0.9/0.999, eps 1e-8, decoupled weight decay), constant "
-	"learning rate. The IoU head gets no gradient (the loss does not use it) and is left unchanged. "
+	"batch; AdamW (torch.optim.AdamW: betas 0.9/0.999, eps 1e-8, decoupled weight decay), a constant "
+	"learning rate unless --warmup or --schedule say otherwise (the lr values equal torch.optim.lr_scheduler's: "
+	"LinearLR or LambdaLR for the warm-up, PolynomialLR, CosineAnnealingLR). The IoU head gets no gradient (the loss does not use it) and is left unchanged. "
 	"Gradients equal PyTorch's autograd within float32 rounding (tests/t/sam_tune.py).\n\n"
 	"Cost: about 11 GFLOP per sample and step for ViT-B's decoder.\n\n"
 	"Adapters, full fine-tuning and LoRA for TinyViT (LiteMedSAM) are not written yet.\n\n"
@@ -108,7 +117,15 @@ static const mp_prog prog = {
 	"Trains 100 steps, then 100 more: b.pth equals a 200-step run.\n"
 	"$ vol-cat ct.nii.gz --label seg.nii.gz | hu-window --preset soft-tissue --mapping medsam | roi-crop --slices labelled \\\n"
 	"    | sam-tune --mode lora --rank 4 -w medsam_vit_b.pth -o lora.pth --epochs 5\n"
-	"Trains LoRA adapters and the mask decoder on the labelled slices of a CT.",
+	"Trains LoRA adapters and the mask decoder on the labelled slices of a CT.\n"
+	"$ vol-cat ct.nii.gz --label seg.nii.gz | hu-window --preset soft-tissue --mapping medsam | roi-crop --slices labelled \\\n"
+	"    | vol2npz --layout medsam -o CT_case01.npz\n"
+	"$ sam-tune --mode lora -w medsam_vit_b.pth -o lora.pth --steps 20 --warmup 5 --schedule cosine --accum 2 CT_case01.npz\n"
+	"Writes MedSAM's npz of a CT, then trains LoRA on it: 5 warm-up steps, then a cosine decay; each step "
+	"accumulates 2 batches of 2.\n"
+	"$ sam-tune -w medsam_vit_b.pth -o tuned.pth --epochs 4 --val 0.5 --val-log val.csv --verbose cases.nrrd\n"
+	"Trains the mask decoder on half of the cases of an image+label stream (embedded once by the frozen "
+	"encoder) and reports the Dice of the other half after each epoch.",
 	"sam-embed(1), sam-decode(1), seg-eval(1), medpipe(7)",
 	opts, 0
 };
@@ -322,6 +339,8 @@ main(int argc, char **argv)
 		nimg += h[i].is_img;
 		nval++;
 	}
+	if ((valfrac > 0 || nvalfiles) && !nval)
+		mp_die("--val: no %s frames with a label frame in the validation data", lora ? "image" : "embedding or image");
 	if (nval) {   /* under --verbose: which cases train, which validate */
 		for (int v = 0; v < 2; v++) {
 			char *list = NULL;
