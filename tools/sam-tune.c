@@ -54,7 +54,7 @@ static const mp_opt opts[] = {
 	{ "loss-res", 0, MP_OPT_INT, &lossres, NULL, "N", "Where the loss is taken: the input size (1024 for SAM; default: the low-resolution logits upsampled bilinearly, as MedSAM) or 4 x the embedding grid (256: the low-resolution logits against the mask taken every 4th pixel; about 3x cheaper)." },
 	{ "bbox-shift", 0, MP_OPT_INT, &shift, NULL, "N", "Move every side of each box outwards by a random 0..N pixels of the model input (default 20, MedSAM's at 1024)." },
 	{ "seed", 0, MP_OPT_INT, &seed, NULL, "N", "Seed of the slice order, the label drawn per slice and the box shifts (default 1)." },
-	{ "log", 'l', MP_OPT_STR, &logpath, NULL, "FILE", "A CSV line per step: step,epoch,loss,dice,bce,lr,ms (loss = dice + bce, means over the batch)." },
+	{ "log", 'l', MP_OPT_STR, &logpath, NULL, "FILE", "A CSV line per step: step,epoch,loss,dice,bce,lr,ms (loss = dice + bce, means over the batch; lr: the rate the step used, after --warmup and --schedule)." },
 	{ "state", 0, MP_OPT_STR, &statepath, NULL, "FILE", "Also write the optimizer state (step, parameters, AdamW moments) at the end, for --resume." },
 	{ "resume", 0, MP_OPT_STR, &resumepath, NULL, "FILE", "Continue from a --state file: the same data, --weights, --batch, --seed, --loss-res and --bbox-shift give bit for bit what one run would have." },
 	{ "warmup", 0, MP_OPT_INT, &warmup, NULL, "N", "Linear learning-rate warm-up over the first N steps: step k (from 1) uses k/N of the rate (default 0)." },
@@ -428,7 +428,7 @@ main(int argc, char **argv)
 		mp_tune_adamw(&t, lrs);
 		double ms = 1e3 * (now() - t0);
 		if (log)
-			fprintf(log->fp, "%ld,%ld,%.7g,%.7g,%.7g,%.17g,%.1f\n", s + 1, s / spe + 1, L, D, B, lrs, ms);
+			fprintf(log->fp, "%ld,%ld,%.7g,%.7g,%.7g,%.15g,%.1f\n", s + 1, s / spe + 1, L, D, B, lrs, ms);
 		if (tty)
 			fprintf(stderr, "\rsam-tune: step %ld/%ld  loss %.4f  dice %.4f  bce %.4f  %.0f ms ", s + 1, total, L, D, B,
 			        ms);
