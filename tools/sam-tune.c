@@ -42,8 +42,8 @@ static const mp_opt opts[] = {
 	{ "mode", 'm', MP_OPT_STR, &modestr, NULL, "MODE", "What is trained: decoder (the mask decoder, on embeddings cached by sam-embed, or on images that it embeds once; default) or lora (low-rank adapters on the q and v projections of every image-encoder block, SAMed's scheme, plus the mask decoder, on images)." },
 	{ "rank", 'r', MP_OPT_INT, &rank, NULL, "N", "LoRA rank (default 4)." },
 	{ "alpha", 0, MP_OPT_DBL, &alpha, NULL, "X", "LoRA scale numerator: the update is (alpha/rank) B A x (default alpha = rank, SAMed's scale 1)." },
-	{ "prep", 0, MP_OPT_STR, &prepstr, NULL, "MODE", "With --mode lora: how slices become the encoder's input, as sam-embed --mode: medsam (default) or sam." },
-	{ "interp", 'i', MP_OPT_STR, &interpstr, NULL, "METHOD", "With --mode lora: the resize method, as sam-embed --interp (default bspline3 for medsam, linear for sam)." },
+	{ "prep", 0, MP_OPT_STR, &prepstr, NULL, "MODE", "How image slices become the encoder's input (--mode lora, and images in --mode decoder), as sam-embed --mode: medsam (default) or sam." },
+	{ "interp", 'i', MP_OPT_STR, &interpstr, NULL, "METHOD", "The resize method for image slices, as sam-embed --interp (default bspline3 for medsam, linear for sam)." },
 	{ "weights", 'w', MP_OPT_STR, &weights, NULL, "FILE", "The checkpoint to start from (as sam-embed(1)); the embeddings must have been made with it. Default: $MEDPIPE_SAM_WEIGHTS." },
 	{ "out", 'o', MP_OPT_STR, &out, NULL, "FILE", "The tuned checkpoint: the whole SAM state dict (torch zip), written at the end." },
 	{ "batch", 'b', MP_OPT_INT, &batch, NULL, "N", "Prompts per step (default 2, as MedSAM)." },
@@ -207,9 +207,16 @@ read_src(const char *src, int lora, int val)
 static const held *
 label_of(size_t i)
 {
+	const held *lab = NULL;
 	for (size_t k = 0; k < nh; k++)
-		if (!h[k].is_emb && h[k].val == h[i].val && strcmp(mp_case(&h[k].f), mp_case(&h[i].f)) == 0)
-			return &h[k];
+		if (!h[k].is_emb && h[k].val == h[i].val && strcmp(mp_case(&h[k].f), mp_case(&h[i].f)) == 0) {
+			if (lab)   /* two files of the same name, or a stream with two */
+				mp_die("two label frames of case '%s' in the %s data: which one belongs to the %s is unclear",
+				       mp_case(&h[i].f), h[i].val ? "validation" : "training", h[i].is_img ? "image" : "embeddings");
+			lab = &h[k];
+		}
+	if (lab)
+		return lab;
 	mp_die("%s of case '%s': no label frame of that case in the input", h[i].is_img ? "image" : "embeddings",
 	       mp_case(&h[i].f));
 	return NULL;

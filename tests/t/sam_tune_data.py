@@ -296,7 +296,8 @@ for name, cmd, want, msg in (
         ("val-lora-embeddings", "--mode lora --val %s %s" % (E, p("npz/c1.npz")), 1, "no image frames"),
         ("npz-no-gts", p("nogts.npz"), 1, "no 'gts' array"),
         ("npz-colour", p("colour.npz"), 1, "colour"),
-        ("npy-name", p("badnpy"), 1, "CASE-NNN.npy")):
+        ("npy-name", p("badnpy"), 1, "CASE-NNN.npy"),
+        ("same-case-twice", "%s %s" % (p("npz/c1.npz"), p("c12.nrrd")), 1, "two label frames of case 'c1'")):
     rc, _, err = run(TUNE + "-o %s %s" % (p("x.pth"), cmd))
     ok("error-" + name, rc == want and msg in err and len(err.strip().split("\n")) == 1 and
        not os.path.exists(p("x.pth")), "rc %d: %s" % (rc, err.strip()))
