@@ -158,6 +158,7 @@ typedef struct mp_tune_data {
 	size_t *perm;
 	long perm_epoch;
 	unsigned char *gtS;         /* S x S scratch */
+	float *embs;                /* embeddings made by mp_tune_data_embed */
 } mp_tune_data;
 
 void mp_tune_data_init(mp_tune_data *d, int S, int LR, int shift, int batch, uint64_t seed);
@@ -177,6 +178,52 @@ const mp_tune_slice *mp_tune_data_pick(mp_tune_data *d, long step, int j, float 
 const float *mp_tune_data_sample(mp_tune_data *d, long step, int j, float box[4], float *gt, double *label);
 /* identity of the data and sampling options (checked on --resume) */
 uint64_t mp_tune_data_hash(const mp_tune_data *d);
+
+/* ---------------------------------------------------------------- data files, schedules, validation
+ * (sam_train_files.c, sam_train_val.c) */
+/* the single-mask logits (4G x 4G) of one box prompt with the current
+ * decoder parameters: the training forward pass alone */
+int mp_tune_predict(mp_sam_tune *t, const float *emb, const float box[4], float *lowres);
+/* the image embedding (C x G x G) of an encoder input (3 x S x S) with the
+ * current weights: LoRA's encoder when t has LoRA, else the frozen encoder */
+int mp_tune_encode(mp_sam_tune *t, const float *img, float *emb);
+/* the encoder input (3 x S x S) of an image slice (grey, any type) as
+ * sam-embed makes it: mp_sam_preprocess with mode prep and resize interp */
+int mp_tune_slice_input(const mp_tune_slice *s, mp_sam_mode prep, int interp, int S, float *img);
+/* embed once, with the frozen encoder, every slice of d that has an image
+ * and no embedding (decoder mode on images); the embeddings belong to d */
+int mp_tune_data_embed(mp_tune_data *d, mp_sam *m, mp_sam_mode prep, int interp);
+
+/* MedSAM's training files as frames: an .npz (arrays imgs and gts: 3-D
+ * (D,H,W), or 2-D with imgs (H,W,3)) gives an image and a label frame of
+ * case = the file's stem; a folder with imgs/ and gts/ of per-slice npy
+ * files CASE-NNN.npy (vol2npz --slices) gives one pair per case: the slices
+ * holding a label, in slice-number order, stacked (image float32, label
+ * uint8). Colour images whose channels are equal become grey; other colour
+ * images are refused. *frames: image, label, image, label, ... (free with
+ * mp_frames_free). 0 or -1 + mp_err naming the file. */
+int mp_tune_files_read(const char *path, mp_frame ***frames, size_t *n);
+/* 1 when path names such an input (ends in .npz, or a folder holding imgs/ and gts/) */
+int mp_tune_files_is(const char *path);
+
+/* learning-rate schedules: base lr times a linear warm-up (step+1)/warmup
+ * for the first warmup steps, then over the remaining total - warmup steps
+ * (s counted from the end of the warm-up): constant 1, poly
+ * (1 - s/n)^0.9 (torch's PolynomialLR, power 0.9), cosine
+ * (1 + cos(pi s/n))/2 (CosineAnnealingLR, eta_min 0). step is 0-based. */
+enum { MP_TUNE_CONSTANT, MP_TUNE_POLY, MP_TUNE_COSINE };
+int mp_tune_sched_parse(const char *s, int *kind);
+double mp_tune_sched_lr(double base, int kind, long warmup, long total, long step);
+
+/* validation of one case held in v (the slices of one image + label pair):
+ * as sam-decode --from-label would segment it with the current weights
+ * (every label of every labelled slice, its tight box, --threshold of the
+ * mode), scored by seg-eval's code (mp_eval_labels, mp_eval_case): the case
+ * Dice to *dice. mode: the preprocessing (box mapping and threshold); prep
+ * and interp: how images are made encoder inputs (lora mode). 0 or -1. */
+int mp_tune_val_case(mp_sam_tune *t, const mp_tune_data *v, mp_sam_mode mode, int interp, double *dice);
+/* seeded choice of nval of the n case names for validation: sel[i] = 1 */
+void mp_tune_val_split(const char *const *cases, size_t n, size_t nval, uint64_t seed, unsigned char *sel);
 
 /* ---------------------------------------------------------------- torch checkpoint writer */
 /* A safe torch.save writer: an OrderedDict of float32 tensors (pickle

@@ -767,3 +767,12 @@ mp_tune_load_state(mp_sam_tune *t, const char *path, uint64_t *user)
 		*user = h[2];
 	return 0;
 }
+
+int
+mp_tune_predict(mp_sam_tune *t, const float *emb, const float box[4], float *lowres)
+{
+	mp_tune *w = t->w;
+	forward(t, emb, box);
+	memcpy(lowres, w->low, (size_t)16 * w->G * w->G * sizeof(float));
+	return 0;
+}

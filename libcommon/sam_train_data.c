@@ -54,6 +54,7 @@ mp_tune_data_free(mp_tune_data *d)
 	free(d->s);
 	free(d->perm);
 	free(d->gtS);
+	free(d->embs);
 	memset(d, 0, sizeof *d);
 }
 
@@ -246,4 +247,51 @@ mp_tune_data_pick(mp_tune_data *d, long step, int j, float box[4], float *gt, do
 	if (label)
 		*label = v;
 	return s;
+}
+
+int
+mp_tune_slice_input(const mp_tune_slice *s, mp_sam_mode prep, int interp, int S, float *img)
+{
+	size_t n = s->nx * s->ny;
+	float *plane = malloc((n ? n : 1) * sizeof(float));
+	if (!plane)
+		return mp_seterr("out of memory");
+	mp_convert(plane, MP_FLOAT32, (const char *)s->img->data + s->z * n * mp_type_size(s->img->type), s->img->type, n);
+	int rc = mp_sam_preprocess(prep, interp, S, plane, s->nx, s->ny, 1, img);
+	free(plane);
+	return rc;
+}
+
+int
+mp_tune_data_embed(mp_tune_data *d, mp_sam *m, mp_sam_mode prep, int interp)
+{
+	size_t per = (size_t)m->cfg.out_chans * m->cfg.grid * m->cfg.grid, k = 0, n = 0;
+	int S = m->cfg.img_size;
+
+	for (size_t i = 0; i < d->n; i++)
+		n += !d->s[i].emb && d->s[i].img;
+	if (!n)
+		return 0;
+	if (d->embs)
+		return mp_seterr("mp_tune_data_embed: called twice");
+	float *img = malloc((size_t)3 * S * S * sizeof(float));
+	d->embs = malloc(n * per * sizeof(float));
+	if (!img || !d->embs) {
+		free(img);
+		return mp_seterr("out of memory for the embeddings of %zu slices", n);
+	}
+	for (size_t i = 0; i < d->n; i++) {
+		mp_tune_slice *s = &d->s[i];
+		if (s->emb || !s->img)
+			continue;
+		float *e = d->embs + k++ * per;
+		if (mp_tune_slice_input(s, prep, interp, S, img) || mp_sam_encode(m, img, e)) {
+			free(img);
+			return mp_preerr("case '%s' slice %zu", mp_case(s->img), s->z);
+		}
+		s->emb = e;
+		mp_note("embedded case '%s' slice %zu (%zu of %zu)", mp_case(s->img), s->z, k, n);
+	}
+	free(img);
+	return 0;
 }

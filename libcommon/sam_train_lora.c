@@ -379,3 +379,15 @@ mp_tune_sample_image(mp_sam_tune *t, const float *img, const float box[4], const
 	encoder_bwd(t);
 	return 0;
 }
+
+int
+mp_tune_encode(mp_sam_tune *t, const float *img, float *emb)
+{
+	if (!t->lora_rank)
+		return mp_sam_encode(t->m, img, emb);
+	if (!t->lora && lora_setup(t))
+		return -1;
+	encoder_fwd(t, img);
+	memcpy(emb, t->lora->emb, (size_t)t->lora->T * t->lora->C * sizeof(float));
+	return 0;
+}

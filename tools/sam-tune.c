@@ -13,13 +13,37 @@ static const char *weights, *out, *modestr = "decoder", *logpath, *statepath, *r
 static const char *prepstr = "medsam", *interpstr;
 static long batch = 2, steps = -1, epochs = 1, lossres, shift = 20, seed = 1, threads, rank = 4;
 static double lr = 1e-4, wd = 0.01, alpha = -1;
+static const char *schedstr = "constant", *vallogpath;
+static long warmup, schedsteps, accum = 1;
+static double valfrac;
+static const char **valfiles;
+static size_t nvalfiles;
+
+static int
+opt_val(void *ctx, const char *arg)
+{
+	char *end;
+	double f = strtod(arg, &end);
+	(void)ctx;
+	if (end != arg && !*end) {
+		if (!(f > 0 && f < 1) || nvalfiles)
+			return mp_seterr("--val %s: a fraction of the cases (0 < F < 1), or files", arg);
+		valfrac = f;
+		return 0;
+	}
+	if (valfrac > 0)
+		return mp_seterr("--val %s: files and a fraction together", arg);
+	valfiles = mp_xrealloc(valfiles, (nvalfiles + 1) * sizeof *valfiles);
+	valfiles[nvalfiles++] = arg;
+	return 0;
+}
 
 static const mp_opt opts[] = {
-	{ "mode", 'm', MP_OPT_STR, &modestr, NULL, "MODE", "What is trained: decoder (the mask decoder, on embeddings cached by sam-embed; default) or lora (low-rank adapters on the q and v projections of every image-encoder block, SAMed's scheme, plus the mask decoder, on images)." },
+	{ "mode", 'm', MP_OPT_STR, &modestr, NULL, "MODE", "What is trained: decoder (the mask decoder, on embeddings cached by sam-embed, or on images that it embeds once; default) or lora (low-rank adapters on the q and v projections of every image-encoder block, SAMed's scheme, plus the mask decoder, on images)." },
 	{ "rank", 'r', MP_OPT_INT, &rank, NULL, "N", "LoRA rank (default 4)." },
 	{ "alpha", 0, MP_OPT_DBL, &alpha, NULL, "X", "LoRA scale numerator: the update is (alpha/rank) B A x (default alpha = rank, SAMed's scale 1)." },
-	{ "prep", 0, MP_OPT_STR, &prepstr, NULL, "MODE", "With --mode lora: how slices become the encoder's input, as sam-embed --mode: medsam (default) or sam." },
-	{ "interp", 'i', MP_OPT_STR, &interpstr, NULL, "METHOD", "With --mode lora: the resize method, as sam-embed --interp (default bspline3 for medsam, linear for sam)." },
+	{ "prep", 0, MP_OPT_STR, &prepstr, NULL, "MODE", "How image slices become the encoder's input (--mode lora, and images in --mode decoder), as sam-embed --mode: medsam (default) or sam." },
+	{ "interp", 'i', MP_OPT_STR, &interpstr, NULL, "METHOD", "The resize method for image slices, as sam-embed --interp (default bspline3 for medsam, linear for sam)." },
 	{ "weights", 'w', MP_OPT_STR, &weights, NULL, "FILE", "The checkpoint to start from (as sam-embed(1)); the embeddings must have been made with it. Default: $MEDPIPE_SAM_WEIGHTS." },
 	{ "out", 'o', MP_OPT_STR, &out, NULL, "FILE", "The tuned checkpoint: the whole SAM state dict (torch zip), written at the end." },
 	{ "batch", 'b', MP_OPT_INT, &batch, NULL, "N", "Prompts per step (default 2, as MedSAM)." },
@@ -30,9 +54,15 @@ static const mp_opt opts[] = {
 	{ "loss-res", 0, MP_OPT_INT, &lossres, NULL, "N", "Where the loss is taken: the input size (1024 for SAM; default: the low-resolution logits upsampled bilinearly, as MedSAM) or 4 x the embedding grid (256: the low-resolution logits against the mask taken every 4th pixel; about 3x cheaper)." },
 	{ "bbox-shift", 0, MP_OPT_INT, &shift, NULL, "N", "Move every side of each box outwards by a random 0..N pixels of the model input (default 20, MedSAM's at 1024)." },
 	{ "seed", 0, MP_OPT_INT, &seed, NULL, "N", "Seed of the slice order, the label drawn per slice and the box shifts (default 1)." },
-	{ "log", 'l', MP_OPT_STR, &logpath, NULL, "FILE", "A CSV line per step: step,epoch,loss,dice,bce,lr,ms (loss = dice + bce, means over the batch)." },
+	{ "log", 'l', MP_OPT_STR, &logpath, NULL, "FILE", "A CSV line per step: step,epoch,loss,dice,bce,lr,ms (loss = dice + bce, means over the batch; lr: the rate the step used, after --warmup and --schedule)." },
 	{ "state", 0, MP_OPT_STR, &statepath, NULL, "FILE", "Also write the optimizer state (step, parameters, AdamW moments) at the end, for --resume." },
 	{ "resume", 0, MP_OPT_STR, &resumepath, NULL, "FILE", "Continue from a --state file: the same data, --weights, --batch, --seed, --loss-res and --bbox-shift give bit for bit what one run would have." },
+	{ "warmup", 0, MP_OPT_INT, &warmup, NULL, "N", "Linear learning-rate warm-up over the first N steps: step k (from 1) uses k/N of the rate (default 0)." },
+	{ "schedule", 0, MP_OPT_STR, &schedstr, NULL, "NAME", "The learning rate after the warm-up, over the remaining steps of --schedule-steps: constant (the default), poly (lr (1 - s/n)^0.9, torch's PolynomialLR with power 0.9 as nnU-Net) or cosine (lr (1 + cos(pi s/n))/2 down to 0, torch's CosineAnnealingLR). The log's lr column is the rate each step used." },
+	{ "schedule-steps", 0, MP_OPT_INT, &schedsteps, NULL, "N", "The steps the schedule spans (default: this run's last step, from --steps or --epochs). Give the final count when a run is to be continued with --resume." },
+	{ "accum", 0, MP_OPT_INT, &accum, NULL, "N", "Gradient accumulation: N micro-batches of --batch prompts per optimizer step (default 1). The same as --batch N x batch, bit for bit: samples are computed one at a time and their gradients summed either way." },
+	{ "val", 0, MP_OPT_CALL, NULL, opt_val, "FILE|F", "Validation data: a file (stream, .npz or npy folder as the inputs; repeatable), or a fraction 0 < F < 1 of the input's cases, chosen by --seed and held out of training (whole cases, never single slices). After each epoch (and after the last step) every validation case is segmented as sam-decode --from-label would with the current weights and scored with seg-eval's Dice; the mean goes to stderr with --verbose." },
+	{ "val-log", 0, MP_OPT_STR, &vallogpath, NULL, "FILE", "A CSV of the validation: epoch,step,case,dice, one line per case and one of case 'mean' per evaluation." },
 	{ "threads", 't', MP_OPT_INT, &threads, NULL, "N", "Threads (default: every CPU)." },
 	{ NULL, 0, MP_OPT_END, NULL, NULL, NULL, NULL }
 };
@@ -52,6 +82,14 @@ static const mp_prog prog = {
 	"Each step takes --batch samples; each sample one label of its slice at random, that label's "
 	"mask and its bounding box moved outwards by a random 0..--bbox-shift pixels, as MedSAM's "
 	"training does. All samples stay in memory (16 MiB per ViT-B slice).\n\n"
+	"A FILE may also be MedSAM's training data: an .npz with arrays imgs and gts (vol2npz --layout medsam: "
+	"3-D (D,H,W), or a 2-D imgs (H,W,3) with gts (H,W)), its case the file's name without .npz; or a folder "
+	"with imgs/ and gts/ of per-slice npy files NAME-NNN.npy (vol2npz --slices: imgs (S,S,3) in [0,1], gts "
+	"(S,S) uint8), one case per NAME, its labelled slices in slice-number order. They are read as the "
+	"image frame and label frame of the same data would be, and give bit for bit the same training. "
+	"Colour images are taken when their three channels are equal (grey), refused otherwise. Image frames "
+	"(from files or the stream) also serve --mode decoder: each labelled slice is embedded once by the "
+	"frozen image encoder (--prep, --interp), as sam-embed would, and kept in memory.\n\n"
 	"With --mode lora the input is grey image frames (2-D or 3-D) with their label frames instead: "
 	"every slice holding a label is a sample, preprocessed for the encoder each time it is drawn "
 	"(--prep, --interp, as sam-embed). LoRA: A (rank x width) kaiming-uniform from --seed, B zero. "
@@ -60,8 +98,9 @@ static const mp_prog prog = {
 	"Training, as MedSAM: the box through the frozen prompt encoder, the mask decoder's single-mask "
 	"output (multimask_output=False), loss = Dice (sigmoid, squared denominators: MONAI's "
 	"DiceLoss(sigmoid=True, squared_pred=True)) + binary cross-entropy with logits, means over the "
-	"batch; AdamW (torch.optim.AdamW: betas 0.9/0.999, eps 1e-8, decoupled weight decay), constant "
-	"learning rate. The IoU head gets no gradient (the loss does not use it) and is left unchanged. "
+	"batch; AdamW (torch.optim.AdamW: betas 0.9/0.999, eps 1e-8, decoupled weight decay), a constant "
+	"learning rate unless --warmup or --schedule say otherwise (the lr values equal torch.optim.lr_scheduler's: "
+	"LinearLR or LambdaLR for the warm-up, PolynomialLR, CosineAnnealingLR). The IoU head gets no gradient (the loss does not use it) and is left unchanged. "
 	"Gradients equal PyTorch's autograd within float32 rounding (tests/t/sam_tune.py).\n\n"
 	"Cost: about 11 GFLOP per sample and step for ViT-B's decoder.\n\n"
 	"Adapters, full fine-tuning and LoRA for TinyViT (LiteMedSAM) are not written yet.\n\n"
@@ -78,7 +117,15 @@ static const mp_prog prog = {
 	"Trains 100 steps, then 100 more: b.pth equals a 200-step run.\n"
 	"$ vol-cat ct.nii.gz --label seg.nii.gz | hu-window --preset soft-tissue --mapping medsam | roi-crop --slices labelled \\\n"
 	"    | sam-tune --mode lora --rank 4 -w medsam_vit_b.pth -o lora.pth --epochs 5\n"
-	"Trains LoRA adapters and the mask decoder on the labelled slices of a CT.",
+	"Trains LoRA adapters and the mask decoder on the labelled slices of a CT.\n"
+	"$ vol-cat ct.nii.gz --label seg.nii.gz | hu-window --preset soft-tissue --mapping medsam | roi-crop --slices labelled \\\n"
+	"    | vol2npz --layout medsam -o CT_case01.npz\n"
+	"$ sam-tune --mode lora -w medsam_vit_b.pth -o lora.pth --steps 20 --warmup 5 --schedule cosine --accum 2 CT_case01.npz\n"
+	"Writes MedSAM's npz of a CT, then trains LoRA on it: 5 warm-up steps, then a cosine decay; each step "
+	"accumulates 2 batches of 2.\n"
+	"$ sam-tune -w medsam_vit_b.pth -o tuned.pth --epochs 4 --val 0.5 --val-log val.csv --verbose cases.nrrd\n"
+	"Trains the mask decoder on half of the cases of an image+label stream (embedded once by the frozen "
+	"encoder) and reports the Dice of the other half after each epoch.",
 	"sam-embed(1), sam-decode(1), seg-eval(1), medpipe(7)",
 	opts, 0
 };
@@ -86,8 +133,94 @@ static const mp_prog prog = {
 typedef struct {
 	mp_frame f;
 	mp_sam_embinfo info;
-	int is_emb;
+	int is_emb;         /* a sample frame: embeddings, or an image (is_img) */
+	int is_img, val;
 } held;
+
+static held *h;
+static size_t nh;
+static mp_sam model;
+static char id[96];
+
+static held *
+hold(const mp_frame *f, int val)
+{
+	h = mp_xrealloc(h, (nh + 1) * sizeof *h);
+	held *x = &h[nh++];
+	memset(x, 0, sizeof *x);
+	x->f = *f;
+	x->is_emb = strcmp(mp_role(f), "label") != 0;
+	x->is_img = strcmp(mp_role(f), "image") == 0;
+	x->val = val;
+	return x;
+}
+
+/* every sample and label frame of src: a stream, an .npz or an npy folder */
+static void
+read_src(const char *src, int lora, int val)
+{
+	if (mp_tune_files_is(src)) {
+		mp_frame **fr;
+		size_t n;
+		if (mp_tune_files_read(src, &fr, &n))
+			mp_die("%s", mp_err());
+		for (size_t i = 0; i < n; i++) {
+			hold(fr[i], val);
+			free(fr[i]);
+		}
+		free(fr);
+		return;
+	}
+	mp_in *in = mp_in_open(src);
+	mp_frame f;
+	int r;
+	if (!in)
+		mp_die("%s", mp_err());
+	while ((r = mp_in_header(in, &f)) == 1) {
+		const char *role = mp_role(&f);
+		int no = mp_in_frameno(in);
+		if (strcmp(role, "image") != 0 && (lora || strcmp(role, "embedding") != 0) && strcmp(role, "label") != 0) {
+			mp_frame_free(&f);
+			if (mp_in_skipdata(in) < 0)
+				mp_die("%s", mp_err());
+			continue;
+		}
+		if (mp_in_rest_spool(in, &f, (size_t)1 << 30) < 0)
+			mp_die("%s", mp_err());
+		held *x = hold(&f, val);
+		if (x->is_emb && !x->is_img) {
+			if (mp_sam_emb_read(&x->f, &x->info))
+				mp_die("%s: frame %d: %s", src, no, mp_err());
+			if (x->info.G != model.cfg.grid || x->info.C != model.cfg.out_chans ||
+			    strcmp(x->info.weights_id, id) != 0)
+				mp_die("%s: frame %d: embeddings made by weights %s (%s), not by %s (%s)", src, no,
+				       mp_get_kv(&x->f, "medpipe.sam.weights") ? mp_get_kv(&x->f, "medpipe.sam.weights") : "?",
+				       x->info.weights_id, weights, id);
+		}
+	}
+	if (r < 0)
+		mp_die("%s", mp_err());
+	mp_in_close(in);
+}
+
+/* the label frame of sample frame i */
+static const held *
+label_of(size_t i)
+{
+	const held *lab = NULL;
+	for (size_t k = 0; k < nh; k++)
+		if (!h[k].is_emb && h[k].val == h[i].val && strcmp(mp_case(&h[k].f), mp_case(&h[i].f)) == 0) {
+			if (lab)   /* two files of the same name, or a stream with two */
+				mp_die("two label frames of case '%s' in the %s data: which one belongs to the %s is unclear",
+				       mp_case(&h[i].f), h[i].val ? "validation" : "training", h[i].is_img ? "image" : "embeddings");
+			lab = &h[k];
+		}
+	if (lab)
+		return lab;
+	mp_die("%s of case '%s': no label frame of that case in the input", h[i].is_img ? "image" : "embeddings",
+	       mp_case(&h[i].f));
+	return NULL;
+}
 
 static double
 now(void)
@@ -102,12 +235,9 @@ main(int argc, char **argv)
 {
 	char **args;
 	int nargs = mp_parse(&prog, argc, argv, &args);
-	mp_sam model;
 	mp_sam_tune t;
 	mp_tune_data d;
-	char id[96];
-	held *h = NULL;
-	size_t nh = 0;
+	int sched;
 
 	int lora = strcmp(modestr, "lora") == 0;
 	mp_sam_mode prep;
@@ -136,6 +266,12 @@ main(int argc, char **argv)
 		mp_usage_die("--lr must be positive; --weight-decay, --bbox-shift and --loss-res not negative");
 	if (threads < 0 || threads > 64)
 		mp_usage_die("--threads %ld: want 1..64", threads);
+	if (mp_tune_sched_parse(schedstr, &sched))
+		mp_usage_die("--schedule %s", mp_err());
+	if (warmup < 0 || schedsteps < 0 || accum < 1 || accum > 4096 || batch * accum > 65536)
+		mp_usage_die("--warmup and --schedule-steps must not be negative, --accum 1..4096");
+	if (vallogpath && !valfrac && !nvalfiles)
+		mp_usage_die("--val-log needs --val");
 	if (mp_sam_load(&model, weights, mp_sam_cpu_backend((int)threads)))
 		mp_die("%s", mp_err());
 	if (mp_tune_init(&t, &model, (int)lossres))
@@ -145,72 +281,108 @@ main(int argc, char **argv)
 		mp_die("%s: %s", weights, mp_err());
 	mp_sam_weights_id(&model, id, sizeof id);
 
-	/* every frame: embeddings and labels */
-	for (int i = 0; i < (nargs ? nargs : 1); i++) {
-		const char *src = nargs ? args[i] : "-";
-		mp_in *in = mp_in_open(src);
-		mp_frame f;
-		int r;
-		if (!in)
-			mp_die("%s", mp_err());
-		while ((r = mp_in_header(in, &f)) == 1) {
-			const char *role = mp_role(&f);
-			int no = mp_in_frameno(in);
-			if (strcmp(role, lora ? "image" : "embedding") != 0 && strcmp(role, "label") != 0) {
-				mp_frame_free(&f);
-				if (mp_in_skipdata(in) < 0)
-					mp_die("%s", mp_err());
-				continue;
-			}
-			if (mp_in_rest_spool(in, &f, (size_t)1 << 30) < 0)
-				mp_die("%s", mp_err());
-			h = mp_xrealloc(h, (nh + 1) * sizeof *h);
-			held *x = &h[nh++];
-			memset(x, 0, sizeof *x);
-			x->f = f;
-			x->is_emb = strcmp(role, "label") != 0;
-			if (x->is_emb && !lora) {
-				if (mp_sam_emb_read(&x->f, &x->info))
-					mp_die("%s: frame %d: %s", src, no, mp_err());
-				if (x->info.G != model.cfg.grid || x->info.C != model.cfg.out_chans ||
-				    strcmp(x->info.weights_id, id) != 0)
-					mp_die("%s: frame %d: embeddings made by weights %s (%s), not by %s (%s)", src, no,
-					       mp_get_kv(&x->f, "medpipe.sam.weights") ? mp_get_kv(&x->f, "medpipe.sam.weights") : "?",
-					       x->info.weights_id, weights, id);
+	/* every frame: embeddings or images, and labels */
+	for (int i = 0; i < (nargs ? nargs : 1); i++)
+		read_src(nargs ? args[i] : "-", lora, 0);
+	for (size_t i = 0; i < nvalfiles; i++)
+		read_src(valfiles[i], lora, 1);
+	/* --val F: whole cases of the input held out */
+	if (valfrac > 0) {
+		const char **cs = NULL;
+		size_t nc = 0;
+		for (size_t i = 0; i < nh; i++) {
+			size_t k = 0;
+			while (k < nc && strcmp(cs[k], mp_case(&h[i].f)) != 0)
+				k++;
+			if (h[i].is_emb && k == nc) {
+				cs = mp_xrealloc(cs, (nc + 1) * sizeof *cs);
+				cs[nc++] = mp_case(&h[i].f);
 			}
 		}
-		if (r < 0)
-			mp_die("%s", mp_err());
-		mp_in_close(in);
+		size_t nv = (size_t)(valfrac * (double)nc + 0.5);
+		nv = nv < 1 ? 1 : nv;
+		if (nc < 2 || nv >= nc)
+			mp_die("--val %g: %zu case%s in the input, too few to hold out %zu", valfrac, nc, nc == 1 ? "" : "s", nv);
+		unsigned char *sel = mp_xmalloc(nc);
+		mp_tune_val_split(cs, nc, nv, (uint64_t)seed, sel);
+		for (size_t i = 0; i < nh; i++)
+			for (size_t k = 0; k < nc; k++)
+				if (sel[k] && strcmp(cs[k], mp_case(&h[i].f)) == 0)
+					h[i].val = 1;
+		free(sel);
+		free(cs);
 	}
-	mp_tune_data_init(&d, model.cfg.img_size, t.loss_res, (int)shift, (int)batch, (uint64_t)seed);
-	size_t nemb = 0;
+	mp_tune_data_init(&d, model.cfg.img_size, t.loss_res, (int)shift, (int)(batch * accum), (uint64_t)seed);
+	size_t nemb = 0, nval = 0, nimg = 0;
 	for (size_t i = 0; i < nh; i++) {
-		if (!h[i].is_emb)
+		if (!h[i].is_emb || h[i].val)
 			continue;
 		nemb++;
-		const held *lab = NULL;
-		for (size_t k = 0; k < nh && !lab; k++)
-			if (!h[k].is_emb && strcmp(mp_case(&h[k].f), mp_case(&h[i].f)) == 0)
-				lab = &h[k];
-		if (!lab)
-			mp_die("%s of case '%s': no label frame of that case in the input", lora ? "image" : "embeddings",
-			       mp_case(&h[i].f));
-		if (lora ? mp_tune_data_add_image(&d, &h[i].f, prep, &lab->f) : mp_tune_data_add(&d, &h[i].f, &h[i].info, &lab->f))
+		const held *lab = label_of(i);
+		nimg += h[i].is_img;
+		if (h[i].is_img ? mp_tune_data_add_image(&d, &h[i].f, prep, &lab->f) : mp_tune_data_add(&d, &h[i].f, &h[i].info, &lab->f))
 			mp_die("%s", mp_err());
 	}
 	if (!nemb)
-		mp_die(lora ? "no image frames in the input" : "no embedding frames in the input (make them with sam-embed)");
+		mp_die(lora ? "no image frames in the input" : "no embedding or image frames in the input (make embeddings with sam-embed)");
 	if (!d.n)
 		mp_die("no embedded slice holds a label");
+	/* validation cases: one set of slices each */
+	mp_tune_data *vd = NULL;
+	mp_sam_mode *vmode = NULL;
+	const char **vcase = NULL;
+	for (size_t i = 0; i < nh; i++) {
+		if (!h[i].is_emb || !h[i].val)
+			continue;
+		const held *lab = label_of(i);
+		vd = mp_xrealloc(vd, (nval + 1) * sizeof *vd);
+		vmode = mp_xrealloc(vmode, (nval + 1) * sizeof *vmode);
+		vcase = mp_xrealloc(vcase, (nval + 1) * sizeof *vcase);
+		mp_tune_data_init(&vd[nval], model.cfg.img_size, t.loss_res, (int)shift, 1, (uint64_t)seed);
+		vmode[nval] = h[i].is_img ? prep : h[i].info.mode;
+		vcase[nval] = mp_case(&h[i].f);
+		if (h[i].is_img ? mp_tune_data_add_image(&vd[nval], &h[i].f, prep, &lab->f) : mp_tune_data_add(&vd[nval], &h[i].f, &h[i].info, &lab->f))
+			mp_die("--val: %s", mp_err());
+		nimg += h[i].is_img;
+		nval++;
+	}
+	if ((valfrac > 0 || nvalfiles) && !nval)
+		mp_die("--val: no %s frames with a label frame in the validation data", lora ? "image" : "embedding or image");
+	if (nval) {   /* under --verbose: which cases train, which validate */
+		for (int v = 0; v < 2; v++) {
+			char *list = NULL;
+			size_t len = 0;
+			for (size_t i = 0; i < nh; i++)
+				if (h[i].is_emb && h[i].val == v) {
+					const char *c = mp_case(&h[i].f);
+					list = mp_xrealloc(list, len + strlen(c) + 2);
+					len += (size_t)sprintf(list + len, "%s%s", len ? "," : "", c);
+				}
+			mp_note("%s cases: %s", v ? "validation" : "training", list ? list : "");
+			free(list);
+		}
+	}
+	/* decoder mode on images: each slice embedded once by the frozen encoder */
+	if (!lora && nimg) {
+		mp_note("embedding the labelled slices of %zu image frames with the frozen encoder", nimg);
+		if (mp_tune_data_embed(&d, &model, prep, (int)rm))
+			mp_die("%s", mp_err());
+		for (size_t k = 0; k < nval; k++)
+			if (mp_tune_data_embed(&vd[k], &model, prep, (int)rm))
+				mp_die("--val: %s", mp_err());
+	}
 	long spe = mp_tune_data_steps_per_epoch(&d), total = steps > 0 ? steps : epochs * spe;
+	long horizon = schedsteps > 0 ? schedsteps : total;
 	uint64_t hash = mp_tune_data_hash(&d) ^ (lora ? 0x4c6f5241ULL * (uint64_t)rank + (uint64_t)prep : 0);
+	if (sched != MP_TUNE_CONSTANT || warmup)   /* the schedule is part of what a resumed run must repeat */
+		hash ^= 0x5343484544ULL * (uint64_t)(sched + 1) + 0x9e3779b9ULL * (uint64_t)warmup +
+		        (sched != MP_TUNE_CONSTANT ? (uint64_t)horizon << 24 : 0);
 	if (resumepath) {
 		uint64_t u;
 		if (mp_tune_load_state(&t, resumepath, &u))
 			mp_die("--resume: %s", mp_err());
 		if (u != hash)
-			mp_die("--resume: %s: made with other data or other --batch, --seed, --loss-res or --bbox-shift",
+			mp_die("--resume: %s: made with other data or other --batch, --seed, --loss-res, --bbox-shift or schedule",
 			       resumepath);
 		if (t.step > total)
 			mp_die("--resume: %s: already at step %ld, past --steps %ld", resumepath, t.step, total);
@@ -224,6 +396,13 @@ main(int argc, char **argv)
 			mp_die("%s", mp_err());
 		fprintf(log->fp, "step,epoch,loss,dice,bce,lr,ms\n");
 	}
+	mp_afile *vlog = NULL;
+	if (vallogpath) {
+		if (!(vlog = mp_afile_open(vallogpath)))
+			mp_die("%s", mp_err());
+		fprintf(vlog->fp, "epoch,step,case,dice\n");
+	}
+	long nb = batch * accum;
 	int tty = isatty(2) && !mp_verbose;
 	float *gt = mp_xmalloc((size_t)t.loss_res * t.loss_res * sizeof(float));
 	int S = model.cfg.img_size;
@@ -232,7 +411,7 @@ main(int argc, char **argv)
 		double t0 = now(), L = 0, D = 0, B = 0;
 		long s = t.step;
 		mp_tune_zero_grad(&t);
-		for (int j = 0; j < batch; j++) {
+		for (int j = 0; j < nb; j++) {
 			float box[4];
 			double l, dc, bc;
 			const mp_tune_slice *sl = mp_tune_data_pick(&d, s, j, box, gt, NULL);
@@ -243,23 +422,45 @@ main(int argc, char **argv)
 				mp_convert(plane, MP_FLOAT32, (const char *)sl->img->data + sl->z * n * mp_type_size(sl->img->type),
 				           sl->img->type, n);
 				er = mp_sam_preprocess(prep, (int)rm, S, plane, sl->nx, sl->ny, 1, img) ||
-				     mp_tune_sample_image(&t, img, box, gt, 1.0 / (double)batch, &l, &dc, &bc);
+				     mp_tune_sample_image(&t, img, box, gt, 1.0 / (double)nb, &l, &dc, &bc);
 			} else
-				er = mp_tune_sample(&t, sl->emb, box, gt, 1.0 / (double)batch, &l, &dc, &bc, NULL, NULL);
+				er = mp_tune_sample(&t, sl->emb, box, gt, 1.0 / (double)nb, &l, &dc, &bc, NULL, NULL);
 			if (er)
 				mp_die("step %ld: %s", s + 1, mp_err());
-			L += l / (double)batch;
-			D += dc / (double)batch;
-			B += bc / (double)batch;
+			L += l / (double)nb;
+			D += dc / (double)nb;
+			B += bc / (double)nb;
 		}
-		mp_tune_adamw(&t, lr);
+		double lrs = mp_tune_sched_lr(lr, sched, warmup, horizon, s);
+		mp_tune_adamw(&t, lrs);
 		double ms = 1e3 * (now() - t0);
 		if (log)
-			fprintf(log->fp, "%ld,%ld,%.7g,%.7g,%.7g,%.7g,%.1f\n", s + 1, s / spe + 1, L, D, B, lr, ms);
+			fprintf(log->fp, "%ld,%ld,%.7g,%.7g,%.7g,%.15g,%.1f\n", s + 1, s / spe + 1, L, D, B, lrs, ms);
 		if (tty)
 			fprintf(stderr, "\rsam-tune: step %ld/%ld  loss %.4f  dice %.4f  bce %.4f  %.0f ms ", s + 1, total, L, D, B,
 			        ms);
 		mp_note("step %ld/%ld: loss %.5f (dice %.5f, bce %.5f), %.0f ms", s + 1, total, L, D, B, ms);
+		/* validation after each epoch and after the last step */
+		if (nval && ((s + 1) % spe == 0 || s + 1 == total)) {
+			double sum = 0;
+			size_t cnt = 0;
+			for (size_t k = 0; k < nval; k++) {
+				double dc;
+				if (mp_tune_val_case(&t, &vd[k], vmode[k], (int)rm, &dc))
+					mp_die("--val: case '%s': %s", vcase[k], mp_err());
+				if (vlog)
+					fprintf(vlog->fp, "%ld,%ld,%s,%.9g\n", s / spe + 1, s + 1, vcase[k], dc);
+				mp_note("epoch %ld: validation case '%s': Dice %.4f", s / spe + 1, vcase[k], dc);
+				if (dc == dc) {
+					sum += dc;
+					cnt++;
+				}
+			}
+			double mean = cnt ? sum / (double)cnt : 0.0 / 0.0;
+			if (vlog)
+				fprintf(vlog->fp, "%ld,%ld,mean,%.9g\n", s / spe + 1, s + 1, mean);
+			mp_note("epoch %ld (step %ld): validation Dice %.4f, mean of %zu cases", s / spe + 1, s + 1, mean, cnt);
+		}
 	}
 	if (tty)
 		fprintf(stderr, "\n");
@@ -269,13 +470,21 @@ main(int argc, char **argv)
 		mp_die("%s", mp_err());
 	if (log && mp_afile_commit(log))
 		mp_die("%s: %s", logpath, mp_err());
+	if (vlog && mp_afile_commit(vlog))
+		mp_die("%s: %s", vallogpath, mp_err());
+	for (size_t k = 0; k < nval; k++)
+		mp_tune_data_free(&vd[k]);
+	free(vd);
+	free(vmode);
+	free(vcase);
+	free(valfiles);
 	free(gt);
 	free(img);
 	free(plane);
 	mp_tune_data_free(&d);
 	mp_tune_free(&t);
 	for (size_t i = 0; i < nh; i++) {
-		if (h[i].is_emb && !lora)
+		if (h[i].is_emb && !h[i].is_img)
 			mp_sam_emb_free(&h[i].info);
 		mp_frame_free(&h[i].f);
 	}
