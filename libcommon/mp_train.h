@@ -233,5 +233,10 @@ void mp_tune_val_split(const char *const *cases, size_t n, size_t nval, uint64_t
  * them. names[i], shapes[i] (ndim[i] dims), data[i]. Atomic. 0 or -1 + mp_err. */
 int mp_torch_save(const char *path, size_t n, const char *const *names, const int *ndim,
                   const int64_t *const *shapes, const float *const *data);
+/* the same where idata[i], when idata and idata[i] are not NULL, gives
+ * tensor i as int64 (torch.LongStorage; batch norms' num_batches_tracked)
+ * instead of data[i] */
+int mp_torch_save_mixed(const char *path, size_t n, const char *const *names, const int *ndim,
+                        const int64_t *const *shapes, const float *const *data, const int64_t *const *idata);
 
 #endif

@@ -247,6 +247,9 @@ mp_tune_add_lora(mp_sam_tune *t, int rank, double alpha, uint64_t seed)
 	char name[160];
 	static const char *suf[4] = { "lora_A_q", "lora_B_q", "lora_A_v", "lora_B_v" };
 
+	if (t->m->tv)
+		return mp_seterr("LoRA is written for ViT image encoders only, not yet for %s (TinyViT); --mode decoder "
+		                 "trains its mask decoder", c->arch);
 	if (rank < 1 || rank > E)
 		return mp_seterr("LoRA rank %d: want 1..%d", rank, E);
 	t->lora_rank = rank;
@@ -633,6 +636,7 @@ mp_tune_save(const mp_sam_tune *t, const char *path)
 	int *nd = mp_xcalloc(td->n + 1, sizeof *nd);
 	const int64_t **sh = mp_xcalloc(td->n + 1, sizeof *sh);
 	const float **data = mp_xcalloc(td->n + 1, sizeof *data);
+	const int64_t **idata = mp_xcalloc(td->n + 1, sizeof *idata);
 	float **merged = mp_xcalloc(td->n + 1, sizeof *merged);
 	size_t nmerged = 0;
 	int rc = -1;
@@ -663,17 +667,18 @@ mp_tune_save(const mp_sam_tune *t, const char *path)
 		/* buffers registered with persistent=False are not in SAM's state dict */
 		if (strcmp(x->name, "pixel_mean") == 0 || strcmp(x->name, "pixel_std") == 0)
 			continue;
-		if (!d) {
-			mp_seterr("%s: tensor %s is not floating point", path, x->name);
+		if (!d && !x->idata) {
+			mp_seterr("%s: tensor %s is neither floating point nor a small integer tensor", path, x->name);
 			goto out;
 		}
 		names[n] = x->name;
 		nd[n] = x->ndim;
 		sh[n] = x->shape;
 		data[n] = d;
+		idata[n] = d ? NULL : x->idata;   /* batch norms' num_batches_tracked (TinyViT) */
 		n++;
 	}
-	rc = mp_torch_save(path, n, names, nd, sh, data);
+	rc = mp_torch_save_mixed(path, n, names, nd, sh, data, idata);
 out:
 	for (size_t i = 0; i < nmerged; i++)
 		free(merged[i]);
@@ -682,6 +687,7 @@ out:
 	free(nd);
 	free(sh);
 	free(data);
+	free(idata);
 	return rc;
 }
 

@@ -72,6 +72,42 @@ elem2f(const unsigned char *p, mp_tl_dtype dt)
 	}
 }
 
+static int64_t
+elem2i(const unsigned char *p, mp_tl_dtype dt)
+{
+	switch (dt) {
+	case MP_TL_I64: { int64_t v; memcpy(&v, p, 8); return v; }
+	case MP_TL_I32: { int32_t v; memcpy(&v, p, 4); return v; }
+	case MP_TL_I16: { int16_t v; memcpy(&v, p, 2); return v; }
+	case MP_TL_I8: return (int8_t)p[0];
+	default: return p[0];
+	}
+}
+
+/* integer and bool tensors of up to 64 elements (batch norms'
+ * num_batches_tracked) keep their values as int64, so that a checkpoint
+ * writer can pass them on */
+static int
+int_fill(mp_tensor *t, const unsigned char *st, int64_t off, const int64_t *stride)
+{
+	if (t->n > 64)
+		return 0;
+	t->idata = mp_xmalloc((t->n ? t->n : 1) * sizeof *t->idata);
+	int64_t idx[MP_TL_MAXDIM] = { 0 };
+	for (size_t i = 0; i < t->n; i++) {
+		int64_t e = off;
+		for (int d = 0; d < t->ndim; d++)
+			e += idx[d] * stride[d];
+		t->idata[i] = elem2i(st + (size_t)e * dtsize[t->dtype], t->dtype);
+		for (int d = t->ndim - 1; d >= 0; d--) {
+			if (++idx[d] < t->shape[d])
+				break;
+			idx[d] = 0;
+		}
+	}
+	return 0;
+}
+
 /* copy a strided view of a storage into t (float types only get data);
  * every size, stride and offset comes from the file: each product and sum is
  * checked, and the last element viewed must lie inside the storage */
@@ -99,7 +135,7 @@ tensor_fill(mp_tensor *t, const unsigned char *st, size_t st_numel, int64_t off,
 	if (n > 0 && (uint64_t)maxi >= st_numel)
 		return mp_seterr("tensor %s: view outside its storage (%zu elements)", t->name, st_numel);
 	if (!mp_tl_is_float(t->dtype))
-		return 0;
+		return int_fill(t, st, off, stride);
 	size_t nb;
 	if (mp_mulsize(n, sizeof(float), &nb) || nb > mp_max_bytes())
 		return mp_seterr("tensor %s: %zu elements exceed the memory limit (MEDPIPE_MAX_BYTES)", t->name, n);
@@ -149,6 +185,7 @@ mp_tl_free(mp_tdict *d)
 	for (size_t i = 0; i < d->n; i++) {
 		free(d->t[i].name);
 		free(d->t[i].data);
+		free(d->t[i].idata);
 	}
 	free(d->t);
 	memset(d, 0, sizeof *d);
@@ -924,6 +961,7 @@ load_zip(const unsigned char *b, size_t len, mp_tdict *d)
 		if (r) {
 			free(t.name);
 			free(t.data);
+			free(t.idata);
 			goto out;
 		}
 		dict_add(d, &t, &cap);
@@ -1147,6 +1185,7 @@ load_safetensors(const unsigned char *b, size_t len, mp_tdict *d)
 		if (tensor_fill(&t, data + off[0], (size_t)s, 0, stride)) {
 			free(t.name);
 			free(t.data);
+			free(t.idata);
 			return -1;
 		}
 		dict_add(d, &t, &cap);

@@ -37,6 +37,7 @@ typedef struct mp_tensor {
 	mp_tl_dtype dtype;          /* type as stored in the file */
 	size_t n;                   /* number of elements */
 	float *data;                /* float32 copy (NULL for non-float types) */
+	int64_t *idata;             /* int64 copy of an integer or bool tensor of <= 64 elements, else NULL */
 } mp_tensor;
 
 typedef struct mp_tdict {

@@ -1,5 +1,5 @@
 /* torchsave.c - a small, safe writer of PyTorch checkpoints (torch.save's
- * zip format) holding an OrderedDict of float32 tensors (see mp_train.h).
+ * zip format) holding an OrderedDict of float32 (and int64) tensors (see mp_train.h).
  *
  * The archive is what torch.save writes: ARCHIVE/data.pkl (a pickle,
  * protocol 2), ARCHIVE/byteorder, ARCHIVE/data/K (the raw little-endian
@@ -7,7 +7,8 @@
  * the opcodes PROTO, GLOBAL, EMPTY_TUPLE, MARK, TUPLE, REDUCE, BINUNICODE,
  * BININT, LONG1, NEWFALSE, BINPERSID, SETITEMS, STOP and only the globals
  * collections.OrderedDict, torch._utils._rebuild_tensor_v2 and
- * torch.FloatStorage, all of which torch.load(weights_only=True) accepts. */
+ * torch.FloatStorage (torch.LongStorage for int64 tensors), all of which
+ * torch.load(weights_only=True) accepts. */
 #include "mp_train.h"
 #include "mp_label.h"
 #include "mp.h"
@@ -86,6 +87,13 @@ int
 mp_torch_save(const char *path, size_t n, const char *const *names, const int *ndim, const int64_t *const *shapes,
               const float *const *data)
 {
+	return mp_torch_save_mixed(path, n, names, ndim, shapes, data, NULL);
+}
+
+int
+mp_torch_save_mixed(const char *path, size_t n, const char *const *names, const int *ndim,
+                    const int64_t *const *shapes, const float *const *data, const int64_t *const *idata)
+{
 	buf pk = { 0 };
 	char key[32], entry[64];
 	mp_afile *a;
@@ -112,10 +120,10 @@ mp_torch_save(const char *path, size_t n, const char *const *names, const int *n
 		str(&pk, names[i]);
 		global(&pk, "torch._utils", "_rebuild_tensor_v2");
 		op(&pk, '(');
-		/* persistent id: ('storage', FloatStorage, key, 'cpu', numel) */
+		/* persistent id: ('storage', FloatStorage or LongStorage, key, 'cpu', numel) */
 		op(&pk, '(');
 		str(&pk, "storage");
-		global(&pk, "torch", "FloatStorage");
+		global(&pk, "torch", idata && idata[i] ? "LongStorage" : "FloatStorage");
 		snprintf(key, sizeof key, "%zu", i);
 		str(&pk, key);
 		str(&pk, "cpu");
@@ -151,7 +159,9 @@ mp_torch_save(const char *path, size_t n, const char *const *names, const int *n
 		for (int d = 0; d < ndim[i]; d++)
 			numel *= shapes[i][d];
 		snprintf(entry, sizeof entry, "archive/data/%zu", i);
-		bad = mp_zip_begin(z, entry, numel * 4) || mp_zip_write(z, data[i], (size_t)numel * 4) || mp_zip_end(z);
+		int es = idata && idata[i] ? 8 : 4;
+		const void *src = idata && idata[i] ? (const void *)idata[i] : (const void *)data[i];
+		bad = mp_zip_begin(z, entry, numel * es) || mp_zip_write(z, src, (size_t)numel * es) || mp_zip_end(z);
 	}
 	if (!bad)
 		bad = mp_zip_begin(z, "archive/version", 2) || mp_zip_write(z, "3\n", 2) || mp_zip_end(z);

