@@ -3,6 +3,7 @@
 #include "mp.h"
 #include "mp_filter.h"
 #include "mp_train.h"   /* includes mp_sam.h (whose frame part is outside its include guard) */
+#include "mp_train_peft.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +11,7 @@
 #include <unistd.h>
 
 static const char *weights, *out, *modestr = "decoder", *logpath, *statepath, *resumepath;
-static const char *prepstr = "medsam", *interpstr;
+static const char *prepstr = "medsam", *interpstr, *adapterout;
 static long batch = 2, steps = -1, epochs = 1, lossres, shift = 20, seed = 1, threads, rank = 4;
 static double lr = 1e-4, wd = 0.01, alpha = -1;
 
@@ -22,6 +23,7 @@ static const mp_opt opts[] = {
 	{ "interp", 'i', MP_OPT_STR, &interpstr, NULL, "METHOD", "With --mode lora: the resize method, as sam-embed --interp (default bspline3 for medsam, linear for sam)." },
 	{ "weights", 'w', MP_OPT_STR, &weights, NULL, "FILE", "The checkpoint to start from (as sam-embed(1)); the embeddings must have been made with it. Default: $MEDPIPE_SAM_WEIGHTS." },
 	{ "out", 'o', MP_OPT_STR, &out, NULL, "FILE", "The tuned checkpoint: the whole SAM state dict (torch zip), written at the end." },
+	{ "adapter-out", 0, MP_OPT_STR, &adapterout, NULL, "DIR", "With --mode lora: also write the LoRA and the mask decoder as a Hugging Face PEFT adapter in folder DIR (made if missing): adapter_model.safetensors and adapter_config.json, which peft's PeftModel.from_pretrained(sam, DIR) applies to the segment_anything model of --weights. The q/v LoRA of rank r is written as PEFT's LoRA of rank 2r on the fused qkv projection (target_modules [\"qkv\"], the k rows of lora_B zero, lora_alpha 2 x --alpha), the mask decoder as modules_to_save." },
 	{ "batch", 'b', MP_OPT_INT, &batch, NULL, "N", "Prompts per step (default 2, as MedSAM)." },
 	{ "epochs", 'e', MP_OPT_INT, &epochs, NULL, "N", "Epochs (default 1): every labelled slice once per epoch, in a seeded random order, batches of --batch (a last incomplete batch is dropped)." },
 	{ "steps", 's', MP_OPT_INT, &steps, NULL, "N", "Optimizer steps in all, instead of --epochs (with --resume: the step to stop at)." },
@@ -77,8 +79,9 @@ static const mp_prog prog = {
 	"$ sam-tune -w medsam_vit_b.pth -o b.pth --steps 200 --resume a.state emb.nrrd\n"
 	"Trains 100 steps, then 100 more: b.pth equals a 200-step run.\n"
 	"$ vol-cat ct.nii.gz --label seg.nii.gz | hu-window --preset soft-tissue --mapping medsam | roi-crop --slices labelled \\\n"
-	"    | sam-tune --mode lora --rank 4 -w medsam_vit_b.pth -o lora.pth --epochs 5\n"
-	"Trains LoRA adapters and the mask decoder on the labelled slices of a CT.",
+	"    | sam-tune --mode lora --rank 4 -w medsam_vit_b.pth -o lora.pth --adapter-out lora-peft --epochs 5\n"
+	"Trains LoRA adapters and the mask decoder on the labelled slices of a CT; lora.pth has them merged, "
+	"lora-peft/ holds them as a PEFT adapter (in Python: PeftModel.from_pretrained(sam, \"lora-peft\")).",
 	"sam-embed(1), sam-decode(1), seg-eval(1), medpipe(7)",
 	opts, 0
 };
@@ -128,6 +131,8 @@ main(int argc, char **argv)
 		mp_usage_die("--weights FILE is required (or MEDPIPE_SAM_WEIGHTS)");
 	if (!out)
 		mp_usage_die("--out FILE is required");
+	if (adapterout && !lora)
+		mp_usage_die("--adapter-out: needs --mode lora");
 	if (batch < 1 || batch > 4096)
 		mp_usage_die("--batch %ld: want 1..4096", batch);
 	if (epochs < 1 || steps == 0 || steps < -1)
@@ -263,6 +268,8 @@ main(int argc, char **argv)
 	}
 	if (tty)
 		fprintf(stderr, "\n");
+	if (adapterout && mp_tune_save_peft(&t, adapterout))
+		mp_die("%s", mp_err());
 	if (mp_tune_save(&t, out))
 		mp_die("%s", mp_err());
 	if (statepath && mp_tune_save_state(&t, statepath, hash))

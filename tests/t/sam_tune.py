@@ -54,6 +54,16 @@ def ok(name, cond, why=""):
 
 
 try:
+    # peft (through transformers) looks for torchvision, which sam_ckpt may
+    # stub: import it first
+    import peft
+    from peft import PeftModel
+    from safetensors.numpy import load_file as st_load
+    peft_why = ""
+except Exception as e:  # noqa: BLE001
+    peft = None
+    peft_why = str(e).split("\n")[0]
+try:
     import torch
     import torch.nn.functional as F
     import sam_ckpt
@@ -332,6 +342,66 @@ if have_adam:
     except Exception as e:  # noqa: BLE001
         ok("checkpoint-strict-load", False, "%s: %s" % (type(e).__name__, e))
 
+def check_peft(pdir, merged, img, name, mats=None):
+    """the PEFT adapter in pdir: its files read with safetensors' numpy API
+    (PEFT's key names, the k rows of lora_B zero, A and B = the LoRA matrices
+    mats when given); PeftModel.from_pretrained on the base model gives the
+    merged checkpoint's image embedding (within 1e-4 relative L2) and mask
+    decoder"""
+    if peft is None:
+        print("SKIP %s: peft unavailable (%s)" % (name, peft_why))
+        return
+    try:
+        import json
+        cfgj = json.load(open(os.path.join(pdir, "adapter_config.json")))
+        st = st_load(os.path.join(pdir, "adapter_model.safetensors"))
+        E_, D_ = cfg["embed"], cfg["depth"]
+        r2 = cfgj["r"]
+        keys_ok = all("base_model.model.image_encoder.blocks.%d.attn.qkv.lora_%s.weight" % (b, k) in st
+                      for b in range(D_) for k in "AB") and \
+            all("base_model.model." + k in st for k in dec_names) and len(st) == 2 * D_ + len(dec_names)
+        kzero = all(not np.any(st["base_model.model.image_encoder.blocks.%d.attn.qkv.lora_B.weight" % b][E_:2 * E_])
+                    for b in range(D_))
+        shapes = all(st["base_model.model.image_encoder.blocks.%d.attn.qkv.lora_A.weight" % b].shape == (r2, E_) and
+                     st["base_model.model.image_encoder.blocks.%d.attn.qkv.lora_B.weight" % b].shape == (3 * E_, r2)
+                     for b in range(D_))
+        mats_ok = True
+        if mats is not None:
+            r = r2 // 2
+            for b in range(D_):
+                A = st["base_model.model.image_encoder.blocks.%d.attn.qkv.lora_A.weight" % b]
+                Bm = st["base_model.model.image_encoder.blocks.%d.attn.qkv.lora_B.weight" % b]
+                aq, bq, av, bv = mats[b]
+                mats_ok &= np.array_equal(A[:r], aq) and np.array_equal(A[r:], av) and \
+                    np.array_equal(Bm[:E_, :r], bq) and np.array_equal(Bm[2 * E_:, r:], bv) and \
+                    not np.any(Bm[:E_, r:]) and not np.any(Bm[2 * E_:, :r])
+        ok(name + "-files", keys_ok and kzero and shapes and mats_ok and cfgj["peft_type"] == "LORA" and
+           cfgj["target_modules"] == ["qkv"] and cfgj["modules_to_save"] == ["mask_decoder"],
+           "keys %s, k rows zero %s, shapes %s, matrices %s, config %s" % (keys_ok, kzero, shapes, mats_ok, cfgj))
+        base = sam_ckpt.build("tiny", seed=3)[0]
+        with torch.no_grad():
+            e0 = base.image_encoder(torch.tensor(img[None])).numpy()
+        pm = PeftModel.from_pretrained(base, pdir)
+        mm = sam_ckpt.build("tiny", seed=8)[0]
+        mm.load_state_dict(torch.load(merged, weights_only=True), strict=True)
+        with torch.no_grad():
+            x = torch.tensor(img[None])
+            a = pm.base_model.model.image_encoder(x).numpy()
+            b = mm.image_encoder(x).numpy()
+        msd = mm.mask_decoder.state_dict()
+        pdec = pm.base_model.model.mask_decoder.modules_to_save["default"].state_dict()
+        dec_same = all(torch.equal(pdec[k], msd[k]) for k in msd)
+        e = l2rel(a, b)
+        moved = l2rel(e0, b)
+        ok(name + "-peft-load", e <= 1e-4 and dec_same and moved > 1e-3,
+           "embedding rel L2 %.2g (<= 1e-4), mask decoder equal %s, LoRA moved the embedding by %.2g"
+           % (e, dec_same, moved))
+        print("  %s: PeftModel.from_pretrained vs merged checkpoint: embedding rel L2 %.2g" % (name, e),
+              file=sys.stderr)
+    except Exception as e:  # noqa: BLE001
+        ok(name + "-peft-load", False, "%s: %s" % (type(e).__name__, e))
+
+
 # ---------------------------------------------------------------- LoRA through the encoder
 class LoraQKV(torch.nn.Module):
     """SAMed's LoRA on the q and v parts of a fused qkv projection"""
@@ -362,8 +432,9 @@ inp = [m for blk in lmats for m in blk]
 for im, bx, g in zip(imgs, boxes, gts):
     inp += [im, bx, g]
 MERGED = os.path.join(T, "lora-merged.pth")
+PEFTDIR = os.path.join(T, "peft")
 try:
-    flat, names = drv(["lora", CK, B, LR, RANK, ALPHA, MERGED], inp)
+    flat, names = drv(["lora", CK, B, LR, RANK, ALPHA, MERGED, PEFTDIR], inp)
     names = [ln.split() for ln in names.strip().split("\n")]
 except RuntimeError as e:
     ok("lora-grads-2-images", False, str(e))
@@ -423,6 +494,7 @@ if names:
         ok("lora-merged-checkpoint", l2rel(a, b) <= 1e-5, "embedding rel err %.2g" % l2rel(a, b))
     except Exception as e:  # noqa: BLE001
         ok("lora-merged-checkpoint", False, "%s: %s" % (type(e).__name__, e))
+    check_peft(PEFTDIR, MERGED, imgs[0], "lora-peft-adapter", lmats)
 
 
 # ---------------------------------------------------------------- sam-tune
@@ -527,8 +599,8 @@ ok("tool-resume-other-seed", rc == 1 and "other data" in err and not os.path.exi
 
 # --mode lora on images: the loss falls, the merged checkpoint loads strictly
 # with only the qkv weights of the encoder changed, resume is bit for bit
-rc, _, err = run("%s/sam-tune --mode lora -w %s -o %s/l.pth --steps 12 --lr 1e-3 --log %s/l.csv %s/vl.nrrd"
-                 % (BIN, CK, T, T, T))
+rc, _, err = run("%s/sam-tune --mode lora -w %s -o %s/l.pth --steps 12 --lr 1e-3 --log %s/l.csv "
+                 "--adapter-out %s/lpeft %s/vl.nrrd" % (BIN, CK, T, T, T, T))
 if rc:
     ok("tool-lora-train", False, err.strip())
 else:
@@ -543,6 +615,7 @@ else:
         ok("tool-lora-checkpoint", changed == sorted(want), "encoder tensors changed: %s" % changed)
     except Exception as e:  # noqa: BLE001
         ok("tool-lora-checkpoint", False, "%s: %s" % (type(e).__name__, e))
+    check_peft(os.path.join(T, "lpeft"), os.path.join(T, "l.pth"), r32(3, S, S), "tool-lora-adapter-out")
 lt = "%s/sam-tune --mode lora -w %s -o %s/%s --steps %d %s %s/vl.nrrd"
 rc1, _, e1 = run(lt % (BIN, CK, T, "la.pth", 4, "", T))
 rc2, _, e2 = run(lt % (BIN, CK, T, "lb.pth", 2, "--state %s/l.state" % T, T))
@@ -565,6 +638,8 @@ with open(os.path.join(T, "bad.state"), "wb") as f:
     f.write(b"MPTUNE01" + b"\0" * 20)
 for name, cmd, want, msg in (
         ("error-mode", "%s/sam-tune -w %s -o %s/x.pth --mode full %s" % (BIN, CK, T, EMB), 2, "decoder or lora"),
+        ("error-adapter-out-mode", "%s/sam-tune -w %s -o %s/x.pth --adapter-out %s/xp %s" % (BIN, CK, T, T, EMB), 2,
+         "--mode lora"),
         ("error-rank", "%s/sam-tune -w %s -o %s/x.pth --mode lora --rank 0 %s" % (BIN, CK, T, EMB), 2, "--rank"),
         ("error-lora-no-images", "%s/sam-tune -w %s -o %s/x.pth --mode lora %s" % (BIN, CK, T, EMB), 1,
          "no image frames"),

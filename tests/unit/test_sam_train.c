@@ -15,15 +15,16 @@
  *   loss N                   in: x gt                  out: loss dice bce dx
  *   decoder CKPT B LR        in: B x (emb box gt)      out: loss dice bce, B low-res masks,
  *                                                      the gradients (tensor order; names on stderr)
- *   lora CKPT B LR RANK ALPHA [OUT.pth]
+ *   lora CKPT B LR RANK ALPHA [OUT.pth [PEFTDIR]]
  *                            in: per block A_q B_q A_v B_v, B x (image box gt)
  *                            out: loss, the gradients (decoder then LoRA; names on stderr);
- *                            OUT.pth: the checkpoint with LoRA merged
+ *                            OUT.pth: the checkpoint with LoRA merged; PEFTDIR: the PEFT adapter
  *   adamw CKPT B LR STEPS [OUT.pth [STATE]]
  *                            in: STEPS x B x (emb box gt)  out: loss per step, the parameters;
  *                            OUT.pth: the tuned checkpoint; STATE: the optimizer state
  */
 #include "mp_train.h"
+#include "mp_train_peft.h"
 #include "mp.h"
 #include "t.h"
 
@@ -232,6 +233,8 @@ driver(int argc, char **argv)
 			fprintf(stderr, "%s %zu %d\n", t.t[i].name, t.t[i].n, t.t[i].train);
 		}
 		if (argc > 7 && mp_tune_save(&t, argv[7]))
+			mp_die("%s", mp_err());
+		if (argc > 8 && mp_tune_save_peft(&t, argv[8]))
 			mp_die("%s", mp_err());
 		mp_tune_free(&t);
 		mp_sam_free(&m);
