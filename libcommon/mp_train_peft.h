@@ -25,4 +25,23 @@ int mp_safetensors_save(const char *path, size_t n, const char *const *names, co
  * equals alpha / r. 0 or -1 + mp_err. */
 int mp_tune_save_peft(const mp_sam_tune *t, const char *dir);
 
+/* a folder for outputs: made when missing, else it must be a folder */
+int mp_tune_outdir(const char *dir);
+
+/* --mode full (MedSAM's recipe): every image_encoder.* tensor of the
+ * checkpoint joins the trained tensors (patch embedding, pos_embed, norms,
+ * qkv, proj, rel_pos_h/w, MLP, neck); the model's encoder views point at
+ * the trained copies until mp_tune_free. ViT only. 0 or -1 + mp_err. */
+int mp_tune_add_full(mp_sam_tune *t);
+
+/* --mode adapter (Medical-SAM-Adapter): in every encoder block a bottleneck
+ * adapter (Linear E->E/4, GELU, Linear E/4->E) on the attention's output a
+ * with its own skip connection (x1 = x + a + A_s(a)), and one beside the
+ * MLP on LN2's output n, scaled 0.5 (x2 = x1 + mlp(n) + 0.5 A_m(n)); tensors
+ * image_encoder.blocks.N.{Space,MLP}_Adapter.D_fc{1,2}.{weight,bias} as
+ * nn.Linear initialises them (from seed). ViT only. 0 or -1 + mp_err. */
+int mp_tune_add_adapter(mp_sam_tune *t, uint64_t seed);
+/* the adapters as dir/adapter_model.safetensors (made if missing) */
+int mp_tune_save_adapters(const mp_sam_tune *t, const char *dir);
+
 #endif

@@ -20,7 +20,7 @@ find(const mp_sam_tune *t, const char *name)
 }
 
 /* a folder for outputs: made when missing, else it must be a folder */
-int mp_tune_outdir(const char *dir);
+
 
 int
 mp_tune_outdir(const char *dir)

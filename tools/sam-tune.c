@@ -16,14 +16,14 @@ static long batch = 2, steps = -1, epochs = 1, lossres, shift = 20, seed = 1, th
 static double lr = 1e-4, wd = 0.01, alpha = -1;
 
 static const mp_opt opts[] = {
-	{ "mode", 'm', MP_OPT_STR, &modestr, NULL, "MODE", "What is trained: decoder (the mask decoder, on embeddings cached by sam-embed; default) or lora (low-rank adapters on the q and v projections of every image-encoder block, SAMed's scheme, plus the mask decoder, on images)." },
+	{ "mode", 'm', MP_OPT_STR, &modestr, NULL, "MODE", "What is trained: decoder (the mask decoder, on embeddings cached by sam-embed; default), lora (low-rank adapters on the q and v projections of every image-encoder block, SAMed's scheme, plus the mask decoder, on images), adapter (Medical-SAM-Adapter's bottleneck adapters in every encoder block plus the mask decoder, on images; needs --adapter-out) or full (the whole image encoder and the mask decoder, MedSAM's recipe, on images). The prompt encoder stays frozen in every mode." },
 	{ "rank", 'r', MP_OPT_INT, &rank, NULL, "N", "LoRA rank (default 4)." },
 	{ "alpha", 0, MP_OPT_DBL, &alpha, NULL, "X", "LoRA scale numerator: the update is (alpha/rank) B A x (default alpha = rank, SAMed's scale 1)." },
-	{ "prep", 0, MP_OPT_STR, &prepstr, NULL, "MODE", "With --mode lora: how slices become the encoder's input, as sam-embed --mode: medsam (default) or sam." },
-	{ "interp", 'i', MP_OPT_STR, &interpstr, NULL, "METHOD", "With --mode lora: the resize method, as sam-embed --interp (default bspline3 for medsam, linear for sam)." },
+	{ "prep", 0, MP_OPT_STR, &prepstr, NULL, "MODE", "With --mode lora, adapter or full: how slices become the encoder's input, as sam-embed --mode: medsam (default) or sam." },
+	{ "interp", 'i', MP_OPT_STR, &interpstr, NULL, "METHOD", "With --mode lora, adapter or full: the resize method, as sam-embed --interp (default bspline3 for medsam, linear for sam)." },
 	{ "weights", 'w', MP_OPT_STR, &weights, NULL, "FILE", "The checkpoint to start from (as sam-embed(1)); the embeddings must have been made with it. Default: $MEDPIPE_SAM_WEIGHTS." },
 	{ "out", 'o', MP_OPT_STR, &out, NULL, "FILE", "The tuned checkpoint: the whole SAM state dict (torch zip), written at the end." },
-	{ "adapter-out", 0, MP_OPT_STR, &adapterout, NULL, "DIR", "With --mode lora: also write the LoRA and the mask decoder as a Hugging Face PEFT adapter in folder DIR (made if missing): adapter_model.safetensors and adapter_config.json, which peft's PeftModel.from_pretrained(sam, DIR) applies to the segment_anything model of --weights. The q/v LoRA of rank r is written as PEFT's LoRA of rank 2r on the fused qkv projection (target_modules [\"qkv\"], the k rows of lora_B zero, lora_alpha 2 x --alpha), the mask decoder as modules_to_save." },
+	{ "adapter-out", 0, MP_OPT_STR, &adapterout, NULL, "DIR", "With --mode lora: also write the LoRA and the mask decoder as a Hugging Face PEFT adapter in folder DIR (made if missing): adapter_model.safetensors and adapter_config.json, which peft's PeftModel.from_pretrained(sam, DIR) applies to the segment_anything model of --weights. The q/v LoRA of rank r is written as PEFT's LoRA of rank 2r on the fused qkv projection (target_modules [\"qkv\"], the k rows of lora_B zero, lora_alpha 2 x --alpha), the mask decoder as modules_to_save. With --mode adapter (required there): the adapters as DIR/adapter_model.safetensors, named as Medical-SAM-Adapter's state dict (image_encoder.blocks.N.Space_Adapter.D_fc1.weight, ...)." },
 	{ "batch", 'b', MP_OPT_INT, &batch, NULL, "N", "Prompts per step (default 2, as MedSAM)." },
 	{ "epochs", 'e', MP_OPT_INT, &epochs, NULL, "N", "Epochs (default 1): every labelled slice once per epoch, in a seeded random order, batches of --batch (a last incomplete batch is dropped)." },
 	{ "steps", 's', MP_OPT_INT, &steps, NULL, "N", "Optimizer steps in all, instead of --epochs (with --resume: the step to stop at)." },
@@ -41,11 +41,12 @@ static const mp_opt opts[] = {
 
 static const mp_prog prog = {
 	"sam-tune",
-	"fine-tune SAM / MedSAM: the mask decoder on cached embeddings, or LoRA",
+	"fine-tune SAM / MedSAM: the mask decoder on cached embeddings, or LoRA, adapters or the whole encoder",
 	"[options] --weights FILE --out FILE [FILE...]",
 	"sam-tune trains the mask decoder of a SAM or MedSAM checkpoint (--mode decoder, MedSAM's cheap "
 	"recipe: image and prompt encoders frozen), or LoRA adapters of its image encoder together with "
-	"the mask decoder (--mode lora), and writes the whole model (LoRA merged into the qkv weights) as a PyTorch checkpoint "
+	"the mask decoder (--mode lora), bottleneck adapters (--mode adapter) or the whole image encoder "
+	"(--mode full) with it, and writes the whole model (LoRA merged into the qkv weights) as a PyTorch checkpoint "
 	"that the official code loads with torch.load(weights_only=True) and a strict load_state_dict "
 	"(sam_model_registry[\"vit_b\"](checkpoint=FILE)), and that sam-embed(1) and sam-decode(1) read.\n\n"
 	"Input: the frames of the FILEs (none or '-': standard input): embedding frames made by "
@@ -54,9 +55,17 @@ static const mp_prog prog = {
 	"Each step takes --batch samples; each sample one label of its slice at random, that label's "
 	"mask and its bounding box moved outwards by a random 0..--bbox-shift pixels, as MedSAM's "
 	"training does. All samples stay in memory (16 MiB per ViT-B slice).\n\n"
-	"With --mode lora the input is grey image frames (2-D or 3-D) with their label frames instead: "
+	"With --mode lora, adapter or full the input is grey image frames (2-D or 3-D) with their label frames instead: "
 	"every slice holding a label is a sample, preprocessed for the encoder each time it is drawn "
 	"(--prep, --interp, as sam-embed). LoRA: A (rank x width) kaiming-uniform from --seed, B zero. "
+	"Adapters (Medical-SAM-Adapter): in every encoder block a Space_Adapter (Linear E->E/4, GELU, "
+	"Linear E/4->E, with its own skip connection) on the attention's output, and an MLP_Adapter (the "
+	"same, no skip) beside the MLP on norm2's output, added with scale 0.5; initialised as nn.Linear "
+	"from --seed (so the model changes at step 0, as in their code); the encoder's own weights frozen. "
+	"--out then holds the base encoder and the tuned decoder (it loads strictly in the official code, "
+	"which has no adapters), --adapter-out the adapters. "
+	"Full: every image_encoder tensor (patch embedding, pos_embed, norms, qkv, proj, rel_pos, MLP, neck) "
+	"trained with AdamW as the decoder is. "
 	"Memory: every attention matrix of the encoder is kept for the backward pass, which suits reduced "
 	"models; ViT-B at 1024 needs about 6 GB per sample by count of what is kept (recomputation per head is not written yet).\n\n"
 	"Training, as MedSAM: the box through the frozen prompt encoder, the mask decoder's single-mask "
@@ -66,9 +75,9 @@ static const mp_prog prog = {
 	"learning rate. The IoU head gets no gradient (the loss does not use it) and is left unchanged. "
 	"Gradients equal PyTorch's autograd within float32 rounding (tests/t/sam_tune.py).\n\n"
 	"Cost: about 11 GFLOP per sample and step for ViT-B's decoder.\n\n"
-	"Adapters, full fine-tuning and LoRA for TinyViT (LiteMedSAM) are not written yet.\n\n"
+	"LoRA, adapters and full fine-tuning of TinyViT (LiteMedSAM) are not written yet.\n\n"
 	"sam-decode(1) checks that embeddings were made by its --weights: embed again with the tuned "
-	"checkpoint (its image encoder is unchanged) before decoding with it.",
+	"checkpoint (with --mode decoder its image encoder is unchanged) before decoding with it.",
 	"$ sam-embed -w medsam_vit_b.pth --slices labelled ct.nrrd > emb.nrrd\n"
 	"Embeds the labelled slices of an image+label stream (the label frame passes through).\n"
 	"$ sam-tune -w medsam_vit_b.pth -o tuned.pth --epochs 10 --log train.csv emb.nrrd\n"
@@ -81,7 +90,13 @@ static const mp_prog prog = {
 	"$ vol-cat ct.nii.gz --label seg.nii.gz | hu-window --preset soft-tissue --mapping medsam | roi-crop --slices labelled \\\n"
 	"    | sam-tune --mode lora --rank 4 -w medsam_vit_b.pth -o lora.pth --adapter-out lora-peft --epochs 5\n"
 	"Trains LoRA adapters and the mask decoder on the labelled slices of a CT; lora.pth has them merged, "
-	"lora-peft/ holds them as a PEFT adapter (in Python: PeftModel.from_pretrained(sam, \"lora-peft\")).",
+	"lora-peft/ holds them as a PEFT adapter (in Python: PeftModel.from_pretrained(sam, \"lora-peft\")).\n"
+	"$ vol-cat ct.nii.gz --label seg.nii.gz | hu-window --preset soft-tissue --mapping medsam | roi-crop --slices labelled \\\n"
+	"    | sam-tune --mode full -w medsam_vit_b.pth -o full.pth --steps 2\n"
+	"Fine-tunes the image encoder and the mask decoder (MedSAM's recipe).\n"
+	"$ vol-cat ct.nii.gz --label seg.nii.gz | hu-window --preset soft-tissue --mapping medsam | roi-crop --slices labelled \\\n"
+	"    | sam-tune --mode adapter -w medsam_vit_b.pth -o adapted.pth --adapter-out adapters --steps 2\n"
+	"Trains Medical-SAM-Adapter's adapters and the mask decoder; adapters/adapter_model.safetensors holds the adapters.",
 	"sam-embed(1), sam-decode(1), seg-eval(1), medpipe(7)",
 	opts, 0
 };
@@ -112,11 +127,12 @@ main(int argc, char **argv)
 	held *h = NULL;
 	size_t nh = 0;
 
-	int lora = strcmp(modestr, "lora") == 0;
+	int lora = strcmp(modestr, "lora") == 0, full = strcmp(modestr, "full") == 0, adapter = strcmp(modestr, "adapter") == 0;
+	int enc = lora || full || adapter;   /* trains on images through the encoder */
 	mp_sam_mode prep;
 	mp_rs_method rm;
-	if (!lora && strcmp(modestr, "decoder") != 0)
-		mp_usage_die("--mode %s: decoder or lora (adapter and full are not written yet)", modestr);
+	if (!enc && strcmp(modestr, "decoder") != 0)
+		mp_usage_die("--mode %s: decoder, lora, adapter or full", modestr);
 	if (mp_sam_mode_parse(prepstr, &prep))
 		mp_usage_die("--prep: %s", mp_err());
 	if (mp_rs_parse(interpstr ? interpstr : prep == MP_SAM_MEDSAM ? "bspline3" : "linear", &rm))
@@ -131,8 +147,10 @@ main(int argc, char **argv)
 		mp_usage_die("--weights FILE is required (or MEDPIPE_SAM_WEIGHTS)");
 	if (!out)
 		mp_usage_die("--out FILE is required");
-	if (adapterout && !lora)
-		mp_usage_die("--adapter-out: needs --mode lora");
+	if (adapterout && !lora && !adapter)
+		mp_usage_die("--adapter-out: needs --mode lora or adapter");
+	if (adapter && !adapterout)
+		mp_usage_die("--mode adapter needs --adapter-out DIR (the adapters are not part of a SAM checkpoint)");
 	if (batch < 1 || batch > 4096)
 		mp_usage_die("--batch %ld: want 1..4096", batch);
 	if (epochs < 1 || steps == 0 || steps < -1)
@@ -146,7 +164,8 @@ main(int argc, char **argv)
 	if (mp_tune_init(&t, &model, (int)lossres))
 		mp_die("%s: --loss-res: %s", weights, mp_err());
 	t.opt.wd = wd;
-	if (lora && mp_tune_add_lora(&t, (int)rank, alpha, (uint64_t)seed))
+	if ((lora && mp_tune_add_lora(&t, (int)rank, alpha, (uint64_t)seed)) || (full && mp_tune_add_full(&t)) ||
+	    (adapter && mp_tune_add_adapter(&t, (uint64_t)seed)))
 		mp_die("%s: %s", weights, mp_err());
 	mp_sam_weights_id(&model, id, sizeof id);
 
@@ -161,7 +180,7 @@ main(int argc, char **argv)
 		while ((r = mp_in_header(in, &f)) == 1) {
 			const char *role = mp_role(&f);
 			int no = mp_in_frameno(in);
-			if (strcmp(role, lora ? "image" : "embedding") != 0 && strcmp(role, "label") != 0) {
+			if (strcmp(role, enc ? "image" : "embedding") != 0 && strcmp(role, "label") != 0) {
 				mp_frame_free(&f);
 				if (mp_in_skipdata(in) < 0)
 					mp_die("%s", mp_err());
@@ -174,7 +193,7 @@ main(int argc, char **argv)
 			memset(x, 0, sizeof *x);
 			x->f = f;
 			x->is_emb = strcmp(role, "label") != 0;
-			if (x->is_emb && !lora) {
+			if (x->is_emb && !enc) {
 				if (mp_sam_emb_read(&x->f, &x->info))
 					mp_die("%s: frame %d: %s", src, no, mp_err());
 				if (x->info.G != model.cfg.grid || x->info.C != model.cfg.out_chans ||
@@ -199,17 +218,18 @@ main(int argc, char **argv)
 			if (!h[k].is_emb && strcmp(mp_case(&h[k].f), mp_case(&h[i].f)) == 0)
 				lab = &h[k];
 		if (!lab)
-			mp_die("%s of case '%s': no label frame of that case in the input", lora ? "image" : "embeddings",
+			mp_die("%s of case '%s': no label frame of that case in the input", enc ? "image" : "embeddings",
 			       mp_case(&h[i].f));
-		if (lora ? mp_tune_data_add_image(&d, &h[i].f, prep, &lab->f) : mp_tune_data_add(&d, &h[i].f, &h[i].info, &lab->f))
+		if (enc ? mp_tune_data_add_image(&d, &h[i].f, prep, &lab->f) : mp_tune_data_add(&d, &h[i].f, &h[i].info, &lab->f))
 			mp_die("%s", mp_err());
 	}
 	if (!nemb)
-		mp_die(lora ? "no image frames in the input" : "no embedding frames in the input (make them with sam-embed)");
+		mp_die(enc ? "no image frames in the input" : "no embedding frames in the input (make them with sam-embed)");
 	if (!d.n)
 		mp_die("no embedded slice holds a label");
 	long spe = mp_tune_data_steps_per_epoch(&d), total = steps > 0 ? steps : epochs * spe;
-	uint64_t hash = mp_tune_data_hash(&d) ^ (lora ? 0x4c6f5241ULL * (uint64_t)rank + (uint64_t)prep : 0);
+	uint64_t hash = mp_tune_data_hash(&d) ^ (lora ? 0x4c6f5241ULL * (uint64_t)rank + (uint64_t)prep :
+	                                         full ? 0x46554c4cULL + (uint64_t)prep : adapter ? 0x41445054ULL + (uint64_t)prep : 0);
 	if (resumepath) {
 		uint64_t u;
 		if (mp_tune_load_state(&t, resumepath, &u))
@@ -232,7 +252,7 @@ main(int argc, char **argv)
 	int tty = isatty(2) && !mp_verbose;
 	float *gt = mp_xmalloc((size_t)t.loss_res * t.loss_res * sizeof(float));
 	int S = model.cfg.img_size;
-	float *img = lora ? mp_xmalloc((size_t)3 * S * S * sizeof(float)) : NULL, *plane = NULL;
+	float *img = enc ? mp_xmalloc((size_t)3 * S * S * sizeof(float)) : NULL, *plane = NULL;
 	while (t.step < total) {
 		double t0 = now(), L = 0, D = 0, B = 0;
 		long s = t.step;
@@ -242,7 +262,7 @@ main(int argc, char **argv)
 			double l, dc, bc;
 			const mp_tune_slice *sl = mp_tune_data_pick(&d, s, j, box, gt, NULL);
 			int er;
-			if (lora) {
+			if (enc) {
 				size_t n = sl->nx * sl->ny;
 				plane = mp_xrealloc(plane, n * sizeof(float));
 				mp_convert(plane, MP_FLOAT32, (const char *)sl->img->data + sl->z * n * mp_type_size(sl->img->type),
@@ -268,7 +288,7 @@ main(int argc, char **argv)
 	}
 	if (tty)
 		fprintf(stderr, "\n");
-	if (adapterout && mp_tune_save_peft(&t, adapterout))
+	if (adapterout && (lora ? mp_tune_save_peft(&t, adapterout) : mp_tune_save_adapters(&t, adapterout)))
 		mp_die("%s", mp_err());
 	if (mp_tune_save(&t, out))
 		mp_die("%s", mp_err());
@@ -282,7 +302,7 @@ main(int argc, char **argv)
 	mp_tune_data_free(&d);
 	mp_tune_free(&t);
 	for (size_t i = 0; i < nh; i++) {
-		if (h[i].is_emb && !lora)
+		if (h[i].is_emb && !enc)
 			mp_sam_emb_free(&h[i].info);
 		mp_frame_free(&h[i].f);
 	}
