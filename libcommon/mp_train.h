@@ -91,6 +91,9 @@ typedef struct mp_sam_tune {
 	int lora_rank;
 	double lora_scale;
 	struct mp_lora *lora;
+	/* --mode full / adapter (mp_train_peft.h): every image-encoder tensor
+	 * trained; bottleneck adapters of this hidden width (0: none) */
+	int full, adapter;
 } mp_sam_tune;
 
 /* set up training of m's mask decoder (parameters copied out of the

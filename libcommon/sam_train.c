@@ -284,9 +284,21 @@ mp_tune_add_lora(mp_sam_tune *t, int rank, double alpha, uint64_t seed)
 	return views(t, t->p, &t->w->w) || views(t, t->g, &t->w->gw) ? -1 : 0;
 }
 
+/* the decoder's views after the buffers moved (mp_train_peft.h) */
+int mp_tune_rebind(mp_sam_tune *t);
+int
+mp_tune_rebind(mp_sam_tune *t)
+{
+	return views(t, t->p, &t->w->w) || views(t, t->g, &t->w->gw) ? -1 : 0;
+}
+
+void mp_tune_full_unbind(mp_sam_tune *t);
+
 void
 mp_tune_free(mp_sam_tune *t)
 {
+	if (t->full)
+		mp_tune_full_unbind(t);
 	if (t->lora)
 		mp_lora_free(t->lora);
 	for (size_t i = 0; t->t && i < t->nt; i++)
@@ -645,6 +657,8 @@ mp_tune_save(const mp_sam_tune *t, const char *path)
 		const mp_tensor *x = &td->t[i];
 		int dec = strncmp(x->name, "mask_decoder.", 13) == 0;
 		const float *d = dec ? t->p + t->t[j++].off : x->data;
+		if (t->full && strncmp(x->name, "image_encoder.", 14) == 0 && pv((mp_sam_tune *)t, t->p, "%s", x->name))
+			d = pv((mp_sam_tune *)t, t->p, "%s", x->name);   /* --mode full: the trained encoder */
 		int blk;
 		char tail[32];
 		if (t->lora_rank && sscanf(x->name, "image_encoder.blocks.%d.attn.qkv.%31s", &blk, tail) == 2 &&

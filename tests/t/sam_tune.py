@@ -22,8 +22,19 @@ segment-anything code, on random-weight models (tests/gen/sam_ckpt.py).
   positions), batch 2: LoRA gradients within 1e-3 relative L2 (measured
   about 1e-6), decoder gradients within 1e-4; the checkpoint with LoRA
   merged equals the LoRA model in the plain official code;
-- sam-tune itself (--mode decoder and lora): a run lowers the loss, resume
-  is bit-for-bit, errors.
+- the PEFT adapter (--adapter-out with --mode lora): read with safetensors'
+  numpy API (PEFT's key names, k rows of lora_B zero), and
+  peft.PeftModel.from_pretrained(base, DIR) gives the merged checkpoint's
+  image embedding within 1e-4 relative L2 and its mask decoder;
+- --mode full: every image-encoder tensor's gradient (patch embedding,
+  pos_embed, norms, qkv, proj, rel_pos, MLP, neck) within 1e-3 relative L2
+  of torch's on the tiny ViT, the decoder's within 1e-4; --mode adapter
+  (Medical-SAM-Adapter's Space_Adapter and 0.5-scaled MLP_Adapter) against a
+  torch reimplementation of their block likewise;
+- sam-tune itself (--mode decoder, lora, full, adapter): a run lowers the
+  loss, the checkpoints load strictly with only the trained parts changed,
+  resume is bit-for-bit, errors; the peak RSS of each mode is printed
+  (MEDPIPE_SLOW=1: also on a 2-block ViT-B-width model at 1024).
 
 The C side is build/tests/test_sam_train (a driver of libcommon/sam_train.c)
 and bin/sam-tune. The loss reference is MONAI's DiceLoss(sigmoid=True,
@@ -53,6 +64,16 @@ def ok(name, cond, why=""):
         print("FAIL %s: %s" % (name, why))
 
 
+try:
+    # peft (through transformers) looks for torchvision, which sam_ckpt may
+    # stub: import it first
+    import peft
+    from peft import PeftModel
+    from safetensors.numpy import load_file as st_load
+    peft_why = ""
+except Exception as e:  # noqa: BLE001
+    peft = None
+    peft_why = str(e).split("\n")[0]
 try:
     import torch
     import torch.nn.functional as F
@@ -332,6 +353,66 @@ if have_adam:
     except Exception as e:  # noqa: BLE001
         ok("checkpoint-strict-load", False, "%s: %s" % (type(e).__name__, e))
 
+def check_peft(pdir, merged, img, name, mats=None):
+    """the PEFT adapter in pdir: its files read with safetensors' numpy API
+    (PEFT's key names, the k rows of lora_B zero, A and B = the LoRA matrices
+    mats when given); PeftModel.from_pretrained on the base model gives the
+    merged checkpoint's image embedding (within 1e-4 relative L2) and mask
+    decoder"""
+    if peft is None:
+        print("SKIP %s: peft unavailable (%s)" % (name, peft_why))
+        return
+    try:
+        import json
+        cfgj = json.load(open(os.path.join(pdir, "adapter_config.json")))
+        st = st_load(os.path.join(pdir, "adapter_model.safetensors"))
+        E_, D_ = cfg["embed"], cfg["depth"]
+        r2 = cfgj["r"]
+        keys_ok = all("base_model.model.image_encoder.blocks.%d.attn.qkv.lora_%s.weight" % (b, k) in st
+                      for b in range(D_) for k in "AB") and \
+            all("base_model.model." + k in st for k in dec_names) and len(st) == 2 * D_ + len(dec_names)
+        kzero = all(not np.any(st["base_model.model.image_encoder.blocks.%d.attn.qkv.lora_B.weight" % b][E_:2 * E_])
+                    for b in range(D_))
+        shapes = all(st["base_model.model.image_encoder.blocks.%d.attn.qkv.lora_A.weight" % b].shape == (r2, E_) and
+                     st["base_model.model.image_encoder.blocks.%d.attn.qkv.lora_B.weight" % b].shape == (3 * E_, r2)
+                     for b in range(D_))
+        mats_ok = True
+        if mats is not None:
+            r = r2 // 2
+            for b in range(D_):
+                A = st["base_model.model.image_encoder.blocks.%d.attn.qkv.lora_A.weight" % b]
+                Bm = st["base_model.model.image_encoder.blocks.%d.attn.qkv.lora_B.weight" % b]
+                aq, bq, av, bv = mats[b]
+                mats_ok &= np.array_equal(A[:r], aq) and np.array_equal(A[r:], av) and \
+                    np.array_equal(Bm[:E_, :r], bq) and np.array_equal(Bm[2 * E_:, r:], bv) and \
+                    not np.any(Bm[:E_, r:]) and not np.any(Bm[2 * E_:, :r])
+        ok(name + "-files", keys_ok and kzero and shapes and mats_ok and cfgj["peft_type"] == "LORA" and
+           cfgj["target_modules"] == ["qkv"] and cfgj["modules_to_save"] == ["mask_decoder"],
+           "keys %s, k rows zero %s, shapes %s, matrices %s, config %s" % (keys_ok, kzero, shapes, mats_ok, cfgj))
+        base = sam_ckpt.build("tiny", seed=3)[0]
+        with torch.no_grad():
+            e0 = base.image_encoder(torch.tensor(img[None])).numpy()
+        pm = PeftModel.from_pretrained(base, pdir)
+        mm = sam_ckpt.build("tiny", seed=8)[0]
+        mm.load_state_dict(torch.load(merged, weights_only=True), strict=True)
+        with torch.no_grad():
+            x = torch.tensor(img[None])
+            a = pm.base_model.model.image_encoder(x).numpy()
+            b = mm.image_encoder(x).numpy()
+        msd = mm.mask_decoder.state_dict()
+        pdec = pm.base_model.model.mask_decoder.modules_to_save["default"].state_dict()
+        dec_same = all(torch.equal(pdec[k], msd[k]) for k in msd)
+        e = l2rel(a, b)
+        moved = l2rel(e0, b)
+        ok(name + "-peft-load", e <= 1e-4 and dec_same and moved > 1e-3,
+           "embedding rel L2 %.2g (<= 1e-4), mask decoder equal %s, LoRA moved the embedding by %.2g"
+           % (e, dec_same, moved))
+        print("  %s: PeftModel.from_pretrained vs merged checkpoint: embedding rel L2 %.2g" % (name, e),
+              file=sys.stderr)
+    except Exception as e:  # noqa: BLE001
+        ok(name + "-peft-load", False, "%s: %s" % (type(e).__name__, e))
+
+
 # ---------------------------------------------------------------- LoRA through the encoder
 class LoraQKV(torch.nn.Module):
     """SAMed's LoRA on the q and v parts of a fused qkv projection"""
@@ -362,8 +443,9 @@ inp = [m for blk in lmats for m in blk]
 for im, bx, g in zip(imgs, boxes, gts):
     inp += [im, bx, g]
 MERGED = os.path.join(T, "lora-merged.pth")
+PEFTDIR = os.path.join(T, "peft")
 try:
-    flat, names = drv(["lora", CK, B, LR, RANK, ALPHA, MERGED], inp)
+    flat, names = drv(["lora", CK, B, LR, RANK, ALPHA, MERGED, PEFTDIR], inp)
     names = [ln.split() for ln in names.strip().split("\n")]
 except RuntimeError as e:
     ok("lora-grads-2-images", False, str(e))
@@ -423,6 +505,175 @@ if names:
         ok("lora-merged-checkpoint", l2rel(a, b) <= 1e-5, "embedding rel err %.2g" % l2rel(a, b))
     except Exception as e:  # noqa: BLE001
         ok("lora-merged-checkpoint", False, "%s: %s" % (type(e).__name__, e))
+    check_peft(PEFTDIR, MERGED, imgs[0], "lora-peft-adapter", lmats)
+
+
+# ---------------------------------------------------------------- --mode full and --mode adapter
+class Adapter(torch.nn.Module):
+    """Medical-SAM-Adapter's bottleneck: Linear D->D/4, GELU, Linear D/4->D, optional skip"""
+
+    def __init__(self, d, skip):
+        super().__init__()
+        self.D_fc1 = torch.nn.Linear(d, d // 4)
+        self.D_fc2 = torch.nn.Linear(d // 4, d)
+        self.skip = skip
+
+    def forward(self, x):
+        y = self.D_fc2(F.gelu(self.D_fc1(x)))
+        return x + y if self.skip else y
+
+
+def adapter_forward(blk, x):
+    """segment_anything's Block.forward with Medical-SAM-Adapter's adapters: the
+    Space_Adapter (with skip) on the attention's output inside the windows, the
+    MLP_Adapter beside the MLP on norm2's output, scaled 0.5"""
+    from segment_anything.modeling.image_encoder import window_partition, window_unpartition
+    shortcut = x
+    x = blk.norm1(x)
+    if blk.window_size > 0:
+        H, W = x.shape[1], x.shape[2]
+        x, pad_hw = window_partition(x, blk.window_size)
+    x = blk.Space_Adapter(blk.attn(x))
+    if blk.window_size > 0:
+        x = window_unpartition(x, blk.window_size, pad_hw, (H, W))
+    x = shortcut + x
+    xn = blk.norm2(x)
+    return x + blk.mlp(xn) + 0.5 * blk.MLP_Adapter(xn)
+
+
+def add_adapters(model, mats=None):
+    import types as _t
+    for bi, blk in enumerate(model.image_encoder.blocks):
+        e = blk.norm1.weight.shape[0]
+        blk.Space_Adapter = Adapter(e, True)
+        blk.MLP_Adapter = Adapter(e, False)
+        if mats is not None:
+            for k, nm in enumerate(ADN):
+                mod, fc, kind = nm.split(".")
+                getattr(getattr(blk, mod), fc)._parameters[kind] = torch.nn.Parameter(
+                    torch.tensor(mats[bi][k], dtype=torch.float64))
+        blk.forward = _t.MethodType(adapter_forward, blk)
+
+
+ADN = ["Space_Adapter.D_fc1.weight", "Space_Adapter.D_fc1.bias", "Space_Adapter.D_fc2.weight",
+       "Space_Adapter.D_fc2.bias", "MLP_Adapter.D_fc1.weight", "MLP_Adapter.D_fc1.bias",
+       "MLP_Adapter.D_fc2.weight", "MLP_Adapter.D_fc2.bias"]
+
+
+def encoder_loss(model, imgs, boxes, gts):
+    lows = []
+    for im, bx in zip(imgs, boxes):
+        emb = model.image_encoder(torch.tensor(im[None], dtype=torch.float64))
+        with torch.no_grad():
+            sp, de = model.prompt_encoder(points=None, boxes=torch.tensor(bx[None]), masks=None)
+            pe = model.prompt_encoder.get_dense_pe()
+        low, _ = model.mask_decoder(image_embeddings=emb, image_pe=pe.double(), sparse_prompt_embeddings=sp.double(),
+                                    dense_prompt_embeddings=de.double(), multimask_output=False)
+        lows.append(low)
+    return loss_ref(torch.cat(lows), torch.tensor(np.stack(gts)[:, None], dtype=torch.float64))
+
+
+def check_enc_grads(name, flat, names, model, lref, tol_enc):
+    refg = {k: v.grad for k, v in model.named_parameters()}
+    o, worst_e, worst_d, bad, seen = 1, 0.0, 0.0, [], 0
+    for nm, cnt, _ in names:
+        g = flat[o:o + int(cnt)]
+        o += int(cnt)
+        ref = refg.get(nm)
+        if ref is None:
+            if np.any(g != 0):
+                bad.append(nm + " (torch: none)")
+            continue
+        if nm.endswith("k_proj.bias"):
+            continue
+        e = l2rel(g, ref.numpy().ravel())
+        enc = nm.startswith("image_encoder.")
+        seen += enc
+        if enc:
+            worst_e = max(worst_e, e)
+        else:
+            worst_d = max(worst_d, e)
+        if e > (tol_enc if enc else 1e-4):
+            bad.append("%s %.2g" % (nm, e))
+    le = abs(flat[0] - lref.item()) / abs(lref.item())
+    want = sum(1 for k in refg if k.startswith("image_encoder.") and refg[k] is not None)
+    ok(name, not bad and le <= 1e-5 and o == len(flat) and seen == want,
+       "loss rel %.2g; %d/%d encoder tensors; off: %s" % (le, seen, want, ", ".join(bad[:6])))
+    return le, worst_e, worst_d, seen
+
+
+B, LR = 2, L4
+imgs_f = [r32(3, S, S) for _ in range(B)]
+_, boxes_f, gts_f = make_batch(B, LR, 78)
+inp = []
+for im, bx, g in zip(imgs_f, boxes_f, gts_f):
+    inp += [im, bx, g]
+FULLCK = os.path.join(T, "full.pth")
+try:
+    flat, names = drv(["full", CK, B, LR, FULLCK], inp)
+    names = [ln.split() for ln in names.strip().split("\n")]
+except RuntimeError as e:
+    ok("full-grads-2-images", False, str(e))
+    names = None
+if names:
+    mf = sam_ckpt.build("tiny", seed=3)[0]
+    mf.image_encoder.double()
+    mf.mask_decoder.double()
+    for p_ in mf.prompt_encoder.parameters():
+        p_.requires_grad_(False)
+    lref = encoder_loss(mf, imgs_f, boxes_f, gts_f)
+    lref.backward()
+    le, we, wd_, seen = check_enc_grads("full-grads-2-images", flat, names, mf, lref, 1e-3)
+    print("  full (tiny ViT, 4 blocks): loss rel err %.2g, %d encoder tensors' gradients rel L2 <= %.2g, "
+          "decoder <= %.2g" % (le, seen, we, wd_), file=sys.stderr)
+
+AD_H = cfg["embed"] // 4
+amats = [[r32(AD_H, E, s=0.1), r32(AD_H, s=0.1), r32(E, AD_H, s=0.1), r32(E, s=0.1),
+          r32(AD_H, E, s=0.1), r32(AD_H, s=0.1), r32(E, AD_H, s=0.1), r32(E, s=0.1)] for _ in range(cfg["depth"])]
+inp = [m for blk in amats for m in blk]
+for im, bx, g in zip(imgs_f, boxes_f, gts_f):
+    inp += [im, bx, g]
+ADCK, ADDIR = os.path.join(T, "ad.pth"), os.path.join(T, "ad")
+try:
+    flat, names = drv(["adapter", CK, B, LR, ADCK, ADDIR], inp)
+    names = [ln.split() for ln in names.strip().split("\n")]
+except RuntimeError as e:
+    ok("adapter-grads-2-images", False, str(e))
+    names = None
+if names:
+    ma = sam_ckpt.build("tiny", seed=3)[0]
+    for p_ in ma.parameters():
+        p_.requires_grad_(False)
+    ma.image_encoder.double()
+    ma.mask_decoder.double()
+    add_adapters(ma, amats)
+    for p_ in ma.mask_decoder.parameters():
+        p_.requires_grad_(True)
+    lref = encoder_loss(ma, imgs_f, boxes_f, gts_f)
+    lref.backward()
+    le, we, wd_, seen = check_enc_grads("adapter-grads-2-images", flat, names, ma, lref, 1e-3)
+    print("  adapter (tiny ViT, 4 blocks): loss rel err %.2g, %d adapter tensors' gradients rel L2 <= %.2g, "
+          "decoder <= %.2g" % (le, seen, we, wd_), file=sys.stderr)
+    # the outputs: the base checkpoint (strict) + the adapters' safetensors
+    try:
+        sdb = torch.load(ADCK, weights_only=True)
+        mb = sam_ckpt.build("tiny", seed=8)[0]
+        mb.load_state_dict(sdb, strict=True)
+        add_adapters(mb)
+        sta = st_load(os.path.join(ADDIR, "adapter_model.safetensors")) if peft is not None else \
+            None
+        if sta is None:
+            print("SKIP adapter-files: safetensors unavailable")
+        else:
+            missing, unexpected = mb.load_state_dict({k: torch.from_numpy(v) for k, v in sta.items()}, strict=False)
+            same = all(np.array_equal(sta["image_encoder.blocks.%d.%s" % (b, n)], amats[b][k])
+                       for b in range(cfg["depth"]) for k, n in enumerate(ADN))
+            ok("adapter-files", not unexpected and len(sta) == 8 * cfg["depth"] and same and
+               all(k.startswith("image_encoder.") and "_Adapter" not in k or not k.startswith("image_encoder.")
+                   for k in missing),
+               "unexpected %s, adapters equal %s" % (unexpected, same))
+    except Exception as e:  # noqa: BLE001
+        ok("adapter-files", False, "%s: %s" % (type(e).__name__, e))
 
 
 # ---------------------------------------------------------------- sam-tune
@@ -527,8 +778,8 @@ ok("tool-resume-other-seed", rc == 1 and "other data" in err and not os.path.exi
 
 # --mode lora on images: the loss falls, the merged checkpoint loads strictly
 # with only the qkv weights of the encoder changed, resume is bit for bit
-rc, _, err = run("%s/sam-tune --mode lora -w %s -o %s/l.pth --steps 12 --lr 1e-3 --log %s/l.csv %s/vl.nrrd"
-                 % (BIN, CK, T, T, T))
+rc, _, err = run("%s/sam-tune --mode lora -w %s -o %s/l.pth --steps 12 --lr 1e-3 --log %s/l.csv "
+                 "--adapter-out %s/lpeft %s/vl.nrrd" % (BIN, CK, T, T, T, T))
 if rc:
     ok("tool-lora-train", False, err.strip())
 else:
@@ -543,6 +794,7 @@ else:
         ok("tool-lora-checkpoint", changed == sorted(want), "encoder tensors changed: %s" % changed)
     except Exception as e:  # noqa: BLE001
         ok("tool-lora-checkpoint", False, "%s: %s" % (type(e).__name__, e))
+    check_peft(os.path.join(T, "lpeft"), os.path.join(T, "l.pth"), r32(3, S, S), "tool-lora-adapter-out")
 lt = "%s/sam-tune --mode lora -w %s -o %s/%s --steps %d %s %s/vl.nrrd"
 rc1, _, e1 = run(lt % (BIN, CK, T, "la.pth", 4, "", T))
 rc2, _, e2 = run(lt % (BIN, CK, T, "lb.pth", 2, "--state %s/l.state" % T, T))
@@ -551,6 +803,97 @@ ok("tool-lora-resume-bit-for-bit", rc1 == rc2 == rc3 == 0 and open(os.path.join(
    open(os.path.join(T, "lc.pth"), "rb").read(), (e1 + e2 + e3).strip())
 rc, _, err = run(lt % (BIN, CK, T, "x.pth", 4, "--resume %s/s.state" % T, T))
 ok("tool-lora-resume-decoder-state", rc == 1 and "another model or mode" in err, err.strip())
+
+
+
+def run_rss(cmd):
+    """run cmd; (rc, stderr, its peak RSS in MiB by GNU time, or None)"""
+    if not os.access("/usr/bin/time", os.X_OK):
+        rc, _, err = run(cmd)
+        return rc, err, None
+    rc, _, err = run("/usr/bin/time -f 'medpipe-rss %%M' %s" % cmd)
+    lines = err.strip().split("\n")
+    if lines and lines[-1].startswith("medpipe-rss "):
+        return rc, "\n".join(lines[:-1]), int(lines[-1].split()[1]) / 1024.0
+    return rc, err, None
+
+
+# --mode full: loss falls; every encoder tensor and the decoder move, the
+# prompt encoder does not; the checkpoint loads strictly
+rss = {}
+mt_ = "%s/sam-tune --mode %s -w %s -o %s/%s --steps 12 --lr %s --log %s/%s.csv %s %s/vl.nrrd"
+rc, err, rss["full"] = run_rss(mt_ % (BIN, "full", CK, T, "f.pth", "1e-3", T, "f", "", T))
+if rc:
+    ok("tool-full-train", False, err.strip())
+else:
+    loss = [float(r[2]) for r in csv("f.csv")[1]]
+    ok("tool-full-train", len(loss) == 12 and np.mean(loss[-3:]) < np.mean(loss[:3]) - 0.1, str(loss))
+    try:
+        sdf = torch.load(os.path.join(T, "f.pth"), weights_only=True)
+        sam_ckpt.build("tiny", seed=5)[0].load_state_dict(sdf, strict=True)
+        base = sam.state_dict()
+        same = sorted(k for k in sdf if torch.equal(sdf[k], base[k]))
+        want = sorted(k for k in sdf if k.startswith("prompt_encoder.") or k.startswith("mask_decoder.iou_prediction"))
+        ok("tool-full-checkpoint", same == want, "unchanged tensors: %s"
+           % ([k for k in same if k not in want][:5] + [k for k in want if k not in same][:5]))
+    except Exception as e:  # noqa: BLE001
+        ok("tool-full-checkpoint", False, "%s: %s" % (type(e).__name__, e))
+
+# --mode adapter: loss falls; the checkpoint holds the base encoder (strict
+# load), the adapters are in their own safetensors; resume is bit for bit
+rc, err, rss["adapter"] = run_rss(mt_ % (BIN, "adapter", CK, T, "a.pth", "1e-3", T, "ad", "--adapter-out %s/ado" % T, T))
+if rc:
+    ok("tool-adapter-train", False, err.strip())
+else:
+    loss = [float(r[2]) for r in csv("ad.csv")[1]]
+    ok("tool-adapter-train", len(loss) == 12 and np.mean(loss[-3:]) < np.mean(loss[:3]) - 0.1, str(loss))
+    try:
+        sda = torch.load(os.path.join(T, "a.pth"), weights_only=True)
+        sam_ckpt.build("tiny", seed=5)[0].load_state_dict(sda, strict=True)
+        base = sam.state_dict()
+        moved = sorted(k for k in sda if not torch.equal(sda[k], base[k]))
+        dec_only = all(k.startswith("mask_decoder.") for k in moved) and len(moved) > 50
+        if peft is None:
+            print("SKIP tool-adapter-checkpoint: safetensors unavailable (%s)" % peft_why)
+        else:
+            sta = st_load(os.path.join(T, "ado", "adapter_model.safetensors"))
+            E_, H_ = cfg["embed"], cfg["embed"] // 4
+            shp = {"D_fc1.weight": (H_, E_), "D_fc1.bias": (H_,), "D_fc2.weight": (E_, H_), "D_fc2.bias": (E_,)}
+            files_ok = sorted(sta) == sorted("image_encoder.blocks.%d.%s" % (b, n) for b in range(cfg["depth"])
+                                             for n in ADN) and \
+                all(v.shape == shp[k.split("_Adapter.")[1]] for k, v in sta.items())
+            ok("tool-adapter-checkpoint", dec_only and files_ok, "moved %s; adapter file keys %s"
+               % (moved[:4], sorted(sta)[:4]))
+    except Exception as e:  # noqa: BLE001
+        ok("tool-adapter-checkpoint", False, "%s: %s" % (type(e).__name__, e))
+at = "%s/sam-tune --mode adapter -w %s -o %s/%s --adapter-out %s/%s --steps %d %s %s/vl.nrrd"
+rc1, _, e1 = run(at % (BIN, CK, T, "aa.pth", T, "aa", 4, "", T))
+rc2, _, e2 = run(at % (BIN, CK, T, "ab.pth", T, "ab", 2, "--state %s/a.state" % T, T))
+rc3, _, e3 = run(at % (BIN, CK, T, "ac.pth", T, "ac", 4, "--resume %s/a.state" % T, T))
+rd_ = lambda p: open(os.path.join(T, p), "rb").read()  # noqa: E731
+ok("tool-adapter-resume-bit-for-bit", rc1 == rc2 == rc3 == 0 and rd_("aa.pth") == rd_("ac.pth") and
+   rd_("aa/adapter_model.safetensors") == rd_("ac/adapter_model.safetensors"), (e1 + e2 + e3).strip())
+for m_, args_, inp_ in (("decoder", "", EMB), ("lora", "", "%s/vl.nrrd" % T)):
+    rc, err, rss[m_] = run_rss("%s/sam-tune --mode %s -w %s -o %s/rss.pth --steps 12 %s %s"
+                               % (BIN, m_, CK, T, args_, inp_))
+print("  peak RSS, tiny model (256 x 256, 4 blocks), batch 2: %s"
+      % ", ".join("%s %.0f MiB" % (k, rss[k]) for k in ("decoder", "lora", "adapter", "full") if rss.get(k)),
+      file=sys.stderr)
+
+if os.environ.get("MEDPIPE_SLOW") == "1":
+    # peak RSS of one step (batch 1) on a 2-block ViT-B-width model at 1024
+    sam_ckpt.CONFIGS["vitb2"] = dict(img=1024, patch=16, embed=768, depth=2, heads=12, window=14, glob=(1,), out=256,
+                                     mlp_dim=2048, iou_hidden=256)
+    VB2 = os.path.join(T, "vitb2.pth")
+    sam_ckpt.save(sam_ckpt.build("vitb2", seed=1)[0], VB2)
+    rss2 = {}
+    for m_ in ("lora", "adapter", "full"):
+        rc, err, rss2[m_] = run_rss("%s/sam-tune --mode %s -w %s -o %s/vb2o.pth --steps 1 --batch 1 %s %s/vl.nrrd"
+                                    % (BIN, m_, VB2, T, "--adapter-out %s/vb2a" % T if m_ == "adapter" else "", T))
+        ok("tool-vitb2-%s" % m_, rc == 0, err.strip())
+    print("  peak RSS, 2-block ViT-B-width model at 1024, batch 1: %s"
+          % ", ".join("%s %.0f MiB" % (k, v) for k, v in rss2.items() if v), file=sys.stderr)
+    os.unlink(VB2)
 
 # errors: one line, exit status, no output left behind
 with open(os.path.join(T, "nolab.nrrd"), "wb") as f:
@@ -564,7 +907,12 @@ sam_ckpt.save(sam_ckpt.build("tiny", seed=4)[0], other)
 with open(os.path.join(T, "bad.state"), "wb") as f:
     f.write(b"MPTUNE01" + b"\0" * 20)
 for name, cmd, want, msg in (
-        ("error-mode", "%s/sam-tune -w %s -o %s/x.pth --mode full %s" % (BIN, CK, T, EMB), 2, "decoder or lora"),
+        ("error-mode", "%s/sam-tune -w %s -o %s/x.pth --mode bogus %s" % (BIN, CK, T, EMB), 2,
+         "decoder, lora, adapter or full"),
+        ("error-adapter-no-out", "%s/sam-tune -w %s -o %s/x.pth --mode adapter %s/vl.nrrd" % (BIN, CK, T, T), 2,
+         "--adapter-out"),
+        ("error-adapter-out-mode", "%s/sam-tune -w %s -o %s/x.pth --adapter-out %s/xp %s" % (BIN, CK, T, T, EMB), 2,
+         "--mode lora"),
         ("error-rank", "%s/sam-tune -w %s -o %s/x.pth --mode lora --rank 0 %s" % (BIN, CK, T, EMB), 2, "--rank"),
         ("error-lora-no-images", "%s/sam-tune -w %s -o %s/x.pth --mode lora %s" % (BIN, CK, T, EMB), 1,
          "no image frames"),

@@ -15,15 +15,21 @@
  *   loss N                   in: x gt                  out: loss dice bce dx
  *   decoder CKPT B LR        in: B x (emb box gt)      out: loss dice bce, B low-res masks,
  *                                                      the gradients (tensor order; names on stderr)
- *   lora CKPT B LR RANK ALPHA [OUT.pth]
+ *   lora CKPT B LR RANK ALPHA [OUT.pth [PEFTDIR]]
  *                            in: per block A_q B_q A_v B_v, B x (image box gt)
  *                            out: loss, the gradients (decoder then LoRA; names on stderr);
- *                            OUT.pth: the checkpoint with LoRA merged
+ *                            OUT.pth: the checkpoint with LoRA merged; PEFTDIR: the PEFT adapter
+ *   full CKPT B LR [OUT.pth] in: B x (image box gt)    out: loss, the gradients (decoder then
+ *                            encoder; names on stderr)
+ *   adapter CKPT B LR [OUT.pth [DIR]]
+ *                            in: per block the 8 adapter tensors, B x (image box gt); out: as full;
+ *                            DIR: the adapters' safetensors
  *   adamw CKPT B LR STEPS [OUT.pth [STATE]]
  *                            in: STEPS x B x (emb box gt)  out: loss per step, the parameters;
  *                            OUT.pth: the tuned checkpoint; STATE: the optimizer state
  */
 #include "mp_train.h"
+#include "mp_train_peft.h"
 #include "mp.h"
 #include "t.h"
 
@@ -232,6 +238,46 @@ driver(int argc, char **argv)
 			fprintf(stderr, "%s %zu %d\n", t.t[i].name, t.t[i].n, t.t[i].train);
 		}
 		if (argc > 7 && mp_tune_save(&t, argv[7]))
+			mp_die("%s", mp_err());
+		if (argc > 8 && mp_tune_save_peft(&t, argv[8]))
+			mp_die("%s", mp_err());
+		mp_tune_free(&t);
+		mp_sam_free(&m);
+	} else if (strcmp(op, "full") == 0 || strcmp(op, "adapter") == 0) {
+		mp_sam m;
+		mp_sam_tune t;
+		int ad = op[0] == 'a';
+		if (argc < 5)
+			mp_usage_die("%s: missing arguments", op);
+		if (mp_sam_load(&m, argv[2], mp_sam_cpu_backend(nthreads())) || mp_tune_init(&t, &m, (int)a[2]) ||
+		    (ad ? mp_tune_add_adapter(&t, 1) : mp_tune_add_full(&t)))
+			mp_die("%s", mp_err());
+		int B = (int)a[1], S = m.cfg.img_size;
+		for (size_t i = 0; ad && i < t.nt; i++)
+			if (strstr(t.t[i].name, "_Adapter.")) {
+				float *v = rd(t.t[i].n);
+				memcpy(t.p + t.t[i].off, v, t.t[i].n * sizeof(float));
+				drop(v);
+			}
+		double L = 0;
+		mp_tune_zero_grad(&t);
+		for (int b = 0; b < B; b++) {
+			float *img = rd((size_t)3 * S * S), *box = rd(4), *gt = rd((size_t)t.loss_res * t.loss_res);
+			double l;
+			if (mp_tune_sample_image(&t, img, box, gt, 1.0 / B, &l, NULL, NULL))
+				mp_die("%s", mp_err());
+			L += l / B;
+			drop(img), drop(box), drop(gt);
+		}
+		float lf = (float)L;
+		wr(&lf, 1);
+		for (size_t i = 0; i < t.nt; i++) {
+			wr(t.g + t.t[i].off, t.t[i].n);
+			fprintf(stderr, "%s %zu %d\n", t.t[i].name, t.t[i].n, t.t[i].train);
+		}
+		if (argc > 5 && mp_tune_save(&t, argv[5]))
+			mp_die("%s", mp_err());
+		if (argc > 6 && mp_tune_save_adapters(&t, argv[6]))
 			mp_die("%s", mp_err());
 		mp_tune_free(&t);
 		mp_sam_free(&m);
