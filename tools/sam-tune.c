@@ -22,7 +22,7 @@ static const mp_opt opts[] = {
 	{ "interp", 'i', MP_OPT_STR, &interpstr, NULL, "METHOD", "With --mode lora: the resize method, as sam-embed --interp (default bspline3 for medsam, linear for sam)." },
 	{ "weights", 'w', MP_OPT_STR, &weights, NULL, "FILE", "The checkpoint to start from (as sam-embed(1)); the embeddings must have been made with it. Default: $MEDPIPE_SAM_WEIGHTS." },
 	{ "out", 'o', MP_OPT_STR, &out, NULL, "FILE", "The tuned checkpoint: the whole SAM state dict (torch zip), written at the end." },
-	{ "batch", 'b', MP_OPT_INT, &batch, NULL, "N", "Prompts per step (default 2, as MedSAM)." },
+	{ "batch", 'b', MP_OPT_INT, &batch, NULL, "N", "Prompts per step (default 2, as MedSAM), over all MPI ranks together." },
 	{ "epochs", 'e', MP_OPT_INT, &epochs, NULL, "N", "Epochs (default 1): every labelled slice once per epoch, in a seeded random order, batches of --batch (a last incomplete batch is dropped)." },
 	{ "steps", 's', MP_OPT_INT, &steps, NULL, "N", "Optimizer steps in all, instead of --epochs (with --resume: the step to stop at)." },
 	{ "lr", 0, MP_OPT_DBL, &lr, NULL, "X", "AdamW learning rate (default 1e-4)." },
@@ -33,7 +33,7 @@ static const mp_opt opts[] = {
 	{ "log", 'l', MP_OPT_STR, &logpath, NULL, "FILE", "A CSV line per step: step,epoch,loss,dice,bce,lr,ms (loss = dice + bce, means over the batch)." },
 	{ "state", 0, MP_OPT_STR, &statepath, NULL, "FILE", "Also write the optimizer state (step, parameters, AdamW moments) at the end, for --resume." },
 	{ "resume", 0, MP_OPT_STR, &resumepath, NULL, "FILE", "Continue from a --state file: the same data, --weights, --batch, --seed, --loss-res and --bbox-shift give bit for bit what one run would have." },
-	{ "threads", 't', MP_OPT_INT, &threads, NULL, "N", "Threads (default: every CPU)." },
+	{ "threads", 't', MP_OPT_INT, &threads, NULL, "N", "Threads (default: every CPU; under MPI, the CPUs the rank is bound to, else the CPUs of the node shared among its ranks)." },
 	{ NULL, 0, MP_OPT_END, NULL, NULL, NULL, NULL }
 };
 
@@ -66,7 +66,23 @@ static const mp_prog prog = {
 	"Cost: about 11 GFLOP per sample and step for ViT-B's decoder.\n\n"
 	"Adapters, full fine-tuning and LoRA for TinyViT (LiteMedSAM) are not written yet.\n\n"
 	"sam-decode(1) checks that embeddings were made by its --weights: embed again with the tuned "
-	"checkpoint (its image encoder is unchanged) before decoding with it.",
+	"checkpoint (its image encoder is unchanged) before decoding with it.\n\n"
+	"Distributed (data-parallel) training: started by an MPI launcher (mpirun -np N, or srun --mpi=pmix in a "
+	"Slurm allocation), sam-tune runs as N ranks, each holding the whole model and reading all the input. "
+	"--batch stays the batch of a step over all ranks: rank r takes the samples r, r+N, r+2N ... of each batch "
+	"of the one seeded sampling sequence, so N ranks draw exactly the samples one process draws with the same "
+	"--batch (it must be at least N). The gradients of each rank (scaled by 1/--batch) and its loss sums are "
+	"summed over the ranks by MPI_Allreduce before every AdamW step, which every rank then takes alike; the "
+	"result equals one process with the same options up to float rounding (the order of the sums differs: "
+	"tests/t/sam_tune_mpi.py measures gradients within 1e-6 and parameters after 5 steps within 1e-5, relative "
+	"L2), and a --state of one run resumes in a run of any number of ranks (bit for bit with the same number). "
+	"Rank 0 alone writes --out, --state and --log; the other ranks print nothing but errors, and an error on "
+	"one rank ends them all. Each rank trains on the CPU (see --threads). MPI is built in where Open MPI's "
+	"mpicc was present at build time (--version says so); as root, Open MPI's mpirun also wants "
+	"--allow-run-as-root, and more ranks than cores --oversubscribe. Under Slurm: "
+	"sbatch -n N --wrap 'srun --mpi=pmix sam-tune ...', or mpirun inside the job's script (medpipe(7)).\n\n"
+	"MEDPIPE_TUNE_GRADS=FILE (for tests): rank 0 appends the summed gradient buffer of every step (float32, "
+	"before AdamW) to FILE.",
 	"$ sam-embed -w medsam_vit_b.pth --slices labelled ct.nrrd > emb.nrrd\n"
 	"Embeds the labelled slices of an image+label stream (the label frame passes through).\n"
 	"$ sam-tune -w medsam_vit_b.pth -o tuned.pth --epochs 10 --log train.csv emb.nrrd\n"
@@ -78,7 +94,9 @@ static const mp_prog prog = {
 	"Trains 100 steps, then 100 more: b.pth equals a 200-step run.\n"
 	"$ vol-cat ct.nii.gz --label seg.nii.gz | hu-window --preset soft-tissue --mapping medsam | roi-crop --slices labelled \\\n"
 	"    | sam-tune --mode lora --rank 4 -w medsam_vit_b.pth -o lora.pth --epochs 5\n"
-	"Trains LoRA adapters and the mask decoder on the labelled slices of a CT.",
+	"Trains LoRA adapters and the mask decoder on the labelled slices of a CT.\n"
+	"$ mpirun -np 2 sam-tune -w medsam_vit_b.pth -o tuned.pth --steps 10 --batch 4 emb.nrrd\n"
+	"Two ranks, each computing two of the four samples of a step: the result of one process with --batch 4.",
 	"sam-embed(1), sam-decode(1), seg-eval(1), medpipe(7)",
 	opts, 0
 };
@@ -101,6 +119,7 @@ int
 main(int argc, char **argv)
 {
 	char **args;
+	mp_version_note = mp_dist_about();
 	int nargs = mp_parse(&prog, argc, argv, &args);
 	mp_sam model;
 	mp_sam_tune t;
@@ -136,6 +155,15 @@ main(int argc, char **argv)
 		mp_usage_die("--lr must be positive; --weight-decay, --bbox-shift and --loss-res not negative");
 	if (threads < 0 || threads > 64)
 		mp_usage_die("--threads %ld: want 1..64", threads);
+	if (mp_dist_init(&argc, &argv))
+		mp_die("%s", mp_err());
+	int R = mp_dist_rank(), N = mp_dist_size();
+	if (batch < N)
+		mp_usage_die("--batch %ld: at least one sample per rank (%d ranks)", batch, N);
+	if (R)
+		mp_verbose = 0;
+	if (!threads && N > 1)
+		threads = mp_dist_threads();
 	if (mp_sam_load(&model, weights, mp_sam_cpu_backend((int)threads)))
 		mp_die("%s", mp_err());
 	if (mp_tune_init(&t, &model, (int)lossres))
@@ -217,14 +245,17 @@ main(int argc, char **argv)
 	}
 	mp_note("%zu labelled slices, %ld steps per epoch; steps %ld..%ld, batch %ld, loss at %d x %d", d.n, spe,
 	        t.step + 1, total, batch, t.loss_res, t.loss_res);
+	if (N > 1)
+		mp_note("%d MPI ranks, %ld threads each", N, threads ? threads : 0);
+	const char *gdump = R ? NULL : getenv("MEDPIPE_TUNE_GRADS");
 
 	mp_afile *log = NULL;
-	if (logpath) {
+	if (logpath && !R) {
 		if (!(log = mp_afile_open(logpath)))
 			mp_die("%s", mp_err());
 		fprintf(log->fp, "step,epoch,loss,dice,bce,lr,ms\n");
 	}
-	int tty = isatty(2) && !mp_verbose;
+	int tty = isatty(2) && !mp_verbose && !R;
 	float *gt = mp_xmalloc((size_t)t.loss_res * t.loss_res * sizeof(float));
 	int S = model.cfg.img_size;
 	float *img = lora ? mp_xmalloc((size_t)3 * S * S * sizeof(float)) : NULL, *plane = NULL;
@@ -232,7 +263,7 @@ main(int argc, char **argv)
 		double t0 = now(), L = 0, D = 0, B = 0;
 		long s = t.step;
 		mp_tune_zero_grad(&t);
-		for (int j = 0; j < batch; j++) {
+		for (int j = R; j < batch; j += N) {
 			float box[4];
 			double l, dc, bc;
 			const mp_tune_slice *sl = mp_tune_data_pick(&d, s, j, box, gt, NULL);
@@ -252,6 +283,15 @@ main(int argc, char **argv)
 			D += dc / (double)batch;
 			B += bc / (double)batch;
 		}
+		double sums[3] = { L, D, B };
+		if (mp_dist_sum_f(t.g, t.np) || mp_dist_sum_d(sums, 3))
+			mp_die("step %ld: %s", s + 1, mp_err());
+		L = sums[0], D = sums[1], B = sums[2];
+		if (gdump) {
+			FILE *gf = fopen(gdump, "ab");
+			if (!gf || fwrite(t.g, sizeof(float), t.np, gf) != t.np || fclose(gf))
+				mp_die("%s: cannot write", gdump);
+		}
 		mp_tune_adamw(&t, lr);
 		double ms = 1e3 * (now() - t0);
 		if (log)
@@ -263,12 +303,18 @@ main(int argc, char **argv)
 	}
 	if (tty)
 		fprintf(stderr, "\n");
-	if (mp_tune_save(&t, out))
+	int same = mp_dist_same(t.p, t.np * sizeof(float));
+	if (same < 0)
 		mp_die("%s", mp_err());
-	if (statepath && mp_tune_save_state(&t, statepath, hash))
+	if (!same)
+		mp_die("the ranks' parameters differ after step %ld (MPI_Allreduce gave the ranks different sums)", t.step);
+	if (!R && mp_tune_save(&t, out))
+		mp_die("%s", mp_err());
+	if (!R && statepath && mp_tune_save_state(&t, statepath, hash))
 		mp_die("%s", mp_err());
 	if (log && mp_afile_commit(log))
 		mp_die("%s: %s", logpath, mp_err());
+	mp_dist_finalize();
 	free(gt);
 	free(img);
 	free(plane);
