@@ -14,9 +14,10 @@
 
 #ifdef MP_HAVE_MPI
 #include <mpi.h>
+static int dlive;                /* MPI_Init done, MPI_Finalize not yet */
 #endif
 
-static int drank, dsize = 1, dlrank, dlsize = 1, dlive;
+static int drank, dsize = 1, dlrank, dlsize = 1;
 
 /* how many processes a launcher says it started: mpirun (Open MPI), PMIx
  * (srun --mpi=pmix, mpirun), PMI-2 (srun --mpi=pmi2, MPICH's hydra), or a
