@@ -76,7 +76,7 @@ static const mp_prog prog = {
 	"result equals one process with the same options up to float rounding (the order of the sums differs: "
 	"tests/t/sam_tune_mpi.py measures gradients within 1e-6 and parameters after 5 steps within 1e-5, relative "
 	"L2), and a --state of one run resumes in a run of any number of ranks (bit for bit with the same number). "
-	"Rank 0 alone writes --out, --state and --log; the other ranks print nothing but errors, and an error on "
+	"The input must be files (mpirun passes standard input to rank 0 only). Rank 0 alone writes --out, --state and --log; the other ranks print nothing but errors, and an error on "
 	"one rank ends them all. Each rank trains on the CPU (see --threads). MPI is built in where Open MPI's "
 	"mpicc was present at build time (--version says so); as root, Open MPI's mpirun also wants "
 	"--allow-run-as-root, and more ranks than cores --oversubscribe. Under Slurm: "
@@ -160,6 +160,9 @@ main(int argc, char **argv)
 	int R = mp_dist_rank(), N = mp_dist_size();
 	if (batch < N)
 		mp_usage_die("--batch %ld: at least one sample per rank (%d ranks)", batch, N);
+	for (int i = 0; N > 1 && i < (nargs ? nargs : 1); i++)
+		if (!nargs || strcmp(args[i], "-") == 0)
+			mp_usage_die("%d MPI ranks read the input from files, not standard input (mpirun gives it to rank 0 only)", N);
 	if (R)
 		mp_verbose = 0;
 	if (!threads && N > 1)

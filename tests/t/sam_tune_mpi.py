@@ -16,10 +16,10 @@ float rounding:
   weights) after 5 steps within 1e-5 relative L2;
 - resume under 2 ranks (2 steps + --state, then --resume to 4) is bit for
   bit a 4-step 2-rank run; a 2-rank state resumes in 1 process;
-- only rank 0 writes: --verbose lines once, one log, no other files; an
+- only rank 0 talks: --verbose lines once, nothing on standard output; an
   error on rank 0 alone (its --out folder missing) ends both ranks;
-  --batch below the rank count is refused; a Slurm step of 2 tasks without
-  MPI's wire-up is refused;
+  --batch below the rank count and standard input are refused, and so is a
+  Slurm step of 2 tasks without MPI's wire-up;
 - under Slurm: `sbatch -n2 --wait --wrap 'srun --mpi=pmix sam-tune ...'`
   and `mpirun` in an sbatch script give the checkpoint of the mpirun run
   byte for byte;
@@ -185,6 +185,9 @@ rc, _, err = run(MPIRUN + TUNEA + "-o nodir/x.pth emb.nrrd", timeout=120)
 mptest.ok("error-on-rank-0-ends-all", rc not in (0, 124) and "nodir/x.pth" in err, "exit %d: %s" % (rc, err.strip()))
 rc, _, err = run(MPIRUN + "%s -w tiny.pth --batch 1 --steps 1 -o x.pth emb.nrrd" % TUNE, timeout=120)
 mptest.ok("error-batch-below-ranks", rc != 0 and "at least one sample per rank" in err and
+          not os.path.exists(os.path.join(T, "x.pth")), "exit %d: %s" % (rc, err.strip()))
+rc, _, err = run(MPIRUN + TUNEA + "-o x.pth < emb.nrrd", timeout=120)
+mptest.ok("error-stdin-under-mpi", rc != 0 and "not standard input" in err and
           not os.path.exists(os.path.join(T, "x.pth")), "exit %d: %s" % (rc, err.strip()))
 rc, _, err = run(TUNEA + "-o x.pth emb.nrrd", env=dict(ENV, SLURM_STEP_NUM_TASKS="2"))
 mptest.ok("error-tasks-without-mpi", rc == 1 and "srun --mpi=pmix" in err and
