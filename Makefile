@@ -35,6 +35,19 @@ MODAL_PKGS = libtiff-4 libxml-2.0 libjpeg openslide hdf5 netcdf
 CPPFLAGS += $(shell pkg-config --cflags $(MODAL_PKGS))
 LDLIBS   = -Wl,--as-needed $(DCMTK_LIBS) $(PKG_LIBS) $(shell pkg-config --libs $(MODAL_PKGS)) $(BLAS_LIBS) -lm -lstdc++
 
+# MPI for data-parallel sam-tune, where Open MPI's mpicc is present (MPI=0:
+# without): only libcommon/sam_train_mpi.c is compiled with its flags and
+# only sam-tune links it
+MPICC    ?= mpicc
+ifneq ($(MPI),0)
+MPI_CFLAGS := $(shell $(MPICC) --showme:compile 2>/dev/null || pkg-config --cflags ompi-c 2>/dev/null)
+MPI_LIBS   := $(shell $(MPICC) --showme:link 2>/dev/null || pkg-config --libs ompi-c 2>/dev/null)
+endif
+ifneq ($(strip $(MPI_LIBS)),)
+build/libcommon/sam_train_mpi.o: CPPFLAGS += -DMP_HAVE_MPI $(MPI_CFLAGS)
+bin/sam-tune: LDLIBS += $(MPI_LIBS)
+endif
+
 LIB_C    = $(sort $(wildcard libcommon/*.c) $(wildcard opencl/*.c))
 LIB_CC   = $(sort $(wildcard libcommon/*.cc))
 CL_SRC   = $(sort $(wildcard opencl/*.cl))
@@ -56,7 +69,7 @@ all: $(BINS) $(UNIT_BINS)
 # rebuild everything when the flags change (e.g. SANITIZE=1 after a plain
 # build): build/flags is out of date only when the flags it holds differ from
 # these, so an unchanged build stays up to date (`make -q` says so)
-FLAGS_NOW := $(strip $(CC) $(CXX) $(CPPFLAGS) $(CFLAGS) $(CXXFLAGS) $(LDFLAGS) $(LDLIBS))
+FLAGS_NOW := $(strip $(CC) $(CXX) $(CPPFLAGS) $(CFLAGS) $(CXXFLAGS) $(LDFLAGS) $(LDLIBS) $(MPI_LIBS))
 ifneq ($(FLAGS_NOW),$(strip $(shell cat build/flags 2>/dev/null)))
 build/flags: FORCE
 	@mkdir -p build

@@ -324,3 +324,35 @@ mp_dev_dust(mp_dev *d, void *vol, size_t elsize, size_t nx, size_t ny, size_t nz
 	}
 	return mp_dust(vol, elsize, nx, ny, nz, conn, binary, min, keep_largest, ncomp, nremoved);
 }
+
+int
+mp_dev_list(const char *spec, int *idx, int max, int resolve)
+{
+	if (!spec || strncmp(spec, "opencl:", 7) != 0 || (strcmp(spec + 7, "all") != 0 && !strchr(spec, ',')))
+		return 0;
+	if (strcmp(spec + 7, "all") == 0) {
+		if (!resolve)
+			return 1;
+		int n = mp_cl_devices(NULL);
+		if (n < 0)
+			return -1;
+		if (n == 0)
+			return mp_seterr("opencl:all: no OpenCL device");
+		n = n < max ? n : max;
+		for (int i = 0; i < n; i++)
+			idx[i] = i;
+		return n;
+	}
+	int n = 0;
+	for (const char *p = spec + 7;;) {
+		char *end;
+		long v = strtol(p, &end, 10);
+		if (!(*p >= '0' && *p <= '9') || v < 0 || v >= 1000 || (*end && *end != ',') || n == max)
+			return mp_seterr("bad device list '%s' (opencl:all or opencl:A,B,... of at most %d devices)", spec, max);
+		idx[n++] = (int)v;
+		if (!*end)
+			break;
+		p = end + 1;
+	}
+	return n;
+}

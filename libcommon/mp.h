@@ -27,6 +27,7 @@ void mp_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn)
 void mp_usage_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn)); /* exit 2 */
 void mp_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 extern int mp_verbose;
+extern const char *mp_version_note;   /* a second line of --version (what a program was built with), or NULL */
 void mp_note(const char *fmt, ...) __attribute__((format(printf, 1, 2))); /* only when mp_verbose */
 void *mp_xmalloc(size_t n);            /* die on failure */
 void *mp_xcalloc(size_t n, size_t sz);

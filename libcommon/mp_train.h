@@ -228,6 +228,29 @@ int mp_tune_val_case(mp_sam_tune *t, const mp_tune_data *v, mp_sam_mode mode, in
 /* seeded choice of nval of the n case names for validation: sel[i] = 1 */
 void mp_tune_val_split(const char *const *cases, size_t n, size_t nval, uint64_t seed, unsigned char *sel);
 
+/* ---------------------------------------------------------------- data-parallel training (MPI) */
+/* sam_train_mpi.c: with MPI built in (mpicc present at build time) and the
+ * process started by an MPI launcher (mpirun, srun --mpi=pmix), N ranks;
+ * otherwise one. mp_dist_init: MPI_Init, and an exit before
+ * mp_dist_finalize then ends every rank (MPI_Abort); -1 + mp_err when the
+ * process is one of several tasks that cannot talk (no MPI built in, or a
+ * Slurm step of N tasks without MPI's wire-up). mp_dist_threads: the
+ * default threads of this rank (the CPUs it is bound to, else the node's
+ * CPUs / the ranks on the node). mp_dist_sum_f/_d: element-wise sum over
+ * the ranks, in place (MPI_Allreduce). mp_dist_same: 1 when buf holds the
+ * same bytes on every rank, 0 if not, -1 + mp_err. mp_dist_about: one line
+ * for --version. */
+int mp_dist_init(int *argc, char ***argv);
+void mp_dist_finalize(void);
+int mp_dist_rank(void);
+int mp_dist_size(void);
+int mp_dist_local_rank(void);
+int mp_dist_threads(void);
+int mp_dist_sum_f(float *buf, size_t n);
+int mp_dist_sum_d(double *buf, size_t n);
+int mp_dist_same(const void *buf, size_t n);
+const char *mp_dist_about(void);
+
 /* ---------------------------------------------------------------- torch checkpoint writer */
 /* A safe torch.save writer: an OrderedDict of float32 tensors (pickle
  * protocol 2 with collections.OrderedDict, torch._utils._rebuild_tensor_v2

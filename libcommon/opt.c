@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+const char *mp_version_note;
+
 static const mp_opt builtin[] = {
 	{ "help", 'h', MP_OPT_FLAG, NULL, NULL, NULL, "Print this help and exit." },
 	{ "version", 0, MP_OPT_FLAG, NULL, NULL, NULL, "Print the version and exit." },
@@ -119,6 +121,8 @@ apply(const mp_prog *p, const mp_opt *o, const char *arg, const char *as)
 		}
 		if (strcmp(o->name, "version") == 0) {
 			printf("%s (medpipe) %s\n", p->name, MP_VERSION);
+			if (mp_version_note)
+				printf("%s\n", mp_version_note);
 			exit(fflush(stdout) ? 1 : 0);
 		}
 		if (strcmp(o->name, "man") == 0) {

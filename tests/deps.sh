@@ -11,7 +11,8 @@ PKGS="build-essential pkg-config zlib1g-dev libnifti2-dev libdcmtk-dev dcmtk lib
 nettle-dev ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo libopenblas-dev libpng-dev \
 python3 python3-venv python3-pip python3-numpy python3-scipy python3-nibabel python3-pydicom \
 python3-skimage python3-opencv python3-torch teem-apps dcm2niix cppcheck time clang libclang-rt-14-dev \
-libtiff-dev libjpeg-dev libxml2-dev libopenslide-dev libhdf5-dev libnetcdf-dev python3-pil python3-tifffile python3-openslide python3-h5py"
+libtiff-dev libjpeg-dev libxml2-dev libopenslide-dev libhdf5-dev libnetcdf-dev python3-pil python3-tifffile python3-openslide python3-h5py \
+libopenmpi-dev openmpi-bin"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -48,7 +48,7 @@ static const mp_opt opts[] = {
 	{ "weights", 'w', MP_OPT_STR, &weights, NULL, "FILE", "The checkpoint to start from (as sam-embed(1)); the embeddings must have been made with it. Default: $MEDPIPE_SAM_WEIGHTS." },
 	{ "out", 'o', MP_OPT_STR, &out, NULL, "FILE", "The tuned checkpoint: the whole SAM state dict (torch zip), written at the end." },
 	{ "adapter-out", 0, MP_OPT_STR, &adapterout, NULL, "DIR", "With --mode lora: also write the LoRA and the mask decoder as a Hugging Face PEFT adapter in folder DIR (made if missing): adapter_model.safetensors and adapter_config.json, which peft's PeftModel.from_pretrained(sam, DIR) applies to the segment_anything model of --weights. The q/v LoRA of rank r is written as PEFT's LoRA of rank 2r on the fused qkv projection (target_modules [\"qkv\"], the k rows of lora_B zero, lora_alpha 2 x --alpha), the mask decoder as modules_to_save. With --mode adapter (required there): the adapters as DIR/adapter_model.safetensors, named as Medical-SAM-Adapter's state dict (image_encoder.blocks.N.Space_Adapter.D_fc1.weight, ...)." },
-	{ "batch", 'b', MP_OPT_INT, &batch, NULL, "N", "Prompts per step (default 2, as MedSAM)." },
+	{ "batch", 'b', MP_OPT_INT, &batch, NULL, "N", "Prompts per step (default 2, as MedSAM), over all MPI ranks together." },
 	{ "epochs", 'e', MP_OPT_INT, &epochs, NULL, "N", "Epochs (default 1): every labelled slice once per epoch, in a seeded random order, batches of --batch (a last incomplete batch is dropped)." },
 	{ "steps", 's', MP_OPT_INT, &steps, NULL, "N", "Optimizer steps in all, instead of --epochs (with --resume: the step to stop at)." },
 	{ "lr", 0, MP_OPT_DBL, &lr, NULL, "X", "AdamW learning rate (default 1e-4)." },
@@ -65,7 +65,7 @@ static const mp_opt opts[] = {
 	{ "accum", 0, MP_OPT_INT, &accum, NULL, "N", "Gradient accumulation: N micro-batches of --batch prompts per optimizer step (default 1). The same as --batch N x batch, bit for bit: samples are computed one at a time and their gradients summed either way." },
 	{ "val", 0, MP_OPT_CALL, NULL, opt_val, "FILE|F", "Validation data: a file (stream, .npz or npy folder as the inputs; repeatable), or a fraction 0 < F < 1 of the input's cases, chosen by --seed and held out of training (whole cases, never single slices). After each epoch (and after the last step) every validation case is segmented as sam-decode --from-label would with the current weights and scored with seg-eval's Dice; the mean goes to stderr with --verbose." },
 	{ "val-log", 0, MP_OPT_STR, &vallogpath, NULL, "FILE", "A CSV of the validation: epoch,step,case,dice, one line per case and one of case 'mean' per evaluation." },
-	{ "threads", 't', MP_OPT_INT, &threads, NULL, "N", "Threads (default: every CPU)." },
+		{ "threads", 't', MP_OPT_INT, &threads, NULL, "N", "Threads (default: every CPU; under MPI, the CPUs the rank is bound to, else the CPUs of the node shared among its ranks)." },
 	{ NULL, 0, MP_OPT_END, NULL, NULL, NULL, NULL }
 };
 
@@ -119,7 +119,23 @@ static const mp_prog prog = {
 	"shift scaled to 5 pixels; tests/t/sam_tune_real.py tunes its real weights on part of the slices of a CT and "
 	"an MR and measures Dice on the others. LoRA, adapters and full fine-tuning of TinyViT are not written yet.\n\n"
 	"sam-decode(1) checks that embeddings were made by its --weights: embed again with the tuned "
-	"checkpoint (with --mode decoder its image encoder is unchanged) before decoding with it.",
+	"checkpoint (with --mode decoder its image encoder is unchanged) before decoding with it.\n\n"
+	"Distributed (data-parallel) training: started by an MPI launcher (mpirun -np N, or srun --mpi=pmix in a "
+	"Slurm allocation), sam-tune runs as N ranks, each holding the whole model and reading all the input. "
+	"--batch stays the batch of a step over all ranks: rank r takes the samples r, r+N, r+2N ... of each batch "
+	"of the one seeded sampling sequence, so N ranks draw exactly the samples one process draws with the same "
+	"--batch (it must be at least N). The gradients of each rank (scaled by 1/--batch) and its loss sums are "
+	"summed over the ranks by MPI_Allreduce before every AdamW step, which every rank then takes alike; the "
+	"result equals one process with the same options up to float rounding (the order of the sums differs: "
+	"tests/t/sam_tune_mpi.py measures gradients within 1e-6 and parameters after 5 steps within 1e-5, relative "
+	"L2), and a --state of one run resumes in a run of any number of ranks (bit for bit with the same number). "
+	"The input must be files (mpirun passes standard input to rank 0 only). Rank 0 alone writes --out, --state and --log; the other ranks print nothing but errors, and an error on "
+	"one rank ends them all. Each rank trains on the CPU (see --threads). MPI is built in where Open MPI's "
+	"mpicc was present at build time (--version says so); as root, Open MPI's mpirun also wants "
+	"--allow-run-as-root, and more ranks than cores --oversubscribe. Under Slurm: "
+	"sbatch -n N --wrap 'srun --mpi=pmix sam-tune ...', or mpirun inside the job's script (medpipe(7)).\n\n"
+	"MEDPIPE_TUNE_GRADS=FILE (for tests): rank 0 appends the summed gradient buffer of every step (float32, "
+	"before AdamW) to FILE.",
 	"$ sam-embed -w medsam_vit_b.pth --slices labelled ct.nrrd > emb.nrrd\n"
 	"Embeds the labelled slices of an image+label stream (the label frame passes through).\n"
 	"$ sam-tune -w medsam_vit_b.pth -o tuned.pth --epochs 10 --log train.csv emb.nrrd\n"
@@ -146,7 +162,9 @@ static const mp_prog prog = {
 	"accumulates 2 batches of 2.\n"
 	"$ sam-tune -w medsam_vit_b.pth -o tuned.pth --epochs 4 --val 0.5 --val-log val.csv --verbose cases.nrrd\n"
 	"Trains the mask decoder on half of the cases of an image+label stream (embedded once by the frozen "
-	"encoder) and reports the Dice of the other half after each epoch.",
+	"encoder) and reports the Dice of the other half after each epoch.\n"
+	"$ mpirun -np 2 sam-tune -w medsam_vit_b.pth -o tuned.pth --steps 10 --batch 4 emb.nrrd\n"
+	"Two ranks, each computing two of the four samples of a step: the result of one process with --batch 4.",
 	"sam-embed(1), sam-decode(1), seg-eval(1), medpipe(7)",
 	opts, 0
 };
@@ -255,6 +273,7 @@ int
 main(int argc, char **argv)
 {
 	char **args;
+	mp_version_note = mp_dist_about();
 	int nargs = mp_parse(&prog, argc, argv, &args);
 	mp_sam_tune t;
 	mp_tune_data d;
@@ -298,6 +317,18 @@ main(int argc, char **argv)
 		mp_usage_die("--warmup and --schedule-steps must not be negative, --accum 1..4096");
 	if (vallogpath && !valfrac && !nvalfiles)
 		mp_usage_die("--val-log needs --val");
+	if (mp_dist_init(&argc, &argv))
+		mp_die("%s", mp_err());
+	int R = mp_dist_rank(), N = mp_dist_size();
+	if (batch * accum < N)
+		mp_usage_die("--batch %ld x --accum %ld: at least one sample per rank (%d ranks)", batch, accum, N);
+	for (int i = 0; N > 1 && i < (nargs ? nargs : 1); i++)
+		if (!nargs || strcmp(args[i], "-") == 0)
+			mp_usage_die("%d MPI ranks read the input from files, not standard input (mpirun gives it to rank 0 only)", N);
+	if (R)
+		mp_verbose = 0;
+	if (!threads && N > 1)
+		threads = mp_dist_threads();
 	if (mp_sam_load(&model, weights, mp_sam_cpu_backend((int)threads)))
 		mp_die("%s", mp_err());
 	if (shift < 0)
@@ -419,21 +450,24 @@ main(int argc, char **argv)
 	}
 	mp_note("%zu labelled slices, %ld steps per epoch; steps %ld..%ld, batch %ld, loss at %d x %d", d.n, spe,
 	        t.step + 1, total, batch, t.loss_res, t.loss_res);
+	if (N > 1)
+		mp_note("%d MPI ranks, %ld threads each", N, threads ? threads : 0);
+	const char *gdump = R ? NULL : getenv("MEDPIPE_TUNE_GRADS");
 
 	mp_afile *log = NULL;
-	if (logpath) {
+	if (logpath && !R) {
 		if (!(log = mp_afile_open(logpath)))
 			mp_die("%s", mp_err());
 		fprintf(log->fp, "step,epoch,loss,dice,bce,lr,ms\n");
 	}
 	mp_afile *vlog = NULL;
-	if (vallogpath) {
+	if (vallogpath && !R) {
 		if (!(vlog = mp_afile_open(vallogpath)))
 			mp_die("%s", mp_err());
 		fprintf(vlog->fp, "epoch,step,case,dice\n");
 	}
 	long nb = batch * accum;
-	int tty = isatty(2) && !mp_verbose;
+	int tty = isatty(2) && !mp_verbose && !R;
 	float *gt = mp_xmalloc((size_t)t.loss_res * t.loss_res * sizeof(float));
 	int S = model.cfg.img_size;
 	float *img = enc ? mp_xmalloc((size_t)3 * S * S * sizeof(float)) : NULL, *plane = NULL;
@@ -441,7 +475,7 @@ main(int argc, char **argv)
 		double t0 = now(), L = 0, D = 0, B = 0;
 		long s = t.step;
 		mp_tune_zero_grad(&t);
-		for (int j = 0; j < nb; j++) {
+		for (long j = R; j < nb; j += N) {
 			float box[4];
 			double l, dc, bc;
 			const mp_tune_slice *sl = mp_tune_data_pick(&d, s, j, box, gt, NULL);
@@ -461,6 +495,15 @@ main(int argc, char **argv)
 			D += dc / (double)nb;
 			B += bc / (double)nb;
 		}
+		double sums[3] = { L, D, B };
+		if (mp_dist_sum_f(t.g, t.np) || mp_dist_sum_d(sums, 3))
+			mp_die("step %ld: %s", s + 1, mp_err());
+		L = sums[0], D = sums[1], B = sums[2];
+		if (gdump) {
+			FILE *gf = fopen(gdump, "ab");
+			if (!gf || fwrite(t.g, sizeof(float), t.np, gf) != t.np || fclose(gf))
+				mp_die("%s: cannot write", gdump);
+		}
 		double lrs = mp_tune_sched_lr(lr, sched, warmup, horizon, s);
 		mp_tune_adamw(&t, lrs);
 		double ms = 1e3 * (now() - t0);
@@ -471,7 +514,7 @@ main(int argc, char **argv)
 			        ms);
 		mp_note("step %ld/%ld: loss %.5f (dice %.5f, bce %.5f), %.0f ms", s + 1, total, L, D, B, ms);
 		/* validation after each epoch and after the last step */
-		if (nval && ((s + 1) % spe == 0 || s + 1 == total)) {
+		if (nval && !R && ((s + 1) % spe == 0 || s + 1 == total)) {   /* rank 0 alone */
 			double sum = 0;
 			size_t cnt = 0;
 			for (size_t k = 0; k < nval; k++) {
@@ -494,11 +537,16 @@ main(int argc, char **argv)
 	}
 	if (tty)
 		fprintf(stderr, "\n");
-	if (adapterout && (lora ? mp_tune_save_peft(&t, adapterout) : mp_tune_save_adapters(&t, adapterout)))
+	int same = mp_dist_same(t.p, t.np * sizeof(float));
+	if (same < 0)
 		mp_die("%s", mp_err());
-	if (mp_tune_save(&t, out))
+	if (!same)
+		mp_die("the ranks' parameters differ after step %ld (MPI_Allreduce gave the ranks different sums)", t.step);
+	if (!R && adapterout && (lora ? mp_tune_save_peft(&t, adapterout) : mp_tune_save_adapters(&t, adapterout)))
 		mp_die("%s", mp_err());
-	if (statepath && mp_tune_save_state(&t, statepath, hash))
+	if (!R && mp_tune_save(&t, out))
+		mp_die("%s", mp_err());
+	if (!R && statepath && mp_tune_save_state(&t, statepath, hash))
 		mp_die("%s", mp_err());
 	if (log && mp_afile_commit(log))
 		mp_die("%s: %s", logpath, mp_err());
@@ -510,6 +558,7 @@ main(int argc, char **argv)
 	free(vmode);
 	free(vcase);
 	free(valfiles);
+	mp_dist_finalize();
 	free(gt);
 	free(img);
 	free(plane);

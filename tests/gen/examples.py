@@ -22,7 +22,7 @@ import sys
 
 ROOT = sys.argv[1] if len(sys.argv) > 1 else "."
 PROGS = {os.path.splitext(os.path.basename(p))[0] for p in glob.glob(os.path.join(ROOT, "tools", "*.c"))}
-STARTS = PROGS | {"make", "mkdir", "sh", "cd", "MEDPIPE_DEVICE", "examples/demo.sh", "examples/phantom-dataset.sh"}
+STARTS = PROGS | {"make", "mkdir", "sh", "cd", "MEDPIPE_DEVICE", "mpirun", "examples/demo.sh", "examples/phantom-dataset.sh"}
 
 
 def first_word(cmd):

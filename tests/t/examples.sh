@@ -86,6 +86,11 @@ else
 	why_w="needs model weights: torch and segment_anything (in $VPY) make the random-weight checkpoint"
 fi
 ncl=$(medpipe-devices --brief 2>/dev/null | grep -c '^opencl:')
+# mpirun examples need Open MPI and a sam-tune built with it; Open MPI wants
+# these as root and with more ranks than cores
+mpi=""
+command -v mpirun > /dev/null && "$ROOT/$BIN/sam-tune" --version 2>/dev/null | grep -q "MPI: built in" && mpi=ok
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 
 # ---------------------------------------------------------------- run
 i=0
@@ -100,6 +105,9 @@ while IFS='	' read -r src block cmd; do
 	esac
 	case "$cmd" in
 	*.pth*) [ -n "$weights" ] || { skip "$name $short" "$why_w"; continue; } ;;
+	esac
+	case "$cmd" in
+	mpirun*) [ -n "$mpi" ] || { skip "$name $short" "needs mpirun (openmpi-bin) and sam-tune built with MPI"; continue; } ;;
 	esac
 	case "$cmd" in
 	*slide.svs*) [ -n "$slide" ] || { skip "$name $short" "needs $DATA/wsi/cmu-1-small-region.svs"; continue; } ;;
