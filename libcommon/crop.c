@@ -14,9 +14,41 @@ inset(int64_t v, const int64_t *labs, size_t nlab)
 	return 0;
 }
 
+/* any non-zero value (no label list): count a row in one vectorisable pass,
+ * then look for its first and last labelled voxel only when it has one */
+#define BBOX_ANY(T)                                                         \
+	do {                                                                \
+		const T *p = vol;                                           \
+		for (size_t z = 0; z < nz; z++)                             \
+			for (size_t y = 0; y < ny; y++) {                   \
+				const T *row = p + (z * ny + y) * nx;       \
+				size_t c = 0, a = 0, b = nx - 1;            \
+				for (size_t x = 0; x < nx; x++)             \
+					c += row[x] != 0;                   \
+				if (c == 0)                                 \
+					continue;                           \
+				cnt += (long long)c;                        \
+				while (row[a] == 0)                         \
+					a++;                                \
+				while (row[b] == 0)                         \
+					b--;                                \
+				if (a < lo[0]) lo[0] = a;                   \
+				if (b > hi[0]) hi[0] = b;                   \
+				if (y < lo[1]) lo[1] = y;                   \
+				if (y > hi[1]) hi[1] = y;                   \
+				if (z < lo[2]) lo[2] = z;                   \
+				if (z > hi[2]) hi[2] = z;                   \
+				if (zused) zused[z] = 1;                    \
+			}                                                   \
+	} while (0)
+
 #define BBOX_LOOP(T)                                                        \
 	do {                                                                \
 		const T *p = vol;                                           \
+		if (nlab == 0) {                                            \
+			BBOX_ANY(T);                                        \
+			break;                                              \
+		}                                                           \
 		for (size_t z = 0; z < nz; z++)                             \
 			for (size_t y = 0; y < ny; y++) {                   \
 				const T *row = p + (z * ny + y) * nx;       \

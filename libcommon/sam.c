@@ -627,6 +627,137 @@ tattn(const mp_sam *m, const mp_sam_tattn *A, const float *qin, int nq, const fl
 	attn_core(m, A, Q, nq, K, V, nk, O, out);
 }
 
+#define MAXTOK 64
+/* workspace of t2i_folded / i2t_folded */
+#define FOLDWS(H, T, C) ((size_t)(H) * MAXTOK * ((size_t)(T) + 2 * (size_t)(C) + 1) + 2 * (size_t)MAXTOK * (size_t)(C))
+
+/* Attention between the few prompt tokens and the T image tokens with the
+ * image-side projections folded into the token side (same values up to
+ * rounding, fewer products when the tokens are few): per head h,
+ * (x Wq_h^T)(y Wk_h^T + bk_h)^T = (x Wq_h^T Wk_h) y^T + a per-query constant
+ * (which softmax drops), and P (y Wv_h^T + bv_h) = (P y) Wv_h^T + bv_h as the
+ * rows of P sum to 1. s: workspace of H * MAXTOK * (T + 2 C) + MAXTOK floats. */
+static void
+softmax_rows(float *s, size_t rows, size_t n, size_t ld)
+{
+	for (size_t r = 0; r < rows; r++) {
+		float *x = s + r * ld, mx = x[0], sum = 0;
+		for (size_t j = 1; j < n; j++)
+			mx = x[j] > mx ? x[j] : mx;
+		for (size_t j = 0; j < n; j++) {
+			x[j] = expf(x[j] - mx);
+			sum += x[j];
+		}
+		float inv = 1.0f / sum;
+		for (size_t j = 0; j < n; j++)
+			x[j] *= inv;
+	}
+}
+
+/* c (n x m, row stride ldc) = a (n x k, stride lda) b^T, b: m x k (stride ldb)
+ * when bt, else b: k x m (stride ldb); the small products of the folding,
+ * too small to be worth a threaded GEMM */
+static void
+smallmm(int n, int m, int k, const float *a, int lda, const float *b, int ldb, int bt, float *c, int ldc)
+{
+	for (int i = 0; i < n; i++) {
+		float *ci = c + (size_t)i * ldc;
+		const float *ai = a + (size_t)i * lda;
+		if (bt)
+			for (int j = 0; j < m; j++) {
+				const float *bj = b + (size_t)j * ldb;
+				float d = 0;
+				for (int e = 0; e < k; e++)
+					d += ai[e] * bj[e];
+				ci[j] = d;
+			}
+		else {
+			for (int j = 0; j < m; j++)
+				ci[j] = 0;
+			for (int e = 0; e < k; e++) {
+				const float *be = b + (size_t)e * ldb;
+				float ae = ai[e];
+				for (int j = 0; j < m; j++)
+					ci[j] += ae * be[j];
+			}
+		}
+	}
+}
+
+/* tokens (nq x C, projected by A->q here) attend to image keys kin and values vin (nk x C) */
+static void
+t2i_folded(const mp_sam *m, const mp_sam_tattn *A, const float *qin, int nq, const float *kin, const float *vin,
+           int nk, float *out, float *s)
+{
+	const mp_sam_backend *be = m->be;
+	int I = A->q.out, H = m->cfg.dec_heads, hd = I / H, C = A->k.in, HN = H * nq;
+	float *Q = s, *F = Q + (size_t)nq * I, *R = F + (size_t)HN * C, *O = R + (size_t)HN * C;
+	float *S = O + (size_t)nq * I;
+
+	linear(m, &A->q, qin, nq, Q);
+	for (int h = 0; h < H; h++)
+		smallmm(nq, C, hd, Q + h * hd, I, A->k.w + (size_t)h * hd * C, C, 0, F + (size_t)h * nq * C, C);
+	be->gemm(be->ctx, 0, 1, HN, nk, C, 1.0f / sqrtf((float)hd), F, C, kin, C, 0.0f, S, nk);
+	if (be->status && be->status(be->ctx))
+		return;
+	softmax_rows(S, (size_t)HN, (size_t)nk, (size_t)nk);
+	be->gemm(be->ctx, 0, 0, HN, C, nk, 1.0f, S, nk, vin, C, 0.0f, R, C);
+	for (int h = 0; h < H; h++)
+		smallmm(nq, hd, C, R + (size_t)h * nq * C, C, A->v.w + (size_t)h * hd * C, C, 1, O + h * hd, I);
+	if (A->v.b)
+		for (int r = 0; r < nq; r++)
+			for (int j = 0; j < I; j++)
+				O[(size_t)r * I + j] += A->v.b[j];
+	linear(m, &A->o, O, nq, out);
+}
+
+/* image tokens qin (nq x C; or their projections cq, nq x I, when not NULL)
+ * attend to the tokens kin, vin (nk x C) */
+static void
+i2t_folded(const mp_sam *m, const mp_sam_tattn *A, const float *qin, const float *cq, int nq, const float *kin,
+           const float *vin, int nk, float *out, float *s)
+{
+	const mp_sam_backend *be = m->be;
+	int I = A->q.out, H = m->cfg.dec_heads, hd = I / H, C = A->q.in, HN = H * nk;
+	float *K = s, *V = K + (size_t)nk * I, *F = V + (size_t)nk * I, *M = F + (size_t)HN * C, *c = M + (size_t)HN * C;
+	float *S = c + HN, sc = 1.0f / sqrtf((float)hd);
+
+	linear(m, &A->k, kin, nk, K);
+	linear(m, &A->v, vin, nk, V);
+	if (cq)
+		for (int h = 0; h < H; h++)
+			be->gemm(be->ctx, 0, 1, nq, nk, hd, sc, cq + h * hd, I, K + h * hd, I, 0.0f, S + h * nk, HN);
+	else {
+		for (int h = 0; h < H; h++) {
+			smallmm(nk, C, hd, K + h * hd, I, A->q.w + (size_t)h * hd * C, C, 0, F + (size_t)h * nk * C, C);
+			for (int j = 0; j < nk; j++) {
+				float d = 0;
+				for (int e = 0; e < hd; e++)
+					d += K[(size_t)j * I + h * hd + e] * (A->q.b ? A->q.b[h * hd + e] : 0.0f);
+				c[h * nk + j] = sc * d;
+			}
+		}
+		be->gemm(be->ctx, 0, 1, nq, HN, C, sc, qin, C, F, C, 0.0f, S, HN);
+	}
+	for (int h = 0; h < H; h++)
+		smallmm(nk, C, hd, V + h * hd, I, A->o.w + h * hd, I, 1, M + (size_t)h * nk * C, C);
+	if (be->status && be->status(be->ctx))
+		return;
+	for (size_t r = 0; r < (size_t)nq; r++) {
+		float *x = S + r * HN;
+		if (!cq)
+			for (int j = 0; j < HN; j++)
+				x[j] += c[j];
+		for (int h = 0; h < H; h++)
+			softmax_rows(x + h * nk, 1, (size_t)nk, (size_t)nk);
+	}
+	be->gemm(be->ctx, 0, 0, nq, C, HN, 1.0f, S, HN, M, C, 0.0f, out, C);
+	if (A->o.b)
+		for (size_t r = 0; r < (size_t)nq; r++)
+			for (int j = 0; j < C; j++)
+				out[r * C + j] += A->o.b[j];
+}
+
 void
 mp_sam_decode_forget(mp_sam *m)
 {
@@ -655,7 +786,6 @@ mlp3(const mp_sam *m, const mp_sam_lin *L, int n, const float *in, float *out)
 	}
 }
 
-#define MAXTOK 64
 int
 mp_sam_decode(mp_sam *m, const float *emb, const mp_sam_prompt *p, float *lowres, float *iou)
 {
@@ -674,11 +804,12 @@ mp_sam_decode(mp_sam *m, const float *emb, const mp_sam_prompt *p, float *lowres
 	if (!m->dbuf) {
 		size_t n = 4 * (size_t)MAXTOK * C + (size_t)MAXTOK * c->dec_mlp + 3 * TC + 4 * TI + (size_t)T * C4 * 4 +
 		           (size_t)G2 * G2 * C4 + (size_t)G2 * G2 * C8 * 4 + (size_t)G4 * G4 * C8 + (size_t)NM * C8 +
-		           2 * TC + 3 * TI;
+		           2 * TC + 3 * TI + FOLDWS(c->dec_heads, T, C) + (size_t)C * C4 * 4 + (size_t)C4 * C8 * 4;
 		m->dbuf = tryalloc(n, sizeof(float));
 		if (!m->dbuf)
 			return mp_seterr("mask decoder: out of memory");
-		float *q = m->dbuf + n - 2 * TC - 3 * TI;
+		float *q = m->dbuf + n - 2 * TC - 3 * TI - FOLDWS(c->dec_heads, T, C) - (size_t)C * C4 * 4 -
+		           (size_t)C4 * C8 * 4;
 		m->c_keys0 = q;
 		m->c_kpe0 = q + TC;
 		m->c_k = q + 2 * TC;
@@ -690,6 +821,22 @@ mp_sam_decode(mp_sam *m, const float *emb, const mp_sam_prompt *p, float *lowres
 	float *h = tmpq + MAXTOK * C, *keys = h + (size_t)MAXTOK * c->dec_mlp, *tk = keys + TC, *tmpk = tk + TC;
 	float *ws = tmpk + TC, *y1 = ws + 4 * TI, *u1 = y1 + (size_t)T * C4 * 4, *y2 = u1 + (size_t)G2 * G2 * C4;
 	float *u2 = y2 + (size_t)G2 * G2 * C8 * 4, *hyper = u2 + (size_t)G4 * G4 * C8;
+	float *fws = m->c_q + TI;
+	/* the transposed convolutions' weights as (in, kh, kw, out): each output
+	 * row of a GEMM then holds two runs of adjacent output pixels */
+	float *w0 = fws + FOLDWS(c->dec_heads, T, C), *w3 = w0 + (size_t)C * C4 * 4;
+	if (m->cache_emb == NULL) {
+		for (int i = 0; i < C; i++)
+			for (int o = 0; o < C4; o++)
+				for (int k = 0; k < 4; k++)
+					w0[((size_t)i * 4 + k) * C4 + o] = m->up0_w[((size_t)i * C4 + o) * 4 + k];
+		for (int i = 0; i < C4; i++)
+			for (int o = 0; o < C8; o++)
+				for (int k = 0; k < 4; k++)
+					w3[((size_t)i * 4 + k) * C8 + o] = m->up3_w[((size_t)i * C8 + o) * 4 + k];
+	}
+	/* fold the image-side projections into the token side when that is fewer products */
+	int fold = c->dec_heads * NT < I;
 
 	/* tokens: iou, mask tokens, points (padded), box corners */
 	memset(tok, 0, (size_t)NT * C * sizeof(float));
@@ -748,7 +895,10 @@ mp_sam_decode(mp_sam *m, const float *emb, const mp_sam_prompt *p, float *lowres
 			attn_core(m, &L->t2i, ws, NT, m->c_k, m->c_v, T, ws + 3 * TI, tmpq);
 		} else {
 			addv(tk, keys, kpe, nk);
-			tattn(m, &L->t2i, tq, NT, tk, keys, T, tmpq, ws);
+			if (fold)
+				t2i_folded(m, &L->t2i, tq, NT, tk, keys, T, tmpq, fws);
+			else
+				tattn(m, &L->t2i, tq, NT, tk, keys, T, tmpq, ws);
 		}
 		addv(qry, qry, tmpq, nq);
 		be->layernorm(be->ctx, qry, qry, (size_t)NT, (size_t)C, L->n2.w, L->n2.b, 1e-5f);
@@ -759,7 +909,9 @@ mp_sam_decode(mp_sam *m, const float *emb, const mp_sam_prompt *p, float *lowres
 		be->layernorm(be->ctx, qry, qry, (size_t)NT, (size_t)C, L->n3.w, L->n3.b, 1e-5f);
 		addv(tq, qry, tok, nq);
 		/* image tokens attend to the prompt tokens: q = keys + pe */
-		if (li == 0) {
+		if (fold)
+			i2t_folded(m, &L->i2t, tk, li == 0 ? m->c_q : NULL, T, tq, qry, NT, tmpk, fws);
+		else if (li == 0) {
 			float *K = ws, *V = ws + TI;
 			linear(m, &L->i2t.k, tq, NT, K);
 			linear(m, &L->i2t.v, qry, NT, V);
@@ -771,30 +923,41 @@ mp_sam_decode(mp_sam *m, const float *emb, const mp_sam_prompt *p, float *lowres
 	}
 	addv(tq, qry, tok, nq);
 	addv(tk, keys, kpe, nk);
-	tattn(m, &m->final_attn, tq, NT, tk, keys, T, tmpq, ws);
+	if (fold)
+		t2i_folded(m, &m->final_attn, tq, NT, tk, keys, T, tmpq, fws);
+	else
+		tattn(m, &m->final_attn, tq, NT, tk, keys, T, tmpq, ws);
 	addv(qry, qry, tmpq, nq);
 	be->layernorm(be->ctx, qry, qry, (size_t)NT, (size_t)C, m->norm_final.w, m->norm_final.b, 1e-5f);
 
 	/* upscaling: two transposed 2x2 convolutions, stride 2 */
-	be->gemm(be->ctx, 0, 0, T, C4 * 4, C, 1.0f, keys, C, m->up0_w, C4 * 4, 0.0f, y1, C4 * 4);
+	be->gemm(be->ctx, 0, 0, T, C4 * 4, C, 1.0f, keys, C, w0, C4 * 4, 0.0f, y1, C4 * 4);
 	for (int y = 0; y < G; y++)
 		for (int x = 0; x < G; x++) {
 			const float *s = y1 + ((size_t)y * G + x) * C4 * 4;
-			for (int o = 0; o < C4; o++)
-				for (int kh = 0; kh < 2; kh++)
-					for (int kw = 0; kw < 2; kw++)
-						u1[((size_t)(2 * y + kh) * G2 + 2 * x + kw) * C4 + o] = s[o * 4 + kh * 2 + kw] + m->up0_b[o];
+			for (int kh = 0; kh < 2; kh++) {
+				float *d = u1 + ((size_t)(2 * y + kh) * G2 + 2 * x) * C4;
+				const float *sk = s + (size_t)kh * 2 * C4;
+				for (int o = 0; o < C4; o++) {
+					d[o] = sk[o] + m->up0_b[o];
+					d[C4 + o] = sk[C4 + o] + m->up0_b[o];
+				}
+			}
 		}
 	be->layernorm(be->ctx, u1, u1, (size_t)G2 * G2, (size_t)C4, m->up1.w, m->up1.b, 1e-6f);
 	be->gelu(be->ctx, u1, (size_t)G2 * G2 * C4);
-	be->gemm(be->ctx, 0, 0, G2 * G2, C8 * 4, C4, 1.0f, u1, C4, m->up3_w, C8 * 4, 0.0f, y2, C8 * 4);
+	be->gemm(be->ctx, 0, 0, G2 * G2, C8 * 4, C4, 1.0f, u1, C4, w3, C8 * 4, 0.0f, y2, C8 * 4);
 	for (int y = 0; y < G2; y++)
 		for (int x = 0; x < G2; x++) {
 			const float *s = y2 + ((size_t)y * G2 + x) * C8 * 4;
-			for (int o = 0; o < C8; o++)
-				for (int kh = 0; kh < 2; kh++)
-					for (int kw = 0; kw < 2; kw++)
-						u2[((size_t)(2 * y + kh) * G4 + 2 * x + kw) * C8 + o] = s[o * 4 + kh * 2 + kw] + m->up3_b[o];
+			for (int kh = 0; kh < 2; kh++) {
+				float *d = u2 + ((size_t)(2 * y + kh) * G4 + 2 * x) * C8;
+				const float *sk = s + (size_t)kh * 2 * C8;
+				for (int o = 0; o < C8; o++) {
+					d[o] = sk[o] + m->up3_b[o];
+					d[C8 + o] = sk[C8 + o] + m->up3_b[o];
+				}
+			}
 		}
 	be->gelu(be->ctx, u2, (size_t)G4 * G4 * C8);
 	for (int i = 0; i < NM; i++)

@@ -67,19 +67,26 @@ with open(frames, "wb") as fp:
     fp.write(frame(ctp, "image") + frame(sgp, "label"))
 
 
-def medsam_py(out):
+def medsam_py(out, st=None):
+    c = [time.process_time()]
+    lap = (lambda nm: (st.append((nm, time.process_time() - c[0])), c.__setitem__(0, time.process_time()))) if st is not None else (lambda nm: None)
     gt_sitk = sitk.ReadImage(sgp)
     gt = np.uint8(sitk.GetArrayFromImage(gt_sitk))
+    lap("read labels")
     gt = cc3d.dust(gt, threshold=1000, connectivity=26, in_place=True)
     for i in range(gt.shape[0]):
         gt[i, :, :] = cc3d.dust(gt[i, :, :], threshold=100, connectivity=8, in_place=True)
     z = np.unique(np.where(gt > 0)[0])
+    lap("dust+slices")
     img_sitk = sitk.ReadImage(ctp)
     image = sitk.GetArrayFromImage(img_sitk)
+    lap("read CT")
     pre = np.clip(image, -160.0, 240.0)
     pre = (pre - np.min(pre)) / (np.max(pre) - np.min(pre)) * 255.0
     pre = np.uint8(pre)
+    lap("window")
     np.savez_compressed(out, imgs=pre[z, :, :], gts=gt[z, :, :], spacing=img_sitk.GetSpacing())
+    lap("savez_compressed")
 
 
 src = "bin/vol-cat %s --label %s" % (ctp, sgp) if os.access("bin/vol-cat", os.X_OK) else "cat " + frames
@@ -118,7 +125,9 @@ for nm, cmd in stages:
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     parts.append("%s %.2f" % (nm if nm != "vol-cat" or src.startswith("bin/") else "cat", (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)))
 c0 = time.process_time()
-medsam_py(os.path.join(T, "py.npz"))
-print("pipeline: CPU seconds per medpipe stage: %s; Python: %.2f" % (", ".join(parts), time.process_time() - c0))
+pst = []
+medsam_py(os.path.join(T, "py.npz"), pst)
+print("pipeline: CPU seconds per medpipe stage: %s; Python: %.2f (%s)" % (", ".join(parts), time.process_time() - c0,
+                                                                  ", ".join("%s %.2f" % p for p in pst)))
 subprocess.run(["rm", "-rf", T])
 EOF

@@ -1,0 +1,90 @@
+#!/bin/sh
+# sam-decode per box with 1, 8 and 32 boxes on one 1024x1024 slice against the
+# official segment-anything mask decoder (PyTorch, the same number of threads)
+# given the same boxes as one batch, both including the postprocessing to
+# 1024x1024 masks, on a random-weight SAM ViT-B (tests/gen/sam_ckpt.py).
+# medpipe's cost per box at N boxes: (time(N boxes) - time(1 box)) / (N - 1)
+# of whole sam-decode runs (time(2) - time(1) for N = 1), so that loading the
+# model is left out; PyTorch's: the batch's time / N. Median of 3 runs, wall
+# and CPU (user+sys) time. Goal (issue 17): <= 25 ms per box on 2 cores.
+# SAM_BENCH_THREADS (default 2), OLD_DECODE=path times a second sam-decode
+# binary (e.g. an older build) in the same runs.
+# Repeat: BENCH=sam_decode make bench
+VPY=${VPY:-.venv/bin/python3}
+"$VPY" -c "import torch" 2>/dev/null || { echo "sam_decode: SKIP (no torch)"; exit 0; }
+T=$(mktemp -d "${TMPDIR:-/tmp}/medpipe-bench-dec.XXXXXX")
+trap 'rm -rf "$T"' EXIT
+N=${SAM_BENCH_THREADS:-2}
+"$VPY" tests/gen/sam_ckpt.py "$T/vitb.pth" --config vit_b --seed 0 || exit 1
+"$VPY" - "$T" "$N" "${OLD_DECODE:-}" <<'PYEOF'
+import os, resource, subprocess, sys, time
+sys.path.insert(0, "tests/gen"); sys.path.insert(0, "tests")
+import numpy as np, torch
+import sam_ckpt, nrrdframe
+T, N, OLD = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+torch.set_num_threads(N)
+rng = np.random.default_rng(0)
+vol = rng.uniform(0, 255, (1, 1024, 1024)).astype(np.float32)
+open(T + "/img.nrrd", "wb").write(nrrdframe.frame(vol))
+boxes = []
+for i in range(32):
+    x0, y0 = rng.integers(0, 700, 2)
+    boxes.append((int(x0), int(y0), int(x0 + rng.integers(50, 300)), int(y0 + rng.integers(50, 300))))
+r = subprocess.run(["bin/sam-embed", "-w", T + "/vitb.pth", "--threads", str(N), "--mode", "sam", T + "/img.nrrd"],
+                   stdout=open(T + "/emb.nrrd", "wb"), stderr=subprocess.PIPE)
+if r.returncode:
+    sys.exit("sam-embed failed: " + r.stderr.decode())
+
+
+def dec(binp, nb):
+    args = [binp, "-w", T + "/vitb.pth", "--threads", str(N)]
+    for b in boxes[:nb]:
+        args += ["--box", "%d,%d,%d,%d,0" % b]
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    r = subprocess.run(args + [T + "/emb.nrrd"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    w = time.perf_counter() - t
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if r.returncode:
+        sys.exit("sam-decode failed: " + r.stderr.decode())
+    return np.array([w, r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime])
+
+
+sam, _ = sam_ckpt.build("vit_b", 0)
+sam.load_state_dict(torch.load(T + "/vitb.pth"))
+with torch.no_grad():
+    emb = sam.image_encoder(sam.preprocess(torch.from_numpy(np.repeat(vol[:1], 3, 0)))[None])
+    pe = sam.prompt_encoder.get_dense_pe()
+
+
+def torch_batch(nb):
+    with torch.no_grad():
+        c0, t = time.process_time(), time.perf_counter()
+        sp, de = sam.prompt_encoder(points=None, boxes=torch.tensor(boxes[:nb], dtype=torch.float32), masks=None)
+        low, iou = sam.mask_decoder(image_embeddings=emb, image_pe=pe, sparse_prompt_embeddings=sp,
+                                    dense_prompt_embeddings=de, multimask_output=False)
+        m = sam.postprocess_masks(low, (1024, 1024), (1024, 1024)) > 0
+        assert m.shape == (nb, 1, 1024, 1024)
+        return np.array([time.perf_counter() - t, time.process_time() - c0]) / nb
+
+
+bins = [("medpipe", "bin/sam-decode")] + ([("old", OLD)] if OLD else [])
+res = {}
+for rep in range(3):
+    for nb in (1, 8, 32):
+        for name, b in bins:
+            t1, tn = dec(b, 1), dec(b, nb if nb > 1 else 2)
+            res.setdefault((name, nb), []).append((tn - t1) / (max(nb, 2) - 1))
+        res.setdefault(("torch", nb), []).append(torch_batch(nb))
+print("sam_decode: ViT-B decoder + postprocessing to 1024x1024, %d threads, load average %.1f on %d cores; "
+      "ms per box, median of 3 (wall / cpu)" % (N, os.getloadavg()[0], os.cpu_count()))
+for nb in (1, 8, 32):
+    med = {k[0]: np.median(np.array(v), axis=0) * 1000 for k, v in res.items() if k[1] == nb}
+    line = "sam_decode: %2d boxes: medpipe %.1f / %.1f ms" % (nb, med["medpipe"][0], med["medpipe"][1])
+    if "old" in med:
+        line += ", old %.1f / %.1f ms (old/new %.2fx wall, %.2fx cpu)" % (
+            med["old"][0], med["old"][1], med["old"][0] / med["medpipe"][0], med["old"][1] / med["medpipe"][1])
+    line += ", PyTorch batch of %d %.1f / %.1f ms per box: ratio PyTorch/medpipe %.2fx wall, %.2fx cpu; goal <= 25 ms wall" % (
+        nb, med["torch"][0], med["torch"][1], med["torch"][0] / med["medpipe"][0], med["torch"][1] / med["medpipe"][1])
+    print(line, flush=True)
+PYEOF
