@@ -140,6 +140,11 @@ read_page(tfile *tf, size_t d, void *dst, size_t c0, size_t cstride)
 		if (tw == 0 || th == 0 || ts <= 0 || (uint64_t)ts / tw / th / nsamp / es == 0 ||
 		    (uint64_t)ts / ((uint64_t)nsamp * es) / tw < th)
 			return terr(tf, "bad tile size");
+		/* a tile larger than a whole frame may be is a damaged size (a 16 GB
+		 * one was seen), not a buffer to ask for */
+		if ((uint64_t)ts > mp_max_bytes())
+			return mp_seterr("%s: TIFF: page %zu: tiles of %lld bytes (damaged tile size?)", tf->path, d,
+					 (long long)ts);
 		buf = malloc((size_t)ts);
 		if (!buf)
 			return mp_seterr("%s: TIFF: out of memory", tf->path);

@@ -16,6 +16,122 @@ struct mp_wsi {
 	const char *vendor;
 };
 
+/* a TIFF-based slide whose page declares more tiles (or strips) than the
+ * file can hold offsets for (4 bytes each, at least) is damaged: OpenSlide
+ * would allocate its tile table from that count (31 GB seen). 0: fine or not
+ * a TIFF (OpenSlide decides); -1: mp_err set. */
+static int
+tiff_counts_ok(const char *path)
+{
+	TIFF *t;
+	FILE *fp = fopen(path, "rb");
+	long long fsize;
+	int d = 0, rc = 0;
+
+	if (!fp)
+		return 0;
+	fseek(fp, 0, SEEK_END);
+	fsize = ftell(fp);
+	fclose(fp);
+	if (!(t = TIFFOpen(path, "rm")))
+		return 0;
+	do {
+		uint32_t w = 0, h = 0, tw = 0, th = 0, rps = 0;
+		uint16_t spp = 1, pc = PLANARCONFIG_CONTIG;
+		uint64_t n;
+		TIFFGetField(t, TIFFTAG_IMAGEWIDTH, &w);
+		TIFFGetField(t, TIFFTAG_IMAGELENGTH, &h);
+		TIFFGetFieldDefaulted(t, TIFFTAG_SAMPLESPERPIXEL, &spp);
+		TIFFGetFieldDefaulted(t, TIFFTAG_PLANARCONFIG, &pc);
+		if (TIFFIsTiled(t)) {
+			TIFFGetField(t, TIFFTAG_TILEWIDTH, &tw);
+			TIFFGetField(t, TIFFTAG_TILELENGTH, &th);
+			n = tw && th ? ((uint64_t)w + tw - 1) / tw * (((uint64_t)h + th - 1) / th) : 0;
+		} else {
+			TIFFGetFieldDefaulted(t, TIFFTAG_ROWSPERSTRIP, &rps);
+			n = rps ? ((uint64_t)h + rps - 1) / rps : 0;
+		}
+		if (pc == PLANARCONFIG_SEPARATE)
+			n *= spp;
+		if (n > (uint64_t)fsize / 4) {
+			rc = mp_seterr("%s: TIFF page %d declares %llu %s, more than the file's %lld bytes can hold (damaged)",
+				       path, d, (unsigned long long)n, TIFFIsTiled(t) ? "tiles" : "strips", fsize);
+			break;
+		}
+	} while (++d < 100000 && TIFFReadDirectory(t));
+	TIFFClose(t);
+	return rc;
+}
+
+/* every tag of every IFD (classic and BigTIFF) holds at most as many bytes
+ * as the file has: OpenSlide allocates a tag's value (an ICC profile of
+ * 31 GB was seen) from its declared count before reading it. 0: fine or not
+ * a TIFF; -1: mp_err set. */
+static uint64_t
+rdn(const unsigned char *p, int n, int big)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < n; i++)
+		v |= (uint64_t)p[big ? n - 1 - i : i] << (8 * i);
+	return v;
+}
+
+static int
+tiff_tags_ok(const char *path)
+{
+	static const unsigned char tsz[19] = { 0, 1, 1, 2, 4, 8, 1, 1, 2, 4, 8, 4, 8, 4, 0, 0, 8, 8, 8 };
+	FILE *fp = fopen(path, "rb");
+	unsigned char h[16], e[20];
+	long long fsize;
+	uint64_t off;
+	int big, bt, rc = 0;
+
+	if (!fp)
+		return 0;
+	fseek(fp, 0, SEEK_END);
+	fsize = ftell(fp);
+	rewind(fp);
+	if (fsize < 8 || fread(h, 1, 16 <= fsize ? 16 : 8, fp) < 8 || !((h[0] == 'I' && h[1] == 'I') || (h[0] == 'M' && h[1] == 'M'))) {
+		fclose(fp);
+		return 0;
+	}
+	big = h[0] == 'M';
+	bt = rdn(h + 2, 2, big) == 43;
+	if (!bt && rdn(h + 2, 2, big) != 42) {
+		fclose(fp);
+		return 0;
+	}
+	off = bt ? (fsize >= 16 ? rdn(h + 8, 8, big) : 0) : rdn(h + 4, 4, big);
+	for (int d = 0; off && d < 100000 && rc == 0; d++) {
+		unsigned char c[8];
+		uint64_t n;
+		int es = bt ? 20 : 12;
+		if (off > (uint64_t)fsize || fseek(fp, (long)off, SEEK_SET) || fread(c, 1, bt ? 8 : 2, fp) != (size_t)(bt ? 8 : 2))
+			break;   /* OpenSlide reports a broken chain itself */
+		n = rdn(c, bt ? 8 : 2, big);
+		if (n > (uint64_t)fsize / (uint64_t)es)
+			break;
+		for (uint64_t i = 0; i < n; i++) {
+			uint64_t cnt, ty;
+			if (fread(e, 1, (size_t)es, fp) != (size_t)es)
+				break;
+			ty = rdn(e + 2, 2, big);
+			cnt = rdn(e + 4, bt ? 8 : 4, big);
+			if (ty < sizeof tsz && tsz[ty] && cnt > (uint64_t)fsize / tsz[ty]) {
+				rc = mp_seterr("%s: TIFF page %d: tag %u declares %llu values, more than the file's %lld bytes hold (damaged)",
+					       path, d, (unsigned)rdn(e, 2, big), (unsigned long long)cnt, fsize);
+				break;
+			}
+		}
+		if (rc || fread(c, 1, bt ? 8 : 4, fp) != (size_t)(bt ? 8 : 4))
+			break;
+		off = rdn(c, bt ? 8 : 4, big);
+	}
+	fclose(fp);
+	return rc;
+}
+
 mp_wsi *
 mp_wsi_open(const char *path)
 {
@@ -34,6 +150,8 @@ mp_wsi_open(const char *path)
 	 * and a damaged slide gets one line on stderr, not libtiff's as well */
 	TIFFSetWarningHandler(NULL);
 	TIFFSetErrorHandler(NULL);
+	if (tiff_tags_ok(path) < 0 || tiff_counts_ok(path) < 0)
+		return NULL;
 	vendor = openslide_detect_vendor(path);
 	if (!vendor) {
 		mp_seterr("%s: not a slide format OpenSlide reads", path);
