@@ -269,6 +269,28 @@ struct mp_dev;
 struct mp_dev *mp_sam_tool_open(mp_sam *m, const char **weights, const char *devspec, long threads,
                                 const char *part);
 
+/* Several devices (sam_devs.c): --device opencl:all or opencl:A,B,... (a
+ * device may be named twice) as well as the one-device specs of mp_device.h.
+ * MP_SAM_DEVS_OPTION takes the option; mp_sam_devs_open opens each device of
+ * the list (or the one device) and loads a model on it, as mp_sam_tool_open
+ * (failures: one line, exit 2 or 1). */
+#define MP_SAM_MAXDEV 64
+typedef struct mp_sam_devs {
+	int n;                               /* devices (1 without a list) */
+	mp_sam m[MP_SAM_MAXDEV];             /* model k on device d[k] */
+	struct mp_dev *d[MP_SAM_MAXDEV];
+} mp_sam_devs;
+int mp_sam_devs_optfn(void *ctx, const char *arg);
+#define MP_SAM_DEVS_HELP(tool, what) " " tool " also takes several devices: opencl:all (every OpenCL device of medpipe-devices) or a list opencl:A,B,... (a device may be named twice): " what
+void mp_sam_devs_open(mp_sam_devs *s, const char **weights, const char *devspec, long threads, const char *part);
+void mp_sam_devs_free(mp_sam_devs *s);
+/* fn(ctx, k, i) for every item i < n, item i on device k = dev[i] (dev NULL:
+ * i mod ndev): a thread per device with items (device 0's on the calling
+ * thread), each taking its items in increasing order; returns when all are
+ * done. fn keeps its own results and errors (mp_err is per thread). */
+typedef void (*mp_dev_pool_fn)(void *ctx, int k, size_t i);
+void mp_dev_pool(int ndev, size_t n, const int *dev, mp_dev_pool_fn fn, void *ctx);
+
 /* a mask frame header on the original image grid for an embedding frame */
 void mp_sam_mask_header(mp_frame *o, const mp_frame *e, const mp_sam_embinfo *info, mp_type t,
                         const char *role);

@@ -63,7 +63,10 @@ void mp_sp_rng_seed(mp_sp_rng *r, long seed);
 long mp_sp_rng_next(mp_sp_rng *r, long n);
 
 /* Decode one prompt on slice z: the callback fills bin (nx*ny) with the
- * prompt's binary mask; 0, or -1 + mp_err to stop. */
+ * prompt's binary mask; 0, or -1 + mp_err to stop.  bin is NULL when the
+ * caller does not need the mask (every prompt but the 3-D boxes' slices):
+ * the callback may then decode later (sam-decode queues such prompts to
+ * spread them over devices), as long as it keeps their order. */
 typedef int (*mp_sp_decode_fn)(void *ctx, long z, const double *box, int npts, const double *pts,
                                const int *plab, long value, unsigned char *bin);
 /* every prompt of s in order (a prompt without a slice on a 1-slice image

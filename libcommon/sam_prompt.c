@@ -242,7 +242,7 @@ mp_sp_run(const mp_sam_prompts *s, size_t nx, size_t ny, size_t nz, long grow, m
 			}
 			z = 0;
 		}
-		if (fn(ctx, z, p->has_box ? p->box : NULL, p->npts, p->pts, p->plab, p->value, bin))
+		if (fn(ctx, z, p->has_box ? p->box : NULL, p->npts, p->pts, p->plab, p->value, NULL))
 			goto out;
 	}
 	for (size_t i = 0; i < s->nb3; i++) {
@@ -328,7 +328,7 @@ mp_sp_from_label(const mp_frame *lab, size_t nx, size_t ny, const size_t *sel, s
 				b[1] = fmax(0, b[1] - (double)mp_sp_rng_next(&rng, shift));
 				b[3] = fmin((double)ny, b[3] + (double)mp_sp_rng_next(&rng, shift));
 			}
-			if (fn(ctx, (long)z, b, 0, NULL, NULL, vals[k], bin))
+			if (fn(ctx, (long)z, b, 0, NULL, NULL, vals[k], NULL))
 				goto out;
 		}
 	}

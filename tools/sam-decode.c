@@ -14,7 +14,7 @@ static const char *weights, *thrstr, *boxfile;
 static int fromlabel, multimask, wantlogits;
 static long shift, seed = 1, threads, grow;
 static const char *devspec;
-static mp_dev *dev;
+static mp_sam_devs devs;   /* a model per device; devs.m[0] the first */
 
 static int
 opt_box(void *ctx, const char *arg)
@@ -64,7 +64,7 @@ static const mp_opt opts[] = {
 	{ "multimask", 0, MP_OPT_FLAG, &multimask, NULL, NULL, "Use SAM's three-mask output and keep the mask with the highest predicted IoU (default: the single-mask output, as MedSAM)." },
 	{ "logits", 0, MP_OPT_FLAG, &wantlogits, NULL, NULL, "Also write a frame of role logits after each mask: float, on the same grid, per voxel the largest value over the prompts (probability for --threshold medsam or litemedsam, logit for sam; 0 or -100 where no prompt was)." },
 	{ "threads", 't', MP_OPT_INT, &threads, NULL, "N", "Threads of the C path (default: every CPU)." },
-	MP_DEV_OPTION(&devspec),
+	{ "device", 0, MP_OPT_CALL, &devspec, mp_sam_devs_optfn, "DEV", MP_DEV_HELP MP_SAM_DEVS_HELP("sam-decode", "the prompts go to the devices by slice (the i-th embedded slice to device i mod count), a model on each, and the masks are painted in the prompts' order, the same bytes as one device of that kind gives. The slices of a 3-D box run one after another, each prompted from the previous one's mask.") },
 	{ NULL, 0, MP_OPT_END, NULL, NULL, NULL, NULL }
 };
 
@@ -90,7 +90,10 @@ static const mp_prog prog = {
 	"Weights: see sam-embed(1) (SAM sam_vit_b_01ec64.pth, MedSAM medsam_vit_b.pth, .safetensors).\n\n"
 	"Devices: --device chooses where the decoder's matrix products, layer norms, GELU and attention "
 	"run, as for sam-embed(1): the C path (OpenBLAS) or OpenCL kernels through the same model code, "
-	"agreeing within float rounding (logits within 1e-5). --verbose names the device.\n\n"
+	"agreeing within float rounding (logits within 1e-5). --verbose names the device. With several "
+	"devices (--device opencl:all or opencl:A,B,...) the prompts waiting to be decoded (up to 16 per "
+	"device) run on the devices of their slices at once, a thread per device; the slices of a 3-D box "
+	"depend on each other and run one at a time.\n\n"
 	"Memory: an embedding frame is 16 MiB per slice (ViT-B); one of more than 1 GiB (the embeddings "
 	"of a whole CT) is copied to an unlinked file in $TMPDIR (default /tmp) and mapped rather than "
 	"held on the heap, so the kernel can page it (MEDPIPE_SPOOL_BYTES sets the threshold in bytes).",
@@ -102,8 +105,20 @@ static const mp_prog prog = {
 	opts, 1
 };
 
-static mp_sam model;
+#define model (devs.m[0])
 static char model_id[96];
+
+/* a prompt queued for decoding (its mask is not needed at once) */
+typedef struct {
+	long z, value;
+	mp_sam_prompt p;
+	float fp[2 * MP_SP_MAXPTS];
+	int plab[MP_SP_MAXPTS];
+	float *plane;           /* postprocessed values on the slice grid */
+	float iou;
+	int rc;
+	char err[1024];
+} task;
 
 /* ---------------------------------------------------------------- decoding */
 typedef struct {
@@ -116,10 +131,14 @@ typedef struct {
 	/* outputs */
 	int32_t *mask;
 	float *logit;
-	float *plane;           /* one slice's postprocessed values */
 	char *iou;
 	size_t ioulen, ioucap;
 	long maxval;
+	/* prompts waiting to be decoded, and the device of each */
+	task *q;
+	int *qdev;
+	size_t nq, qcap;
+	unsigned char *bin;     /* scratch: one prompt's mask */
 } job;
 
 static int
@@ -135,65 +154,129 @@ job_fail(job *j, const char *fmt, ...)
 	return mp_seterr("%s: frame %d: %s", j->src, j->frameno, buf);
 }
 
-/* decode one prompt on image slice z into the job's mask (mp_sp_decode_fn) */
+/* decode queued prompt i on device k (mp_dev_pool_fn; a thread per device) */
+static void
+decode_task(void *ctx, int k, size_t i)
+{
+	job *j = ctx;
+	task *t = &j->q[i];
+	mp_sam *m = &devs.m[k];
+	mp_sam_embinfo *in = &j->info;
+	int S = m->cfg.img_size, G = m->cfg.grid, C = m->cfg.out_chans, L = 4 * G, NM = m->cfg.nmask;
+	float *low = mp_xmalloc((size_t)NM * L * L * sizeof(float)), iou[16];
+	const float *emb = (const float *)j->e.data + (size_t)j->zidx[t->z] * C * G * G;
+	int rc;
+
+	t->p.pts = t->fp;
+	t->p.labels = t->plab;
+	while ((rc = mp_sam_decode(m, emb, &t->p, low, iou)) && mp_dev_sam_retry(devs.d[k], m, (int)threads))
+		;
+	if (rc) {
+		free(low);
+		t->rc = -1;
+		snprintf(t->err, sizeof t->err, "slice %ld: %s", t->z, mp_err());
+		return;
+	}
+	int best = 0;
+	if (multimask && NM > 1) {
+		best = 1;
+		for (int q = 2; q < NM; q++)
+			if (iou[q] > iou[best])
+				best = q;
+	}
+	t->iou = iou[best];
+	t->plane = mp_xmalloc(in->nx * in->ny * sizeof(float));
+	mp_sam_postprocess(in->mode, j->thr == MP_SAM_MEDSAM ? 1 : j->thr == MP_SAM_LITEMEDSAM ? 2 : 0, S,
+	                   low + (size_t)best * L * L, L, in->rw, in->rh, in->nx, in->ny, t->plane);
+	free(low);
+}
+
+/* decode the queued prompts over the devices, then paint their masks into
+ * the job's mask in queue order; the last one's binary mask is left in
+ * j->bin. 0, or -1 + mp_err of the first prompt that failed */
+static int
+flush(job *j)
+{
+	size_t nx = j->info.nx, ny = j->info.ny, i;
+	int rc = 0;
+
+	mp_dev_pool(devs.n, j->nq, j->qdev, decode_task, j);
+	for (i = 0; i < j->nq && rc == 0; i++) {
+		task *t = &j->q[i];
+		if (t->rc) {
+			rc = mp_seterr("%s", t->err);
+			break;
+		}
+		float th = j->thr != MP_SAM_SAM ? 0.5f : 0.0f;
+		int32_t *mk = j->mask + (size_t)t->z * nx * ny;
+		float *lg = j->logit ? j->logit + (size_t)t->z * nx * ny : NULL;
+		for (size_t q = 0; q < nx * ny; q++) {
+			j->bin[q] = t->plane[q] > th;
+			if (j->bin[q])
+				mk[q] = (int32_t)t->value;
+			if (lg && t->plane[q] > lg[q])
+				lg[q] = t->plane[q];
+		}
+		if (t->value > j->maxval)
+			j->maxval = t->value;
+		char item[96];
+		int n = snprintf(item, sizeof item, "%s%ld@%ld=%.6g", j->ioulen ? "," : "", t->value, t->z, (double)t->iou);
+		if (j->ioulen + (size_t)n + 1 > j->ioucap) {
+			j->ioucap = 2 * j->ioucap + (size_t)n + 64;
+			j->iou = mp_xrealloc(j->iou, j->ioucap);
+		}
+		memcpy(j->iou + j->ioulen, item, (size_t)n + 1);
+		j->ioulen += (size_t)n;
+		mp_note("slice %ld label %ld: IoU prediction %.4f", t->z, t->value, (double)t->iou);
+	}
+	for (i = 0; i < j->nq; i++)
+		free(j->q[i].plane);
+	j->nq = 0;
+	return rc;
+}
+
+/* one prompt on image slice z (mp_sp_decode_fn): checked and queued; the
+ * queue is decoded when the caller wants the mask (bin), or when it holds
+ * 16 prompts per device (one device: every prompt at once) */
 static int
 run_prompt(void *ctx, long z, const double *box, int npts, const double *pts, const int *plab, long value,
            unsigned char *bin)
 {
 	job *j = ctx;
 	mp_sam_embinfo *in = &j->info;
-	int S = model.cfg.img_size, G = model.cfg.grid, C = model.cfg.out_chans, L = 4 * G, NM = model.cfg.nmask;
+	char err[1024];
 
+	if (j->nq == j->qcap) {
+		j->qcap = 2 * j->qcap + 16;
+		j->q = mp_xrealloc(j->q, j->qcap * sizeof *j->q);
+		j->qdev = mp_xrealloc(j->qdev, j->qcap * sizeof *j->qdev);
+	}
+	task *t = &j->q[j->nq];
+	memset(t, 0, sizeof *t);
 	if (z < 0 || (size_t)z >= in->nz)
-		return mp_seterr("prompt on slice %ld: the image has %zu slices", z, in->nz);
-	if (j->zidx[z] < 0)
-		return mp_seterr("prompt on slice %ld: that slice has no embedding (sam-embed --slices)", z);
-	float fp[2 * MP_SP_MAXPTS];
-	mp_sam_prompt p;
-	if (mp_sp_scale(in, S, z, box, npts, pts, plab, &p, fp))
+		mp_seterr("prompt on slice %ld: the image has %zu slices", z, in->nz);
+	else if (j->zidx[z] < 0)
+		mp_seterr("prompt on slice %ld: that slice has no embedding (sam-embed --slices)", z);
+	else if (mp_sp_scale(in, model.cfg.img_size, z, box, npts, pts, plab, &t->p, t->fp) == 0)
+		goto ok;
+	/* the prompts before it first, as they would have been */
+	snprintf(err, sizeof err, "%s", mp_err());
+	if (flush(j))
 		return -1;
-	float *low = mp_xmalloc((size_t)NM * L * L * sizeof(float)), iou[16];
-	const float *emb = (const float *)j->e.data + (size_t)j->zidx[z] * C * G * G;
-	int rc;
-	while ((rc = mp_sam_decode(&model, emb, &p, low, iou)) && mp_dev_sam_retry(dev, &model, (int)threads))
-		;
-	if (rc) {
-		free(low);
-		return mp_preerr("slice %ld", z);
+	return mp_seterr("%s", err);
+ok:
+	t->z = z;
+	t->value = value;
+	if (npts)
+		memcpy(t->plab, plab, (size_t)npts * sizeof *plab);
+	j->qdev[j->nq] = (int)(j->zidx[z] % devs.n);
+	j->nq++;
+	if (bin || devs.n == 1 || j->nq >= (size_t)16 * (size_t)devs.n) {
+		if (flush(j))
+			return -1;
+		if (bin)
+			memcpy(bin, j->bin, in->nx * in->ny);
 	}
-	int best = 0;
-	if (multimask && NM > 1) {
-		best = 1;
-		for (int k = 2; k < NM; k++)
-			if (iou[k] > iou[best])
-				best = k;
-	}
-	size_t nx = in->nx, ny = in->ny;
-	float *plane = j->plane;
-	mp_sam_postprocess(in->mode, j->thr == MP_SAM_MEDSAM ? 1 : j->thr == MP_SAM_LITEMEDSAM ? 2 : 0, S,
-	                   low + (size_t)best * L * L, L, in->rw, in->rh, nx, ny, plane);
-	free(low);
-	float t = j->thr != MP_SAM_SAM ? 0.5f : 0.0f;
-	int32_t *mk = j->mask + (size_t)z * nx * ny;
-	float *lg = j->logit ? j->logit + (size_t)z * nx * ny : NULL;
-	for (size_t i = 0; i < nx * ny; i++) {
-		bin[i] = plane[i] > t;
-		if (bin[i])
-			mk[i] = (int32_t)value;
-		if (lg && plane[i] > lg[i])
-			lg[i] = plane[i];
-	}
-	if (value > j->maxval)
-		j->maxval = value;
-	char item[96];
-	int n = snprintf(item, sizeof item, "%s%ld@%ld=%.6g", j->ioulen ? "," : "", value, z, (double)iou[best]);
-	if (j->ioulen + (size_t)n + 1 > j->ioucap) {
-		j->ioucap = 2 * j->ioucap + (size_t)n + 64;
-		j->iou = mp_xrealloc(j->iou, j->ioucap);
-	}
-	memcpy(j->iou + j->ioulen, item, (size_t)n + 1);
-	j->ioulen += (size_t)n;
-	mp_note("slice %ld label %ld: IoU prediction %.4f", z, value, (double)iou[best]);
 	return 0;
 }
 
@@ -210,9 +293,9 @@ run_job(job *j, const mp_frame *lab, mp_out *o)
 		for (size_t i = 0; i < np * nz; i++)
 			j->logit[i] = j->thr != MP_SAM_SAM ? 0.0f : -100.0f;
 	}
-	j->plane = mp_xmalloc(np * sizeof(float));
+	j->bin = mp_xmalloc(np);
 
-	if (mp_sp_run(&prompts, nx, ny, nz, grow, run_prompt, j)) {
+	if (mp_sp_run(&prompts, nx, ny, nz, grow, run_prompt, j) || flush(j)) {
 		mp_preerr("%s: frame %d", j->src, j->frameno);
 		goto out;
 	}
@@ -223,7 +306,7 @@ run_job(job *j, const mp_frame *lab, mp_out *o)
 			         mp_case(lab), nx, ny, nz);
 			goto out;
 		}
-		if (mp_sp_from_label(lab, nx, ny, in->sel, in->nsel, shift, seed, run_prompt, j)) {
+		if (mp_sp_from_label(lab, nx, ny, in->sel, in->nsel, shift, seed, run_prompt, j) || flush(j)) {
 			mp_preerr("%s: frame %d", j->src, j->frameno);
 			goto out;
 		}
@@ -251,11 +334,14 @@ run_job(job *j, const mp_frame *lab, mp_out *o)
 		mp_frame_free(&lf);
 	}
 out:
-	free(j->plane);
+	for (size_t i = 0; i < j->nq; i++)
+		free(j->q[i].plane);
+	j->nq = 0;
+	free(j->bin);
 	free(j->mask);
 	free(j->logit);
 	free(j->iou);
-	j->plane = NULL;
+	j->bin = NULL;
 	j->mask = NULL;
 	j->logit = NULL;
 	j->iou = NULL;
@@ -290,10 +376,13 @@ job_init(job *j, mp_frame *e, const char *src, int frameno)
 static void
 job_free(job *j)
 {
-	mp_sam_decode_forget(&model);
+	for (int k = 0; k < devs.n; k++)
+		mp_sam_decode_forget(&devs.m[k]);
 	mp_frame_free(&j->e);
 	mp_sam_emb_free(&j->info);
 	free(j->zidx);
+	free(j->q);
+	free(j->qdev);
 	memset(j, 0, sizeof *j);
 }
 
@@ -313,7 +402,7 @@ main(int argc, char **argv)
 	if (!fromlabel && prompts.n == 0 && prompts.nb3 == 0)
 		mp_usage_die("no prompt: give --box, --box3d, --point, --boxes or --from-label");
 	mp_out *o = mp_out_stdout();
-	dev = mp_sam_tool_open(&model, &weights, devspec, threads, "decoder");
+	mp_sam_devs_open(&devs, &weights, devspec, threads, "decoder");
 	mp_sam_weights_id(&model, model_id, sizeof model_id);
 	for (int i = 0; i < (nargs ? nargs : 1); i++) {
 		const char *src = nargs ? args[i] : "-";
@@ -381,7 +470,7 @@ main(int argc, char **argv)
 	}
 	if (mp_out_close(o) < 0)
 		mp_die("%s", mp_err());
-	mp_sam_free(&model);
+	mp_sam_devs_free(&devs);
 	mp_sp_free(&prompts);
 	free(args);
 	return 0;

@@ -4,7 +4,6 @@
 #include "mp_filter.h"
 #include "mp_sam.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,27 +11,11 @@
 
 static const char *weights, *modestr, *interpstr, *slicestr = "all", *role = "image";
 static const char *devspec;
-static mp_dev *dev;
 static long threads;
 
-/* --device opencl:all or opencl:A,B,...: a model per device (0 is `model`) */
-#define MAXDEV 64
-static int ndev = 1;
-static mp_sam more[MAXDEV - 1];
-static mp_dev *moredev[MAXDEV - 1];
-
-static int
-devopt(void *ctx, const char *arg)
-{
-	int idx[MAXDEV];
-	int n = mp_dev_list(arg, idx, MAXDEV, 0);
-	if (n < 0)
-		return -1;
-	if (n == 0)
-		return mp_dev_optfn(ctx, arg);
-	*(const char **)ctx = arg;
-	return 0;
-}
+/* --device opencl:all or opencl:A,B,...: a model per device */
+static mp_sam_devs devs;
+#define model (devs.m[0])
 
 static const mp_opt opts[] = {
 	{ "weights", 'w', MP_OPT_STR, &weights, NULL, "FILE", "The checkpoint: an official SAM or MedSAM PyTorch file (sam_vit_b_01ec64.pth, medsam_vit_b.pth, ...), a training checkpoint holding the state dict under 'model' or 'state_dict', or a .safetensors file. Default: $MEDPIPE_SAM_WEIGHTS." },
@@ -41,7 +24,7 @@ static const mp_opt opts[] = {
 	{ "slices", 's', MP_OPT_STR, &slicestr, NULL, "WHICH", "Which slices to embed: 'all' (default), 'labelled' (slices holding a non-zero voxel of the label frame of the same case that follows or precedes the image in the stream), or a list of 0-based slices and ranges 'A-B,C'." },
 	{ "role", 0, MP_OPT_STR, &role, NULL, "ROLE", "Role of the frames to embed (default image); others pass through." },
 	{ "threads", 't', MP_OPT_INT, &threads, NULL, "N", "Threads of the C path (default: every CPU)." },
-	{ "device", 0, MP_OPT_CALL, &devspec, devopt, "DEV", MP_DEV_HELP " sam-embed also takes several devices: opencl:all (every OpenCL device of medpipe-devices) or a list opencl:A,B,... (a device may be named twice): the chosen slices of each frame go to the devices in turn (slice i to device i mod count), a model on each, and the embeddings come out in slice order, the same bytes as one device of that kind gives." },
+	{ "device", 0, MP_OPT_CALL, &devspec, mp_sam_devs_optfn, "DEV", MP_DEV_HELP MP_SAM_DEVS_HELP("sam-embed", "the chosen slices of each frame go to the devices in turn (slice i to device i mod count), a model on each, and the embeddings come out in slice order, the same bytes as one device of that kind gives.") },
 	{ NULL, 0, MP_OPT_END, NULL, NULL, NULL, NULL }
 };
 
@@ -92,7 +75,6 @@ static const mp_prog prog = {
 	opts, 1
 };
 
-static mp_sam model;
 static mp_sam_mode mode;
 static int interp;
 static const char *interpname;
@@ -181,32 +163,30 @@ note_label(const mp_frame *l)
 	lab_case = mp_xstrdup(mp_case(l));
 }
 
-/* one slice on one device (a thread of its own beside device 0's) */
+/* one slice on one device (a thread per device: mp_dev_pool) */
 typedef struct {
 	const mp_frame *f;
-	mp_sam *m;
-	mp_dev *d;
 	size_t nx, ny, plane, z;
 	int nc, rc;
 	float *slice, *img, *emb;
 	char err[1024];
 } job;
 
-static void *
-run_job(void *arg)
+static void
+run_job(void *ctx, int k, size_t i)
 {
-	job *j = arg;
-	int S = j->m->cfg.img_size;
+	job *j = (job *)ctx + i;
+	mp_sam *m = &devs.m[k];
+	int S = m->cfg.img_size;
 
 	mp_convert(j->slice, MP_FLOAT32, (const char *)j->f->data + j->z * j->plane * mp_type_size(j->f->type),
 	           j->f->type, j->plane);
 	int er = mp_sam_preprocess(mode, interp, S, j->slice, j->nx, j->ny, j->nc, j->img);
-	while (!er && (er = mp_sam_encode(j->m, j->img, j->emb)) && mp_dev_sam_retry(j->d, j->m, (int)threads))
+	while (!er && (er = mp_sam_encode(m, j->img, j->emb)) && mp_dev_sam_retry(devs.d[k], m, (int)threads))
 		;
 	j->rc = er;
 	if (er)
 		snprintf(j->err, sizeof j->err, "%s", mp_err());
-	return NULL;
 }
 
 static int
@@ -242,10 +222,10 @@ embed(const char *src, int frameno, mp_frame *f, mp_out *o)
 	mp_sam_emb_header(&e, f, off, &model, mode, interpname, weights, nx, ny, nz, rw, rh, sel, nsel);
 	int rc = mp_out_header(o, &e);
 	size_t plane = nx * ny * (size_t)nc;
-	job jb[MAXDEV];
+	int ndev = devs.n;
+	job jb[MP_SAM_MAXDEV];
 	for (int k = 0; k < ndev; k++) {
-		jb[k] = (job){ .f = f, .m = k ? &more[k - 1] : &model, .d = k ? moredev[k - 1] : dev, .nx = nx, .ny = ny,
-		               .nc = nc, .plane = plane };
+		jb[k] = (job){ .f = f, .nx = nx, .ny = ny, .nc = nc, .plane = plane };
 		jb[k].slice = mp_xmalloc(plane * sizeof(float));
 		jb[k].img = mp_xmalloc((size_t)3 * S * S * sizeof(float));
 		jb[k].emb = mp_xmalloc((size_t)C * G * G * sizeof(float));
@@ -254,17 +234,11 @@ embed(const char *src, int frameno, mp_frame *f, mp_out *o)
 	/* in rounds of ndev slices, slice i on device i mod ndev */
 	for (size_t i0 = 0; rc == 0 && i0 < nsel; i0 += (size_t)ndev) {
 		int nk = nsel - i0 < (size_t)ndev ? (int)(nsel - i0) : ndev;
-		pthread_t th[MAXDEV];
 		if (tty)
 			fprintf(stderr, "\rsam-embed: %s: frame %d: slice %zu (%zu of %zu)   ", src, frameno, sel[i0], i0 + 1, nsel);
 		for (int k = 0; k < nk; k++)
 			jb[k].z = sel[i0 + (size_t)k];
-		for (int k = 1; k < nk; k++)
-			if (pthread_create(&th[k], NULL, run_job, &jb[k]))
-				mp_die("cannot start a thread for device %d", k);
-		run_job(&jb[0]);
-		for (int k = 1; k < nk; k++)
-			pthread_join(th[k], NULL);
+		mp_dev_pool(ndev, (size_t)nk, NULL, run_job, jb);
 		for (int k = 0; rc == 0 && k < nk; k++) {
 			if (jb[k].rc) {
 				mp_seterr("%s: frame %d: slice %zu: %s", src, frameno, jb[k].z, jb[k].err);
@@ -297,24 +271,7 @@ main(int argc, char **argv)
 	if (interpstr && mp_rs_parse(interpstr, &rm))
 		mp_usage_die("--interp: %s", mp_err());
 	mp_out *o = mp_out_stdout();
-	int didx[MAXDEV];
-	ndev = mp_dev_list(devspec, didx, MAXDEV, 1);
-	if (ndev < 0)
-		mp_die("--device: %s", mp_err());
-	if (ndev == 0) {
-		ndev = 1;
-		dev = mp_sam_tool_open(&model, &weights, devspec, threads, "encoder");
-	} else {
-		char one[32];
-		for (int k = 0; k < ndev; k++) {
-			snprintf(one, sizeof one, "opencl:%d", didx[k]);
-			mp_dev *d = mp_sam_tool_open(k ? &more[k - 1] : &model, &weights, one, threads, "encoder");
-			if (k)
-				moredev[k - 1] = d;
-			else
-				dev = d;
-		}
-	}
+	mp_sam_devs_open(&devs, &weights, devspec, threads, "encoder");
 	/* the model's own preprocessing unless --mode says otherwise */
 	if (!modestr)
 		mode = !model.tv ? MP_SAM_MEDSAM : model.cfg.img_size == 256 ? MP_SAM_LITEMEDSAM : MP_SAM_SAM;
@@ -386,12 +343,7 @@ main(int argc, char **argv)
 	}
 	if (mp_out_close(o) < 0)
 		mp_die("%s", mp_err());
-	mp_sam_free(&model);
-	mp_dev_close(dev);
-	for (int k = 1; k < ndev; k++) {
-		mp_sam_free(&more[k - 1]);
-		mp_dev_close(moredev[k - 1]);
-	}
+	mp_sam_devs_free(&devs);
 	free(args);
 	return 0;
 }

@@ -66,6 +66,8 @@ record(void *ctx, long z, const double *box, int npts, const double *pts, const 
 {
 	(void)ctx, (void)npts, (void)pts, (void)plab, (void)value;
 	zs[nzs++] = z;
+	if (!bin)   /* the mask is not needed */
+		return 0;
 	/* the mask: the box shrunk by one pixel, empty on slice 6 */
 	memset(bin, 0, 10 * 10);
 	if (z != 6)
