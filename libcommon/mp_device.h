@@ -41,7 +41,7 @@ const char *mp_dev_name(const mp_dev *d);     /* "cpu" or "opencl:0 (NAME)" */
  * the C path or was chosen by auto; -1 + mp_err ("WHAT runs only in C, not on
  * DEVICE ...") when an OpenCL device was named, which is never left silently */
 int mp_dev_c_only(const mp_dev *d, const char *what);
-/* the device lists of sam-embed: "opencl:all" (every OpenCL device, when
+/* the device lists of sam-embed and sam-decode (mp_sam_devs, mp_sam.h): "opencl:all" (every OpenCL device, when
  * resolve; 1 without looking when not) or "opencl:A,B,..." (indices into
  * idx, at most max). 0 when spec is not a list (one device, mp_dev_open's);
  * -1 + mp_err when malformed or (resolve) no OpenCL device is there. */
