@@ -361,8 +361,10 @@ main(int argc, char **argv)
 		}
 		size_t nv = (size_t)(valfrac * (double)nc + 0.5);
 		nv = nv < 1 ? 1 : nv;
-		if (nc < 2 || nv >= nc)
+		if (nc < 2 || nv >= nc) {
+			free(cs);   /* the names belong to the frames */
 			mp_die("--val %g: %zu case%s in the input, too few to hold out %zu", valfrac, nc, nc == 1 ? "" : "s", nv);
+		}
 		unsigned char *sel = mp_xmalloc(nc);
 		mp_tune_val_split(cs, nc, nv, (uint64_t)seed, sel);
 		for (size_t i = 0; i < nh; i++)
