@@ -137,34 +137,44 @@ mp_dist_threads(void)
 	return n > 0 ? n : 1;
 }
 
+#ifdef MP_HAVE_MPI
+/* buf (n elements of es bytes, MPI type t) summed over the ranks in place,
+ * in pieces of at most 2^30 elements (MPI counts are ints) */
+static int
+sum_all(void *buf, size_t n, size_t es, MPI_Datatype t)
+{
+	for (size_t o = 0; dsize > 1 && o < n;) {
+		int k = n - o > (size_t)1 << 30 ? 1 << 30 : (int)(n - o);
+		if (MPI_Allreduce(MPI_IN_PLACE, (char *)buf + o * es, k, t, MPI_SUM, MPI_COMM_WORLD) != MPI_SUCCESS)
+			return mp_seterr("MPI_Allreduce failed");
+		o += (size_t)k;
+	}
+	return 0;
+}
+#endif
+
 int
 mp_dist_sum_f(float *buf, size_t n)
 {
 #ifdef MP_HAVE_MPI
-	for (size_t o = 0; dsize > 1 && o < n;) {
-		int k = n - o > (size_t)1 << 30 ? 1 << 30 : (int)(n - o);
-		if (MPI_Allreduce(MPI_IN_PLACE, buf + o, k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD) != MPI_SUCCESS)
-			return mp_seterr("MPI_Allreduce failed");
-		o += (size_t)k;
-	}
+	return sum_all(buf, n, sizeof *buf, MPI_FLOAT);
 #else
 	(void)buf;
 	(void)n;
-#endif
 	return 0;
+#endif
 }
 
 int
 mp_dist_sum_d(double *buf, size_t n)
 {
 #ifdef MP_HAVE_MPI
-	if (dsize > 1 && MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD) != MPI_SUCCESS)
-		return mp_seterr("MPI_Allreduce failed");
+	return sum_all(buf, n, sizeof *buf, MPI_DOUBLE);
 #else
 	(void)buf;
 	(void)n;
-#endif
 	return 0;
+#endif
 }
 
 int
