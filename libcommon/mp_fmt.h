@@ -91,6 +91,15 @@ typedef struct {
 int mp_file_write(const char *path, const mp_frame *f);
 int mp_file_write_opts(const char *path, const mp_frame *f, const mp_fmt_opts *o);
 
+/* output names (outname.c): pat with {case} (the frame's medpipe.case, made
+ * safe for a file name: '/', '\\', blanks and control characters become '_';
+ * "case" when it has none), {role}, {n} (n) and {type} (the voxel type)
+ * replaced; malloc'd */
+char *mp_outname(const char *pat, const mp_frame *f, int n);
+int mp_outname_is_pattern(const char *s);   /* holds one of those fields */
+/* create the missing folders above path (mode 0777 & ~umask); -1 + mp_err */
+int mp_make_parents(const char *path);
+
 /* ---------------------------------------------------------------------------
  * Internals shared by the format files (fmt*.c, zipread.c).
  */

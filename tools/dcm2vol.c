@@ -1,13 +1,14 @@
 /* dcm2vol - DICOM files and folders to medpipe frames, one per series */
 #include "mp.h"
 #include "mp_dicom.h"
+#include "mp_fmt.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-static int list, keep_phi, keep_scouts, float_out, split4d;
+static int list, keep_phi, keep_scouts, float_out, split4d, mkdirs;
 static long threads;
-static const char *tilt = "shear", *uneven = "resample", *series;
+static const char *tilt = "shear", *uneven = "resample", *series, *outpat;
 
 static const mp_opt opts[] = {
 	{ "list", 'l', MP_OPT_FLAG, &list, NULL, NULL,
@@ -35,6 +36,13 @@ static const mp_opt opts[] = {
 	  "points, b-values, ...) is written as one 4D frame (sizes X Y Z V, volumes in acquisition order: "
 	  "acquisition number, then instance number), as dcm2niix writes a 4D NIfTI; with --split-4d, as one 3D "
 	  "frame per volume." },
+	{ "out", 'o', MP_OPT_STR, &outpat, NULL, "NAME",
+	  "Write each series to a file instead of standard output, the format chosen by the extension as "
+	  "vol-save(1) does (.nii, .nii.gz, .hdr, .nrrd, .nhdr, .mha, .mhd, .npy), the names as `dcm2vol ... | "
+	  "vol-save NAME` would give them. With more than one series to write, NAME must hold a pattern: {case}, "
+	  "{n} (the frame's number in the output, from 1) or {type}. Each file is written from memory straight "
+	  "through the format layer (no pipe), to a temporary name renamed when complete." },
+	{ "mkdir", 'p', MP_OPT_FLAG, &mkdirs, NULL, NULL, "With --out: create missing folders of the output names." },
 	{ "threads", 'j', MP_OPT_INT, &threads, NULL, "N", "Threads for reading and decoding files (default: processors, at most 16)." },
 	{ NULL, 0, MP_OPT_END, NULL, NULL, NULL, NULL }
 };
@@ -45,7 +53,7 @@ static const mp_prog prog = {
 	"[options] PATH...",
 	"dcm2vol reads the DICOM files named, and every file in the folders named (any depth, any file names; "
 	"Part 10 files with or without preamble, and bare datasets), and writes one NRRD frame per image series "
-	"to standard output.  Files that are not DICOM are skipped and counted; non-image objects (structured "
+	"to standard output (with --out, one file per series).  Files that are not DICOM are skipped and counted; non-image objects (structured "
 	"reports, RT plans and structures, presentation states, segmentations) and localizers are skipped with a "
 	"note under --verbose.\n\n"
 	"Series: files are grouped by SeriesInstanceUID and split further where the orientation, the image size, the "
@@ -82,7 +90,9 @@ static const mp_prog prog = {
 	"$ dcm2vol --list study/\n"
 	"The series of a study, without converting.\n"
 	"$ dcm2vol --series 3 --tilt ortho study/ | vol-save head.nii.gz\n"
-	"The third series, gantry tilt resampled away.",
+	"The third series, gantry tilt resampled away.\n"
+	"$ dcm2vol -p -o nifti/{case}.nii.gz study/\n"
+	"Every series of a study to its own compressed NIfTI file, without a pipe.",
 	"vol-info(1), vol-save(1), vol-cat(1), dcm2niix(1), medpipe-vol(5), medpipe(7)",
 	opts, 1
 };
@@ -116,6 +126,14 @@ main(int argc, char **argv)
 	o.float_out = float_out;
 	if (n < 1)
 		mp_usage_die("no DICOM file or folder given");
+	if (outpat) {
+		mp_fmt t = mp_fmt_from_name(outpat);
+		if (t != MP_FMT_NRRD && t != MP_FMT_NHDR && t != MP_FMT_NIFTI && t != MP_FMT_ANALYZE &&
+		    t != MP_FMT_MHA && t != MP_FMT_MHD && t != MP_FMT_NPY)
+			mp_usage_die("--out: '%s': not a format dcm2vol writes (use .nii .nii.gz .hdr .nrrd .nhdr .mha .mhd .npy)",
+			             outpat);
+	} else if (mkdirs)
+		mp_usage_die("--mkdir needs --out");
 
 	mp_dicom_scan *s = mp_dicom_scan_paths(args, n, &o);
 	int ns = mp_dicom_nseries(s), failed = 0;
@@ -162,7 +180,18 @@ main(int argc, char **argv)
 			return 1;   /* the reasons are printed */
 		mp_die("no image series found in %zu file%s (%zu not DICOM, %zu skipped)", nf, nf == 1 ? "" : "s", nnd, nsk);
 	}
-	mp_out *out = mp_out_stdout();
+	/* the frames to write, in order: a series, or the first volume of a 4D one */
+	int nout = 0;
+	for (int i = 0; i < ns; i++) {
+		int vi, nv = mp_dicom_volumes(s, i, &vi);
+		if (want[i] && !(nv > 1 && !split4d && vi > 0 && want[i - vi]))
+			nout++;
+	}
+	if (outpat && nout > 1 && !mp_outname_is_pattern(outpat))
+		mp_usage_die("--out: %d series to write but '%s' names one file (use a pattern: {case}, {n})", nout, outpat);
+	mp_out *out = outpat ? NULL : mp_out_stdout();
+	char **done = NULL;
+	int nf_out = 0;
 	for (int i = 0; i < ns; i++) {
 		if (!want[i])
 			continue;
@@ -178,12 +207,29 @@ main(int argc, char **argv)
 		}
 		mp_note("%s: %zux%zux%zu %s", mp_dicom_series_name(s, i), f.size[f.dim - 3], f.size[f.dim - 2],
 		        f.size[f.dim - 1], mp_type_name(f.type));
-		if (mp_out_frame(out, &f) < 0)
-			mp_die("%s", mp_err());
+		if (out) {
+			if (mp_out_frame(out, &f) < 0)
+				mp_die("%s", mp_err());
+		} else {
+			/* kept from here on (also reachable when an error ends the program) */
+			char *path = mp_outname(outpat, &f, ++nf_out);
+			done = mp_xrealloc(done, (size_t)nf_out * sizeof *done);
+			done[nf_out - 1] = path;
+			for (int k = 0; k < nf_out - 1; k++)
+				if (strcmp(done[k], path) == 0)
+					mp_die("%s: series %d: '%s' already holds an earlier series (use a pattern such as {n})",
+					       outpat, i + 1, path);
+			if ((mkdirs && mp_make_parents(path) < 0) || mp_file_write(path, &f) < 0)
+				mp_die("%s", mp_err());
+			mp_note("%s -> %s", mp_dicom_series_name(s, i), path);
+		}
 		mp_frame_free(&f);
 	}
-	if (mp_out_close(out) < 0)
+	if (out && mp_out_close(out) < 0)
 		mp_die("%s", mp_err());
+	for (int k = 0; k < nf_out; k++)
+		free(done[k]);
+	free(done);
 	mp_dicom_scan_free(s);
 	free(want);
 	free(args);

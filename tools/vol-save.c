@@ -2,10 +2,8 @@
 #include "mp.h"
 #include "mp_fmt.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 static const char *input = "-";
 static int mkdirs;
@@ -63,82 +61,6 @@ static const mp_prog prog = {
 	opts, 0
 };
 
-/* expand {case} {role} {n} {type}; the case is made safe for a file name */
-static char *
-expand(const char *pat, const mp_frame *f, int n)
-{
-	size_t cap = strlen(pat) + 256, len = 0;
-	char *out = mp_xmalloc(cap);
-
-	for (const char *s = pat; *s;) {
-		char val[256];
-		const char *v = NULL;
-		size_t k;
-		if (*s == '{') {
-			if (strncmp(s, "{case}", 6) == 0) {
-				snprintf(val, sizeof val, "%s", *mp_case(f) ? mp_case(f) : "case");
-				for (char *c = val; *c; c++)
-					if (*c == '/' || *c == '\\' || *c == ' ' || (unsigned char)*c < 32)
-						*c = '_';
-				v = val;
-				s += 6;
-			} else if (strncmp(s, "{role}", 6) == 0) {
-				snprintf(val, sizeof val, "%s", mp_role(f));
-				for (char *c = val; *c; c++)
-					if (*c == '/')
-						*c = '_';
-				v = val;
-				s += 6;
-			} else if (strncmp(s, "{n}", 3) == 0) {
-				snprintf(val, sizeof val, "%d", n);
-				v = val;
-				s += 3;
-			} else if (strncmp(s, "{type}", 6) == 0) {
-				v = mp_type_name(f->type);
-				s += 6;
-			}
-		}
-		if (!v) {
-			val[0] = *s++;
-			val[1] = 0;
-			v = val;
-		}
-		k = strlen(v);
-		if (len + k + 1 > cap) {
-			cap = (len + k + 1) * 2;
-			out = mp_xrealloc(out, cap);
-		}
-		memcpy(out + len, v, k + 1);
-		len += k;
-	}
-	return out;
-}
-
-static int
-is_pattern(const char *s)
-{
-	return strstr(s, "{case}") || strstr(s, "{role}") || strstr(s, "{n}") || strstr(s, "{type}");
-}
-
-static int
-make_parents(const char *path)
-{
-	char *p = mp_xstrdup(path);
-
-	for (char *s = p + 1; *s; s++)
-		if (*s == '/') {
-			*s = 0;
-			if (mkdir(p, 0777) < 0 && errno != EEXIST) {
-				mp_seterr("%s: cannot create folder %s:", path, p);
-				free(p);
-				return -1;
-			}
-			*s = '/';
-		}
-	free(p);
-	return 0;
-}
-
 static int
 from_stream(void *ctx, void *buf, size_t n)
 {
@@ -169,12 +91,12 @@ main(int argc, char **argv)
 		if (!pat && nnames > 0) {
 			if (n <= nnames)
 				pat = names[n - 1];
-			else if (is_pattern(names[nnames - 1]))
+			else if (mp_outname_is_pattern(names[nnames - 1]))
 				pat = names[nnames - 1];
 		}
 		if (!pat)
 			mp_die("%s: frame %d (role %s): no output name for it (give one, or --as %s=NAME)", mp_in_name(in), n, mp_role(&f), mp_role(&f));
-		path = expand(pat, &f, n);
+		path = mp_outname(pat, &f, n);
 		for (size_t k = 0; k < ndone; k++)
 			if (strcmp(done[k], path) == 0)
 				mp_die("%s: frame %d: '%s' already holds an earlier frame (use a pattern such as {case}_{role})",
@@ -182,7 +104,7 @@ main(int argc, char **argv)
 		/* kept from here on (also reachable when an error ends the program) */
 		done = mp_xrealloc(done, (ndone + 1) * sizeof *done);
 		done[ndone++] = path;
-		if (mkdirs && make_parents(path) < 0)
+		if (mkdirs && mp_make_parents(path) < 0)
 			mp_die("%s", mp_err());
 		if (mp_fmt_from_name(path) == MP_FMT_NRRD) {
 			/* stream the data straight into the file */
@@ -210,7 +132,7 @@ main(int argc, char **argv)
 		mp_die("%s", mp_err());
 	if (mp_in_frameno(in) == 0)
 		mp_in_die_empty(in);
-	if (nnames > mp_in_frameno(in) && !is_pattern(names[nnames - 1]))
+	if (nnames > mp_in_frameno(in) && !mp_outname_is_pattern(names[nnames - 1]))
 		mp_warn("%d names given for %d frames", nnames, mp_in_frameno(in));
 	mp_in_close(in);
 	for (size_t k = 0; k < ndone; k++)

@@ -20,6 +20,8 @@ from mpstream import read_frames, affine  # noqa: E402
 import dcmtree  # noqa: E402
 
 fails = 0
+UMASK = os.umask(0o022)
+os.umask(UMASK)
 
 
 def out(kind, name, why=""):
@@ -146,6 +148,46 @@ def body(tmp):
     r1 = run(["-j", "1", tree])
     r4 = run(["-j", "4", tree])
     out("PASS" if r1[1] == r4[1] == o else "FAIL", "same bytes with 1 and 4 threads")
+
+    # --out: files through the format layer, the same as the pipe into vol-save
+    outdir = os.path.join(tmp, "outs")
+    rc, oo, oe = run(["-p", "-o", os.path.join(outdir, "{n}_{case}.nii.gz"), tree])
+    got = sorted(os.listdir(outdir)) if os.path.isdir(outdir) else []
+    piped = os.path.join(tmp, "piped")
+    p1 = subprocess.Popen([os.path.join(BIN, "dcm2vol"), tree], stdout=subprocess.PIPE)
+    p2 = subprocess.run([os.path.join(BIN, "vol-save"), "-p", os.path.join(piped, "{n}_{case}.nii.gz")],
+                        stdin=p1.stdout, capture_output=True)
+    p1.wait()
+    same = got and got == sorted(os.listdir(piped)) and all(
+        open(os.path.join(outdir, x), "rb").read() == open(os.path.join(piped, x), "rb").read() for x in got)
+    out("PASS" if rc == 0 and not oo and len(got) == 3 and same else "FAIL",
+        "--out {n}_{case}.nii.gz: 3 files, byte for byte those of dcm2vol | vol-save", "%d %s %s" % (rc, got, oe[:200]))
+    try:
+        import nibabel
+        ok = True
+        for x in got:
+            img = nibabel.load(os.path.join(outdir, x))
+            f = [g for g in fr if g.keys.get("medpipe.case") == x.split("_", 1)[1][:-7]][0]
+            arr = np.asarray(img.dataobj).transpose(2, 1, 0)
+            lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ img.affine
+            ok = ok and np.array_equal(arr, f.array) and np.allclose(lps, affine(f), atol=1e-4)
+        out("PASS" if ok and got else "FAIL", "--out: nibabel reads the voxels and geometry of the stream's frames")
+    except ImportError:
+        out("SKIP", "--out: nibabel reads the files", "nibabel is not installed")
+    one = os.path.join(tmp, "one.nii")
+    rc, oo, oe = run(["-o", one, tree])
+    out("PASS" if rc == 2 and not os.path.exists(one) and len(oe.strip().split("\n")) == 1 and "pattern" in oe
+        else "FAIL", "--out one name for 3 series: usage error, nothing written", oe)
+    rc, oo, oe = run(["--series", "2", "-o", one, tree])
+    ok = rc == 0 and os.path.exists(one) and oct(os.stat(one).st_mode & 0o777) == oct(0o666 & ~UMASK)
+    out("PASS" if ok else "FAIL", "--series 2 -o one.nii: one file, mode from the umask", oe)
+    rc, oo, oe = run(["-o", os.path.join(tmp, "x.png"), tree])
+    out("PASS" if rc == 2 and len(oe.strip().split("\n")) == 1 else "FAIL", "--out .png: usage error", oe)
+    rc, oo, oe = run(["-o", os.path.join(tmp, "nofolder", "{n}.nrrd"), tree])
+    out("PASS" if rc == 1 and len(oe.strip().split("\n")) == 1 and "nofolder" in oe and
+        not os.path.exists(os.path.join(tmp, "nofolder")) else "FAIL", "--out into a missing folder without -p: one line, exit 1", oe)
+    rc, oo, oe = run(["-p", tree])
+    out("PASS" if rc == 2 else "FAIL", "--mkdir without --out: usage error", oe)
 
     # a truncated file fails its series only
     bad = os.path.join(tmp, "bad")
