@@ -1732,8 +1732,16 @@ load_worker(void *arg)
 				break;
 			size_t fbytes = (size_t)y->frows * y->fcols * y->spp * (y->balloc / 8);
 			size_t rbytes = fbytes;   /* bytes stored per frame */
-			if (!strcmp(y->photo, "YBR_FULL_422") && y->balloc == 8 && !j->s->files[y->file].meta->encaps)
+			if (!strcmp(y->photo, "YBR_FULL_422") && y->balloc == 8 && !j->s->files[y->file].meta->encaps) {
+				/* 2 bytes per pixel stored, 3 samples after expansion */
+				if (y->spp != 3) {
+					char why[80];
+					snprintf(why, sizeof why, "YBR_FULL_422 pixels need 3 samples per pixel, not %d", y->spp);
+					job_err(j, path, why);
+					break;
+				}
 				rbytes = (size_t)y->frows * y->fcols * 2;
+			}
 			if (fbytes > fcap) {
 				free(fbuf);
 				fbuf = mp_xmalloc(fbytes);
