@@ -55,6 +55,14 @@ static const mp_prog prog = {
 	"LiteMedSAM, or at 1024, MobileSAM, with its batch norms folded at load) is worked out from "
 	"the tensor shapes, and every tensor's name and shape is checked: a missing, unexpected or "
 	"misshapen tensor is named in the error.\n\n"
+	"Adapters. --adapter DIR applies a fine-tuning that sam-tune(1) saved apart from the weights "
+	"(--adapter-out DIR): a Hugging Face PEFT LoRA adapter is merged into the weights as they load, so "
+	"it costs nothing per slice and runs on every device; Medical-SAM-Adapter's bottleneck adapters run "
+	"inside every encoder block (on OpenCL devices with the same kernels as the rest). The result "
+	"equals the merged checkpoint that sam-tune --out writes, and PEFT's "
+	"PeftModel.from_pretrained, within float rounding (tests/t/sam_adapter_load.py). A missing file, "
+	"a tensor the model lacks, a shape that does not fit or a config value that is not supported is "
+	"one error line naming the adapter's file.\n\n"
 	"Input: 2-D or 3-D scalar frames (grey slices, e.g. CT after hu-window), or RGB frames with the "
 	"colour on the first axis. medsam and litemedsam modes expect any intensity range (min-max scaled); sam "
 	"mode expects 0..255 intensities (hu-window --range 0,255).\n\n"
@@ -71,7 +79,9 @@ static const mp_prog prog = {
 	"$ hu-window --preset soft-tissue ct.nrrd | sam-embed -w lite_medsam.pth > emb.nrrd\n"
 	"The same with LiteMedSAM (256x256 input, --mode litemedsam chosen from the weights).\n"
 	"$ vol-cat ct.nii.gz --label seg.nii.gz | hu-window --preset abdomen | sam-embed -w medsam_vit_b.pth --slices labelled | sam-decode -w medsam_vit_b.pth --from-label > pred.nrrd\n"
-	"Segments every labelled slice with boxes from the reference labels.",
+	"Segments every labelled slice with boxes from the reference labels.\n"
+	"$ sam-tune --mode lora -w medsam_vit_b.pth -o lora.pth --adapter-out tuned --steps 2 ct.nrrd && sam-embed -w medsam_vit_b.pth --adapter tuned ct.nrrd | sam-decode -w medsam_vit_b.pth --adapter tuned --from-label > pred.nrrd\n"
+	"Trains LoRA and the mask decoder on a CT (ct.nrrd: image and label frames), then segments it with the base weights and the adapter folder: the masks of -w lora.pth.",
 	"sam-decode(1), hu-window(1), vol-resize(1), medpipe-vol(5)",
 	opts, 1
 };
