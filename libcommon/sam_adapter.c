@@ -743,6 +743,11 @@ mp_sam_adapter_apply(mp_tdict *td, const char *dir, char *note, size_t notelen)
 		goto out;
 	} else {
 		int nb;
+		for (size_t i = 0; i < ad.n; i++)
+			if (strncmp(ad.t[i].name, "base_model.model.", 17) == 0) {
+				mp_seterr("%s: tensor %s is PEFT's, but %s is missing", wpath, ad.t[i].name, cpath);
+				goto out;
+			}
 		if (apply_msa(td, &ad, &nb)) {
 			mp_preerr("%s", wpath);
 			goto out;

@@ -326,6 +326,10 @@ cases = [("error-missing-folder", os.path.join(T, "nope"), "nope")]
 if os.path.isdir(LP):
     os.makedirs(os.path.join(T, "empty"))
     cases.append(("error-no-safetensors", os.path.join(T, "empty"), "adapter_model.safetensors"))
+    nc = os.path.join(T, "nocfg")
+    shutil.copytree(LP, nc)
+    os.unlink(os.path.join(nc, "adapter_config.json"))
+    cases.append(("error-no-config", nc, "adapter_config.json is missing"))
     cases.append(("error-bad-json", bad_copy("bj", LP, text='{"r": 4, "lora_alpha": 8,}'), "adapter_config.json"))
     cases.append(("error-peft-type", bad_copy("pt", LP, lambda c: c.update(peft_type="IA3")), "adapter_config.json"))
     cases.append(("error-dora", bad_copy("do", LP, lambda c: c.update(use_dora=True)), "adapter_config.json"))
