@@ -86,6 +86,9 @@ typedef struct mp_sam_block {
 	mp_sam_lin qkv, proj, lin1, lin2;
 	const float *rph, *rpw;      /* (2*g-1) x hd */
 	int window;                  /* 0: global attention */
+	/* Medical-SAM-Adapter's adapters (w NULL: none): x1 = x + a + sa2(gelu(sa1(a)))
+	 * on the attention's output a; beside the MLP + 0.5 ma2(gelu(ma1(norm2(x1)))) */
+	mp_sam_lin sa1, sa2, ma1, ma2;
 } mp_sam_block;
 
 typedef struct mp_sam_tattn { mp_sam_lin q, k, v, o; } mp_sam_tattn;
@@ -140,10 +143,25 @@ typedef struct mp_sam {
 	float *dbuf;
 	const float *cache_emb;
 	float *c_keys0, *c_kpe0, *c_k, *c_v, *c_q;
+	char adapter[200];                 /* what mp_sam_load_adapter applied ("" none) */
 } mp_sam;
 
 /* load and check a checkpoint; -1 + mp_err naming the file and the tensor */
 int mp_sam_load(mp_sam *m, const char *path, const mp_sam_backend *be);
+/* the same with what `sam-tune --adapter-out DIR` writes applied on top
+ * (adapter NULL: none), before the tensors are checked and handed to the
+ * backend (sam_adapter.c): a Hugging Face PEFT LoRA adapter
+ * (DIR/adapter_config.json + adapter_model.safetensors: LoRA merged into the
+ * named weights, W += lora_alpha/r B A, and the modules_to_save tensors
+ * replacing the checkpoint's), or Medical-SAM-Adapter's adapters
+ * (DIR/adapter_model.safetensors alone: image_encoder.blocks.N.Space_Adapter
+ * / MLP_Adapter tensors added to the ViT encoder, which runs them). The
+ * weights identity (mp_sam_weights_id) then names both files' checksums.
+ * Errors name the adapter's file. m->adapter describes what was applied. */
+int mp_sam_load_adapter(mp_sam *m, const char *path, const char *adapter, const mp_sam_backend *be);
+/* the adapter in folder dir applied to the tensors td (the part of
+ * mp_sam_load_adapter before the model's checks); note gets one line */
+int mp_sam_adapter_apply(mp_tdict *td, const char *dir, char *note, size_t notelen);
 void mp_sam_free(mp_sam *m);
 /* one line: "vit_b (embed 768, depth 12, heads 12, global 2,5,8,11)" */
 void mp_sam_describe(const mp_sam *m, char *buf, size_t n);
@@ -262,12 +280,12 @@ void mp_sam_weights_id(const mp_sam *m, char *buf, size_t n);
 /* What sam-embed and sam-decode do before their first frame: the weights
  * from *weights or $MEDPIPE_SAM_WEIGHTS (stored back in *weights), threads
  * checked (0..64), the device of devspec opened, the model loaded on its
- * backend, and under --verbose one line naming the model and where `part`
+ * backend with the adapter folder applied (NULL: none; mp_sam_load_adapter), and under --verbose one line naming the model and where `part`
  * ("encoder", "decoder") runs. Bad usage or a failure: one line, exit 2 or 1.
  * Also keeps freed work buffers in the heap (no page faults per slice). */
 struct mp_dev;
-struct mp_dev *mp_sam_tool_open(mp_sam *m, const char **weights, const char *devspec, long threads,
-                                const char *part);
+struct mp_dev *mp_sam_tool_open(mp_sam *m, const char **weights, const char *adapter, const char *devspec,
+                                long threads, const char *part);
 
 /* Several devices (sam_devs.c): --device opencl:all or opencl:A,B,... (a
  * device may be named twice) as well as the one-device specs of mp_device.h.
@@ -282,7 +300,8 @@ typedef struct mp_sam_devs {
 } mp_sam_devs;
 int mp_sam_devs_optfn(void *ctx, const char *arg);
 #define MP_SAM_DEVS_HELP(tool, what) " " tool " also takes several devices: opencl:all (every OpenCL device of medpipe-devices) or a list opencl:A,B,... (a device may be named twice): " what
-void mp_sam_devs_open(mp_sam_devs *s, const char **weights, const char *devspec, long threads, const char *part);
+void mp_sam_devs_open(mp_sam_devs *s, const char **weights, const char *adapter, const char *devspec, long threads,
+                      const char *part);
 void mp_sam_devs_free(mp_sam_devs *s);
 /* fn(ctx, k, i) for every item i < n, item i on device k = dev[i] (dev NULL:
  * i mod ndev): a thread per device with items (device 0's on the calling

@@ -157,6 +157,12 @@ dense_pe(mp_sam *m)
 int
 mp_sam_load(mp_sam *m, const char *path, const mp_sam_backend *be)
 {
+	return mp_sam_load_adapter(m, path, NULL, be);
+}
+
+int
+mp_sam_load_adapter(mp_sam *m, const char *path, const char *adapter, const mp_sam_backend *be)
+{
 	ld l;
 	mp_sam_config *c = &m->cfg;
 	char p[200];
@@ -167,6 +173,10 @@ mp_sam_load(mp_sam *m, const char *path, const mp_sam_backend *be)
 	snprintf(m->path, sizeof m->path, "%s", path);
 	if (mp_tl_load(path, &m->td))
 		return -1;
+	if (adapter && mp_sam_adapter_apply(&m->td, adapter, m->adapter, sizeof m->adapter)) {
+		mp_tl_free(&m->td);
+		return -1;
+	}
 	l.m = m;
 	l.err = 0;
 	l.used = mp_xcalloc(m->td.n + 1, 1);
@@ -266,6 +276,20 @@ mp_sam_load(mp_sam *m, const char *path, const mp_sam_backend *be)
 		req_lin(&l, &b->lin1, c->mlp, E, p);
 		snprintf(p, sizeof p, "image_encoder.blocks.%d.mlp.lin2", i);
 		req_lin(&l, &b->lin2, E, c->mlp, p);
+		/* Medical-SAM-Adapter's adapters, where present */
+		static const char *ad[2] = { "Space_Adapter", "MLP_Adapter" };
+		for (int k = 0; k < 2; k++) {
+			snprintf(p, sizeof p, "image_encoder.blocks.%d.%s.D_fc1.weight", i, ad[k]);
+			if (!ld_find(&l, p))
+				continue;
+			int H = (int)dimof(&l, p, 2, 0);
+			if (l.err)
+				goto fail;
+			snprintf(p, sizeof p, "image_encoder.blocks.%d.%s.D_fc1", i, ad[k]);
+			req_lin(&l, k ? &b->ma1 : &b->sa1, H, E, p);
+			snprintf(p, sizeof p, "image_encoder.blocks.%d.%s.D_fc2", i, ad[k]);
+			req_lin(&l, k ? &b->ma2 : &b->sa2, E, H, p);
+		}
 	}
 	m->neck0 = req(&l, 4, S4(C, E, 1, 1), "image_encoder.neck.0.weight");
 	req_norm(&l, &m->neck1, C, "image_encoder.neck.1");
@@ -385,7 +409,13 @@ mp_sam_describe(const mp_sam *m, char *buf, size_t n)
 	for (int i = 0; i < c->nglobal && p < n; i++)
 		p += (size_t)snprintf(buf + p, n - p, "%s%d", i ? "," : " ", c->global_idx[i]);
 	if (p < n)
-		snprintf(buf + p, n - p, "; image %d, embedding %dx%dx%d)", c->img_size, c->out_chans, c->grid, c->grid);
+		p += (size_t)snprintf(buf + p, n - p, "; image %d, embedding %dx%dx%d)", c->img_size, c->out_chans, c->grid,
+		                      c->grid);
+	int na = 0;
+	for (int i = 0; i < c->depth; i++)
+		na += m->blk[i].sa1.w || m->blk[i].ma1.w;
+	if (na && p < n)
+		snprintf(buf + p, n - p, " with Medical-SAM-Adapter adapters in %d blocks", na);
 }
 
 /* ================================================================ helpers */
@@ -439,10 +469,15 @@ mp_sam_encode(mp_sam *m, const float *img, float *emb)
 	int nwx = (G + ws - 1) / ws, Np = nwx * nwx * ws * ws;
 	int rows = Np > T ? Np : T, K = 3 * P * P, MC = 1024;
 	double t0 = now(), t1;
-	int EW = E > C ? E : C;
+	int EW = E > C ? E : C, HW = c->mlp > 9 * C ? c->mlp : 9 * C;
+	for (int bi = 0; bi < c->depth; bi++) {   /* adapters' hidden widths */
+		const mp_sam_block *b = &m->blk[bi];
+		HW = b->sa1.w && b->sa1.out > HW ? b->sa1.out : HW;
+		HW = b->ma1.w && b->ma1.out > HW ? b->ma1.out : HW;
+	}
 	float *x = tryalloc((size_t)T, (size_t)E * 4), *xn = tryalloc((size_t)rows, (size_t)EW * 4);
 	float *qkv = tryalloc((size_t)rows, (size_t)3 * E * 4), *ao = tryalloc((size_t)rows, (size_t)EW * 4);
-	float *hid = tryalloc((size_t)MC, (size_t)(c->mlp > 9 * C ? c->mlp : 9 * C) * 4);
+	float *hid = tryalloc((size_t)MC, (size_t)HW * 4);
 	float *cols = tryalloc((size_t)T, (size_t)(K > 9 * C ? K : 9 * C) * 4);
 	int rc = -1;
 
@@ -503,6 +538,17 @@ mp_sam_encode(mp_sam *m, const float *img, float *emb)
 		a.gh = a.gw = b->window ? b->window : G;
 		be->attention(be->ctx, &a);
 		linear(m, &b->proj, ao, N, xn);
+		if (b->sa1.w)   /* Space_Adapter: a += sa2(gelu(sa1(a))) on the attention's output */
+			for (int r0 = 0; r0 < N; r0 += MC) {
+				int nr = N - r0 < MC ? N - r0 : MC, H = b->sa1.out;
+				float *a0 = xn + (size_t)r0 * E;
+				linear(m, &b->sa1, a0, nr, hid);
+				be->gelu(be->ctx, hid, (size_t)nr * H);
+				be->gemm(be->ctx, 0, 1, nr, E, H, 1.0f, hid, H, b->sa2.w, H, 1.0f, a0, E);
+				for (int r = 0; r < nr; r++)
+					for (int e = 0; e < E; e++)
+						a0[(size_t)r * E + e] += b->sa2.b[e];
+			}
 		if (b->window) {
 			int w = b->window;
 			for (int gy = 0; gy < G; gy++)
@@ -527,6 +573,15 @@ mp_sam_encode(mp_sam *m, const float *img, float *emb)
 			for (int r = r0; r < r0 + nr; r++)
 				for (int e = 0; e < E; e++)
 					x[(size_t)r * E + e] += b->lin2.b[e];
+			if (b->ma1.w) {   /* MLP_Adapter beside the MLP: += 0.5 ma2(gelu(ma1(norm2(x)))) */
+				int H = b->ma1.out;
+				linear(m, &b->ma1, xn + (size_t)r0 * E, nr, hid);
+				be->gelu(be->ctx, hid, (size_t)nr * H);
+				be->gemm(be->ctx, 0, 1, nr, E, H, 0.5f, hid, H, b->ma2.w, H, 1.0f, x + (size_t)r0 * E, E);
+				for (int r = r0; r < r0 + nr; r++)
+					for (int e = 0; e < E; e++)
+						x[(size_t)r * E + e] += 0.5f * b->ma2.b[e];
+			}
 		}
 		mp_note("encoder: block %d (%s) %.3f s", bi, b->window ? "window" : "global", now() - tb);
 	}

@@ -22,7 +22,8 @@ mp_sam_devs_optfn(void *ctx, const char *arg)
 }
 
 void
-mp_sam_devs_open(mp_sam_devs *s, const char **weights, const char *devspec, long threads, const char *part)
+mp_sam_devs_open(mp_sam_devs *s, const char **weights, const char *adapter, const char *devspec, long threads,
+                 const char *part)
 {
 	int idx[MP_SAM_MAXDEV];
 	int n = mp_dev_list(devspec, idx, MP_SAM_MAXDEV, 1);
@@ -30,14 +31,14 @@ mp_sam_devs_open(mp_sam_devs *s, const char **weights, const char *devspec, long
 		mp_die("--device: %s", mp_err());
 	if (n == 0) {
 		s->n = 1;
-		s->d[0] = mp_sam_tool_open(&s->m[0], weights, devspec, threads, part);
+		s->d[0] = mp_sam_tool_open(&s->m[0], weights, adapter, devspec, threads, part);
 		return;
 	}
 	s->n = n;
 	for (int k = 0; k < n; k++) {
 		char one[32];
 		snprintf(one, sizeof one, "opencl:%d", idx[k]);
-		s->d[k] = mp_sam_tool_open(&s->m[k], weights, one, threads, part);
+		s->d[k] = mp_sam_tool_open(&s->m[k], weights, adapter, one, threads, part);
 	}
 }
 

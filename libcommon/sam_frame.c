@@ -243,7 +243,8 @@ mp_sam_mask_header(mp_frame *o, const mp_frame *e, const mp_sam_embinfo *in, mp_
 }
 
 mp_dev *
-mp_sam_tool_open(mp_sam *m, const char **weights, const char *devspec, long threads, const char *part)
+mp_sam_tool_open(mp_sam *m, const char **weights, const char *adapter, const char *devspec, long threads,
+                 const char *part)
 {
 	const mp_sam_backend *be;
 	mp_dev *dev;
@@ -260,8 +261,10 @@ mp_sam_tool_open(mp_sam *m, const char **weights, const char *devspec, long thre
 	if (!(dev = mp_dev_open(devspec)))
 		mp_die("--device: %s", mp_err());
 	be = mp_dev_sam_backend(dev, (int)threads);
-	if (!be || mp_sam_load(m, *weights, be))
+	if (!be || mp_sam_load_adapter(m, *weights, adapter, be))
 		mp_die("%s", mp_err());
+	if (adapter && mp_verbose)
+		mp_note("%s: %s", adapter, m->adapter);
 	if (mp_verbose) {
 		mp_sam_describe(m, d, sizeof d);
 		if (strcmp(be->name, "cpu") == 0)

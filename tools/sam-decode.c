@@ -13,7 +13,7 @@ static mp_sam_prompts prompts;
 static const char *weights, *thrstr, *boxfile;
 static int fromlabel, multimask, wantlogits;
 static long shift, seed = 1, threads, grow;
-static const char *devspec;
+static const char *devspec, *adapter;
 static mp_sam_devs devs;   /* a model per device; devs.m[0] the first */
 
 static int
@@ -52,6 +52,7 @@ opt_point(void *ctx, const char *arg)
 
 static const mp_opt opts[] = {
 	{ "weights", 'w', MP_OPT_STR, &weights, NULL, "FILE", "The checkpoint that made the embeddings (see sam-embed(1)). Default: $MEDPIPE_SAM_WEIGHTS." },
+	{ "adapter", 'a', MP_OPT_STR, &adapter, NULL, "DIR", "The adapter folder the embeddings were made with (sam-embed --adapter DIR, written by sam-tune --adapter-out DIR): a PEFT LoRA adapter's modules_to_save (the mask decoder sam-tune --mode lora trained) replace the checkpoint's tensors, its LoRA is merged; Medical-SAM-Adapter's adapters (sam-tune --mode adapter) act in the encoder only, and their mask decoder is in sam-tune's --out checkpoint." },
 	{ "box", 'b', MP_OPT_CALL, NULL, opt_box, "X0,Y0,X1,Y1[,Z[,LABEL]]", "A box prompt in pixel indices of the original slice (x0,y0 top left, x1,y1 bottom right, inclusive as MedSAM's boxes), on slice Z (0-based; may be left out for a 2-D image); its mask gets LABEL (default: the prompt's number, from 1). Repeatable." },
 	{ "box3d", 'B', MP_OPT_CALL, NULL, opt_box3, "X0,Y0,Z0,X1,Y1,Z1[,LABEL]", "A 3-D box, segmented as LiteMedSAM does: the box prompts the middle slice; each next slice up to Z1 and down to Z0 is prompted with the bounding box of the previous slice's mask, grown by --grow pixels (the middle box when that mask is empty). Repeatable." },
 	{ "point", 'p', MP_OPT_CALL, NULL, opt_point, "X,Y[,Z[,L]]", "A point prompt, L 1 (foreground, default) or 0 (background). Points of a slice join that slice's first box prompt, or form a prompt of their own. Repeatable." },
@@ -85,9 +86,11 @@ static const mp_prog prog = {
 	"mode), MedSAM's box/W*1024 (medsam mode) or LiteMedSAM's box/max(W,H)*256 (litemedsam mode) do. "
 	"The model (ViT SAM / MedSAM, LiteMedSAM or MobileSAM) is recognised from the checkpoint. The same prompts apply to every embedding frame "
 	"of the input.\n\n"
-	"Errors: embeddings made by other weights than --weights (medpipe.sam.weights_id), a box outside "
+	"Errors: embeddings made by other weights than --weights and --adapter (medpipe.sam.weights_id), a box outside "
 	"the image, or a prompt on a slice without an embedding: one line, exit status 1.\n\n"
-	"Weights: see sam-embed(1) (SAM sam_vit_b_01ec64.pth, MedSAM medsam_vit_b.pth, .safetensors).\n\n"
+	"Weights: see sam-embed(1) (SAM sam_vit_b_01ec64.pth, MedSAM medsam_vit_b.pth, .safetensors); "
+	"--adapter DIR as there (sam-tune --adapter-out): give sam-decode the --weights and --adapter that "
+	"sam-embed had.\n\n"
 	"Devices: --device chooses where the decoder's matrix products, layer norms, GELU and attention "
 	"run, as for sam-embed(1): the C path (OpenBLAS) or OpenCL kernels through the same model code, "
 	"agreeing within float rounding (logits within 1e-5). --verbose names the device. With several "
@@ -359,9 +362,11 @@ job_init(job *j, mp_frame *e, const char *src, int frameno)
 		return mp_preerr("%s: frame %d", src, frameno);
 	if (j->info.G != model.cfg.grid || j->info.C != model.cfg.out_chans ||
 	    strcmp(j->info.weights_id, model_id) != 0)
-		return mp_seterr("%s: frame %d: embeddings made by weights %s (%s), not by %s (%s)", src, frameno,
+		return mp_seterr("%s: frame %d: embeddings made by weights %s%s%s (%s), not by %s%s%s (%s)", src, frameno,
 		                 mp_get_kv(e, "medpipe.sam.weights") ? mp_get_kv(e, "medpipe.sam.weights") : "?",
-		                 j->info.weights_id, weights, model_id);
+		                 mp_get_kv(e, "medpipe.sam.adapter") ? " with adapter " : "",
+		                 mp_get_kv(e, "medpipe.sam.adapter") ? mp_get_kv(e, "medpipe.sam.adapter") : "",
+		                 j->info.weights_id, weights, adapter ? " with adapter " : "", adapter ? adapter : "", model_id);
 	j->thr = j->info.mode;
 	if (thrstr && mp_sam_mode_parse(thrstr, &j->thr))
 		return -1;
@@ -402,7 +407,7 @@ main(int argc, char **argv)
 	if (!fromlabel && prompts.n == 0 && prompts.nb3 == 0)
 		mp_usage_die("no prompt: give --box, --box3d, --point, --boxes or --from-label");
 	mp_out *o = mp_out_stdout();
-	mp_sam_devs_open(&devs, &weights, devspec, threads, "decoder");
+	mp_sam_devs_open(&devs, &weights, adapter, devspec, threads, "decoder");
 	mp_sam_weights_id(&model, model_id, sizeof model_id);
 	for (int i = 0; i < (nargs ? nargs : 1); i++) {
 		const char *src = nargs ? args[i] : "-";

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 static const char *weights, *modestr, *interpstr, *slicestr = "all", *role = "image";
-static const char *devspec;
+static const char *devspec, *adapter;
 static long threads;
 
 /* --device opencl:all or opencl:A,B,...: a model per device */
@@ -19,6 +19,7 @@ static mp_sam_devs devs;
 
 static const mp_opt opts[] = {
 	{ "weights", 'w', MP_OPT_STR, &weights, NULL, "FILE", "The checkpoint: an official SAM or MedSAM PyTorch file (sam_vit_b_01ec64.pth, medsam_vit_b.pth, ...), a training checkpoint holding the state dict under 'model' or 'state_dict', or a .safetensors file. Default: $MEDPIPE_SAM_WEIGHTS." },
+	{ "adapter", 'a', MP_OPT_STR, &adapter, NULL, "DIR", "Apply on top of --weights what sam-tune --adapter-out DIR wrote: a Hugging Face PEFT LoRA adapter (DIR/adapter_config.json and adapter_model.safetensors, from sam-tune --mode lora or peft's save_pretrained; LoRA of any rank on linear layers such as target_modules [\"qkv\"] merged into the weights at load, W += lora_alpha/r B A, or lora_alpha/sqrt(r) with use_rslora; the tensors of modules_to_save replace the checkpoint's), or Medical-SAM-Adapter's adapters (DIR/adapter_model.safetensors alone, from sam-tune --mode adapter: image_encoder.blocks.N.Space_Adapter and MLP_Adapter, run in the ViT encoder on every device). The embeddings' medpipe.sam.weights_id names both, so sam-decode needs the same --weights and --adapter. DoRA, fan_in_fan_out, per-module ranks or alphas and a target_modules regular expression are refused." },
 	{ "mode", 'm', MP_OPT_STR, &modestr, NULL, "MODE", "Preprocessing: 'medsam' (default for ViT models: every slice resized to the model's 1024x1024 input, then min-max scaled to [0,1], as MedSAM's inference), 'litemedsam' (default for LiteMedSAM: longest side resized to 256 with area interpolation, min-max scaled to [0,1], zero padding right and bottom, as LiteMedSAM's inference) or 'sam' (default for MobileSAM: longest side resized to the input size, ImageNet mean/std normalisation of 0..255 intensities, zero padding right and bottom, as SAM's predictor)." },
 	{ "interp", 'i', MP_OPT_STR, &interpstr, NULL, "METHOD", "Resize method: bspline3 (scikit-image order 3 with anti-aliasing, MedSAM's transform.resize; default for medsam), cubic (OpenCV INTER_CUBIC), linear (default for sam), area (OpenCV INTER_AREA; default for litemedsam), nearest." },
 	{ "slices", 's', MP_OPT_STR, &slicestr, NULL, "WHICH", "Which slices to embed: 'all' (default), 'labelled' (slices holding a non-zero voxel of the label frame of the same case that follows or precedes the image in the stream), or a list of 0-based slices and ranges 'A-B,C'." },
@@ -54,6 +55,14 @@ static const mp_prog prog = {
 	"LiteMedSAM, or at 1024, MobileSAM, with its batch norms folded at load) is worked out from "
 	"the tensor shapes, and every tensor's name and shape is checked: a missing, unexpected or "
 	"misshapen tensor is named in the error.\n\n"
+	"Adapters. --adapter DIR applies a fine-tuning that sam-tune(1) saved apart from the weights "
+	"(--adapter-out DIR): a Hugging Face PEFT LoRA adapter is merged into the weights as they load, so "
+	"it costs nothing per slice and runs on every device; Medical-SAM-Adapter's bottleneck adapters run "
+	"inside every encoder block (on OpenCL devices with the same kernels as the rest). The result "
+	"equals the merged checkpoint that sam-tune --out writes, and PEFT's "
+	"PeftModel.from_pretrained, within float rounding (tests/t/sam_adapter_load.py). A missing file, "
+	"a tensor the model lacks, a shape that does not fit or a config value that is not supported is "
+	"one error line naming the adapter's file.\n\n"
 	"Input: 2-D or 3-D scalar frames (grey slices, e.g. CT after hu-window), or RGB frames with the "
 	"colour on the first axis. medsam and litemedsam modes expect any intensity range (min-max scaled); sam "
 	"mode expects 0..255 intensities (hu-window --range 0,255).\n\n"
@@ -70,7 +79,9 @@ static const mp_prog prog = {
 	"$ hu-window --preset soft-tissue ct.nrrd | sam-embed -w lite_medsam.pth > emb.nrrd\n"
 	"The same with LiteMedSAM (256x256 input, --mode litemedsam chosen from the weights).\n"
 	"$ vol-cat ct.nii.gz --label seg.nii.gz | hu-window --preset abdomen | sam-embed -w medsam_vit_b.pth --slices labelled | sam-decode -w medsam_vit_b.pth --from-label > pred.nrrd\n"
-	"Segments every labelled slice with boxes from the reference labels.",
+	"Segments every labelled slice with boxes from the reference labels.\n"
+	"$ sam-tune --mode lora -w medsam_vit_b.pth -o lora.pth --adapter-out tuned --steps 2 ct.nrrd && sam-embed -w medsam_vit_b.pth --adapter tuned ct.nrrd | sam-decode -w medsam_vit_b.pth --adapter tuned --from-label > pred.nrrd\n"
+	"Trains LoRA and the mask decoder on a CT (ct.nrrd: image and label frames), then segments it with the base weights and the adapter folder: the masks of -w lora.pth.",
 	"sam-decode(1), hu-window(1), vol-resize(1), medpipe-vol(5)",
 	opts, 1
 };
@@ -220,6 +231,10 @@ embed(const char *src, int frameno, mp_frame *f, mp_out *o)
 	mp_sam_input_size(mode, S, nx, ny, &rw, &rh);
 	mp_frame e;
 	mp_sam_emb_header(&e, f, off, &model, mode, interpname, weights, nx, ny, nz, rw, rh, sel, nsel);
+	if (adapter)
+		mp_set_kv(&e, "medpipe.sam.adapter", adapter);
+	else
+		mp_del_kv(&e, "medpipe.sam.adapter");
 	int rc = mp_out_header(o, &e);
 	size_t plane = nx * ny * (size_t)nc;
 	int ndev = devs.n;
@@ -271,7 +286,7 @@ main(int argc, char **argv)
 	if (interpstr && mp_rs_parse(interpstr, &rm))
 		mp_usage_die("--interp: %s", mp_err());
 	mp_out *o = mp_out_stdout();
-	mp_sam_devs_open(&devs, &weights, devspec, threads, "encoder");
+	mp_sam_devs_open(&devs, &weights, adapter, devspec, threads, "encoder");
 	/* the model's own preprocessing unless --mode says otherwise */
 	if (!modestr)
 		mode = !model.tv ? MP_SAM_MEDSAM : model.cfg.img_size == 256 ? MP_SAM_LITEMEDSAM : MP_SAM_SAM;

@@ -331,6 +331,9 @@ main(int argc, char **argv)
 		threads = mp_dist_threads();
 	if (mp_sam_load(&model, weights, mp_sam_cpu_backend((int)threads)))
 		mp_die("%s", mp_err());
+	for (int i = 0; enc && !model.tv && i < model.cfg.depth; i++)
+		if (model.blk[i].sa1.w || model.blk[i].ma1.w)
+			mp_die("%s: holds Medical-SAM-Adapter adapters; --mode %s trains the plain SAM encoder", weights, modestr);
 	if (shift < 0)
 		shift = 20L * model.cfg.img_size / 1024;
 	if (mp_tune_init(&t, &model, (int)lossres))

@@ -40,8 +40,9 @@ FZ_niigz       = fz_file.c -DFZ_EXT='".nii.gz"'
 FZ_nhdr        = fz_file.c -DFZ_EXT='".nhdr"' -DFZ_SPLIT='"d"'
 FZ_mhd         = fz_file.c -DFZ_EXT='".mhd"' -DFZ_SPLIT='"d"'
 FZ_wsi         = fz_wsi.c
+FZ_adapter     = fz_adapter.c
 HARNESSES = nrrd_stream nrrd nifti analyze meta npy npz npzboxes torch safetensors dicom dicomdir \
-	png jpeg bmp tiff minc niigz nhdr mhd wsi
+	png jpeg bmp tiff minc niigz nhdr mhd wsi adapter
 
 ifndef MP_LDLIBS
 $(error run through the main Makefile: make fuzz)

@@ -143,6 +143,20 @@ put("safetensors", "a.safetensors", safet({"w": ("F32", [2, 3], struct.pack("<6f
                                            "i": ("I64", [1], struct.pack("<q", 7))}))
 put("safetensors", "m.safetensors", safet({"module.x": ("BF16", [1, 2], b"\x80\x3f\x00\x40"),
                                            "module.y": ("F64", [], struct.pack("<d", 2.5))}))
+# --- sam-embed --adapter DIR (fz_adapter.c): adapter_config.json, NUL, adapter_model.safetensors
+_lcfg = json.dumps({"peft_type": "LORA", "r": 2, "lora_alpha": 4, "target_modules": ["qkv"],
+                    "modules_to_save": ["mask_decoder"], "fan_in_fan_out": False, "use_dora": False,
+                    "use_rslora": False, "bias": "none", "rank_pattern": {}, "alpha_pattern": {},
+                    "note": ["\u00e9\ud83d\ude00", 1.5e-3, -0, None, True]}, indent=1).encode()
+_p = "base_model.model."
+put("adapter", "lora.bin", _lcfg + b"\0" + safet({
+    _p + "image_encoder.blocks.0.attn.qkv.lora_A.weight": ("F32", [2, 4], struct.pack("<8f", *range(8))),
+    _p + "image_encoder.blocks.0.attn.qkv.lora_B.weight": ("F32", [6, 2], struct.pack("<12f", *range(12))),
+    _p + "mask_decoder.a.weight": ("F32", [2, 2], struct.pack("<4f", 1, 2, 3, 4))}))
+put("adapter", "msa.bin", safet({"image_encoder.blocks.0.%s_Adapter.D_fc%d.%s" % (m, k, w):
+                                 ("F32", [1, 4] if (k, w) == (1, "weight") else [4, 1] if w == "weight" else
+                                  [1] if k == 1 else [4], struct.pack("<4f", 1, 2, 3, 4)[:16 if w == "weight" or k == 2 else 4])
+                                 for m in ("Space", "MLP") for k in (1, 2) for w in ("weight", "bias")}))
 try:
     import torch
     sd = {"a.weight": torch.arange(6, dtype=torch.float32).reshape(2, 3),
