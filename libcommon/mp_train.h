@@ -56,6 +56,24 @@ void mp_tr_convt2_bwd(float *dx, float *dwt, float *db, const float *dy, const f
 /* F.interpolate(mode='bilinear', align_corners=False) of one plane */
 void mp_tr_bilinear_fwd(float *dst, int dw, int dh, const float *src, int sw, int sh);
 void mp_tr_bilinear_bwd(float *dsrc, int sw, int sh, const float *ddst, int dw, int dh);
+/* depthwise k x k convolution, pad k/2, stride s, channels-last: x (R x R x
+ * C) -> y (Ro x Ro x C), Ro = (R + 2 (k/2) - k) / s + 1; w: k x k x C (tap
+ * major); b (may be NULL): C. A batch norm in eval mode folded in (w and b)
+ * is the same function (TinyViT's Conv2d_BN). */
+void mp_tr_dwconv_fwd(float *y, const float *x, const float *w, const float *b, int R, int C, int k, int s);
+void mp_tr_dwconv_bwd(float *dx, float *dw, const float *dy, const float *x, const float *w, int R, int C, int k,
+                      int s);
+/* TinyViT's attention of one window after its projection: qkv (n x 3d: q of
+ * every head, then k, then v), bias (heads x n x n, added to the scaled
+ * scores), p: heads x n x n probabilities kept, o: n x d. The backward adds
+ * the gradients of q, k, v into dqkv (n x 3d); ws: n * n floats. */
+void mp_tr_attnbias_fwd(float *o, float *p, const float *qkv, const float *bias, int n, int d, int heads);
+void mp_tr_attnbias_bwd(float *dqkv, const float *dout, const float *p, const float *qkv, int n, int d, int heads,
+                        float *ws);
+/* im2col of a channels-last G x G x C image for a 3x3 conv (pad 1): rows
+ * (y, x), columns (c, kh, kw) as torch's weights; col2im3 adds back */
+void mp_tr_im2col3(float *cols, const float *x, int G, int C);
+void mp_tr_col2im3(float *dx, const float *dcols, int G, int C);
 /* MedSAM's loss of one mask of n logits x against gt (0/1): MONAI's
  * DiceLoss(sigmoid=True, squared_pred=True) (smooth 1e-5) + BCEWithLogits
  * (mean over n). Returns dice + bce (parts in *dice, *bce; may be NULL);
@@ -91,6 +109,7 @@ typedef struct mp_sam_tune {
 	int lora_rank;
 	double lora_scale;
 	struct mp_lora *lora;
+	struct mp_tvlora *tvl;      /* the same for a TinyViT encoder (sam_train_tinyvit.c) */
 	/* --mode full / adapter (mp_train_peft.h): every image-encoder tensor
 	 * trained; bottleneck adapters of this hidden width (0: none) */
 	int full, adapter;
@@ -112,9 +131,14 @@ int mp_tune_sample(mp_sam_tune *t, const float *emb, const float box[4], const f
 /* LoRA (SAMed's scheme) on the q and v projections of every image-encoder
  * block: q += scale * (x A_q^T) B_q^T, v likewise, A: rank x E, B: E x rank,
  * scale = alpha / rank; tensors image_encoder.blocks.N.attn.qkv.lora_{A,B}_{q,v}
- * appended to the parameter buffer (A kaiming-uniform as nn.Linear, from
+ * (TinyViT: image_encoder.layers.S.blocks.B.attn.qkv.lora_*, the width of
+ * each stage) appended to the parameter buffer (A kaiming-uniform as nn.Linear, from
  * seed; B zero). The image encoder's own weights stay frozen. 0 or -1. */
 int mp_tune_add_lora(mp_sam_tune *t, int rank, double alpha, uint64_t seed);
+/* the TinyViT attention blocks that get LoRA (image_encoder.layers.S.blocks.
+ * B.attn.qkv.lora_*): their stage, block and width, at most max; returns how
+ * many there are (0 for a ViT encoder) */
+int mp_tune_tvit_blocks(const mp_sam *m, int *stage, int *blk, int *dim, int max);
 /* forward and backward of one prompt on an image (3 x S x S, the encoder's
  * input): the encoder with LoRA, then mp_tune_sample; LoRA and decoder
  * gradients added to t->g. 0 or -1 + mp_err. */

@@ -24,6 +24,7 @@
 #include "mp_sam.h"
 #include "mp.h"
 #include "sam_ld.h"
+#include "sam_tvit.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -31,44 +32,8 @@
 #include <string.h>
 #include <time.h>
 
-#define TV_MAXSTAGE 6
-#define TV_MAXDEPTH 16
 #define BN_EPS 1e-5
 #define LN_EPS 1e-5f
-
-typedef struct {
-	float *w, *b;           /* folded; dense: out x in x k x k; depthwise: k x k x out */
-	int out, in, k, stride, dw;
-} tconv;
-
-typedef struct {
-	tconv c1, c2, c3;
-} tmb;
-
-typedef struct {
-	mp_sam_norm an, mn;
-	mp_sam_lin qkv, proj, fc1, fc2;   /* qkv rows reordered: q of every head, then k, then v */
-	tconv lc;
-	float *bias;                      /* heads x N x N, N = window^2 */
-} tblk;
-
-typedef struct {
-	int dim, res, depth, conv, heads, window, hidden;
-	tmb mb[TV_MAXDEPTH];
-	tblk bk[TV_MAXDEPTH];
-	int down, out_dim, out_res;
-	tmb pm;
-} tstage;
-
-struct mp_tvit {
-	tconv stem[2];
-	int nstage;
-	tstage st[TV_MAXSTAGE];
-	const float *neck0, *neck2;
-	mp_sam_norm neck1, neck3;
-	float **own;
-	size_t *ownsz, nown;
-};
 
 /* ================================================================ loading */
 #define S1(a) (const int64_t[]){ (a) }
@@ -676,8 +641,10 @@ tvblock(const mp_sam *m, const tstage *s, const tblk *b, float **xp, int R, bufs
 	return 0;
 }
 
-int
-mp_sam_tvit_encode(mp_sam *m, const float *img, float *emb)
+/* the encoder; with front != NULL it stops at the first attention stage
+ * (mp_sam_tvit_front) */
+static int
+tvit_run(mp_sam *m, const float *img, float *emb, float *front)
 {
 	const struct mp_tvit *t = m->tv;
 	const mp_sam_backend *be = m->be;
@@ -745,6 +712,11 @@ mp_sam_tvit_encode(mp_sam *m, const float *img, float *emb)
 	for (int i = 0; i < t->nstage; i++) {
 		const tstage *s = &t->st[i];
 		double ts = now();
+		if (front && !s->conv) {
+			memcpy(front, x, (size_t)R * R * (size_t)s->dim * sizeof(float));
+			rc = i;
+			goto out;
+		}
 		for (int j = 0; j < s->depth; j++)
 			if (s->conv ? mbconv(m, &s->mb[j], &x, R, &w) : tvblock(m, s, &s->bk[j], &x, R, &w))
 				goto out;
@@ -779,4 +751,16 @@ out:
 	free(w.b);
 	free(w.c);
 	return rc;
+}
+
+int
+mp_sam_tvit_encode(mp_sam *m, const float *img, float *emb)
+{
+	return tvit_run(m, img, emb, NULL);
+}
+
+int
+mp_sam_tvit_front(mp_sam *m, const float *img, float *x)
+{
+	return tvit_run(m, img, NULL, x);
 }

@@ -4,6 +4,7 @@
  * backward pass needs, the backward pass, MedSAM's loss, AdamW, and the
  * outputs (checkpoint, optimizer state). */
 #include "mp_train.h"
+#include "sam_tvit.h"
 #include "mp.h"
 
 #include <cblas.h>
@@ -237,50 +238,67 @@ mp_tune_init(mp_sam_tune *t, mp_sam *m, int loss_res)
 }
 
 void mp_lora_free(struct mp_lora *l);
+void mp_tvlora_free(struct mp_tvlora *l);
 
 int
 mp_tune_add_lora(mp_sam_tune *t, int rank, double alpha, uint64_t seed)
 {
 	const mp_sam_config *c = &t->m->cfg;
-	int E = c->embed;
-	size_t per = (size_t)rank * E, np0 = t->np;
+	size_t np0 = t->np;
 	char name[160];
 	static const char *suf[4] = { "lora_A_q", "lora_B_q", "lora_A_v", "lora_B_v" };
+	int nb = c->depth, minw = c->embed;
+	int *st = mp_xcalloc((size_t)nb + 1, sizeof *st), *bk = mp_xcalloc((size_t)nb + 1, sizeof *bk);
+	int *wd = mp_xcalloc((size_t)nb + 1, sizeof *wd);
 
-	if (t->m->tv)
-		return mp_seterr("LoRA is written for ViT image encoders only, not yet for %s (TinyViT); --mode decoder "
-		                 "trains its mask decoder", c->arch);
-	if (rank < 1 || rank > E)
-		return mp_seterr("LoRA rank %d: want 1..%d", rank, E);
+	if (t->m->tv)   /* TinyViT: the attention blocks of stages 1.. (sam_train_tinyvit.c) */
+		nb = mp_tune_tvit_blocks(t->m, st, bk, wd, nb);
+	else
+		for (int b = 0; b < nb; b++)
+			bk[b] = b, wd[b] = c->embed;
+	for (int b = 0; b < nb; b++)
+		minw = wd[b] < minw ? wd[b] : minw;
+	if (nb < 1 || rank < 1 || rank > minw) {
+		free(st), free(bk), free(wd);
+		return mp_seterr("LoRA rank %d: want 1..%d", rank, minw);
+	}
 	t->lora_rank = rank;
 	t->lora_scale = alpha / rank;
-	size_t add = (size_t)c->depth * 4 * ((per + 15) & ~(size_t)15);
-	t->t = mp_xrealloc(t->t, (t->nt + (size_t)c->depth * 4 + 1) * sizeof *t->t);
-	for (int b = 0; b < c->depth; b++)
+	size_t add = 0;
+	t->t = mp_xrealloc(t->t, (t->nt + (size_t)nb * 4 + 1) * sizeof *t->t);
+	for (int b = 0; b < nb; b++)
 		for (int k = 0; k < 4; k++) {
+			size_t per = (size_t)rank * wd[b];
 			mp_tr_tensor *d = &t->t[t->nt++];
-			snprintf(name, sizeof name, "image_encoder.blocks.%d.attn.qkv.%s", b, suf[k]);
+			if (t->m->tv)
+				snprintf(name, sizeof name, "image_encoder.layers.%d.blocks.%d.attn.qkv.%s", st[b], bk[b], suf[k]);
+			else
+				snprintf(name, sizeof name, "image_encoder.blocks.%d.attn.qkv.%s", b, suf[k]);
 			d->name = mp_xstrdup(name);
 			d->off = t->np;
 			d->n = per;
 			d->train = 1;
 			d->owned = 1;
 			t->np += (per + 15) & ~(size_t)15;
+			add += (per + 15) & ~(size_t)15;
 		}
 	float **bufs[4] = { &t->p, &t->g, &t->m1, &t->m2 };
 	for (int k = 0; k < 4; k++) {
 		*bufs[k] = mp_xrealloc(*bufs[k], t->np * sizeof(float));
 		memset(*bufs[k] + np0, 0, add * sizeof(float));
 	}
-	/* A: kaiming_uniform_(a=sqrt(5)) of nn.Linear, U(-1/sqrt(E), 1/sqrt(E)) */
+	/* A: kaiming_uniform_(a=sqrt(5)) of nn.Linear, U(-1/sqrt(in), 1/sqrt(in)) */
 	uint64_t s = seed * 0x9e3779b97f4a7c15ULL + 12345;
-	for (size_t i = t->nt - (size_t)c->depth * 4; i < t->nt; i++)
-		if (strstr(t->t[i].name, "lora_A"))
+	for (size_t i = t->nt - (size_t)nb * 4; i < t->nt; i++)
+		if (strstr(t->t[i].name, "lora_A")) {
+			int in = wd[(i - (t->nt - (size_t)nb * 4)) / 4];
 			for (size_t j = 0; j < t->t[i].n; j++) {
 				s ^= s << 13, s ^= s >> 7, s ^= s << 17;
 				double u = (double)(s >> 11) / 9007199254740992.0;
-				t->p[t->t[i].off + j] = (float)((2 * u - 1) / sqrt((double)E));
+				t->p[t->t[i].off + j] = (float)((2 * u - 1) / sqrt((double)in));
 			}
+		}
+	free(st), free(bk), free(wd);
 	return views(t, t->p, &t->w->w) || views(t, t->g, &t->w->gw) ? -1 : 0;
 }
 
@@ -301,6 +319,8 @@ mp_tune_free(mp_sam_tune *t)
 		mp_tune_full_unbind(t);
 	if (t->lora)
 		mp_lora_free(t->lora);
+	if (t->tvl)
+		mp_tvlora_free(t->tvl);
 	for (size_t i = 0; t->t && i < t->nt; i++)
 		if (t->t[i].owned)
 			free((char *)t->t[i].name);
@@ -675,6 +695,36 @@ mp_tune_save(const mp_sam_tune *t, const char *path)
 			            mw, E);
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, E, E, r, (float)t->lora_scale, bv, r, av, E, 1.0f,
 			            mw + (size_t)2 * E * E, E);
+			merged[nmerged++] = mw;
+			d = mw;
+		}
+		int ts;
+		if (t->lora_rank && t->m->tv &&
+		    sscanf(x->name, "image_encoder.layers.%d.blocks.%d.attn.qkv.%31s", &ts, &blk, tail) == 3 &&
+		    strcmp(tail, "weight") == 0 && d && ts >= 0 && ts < t->m->tv->nstage) {
+			/* merged into the official per-head layout [q k v] of each head:
+			 * row h*3kd + e += s (B_q A_q)[h*kd + e], row h*3kd + 2kd + e likewise for v */
+			int C = t->m->tv->st[ts].dim, H = t->m->tv->st[ts].heads, kd = C / H, r = t->lora_rank;
+			float *mw = mp_xmalloc(x->n * sizeof(float)), *dq = mp_xmalloc((size_t)C * C * sizeof(float));
+			memcpy(mw, d, x->n * sizeof(float));
+			for (int k = 0; k < 2; k++) {
+				const float *A = pv((mp_sam_tune *)t, t->p, "image_encoder.layers.%d.blocks.%d.attn.qkv.lora_A_%c", ts,
+				                    blk, k ? 'v' : 'q');
+				const float *Bm = pv((mp_sam_tune *)t, t->p, "image_encoder.layers.%d.blocks.%d.attn.qkv.lora_B_%c", ts,
+				                     blk, k ? 'v' : 'q');
+				if (!A || !Bm)
+					continue;
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, C, r, (float)t->lora_scale, Bm, r, A, C, 0.0f,
+				            dq, C);
+				for (int h = 0; h < H; h++)
+					for (int e = 0; e < kd; e++) {
+						float *row = mw + ((size_t)h * 3 * kd + (size_t)k * 2 * kd + e) * C;
+						const float *src = dq + ((size_t)h * kd + e) * C;
+						for (int j = 0; j < C; j++)
+							row[j] += src[j];
+					}
+			}
+			free(dq);
 			merged[nmerged++] = mw;
 			d = mw;
 		}

@@ -478,12 +478,18 @@ encoder_bwd(mp_sam_tune *t, const float *img)
 	}
 }
 
+int mp_tvlora_sample_image(mp_sam_tune *t, const float *img, const float box[4], const float *gt, double gscale,
+                           double *loss, double *dice, double *bce);
+int mp_tvlora_encode(mp_sam_tune *t, const float *img, float *emb);
+
 int
 mp_tune_sample_image(mp_sam_tune *t, const float *img, const float box[4], const float *gt, double gscale,
                      double *loss, double *dice, double *bce)
 {
 	if (!t->lora_rank && !t->full && !t->adapter)
 		return mp_seterr("image samples need LoRA, adapters or --mode full (mp_tune_add_lora, mp_train_peft.h)");
+	if (t->m->tv)
+		return mp_tvlora_sample_image(t, img, box, gt, gscale, loss, dice, bce);
 	if (!t->lora && lora_setup(t))
 		return -1;
 	struct mp_lora *l = t->lora;
@@ -500,6 +506,8 @@ mp_tune_encode(mp_sam_tune *t, const float *img, float *emb)
 {
 	if (!t->lora_rank && !t->full && !t->adapter)   /* the frozen encoder */
 		return mp_sam_encode(t->m, img, emb);
+	if (t->m->tv)
+		return mp_tvlora_encode(t, img, emb);
 	if (!t->lora && lora_setup(t))
 		return -1;
 	encoder_fwd(t, img);

@@ -310,3 +310,140 @@ mp_tr_dice_bce(const float *x, const float *gt, size_t n, float *dx, double scal
 		}
 	return dl + bl;
 }
+
+static int
+dw_out(int R, int k, int s)
+{
+	return (R + 2 * (k / 2) - k) / s + 1;
+}
+
+void
+mp_tr_dwconv_fwd(float *y, const float *x, const float *w, const float *b, int R, int C, int k, int s)
+{
+	int p = k / 2, Ro = dw_out(R, k, s);
+
+	for (int oy = 0; oy < Ro; oy++)
+		for (int ox = 0; ox < Ro; ox++) {
+			float *yr = y + ((size_t)oy * Ro + ox) * C;
+			if (b)
+				memcpy(yr, b, (size_t)C * sizeof(float));
+			else
+				memset(yr, 0, (size_t)C * sizeof(float));
+			for (int kh = 0; kh < k; kh++) {
+				int iy = oy * s + kh - p;
+				if (iy < 0 || iy >= R)
+					continue;
+				for (int kw = 0; kw < k; kw++) {
+					int ix = ox * s + kw - p;
+					if (ix < 0 || ix >= R)
+						continue;
+					const float *xr = x + ((size_t)iy * R + ix) * C, *wr = w + (size_t)(kh * k + kw) * C;
+					for (int c = 0; c < C; c++)
+						yr[c] += xr[c] * wr[c];
+				}
+			}
+		}
+}
+
+void
+mp_tr_dwconv_bwd(float *dx, float *dw, const float *dy, const float *x, const float *w, int R, int C, int k, int s)
+{
+	int p = k / 2, Ro = dw_out(R, k, s);
+
+	for (int oy = 0; oy < Ro; oy++)
+		for (int ox = 0; ox < Ro; ox++) {
+			const float *dr = dy + ((size_t)oy * Ro + ox) * C;
+			for (int kh = 0; kh < k; kh++) {
+				int iy = oy * s + kh - p;
+				if (iy < 0 || iy >= R)
+					continue;
+				for (int kw = 0; kw < k; kw++) {
+					int ix = ox * s + kw - p;
+					if (ix < 0 || ix >= R)
+						continue;
+					size_t xo = ((size_t)iy * R + ix) * C, wo = (size_t)(kh * k + kw) * C;
+					if (dx)
+						for (int c = 0; c < C; c++)
+							dx[xo + c] += dr[c] * w[wo + c];
+					if (dw)
+						for (int c = 0; c < C; c++)
+							dw[wo + c] += dr[c] * x[xo + c];
+				}
+			}
+		}
+}
+
+void
+mp_tr_attnbias_fwd(float *o, float *p, const float *qkv, const float *bias, int n, int d, int heads)
+{
+	int hd = d / heads;
+	float scale = 1.0f / sqrtf((float)hd);
+
+	for (int h = 0; h < heads; h++) {
+		float *P = p + (size_t)h * n * n;
+		const float *q = qkv + h * hd, *k = q + d, *v = q + 2 * d;
+		memcpy(P, bias + (size_t)h * n * n, (size_t)n * n * sizeof(float));
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hd, scale, q, 3 * d, k, 3 * d, 1.0f, P, n);
+		softmax_rows(P, n, n);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, n, 1.0f, P, n, v, 3 * d, 0.0f, o + h * hd, d);
+	}
+}
+
+void
+mp_tr_attnbias_bwd(float *dqkv, const float *dout, const float *p, const float *qkv, int n, int d, int heads,
+                   float *ws)
+{
+	int hd = d / heads;
+	float scale = 1.0f / sqrtf((float)hd);
+
+	for (int h = 0; h < heads; h++) {
+		const float *P = p + (size_t)h * n * n, *dO = dout + h * hd;
+		const float *q = qkv + h * hd, *k = q + d, *v = q + 2 * d;
+		float *dq = dqkv + h * hd, *dk = dq + d, *dv = dq + 2 * d;
+		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hd, n, 1.0f, P, n, dO, d, 1.0f, dv, 3 * d);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hd, 1.0f, dO, d, v, 3 * d, 0.0f, ws, n);
+		for (int i = 0; i < n; i++) {
+			const float *pr = P + (size_t)i * n;
+			float *dr = ws + (size_t)i * n;
+			double s = 0;
+			for (int j = 0; j < n; j++)
+				s += (double)pr[j] * dr[j];
+			for (int j = 0; j < n; j++)
+				dr[j] = (float)(pr[j] * (dr[j] - s));
+		}
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, n, scale, ws, n, k, 3 * d, 1.0f, dq, 3 * d);
+		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hd, n, scale, ws, n, q, 3 * d, 1.0f, dk, 3 * d);
+	}
+}
+
+void
+mp_tr_im2col3(float *cols, const float *x, int G, int C)
+{
+	for (int yy = 0; yy < G; yy++)
+		for (int xx = 0; xx < G; xx++) {
+			float *row = cols + ((size_t)yy * G + xx) * 9 * C;
+			for (int ch = 0; ch < C; ch++)
+				for (int kh = 0; kh < 3; kh++)
+					for (int kw = 0; kw < 3; kw++) {
+						int sy = yy + kh - 1, sx = xx + kw - 1;
+						row[ch * 9 + kh * 3 + kw] = sy < 0 || sy >= G || sx < 0 || sx >= G ? 0.0f :
+						                            x[((size_t)sy * G + sx) * C + ch];
+					}
+		}
+}
+
+void
+mp_tr_col2im3(float *dx, const float *dcols, int G, int C)
+{
+	for (int yy = 0; yy < G; yy++)
+		for (int xx = 0; xx < G; xx++) {
+			const float *row = dcols + ((size_t)yy * G + xx) * 9 * C;
+			for (int ch = 0; ch < C; ch++)
+				for (int kh = 0; kh < 3; kh++)
+					for (int kw = 0; kw < 3; kw++) {
+						int sy = yy + kh - 1, sx = xx + kw - 1;
+						if (sy >= 0 && sy < G && sx >= 0 && sx < G)
+							dx[((size_t)sy * G + sx) * C + ch] += row[ch * 9 + kh * 3 + kw];
+					}
+		}
+}

@@ -1,6 +1,7 @@
 /* sam_train_peft.c - sam-tune's LoRA as a Hugging Face PEFT adapter
  * (mp_train_peft.h). */
 #include "mp_train_peft.h"
+#include "sam_tvit.h"
 #include "mp.h"
 
 #include <errno.h>
@@ -40,8 +41,6 @@ mp_tune_save_peft(const mp_sam_tune *t, const char *dir)
 	int r = t->lora_rank, E = c->embed, D = c->depth;
 	if (!r)
 		return mp_seterr("%s: a PEFT adapter needs LoRA (--mode lora)", dir);
-	if (t->m->tv)
-		return mp_seterr("%s: PEFT adapters are written for the ViT encoder only", dir);
 	if (mp_tune_outdir(dir))
 		return -1;
 	size_t cap = (size_t)2 * D + t->nt + 1, n = 0;
@@ -55,33 +54,50 @@ mp_tune_save_peft(const mp_sam_tune *t, const char *dir)
 	int rc = -1;
 	char nm[256], *path = NULL;
 
-	for (int b = 0; b < D; b++) {
+	int nb = D, *st = mp_xcalloc((size_t)D + 1, sizeof *st), *bk = mp_xcalloc((size_t)D + 1, sizeof *bk);
+	int *wd = mp_xcalloc((size_t)D + 1, sizeof *wd);
+	if (t->m->tv)
+		nb = mp_tune_tvit_blocks(t->m, st, bk, wd, D);
+	else
+		for (int b = 0; b < D; b++)
+			bk[b] = b, wd[b] = E;
+	for (int b = 0; b < nb; b++) {
 		const float *m[4];
 		static const char *suf[4] = { "lora_A_q", "lora_B_q", "lora_A_v", "lora_B_v" };
+		char pre[128];
+		if (t->m->tv)
+			snprintf(pre, sizeof pre, "image_encoder.layers.%d.blocks.%d.attn.qkv", st[b], bk[b]);
+		else
+			snprintf(pre, sizeof pre, "image_encoder.blocks.%d.attn.qkv", b);
 		for (int k = 0; k < 4; k++) {
-			snprintf(nm, sizeof nm, "image_encoder.blocks.%d.attn.qkv.%s", b, suf[k]);
+			snprintf(nm, sizeof nm, "%s.%s", pre, suf[k]);
 			if (!(m[k] = find(t, nm))) {
 				mp_seterr("%s: LoRA tensor %s missing", dir, nm);
 				goto out;
 			}
 		}
-		/* lora_A: [A_q; A_v] (2r x E) */
-		float *A = own[nown++] = mp_xcalloc((size_t)2 * r * E, sizeof(float));
-		memcpy(A, m[0], (size_t)r * E * sizeof(float));
-		memcpy(A + (size_t)r * E, m[2], (size_t)r * E * sizeof(float));
-		/* lora_B: 3E x 2r, q rows take B_q in columns 0..r-1, v rows B_v in r..2r-1 */
-		float *Bm = own[nown++] = mp_xcalloc((size_t)3 * E * 2 * r, sizeof(float));
-		for (int i = 0; i < E; i++)
+		int W = wd[b];
+		/* TinyViT's fused qkv is per head [q k v] (kd rows each); ViT's [q | k | v] */
+		int kd = t->m->tv ? W / t->m->tv->st[st[b]].heads : W;
+		/* lora_A: [A_q; A_v] (2r x W) */
+		float *A = own[nown++] = mp_xcalloc((size_t)2 * r * W, sizeof(float));
+		memcpy(A, m[0], (size_t)r * W * sizeof(float));
+		memcpy(A + (size_t)r * W, m[2], (size_t)r * W * sizeof(float));
+		/* lora_B: 3W x 2r, q rows take B_q in columns 0..r-1, v rows B_v in r..2r-1 */
+		float *Bm = own[nown++] = mp_xcalloc((size_t)3 * W * 2 * r, sizeof(float));
+		for (int i = 0; i < W; i++) {
+			size_t qr = (size_t)(i / kd) * 3 * kd + (size_t)(i % kd), vr = qr + 2 * (size_t)kd;
 			for (int j = 0; j < r; j++) {
-				Bm[(size_t)i * 2 * r + j] = m[1][(size_t)i * r + j];
-				Bm[(size_t)(2 * E + i) * 2 * r + r + j] = m[3][(size_t)i * r + j];
+				Bm[qr * 2 * r + j] = m[1][(size_t)i * r + j];
+				Bm[vr * 2 * r + r + j] = m[3][(size_t)i * r + j];
 			}
+		}
 		for (int k = 0; k < 2; k++) {
-			snprintf(nm, sizeof nm, "base_model.model.image_encoder.blocks.%d.attn.qkv.lora_%c.weight", b, k ? 'B' : 'A');
+			snprintf(nm, sizeof nm, "base_model.model.%s.lora_%c.weight", pre, k ? 'B' : 'A');
 			names[n] = mp_xstrdup(nm);
 			nd[n] = 2;
-			shp[n][0] = k ? 3 * E : 2 * r;
-			shp[n][1] = k ? 2 * r : E;
+			shp[n][0] = k ? 3 * W : 2 * r;
+			shp[n][1] = k ? 2 * r : W;
 			sh[n] = shp[n];
 			data[n] = k ? Bm : A;
 			n++;
@@ -138,5 +154,6 @@ out:
 	for (size_t i = 0; i < nown; i++)
 		free(own[i]);
 	free(names), free(nd), free(shp), free(sh), free(data), free(own);
+	free(st), free(bk), free(wd);
 	return rc;
 }

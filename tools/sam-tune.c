@@ -40,7 +40,7 @@ opt_val(void *ctx, const char *arg)
 }
 
 static const mp_opt opts[] = {
-	{ "mode", 'm', MP_OPT_STR, &modestr, NULL, "MODE", "What is trained: decoder (the mask decoder, on embeddings cached by sam-embed, or on images that it embeds once; default), lora (low-rank adapters on the q and v projections of every image-encoder block, SAMed's scheme, plus the mask decoder, on images), adapter (Medical-SAM-Adapter's bottleneck adapters in every encoder block plus the mask decoder, on images; needs --adapter-out) or full (the whole image encoder and the mask decoder, MedSAM's recipe, on images). The prompt encoder stays frozen in every mode." },
+	{ "mode", 'm', MP_OPT_STR, &modestr, NULL, "MODE", "What is trained: decoder (the mask decoder, on embeddings cached by sam-embed, or on images that it embeds once; default), lora (low-rank adapters on the q and v projections of every image-encoder block, SAMed's scheme, plus the mask decoder, on images; ViT, and TinyViT's attention blocks), adapter (Medical-SAM-Adapter's bottleneck adapters in every encoder block plus the mask decoder, on images; needs --adapter-out) or full (the whole image encoder and the mask decoder, MedSAM's recipe, on images). The prompt encoder stays frozen in every mode." },
 	{ "rank", 'r', MP_OPT_INT, &rank, NULL, "N", "LoRA rank (default 4)." },
 	{ "alpha", 0, MP_OPT_DBL, &alpha, NULL, "X", "LoRA scale numerator: the update is (alpha/rank) B A x (default alpha = rank, SAMed's scale 1)." },
 	{ "prep", 0, MP_OPT_STR, &prepstr, NULL, "MODE", "How image slices become the encoder's input (--mode lora, adapter or full, and images in --mode decoder), as sam-embed --mode: medsam (default) or sam." },
@@ -117,7 +117,12 @@ static const mp_prog prog = {
 	"Cost: about 11 GFLOP per sample and step for ViT-B's decoder.\n\n"
 	"LiteMedSAM (TinyViT encoder, 256x256 input, the same mask decoder): --mode decoder as for SAM, the box "
 	"shift scaled to 5 pixels; tests/t/sam_tune_real.py tunes its real weights on part of the slices of a CT and "
-	"an MR and measures Dice on the others. LoRA, adapters and full fine-tuning of TinyViT are not written yet.\n\n"
+	"an MR and measures Dice on the others. --mode lora (use --prep litemedsam) puts the LoRA on the q and v "
+	"parts of the fused qkv of every attention block (image_encoder.layers.L.blocks.B.attn.qkv, stages 1 on; "
+	"merged into the official per-head [q k v] rows, and as PEFT's rank-2r LoRA on qkv with --adapter-out); "
+	"gradients run back from the neck through the attention stages and their merging layers (batch norms in "
+	"eval mode); the stem and the MBConv stage run frozen without gradients (tests/t/sam_tune_tinyvit.py checks "
+	"them against autograd on a reduced TinyViT). Adapters and full fine-tuning of TinyViT are not written yet.\n\n"
 	"sam-decode(1) checks that embeddings were made by its --weights: embed again with the tuned "
 	"checkpoint (with --mode decoder its image encoder is unchanged) before decoding with it.\n\n"
 	"Distributed (data-parallel) training: started by an MPI launcher (mpirun -np N, or srun --mpi=pmix in a "

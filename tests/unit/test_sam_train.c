@@ -155,6 +155,40 @@ driver(int argc, char **argv)
 		mp_tr_bilinear_fwd(dst, dw, dh, src, sw, sh);
 		mp_tr_bilinear_bwd(ds, sw, sh, dd, dw, dh);
 		wr(dst, (size_t)dw * dh), wr(ds, (size_t)sw * sh);
+	} else if (strcmp(op, "dwconvbn") == 0) {
+		/* x (R x R x C), w (C x 1 x k x k), BN weight, bias, running mean,
+		 * var, dy (Ro x Ro x C); the BN folded as sam_tinyvit.c does */
+		int R = (int)a[0], C = (int)a[1], k = (int)a[2], st = (int)a[3], Ro = (R + 2 * (k / 2) - k) / st + 1;
+		size_t nx = (size_t)R * R * C, ny = (size_t)Ro * Ro * C, kk = (size_t)k * k;
+		float *x = rd(nx), *w = rd((size_t)C * kk), *g = rd((size_t)C), *be = rd((size_t)C), *mu = rd((size_t)C);
+		float *var = rd((size_t)C), *dy = rd(ny), *y = zf(ny), *dx = zf(nx), *fw = zf((size_t)C * kk), *fb = zf((size_t)C);
+		for (int o = 0; o < C; o++) {
+			double sc = (double)g[o] / sqrt((double)var[o] + 1e-5);
+			fb[o] = (float)((double)be[o] - (double)mu[o] * sc);
+			for (size_t j = 0; j < kk; j++)
+				fw[j * C + o] = (float)((double)w[(size_t)o * kk + j] * sc);
+		}
+		mp_tr_dwconv_fwd(y, x, fw, fb, R, C, k, st);
+		mp_tr_dwconv_bwd(dx, NULL, dy, x, fw, R, C, k, st);
+		wr(y, ny), wr(dx, nx);
+	} else if (strcmp(op, "attnbias") == 0) {
+		int n = (int)a[0], d = (int)a[1], h = (int)a[2];
+		float *qkv = rd((size_t)n * 3 * d), *bias = rd((size_t)h * n * n), *dO = rd((size_t)n * d);
+		float *o = zf((size_t)n * d), *p = zf((size_t)h * n * n), *ws = zf((size_t)n * n), *dqkv = zf((size_t)n * 3 * d);
+		mp_tr_attnbias_fwd(o, p, qkv, bias, n, d, h);
+		mp_tr_attnbias_bwd(dqkv, dO, p, qkv, n, d, h, ws);
+		wr(o, (size_t)n * d), wr(dqkv, (size_t)n * 3 * d);
+	} else if (strcmp(op, "conv3") == 0) {
+		/* 3x3 conv pad 1 through im2col3 / col2im3: x (G x G x C), w (Co x C x 3 x 3), dy (G x G x Co) */
+		int G = (int)a[0], C = (int)a[1], Co = (int)a[2];
+		size_t T = (size_t)G * G;
+		float *x = rd(T * C), *w = rd((size_t)Co * C * 9), *dy = rd(T * Co), *cols = zf(T * 9 * C), *y = zf(T * Co);
+		float *dcols = zf(T * 9 * C), *dx = zf(T * C);
+		mp_tr_im2col3(cols, x, G, C);
+		mp_tr_linear_fwd(y, cols, w, NULL, (int)T, 9 * C, Co);
+		mp_tr_linear_bwd(dcols, NULL, NULL, dy, NULL, w, (int)T, 9 * C, Co);
+		mp_tr_col2im3(dx, dcols, G, C);
+		wr(y, T * Co), wr(dx, T * C);
 	} else if (strcmp(op, "loss") == 0) {
 		size_t n = (size_t)a[0];
 		float *x = rd(n), *gt = rd(n), *dx = zf(n), r[3];
@@ -203,6 +237,47 @@ driver(int argc, char **argv)
 				mp_die("%s", mp_err());
 			if (argc > 7 && mp_tune_save_state(&t, argv[7], 0))
 				mp_die("%s", mp_err());
+		}
+		mp_tune_free(&t);
+		mp_sam_free(&m);
+	} else if (strcmp(op, "loraadam") == 0) {
+		/* CK B LR RANK ALPHA STEPS LRATE: the LoRA matrices, then per step
+		 * B x (image, box, gt); out: the loss of every step, then every
+		 * trained tensor after the last AdamW step */
+		mp_sam m;
+		mp_sam_tune t;
+		if (argc < 9)
+			mp_usage_die("loraadam: missing arguments");
+		if (mp_sam_load(&m, argv[2], mp_sam_cpu_backend(nthreads())) || mp_tune_init(&t, &m, (int)a[2]) ||
+		    mp_tune_add_lora(&t, (int)a[3], strtod(argv[6], NULL), 1))
+			mp_die("%s", mp_err());
+		int B = (int)a[1], S = m.cfg.img_size, steps = atoi(argv[7]);
+		double lrate = strtod(argv[8], NULL);
+		for (size_t i = 0; i < t.nt; i++)
+			if (strstr(t.t[i].name, ".lora_")) {
+				float *v = rd(t.t[i].n);
+				memcpy(t.p + t.t[i].off, v, t.t[i].n * sizeof(float));
+				drop(v);
+			}
+		float *losses = zf((size_t)steps + 1);
+		for (int st = 0; st < steps; st++) {
+			double L = 0;
+			mp_tune_zero_grad(&t);
+			for (int b = 0; b < B; b++) {
+				float *img = rd((size_t)3 * S * S), *box = rd(4), *gt = rd((size_t)t.loss_res * t.loss_res);
+				double l;
+				if (mp_tune_sample_image(&t, img, box, gt, 1.0 / B, &l, NULL, NULL))
+					mp_die("%s", mp_err());
+				L += l / B;
+				drop(img), drop(box), drop(gt);
+			}
+			losses[st] = (float)L;
+			mp_tune_adamw(&t, lrate);
+		}
+		wr(losses, (size_t)steps);
+		for (size_t i = 0; i < t.nt; i++) {
+			wr(t.p + t.t[i].off, t.t[i].n);
+			fprintf(stderr, "%s %zu %d\n", t.t[i].name, t.t[i].n, t.t[i].train);
 		}
 		mp_tune_free(&t);
 		mp_sam_free(&m);
