@@ -14,58 +14,49 @@ inset(int64_t v, const int64_t *labs, size_t nlab)
 	return 0;
 }
 
-/* any non-zero value (no label list): count a row in one vectorisable pass,
- * then look for its first and last labelled voxel only when it has one */
-#define BBOX_ANY(T)                                                         \
+/* a row y of slice z whose labelled voxels run from x = a to x = b: into the box */
+static inline void
+box_add(size_t a, size_t b, size_t y, size_t z, size_t lo[3], size_t hi[3], unsigned char *zused)
+{
+	if (a < lo[0]) lo[0] = a;
+	if (b > hi[0]) hi[0] = b;
+	if (y < lo[1]) lo[1] = y;
+	if (y > hi[1]) hi[1] = y;
+	if (z < lo[2]) lo[2] = z;
+	if (z > hi[2]) hi[2] = z;
+	if (zused) zused[z] = 1;
+}
+
+/* row by row: the count of labelled voxels of a row, then (when it has one)
+ * its first and last. Any non-zero value (no label list): the count in one
+ * vectorisable pass, then the ends looked for from both sides. */
+#define BBOX_LOOP(T)                                                        \
 	do {                                                                \
 		const T *p = vol;                                           \
 		for (size_t z = 0; z < nz; z++)                             \
 			for (size_t y = 0; y < ny; y++) {                   \
 				const T *row = p + (z * ny + y) * nx;       \
 				size_t c = 0, a = 0, b = nx - 1;            \
-				for (size_t x = 0; x < nx; x++)             \
-					c += row[x] != 0;                   \
-				if (c == 0)                                 \
-					continue;                           \
-				cnt += (long long)c;                        \
-				while (row[a] == 0)                         \
-					a++;                                \
-				while (row[b] == 0)                         \
-					b--;                                \
-				if (a < lo[0]) lo[0] = a;                   \
-				if (b > hi[0]) hi[0] = b;                   \
-				if (y < lo[1]) lo[1] = y;                   \
-				if (y > hi[1]) hi[1] = y;                   \
-				if (z < lo[2]) lo[2] = z;                   \
-				if (z > hi[2]) hi[2] = z;                   \
-				if (zused) zused[z] = 1;                    \
-			}                                                   \
-	} while (0)
-
-#define BBOX_LOOP(T)                                                        \
-	do {                                                                \
-		const T *p = vol;                                           \
-		if (nlab == 0) {                                            \
-			BBOX_ANY(T);                                        \
-			break;                                              \
-		}                                                           \
-		for (size_t z = 0; z < nz; z++)                             \
-			for (size_t y = 0; y < ny; y++) {                   \
-				const T *row = p + (z * ny + y) * nx;       \
-				for (size_t x = 0; x < nx; x++) {           \
-					if (row[x] == 0 && nlab == 0)       \
+				if (nlab == 0) {                            \
+					for (size_t x = 0; x < nx; x++)     \
+						c += row[x] != 0;           \
+					if (c == 0)                         \
 						continue;                   \
-					if (!inset((int64_t)row[x], labs, nlab)) \
+					while (row[a] == 0)                 \
+						a++;                        \
+					while (row[b] == 0)                 \
+						b--;                        \
+				} else {                                    \
+					for (size_t x = 0; x < nx; x++)     \
+						if (inset((int64_t)row[x], labs, nlab)) { \
+							a = c++ ? a : x;    \
+							b = x;              \
+						}                           \
+					if (c == 0)                         \
 						continue;                   \
-					cnt++;                              \
-					if (x < lo[0]) lo[0] = x;           \
-					if (x > hi[0]) hi[0] = x;           \
-					if (y < lo[1]) lo[1] = y;           \
-					if (y > hi[1]) hi[1] = y;           \
-					if (z < lo[2]) lo[2] = z;           \
-					if (z > hi[2]) hi[2] = z;           \
-					if (zused) zused[z] = 1;            \
 				}                                           \
+				cnt += (long long)c;                        \
+				box_add(a, b, y, z, lo, hi, zused);         \
 			}                                                   \
 	} while (0)
 

@@ -196,11 +196,12 @@ void mp_run_filter(char **args, int nargs, mp_out *o, mp_frame_fn fn, void *ctx)
 
 /* The frame loop of a program that works on whole cases (roi-crop,
  * vol-augment, vol-preview): adjacent held frames with the same medpipe.case
- * form a case. For every frame, role(ctx, f) (NULL: hold all) says
- * MP_CASE_PASS (out unchanged, byte for byte, at once), MP_CASE_SKIP (read
- * over) or MP_CASE_HOLD; a held frame is read whole, one of another case
- * first hands the case so far to fn, then check(ctx, in, f, c) (may be NULL)
- * returns 0 (into c), MP_CASE_SKIP (dropped) or -1 + mp_err. per_input:
+ * form a case. For every frame header, role(ctx, in, f, c) (NULL: hold all;
+ * c: the case held so far) says MP_CASE_PASS (out unchanged, byte for byte,
+ * at once), MP_CASE_SKIP (read over) or MP_CASE_HOLD. A held frame of
+ * another case first hands the case so far to fn; then check(ctx, in, f, c)
+ * (may be NULL; f: the header, its data not read yet) returns 0 (the frame is
+ * read whole into c), MP_CASE_SKIP (read over) or -1 + mp_err. per_input:
  * a case ends with its input, else it may go on in the next. Failures end the
  * program with one line (exit 1), as in mp_run_filter; closes o (may be NULL
  * when no frame passes), frees args. */
@@ -208,17 +209,36 @@ typedef struct mp_heldcase {
 	char *name;                 /* medpipe.case of its frames */
 	mp_frame *f;                /* n held frames, headers and data */
 	size_t n, cap;
+	int *fno;                   /* frame i: its number in its input */
+	char **fsrc;                /* frame i: the name of its input */
 	const char *src;            /* the input of its last frame */
 	int frameno;                /* the number of its last frame there */
-	char *srcbuf;
 } mp_heldcase;
-enum { MP_CASE_PASS = 0, MP_CASE_HOLD = 1, MP_CASE_SKIP = 2 };
-typedef int (*mp_case_role_fn)(void *ctx, const mp_frame *f);
+enum { MP_CASE_PASS = 0, MP_CASE_HOLD = 1, MP_CASE_SKIP = 2, MP_CASE_READ = 3 };
+typedef int (*mp_case_role_fn)(void *ctx, mp_in *in, const mp_frame *f, const mp_heldcase *c);
 typedef int (*mp_case_check_fn)(void *ctx, mp_in *in, const mp_frame *f, const mp_heldcase *c);
 typedef int (*mp_case_fn)(void *ctx, mp_heldcase *c, mp_out *o);
 void mp_run_cases(char **args, int nargs, mp_out *o, int per_input, mp_case_role_fn role, mp_case_check_fn check,
                   mp_case_fn fn, void *ctx);
 void mp_case_clear(mp_heldcase *c);
+/* The reader behind mp_run_cases and mp_run_filter, for programs that need
+ * more of it (vol2npz, seg-eval, sam-tune): a role may also say MP_CASE_READ:
+ * frame(ctx, in, f, o) reads the frame's data itself (streams it) at once; a
+ * read frame counts in its case as a held one does, and fn is called at the
+ * end of every case that had a held or read frame (c->n may be 0). input
+ * (may be NULL) is asked first for every input path: 1 when the program has
+ * read it itself (an image file, ...), 0 to read it as a frame stream.
+ * empty_ok: an input without frames is no error. Closes o (may be NULL);
+ * args stay the caller's. */
+typedef struct mp_reader {
+	mp_case_role_fn role;       /* NULL: MP_CASE_READ with frame, else HOLD */
+	mp_case_check_fn check;
+	mp_frame_fn frame;
+	mp_case_fn fn;
+	int (*input)(void *ctx, const char *path);
+	int per_input, empty_ok;
+} mp_reader;
+void mp_read_frames(char **args, int nargs, mp_out *o, const mp_reader *r, void *ctx);
 /* a held frame (data read whole) out unchanged: byte for byte when it came
  * in raw little endian, else written anew */
 int mp_out_held(mp_out *o, const mp_frame *f);

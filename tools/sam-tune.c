@@ -199,52 +199,74 @@ hold(const mp_frame *f, int val)
 	return x;
 }
 
-/* every sample and label frame of src: a stream, an .npz or an npy folder */
-static void
-read_src(const char *src, int enc, int val)
+/* the inputs read: frame streams, .npz files and npy folders */
+typedef struct {
+	int enc, val;       /* embeddings frames are left out when the encoder trains */
+	const char *path;   /* the input being read */
+} srcs;
+
+static int
+src_input(void *ctx, const char *src)
 {
-	if (mp_tune_files_is(src)) {
-		mp_frame **fr;
-		size_t n;
-		if (mp_tune_files_read(src, &fr, &n))
-			mp_die("%s", mp_err());
-		for (size_t i = 0; i < n; i++) {
-			hold(fr[i], val);
-			free(fr[i]);
-		}
-		free(fr);
-		return;
-	}
-	mp_in *in = mp_in_open(src);
-	mp_frame f;
-	int r;
-	if (!in)
+	srcs *s = ctx;
+	mp_frame **fr;
+	size_t n;
+
+	s->path = src;
+	if (!mp_tune_files_is(src))
+		return 0;
+	if (mp_tune_files_read(src, &fr, &n))
 		mp_die("%s", mp_err());
-	while ((r = mp_in_header(in, &f)) == 1) {
-		const char *role = mp_role(&f);
-		int no = mp_in_frameno(in);
-		if (strcmp(role, "image") != 0 && (enc || strcmp(role, "embedding") != 0) && strcmp(role, "label") != 0) {
-			mp_frame_free(&f);
-			if (mp_in_skipdata(in) < 0)
-				mp_die("%s", mp_err());
-			continue;
-		}
-		if (mp_in_rest_spool(in, &f, (size_t)1 << 30) < 0)
-			mp_die("%s", mp_err());
-		held *x = hold(&f, val);
-		if (x->is_emb && !x->is_img) {
-			if (mp_sam_emb_read(&x->f, &x->info))
-				mp_die("%s: frame %d: %s", src, no, mp_err());
-			if (x->info.G != model.cfg.grid || x->info.C != model.cfg.out_chans ||
-			    strcmp(x->info.weights_id, id) != 0)
-				mp_die("%s: frame %d: embeddings made by weights %s (%s), not by %s (%s)", src, no,
-				       mp_get_kv(&x->f, "medpipe.sam.weights") ? mp_get_kv(&x->f, "medpipe.sam.weights") : "?",
-				       x->info.weights_id, weights, id);
-		}
+	for (size_t i = 0; i < n; i++) {
+		hold(fr[i], s->val);
+		free(fr[i]);
 	}
-	if (r < 0)
-		mp_die("%s", mp_err());
-	mp_in_close(in);
+	free(fr);
+	return 1;
+}
+
+static int
+src_role(void *ctx, mp_in *in, const mp_frame *f, const mp_heldcase *c)
+{
+	const srcs *s = ctx;
+	const char *role = mp_role(f);
+
+	(void)in, (void)c;
+	return strcmp(role, "image") == 0 || (!s->enc && strcmp(role, "embedding") == 0) || strcmp(role, "label") == 0
+	               ? MP_CASE_READ
+	               : MP_CASE_SKIP;
+}
+
+/* a sample or label frame, kept */
+static int
+src_frame(void *ctx, mp_in *in, mp_frame *f, mp_out *o)
+{
+	const srcs *s = ctx;
+	int no = mp_in_frameno(in);
+
+	(void)o;
+	if (mp_in_rest_spool(in, f, (size_t)1 << 30) < 0)
+		return -1;
+	held *x = hold(f, s->val);
+	mp_frame_init(f);   /* x owns its data */
+	if (x->is_emb && !x->is_img) {
+		if (mp_sam_emb_read(&x->f, &x->info))
+			mp_die("%s: frame %d: %s", s->path, no, mp_err());
+		if (x->info.G != model.cfg.grid || x->info.C != model.cfg.out_chans || strcmp(x->info.weights_id, id) != 0)
+			mp_die("%s: frame %d: embeddings made by weights %s (%s), not by %s (%s)", s->path, no,
+			       mp_get_kv(&x->f, "medpipe.sam.weights") ? mp_get_kv(&x->f, "medpipe.sam.weights") : "?",
+			       x->info.weights_id, weights, id);
+	}
+	return 0;
+}
+
+/* every sample and label frame of n inputs (0: standard input) */
+static void
+read_src(char **src, int n, int enc, int val)
+{
+	srcs s = { enc, val, NULL };
+
+	mp_read_frames(src, n, NULL, &(mp_reader){ src_role, NULL, src_frame, NULL, src_input, 0, 1 }, &s);
 }
 
 /* the label frame of sample frame i */
@@ -350,10 +372,9 @@ main(int argc, char **argv)
 	mp_sam_weights_id(&model, id, sizeof id);
 
 	/* every frame: embeddings or images, and labels */
-	for (int i = 0; i < (nargs ? nargs : 1); i++)
-		read_src(nargs ? args[i] : "-", enc, 0);
-	for (size_t i = 0; i < nvalfiles; i++)
-		read_src(valfiles[i], enc, 1);
+	read_src(args, nargs, enc, 0);
+	if (nvalfiles)
+		read_src((char **)valfiles, (int)nvalfiles, enc, 1);
 	/* --val F: whole cases of the input held out */
 	if (valfrac > 0) {
 		const char **cs = NULL;

@@ -242,6 +242,149 @@ evaluate(const vol *r, const vol *p)
 	free(L);
 }
 
+/* ---------------------------------------------------------------- the frame loop */
+static vol *refs;            /* --ref: the references, in order */
+static size_t nrefs, used;
+static int npreds, refseen;
+
+/* --ref FILE as a frame stream: every frame but images is a reference */
+static int
+refs_role(void *ctx, mp_in *in, const mp_frame *f, const mp_heldcase *c)
+{
+	(void)ctx, (void)in, (void)c;
+	refseen++;
+	return is_image_role(f) ? MP_CASE_SKIP : MP_CASE_READ;   /* a CT is not a reference */
+}
+
+static int
+ref_frame(void *ctx, mp_in *in, mp_frame *f, mp_out *o)
+{
+	(void)ctx, (void)o;
+	refs = mp_xrealloc(refs, (nrefs + 1) * sizeof *refs);
+	memset(&refs[nrefs], 0, sizeof *refs);
+	if (read_vol(in, f, &refs[nrefs]) < 0)
+		return -1;
+	nrefs++;
+	return 0;
+}
+
+/* a prediction against the reference of its case, else the next one */
+static void
+evaluate_next(vol *p)
+{
+	const vol *rv = NULL;
+	if (*p->casename)
+		for (size_t k = 0; k < nrefs && !rv; k++)
+			if (strcmp(refs[k].casename, p->casename) == 0)
+				rv = &refs[k];
+	if (!rv) {
+		if (used >= nrefs)
+			mp_die("%s: frame %d: no reference for this prediction (case '%s')", p->src, p->frameno, p->casename);
+		rv = &refs[used];
+	}
+	used++;
+	evaluate(rv, p);
+	npreds++;
+	vol_free(p);
+}
+
+/* an input that is an image file (with --ref): its frames are predictions */
+static int
+image_input(void *ctx, const char *path)
+{
+	(void)ctx;
+	if (!is_image_file(path))
+		return 0;
+	if (!ref_file)
+		mp_usage_die("%s: an image file as input needs --ref (or make it a frame stream with vol-cat)", path);
+	vol *ps = NULL;
+	size_t np = 0;
+	read_image_file(path, &ps, &np);
+	for (size_t k = 0; k < np; k++) {
+		if (used >= nrefs)
+			mp_die("%s: frame %zu: no reference left for this prediction", path, k + 1);
+		evaluate(&refs[used++], &ps[k]);
+		npreds++;
+		vol_free(&ps[k]);
+	}
+	free(ps);
+	return 1;
+}
+
+/* with --ref every frame but images is a prediction; else frames of the
+ * reference and prediction roles are held by case */
+static int
+frame_role(void *ctx, mp_in *in, const mp_frame *f, const mp_heldcase *c)
+{
+	const char *role = mp_role(f);
+
+	(void)ctx, (void)in, (void)c;
+	if (ref_file)
+		return is_image_role(f) ? MP_CASE_SKIP : MP_CASE_HOLD;
+	return strcmp(role, ref_role) == 0 || strcmp(role, pred_role) == 0 ? MP_CASE_HOLD : MP_CASE_SKIP;
+}
+
+static int
+frame_check(void *ctx, mp_in *in, const mp_frame *f, const mp_heldcase *c)
+{
+	size_t nx, ny, nz;
+
+	(void)ctx;
+	if (mp_frame_xyz(f, &nx, &ny, &nz) < 0)
+		return mp_seterr("%s: frame %d: not a scalar 2D or 3D frame", mp_in_name(in), mp_in_frameno(in));
+	if (!ref_file && strcmp(mp_role(f), ref_role) == 0)
+		for (size_t k = 0; k < c->n; k++)
+			if (strcmp(mp_role(&c->f[k]), ref_role) == 0)
+				return mp_seterr("%s: frame %d: a second reference (role %s) for case '%s'", mp_in_name(in),
+				                 mp_in_frameno(in), ref_role, c->name);
+	return 0;
+}
+
+static void
+held_vol(mp_heldcase *c, size_t k, vol *v)
+{
+	memset(v, 0, sizeof *v);
+	if (frame_vol(&c->f[k], c->fsrc[k], c->fno[k], v) < 0)
+		mp_die("%s", mp_err());
+}
+
+/* a case: its predictions, in order, against its reference */
+static int
+each_case(void *ctx, mp_heldcase *c, mp_out *o)
+{
+	size_t r = 0, npend = 0;
+	vol ref, *pend = mp_xmalloc((c->n + 1) * sizeof *pend);
+
+	(void)ctx, (void)o;
+	if (ref_file) {
+		for (size_t k = 0; k < c->n; k++) {
+			held_vol(c, k, &pend[0]);
+			evaluate_next(&pend[0]);
+		}
+		free(pend);
+		return 0;
+	}
+	while (r < c->n && strcmp(mp_role(&c->f[r]), ref_role) != 0)
+		held_vol(c, r++, &pend[npend++]);   /* predictions before the reference */
+	if (r == c->n && npend)
+		mp_die("%s: frame %d: no reference (role %s) for case '%s'", pend[0].src, pend[0].frameno, ref_role, c->name);
+	if (r < c->n) {
+		held_vol(c, r, &ref);
+		for (size_t k = 0; k < c->n; k++) {
+			if (k == r)
+				continue;
+			if (k > r)
+				held_vol(c, k, &pend[k - 1]);
+			evaluate(&ref, &pend[k - (k > r)]);
+			vol_free(&pend[k - (k > r)]);
+			npreds++;
+		}
+		vol_free(&ref);
+	}
+	free(pend);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -253,36 +396,13 @@ main(int argc, char **argv)
 		mp_usage_die("--tolerance: must be >= 0");
 	if (digits < 0 || digits > 17)
 		mp_usage_die("--digits: must be 0..17");
-	vol *refs = NULL;
-	size_t nrefs = 0, used = 0;
 	if (ref_file && is_image_file(ref_file)) {
 		read_image_file(ref_file, &refs, &nrefs);
 	} else if (ref_file) {
-		mp_in *in = mp_in_open(ref_file);
-		mp_frame f;
-		int r;
-		if (!in)
-			mp_die("%s", mp_err());
-		while ((r = mp_in_header(in, &f)) == 1) {
-			if (is_image_role(&f)) {   /* a CT is not a reference */
-				if (mp_in_skipdata(in) < 0)
-					mp_die("%s", mp_err());
-				mp_frame_free(&f);
-				continue;
-			}
-			refs = mp_xrealloc(refs, (nrefs + 1) * sizeof *refs);
-			memset(&refs[nrefs], 0, sizeof *refs);
-			if (read_vol(in, &f, &refs[nrefs]) < 0)
-				mp_die("%s", mp_err());
-			nrefs++;
-			mp_frame_free(&f);
-		}
-		if (r < 0)
-			mp_die("%s", mp_err());
+		char *one[] = { (char *)ref_file };
+		mp_read_frames(one, 1, NULL, &(mp_reader){ refs_role, NULL, ref_frame, NULL, NULL, 0, 1 }, NULL);
 		if (nrefs == 0)
-			mp_die("%s: no reference frame in it (%s)", ref_file,
-			       mp_in_frameno(in) ? "only images" : "empty stream");
-		mp_in_close(in);
+			mp_die("%s: no reference frame in it (%s)", ref_file, refseen ? "only images" : "empty stream");
 	}
 	for (int i = 0; i < nargs; i++)
 		if (!ref_file && is_image_file(args[i]))
@@ -296,131 +416,10 @@ main(int argc, char **argv)
 		mp_die("out of memory:");
 	fputs("case,pred,label,ref_voxels,pred_voxels,dice,nsd\n", out);
 
-	/* in-stream mode: the frames of the current case */
-	vol cur_ref = { 0 };
-	vol *pend = NULL;
-	size_t npend = 0;
-	int have_ref = 0, npreds = 0;
-	char *curcase = NULL;
-
-	for (int i = 0; i < (nargs ? nargs : 1); i++) {
-		const char *path = nargs ? args[i] : "-";
-		if (is_image_file(path)) {
-			if (!ref_file)
-				mp_usage_die("%s: an image file as input needs --ref (or make it a frame stream with vol-cat)", path);
-			vol *ps = NULL;
-			size_t np = 0;
-			read_image_file(path, &ps, &np);
-			for (size_t k = 0; k < np; k++) {
-				if (used >= nrefs)
-					mp_die("%s: frame %zu: no reference left for this prediction", path, k + 1);
-				evaluate(&refs[used++], &ps[k]);
-				npreds++;
-				vol_free(&ps[k]);
-			}
-			free(ps);
-			continue;
-		}
-		mp_in *in = mp_in_open(path);
-		mp_frame f;
-		int r;
-		if (!in)
-			mp_die("%s", mp_err());
-		while ((r = mp_in_header(in, &f)) == 1) {
-			const char *role = mp_role(&f);
-			if (ref_file) {
-				if (is_image_role(&f)) {
-					if (mp_in_skipdata(in) < 0)
-						mp_die("%s", mp_err());
-					mp_frame_free(&f);
-					continue;
-				}
-				vol p = { 0 };
-				if (read_vol(in, &f, &p) < 0)
-					mp_die("%s", mp_err());
-				const vol *rv = NULL;
-				if (*p.casename)
-					for (size_t k = 0; k < nrefs && !rv; k++)
-						if (strcmp(refs[k].casename, p.casename) == 0)
-							rv = &refs[k];
-				if (!rv) {
-					if (used >= nrefs)
-						mp_die("%s: frame %d: no reference for this prediction (case '%s')",
-						       p.src, p.frameno, p.casename);
-					rv = &refs[used];
-				}
-				used++;
-				evaluate(rv, &p);
-				npreds++;
-				vol_free(&p);
-				mp_frame_free(&f);
-				continue;
-			}
-			int isref = strcmp(role, ref_role) == 0, ispred = strcmp(role, pred_role) == 0;
-			if (!isref && !ispred) {
-				if (mp_in_skipdata(in) < 0)
-					mp_die("%s", mp_err());
-				mp_frame_free(&f);
-				continue;
-			}
-			if (curcase && strcmp(curcase, mp_case(&f)) != 0) {
-				/* case ended: predictions that came before their reference */
-				if (npend && !have_ref)
-					mp_die("%s: frame %d: no reference (role %s) for case '%s'",
-					       pend[0].src, pend[0].frameno, ref_role, curcase);
-				for (size_t k = 0; k < npend; k++) {
-					evaluate(&cur_ref, &pend[k]);
-					vol_free(&pend[k]);
-				}
-				npend = 0;
-				vol_free(&cur_ref);
-				have_ref = 0;
-			}
-			free(curcase);
-			curcase = mp_xstrdup(mp_case(&f));
-			vol v = { 0 };
-			if (read_vol(in, &f, &v) < 0)
-				mp_die("%s", mp_err());
-			if (isref) {
-				if (have_ref)
-					mp_die("%s: frame %d: a second reference (role %s) for case '%s'",
-					       v.src, v.frameno, ref_role, curcase);
-				cur_ref = v;
-				have_ref = 1;
-				for (size_t k = 0; k < npend; k++) {
-					evaluate(&cur_ref, &pend[k]);
-					vol_free(&pend[k]);
-				}
-				npend = 0;
-			} else if (have_ref) {
-				evaluate(&cur_ref, &v);
-				vol_free(&v);
-				npreds++;
-			} else {
-				pend = mp_xrealloc(pend, (npend + 1) * sizeof *pend);
-				pend[npend++] = v;
-				npreds++;
-			}
-			mp_frame_free(&f);
-		}
-		if (r < 0)
-			mp_die("%s", mp_err());
-		if (mp_in_frameno(in) == 0)
-			mp_in_die_empty(in);
-		mp_in_close(in);
-	}
-	if (npend && !have_ref)
-		mp_die("%s: frame %d: no reference (role %s) for case '%s'",
-		       pend[0].src, pend[0].frameno, ref_role, curcase ? curcase : "");
-	for (size_t k = 0; k < npend; k++) {
-		evaluate(&cur_ref, &pend[k]);
-		vol_free(&pend[k]);
-	}
+	mp_read_frames(args, nargs, NULL,
+	               &(mp_reader){ frame_role, frame_check, NULL, each_case, image_input, ref_file != NULL, 0 }, NULL);
 	if (npreds == 0)
 		mp_die("no prediction frames (role %s) in the input", ref_file ? "not image" : pred_role);
-	vol_free(&cur_ref);
-	free(pend);
-	free(curcase);
 	for (size_t k = 0; k < nrefs; k++)
 		vol_free(&refs[k]);
 	free(refs);

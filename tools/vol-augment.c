@@ -78,9 +78,9 @@ is_label(const mp_frame *f)
 }
 
 static int
-frame_role(void *ctx, const mp_frame *f)
+frame_role(void *ctx, mp_in *in, const mp_frame *f, const mp_heldcase *c)
 {
-	(void)ctx;
+	(void)ctx, (void)in, (void)c;
 	return strcmp(mp_role(f), "image") == 0 || is_label(f) ? MP_CASE_HOLD : MP_CASE_PASS;
 }
 

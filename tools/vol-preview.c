@@ -163,11 +163,11 @@ render(kase *k)
 }
 
 static int
-frame_role(void *ctx, const mp_frame *f)
+frame_role(void *ctx, mp_in *in, const mp_frame *f, const mp_heldcase *c)
 {
 	const char *role = mp_role(f);
 
-	(void)ctx;
+	(void)ctx, (void)in, (void)c;
 	return strcmp(role, "image") == 0 || strcmp(role, "label") == 0 || strcmp(role, "mask") == 0 ? MP_CASE_HOLD
 	                                                                                             : MP_CASE_SKIP;
 }

@@ -64,7 +64,7 @@ typedef struct {
 } outfile;
 
 static outfile cur;
-static char *curcase;
+static int medsam, percase;
 
 static char *
 expand(const char *pat, const char *cs)
@@ -206,9 +206,15 @@ put_frame(mp_in *in, mp_frame *f)
 }
 
 /* ---------------------------------------------------------------- medsam layout */
-static mp_frame mimg, mlab;
-static int have_img, have_lab;
-static char *mcase, *msrc;
+/* the held frame of role r in c, or NULL */
+static const mp_frame *
+held_role(const mp_heldcase *c, const char *r)
+{
+	for (size_t i = 0; i < c->n; i++)
+		if (strcmp(mp_role(&c->f[i]), r) == 0)
+			return &c->f[i];
+	return NULL;
+}
 
 static void
 mkdir_p(const char *d)
@@ -277,54 +283,57 @@ base_name(const char *path)
 	return s;
 }
 
+/* a case in MedSAM's layout: its image and its label */
 static void
-medsam_flush(void)
+medsam_flush(const mp_heldcase *c)
 {
 	size_t nx, ny, nz, shp[3];
 	uint8_t *gt;
 	double sp[3];
-	const char *cs = mcase ? mcase : "";
+	const char *cs = c->name, *msrc = c->src;
+	const mp_frame *mimg = held_role(c, "image"), *mlab = held_role(c, "label");
+	int have_img = mimg != NULL, have_lab = mlab != NULL;
 
 	if (!have_img && !have_lab)
 		return;
 	if (!have_img || !have_lab)
 		mp_die("%s: case '%s': no %s frame: MedSAM's layout needs an image and a label", msrc, cs,
 		       have_img ? "label" : "image");
-	if (mimg.type != MP_UINT8)
+	if (mimg->type != MP_UINT8)
 		mp_die("%s: case '%s': image frame is %s: MedSAM's imgs are uint8 (hu-window --type uint8)", msrc, cs,
-		       mp_type_name(mimg.type));
-	if (!mp_type_is_int(mlab.type))
-		mp_die("%s: case '%s': label frame is not of an integer type (%s)", msrc, cs, mp_type_name(mlab.type));
-	int rgb = mimg.dim == 3 && mimg.size[0] == 3 && !mimg.has_dir[0];
-	if (mimg.dim == 2 || rgb) {
+		       mp_type_name(mimg->type));
+	if (!mp_type_is_int(mlab->type))
+		mp_die("%s: case '%s': label frame is not of an integer type (%s)", msrc, cs, mp_type_name(mlab->type));
+	int rgb = mimg->dim == 3 && mimg->size[0] == 3 && !mimg->has_dir[0];
+	if (mimg->dim == 2 || rgb) {
 		/* MedSAM's 2D layout: imgs (H, W, 3), gts (H, W) */
-		nx = mimg.size[rgb], ny = mimg.size[rgb + 1], nz = 1;
-		if (mlab.dim != 2 || mlab.size[0] != nx || mlab.size[1] != ny)
+		nx = mimg->size[rgb], ny = mimg->size[rgb + 1], nz = 1;
+		if (mlab->dim != 2 || mlab->size[0] != nx || mlab->size[1] != ny)
 			mp_die("%s: case '%s': image and label sizes differ", msrc, cs);
-	} else if (mp_frame_xyz(&mimg, &nx, &ny, &nz) < 0)
+	} else if (mp_frame_xyz(mimg, &nx, &ny, &nz) < 0)
 		mp_die("%s: case '%s': image frame is not a 2D or 3D scalar volume", msrc, cs);
-	else if (mlab.dim != mimg.dim || memcmp(mlab.size, mimg.size, sizeof mimg.size) != 0)
+	else if (mlab->dim != mimg->dim || memcmp(mlab->size, mimg->size, sizeof mimg->size) != 0)
 		mp_die("%s: case '%s': image and label sizes differ", msrc, cs);
-	if (mlab.type == MP_UINT8) {
-		gt = mlab.data;
+	if (mlab->type == MP_UINT8) {
+		gt = mlab->data;
 	} else {
 		double mn, mx;
-		mp_frame_minmax(&mlab, &mn, &mx);
+		mp_frame_minmax(mlab, &mn, &mx);
 		if (mn < 0 || mx > 255)
 			mp_die("%s: case '%s': label %g does not fit uint8 (MedSAM's gts): renumber with label-map", msrc, cs,
 			       mn < 0 ? mn : mx);
 		gt = mp_xmalloc(nx * ny * nz);
-		mp_convert(gt, MP_UINT8, mlab.data, mlab.type, nx * ny * nz);
+		mp_convert(gt, MP_UINT8, mlab->data, mlab->type, nx * ny * nz);
 	}
 	for (int a = 0; a < 3; a++)
-		sp[a] = a < mimg.dim ? mp_spacing(&mimg, a) : 1.0;
+		sp[a] = a < mimg->dim ? mp_spacing(mimg, a) : 1.0;
 	shp[0] = nz, shp[1] = ny, shp[2] = nx;
-	if (mimg.dim == 2 || rgb) {
-		uint8_t *img3 = rgb ? mimg.data : mp_xmalloc(nx * ny * 3);
+	if (mimg->dim == 2 || rgb) {
+		uint8_t *img3 = rgb ? mimg->data : mp_xmalloc(nx * ny * 3);
 		size_t s3[3] = { ny, nx, 3 }, s2[2] = { ny, nx };
 		if (!rgb)
 			for (size_t i = 0; i < nx * ny; i++)
-				img3[3 * i] = img3[3 * i + 1] = img3[3 * i + 2] = ((uint8_t *)mimg.data)[i];
+				img3[3 * i] = img3[3 * i + 1] = img3[3 * i + 2] = ((uint8_t *)mimg->data)[i];
 		if (outpat) {
 			char *path = expand(outpat, cs);
 			if (ends_with(path, ".npy"))
@@ -344,11 +353,8 @@ medsam_flush(void)
 		}
 		if (!rgb)
 			free(img3);
-		if (gt != mlab.data)
+		if (gt != mlab->data)
 			free(gt);
-		mp_frame_free(&mimg);
-		mp_frame_free(&mlab);
-		have_img = have_lab = 0;
 		return;
 	}
 	if (outpat) {
@@ -356,7 +362,7 @@ medsam_flush(void)
 		if (ends_with(path, ".npy"))
 			mp_die("%s: MedSAM's layout is an .npz", path);
 		out_start(path);
-		if (mp_npz_add(cur.z, "imgs", MP_UINT8, 3, shp, mimg.data) < 0 ||
+		if (mp_npz_add(cur.z, "imgs", MP_UINT8, 3, shp, mimg->data) < 0 ||
 		    mp_npz_add(cur.z, "gts", MP_UINT8, 3, shp, gt) < 0 ||
 		    mp_npz_add(cur.z, "spacing", MP_FLOAT64, 1, (size_t[]){ 3 }, sp) < 0)
 			mp_die("%s", mp_err());
@@ -366,21 +372,67 @@ medsam_flush(void)
 	}
 	if (slicedir) {
 		char *name = slicename ? mp_xstrdup(slicename) : *cs ? mp_xstrdup(cs) : outpat ? base_name(outpat) : mp_xstrdup("slice");
-		write_slices(name, mimg.data, 1, gt, nx, ny, nz);
+		write_slices(name, mimg->data, 1, gt, nx, ny, nz);
 		free(name);
 	}
-	if (gt != mlab.data)
+	if (gt != mlab->data)
 		free(gt);
-	mp_frame_free(&mimg);
-	mp_frame_free(&mlab);
-	have_img = have_lab = 0;
+}
+
+/* ---------------------------------------------------------------- the frame loop */
+/* every frame header: a second case where the output holds one is an error */
+static int
+frame_role(void *ctx, mp_in *in, const mp_frame *f, const mp_heldcase *c)
+{
+	(void)ctx;
+	if (c->name && strcmp(c->name, mp_case(f)) != 0 && !percase && outpat && (medsam || ends_with(outpat, ".npy")))
+		mp_die("%s: frame %d: a second case ('%s' after '%s'): put {case} in the output name", mp_in_name(in),
+		       mp_in_frameno(in), mp_case(f), c->name);
+	return medsam ? MP_CASE_HOLD : MP_CASE_READ;
+}
+
+/* medsam layout: the first image and the first label of a case are held */
+static int
+frame_check(void *ctx, mp_in *in, const mp_frame *f, const mp_heldcase *c)
+{
+	const char *role = mp_role(f);
+
+	(void)ctx;
+	if ((strcmp(role, "image") == 0 || strcmp(role, "label") == 0) && !held_role(c, role))
+		return 0;
+	mp_note("%s: frame %d: role %s not in MedSAM's layout: skipped", mp_in_name(in), mp_in_frameno(in), role);
+	return MP_CASE_SKIP;
+}
+
+/* roles layout: every frame streamed into the file of its case */
+static int
+stream_frame(void *ctx, mp_in *in, mp_frame *f, mp_out *o)
+{
+	(void)ctx, (void)o;
+	if (!cur.path) {
+		char *p = expand(outpat, mp_case(f));
+		out_start(p);
+		free(p);
+	}
+	return put_frame(in, f);
+}
+
+static int
+case_end(void *ctx, mp_heldcase *c, mp_out *o)
+{
+	(void)ctx, (void)o;
+	if (medsam)
+		medsam_flush(c);
+	else if (percase)
+		out_finish();
+	return 0;
 }
 
 int
 main(int argc, char **argv)
 {
 	char **args;
-	int nargs = mp_parse(&prog, argc, argv, &args), medsam;
+	int nargs = mp_parse(&prog, argc, argv, &args);
 
 	if (strcmp(layout, "medsam") == 0)
 		medsam = 1;
@@ -407,75 +459,9 @@ main(int argc, char **argv)
 		mp_usage_die("--size %ld: want 1..65536", slicesize);
 	if (strcmp(slicetype, "float64") != 0 && strcmp(slicetype, "float32") != 0)
 		mp_usage_die("--slice-type %s: want float64 or float32", slicetype);
-	for (int i = 0; i < (nargs ? nargs : 1); i++) {
-		mp_in *in = mp_in_open(nargs ? args[i] : "-");
-		mp_frame f;
-		int r;
-
-		if (!in)
-			mp_die("%s", mp_err());
-		while ((r = mp_in_header(in, &f)) == 1) {
-			const char *cs = mp_case(&f);
-			int newcase = !curcase || strcmp(curcase, cs) != 0;
-
-			if (newcase) {
-				int percase = outpat && strstr(outpat, "{case}");
-				if (curcase && !percase && outpat && (medsam || ends_with(outpat, ".npy")))
-					mp_die("%s: frame %d: a second case ('%s' after '%s'): put {case} in the output name",
-					       mp_in_name(in), mp_in_frameno(in), cs, curcase);
-				if (medsam)
-					medsam_flush();
-				else if (curcase && percase)
-					out_finish();
-				free(curcase);
-				curcase = mp_xstrdup(cs);
-			}
-			if (medsam) {
-				const char *role = mp_role(&f);
-				mp_frame *dst = NULL;
-				if (strcmp(role, "image") == 0 && !have_img)
-					dst = &mimg, have_img = 1;
-				else if (strcmp(role, "label") == 0 && !have_lab)
-					dst = &mlab, have_lab = 1;
-				if (dst) {
-					if (mp_in_rest(in, &f) < 0)
-						mp_die("%s", mp_err());
-					*dst = f;
-					mp_frame_init(&f);
-					free(msrc);
-					msrc = mp_xstrdup(mp_in_name(in));
-					free(mcase);
-					mcase = mp_xstrdup(cs);
-				} else {
-					mp_note("%s: frame %d: role %s not in MedSAM's layout: skipped", mp_in_name(in),
-					        mp_in_frameno(in), role);
-					if (mp_in_skipdata(in) < 0)
-						mp_die("%s", mp_err());
-				}
-			} else {
-				if (!cur.path) {
-					char *p = expand(outpat, cs);
-					out_start(p);
-					free(p);
-				}
-				put_frame(in, &f);
-			}
-			mp_frame_free(&f);
-		}
-		if (r < 0)
-			mp_die("%s", mp_err());
-		if (mp_in_frameno(in) == 0)
-			mp_in_die_empty(in);
-		mp_in_close(in);
-	}
-	if (!curcase)
-		mp_die("%s: no frame in the input", nargs ? args[0] : "<stdin>");
-	if (medsam)
-		medsam_flush();
-	else if (!cur.path)
-		mp_die("%s: no frame in the input", nargs ? args[0] : "<stdin>");
+	percase = outpat && strstr(outpat, "{case}");
+	mp_read_frames(args, nargs, NULL, &(mp_reader){ frame_role, frame_check, stream_frame, case_end, NULL, 0, 0 }, NULL);
 	out_finish();
-	free(curcase), free(mcase), free(msrc);
 	free(args);
 	return 0;
 }
