@@ -140,7 +140,8 @@ typedef struct mp_sam {
 	const mp_sam_backend *be;
 	/* decoder workspace and the prompt-independent part of the first
 	 * transformer layer for the embedding cache_emb points to */
-	float *dbuf;
+	float *dbuf, *tbuf, *wbuf;         /* wbuf: wbuf_n floats, the CPU path's per thread */
+	size_t wbuf_n;
 	const float *cache_emb;
 	float *c_keys0, *c_kpe0, *c_k, *c_v, *c_q;
 	char adapter[200];                 /* what mp_sam_load_adapter applied ("" none) */
@@ -239,6 +240,30 @@ void mp_sam_train_image(mp_sam_pre *p, const float *slice, float *work, int f32,
  * out: nx*ny floats */
 void mp_sam_postprocess(mp_sam_mode m, int prob, int S, const float *low, int L, size_t rw, size_t rh,
                         size_t nx, size_t ny, float *out);
+/* mp_sam_postprocess with scratch space of L*L + rw*rh + 4*(W+H) + 2*W + 64
+ * floats (W = max(S, nx), H = max(S, ny)) instead of allocations; the same values */
+void mp_sam_post(mp_sam_mode m, int prob, int S, const float *low, int L, size_t rw, size_t rh, size_t nx,
+                 size_t ny, float *out, float *scratch);
+/* masks on the slice grid (mp_sam_post) for n prompts of one embedding:
+ * planes[i] (nx*ny floats) gets prompt i's kept mask postprocessed, or when
+ * bin is not NULL, bin[i] (nx*ny bytes) 1 where that value > thr, else 0
+ * (planes unused); iou[i] its predicted IoU. The kept mask: the single-mask output (0), or with
+ * multimask the one of 1..nmask-1 of the highest predicted IoU. On the CPU
+ * backend only that mask is computed, the prompts are decoded in parallel
+ * over the backend's threads (one prompt: the upscaling over rows of the
+ * image tokens), and the upscaled maps are made tile by tile in the cache;
+ * the buffers stay with m for the next call. Other backends: mp_sam_decode
+ * per prompt. 0 or -1 + mp_err (the first failure). */
+typedef struct mp_sam_masks {
+	int multimask;
+	mp_sam_mode mode;       /* geometry of mp_sam_post */
+	int prob;
+	size_t rw, rh, nx, ny;
+	unsigned char *const *bin;
+	float thr;
+} mp_sam_masks;
+int mp_sam_decode_masks(mp_sam *m, const float *emb, size_t n, const mp_sam_prompt *p, const mp_sam_masks *s,
+                        float *const *planes, float *iou);
 /* torch F.interpolate(mode='bilinear', align_corners=False) of one plane */
 void mp_sam_bilinear(const float *src, size_t sw, size_t sh, float *dst, size_t dw, size_t dh);
 

@@ -393,6 +393,8 @@ mp_sam_free(mp_sam *m)
 	mp_tl_free(&m->td);
 	free(m->dense_pe);
 	free(m->dbuf);
+	free(m->tbuf);
+	free(m->wbuf);
 	memset(m, 0, sizeof *m);
 }
 
@@ -684,7 +686,8 @@ tattn(const mp_sam *m, const mp_sam_tattn *A, const float *qin, int nq, const fl
 
 #define MAXTOK 64
 /* workspace of t2i_folded / i2t_folded */
-#define FOLDWS(H, T, C) ((size_t)(H) * MAXTOK * ((size_t)(T) + 2 * (size_t)(C) + 1) + 2 * (size_t)MAXTOK * (size_t)(C))
+#define FOLDWS(H, T, C) ((size_t)(H) * MAXTOK * ((size_t)(T) + 2 * (size_t)(C) + 1) + 2 * (size_t)MAXTOK * (size_t)(C) + \
+                         2 * (size_t)(T))
 
 /* Attention between the few prompt tokens and the T image tokens with the
  * image-side projections folded into the token side (same values up to
@@ -695,18 +698,7 @@ tattn(const mp_sam *m, const mp_sam_tattn *A, const float *qin, int nq, const fl
 static void
 softmax_rows(float *s, size_t rows, size_t n, size_t ld)
 {
-	for (size_t r = 0; r < rows; r++) {
-		float *x = s + r * ld, mx = x[0], sum = 0;
-		for (size_t j = 1; j < n; j++)
-			mx = x[j] > mx ? x[j] : mx;
-		for (size_t j = 0; j < n; j++) {
-			x[j] = expf(x[j] - mx);
-			sum += x[j];
-		}
-		float inv = 1.0f / sum;
-		for (size_t j = 0; j < n; j++)
-			x[j] *= inv;
-	}
+	mp_sam_softmax_rows(s, rows, n, ld);
 }
 
 /* c (n x m, row stride ldc) = a (n x k, stride lda) b^T, b: m x k (stride ldb)
@@ -767,21 +759,26 @@ t2i_folded(const mp_sam *m, const mp_sam_tattn *A, const float *qin, int nq, con
 }
 
 /* image tokens qin (nq x C; or their projections cq, nq x I, when not NULL)
- * attend to the tokens kin, vin (nk x C) */
+ * attend to the tokens kin, vin (nk x C). The scores are made transposed
+ * (head-major rows of nq image tokens), so that the softmax over the few
+ * tokens runs along columns, vectorised over the image tokens. resid (may
+ * be out; or NULL) is added to out by the last product; the output bias
+ * goes into it as b / H on every row of the folded values (each head's
+ * weights of an image token sum to 1). */
 static void
 i2t_folded(const mp_sam *m, const mp_sam_tattn *A, const float *qin, const float *cq, int nq, const float *kin,
-           const float *vin, int nk, float *out, float *s)
+           const float *vin, int nk, float *out, const float *resid, float *s)
 {
 	const mp_sam_backend *be = m->be;
 	int I = A->q.out, H = m->cfg.dec_heads, hd = I / H, C = A->q.in, HN = H * nk;
 	float *K = s, *V = K + (size_t)nk * I, *F = V + (size_t)nk * I, *M = F + (size_t)HN * C, *c = M + (size_t)HN * C;
-	float *S = c + HN, sc = 1.0f / sqrtf((float)hd);
+	float *S = c + HN, *tmp = S + (size_t)HN * nq, sc = 1.0f / sqrtf((float)hd);
 
 	linear(m, &A->k, kin, nk, K);
 	linear(m, &A->v, vin, nk, V);
 	if (cq)
 		for (int h = 0; h < H; h++)
-			be->gemm(be->ctx, 0, 1, nq, nk, hd, sc, cq + h * hd, I, K + h * hd, I, 0.0f, S + h * nk, HN);
+			be->gemm(be->ctx, 0, 1, nk, nq, hd, sc, K + h * hd, I, cq + h * hd, I, 0.0f, S + (size_t)h * nk * nq, nq);
 	else {
 		for (int h = 0; h < H; h++) {
 			smallmm(nk, C, hd, K + h * hd, I, A->q.w + (size_t)h * hd * C, C, 0, F + (size_t)h * nk * C, C);
@@ -792,25 +789,21 @@ i2t_folded(const mp_sam *m, const mp_sam_tattn *A, const float *qin, const float
 				c[h * nk + j] = sc * d;
 			}
 		}
-		be->gemm(be->ctx, 0, 1, nq, HN, C, sc, qin, C, F, C, 0.0f, S, HN);
+		be->gemm(be->ctx, 0, 1, HN, nq, C, sc, F, C, qin, C, 0.0f, S, nq);
 	}
 	for (int h = 0; h < H; h++)
 		smallmm(nk, C, hd, V + h * hd, I, A->o.w + h * hd, I, 1, M + (size_t)h * nk * C, C);
+	if (A->o.b)
+		for (int r = 0; r < HN; r++)
+			for (int j = 0; j < C; j++)
+				M[(size_t)r * C + j] += A->o.b[j] / (float)H;
 	if (be->status && be->status(be->ctx))
 		return;
-	for (size_t r = 0; r < (size_t)nq; r++) {
-		float *x = S + r * HN;
-		if (!cq)
-			for (int j = 0; j < HN; j++)
-				x[j] += c[j];
-		for (int h = 0; h < H; h++)
-			softmax_rows(x + h * nk, 1, (size_t)nk, (size_t)nk);
-	}
-	be->gemm(be->ctx, 0, 0, nq, C, HN, 1.0f, S, HN, M, C, 0.0f, out, C);
-	if (A->o.b)
-		for (size_t r = 0; r < (size_t)nq; r++)
-			for (int j = 0; j < C; j++)
-				out[r * C + j] += A->o.b[j];
+	for (int h = 0; h < H; h++)
+		mp_sam_softmax_cols(S + (size_t)h * nk * nq, (size_t)nk, (size_t)nq, (size_t)nq, cq ? NULL : c + h * nk, tmp);
+	if (resid && resid != out)
+		memcpy(out, resid, (size_t)nq * C * sizeof(float));
+	be->gemm(be->ctx, 1, 0, nq, C, HN, 1.0f, S, nq, M, C, resid ? 1.0f : 0.0f, out, C);
 }
 
 void
@@ -822,8 +815,7 @@ mp_sam_decode_forget(mp_sam *m)
 static void
 addv(float *d, const float *a, const float *b, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
-		d[i] = a[i] + b[i];
+	mp_sam_add(d, a, b, n);
 }
 
 static void
@@ -841,46 +833,74 @@ mlp3(const mp_sam *m, const mp_sam_lin *L, int n, const float *in, float *out)
 	}
 }
 
-int
-mp_sam_decode(mp_sam *m, const float *emb, const mp_sam_prompt *p, float *lowres, float *iou)
+/* the two-way transformer's workspace, one per prompt decoded at once */
+typedef struct {
+	float *tok, *qry, *tq, *tmpq, *h, *keys, *tk, *tmpk, *ws, *fws;
+} dec_ws;
+
+static size_t
+dec_ws_floats(const mp_sam *m)
 {
 	const mp_sam_config *c = &m->cfg;
-	int C = c->out_chans, G = c->grid, T = G * G, NM = c->nmask, I = c->dec_internal;
-	int npts = p->npts + (p->has_box ? 0 : 1);
-	int nsp = npts + (p->has_box ? 2 : 0), NT = 1 + NM + nsp;
-	const mp_sam_backend *be = m->be;
-	int C4 = C / 4, C8 = C / 8, G2 = 2 * G, G4 = 4 * G;
+	size_t T = (size_t)c->grid * c->grid, C = (size_t)c->out_chans, I = (size_t)c->dec_internal;
+
+	return 4 * (size_t)MAXTOK * C + (size_t)MAXTOK * c->dec_mlp + 3 * T * C + 4 * T * I +
+	       FOLDWS(c->dec_heads, T, C);
+}
+
+static void
+dec_ws_set(const mp_sam *m, float *b, dec_ws *w)
+{
+	const mp_sam_config *c = &m->cfg;
+	size_t T = (size_t)c->grid * c->grid, C = (size_t)c->out_chans, I = (size_t)c->dec_internal;
+
+	w->tok = b;
+	w->qry = w->tok + MAXTOK * C;
+	w->tq = w->qry + MAXTOK * C;
+	w->tmpq = w->tq + MAXTOK * C;
+	w->h = w->tmpq + MAXTOK * C;
+	w->keys = w->h + (size_t)MAXTOK * c->dec_mlp;
+	w->tk = w->keys + T * C;
+	w->tmpk = w->tk + T * C;
+	w->ws = w->tmpk + T * C;
+	w->fws = w->ws + 4 * T * I;
+}
+
+static int
+dec_check(const mp_sam *m, const mp_sam_prompt *p)
+{
+	const mp_sam_config *c = &m->cfg;
+	int nt = 1 + c->nmask + p->npts + (p->has_box ? 2 : 1);
+
+	if (c->out_chans > 1024 || c->iou_hidden > 1024)
+		return mp_seterr("mask decoder: width %d not supported", c->out_chans);
+	if (nt > MAXTOK || p->npts < 0)
+		return mp_seterr("mask decoder: at most %d points", MAXTOK - 4 - c->nmask);
+	return 0;
+}
+
+/* what depends on the model alone (the transposed convolutions' weights) and
+ * on the embedding alone (image tokens + no-mask embedding, the first
+ * layer's projections of them), kept for the next call with emb */
+static int
+dec_prepare(mp_sam *m, const float *emb)
+{
+	const mp_sam_config *c = &m->cfg;
+	int C = c->out_chans, G = c->grid, T = G * G, I = c->dec_internal, C4 = C / 4, C8 = C / 8;
 	size_t TC = (size_t)T * C, TI = (size_t)T * I;
 
-	if (C > 1024 || c->iou_hidden > 1024)
-		return mp_seterr("mask decoder: width %d not supported", C);
-	if (NT > MAXTOK || p->npts < 0)
-		return mp_seterr("mask decoder: at most %d points", MAXTOK - 4 - NM);
 	if (!m->dbuf) {
-		size_t n = 4 * (size_t)MAXTOK * C + (size_t)MAXTOK * c->dec_mlp + 3 * TC + 4 * TI + (size_t)T * C4 * 4 +
-		           (size_t)G2 * G2 * C4 + (size_t)G2 * G2 * C8 * 4 + (size_t)G4 * G4 * C8 + (size_t)NM * C8 +
-		           2 * TC + 3 * TI + FOLDWS(c->dec_heads, T, C) + (size_t)C * C4 * 4 + (size_t)C4 * C8 * 4;
-		m->dbuf = tryalloc(n, sizeof(float));
+		m->dbuf = tryalloc(2 * TC + 3 * TI + (size_t)C * C4 * 4 + (size_t)C4 * C8 * 4, sizeof(float));
 		if (!m->dbuf)
 			return mp_seterr("mask decoder: out of memory");
-		float *q = m->dbuf + n - 2 * TC - 3 * TI - FOLDWS(c->dec_heads, T, C) - (size_t)C * C4 * 4 -
-		           (size_t)C4 * C8 * 4;
-		m->c_keys0 = q;
-		m->c_kpe0 = q + TC;
-		m->c_k = q + 2 * TC;
+		m->c_keys0 = m->dbuf;
+		m->c_kpe0 = m->c_keys0 + TC;
+		m->c_k = m->c_kpe0 + TC;
 		m->c_v = m->c_k + TI;
 		m->c_q = m->c_v + TI;
-		m->cache_emb = NULL;
-	}
-	float *tok = m->dbuf, *qry = tok + MAXTOK * C, *tq = qry + MAXTOK * C, *tmpq = tq + MAXTOK * C;
-	float *h = tmpq + MAXTOK * C, *keys = h + (size_t)MAXTOK * c->dec_mlp, *tk = keys + TC, *tmpk = tk + TC;
-	float *ws = tmpk + TC, *y1 = ws + 4 * TI, *u1 = y1 + (size_t)T * C4 * 4, *y2 = u1 + (size_t)G2 * G2 * C4;
-	float *u2 = y2 + (size_t)G2 * G2 * C8 * 4, *hyper = u2 + (size_t)G4 * G4 * C8;
-	float *fws = m->c_q + TI;
-	/* the transposed convolutions' weights as (in, kh, kw, out): each output
-	 * row of a GEMM then holds two runs of adjacent output pixels */
-	float *w0 = fws + FOLDWS(c->dec_heads, T, C), *w3 = w0 + (size_t)C * C4 * 4;
-	if (m->cache_emb == NULL) {
+		/* the transposed convolutions' weights as (in, kh, kw, out): each
+		 * output row of a GEMM then holds two runs of adjacent output pixels */
+		float *w0 = m->c_q + TI, *w3 = w0 + (size_t)C * C4 * 4;
 		for (int i = 0; i < C; i++)
 			for (int o = 0; o < C4; o++)
 				for (int k = 0; k < 4; k++)
@@ -889,7 +909,40 @@ mp_sam_decode(mp_sam *m, const float *emb, const mp_sam_prompt *p, float *lowres
 			for (int o = 0; o < C8; o++)
 				for (int k = 0; k < 4; k++)
 					w3[((size_t)i * 4 + k) * C8 + o] = m->up3_w[((size_t)i * C8 + o) * 4 + k];
+		m->cache_emb = NULL;
 	}
+	if (m->cache_emb != emb) {
+		for (int t = 0; t < T; t++)
+			for (int ch = 0; ch < C; ch++)
+				m->c_keys0[(size_t)t * C + ch] = emb[(size_t)ch * T + t] + m->no_mask[ch];
+		addv(m->c_kpe0, m->c_keys0, m->dense_pe, TC);
+		linear(m, &m->tl[0].t2i.k, m->c_kpe0, T, m->c_k);
+		linear(m, &m->tl[0].t2i.v, m->c_keys0, T, m->c_v);
+		linear(m, &m->tl[0].i2t.q, m->c_kpe0, T, m->c_q);
+		m->cache_emb = emb;
+	}
+	return 0;
+}
+
+static const float *
+dec_w0(const mp_sam *m)
+{
+	return m->c_q + (size_t)m->cfg.grid * m->cfg.grid * m->cfg.dec_internal;
+}
+
+/* the prompt encoder and the two-way transformer for prompt p: w->qry gets
+ * the NT output tokens (iou, mask tokens, ...), w->keys the image tokens */
+static void
+dec_tokens(const mp_sam *m, const mp_sam_prompt *p, dec_ws *w)
+{
+	const mp_sam_config *c = &m->cfg;
+	int C = c->out_chans, G = c->grid, T = G * G, NM = c->nmask, I = c->dec_internal;
+	int npts = p->npts + (p->has_box ? 0 : 1);
+	int nsp = npts + (p->has_box ? 2 : 0), NT = 1 + NM + nsp;
+	const mp_sam_backend *be = m->be;
+	size_t TC = (size_t)T * C, TI = (size_t)T * I;
+	float *tok = w->tok, *qry = w->qry, *tq = w->tq, *tmpq = w->tmpq, *h = w->h, *keys = w->keys, *tk = w->tk;
+	float *tmpk = w->tmpk, *ws = w->ws, *fws = w->fws;
 	/* fold the image-side projections into the token side when that is fewer products */
 	int fold = c->dec_heads * NT < I;
 
@@ -919,19 +972,6 @@ mp_sam_decode(mp_sam *m, const float *emb, const mp_sam_prompt *p, float *lowres
 		}
 	const float *kpe = m->dense_pe;
 	size_t nq = (size_t)NT * C, nk = TC;
-	/* what depends on the embedding alone: image tokens (+ no-mask
-	 * embedding), and the first layer's projections of them */
-	if (m->cache_emb != emb) {
-		for (int t = 0; t < T; t++)
-			for (int ch = 0; ch < C; ch++)
-				m->c_keys0[(size_t)t * C + ch] = emb[(size_t)ch * T + t] + m->no_mask[ch];
-		addv(m->c_kpe0, m->c_keys0, kpe, nk);
-		linear(m, &m->tl[0].t2i.k, m->c_kpe0, T, m->c_k);
-		linear(m, &m->tl[0].t2i.v, m->c_keys0, T, m->c_v);
-		linear(m, &m->tl[0].i2t.q, m->c_kpe0, T, m->c_q);
-		m->cache_emb = emb;
-	}
-	memcpy(keys, m->c_keys0, nk * sizeof(float));
 	memcpy(qry, tok, nq * sizeof(float));
 	for (int li = 0; li < c->dec_depth; li++) {
 		const mp_sam_tlayer *L = &m->tl[li];
@@ -964,16 +1004,20 @@ mp_sam_decode(mp_sam *m, const float *emb, const mp_sam_prompt *p, float *lowres
 		be->layernorm(be->ctx, qry, qry, (size_t)NT, (size_t)C, L->n3.w, L->n3.b, 1e-5f);
 		addv(tq, qry, tok, nq);
 		/* image tokens attend to the prompt tokens: q = keys + pe */
+		/* keys start as the image tokens; the attention's output is added */
 		if (fold)
-			i2t_folded(m, &L->i2t, tk, li == 0 ? m->c_q : NULL, T, tq, qry, NT, tmpk, fws);
-		else if (li == 0) {
-			float *K = ws, *V = ws + TI;
-			linear(m, &L->i2t.k, tq, NT, K);
-			linear(m, &L->i2t.v, qry, NT, V);
-			attn_core(m, &L->i2t, m->c_q, T, K, V, NT, ws + 3 * TI, tmpk);
-		} else
-			tattn(m, &L->i2t, tk, T, tq, qry, NT, tmpk, ws);
-		addv(keys, keys, tmpk, nk);
+			i2t_folded(m, &L->i2t, tk, li == 0 ? m->c_q : NULL, T, tq, qry, NT, keys,
+			           li == 0 ? m->c_keys0 : keys, fws);
+		else {
+			if (li == 0) {
+				float *K = ws, *V = ws + TI;
+				linear(m, &L->i2t.k, tq, NT, K);
+				linear(m, &L->i2t.v, qry, NT, V);
+				attn_core(m, &L->i2t, m->c_q, T, K, V, NT, ws + 3 * TI, tmpk);
+			} else
+				tattn(m, &L->i2t, tk, T, tq, qry, NT, tmpk, ws);
+			addv(keys, li == 0 ? m->c_keys0 : keys, tmpk, nk);
+		}
 		be->layernorm(be->ctx, keys, keys, (size_t)T, (size_t)C, L->n4.w, L->n4.b, 1e-5f);
 	}
 	addv(tq, qry, tok, nq);
@@ -984,7 +1028,35 @@ mp_sam_decode(mp_sam *m, const float *emb, const mp_sam_prompt *p, float *lowres
 		tattn(m, &m->final_attn, tq, NT, tk, keys, T, tmpq, ws);
 	addv(qry, qry, tmpq, nq);
 	be->layernorm(be->ctx, qry, qry, (size_t)NT, (size_t)C, m->norm_final.w, m->norm_final.b, 1e-5f);
+}
 
+int
+mp_sam_decode(mp_sam *m, const float *emb, const mp_sam_prompt *p, float *lowres, float *iou)
+{
+	const mp_sam_config *c = &m->cfg;
+	int C = c->out_chans, G = c->grid, T = G * G, NM = c->nmask;
+	const mp_sam_backend *be = m->be;
+	int C4 = C / 4, C8 = C / 8, G2 = 2 * G, G4 = 4 * G;
+	dec_ws w;
+
+	if (dec_check(m, p))
+		return -1;
+	if (!m->tbuf) {
+		size_t n = dec_ws_floats(m) + (size_t)T * C4 * 4 + (size_t)G2 * G2 * C4 + (size_t)G2 * G2 * C8 * 4 +
+		           (size_t)G4 * G4 * C8 + (size_t)NM * C8;
+		m->tbuf = tryalloc(n, sizeof(float));
+		if (!m->tbuf)
+			return mp_seterr("mask decoder: out of memory");
+	}
+	if (dec_prepare(m, emb))
+		return -1;
+	dec_ws_set(m, m->tbuf, &w);
+	float *y1 = m->tbuf + dec_ws_floats(m), *u1 = y1 + (size_t)T * C4 * 4, *y2 = u1 + (size_t)G2 * G2 * C4;
+	float *u2 = y2 + (size_t)G2 * G2 * C8 * 4, *hyper = u2 + (size_t)G4 * G4 * C8;
+	const float *w0 = dec_w0(m), *w3 = w0 + (size_t)C * C4 * 4;
+	float *keys = w.keys, *qry = w.qry;
+
+	dec_tokens(m, p, &w);
 	/* upscaling: two transposed 2x2 convolutions, stride 2 */
 	be->gemm(be->ctx, 0, 0, T, C4 * 4, C, 1.0f, keys, C, w0, C4 * 4, 0.0f, y1, C4 * 4);
 	for (int y = 0; y < G; y++)
@@ -1023,5 +1095,226 @@ mp_sam_decode(mp_sam *m, const float *emb, const mp_sam_prompt *p, float *lowres
 		m->cache_emb = NULL;    /* the cached projections may be incomplete */
 		return mp_preerr("mask decoder");
 	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- masks */
+/* the mask a prompt keeps: 0 (single-mask output), or with multimask the
+ * one of 1..nmask-1 of the highest predicted IoU (the first of equals) */
+static int
+pick_mask(const mp_sam *m, int multimask, const float *iou)
+{
+	int best = 0, NM = m->cfg.nmask;
+
+	if (multimask && NM > 1) {
+		best = 1;
+		for (int q = 2; q < NM; q++)
+			if (iou[q] > iou[best])
+				best = q;
+	}
+	return best;
+}
+
+/* The CPU path of the upscaling for one mask: a row y of the image tokens
+ * goes through both transposed convolutions (two GEMMs), the layer norm and
+ * both GELUs in a tile that stays in the cache, and the hypernetwork's
+ * vector makes its 4 rows of logits; neither upscaled map is stored whole. */
+static size_t
+up_tile_floats(const mp_sam *m)
+{
+	size_t G = (size_t)m->cfg.grid, C4 = (size_t)m->cfg.out_chans / 4, C8 = C4 / 2;
+
+	return G * 4 * C4 + 4 * G * C4 + 4 * G * 4 * C8 + 16 * G * 4;
+}
+
+typedef struct {
+	const mp_sam *m;
+	const float *keys, *hyp;
+	float *low;              /* (4 G)^2 logits */
+	float *tile[64];         /* per thread: up_tile_floats */
+} up_ctx;
+
+static void
+up_row(void *vc, size_t y, int tid)
+{
+	up_ctx *u = vc;
+	const mp_sam *m = u->m;
+	const mp_sam_backend *be = m->be;
+	int C = m->cfg.out_chans, G = m->cfg.grid, C4 = C / 4, C8 = C / 8, G2 = 2 * G, G4 = 4 * G;
+	float *Y1 = u->tile[tid], *U1 = Y1 + (size_t)G * 4 * C4, *Y2 = U1 + (size_t)2 * G2 * C4;
+	float *Z = Y2 + (size_t)2 * G2 * 4 * C8;
+	const float *w0 = dec_w0(m), *w3 = w0 + (size_t)C * C4 * 4;
+
+	be->gemm(be->ctx, 0, 0, G, 4 * C4, C, 1.0f, u->keys + y * (size_t)G * C, C, w0, 4 * C4, 0.0f, Y1, 4 * C4);
+	for (int x = 0; x < G; x++)
+		for (int kh = 0; kh < 2; kh++) {
+			float *d = U1 + ((size_t)kh * G2 + 2 * x) * C4;
+			const float *s = Y1 + (size_t)x * 4 * C4 + (size_t)kh * 2 * C4;
+			mp_sam_add(d, s, m->up0_b, (size_t)C4);
+			mp_sam_add(d + C4, s + C4, m->up0_b, (size_t)C4);
+		}
+	mp_sam_cpu_ln1(U1, U1, (size_t)2 * G2, (size_t)C4, m->up1.w, m->up1.b, 1e-6f);
+	mp_sam_cpu_gelu1(U1, (size_t)2 * G2 * C4);
+	be->gemm(be->ctx, 0, 0, 2 * G2, 4 * C8, C4, 1.0f, U1, C4, w3, 4 * C8, 0.0f, Y2, 4 * C8);
+	mp_sam_cpu_bias_gelu1(Y2, (size_t)2 * G2 * 4, (size_t)C8, m->up3_b);
+	/* Y2 as (2 G2 * 4) rows of C8: pixel r * G2 + c of the 2 rows of the
+	 * first map, sub-pixel 2 kh + kw */
+	be->gemm(be->ctx, 0, 0, 2 * G2 * 4, 1, C8, 1.0f, Y2, C8, u->hyp, 1, 0.0f, Z, 1);
+	for (int r = 0; r < 2; r++)
+		for (int kh = 0; kh < 2; kh++) {
+			float *o = u->low + ((size_t)4 * y + 2 * r + kh) * G4;
+			const float *z = Z + ((size_t)r * G2 * 4 + 2 * kh);
+			for (int c = 0; c < G2; c++) {
+				o[2 * c] = z[4 * c];
+				o[2 * c + 1] = z[4 * c + 1];
+			}
+		}
+}
+
+/* bytes of scratch of sam_post */
+static size_t
+post_floats(int S, int L, size_t rw, size_t rh, size_t nx, size_t ny)
+{
+	size_t W = (size_t)S > nx ? (size_t)S : nx, H = (size_t)S > ny ? (size_t)S : ny;
+
+	return (size_t)L * L + rw * rh + 4 * (W + H) + 2 * W + 64;
+}
+
+static void
+binarise(const float *v, size_t n, float thr, unsigned char *b)
+{
+	for (size_t i = 0; i < n; i++)
+		b[i] = v[i] > thr;
+}
+
+/* worker state of mp_sam_decode_masks on the CPU */
+typedef struct {
+	mp_sam *m;
+	const float *emb;
+	const mp_sam_prompt *p;
+	const mp_sam_masks *spec;
+	float *const *planes;
+	float *iou;
+	size_t per;              /* m->wbuf: nw workspaces of per floats (one per */
+	int nw;                  /* prompt decoded at once), then a tile of */
+	size_t tile;             /* floats per thread (up_row) */
+} dm_ctx;
+
+static float *
+dm_buf(const dm_ctx *d, int tid)
+{
+	return d->m->wbuf + (size_t)tid * d->per;
+}
+
+static float *
+dm_tile(const dm_ctx *d, int tid)
+{
+	return d->m->wbuf + (size_t)d->nw * d->per + (size_t)tid * d->tile;
+}
+
+/* prompt i on thread tid: the transformer, the IoU head, the kept mask's
+ * hypernetwork and upscaling (threads: over rows when one prompt), and the
+ * postprocessing */
+static void
+dm_one(dm_ctx *d, size_t i, int tid, int rowpar)
+{
+	const mp_sam *m = d->m;
+	const mp_sam_config *c = &m->cfg;
+	int C = c->out_chans, L = 4 * c->grid;
+	float *b = dm_buf(d, tid), iou[16], hyp[128];
+	dec_ws w;
+	up_ctx u;
+
+	dec_ws_set(m, b, &w);
+	dec_tokens(m, &d->p[i], &w);
+	mlp3(m, m->iou_head, c->iou_depth, w.qry, iou);
+	int k = pick_mask(m, d->spec->multimask, iou);
+	d->iou[i] = iou[k];
+	mlp3(m, m->hyper[k], 3, w.qry + (size_t)(1 + k) * C, hyp);
+	memset(&u, 0, sizeof u);
+	u.m = m;
+	u.keys = w.keys;
+	u.hyp = hyp;
+	u.low = b + dec_ws_floats(m);
+	float *post = u.low + (size_t)L * L;
+	if (rowpar) {
+		for (int t = 0; t < mp_sam_threads() && t < 64; t++)
+			u.tile[t] = dm_tile(d, t);
+		mp_sam_cpu_parfor((size_t)c->grid, up_row, &u);
+	} else {
+		u.tile[tid] = dm_tile(d, tid);
+		for (size_t y = 0; y < (size_t)c->grid; y++)
+			up_row(&u, y, tid);
+	}
+	const mp_sam_masks *s = d->spec;
+	float *dst = s->bin ? post + post_floats(c->img_size, L, s->rw, s->rh, s->nx, s->ny) : d->planes[i];
+	mp_sam_post(s->mode, s->prob, c->img_size, u.low, L, s->rw, s->rh, s->nx, s->ny, dst, post);
+	if (s->bin)
+		binarise(dst, s->nx * s->ny, s->thr, s->bin[i]);
+}
+
+static void
+dm_task(void *vc, size_t i, int tid)
+{
+	dm_one(vc, i, tid, 0);
+}
+
+int
+mp_sam_decode_masks(mp_sam *m, const float *emb, size_t n, const mp_sam_prompt *p, const mp_sam_masks *s,
+                    float *const *planes, float *iou)
+{
+	const mp_sam_config *c = &m->cfg;
+	int S = c->img_size, L = 4 * c->grid, NM = c->nmask;
+
+	for (size_t i = 0; i < n; i++)
+		if (dec_check(m, &p[i]))
+			return -1;
+	if (n == 0)
+		return 0;
+	if (!mp_sam_is_cpu(m->be) || c->out_chans / 8 > 128) {
+		/* any backend: every mask, then the kept one postprocessed */
+		size_t pf = post_floats(S, L, s->rw, s->rh, s->nx, s->ny);
+		float *low = tryalloc((size_t)NM * L * L + pf + (s->bin ? s->nx * s->ny : 0), sizeof(float));
+		float io[16];
+		if (!low)
+			return mp_seterr("mask decoder: out of memory");
+		for (size_t i = 0; i < n; i++) {
+			if (mp_sam_decode(m, emb, &p[i], low, io)) {
+				free(low);
+				return -1;
+			}
+			int k = pick_mask(m, s->multimask, io);
+			iou[i] = io[k];
+			float *dst = s->bin ? low + (size_t)NM * L * L + pf : planes[i];
+			mp_sam_post(s->mode, s->prob, S, low + (size_t)k * L * L, L, s->rw, s->rh, s->nx, s->ny, dst,
+			            low + (size_t)NM * L * L);
+			if (s->bin)
+				binarise(dst, s->nx * s->ny, s->thr, s->bin[i]);
+		}
+		free(low);
+		return 0;
+	}
+	int nt = mp_sam_threads() < 64 ? mp_sam_threads() : 64;
+	int nw = (size_t)nt < n ? nt : (int)n;   /* prompts at once */
+	size_t tile = up_tile_floats(m), pf = post_floats(S, L, s->rw, s->rh, s->nx, s->ny);
+	if (s->bin)
+		pf += s->nx * s->ny;
+	size_t per = dec_ws_floats(m) + (size_t)L * L + pf, need = per * (size_t)nw + tile * (size_t)nt;
+	if (!m->wbuf || m->wbuf_n < need) {
+		free(m->wbuf);
+		m->wbuf_n = 0;
+		m->wbuf = tryalloc(need, sizeof(float));
+		if (!m->wbuf)
+			return mp_seterr("mask decoder: out of memory");
+		m->wbuf_n = need;
+	}
+	if (dec_prepare(m, emb))
+		return -1;
+	dm_ctx d = { m, emb, p, s, planes, iou, per, nw, tile };
+	if (n == 1 || nt == 1)
+		for (size_t i = 0; i < n; i++)
+			dm_one(&d, i, 0, 1);
+	else
+		mp_sam_cpu_parfor(n, dm_task, &d);
 	return 0;
 }

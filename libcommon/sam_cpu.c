@@ -2,6 +2,7 @@
  * products, threaded attention, layer norms and GELU. */
 #include "mp_sam.h"
 #include "mp.h"
+#include "sam_ld.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -12,8 +13,14 @@
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define HAVE_AVX2_PATH 1
+#endif
 
 static int nthr = 1;
+/* set in the workers of mp_sam_cpu_parfor: the ops below stay on their thread */
+static _Thread_local int inworker;
 
 int
 mp_sam_threads(void)
@@ -66,6 +73,8 @@ parfor(size_t n, void (*fn)(void *, size_t, int), void *ctx)
 		nt = 64;
 	if ((size_t)nt > n)
 		nt = (int)n;
+	if (inworker)
+		nt = 1;
 	for (int t = 1; t < nt; t++) {
 		args[t].p = &p;
 		args[t].tid = t;
@@ -156,6 +165,151 @@ vgelu(__m128 x)
 }
 #endif
 
+#ifdef HAVE_AVX2_PATH
+/* eight lanes of vexp / vgelu with fused multiply-adds, for CPUs with AVX2
+ * and FMA (chosen at run time): the same polynomials, rounded once per step */
+__attribute__((target("avx2,fma"))) static inline __m256
+vexp8(__m256 x)
+{
+	x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
+	__m256i ni = _mm256_cvtps_epi32(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504089f)));
+	__m256 n = _mm256_cvtepi32_ps(ni);
+	__m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
+	r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187e-06f), r);
+	__m256 p = _mm256_set1_ps(1.0f / 720);
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+	__m256 sc = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(ni, _mm256_set1_epi32(127)), 23));
+	return _mm256_mul_ps(p, sc);
+}
+
+__attribute__((target("avx2,fma"))) static inline __m256
+vgelu8(__m256 v)
+{
+	const __m256 sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
+	__m256 z = _mm256_mul_ps(v, _mm256_set1_ps(0.70710678118654752f));
+	__m256 a = _mm256_andnot_ps(sign, z);
+	__m256 t = _mm256_div_ps(one, _mm256_fmadd_ps(_mm256_set1_ps(0.3275911f), a, one));
+	__m256 y = _mm256_set1_ps(1.061405429f);
+	y = _mm256_fmadd_ps(y, t, _mm256_set1_ps(-1.453152027f));
+	y = _mm256_fmadd_ps(y, t, _mm256_set1_ps(1.421413741f));
+	y = _mm256_fmadd_ps(y, t, _mm256_set1_ps(-0.284496736f));
+	y = _mm256_fmadd_ps(y, t, _mm256_set1_ps(0.254829592f));
+	y = _mm256_mul_ps(y, t);
+	__m256 e = _mm256_fnmadd_ps(y, vexp8(_mm256_mul_ps(_mm256_xor_ps(a, sign), a)), one);
+	e = _mm256_or_ps(e, _mm256_and_ps(sign, z));
+	return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), v), _mm256_add_ps(one, e));
+}
+
+/* rows of d values: x = gelu(x + b) (b NULL: none); d a multiple of 8 */
+__attribute__((target("avx2,fma"))) static void
+bias_gelu8(float *x, size_t rows, size_t d, const float *b)
+{
+	for (size_t r = 0; r < rows; r++, x += d)
+		for (size_t i = 0; i < d; i += 8) {
+			__m256 v = _mm256_loadu_ps(x + i);
+			if (b)
+				v = _mm256_add_ps(v, _mm256_loadu_ps(b + i));
+			_mm256_storeu_ps(x + i, vgelu8(v));
+		}
+}
+
+__attribute__((target("avx2,fma"))) static void
+gelu8(float *x, size_t n)
+{
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(x + i, vgelu8(_mm256_loadu_ps(x + i)));
+	for (; i < n; i++)
+		x[i] = 0.5f * x[i] * (1.0f + ferf(x[i] * 0.70710678118654752f));
+}
+
+static int avx2;   /* set by mp_sam_cpu_backend */
+#define have_avx2() avx2
+
+/* x[i] = exp(x[i] - sub[i]), acc[i] += it, for the first n/8*8; returns that count */
+__attribute__((target("avx2,fma"))) static size_t
+expsub8(float *x, const float *sub, float *acc, size_t n)
+{
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256 e = vexp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(sub + i)));
+		_mm256_storeu_ps(x + i, e);
+		_mm256_storeu_ps(acc + i, _mm256_add_ps(_mm256_loadu_ps(acc + i), e));
+	}
+	return i;
+}
+
+__attribute__((target("avx2,fma"))) static inline float
+hsum8(__m256 v)
+{
+	float t[8];
+	_mm256_storeu_ps(t, v);
+	return ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
+}
+
+/* one row of the layer norm */
+__attribute__((target("avx2,fma"))) static void
+ln_row8(float *y, const float *x, size_t d, const float *w, const float *b, float eps)
+{
+	size_t i = 0;
+	__m256 a = _mm256_setzero_ps();
+	for (; i + 8 <= d; i += 8)
+		a = _mm256_add_ps(a, _mm256_loadu_ps(x + i));
+	float s = hsum8(a);
+	for (; i < d; i++)
+		s += x[i];
+	float mean = s / (float)d;
+	__m256 vm = _mm256_set1_ps(mean);
+	a = _mm256_setzero_ps();
+	for (i = 0; i + 8 <= d; i += 8) {
+		__m256 u = _mm256_sub_ps(_mm256_loadu_ps(x + i), vm);
+		a = _mm256_fmadd_ps(u, u, a);
+	}
+	float s2 = hsum8(a);
+	for (; i < d; i++)
+		s2 += (x[i] - mean) * (x[i] - mean);
+	float inv = 1.0f / sqrtf(s2 / (float)d + eps);
+	__m256 vi = _mm256_set1_ps(inv);
+	for (i = 0; i + 8 <= d; i += 8) {
+		__m256 u = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm), vi);
+		_mm256_storeu_ps(y + i, _mm256_fmadd_ps(u, _mm256_loadu_ps(w + i), _mm256_loadu_ps(b + i)));
+	}
+	for (; i < d; i++)
+		y[i] = (x[i] - mean) * inv * w[i] + b[i];
+}
+
+__attribute__((target("avx2,fma"))) static void
+add8(float *d, const float *a, const float *b, size_t n)
+{
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(d + i, _mm256_add_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)));
+	for (; i < n; i++)
+		d[i] = a[i] + b[i];
+}
+
+/* exp(r[j] - mx) for j < n, in place; returns the sum of the first n/8*8 */
+__attribute__((target("avx2,fma"))) static float
+expsum8(float *r, int n, float mx)
+{
+	__m256 vm = _mm256_set1_ps(mx), vs = _mm256_setzero_ps();
+	for (int j = 0; j + 8 <= n; j += 8) {
+		__m256 e = vexp8(_mm256_sub_ps(_mm256_loadu_ps(r + j), vm));
+		_mm256_storeu_ps(r + j, e);
+		vs = _mm256_add_ps(vs, e);
+	}
+	float t[8];
+	_mm256_storeu_ps(t, vs);
+	return ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
+}
+#endif
+
 /* softmax of one row in place */
 static void
 softmax_row(float *r, int n)
@@ -177,6 +331,12 @@ softmax_row(float *r, int n)
 	for (; j < n; j++)
 		mx = r[j] > mx ? r[j] : mx;
 	j = 0;
+#ifdef HAVE_AVX2_PATH
+	if (have_avx2()) {
+		sum = expsum8(r, n, mx);
+		j = n / 8 * 8;
+	} else
+#endif
 #ifdef __SSE2__
 	{
 		__m128 vm = _mm_set1_ps(mx), vs = _mm_setzero_ps();
@@ -223,6 +383,13 @@ ln_rows(void *vc, size_t chunk, int tid)
 	size_t r0 = chunk * 64, r1 = r0 + 64 < c->rows ? r0 + 64 : c->rows;
 
 	(void)tid;
+#ifdef HAVE_AVX2_PATH
+	if (have_avx2()) {
+		for (size_t r = r0; r < r1; r++)
+			ln_row8(c->y + r * c->d, c->x + r * c->d, c->d, c->w, c->b, c->eps);
+		return;
+	}
+#endif
 	for (size_t r = r0; r < r1; r++) {
 		const float *x = c->x + r * c->d;
 		float *y = c->y + r * c->d;
@@ -290,6 +457,12 @@ gelu_chunk(void *vc, size_t chunk, int tid)
 	float *x = c->x;
 
 	(void)tid;
+#ifdef HAVE_AVX2_PATH
+	if (have_avx2()) {
+		gelu8(x + i0, i1 - i0);
+		return;
+	}
+#endif
 #ifdef __SSE2__
 	for (; i0 + 4 <= i1; i0 += 4)
 		_mm_storeu_ps(x + i0, vgelu(_mm_loadu_ps(x + i0)));
@@ -381,7 +554,7 @@ cpu_attention(void *ctx, const mp_sam_attn *a)
 	c.nqb = (a->nq + ATT_BQ - 1) / ATT_BQ;
 	size_t ntask = (size_t)a->nb * (size_t)a->heads * (size_t)c.nqb;
 	double work = (double)a->nb * a->heads * a->nq * a->nk * a->hd;
-	if (work < 3e7)
+	if (work < 3e7 || inworker)
 		nt = 1;   /* small (the decoder's): one thread, no switching of BLAS threads */
 	for (int t = 0; t < nt; t++)
 		c.ws[t] = mp_xmalloc(ws * sizeof(float));
@@ -398,6 +571,157 @@ cpu_attention(void *ctx, const mp_sam_attn *a)
 		free(c.ws[t]);
 }
 
+/* ---------------------------------------------------------------- for sam.c */
+typedef struct {
+	void (*fn)(void *, size_t, int);
+	void *ctx;
+} wrk_ctx;
+
+static void
+wrk_run(void *vc, size_t i, int tid)
+{
+	wrk_ctx *w = vc;
+	int was = inworker;
+
+	inworker = 1;
+	w->fn(w->ctx, i, tid);
+	inworker = was;
+}
+
+void
+mp_sam_cpu_parfor(size_t n, void (*fn)(void *ctx, size_t i, int tid), void *ctx)
+{
+	wrk_ctx w = { fn, ctx };
+
+	if (inworker || nthr == 1 || n < 2) {
+		for (size_t i = 0; i < n; i++)
+			fn(ctx, i, 0);
+		return;
+	}
+	int old = openblas_get_num_threads();
+	openblas_set_num_threads(1);
+	parfor(n, wrk_run, &w);
+	openblas_set_num_threads(old);
+}
+
+void
+mp_sam_cpu_gelu1(float *x, size_t n)
+{
+	gelu_ctx c = { x, n };
+
+	for (size_t i = 0; i < (n + GELU_CHUNK - 1) / GELU_CHUNK; i++)
+		gelu_chunk(&c, i, 0);
+}
+
+void
+mp_sam_cpu_bias_gelu1(float *x, size_t rows, size_t d, const float *b)
+{
+#ifdef HAVE_AVX2_PATH
+	if (have_avx2() && d % 8 == 0) {
+		bias_gelu8(x, rows, d, b);
+		return;
+	}
+#endif
+	if (b)
+		for (size_t r = 0; r < rows; r++)
+			mp_sam_add(x + r * d, x + r * d, b, d);
+	mp_sam_cpu_gelu1(x, rows * d);
+}
+
+void
+mp_sam_cpu_ln1(float *y, const float *x, size_t rows, size_t d, const float *w, const float *b, float eps)
+{
+	ln_ctx c = { y, x, w, b, rows, d, eps };
+
+	for (size_t i = 0; i < (rows + 63) / 64; i++)
+		ln_rows(&c, i, 0);
+}
+
+void
+mp_sam_softmax_rows(float *s, size_t rows, size_t n, size_t ld)
+{
+	for (size_t r = 0; r < rows; r++)
+		softmax_row(s + r * ld, (int)n);
+}
+
+/* x[i] = exp(x[i] - sub[i]) in place; acc[i] += the result */
+static void
+expsub_acc(float *x, const float *sub, float *acc, size_t n)
+{
+	size_t i = 0;
+#ifdef HAVE_AVX2_PATH
+	if (have_avx2()) {
+		i = expsub8(x, sub, acc, n);
+	} else
+#endif
+	{
+#ifdef __SSE2__
+		for (; i + 4 <= n; i += 4) {
+			__m128 e = vexp(_mm_sub_ps(_mm_loadu_ps(x + i), _mm_loadu_ps(sub + i)));
+			_mm_storeu_ps(x + i, e);
+			_mm_storeu_ps(acc + i, _mm_add_ps(_mm_loadu_ps(acc + i), e));
+		}
+#endif
+	}
+	for (; i < n; i++) {
+		x[i] = fexp(x[i] - sub[i]);
+		acc[i] += x[i];
+	}
+}
+
+void
+mp_sam_softmax_cols(float *s, size_t rows, size_t n, size_t ld, const float *add, float *tmp)
+{
+	float *mx = tmp, *sum = tmp + n;
+
+	if (add)
+		for (size_t r = 0; r < rows; r++) {
+			float *x = s + r * ld, a = add[r];
+			for (size_t i = 0; i < n; i++)
+				x[i] += a;
+		}
+	memcpy(mx, s, n * sizeof(float));
+	for (size_t r = 1; r < rows; r++) {
+		const float *x = s + r * ld;
+		for (size_t i = 0; i < n; i++)
+			mx[i] = x[i] > mx[i] ? x[i] : mx[i];
+	}
+	memset(sum, 0, n * sizeof(float));
+	for (size_t r = 0; r < rows; r++)
+		expsub_acc(s + r * ld, mx, sum, n);
+	for (size_t i = 0; i < n; i++)
+		sum[i] = 1.0f / sum[i];
+	for (size_t r = 0; r < rows; r++) {
+		float *x = s + r * ld;
+		for (size_t i = 0; i < n; i++)
+			x[i] *= sum[i];
+	}
+}
+
+void
+mp_sam_add(float *d, const float *a, const float *b, size_t n)
+{
+	size_t i = 0;
+#ifdef HAVE_AVX2_PATH
+	if (have_avx2()) {
+		add8(d, a, b, n);
+		return;
+	}
+#endif
+#ifdef __SSE2__
+	for (; i + 4 <= n; i += 4)
+		_mm_storeu_ps(d + i, _mm_add_ps(_mm_loadu_ps(a + i), _mm_loadu_ps(b + i)));
+#endif
+	for (; i < n; i++)
+		d[i] = a[i] + b[i];
+}
+
+int
+mp_sam_is_cpu(const mp_sam_backend *be)
+{
+	return be && be->gemm == cpu_gemm;
+}
+
 static mp_sam_backend cpu_be = { "cpu", NULL, cpu_gemm, cpu_layernorm, cpu_gelu, cpu_attention, NULL, NULL, NULL };
 
 const mp_sam_backend *
@@ -409,5 +733,8 @@ mp_sam_cpu_backend(int nthreads)
 	}
 	nthr = nthreads > 64 ? 64 : nthreads;
 	openblas_set_num_threads(nthr);
+#ifdef HAVE_AVX2_PATH
+	avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
 	return &cpu_be;
 }

@@ -37,4 +37,23 @@ void mp_sam_tvit_describe(const mp_sam *m, char *buf, size_t n);
 /* declare the folded weights constant to the backend (m->be->constant) */
 void mp_sam_tvit_constant(mp_sam *m);
 
+/* for the decoder's CPU path (sam_cpu.c): whether be is the CPU backend;
+ * fn(ctx, i, tid) for i < n on the backend's threads (tid < 64), each
+ * thread's BLAS calls and the entries below on that thread alone; single-
+ * thread GELU and layer norm; row-wise softmax (vectorised exp) */
+int mp_sam_is_cpu(const mp_sam_backend *be);
+void mp_sam_cpu_parfor(size_t n, void (*fn)(void *ctx, size_t i, int tid), void *ctx);
+void mp_sam_cpu_gelu1(float *x, size_t n);
+/* rows of d values: x = gelu(x + b) */
+void mp_sam_cpu_bias_gelu1(float *x, size_t rows, size_t d, const float *b);
+void mp_sam_cpu_ln1(float *y, const float *x, size_t rows, size_t d, const float *w, const float *b, float eps);
+void mp_sam_softmax_rows(float *s, size_t rows, size_t n, size_t ld);
+/* d = a + b, n floats (vectorised; any backend's host code may use it) */
+void mp_sam_add(float *d, const float *a, const float *b, size_t n);
+/* softmax down each of the n columns of rows x n values (row stride ld),
+ * add[r] added to row r first when add is not NULL; tmp: 2 n floats. The
+ * same sums in the same order as mp_sam_softmax_rows of the transpose
+ * (rows < 8) */
+void mp_sam_softmax_cols(float *s, size_t rows, size_t n, size_t ld, const float *add, float *tmp);
+
 #endif

@@ -167,74 +167,114 @@ mp_sam_preprocess(mp_sam_mode m, int interp, int S, const float *slice, size_t n
 	return 0;
 }
 
-/* torch's upsample_bilinear2d, align_corners=False, sizes given */
+/* torch's upsample_bilinear2d, align_corners=False, sizes given: the
+ * first n of out samples */
 static void
-bl_tab(size_t in, size_t out, size_t *i0, size_t *i1, float *l1)
+bl_tab(size_t in, size_t out, size_t n, int32_t *i0, int32_t *i1, float *l1)
 {
 	float scale = (float)in / (float)out;
 
-	for (size_t d = 0; d < out; d++) {
+	for (size_t d = 0; d < n; d++) {
 		float s = scale * ((float)d + 0.5f) - 0.5f;
 		if (s < 0)
 			s = 0;
 		size_t a = (size_t)s;
-		i0[d] = a;
-		i1[d] = a + (a < in - 1 ? 1 : 0);
+		i0[d] = (int32_t)a;
+		i1[d] = (int32_t)(a + (a < in - 1 ? 1 : 0));
 		l1[d] = s - (float)a;
+	}
+}
+
+/* the top left cw x ch of src (sw x sh) resized to dw x dh, written with
+ * row stride cw. Separable: the horizontal interpolation of each source row
+ * is made once, then two rows are blended; the same sums per pixel as
+ * a * (p r0[x0] + q r0[x1]) + b * (p r1[x0] + q r1[x1]).
+ * scratch: 3 * (cw + ch) + 2 * cw floats */
+static void
+bl_crop(const float *src, size_t sw, size_t sh, size_t dw, size_t dh, size_t cw, size_t ch, float *dst,
+        float *scratch)
+{
+	if (sw == dw && sh == dh) {   /* scale 1: every sample on a source pixel */
+		for (size_t y = 0; y < ch; y++)
+			memcpy(dst + y * cw, src + y * sw, cw * sizeof(float));
+		return;
+	}
+	int32_t *x0 = (int32_t *)scratch, *x1 = x0 + cw, *y0 = x1 + cw, *y1 = y0 + ch;
+	float *lx = (float *)(y1 + ch), *ly = lx + cw, *buf[2] = { ly + ch, ly + ch + cw };
+	long tag[2] = { -1, -1 };
+
+	bl_tab(sw, dw, cw, x0, x1, lx);
+	bl_tab(sh, dh, ch, y0, y1, ly);
+	for (size_t y = 0; y < ch; y++) {
+		long need[2] = { y0[y], y1[y] };
+		int idx[2];
+		for (int k = 0; k < 2; k++) {
+			if (tag[0] == need[k])
+				idx[k] = 0;
+			else if (tag[1] == need[k])
+				idx[k] = 1;
+			else {
+				/* not the buffer of the other row this one needs */
+				int v = k == 1 ? 1 - idx[0] : (tag[0] == need[1] ? 1 : 0);
+				const float *r = src + (size_t)need[k] * sw;
+				float *h = buf[v];
+				for (size_t x = 0; x < cw; x++) {
+					float q = lx[x], p = 1 - q;
+					h[x] = p * r[x0[x]] + q * r[x1[x]];
+				}
+				tag[v] = need[k];
+				idx[k] = v;
+			}
+		}
+		const float *h0 = buf[idx[0]], *h1 = buf[idx[1]];
+		float b = ly[y], a = 1 - b;
+		float *d = dst + y * cw;
+		for (size_t x = 0; x < cw; x++)
+			d[x] = a * h0[x] + b * h1[x];
 	}
 }
 
 void
 mp_sam_bilinear(const float *src, size_t sw, size_t sh, float *dst, size_t dw, size_t dh)
 {
-	if (sw == dw && sh == dh) {   /* scale 1: every sample on a source pixel */
-		memcpy(dst, src, sw * sh * sizeof(float));
-		return;
-	}
-	size_t *x0 = mp_xmalloc(dw * sizeof *x0), *x1 = mp_xmalloc(dw * sizeof *x1);
-	size_t *y0 = mp_xmalloc(dh * sizeof *y0), *y1 = mp_xmalloc(dh * sizeof *y1);
-	float *lx = mp_xmalloc(dw * sizeof *lx), *ly = mp_xmalloc(dh * sizeof *ly);
+	float *sc = mp_xmalloc((5 * dw + 3 * dh + 1) * sizeof(float));
 
-	bl_tab(sw, dw, x0, x1, lx);
-	bl_tab(sh, dh, y0, y1, ly);
-	for (size_t y = 0; y < dh; y++) {
-		const float *r0 = src + y0[y] * sw, *r1 = src + y1[y] * sw;
-		float b = ly[y], a = 1 - b;
-		for (size_t x = 0; x < dw; x++) {
-			float q = lx[x], p = 1 - q;
-			dst[y * dw + x] = a * (p * r0[x0[x]] + q * r0[x1[x]]) + b * (p * r1[x0[x]] + q * r1[x1[x]]);
-		}
+	bl_crop(src, sw, sh, dw, dh, dw, dh, dst, sc);
+	free(sc);
+}
+
+void
+mp_sam_post(mp_sam_mode m, int prob, int S, const float *low, int L, size_t rw, size_t rh, size_t nx, size_t ny,
+            float *out, float *scratch)
+{
+	const float *src = low;
+	float *p = scratch, *crop = p + (size_t)L * L, *sc = crop + rw * rh;
+
+	if (prob == 1) {
+		for (size_t i = 0; i < (size_t)L * L; i++)
+			p[i] = 1.0f / (1.0f + expf(-low[i]));
+		src = p;
 	}
-	free(x0);
-	free(x1);
-	free(y0);
-	free(y1);
-	free(lx);
-	free(ly);
+	if (m == MP_SAM_MEDSAM)
+		bl_crop(src, (size_t)L, (size_t)L, nx, ny, nx, ny, out, sc);
+	else if (rw == nx && rh == ny)   /* the crop is the output */
+		bl_crop(src, (size_t)L, (size_t)L, (size_t)S, (size_t)S, rw, rh, out, sc);
+	else {
+		bl_crop(src, (size_t)L, (size_t)L, (size_t)S, (size_t)S, rw, rh, crop, sc);
+		bl_crop(crop, rw, rh, nx, ny, nx, ny, out, sc);
+	}
+	if (prob == 2)
+		for (size_t i = 0; i < nx * ny; i++)
+			out[i] = 1.0f / (1.0f + expf(-out[i]));
 }
 
 void
 mp_sam_postprocess(mp_sam_mode m, int prob, int S, const float *low, int L, size_t rw, size_t rh, size_t nx,
                    size_t ny, float *out)
 {
-	float *p = mp_xmalloc((size_t)L * L * sizeof(float));
-	for (size_t i = 0; i < (size_t)L * L; i++)
-		p[i] = prob == 1 ? 1.0f / (1.0f + expf(-low[i])) : low[i];
-	if (m == MP_SAM_MEDSAM) {
-		mp_sam_bilinear(p, (size_t)L, (size_t)L, out, nx, ny);
-		free(p);
-		goto after;
-	}
-	float *big = mp_xmalloc((size_t)S * S * sizeof(float)), *crop = mp_xmalloc(rw * rh * sizeof(float));
-	mp_sam_bilinear(p, (size_t)L, (size_t)L, big, (size_t)S, (size_t)S);
-	free(p);
-	for (size_t y = 0; y < rh; y++)
-		memcpy(crop + y * rw, big + y * (size_t)S, rw * sizeof(float));
-	mp_sam_bilinear(crop, rw, rh, out, nx, ny);
-	free(big);
-	free(crop);
-after:
-	if (prob == 2)
-		for (size_t i = 0; i < nx * ny; i++)
-			out[i] = 1.0f / (1.0f + expf(-out[i]));
+	size_t W = (size_t)S > nx ? (size_t)S : nx, H = (size_t)S > ny ? (size_t)S : ny;
+	float *sc = mp_xmalloc(((size_t)L * L + rw * rh + 4 * (W + H) + 2 * W + 64) * sizeof(float));
+
+	mp_sam_post(m, prob, S, low, L, rw, rh, nx, ny, out, sc);
+	free(sc);
 }

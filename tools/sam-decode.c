@@ -96,7 +96,8 @@ static const mp_prog prog = {
 	"agreeing within float rounding (logits within 1e-5). --verbose names the device. With several "
 	"devices (--device opencl:all or opencl:A,B,...) the prompts waiting to be decoded (up to 16 per "
 	"device) run on the devices of their slices at once, a thread per device; the slices of a 3-D box "
-	"depend on each other and run one at a time.\n\n"
+	"depend on each other and run one at a time. On the C path the prompts of one slice (up to 32 at a time) "
+	"are decoded as a batch, a prompt per thread (--threads), computing only the mask that is kept.\n\n"
 	"Memory: an embedding frame is 16 MiB per slice (ViT-B); one of more than 1 GiB (the embeddings "
 	"of a whole CT) is copied to an unlinked file in $TMPDIR (default /tmp) and mapped rather than "
 	"held on the heap, so the kernel can page it (MEDPIPE_SPOOL_BYTES sets the threshold in bytes).",
@@ -117,7 +118,8 @@ typedef struct {
 	mp_sam_prompt p;
 	float fp[2 * MP_SP_MAXPTS];
 	int plab[MP_SP_MAXPTS];
-	float *plane;           /* postprocessed values on the slice grid */
+	float *plane;           /* postprocessed values on the slice grid (--logits) */
+	unsigned char *mb;      /* or the mask alone */
 	float iou;
 	int rc;
 	char err[1024];
@@ -157,41 +159,49 @@ job_fail(job *j, const char *fmt, ...)
 	return mp_seterr("%s: frame %d: %s", j->src, j->frameno, buf);
 }
 
+/* decode the n queued prompts from i on, all of one slice, on device k:
+ * their masks on the slice grid (mp_sam_decode_masks) */
+static void
+decode_run(job *j, int k, size_t i, size_t n)
+{
+	mp_sam *m = &devs.m[k];
+	mp_sam_embinfo *in = &j->info;
+	int G = m->cfg.grid, C = m->cfg.out_chans;
+	const float *emb = (const float *)j->e.data + (size_t)j->zidx[j->q[i].z] * C * G * G;
+	mp_sam_prompt p[32];
+	float *planes[32], iou[32];
+	unsigned char *mb[32];
+	mp_sam_masks s = { multimask, in->mode, j->thr == MP_SAM_MEDSAM ? 1 : j->thr == MP_SAM_LITEMEDSAM ? 2 : 0,
+		           in->rw, in->rh, in->nx, in->ny, wantlogits ? NULL : mb, j->thr != MP_SAM_SAM ? 0.5f : 0.0f };
+	int rc;
+
+	for (size_t q = 0; q < n; q++) {
+		task *t = &j->q[i + q];
+		t->p.pts = t->fp;
+		t->p.labels = t->plab;
+		p[q] = t->p;
+		if (wantlogits)
+			t->plane = planes[q] = mp_xmalloc(in->nx * in->ny * sizeof(float));
+		else
+			t->mb = mb[q] = mp_xmalloc(in->nx * in->ny);
+	}
+	while ((rc = mp_sam_decode_masks(m, emb, n, p, &s, planes, iou)) && mp_dev_sam_retry(devs.d[k], m, (int)threads))
+		;
+	for (size_t q = 0; q < n; q++) {
+		task *t = &j->q[i + q];
+		t->iou = iou[q];
+		if (rc) {
+			t->rc = -1;
+			snprintf(t->err, sizeof t->err, "slice %ld: %s", t->z, mp_err());
+		}
+	}
+}
+
 /* decode queued prompt i on device k (mp_dev_pool_fn; a thread per device) */
 static void
 decode_task(void *ctx, int k, size_t i)
 {
-	job *j = ctx;
-	task *t = &j->q[i];
-	mp_sam *m = &devs.m[k];
-	mp_sam_embinfo *in = &j->info;
-	int S = m->cfg.img_size, G = m->cfg.grid, C = m->cfg.out_chans, L = 4 * G, NM = m->cfg.nmask;
-	float *low = mp_xmalloc((size_t)NM * L * L * sizeof(float)), iou[16];
-	const float *emb = (const float *)j->e.data + (size_t)j->zidx[t->z] * C * G * G;
-	int rc;
-
-	t->p.pts = t->fp;
-	t->p.labels = t->plab;
-	while ((rc = mp_sam_decode(m, emb, &t->p, low, iou)) && mp_dev_sam_retry(devs.d[k], m, (int)threads))
-		;
-	if (rc) {
-		free(low);
-		t->rc = -1;
-		snprintf(t->err, sizeof t->err, "slice %ld: %s", t->z, mp_err());
-		return;
-	}
-	int best = 0;
-	if (multimask && NM > 1) {
-		best = 1;
-		for (int q = 2; q < NM; q++)
-			if (iou[q] > iou[best])
-				best = q;
-	}
-	t->iou = iou[best];
-	t->plane = mp_xmalloc(in->nx * in->ny * sizeof(float));
-	mp_sam_postprocess(in->mode, j->thr == MP_SAM_MEDSAM ? 1 : j->thr == MP_SAM_LITEMEDSAM ? 2 : 0, S,
-	                   low + (size_t)best * L * L, L, in->rw, in->rh, in->nx, in->ny, t->plane);
-	free(low);
+	decode_run(ctx, k, i, 1);
 }
 
 /* decode the queued prompts over the devices, then paint their masks into
@@ -203,7 +213,16 @@ flush(job *j)
 	size_t nx = j->info.nx, ny = j->info.ny, i;
 	int rc = 0;
 
-	mp_dev_pool(devs.n, j->nq, j->qdev, decode_task, j);
+	if (devs.n == 1)   /* the prompts of a slice as one batch */
+		for (i = 0; i < j->nq;) {
+			size_t n = 1;
+			while (i + n < j->nq && n < 32 && j->q[i + n].z == j->q[i].z)
+				n++;
+			decode_run(j, 0, i, n);
+			i += n;
+		}
+	else
+		mp_dev_pool(devs.n, j->nq, j->qdev, decode_task, j);
 	for (i = 0; i < j->nq && rc == 0; i++) {
 		task *t = &j->q[i];
 		if (t->rc) {
@@ -213,13 +232,30 @@ flush(job *j)
 		float th = j->thr != MP_SAM_SAM ? 0.5f : 0.0f;
 		int32_t *mk = j->mask + (size_t)t->z * nx * ny;
 		float *lg = j->logit ? j->logit + (size_t)t->z * nx * ny : NULL;
-		for (size_t q = 0; q < nx * ny; q++) {
-			j->bin[q] = t->plane[q] > th;
-			if (j->bin[q])
-				mk[q] = (int32_t)t->value;
-			if (lg && t->plane[q] > lg[q])
-				lg[q] = t->plane[q];
-		}
+		if (t->mb) {
+			/* mostly zeros: eight bytes at a time */
+			size_t q = 0;
+			for (; q + 8 <= nx * ny; q += 8) {
+				uint64_t w8;
+				memcpy(&w8, t->mb + q, 8);
+				if (w8)
+					for (int b = 0; b < 8; b++)
+						if (t->mb[q + b])
+							mk[q + b] = (int32_t)t->value;
+			}
+			for (; q < nx * ny; q++)
+				if (t->mb[q])
+					mk[q] = (int32_t)t->value;
+			if (i + 1 == j->nq)   /* the last one's mask is kept */
+				memcpy(j->bin, t->mb, nx * ny);
+		} else
+			for (size_t q = 0; q < nx * ny; q++) {
+				j->bin[q] = t->plane[q] > th;
+				if (j->bin[q])
+					mk[q] = (int32_t)t->value;
+				if (lg && t->plane[q] > lg[q])
+					lg[q] = t->plane[q];
+			}
 		if (t->value > j->maxval)
 			j->maxval = t->value;
 		char item[96];
@@ -232,15 +268,18 @@ flush(job *j)
 		j->ioulen += (size_t)n;
 		mp_note("slice %ld label %ld: IoU prediction %.4f", t->z, t->value, (double)t->iou);
 	}
-	for (i = 0; i < j->nq; i++)
+	for (i = 0; i < j->nq; i++) {
 		free(j->q[i].plane);
+		free(j->q[i].mb);
+	}
 	j->nq = 0;
 	return rc;
 }
 
 /* one prompt on image slice z (mp_sp_decode_fn): checked and queued; the
  * queue is decoded when the caller wants the mask (bin), or when it holds
- * 16 prompts per device (one device: every prompt at once) */
+ * 16 prompts per device (one device: 32, the prompts of a slice decoded as
+ * one batch) */
 static int
 run_prompt(void *ctx, long z, const double *box, int npts, const double *pts, const int *plab, long value,
            unsigned char *bin)
@@ -274,7 +313,7 @@ ok:
 		memcpy(t->plab, plab, (size_t)npts * sizeof *plab);
 	j->qdev[j->nq] = (int)(j->zidx[z] % devs.n);
 	j->nq++;
-	if (bin || devs.n == 1 || j->nq >= (size_t)16 * (size_t)devs.n) {
+	if (bin || j->nq >= (size_t)(devs.n == 1 ? 32 : 16 * devs.n)) {
 		if (flush(j))
 			return -1;
 		if (bin)
@@ -337,8 +376,10 @@ run_job(job *j, const mp_frame *lab, mp_out *o)
 		mp_frame_free(&lf);
 	}
 out:
-	for (size_t i = 0; i < j->nq; i++)
+	for (size_t i = 0; i < j->nq; i++) {
 		free(j->q[i].plane);
+		free(j->q[i].mb);
+	}
 	j->nq = 0;
 	free(j->bin);
 	free(j->mask);
