@@ -46,7 +46,7 @@ mp_run_cases(char **args, int nargs, mp_out *o, int per_input, mp_case_role_fn r
 					mp_die("%s", mp_err());
 				continue;
 			}
-			if (mp_in_rest(in, &f) < 0)
+			if (mp_in_rest_map(in, &f) < 0)
 				mp_die("%s", mp_err());
 			if (c.n && strcmp(c.name, mp_case(&f)) != 0)
 				flush(&c, o, fn, ctx);

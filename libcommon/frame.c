@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 void
 mp_frame_init(mp_frame *f)
@@ -16,9 +17,11 @@ mp_frame_init(mp_frame *f)
 void
 mp_frame_clear_data(mp_frame *f)
 {
-	if (f->mapped)
-		munmap(f->data, f->mapped);
-	else
+	if (f->mapped) {
+		/* a mapping of the input file starts at a page boundary before data */
+		uintptr_t a = (uintptr_t)f->data, b = a - a % (uintptr_t)sysconf(_SC_PAGESIZE);
+		munmap((void *)b, f->mapped + (a - b));
+	} else
 		free(f->data);
 	f->data = NULL;
 	f->mapped = 0;

@@ -446,6 +446,40 @@ fail:
 	return -1;
 }
 
+#define MAP_MIN ((size_t)1 << 20)
+
+int
+mp_in_rest_map(mp_in *in, mp_frame *f)
+{
+	size_t total = in->left, buffered = in->len - in->pos;
+	struct stat st;
+	off_t cur, at, base;
+	long pg = sysconf(_SC_PAGESIZE);
+	void *p;
+
+	/* raw, host order, from a regular file that holds all of it */
+	if (in->mem || in->gzip || in->swap || total < MAP_MIN || buffered >= total || in->fd < 0 || pg <= 0 ||
+	    fstat(in->fd, &st) < 0 || !S_ISREG(st.st_mode) || (cur = lseek(in->fd, 0, SEEK_CUR)) < 0)
+		return mp_in_rest(in, f);
+	at = cur - (off_t)buffered;   /* file offset of the frame's next data byte */
+	if (at < 0 || (uint64_t)st.st_size < (uint64_t)at + total)
+		return mp_in_rest(in, f);   /* short: the reader reports the truncation */
+	base = at - at % pg;
+	p = mmap(NULL, total + (size_t)(at - base), PROT_READ | PROT_WRITE, MAP_PRIVATE, in->fd, base);
+	if (p == MAP_FAILED)
+		return mp_in_rest(in, f);
+	if (lseek(in->fd, at + (off_t)total, SEEK_SET) < 0) {
+		munmap(p, total + (size_t)(at - base));
+		return mp_in_rest(in, f);
+	}
+	mp_frame_clear_data(f);
+	f->data = (unsigned char *)p + (at - base);
+	f->mapped = total;
+	in->pos = in->len = 0;
+	in->left = 0;
+	return 0;
+}
+
 int
 mp_in_rest(mp_in *in, mp_frame *f)
 {
