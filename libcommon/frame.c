@@ -327,8 +327,12 @@ mp_frame_minmax(const mp_frame *f, double *mn, double *mx)
 		return;
 	}
 	switch (f->type) {
-#define MM(T) { const T *p = f->data; T a = p[0], b = p[0]; \
-		for (size_t i = 1; i < n; i++) { if (p[i] < a) a = p[i]; if (p[i] > b) b = p[i]; } \
+	/* blocks of 64 with a branch-free body: the compiler vectorises it at -O2 */
+#define MM(T) { const T *p = f->data; T a = p[0], b = p[0]; size_t i = 0; \
+		for (; i + 64 <= n; i += 64) { T ca = a, cb = b; \
+			for (size_t j = 0; j < 64; j++) { T v = p[i + j]; ca = v < ca ? v : ca; cb = v > cb ? v : cb; } \
+			a = ca; b = cb; } \
+		for (; i < n; i++) { if (p[i] < a) a = p[i]; if (p[i] > b) b = p[i]; } \
 		lo = (double)a; hi = (double)b; break; }
 	case MP_INT8: MM(int8_t)
 	case MP_UINT8: MM(uint8_t)
