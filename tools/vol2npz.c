@@ -438,7 +438,7 @@ main(int argc, char **argv)
 				else if (strcmp(role, "label") == 0 && !have_lab)
 					dst = &mlab, have_lab = 1;
 				if (dst) {
-					if (mp_in_rest(in, &f) < 0)
+					if (mp_in_rest_map(in, &f) < 0)
 						mp_die("%s", mp_err());
 					*dst = f;
 					mp_frame_init(&f);
