@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #define CHUNK ((size_t)64 << 20)
@@ -546,6 +548,30 @@ swap_if(mp_frame *f, int big)
 		mp_swap_bytes(f->data, es, mp_frame_nvox(f));
 }
 
+/* raw data of 1 MiB or more: mapped from the file (private, copy on write),
+ * no copy and no fresh memory; the frame frees it with mp_frame_clear_data */
+static int
+map_data(mp_fsrc *s, mp_frame *f, size_t total)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	uint64_t at = s->rpos, base;
+	void *p;
+
+	if (pg <= 0)
+		return -1;
+	base = at - at % (uint64_t)pg;
+	p = mmap(NULL, total + (size_t)(at - base), PROT_READ | PROT_WRITE, MAP_PRIVATE, fileno(s->fp), (off_t)base);
+	if (p == MAP_FAILED)
+		return -1;
+	if (mp_fsrc_seek(s, at + total) < 0) {
+		munmap(p, total + (size_t)(at - base));
+		return -1;
+	}
+	f->data = (unsigned char *)p + (at - base);
+	f->mapped = total;
+	return 0;
+}
+
 int
 mp_fsrc_frame_data(mp_fsrc *s, mp_frame *f, int big)
 {
@@ -555,13 +581,16 @@ mp_fsrc_frame_data(mp_fsrc *s, mp_frame *f, int big)
 	if (mp_frame_check(f) < 0)
 		return mp_preerr("%s", s->name);
 	total = mp_frame_nbytes(f);
-	free(f->data);
-	f->data = NULL;
+	mp_frame_clear_data(f);
 	if (!s->z) {
 		uint64_t left = s->size - s->rpos;
 		if (left < total)
 			return mp_seterr("%s: data: the file holds %llu bytes of data, the header needs %zu",
 					 s->name, (unsigned long long)left, total);
+		if (s->fp && total >= ((size_t)1 << 20) && map_data(s, f, total) == 0) {
+			swap_if(f, big);
+			return 0;
+		}
 		p = malloc(total ? total : 1);
 		if (!p)
 			return mp_seterr("%s: out of memory for %zu bytes", s->name, total);
@@ -669,7 +698,7 @@ mp_fsrc_frame_data_tail(mp_fsrc *s, mp_frame *f, int big)
 		free(p);
 		p = q;
 	}
-	free(f->data);
+	mp_frame_clear_data(f);
 	f->data = p;
 	swap_if(f, big);
 	return 0;

@@ -45,3 +45,39 @@ for c in "hu-window --preset soft-tissue --mapping medsam" "ccl-clean --min 50" 
 	if [ $rc -eq 1 ] && [ "$(wc -l < "$T/short.err")" -eq 1 ] && grep -q 'truncated' "$T/short.err"; then pass "map-short-file-$n"
 	else fail "map-short-file-$n" "rc $rc: $(head -c 200 "$T/short.err")"; fi
 done
+
+# files read by the format layer: raw data of 1 MiB or more is mapped, and
+# what changes it afterwards (NIfTI scaling, a float label made integer, .npy)
+# replaces the mapping: values as nibabel/numpy read them
+$PY - "$T" <<'PYEOF'
+import sys
+import numpy as np
+import nibabel as nib
+T = sys.argv[1]
+rng = np.random.default_rng(5)
+a = rng.integers(-1000, 1000, (80, 70, 120)).astype(np.int16)
+img = nib.Nifti1Image(a, np.diag([0.7, 0.8, 2.0, 1.0]))
+img.header.set_slope_inter(2.0, -3.0)
+nib.save(img, T + "/scaled.nii")
+lab = (rng.random((80, 70, 120)) * 4).astype(np.float32).round()
+nib.save(nib.Nifti1Image(lab, np.diag([0.7, 0.8, 2.0, 1.0])), T + "/flab.nii")
+np.save(T + "/big.npy", a)
+PYEOF
+cat > "$T/chk.py" <<'PYEOF'
+import sys
+sys.path.insert(0, "tests")
+import numpy as np
+import nibabel as nib
+from mpstream import read_frames
+T = sys.argv[1]
+fr = read_frames(open(T + "/maps.vol", "rb").read())
+want = [np.asanyarray(nib.load(T + "/scaled.nii").dataobj), np.asanyarray(nib.load(T + "/flab.nii").dataobj),
+        np.load(T + "/big.npy")]
+assert len(fr) == 3, len(fr)
+assert np.array_equal(fr[0].array.transpose(2, 1, 0), want[0]), "scaled"
+assert fr[1].array.dtype.kind in "iu" and np.array_equal(fr[1].array.transpose(2, 1, 0), want[1]), "label"
+assert np.array_equal(fr[2].array, want[2]) or np.array_equal(fr[2].array.transpose(2, 1, 0), want[2]), "npy"
+PYEOF
+if vol-cat "$T/scaled.nii" --label "$T/flab.nii" "$T/big.npy" > "$T/maps.vol" 2> "$T/maps.err" && $PY "$T/chk.py" "$T" 2>> "$T/maps.err"; then
+	pass map-format-files
+else fail map-format-files "$(tail -c 300 "$T/maps.err")"; fi
