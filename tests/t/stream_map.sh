@@ -44,6 +44,10 @@ for c in "hu-window --preset soft-tissue --mapping medsam" "ccl-clean --min 50" 
 	$c "$T/short.vol" > /dev/null 2> "$T/short.err"; rc=$?
 	if [ $rc -eq 1 ] && [ "$(wc -l < "$T/short.err")" -eq 1 ] && grep -q 'truncated' "$T/short.err"; then pass "map-short-file-$n"
 	else fail "map-short-file-$n" "rc $rc: $(head -c 200 "$T/short.err")"; fi
+	# the same through a pipe: large reads go straight into the frame
+	cat "$T/short.vol" | $c > /dev/null 2> "$T/short.err"; rc=$?
+	if [ $rc -eq 1 ] && [ "$(wc -l < "$T/short.err")" -eq 1 ] && grep -q 'truncated' "$T/short.err"; then pass "short-pipe-$n"
+	else fail "short-pipe-$n" "rc $rc: $(head -c 200 "$T/short.err")"; fi
 done
 
 # files read by the format layer: raw data of 1 MiB or more is mapped, and
