@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
+#include <isa-l/igzip_lib.h>
 
 #define CHUNK ((size_t)64 << 20)
 #define ZBUF (1 << 16)
@@ -333,6 +334,7 @@ struct mp_fsrc {
 	char *name;
 	int z, zinit, zend, zeof;
 	z_stream zs;
+	struct inflate_state *is;   /* gzip data: ISA-L's inflate (about 3x zlib's speed) */
 	unsigned char *ib;
 };
 
@@ -381,6 +383,8 @@ zstop(mp_fsrc *s)
 	s->zinit = s->z = s->zend = s->zeof = 0;
 	free(s->ib);
 	s->ib = NULL;
+	free(s->is);
+	s->is = NULL;
 }
 
 void
@@ -444,13 +448,85 @@ raw_read(mp_fsrc *s, void *buf, size_t n)
 int
 mp_fsrc_inflate(mp_fsrc *s)
 {
+	unsigned char m[2];
+	uint64_t at;
+
 	zstop(s);
+	/* gzip (the magic bytes): ISA-L; zlib streams (MetaImage): zlib */
+	at = s->rpos;
+	if (raw_read(s, m, 2) == 2 && m[0] == 0x1f && m[1] == 0x8b) {
+		if (mp_fsrc_seek(s, at) < 0)
+			return -1;
+		s->is = mp_xmalloc(sizeof *s->is);
+		isal_inflate_init(s->is);
+		s->is->crc_flag = ISAL_GZIP;
+		s->z = 1;
+		s->ib = mp_xmalloc(ZBUF);
+		return 0;
+	}
+	if (mp_fsrc_seek(s, at) < 0)
+		return -1;
 	memset(&s->zs, 0, sizeof s->zs);
 	if (inflateInit2(&s->zs, 15 + 32) != Z_OK)
 		return mp_seterr("%s: cannot start the zlib decoder", s->name);
 	s->zinit = s->z = 1;
 	s->ib = mp_xmalloc(ZBUF);
 	return 0;
+}
+
+/* the gzip members of the file, through ISA-L (CRC-32 and size checked) */
+static long long
+read_isal(mp_fsrc *s, unsigned char *out, size_t n)
+{
+	struct inflate_state *z = s->is;
+	size_t got = 0;
+
+	while (got < n && !s->zend) {
+		size_t want = n - got > (1u << 30) ? (1u << 30) : n - got;
+		int r;
+		if (z->avail_in == 0 && !s->zeof) {
+			size_t k = raw_read(s, s->ib, ZBUF);
+			if (k == 0) {
+				if (s->fp && ferror(s->fp))
+					return mp_seterr("%s: read error:", s->name);
+				s->zeof = 1;
+			}
+			z->next_in = s->ib;
+			z->avail_in = (uint32_t)k;
+		}
+		z->next_out = out + got;
+		z->avail_out = (uint32_t)want;
+		r = isal_inflate(z);
+		got += want - z->avail_out;
+		if (r < 0)
+			return mp_seterr("%s: corrupt compressed data (%s)", s->name,
+					 r == ISAL_INCORRECT_CHECKSUM ? "incorrect data check" :
+					 r == ISAL_INVALID_WRAPPER || r == ISAL_UNSUPPORTED_METHOD ? "bad gzip header" :
+					 "invalid deflate data");
+		if (z->block_state == ISAL_BLOCK_FINISH) {
+			/* another gzip member may follow */
+			if (z->avail_in == 0 && !s->zeof) {
+				size_t k = raw_read(s, s->ib, ZBUF);
+				z->next_in = s->ib;
+				z->avail_in = (uint32_t)k;
+				if (k == 0)
+					s->zeof = 1;
+			}
+			if (z->avail_in >= 2 && z->next_in[0] == 0x1f && z->next_in[1] == 0x8b) {
+				uint8_t *ni = z->next_in;
+				uint32_t ai = z->avail_in;
+				isal_inflate_reset(z);
+				z->crc_flag = ISAL_GZIP;
+				z->next_in = ni;
+				z->avail_in = ai;
+				continue;
+			}
+			s->zend = 1;
+		} else if (z->avail_in == 0 && s->zeof && z->avail_out > 0) {
+			return mp_seterr("%s: truncated compressed data", s->name);
+		}
+	}
+	return (long long)got;
 }
 
 long long
@@ -465,6 +541,8 @@ mp_fsrc_read(mp_fsrc *s, void *buf, size_t n)
 			return mp_seterr("%s: read error:", s->name);
 		return (long long)got;
 	}
+	if (s->is)
+		return read_isal(s, out, n);
 	while (got < n && !s->zend) {
 		int r;
 		size_t want = n - got > (1u << 30) ? (1u << 30) : n - got, before;

@@ -85,3 +85,26 @@ PYEOF
 if vol-cat "$T/scaled.nii" --label "$T/flab.nii" "$T/big.npy" > "$T/maps.vol" 2> "$T/maps.err" && $PY "$T/chk.py" "$T" 2>> "$T/maps.err"; then
 	pass map-format-files
 else fail map-format-files "$(tail -c 300 "$T/maps.err")"; fi
+
+# gzip files are inflated by ISA-L: one member or several (as pigz/bgzip and
+# `cat a.gz b.gz` make), a truncated file, a wrong CRC-32
+$PY - "$T" <<'PYEOF'
+import gzip, sys
+T = sys.argv[1]
+raw = open(T + "/scaled.nii", "rb").read()
+open(T + "/one.nii.gz", "wb").write(gzip.compress(raw, 6))
+h = len(raw) // 3
+open(T + "/multi.nii.gz", "wb").write(gzip.compress(raw[:h], 1) + gzip.compress(raw[h:2 * h], 9) + gzip.compress(raw[2 * h:], 6))
+z = gzip.compress(raw, 6)
+open(T + "/cut.nii.gz", "wb").write(z[:len(z) * 2 // 3])
+bad = bytearray(z)
+bad[-8] ^= 0x55
+open(T + "/crc.nii.gz", "wb").write(bytes(bad))
+PYEOF
+vol-cat --case g "$T/scaled.nii" > "$T/plain.vol" 2>/dev/null
+for k in one multi; do
+	if vol-cat --case g "$T/$k.nii.gz" > "$T/$k.vol" 2> "$T/$k.err" && cmp -s "$T/plain.vol" "$T/$k.vol"; then pass "gzip-$k-member"
+	else fail "gzip-$k-member" "$(head -c 200 "$T/$k.err")"; fi
+done
+expect_err gzip-truncated 1 "truncated" vol-cat "$T/cut.nii.gz"
+expect_err gzip-bad-crc 1 "corrupt compressed data" vol-cat "$T/crc.nii.gz"
