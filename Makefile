@@ -13,9 +13,9 @@ OPT      ?= -O2
 
 WARN     = -Wall -Wextra -Werror
 # include and library flags of the pkg-config-aware dependencies, asked once
-PKGS     = libopenjp2 OpenCL libpng zlib nettle
+PKGS     = libopenjp2 OpenCL libpng zlib nettle libisal
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lopenjp2 -lOpenCL -lpng -lz -lnettle)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lopenjp2 -lOpenCL -lpng -lz -lnettle -lisal)
 BLAS_LIBS  := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
 CPPFLAGS = -D_GNU_SOURCE -Ilibcommon -Iopencl -Ibuild/gen $(PKG_CFLAGS)
 CFLAGS   = -std=c11 $(OPT) -g $(WARN) -pthread -fno-strict-aliasing

@@ -100,7 +100,7 @@ mp_read_frames(char **args, int nargs, mp_out *o, const mp_reader *r, void *ctx)
 				over(in, &f, o, 0);
 				continue;
 			}
-			if (mp_in_rest(in, &f) < 0)
+			if (mp_in_rest_map(in, &f) < 0)
 				mp_die("%s", mp_err());
 			hold(&c, in, &f);
 		}

@@ -1,6 +1,7 @@
 /* crop.c - bounding boxes of labels and box/slice copies */
 #include "mp_filter.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static int
@@ -99,4 +100,52 @@ mp_crop(void *dst, const void *src, size_t elsize, size_t nx, size_t ny,
 			d += cw * elsize;
 		}
 	}
+}
+
+int
+mp_out_crop(mp_out *o, const mp_frame *g, const void *src, size_t elsize, size_t nx, size_t ny,
+            size_t x0, size_t y0, size_t cw, size_t ch, const size_t *zlist, size_t z0, size_t cd)
+{
+	const unsigned char *s = src;
+	size_t row = cw * elsize, cap = (size_t)1 << 20, fill = 0;
+	unsigned char *buf = NULL;
+	int rc = -1;
+
+	if (mp_out_header(o, g) < 0)
+		return -1;
+	if (cw == nx) {
+		/* rows y0.. of a slice lie together, and so do slices z0.. */
+		for (size_t k = 0; k < cd;) {
+			size_t z = zlist ? zlist[k] : z0 + k, n = 1;
+			if (ch == ny)
+				while (k + n < cd && (zlist ? zlist[k + n] : z0 + k + n) == z + n)
+					n++;
+			if (mp_out_data(o, s + (z * ny + y0) * nx * elsize, ((n - 1) * ny + ch) * row) < 0)
+				return -1;
+			k += n;
+		}
+		return 0;
+	}
+	if (cap < row)
+		cap = row;
+	if (!(buf = malloc(cap)))
+		return mp_seterr("out of memory");
+	for (size_t k = 0; k < cd; k++) {
+		size_t z = zlist ? zlist[k] : z0 + k;
+		for (size_t y = 0; y < ch; y++) {
+			if (cap - fill < row) {
+				if (mp_out_data(o, buf, fill) < 0)
+					goto done;
+				fill = 0;
+			}
+			memcpy(buf + fill, s + ((z * ny + y0 + y) * nx + x0) * elsize, row);
+			fill += row;
+		}
+	}
+	if (fill && mp_out_data(o, buf, fill) < 0)
+		goto done;
+	rc = 0;
+done:
+	free(buf);
+	return rc;
 }

@@ -9,8 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
+#include <isa-l/igzip_lib.h>
 
 #define CHUNK ((size_t)64 << 20)
 #define ZBUF (1 << 16)
@@ -331,6 +334,7 @@ struct mp_fsrc {
 	char *name;
 	int z, zinit, zend, zeof;
 	z_stream zs;
+	struct inflate_state *is;   /* gzip data: ISA-L's inflate (about 3x zlib's speed) */
 	unsigned char *ib;
 };
 
@@ -379,6 +383,8 @@ zstop(mp_fsrc *s)
 	s->zinit = s->z = s->zend = s->zeof = 0;
 	free(s->ib);
 	s->ib = NULL;
+	free(s->is);
+	s->is = NULL;
 }
 
 void
@@ -442,13 +448,85 @@ raw_read(mp_fsrc *s, void *buf, size_t n)
 int
 mp_fsrc_inflate(mp_fsrc *s)
 {
+	unsigned char m[2];
+	uint64_t at;
+
 	zstop(s);
+	/* gzip (the magic bytes): ISA-L; zlib streams (MetaImage): zlib */
+	at = s->rpos;
+	if (raw_read(s, m, 2) == 2 && m[0] == 0x1f && m[1] == 0x8b) {
+		if (mp_fsrc_seek(s, at) < 0)
+			return -1;
+		s->is = mp_xmalloc(sizeof *s->is);
+		isal_inflate_init(s->is);
+		s->is->crc_flag = ISAL_GZIP;
+		s->z = 1;
+		s->ib = mp_xmalloc(ZBUF);
+		return 0;
+	}
+	if (mp_fsrc_seek(s, at) < 0)
+		return -1;
 	memset(&s->zs, 0, sizeof s->zs);
 	if (inflateInit2(&s->zs, 15 + 32) != Z_OK)
 		return mp_seterr("%s: cannot start the zlib decoder", s->name);
 	s->zinit = s->z = 1;
 	s->ib = mp_xmalloc(ZBUF);
 	return 0;
+}
+
+/* the gzip members of the file, through ISA-L (CRC-32 and size checked) */
+static long long
+read_isal(mp_fsrc *s, unsigned char *out, size_t n)
+{
+	struct inflate_state *z = s->is;
+	size_t got = 0;
+
+	while (got < n && !s->zend) {
+		size_t want = n - got > (1u << 30) ? (1u << 30) : n - got;
+		int r;
+		if (z->avail_in == 0 && !s->zeof) {
+			size_t k = raw_read(s, s->ib, ZBUF);
+			if (k == 0) {
+				if (s->fp && ferror(s->fp))
+					return mp_seterr("%s: read error:", s->name);
+				s->zeof = 1;
+			}
+			z->next_in = s->ib;
+			z->avail_in = (uint32_t)k;
+		}
+		z->next_out = out + got;
+		z->avail_out = (uint32_t)want;
+		r = isal_inflate(z);
+		got += want - z->avail_out;
+		if (r < 0)
+			return mp_seterr("%s: corrupt compressed data (%s)", s->name,
+					 r == ISAL_INCORRECT_CHECKSUM ? "incorrect data check" :
+					 r == ISAL_INVALID_WRAPPER || r == ISAL_UNSUPPORTED_METHOD ? "bad gzip header" :
+					 "invalid deflate data");
+		if (z->block_state == ISAL_BLOCK_FINISH) {
+			/* another gzip member may follow */
+			if (z->avail_in == 0 && !s->zeof) {
+				size_t k = raw_read(s, s->ib, ZBUF);
+				z->next_in = s->ib;
+				z->avail_in = (uint32_t)k;
+				if (k == 0)
+					s->zeof = 1;
+			}
+			if (z->avail_in >= 2 && z->next_in[0] == 0x1f && z->next_in[1] == 0x8b) {
+				uint8_t *ni = z->next_in;
+				uint32_t ai = z->avail_in;
+				isal_inflate_reset(z);
+				z->crc_flag = ISAL_GZIP;
+				z->next_in = ni;
+				z->avail_in = ai;
+				continue;
+			}
+			s->zend = 1;
+		} else if (z->avail_in == 0 && s->zeof && z->avail_out > 0) {
+			return mp_seterr("%s: truncated compressed data", s->name);
+		}
+	}
+	return (long long)got;
 }
 
 long long
@@ -463,6 +541,8 @@ mp_fsrc_read(mp_fsrc *s, void *buf, size_t n)
 			return mp_seterr("%s: read error:", s->name);
 		return (long long)got;
 	}
+	if (s->is)
+		return read_isal(s, out, n);
 	while (got < n && !s->zend) {
 		int r;
 		size_t want = n - got > (1u << 30) ? (1u << 30) : n - got, before;
@@ -546,6 +626,30 @@ swap_if(mp_frame *f, int big)
 		mp_swap_bytes(f->data, es, mp_frame_nvox(f));
 }
 
+/* raw data of 1 MiB or more: mapped from the file (private, copy on write),
+ * no copy and no fresh memory; the frame frees it with mp_frame_clear_data */
+static int
+map_data(mp_fsrc *s, mp_frame *f, size_t total)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	uint64_t at = s->rpos, base;
+	void *p;
+
+	if (pg <= 0)
+		return -1;
+	base = at - at % (uint64_t)pg;
+	p = mmap(NULL, total + (size_t)(at - base), PROT_READ | PROT_WRITE, MAP_PRIVATE, fileno(s->fp), (off_t)base);
+	if (p == MAP_FAILED)
+		return -1;
+	if (mp_fsrc_seek(s, at + total) < 0) {
+		munmap(p, total + (size_t)(at - base));
+		return -1;
+	}
+	f->data = (unsigned char *)p + (at - base);
+	f->mapped = total;
+	return 0;
+}
+
 int
 mp_fsrc_frame_data(mp_fsrc *s, mp_frame *f, int big)
 {
@@ -555,13 +659,16 @@ mp_fsrc_frame_data(mp_fsrc *s, mp_frame *f, int big)
 	if (mp_frame_check(f) < 0)
 		return mp_preerr("%s", s->name);
 	total = mp_frame_nbytes(f);
-	free(f->data);
-	f->data = NULL;
+	mp_frame_clear_data(f);
 	if (!s->z) {
 		uint64_t left = s->size - s->rpos;
 		if (left < total)
 			return mp_seterr("%s: data: the file holds %llu bytes of data, the header needs %zu",
 					 s->name, (unsigned long long)left, total);
+		if (s->fp && total >= ((size_t)1 << 20) && map_data(s, f, total) == 0) {
+			swap_if(f, big);
+			return 0;
+		}
 		p = malloc(total ? total : 1);
 		if (!p)
 			return mp_seterr("%s: out of memory for %zu bytes", s->name, total);
@@ -669,7 +776,7 @@ mp_fsrc_frame_data_tail(mp_fsrc *s, mp_frame *f, int big)
 		free(p);
 		p = q;
 	}
-	free(f->data);
+	mp_frame_clear_data(f);
 	f->data = p;
 	swap_if(f, big);
 	return 0;

@@ -363,7 +363,7 @@ apply_scaling(const char *name, mp_frame *f, double slope, double inter)
 		mp_convert(out, t, v, MP_FLOAT64, n);
 		free(v);
 	}
-	free(f->data);
+	mp_frame_clear_data(f);
 	f->data = out;
 	f->type = t;
 	mp_set_kvf(f, "medpipe.nifti.scaling", "slope %.9g inter %.9g", slope, inter);
@@ -383,7 +383,7 @@ last_to_first(mp_frame *f, size_t inner, size_t nlast)
 	for (size_t c = 0; c < nlast; c++)
 		for (size_t i = 0; i < inner; i++)
 			memcpy(dst + (i * nlast + c) * es, src + (c * inner + i) * es, es);
-	free(f->data);
+	mp_frame_clear_data(f);
 	f->data = dst;
 	return 0;
 }

@@ -87,7 +87,7 @@ reverse_axes(mp_frame *f, const size_t *sz, int nd)
 			idx[j] = 0;
 		}
 	}
-	free(f->data);
+	mp_frame_clear_data(f);
 	f->data = dst;
 	return 0;
 }

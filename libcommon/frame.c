@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 void
 mp_frame_init(mp_frame *f)
@@ -16,9 +17,11 @@ mp_frame_init(mp_frame *f)
 void
 mp_frame_clear_data(mp_frame *f)
 {
-	if (f->mapped)
-		munmap(f->data, f->mapped);
-	else
+	if (f->mapped) {
+		/* a mapping of the input file starts at a page boundary before data */
+		uintptr_t a = (uintptr_t)f->data, b = a - a % (uintptr_t)sysconf(_SC_PAGESIZE);
+		munmap((void *)b, f->mapped + (a - b));
+	} else
 		free(f->data);
 	f->data = NULL;
 	f->mapped = 0;
@@ -324,8 +327,12 @@ mp_frame_minmax(const mp_frame *f, double *mn, double *mx)
 		return;
 	}
 	switch (f->type) {
-#define MM(T) { const T *p = f->data; T a = p[0], b = p[0]; \
-		for (size_t i = 1; i < n; i++) { if (p[i] < a) a = p[i]; if (p[i] > b) b = p[i]; } \
+	/* blocks of 64 with a branch-free body: the compiler vectorises it at -O2 */
+#define MM(T) { const T *p = f->data; T a = p[0], b = p[0]; size_t i = 0; \
+		for (; i + 64 <= n; i += 64) { T ca = a, cb = b; \
+			for (size_t j = 0; j < 64; j++) { T v = p[i + j]; ca = v < ca ? v : ca; cb = v > cb ? v : cb; } \
+			a = ca; b = cb; } \
+		for (; i < n; i++) { if (p[i] < a) a = p[i]; if (p[i] > b) b = p[i]; } \
 		lo = (double)a; hi = (double)b; break; }
 	case MP_INT8: MM(int8_t)
 	case MP_UINT8: MM(uint8_t)

@@ -76,8 +76,9 @@ typedef struct mp_frame {
 	size_t nkv;
 	char **keys, **vals;         /* key:=value pairs, full keys ("medpipe.role") */
 	void *data;                  /* product(size)*type_size bytes, or NULL */
-	size_t mapped;               /* data is a private mapping of a spool file of
-	                                this many bytes (mp_in_rest_spool) */
+	size_t mapped;               /* data is a private mapping of a spool file or
+	                                of the input file, of this many bytes
+	                                (mp_in_rest_spool, mp_in_rest_map) */
 	/* set by the stream reader: the header as read, for byte-exact pass-through */
 	char *rawhdr;
 	size_t rawhdr_len;
@@ -146,6 +147,11 @@ int mp_in_rest(mp_in *in, mp_frame *f);
  * allocated: memory the kernel can page out. over is taken from
  * $MEDPIPE_SPOOL_BYTES when set. mp_frame_free unmaps it. */
 int mp_in_rest_spool(mp_in *in, mp_frame *f, size_t over);
+/* the same as mp_in_rest, but the raw data of a frame (1 MiB or more, host
+ * order) that a regular input file holds whole is mapped from the file
+ * (private, copy on write) instead of read: no copy, no fresh memory. Free it
+ * with mp_frame_clear_data/mp_frame_free only. */
+int mp_in_rest_map(mp_in *in, mp_frame *f);
 /* skip the rest of the current frame's data */
 int mp_in_skipdata(mp_in *in);
 /* header + data */

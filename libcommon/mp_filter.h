@@ -180,6 +180,11 @@ long long mp_label_bbox(const void *vol, mp_type t, size_t nx, size_t ny, size_t
  * zlist is NULL) out of a volume of elsize-byte elements */
 void mp_crop(void *dst, const void *src, size_t elsize, size_t nx, size_t ny,
              size_t x0, size_t y0, size_t cw, size_t ch, const size_t *zlist, size_t z0, size_t cd);
+/* the same box written out as frame g (header, then the data straight from
+ * src: whole slices as they lie, rows gathered 1 MiB at a time), so that no
+ * copy of the cropped volume is made */
+int mp_out_crop(mp_out *o, const mp_frame *g, const void *src, size_t elsize, size_t nx, size_t ny,
+                size_t x0, size_t y0, size_t cw, size_t ch, const size_t *zlist, size_t z0, size_t cd);
 
 /* ================================================================ geometry history
  * Keys (see medpipe-vol(5)):

@@ -56,7 +56,7 @@ to_grey(mp_frame *f, const char *what, int tofloat)
 			size_t n = mp_frame_nvox(f);
 			void *g = mp_xmalloc(n * sizeof(float));
 			mp_convert(g, t, f->data, f->type, n);
-			free(f->data);
+			mp_frame_clear_data(f);
 			f->data = g;
 			f->type = t;
 			mp_frame_touch(f);
@@ -72,7 +72,7 @@ to_grey(mp_frame *f, const char *what, int tofloat)
 	void *g = mp_xmalloc((np ? np : 1) * mp_type_size(t));
 	for (size_t i = 0; i < np; i++)
 		mp_put(g, t, i, mp_get(f->data, f->type, i * nc));
-	free(f->data);
+	mp_frame_clear_data(f);
 	f->data = g;
 	f->type = t;
 	for (int a = 1; a < f->dim; a++) {

@@ -355,7 +355,7 @@ mp_medsam2d(mp_frame *f, int rgb, mp_medsam2d_info *info)
 			info->p_hi = v[1];
 		}
 	}
-	free(f->data);
+	mp_frame_clear_data(f);
 	f->data = o;
 	f->type = MP_UINT8;
 	mp_frame_touch(f);

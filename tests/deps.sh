@@ -7,7 +7,7 @@
 # tests/constraints.txt.  A failed pip install makes the tests that need the
 # package skip; under CI (CI=true) it makes this script fail, as a missing
 # reference makes the tests fail there.
-PKGS="build-essential pkg-config zlib1g-dev libnifti2-dev libdcmtk-dev dcmtk libopenjp2-7-dev \
+PKGS="build-essential pkg-config zlib1g-dev libisal-dev libnifti2-dev libdcmtk-dev dcmtk libopenjp2-7-dev \
 nettle-dev ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo libopenblas-dev libpng-dev \
 python3 python3-venv python3-pip python3-numpy python3-scipy python3-nibabel python3-pydicom \
 python3-skimage python3-opencv python3-torch teem-apps dcm2niix cppcheck time clang libclang-rt-14-dev \

@@ -91,7 +91,7 @@ clean(mp_in *in, mp_frame *f, mp_out *o)
 	if (mp_frame_xyz(f, &nx, &ny, &nz) < 0)
 		mp_die("%s: frame %d: %s frame is not a 2D or 3D scalar volume", mp_in_name(in),
 		       mp_in_frameno(in), role);
-	if (mp_in_rest(in, f) < 0)
+	if (mp_in_rest_map(in, f) < 0)
 		return -1;
 	if (min3mm > 0 && min3mm / (sx * sy * sz) > t3)
 		t3 = min3mm / (sx * sy * sz);

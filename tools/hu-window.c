@@ -183,7 +183,7 @@ window_frame(mp_in *in, mp_frame *f, mp_out *o)
 		return mp_out_slabs(o, f, in, NULL, st, mp_frame_nvox(f), apply, &m);
 	}
 	/* the whole frame is needed */
-	if (mp_in_rest(in, f) < 0)
+	if (mp_in_rest_map(in, f) < 0)
 		return -1;
 	double p[2] = { plo, phi };
 	if (mp_window_held(&m, f, medsam, pctl ? p : NULL, nonzero, level, width, &lo, &hi) < 0)

@@ -156,13 +156,6 @@ crop_case(void *ctx, mp_heldcase *c, mp_out *o)
 		g.size[1] = boxn[1];
 		if (g.dim > 2)
 			g.size[2] = boxn[2];
-		if (mp_frame_alloc(&g) < 0) {
-			mp_frame_free(&g);
-			mp_preerr("%s: case %s", c->src, cname);
-			goto fail;
-		}
-		mp_crop(g.data, f->data, mp_type_size(f->type), s[0], s[1], box0[0], box0[1], boxn[0], boxn[1],
-		        contiguous ? NULL : list, box0[2], boxn[2]);
 		/* geometry: the origin moves to the first kept voxel */
 		double ijk[3] = { (double)box0[0], (double)box0[1], (double)box0[2] };
 		if (g.space)
@@ -177,7 +170,9 @@ crop_case(void *ctx, mp_heldcase *c, mp_out *o)
 			mp_hist_slices(&g, s[2], list, nl);
 		}
 		mp_frame_touch(&g);
-		int r = mp_out_frame(o, &g);
+		/* written straight from the held frame: no copy of the crop */
+		int r = mp_out_crop(o, &g, f->data, mp_type_size(f->type), s[0], s[1], box0[0], box0[1], boxn[0],
+		                    boxn[1], contiguous ? NULL : list, box0[2], boxn[2]);
 		mp_frame_free(&g);
 		mp_frame_clear_data(f);
 		if (r < 0)

@@ -191,7 +191,7 @@ fix_label(mp_frame *f, const char *path)
 		return mp_seterr("%s: label values out of the int32 range", path);
 	d = mp_xmalloc(n * mp_type_size(t));
 	mp_convert(d, t, f->data, f->type, n);
-	free(f->data);
+	mp_frame_clear_data(f);
 	f->data = d;
 	f->type = t;
 	mp_frame_touch(f);
@@ -216,7 +216,7 @@ grey_label(mp_frame *f, const char *path)
 		d[i] = p[0];
 		differ += p[0] != p[1] || p[0] != p[2];
 	}
-	free(f->data);
+	mp_frame_clear_data(f);
 	f->data = d;
 	f->dim = 2;
 	f->size[0] = f->size[1];

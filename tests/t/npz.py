@@ -126,6 +126,27 @@ with zipfile.ZipFile(os.path.join(T, "big3.npz")) as zf:
     good = good and zf.testzip() is None
 ok("npz-threads", good, err)
 
+# every level (1..3: ISA-L's igzip, 4..9: zlib) on pieces that compress well, badly
+# (random bytes: a piece's output longer than its input) and not at all: numpy
+# reads the same array back, zipfile's CRC check passes, any thread count gives the same bytes
+mix = big.copy()
+mix[0, 0, 2 ** 20:3 * 2 ** 20] = rng.integers(0, 256, 2 * 2 ** 20, dtype=np.uint8)
+img8 = (np.arange(7 * 9 * 5) % 3).astype(np.uint8).reshape(7, 9, 5)
+for lv in ("1", "2", "3", "4", "6"):
+    outs, good, err = [], True, ""
+    for th in ("1", "2"):
+        out = os.path.join(T, "lv%s-%s.npz" % (lv, th))
+        rc, so, err = run(["--level", lv, "-o", out], frame(mix) + frame(img8, "label"),
+                          {"MEDPIPE_THREADS": th})
+        good = good and rc == 0
+        outs.append(open(out, "rb").read() if rc == 0 else b"")
+    if good:
+        z = np.load(os.path.join(T, "lv%s-2.npz" % lv))
+        good = outs[0] == outs[1] and np.array_equal(z["image"], mix) and np.array_equal(z["label"], img8)
+        with zipfile.ZipFile(os.path.join(T, "lv%s-2.npz" % lv)) as zf:
+            good = good and zf.testzip() is None and all(i.compress_type == zipfile.ZIP_DEFLATED for i in zf.infolist())
+    ok("npz-level-" + lv, good, err)
+
 # MedSAM's layout
 img = rng.integers(0, 256, (6, 20, 30), dtype=np.uint8)
 lab = rng.integers(0, 5, (6, 20, 30)).astype(np.int16)
