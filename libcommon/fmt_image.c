@@ -7,11 +7,13 @@
  * resolution (PNG pHYs in metres, JPEG JFIF density in inches or cm). */
 #include "mp_fmt.h"
 
+#include <limits.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <jpeglib.h>
 #include <png.h>
@@ -202,6 +204,31 @@ mp_jpeg_read(const char *path, mp_frame *f)
 	else {
 		snprintf(e.msg, sizeof e.msg, "colour space %d (CMYK/YCCK) not supported", (int)d.jpeg_color_space);
 		longjmp(e.jb, 1);
+	}
+	{
+		/* every 8x8 block of the full-resolution component codes at least
+		 * one Huffman symbol (its DC difference) of at least one bit, so a
+		 * Huffman-coded file holds at least blocks/8 bytes: a damaged
+		 * header declaring a vast image is refused here, before libjpeg
+		 * sizes its buffers by it (a multi-scan file makes it hold every
+		 * coefficient: 25 GB for a 402-byte file) */
+		struct stat st;
+		double blocks = ceil(d.image_width / 8.0) * ceil(d.image_height / 8.0);
+		double bytes = (double)d.image_width * d.image_height * (d.num_components == 1 ? 1 : 3);
+		if (!d.arith_code && fstat(fileno(fp), &st) == 0 && blocks > 8.0 * (double)st.st_size + 64) {
+			snprintf(e.msg, sizeof e.msg, "damaged header: %ux%u pixels cannot fit in %lld bytes",
+			         (unsigned)d.image_width, (unsigned)d.image_height, (long long)st.st_size);
+			longjmp(e.jb, 1);
+		}
+		if (bytes > (double)mp_max_bytes()) {
+			snprintf(e.msg, sizeof e.msg, "%ux%u pixels: more than MEDPIPE_MAX_BYTES (%zu bytes)",
+			         (unsigned)d.image_width, (unsigned)d.image_height, mp_max_bytes());
+			longjmp(e.jb, 1);
+		}
+		/* libjpeg's own buffers (a multi-scan image's coefficients: 2 bytes
+		 * a sample) stay within a few times the image's size */
+		d.mem->max_memory_to_use = (long)(4 * bytes + (64 << 20) < (double)LONG_MAX / 2 ? 4 * bytes + (64 << 20)
+		                                                                            : (double)LONG_MAX / 2);
 	}
 	jpeg_start_decompress(&d);
 	{
