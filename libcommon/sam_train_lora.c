@@ -8,7 +8,10 @@
  * windowed blocks, 46 MB each); otherwise (the global blocks, 805 MB each)
  * only each row's max and 1/sum are kept and the backward recomputes the
  * probabilities of one head at a time from q and k, with the same
- * operations as the forward, so that they are the same floats. */
+ * operations as the forward, so that they are the same floats. A block's
+ * layer-norm outputs, attention output and GELU output are kept only where
+ * a gradient of a weight needs them (--mode full; the MLP_Adapter's fc1 the
+ * second norm's), else they are one scratch buffer shared by the blocks. */
 #include "mp_train.h"
 #include "mp.h"
 
@@ -38,6 +41,7 @@ struct mp_lora {
 	/* scratch */
 	float *dx, *dx1, *dxn, *dxw, *dqkv, *dO, *dy, *dh, *ws, *wsr, *dxa, *dn;
 	float *wp;                  /* one head's probabilities (blocks whose P is not kept) */
+	float *sh[4];               /* the blocks' xn1, O, xn2, hg where not kept */
 };
 
 void mp_lora_free(struct mp_lora *l);
@@ -57,8 +61,11 @@ mp_lora_free(struct mp_lora *l)
 		                &a->mu2, &a->rs2, &a->xn2, &a->hpre, &a->hg, &a->ytok, &a->sah, &a->sag, &a->mah, &a->mag,
 		                &a->rmax, &a->rinv };
 		for (size_t k = 0; k < sizeof f / sizeof *f; k++)
-			free(*f[k]);
+			if (*f[k] != l->sh[0] && *f[k] != l->sh[1] && *f[k] != l->sh[2] && *f[k] != l->sh[3])
+				free(*f[k]);
 	}
+	for (int k = 0; k < 4; k++)
+		free(l->sh[k]);
 	free(l);
 }
 
@@ -107,6 +114,13 @@ lora_setup(mp_sam_tune *t)
 	l->nwx = (G + ws - 1) / ws;
 	l->np = l->nwx * l->nwx * ws * ws;
 	size_t maxN = (size_t)(l->np > T ? l->np : T), maxP = 0, maxR = 0;
+	/* xn1 is never needed by the backward; O, xn2, hg only for weight gradients */
+	l->sh[0] = z((size_t)T * E);
+	if (!t->full) {
+		l->sh[1] = z(maxN * E), l->sh[3] = z((size_t)T * l->mlp);
+		if (!t->adapter)
+			l->sh[2] = z((size_t)T * E);
+	}
 	for (int i = 0; i < c->depth; i++) {
 		blk_act *a = &l->b[i];
 		int w = m->blk[i].window;
@@ -114,9 +128,9 @@ lora_setup(mp_sam_tune *t)
 		a->nb = w ? l->nwx * l->nwx : 1;
 		a->nq = w ? w * w : T;
 		a->g = w ? w : G;
-		a->xin = z((size_t)T * E), a->mu1 = z((size_t)T), a->rs1 = z((size_t)T), a->xn1 = z((size_t)T * E);
+		a->xin = z((size_t)T * E), a->mu1 = z((size_t)T), a->rs1 = z((size_t)T), a->xn1 = l->sh[0];
 		a->xw = z((size_t)a->N * E), a->xaq = z((size_t)a->N * l->r), a->xav = z((size_t)a->N * l->r);
-		a->qkv = z((size_t)a->N * 3 * E), a->O = z((size_t)a->N * E);
+		a->qkv = z((size_t)a->N * 3 * E), a->O = l->sh[1] ? l->sh[1] : z((size_t)a->N * E);
 		size_t np_ = (size_t)a->nb * l->heads * a->nq * a->nq;
 		if (np_ <= t->attn_keep / sizeof(float))
 			a->P = z(np_);
@@ -125,8 +139,9 @@ lora_setup(mp_sam_tune *t)
 			if ((size_t)a->nq * a->nq > maxR)
 				maxR = (size_t)a->nq * a->nq;
 		}
-		a->x1 = z((size_t)T * E), a->mu2 = z((size_t)T), a->rs2 = z((size_t)T), a->xn2 = z((size_t)T * E);
-		a->hpre = z((size_t)T * l->mlp), a->hg = z((size_t)T * l->mlp);
+		a->x1 = z((size_t)T * E), a->mu2 = z((size_t)T), a->rs2 = z((size_t)T);
+		a->xn2 = l->sh[2] ? l->sh[2] : z((size_t)T * E);
+		a->hpre = z((size_t)T * l->mlp), a->hg = l->sh[3] ? l->sh[3] : z((size_t)T * l->mlp);
 		a->aq = tv(t, t->p, i, "lora_A_q"), a->bq = tv(t, t->p, i, "lora_B_q");
 		a->av = tv(t, t->p, i, "lora_A_v"), a->bv = tv(t, t->p, i, "lora_B_v");
 		a->gaq = tv(t, t->g, i, "lora_A_q"), a->gbq = tv(t, t->g, i, "lora_B_q");
