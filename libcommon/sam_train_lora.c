@@ -287,11 +287,18 @@ relattn_bwd(const struct mp_lora *l, const mp_sam_block *B, const blk_act *a, co
 				double s = 0;
 				for (int j = 0; j < nq; j++)
 					s += (double)pr[j] * dr[j];
-				int qh = i / g, qw = i % g;
-				for (int j = 0; j < nq; j++) {
-					dr[j] = (float)(pr[j] * (dr[j] - s));
-					dch[(size_t)i * lr + qh - j / g + g - 1] += dr[j];
-					dcw[(size_t)i * lr + qw - j % g + g - 1] += dr[j];
+				/* key j = (kh, kw): dch[i][qh - kh + g-1], dcw[i][qw - kw + g-1] += dS[i][j], in the order of j */
+				float *hr = dch + (size_t)i * lr + i / g + g - 1, *wr = dcw + (size_t)i * lr + i % g + g - 1;
+				for (int kh = 0; kh < g; kh++) {
+					const float *pj = pr + (size_t)kh * g;
+					float *dj = dr + (size_t)kh * g, acc = hr[-kh];
+					for (int kw = 0; kw < g; kw++) {
+						float d_ = (float)(pj[kw] * (dj[kw] - s));
+						dj[kw] = d_;
+						acc += d_;
+						wr[-kw] += d_;
+					}
+					hr[-kh] = acc;
 				}
 			}
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nq, scale, dS, nq, k, 3 * E, 1.0f, dq, 3 * E);
