@@ -218,6 +218,25 @@ relattn_scores(const struct mp_lora *l, const mp_sam_block *B, const blk_act *a,
 	}
 }
 
+/* the largest of r[0..n-1] (8 running maxima: the same value in any order,
+ * and a loop the compiler vectorises) */
+static float
+rowmax(const float *r, int n)
+{
+	float m8[8], mx = r[0];
+	int j = 0;
+	for (int k = 0; k < 8; k++)
+		m8[k] = r[0];
+	for (; j + 8 <= n; j += 8)
+		for (int k = 0; k < 8; k++)
+			m8[k] = r[j + k] > m8[k] ? r[j + k] : m8[k];
+	for (; j < n; j++)
+		mx = r[j] > mx ? r[j] : mx;
+	for (int k = 0; k < 8; k++)
+		mx = m8[k] > mx ? m8[k] : mx;
+	return mx;
+}
+
 /* attention with decomposed relative positions over the windows of a block
  * (q, k, v in qkv rows of 3E): the forward keeps P, or (a->rmax) each row's
  * max and 1/sum */
@@ -234,16 +253,18 @@ relattn_fwd(const struct mp_lora *l, const mp_sam_block *B, blk_act *a)
 			relattn_scores(l, B, a, b, h, P, l->wsr);
 			for (int i = 0; i < nq; i++) {
 				float *S = P + (size_t)i * nq;
-				float mx = S[0];
+				float mx = rowmax(S, nq);
 				double sum = 0;
-				for (int j = 1; j < nq; j++)
-					mx = S[j] > mx ? S[j] : mx;
 				for (int j = 0; j < nq; j++) {
 					S[j] = expf(S[j] - mx);
 					sum += S[j];
 				}
 				float inv = (float)(1.0 / sum);
-				for (int j = 0; j < nq; j++)
+				int j = 0;
+				for (; j + 8 <= nq; j += 8)   /* in blocks of 8: vectorised */
+					for (int k = 0; k < 8; k++)
+						S[j + k] *= inv;
+				for (; j < nq; j++)
 					S[j] *= inv;
 				if (a->rmax)
 					a->rmax[bh * nq + i] = mx, a->rinv[bh * nq + i] = inv;
@@ -273,9 +294,7 @@ relattn_bwd(const struct mp_lora *l, const mp_sam_block *B, const blk_act *a, co
 				for (int i = 0; i < nq; i++) {
 					float *S = l->wp + (size_t)i * nq, mx = a->rmax[bh * nq + i], inv = a->rinv[bh * nq + i];
 					for (int j = 0; j < nq; j++)
-						S[j] = expf(S[j] - mx);
-					for (int j = 0; j < nq; j++)
-						S[j] *= inv;
+						S[j] = expf(S[j] - mx) * inv;
 				}
 			}
 			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nq, hd, nq, 1.0f, P, nq, d, E, 1.0f, dv, 3 * E);
