@@ -113,7 +113,16 @@ typedef struct mp_sam_tune {
 	/* --mode full / adapter (mp_train_peft.h): every image-encoder tensor
 	 * trained; bottleneck adapters of this hidden width (0: none) */
 	int full, adapter;
+	/* image samples: a block's attention probabilities (windows x heads x
+	 * tokens^2 floats) are kept for the backward when they take at most
+	 * this many bytes, else only each row's max and 1/sum are kept and the
+	 * probabilities recomputed per head in the backward (the same values:
+	 * the same operations on the same q, k). mp_tune_init: MP_TUNE_ATTN_KEEP
+	 * (ViT-B at 1024: the windowed blocks' 46 MB kept, the global blocks'
+	 * 805 MB recomputed); SIZE_MAX: always kept, 0: never. */
+	size_t attn_keep;
 } mp_sam_tune;
+#define MP_TUNE_ATTN_KEEP ((size_t)64 << 20)
 
 /* set up training of m's mask decoder (parameters copied out of the
  * checkpoint); loss_res 0: img_size. 0 or -1 + mp_err. */

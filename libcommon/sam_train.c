@@ -149,6 +149,7 @@ mp_tune_init(mp_sam_tune *t, mp_sam *m, int loss_res)
 	if (c->out_chans > 1024)
 		return mp_seterr("mask decoder width %d: at most 1024", c->out_chans);
 	t->opt = (mp_tr_opt){ 1e-4, 0.01, 0.9, 0.999, 1e-8 };
+	t->attn_keep = MP_TUNE_ATTN_KEEP;
 	/* the parameter buffer: every mask_decoder.* tensor in checkpoint order */
 	t->t = mp_xcalloc(m->td.n + 1, sizeof *t->t);
 	for (size_t i = 0; i < m->td.n; i++) {

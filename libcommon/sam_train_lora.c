@@ -3,8 +3,15 @@
  * from the embedding's gradient to the LoRA matrices (mp_train.h). The
  * encoder's own weights are frozen: no gradient is formed for them.
  *
- * Memory: every attention matrix is kept (blocks x heads x tokens^2 floats);
- * right for reduced models, not yet for ViT-B's global blocks at 1024. */
+ * Memory: a block's attention probabilities (windows x heads x tokens^2
+ * floats) are kept when they fit in t->attn_keep bytes (ViT-B at 1024: the
+ * windowed blocks, 46 MB each); otherwise (the global blocks, 805 MB each)
+ * only each row's max and 1/sum are kept and the backward recomputes the
+ * probabilities of one head at a time from q and k, with the same
+ * operations as the forward, so that they are the same floats. A block's
+ * layer-norm outputs, attention output and GELU output are kept only where
+ * a gradient of a weight needs them (--mode full; the MLP_Adapter's fc1 the
+ * second norm's), else they are one scratch buffer shared by the blocks. */
 #include "mp_train.h"
 #include "mp.h"
 
@@ -15,6 +22,7 @@
 
 typedef struct {
 	float *xin, *mu1, *rs1, *xn1, *xw, *xaq, *xav, *qkv, *P, *O, *x1, *mu2, *rs2, *xn2, *hpre, *hg;
+	float *rmax, *rinv;         /* P not kept: each softmax row's max and 1/sum (windows x heads x nq) */
 	float *aq, *bq, *av, *bv, *gaq, *gbq, *gav, *gbv;
 	/* --mode full: gradients of the block's tensors (NULL: frozen) */
 	float *gn1w, *gn1b, *gn2w, *gn2b, *gqkvw, *gqkvb, *gprojw, *gprojb, *gl1w, *gl1b, *gl2w, *gl2b, *grph, *grpw;
@@ -32,6 +40,8 @@ struct mp_lora {
 	float *x0, *xout, *n0, *mu5, *rs5, *n1, *cols, *n2, *mu6, *rs6, *emb, *demb;
 	/* scratch */
 	float *dx, *dx1, *dxn, *dxw, *dqkv, *dO, *dy, *dh, *ws, *wsr, *dxa, *dn;
+	float *wp;                  /* one head's probabilities (blocks whose P is not kept) */
+	float *sh[4];               /* the blocks' xn1, O, xn2, hg where not kept */
 };
 
 void mp_lora_free(struct mp_lora *l);
@@ -42,16 +52,20 @@ mp_lora_free(struct mp_lora *l)
 	if (!l)
 		return;
 	float **all[] = { &l->x0, &l->n0, &l->mu5, &l->rs5, &l->n1, &l->cols, &l->n2, &l->mu6, &l->rs6, &l->emb, &l->demb,
-	                  &l->dx, &l->dx1, &l->dxn, &l->dxw, &l->dqkv, &l->dO, &l->dy, &l->dh, &l->ws, &l->wsr, &l->dxa, &l->dn };
+	                  &l->dx, &l->dx1, &l->dxn, &l->dxw, &l->dqkv, &l->dO, &l->dy, &l->dh, &l->ws, &l->wsr, &l->dxa, &l->dn, &l->wp };
 	for (size_t i = 0; i < sizeof all / sizeof *all; i++)
 		free(*all[i]);
 	for (int i = 0; i < MP_SAM_MAXDEPTH; i++) {
 		blk_act *a = &l->b[i];
 		float **f[] = { &a->xin, &a->mu1, &a->rs1, &a->xn1, &a->xw, &a->xaq, &a->xav, &a->qkv, &a->P, &a->O, &a->x1,
-		                &a->mu2, &a->rs2, &a->xn2, &a->hpre, &a->hg, &a->ytok, &a->sah, &a->sag, &a->mah, &a->mag };
+		                &a->mu2, &a->rs2, &a->xn2, &a->hpre, &a->hg, &a->ytok, &a->sah, &a->sag, &a->mah, &a->mag,
+		                &a->rmax, &a->rinv };
 		for (size_t k = 0; k < sizeof f / sizeof *f; k++)
-			free(*f[k]);
+			if (*f[k] != l->sh[0] && *f[k] != l->sh[1] && *f[k] != l->sh[2] && *f[k] != l->sh[3])
+				free(*f[k]);
 	}
+	for (int k = 0; k < 4; k++)
+		free(l->sh[k]);
 	free(l);
 }
 
@@ -99,7 +113,14 @@ lora_setup(mp_sam_tune *t)
 	l->r = t->lora_rank;
 	l->nwx = (G + ws - 1) / ws;
 	l->np = l->nwx * l->nwx * ws * ws;
-	size_t maxN = (size_t)(l->np > T ? l->np : T), maxP = 0;
+	size_t maxN = (size_t)(l->np > T ? l->np : T), maxP = 0, maxR = 0;
+	/* xn1 is never needed by the backward; O, xn2, hg only for weight gradients */
+	l->sh[0] = z((size_t)T * E);
+	if (!t->full) {
+		l->sh[1] = z(maxN * E), l->sh[3] = z((size_t)T * l->mlp);
+		if (!t->adapter)
+			l->sh[2] = z((size_t)T * E);
+	}
 	for (int i = 0; i < c->depth; i++) {
 		blk_act *a = &l->b[i];
 		int w = m->blk[i].window;
@@ -107,12 +128,20 @@ lora_setup(mp_sam_tune *t)
 		a->nb = w ? l->nwx * l->nwx : 1;
 		a->nq = w ? w * w : T;
 		a->g = w ? w : G;
-		a->xin = z((size_t)T * E), a->mu1 = z((size_t)T), a->rs1 = z((size_t)T), a->xn1 = z((size_t)T * E);
+		a->xin = z((size_t)T * E), a->mu1 = z((size_t)T), a->rs1 = z((size_t)T), a->xn1 = l->sh[0];
 		a->xw = z((size_t)a->N * E), a->xaq = z((size_t)a->N * l->r), a->xav = z((size_t)a->N * l->r);
-		a->qkv = z((size_t)a->N * 3 * E), a->O = z((size_t)a->N * E);
-		a->P = z((size_t)a->nb * l->heads * a->nq * a->nq);
-		a->x1 = z((size_t)T * E), a->mu2 = z((size_t)T), a->rs2 = z((size_t)T), a->xn2 = z((size_t)T * E);
-		a->hpre = z((size_t)T * l->mlp), a->hg = z((size_t)T * l->mlp);
+		a->qkv = z((size_t)a->N * 3 * E), a->O = l->sh[1] ? l->sh[1] : z((size_t)a->N * E);
+		size_t np_ = (size_t)a->nb * l->heads * a->nq * a->nq;
+		if (np_ <= t->attn_keep / sizeof(float))
+			a->P = z(np_);
+		else {
+			a->rmax = z((size_t)a->nb * l->heads * a->nq), a->rinv = z((size_t)a->nb * l->heads * a->nq);
+			if ((size_t)a->nq * a->nq > maxR)
+				maxR = (size_t)a->nq * a->nq;
+		}
+		a->x1 = z((size_t)T * E), a->mu2 = z((size_t)T), a->rs2 = z((size_t)T);
+		a->xn2 = l->sh[2] ? l->sh[2] : z((size_t)T * E);
+		a->hpre = z((size_t)T * l->mlp), a->hg = l->sh[3] ? l->sh[3] : z((size_t)T * l->mlp);
 		a->aq = tv(t, t->p, i, "lora_A_q"), a->bq = tv(t, t->p, i, "lora_B_q");
 		a->av = tv(t, t->p, i, "lora_A_v"), a->bv = tv(t, t->p, i, "lora_B_v");
 		a->gaq = tv(t, t->g, i, "lora_A_q"), a->gbq = tv(t, t->g, i, "lora_B_q");
@@ -163,44 +192,82 @@ lora_setup(mp_sam_tune *t)
 	l->dx = z((size_t)T * E), l->dx1 = z((size_t)T * E), l->dxn = z((size_t)T * E);
 	l->dxw = z(maxN * E), l->dqkv = z(maxN * 3 * E), l->dO = z(maxN * E), l->dy = z(maxN * E);
 	l->dh = z((size_t)T * (l->mlp > 9 * l->C ? l->mlp : 9 * l->C));
-	l->ws = z(maxP), l->wsr = z((size_t)T * 4 * (2 * G)), l->dxa = z(maxN * l->r), l->dn = z((size_t)T * C);
+	l->ws = z(maxP), l->wp = maxR ? z(maxR) : NULL, l->wsr = z((size_t)T * 4 * (2 * G)), l->dxa = z(maxN * l->r), l->dn = z((size_t)T * C);
 	t->lora = l;
 	return 0;
 }
 
+/* the scores of head h of window b (scale q k^T + the decomposed relative
+ * positions) into S (nq x nq); ch, cw: 2 nq (2g-1) floats of scratch */
+static void
+relattn_scores(const struct mp_lora *l, const mp_sam_block *B, const blk_act *a, int b, int h, float *S, float *ch)
+{
+	int E = l->E, hd = l->hd, nq = a->nq, g = a->g, lr = 2 * g - 1;
+	float scale = 1.0f / sqrtf((float)hd), *cw = ch + (size_t)nq * lr;
+	const float *q = a->qkv + (size_t)b * nq * 3 * E + h * hd, *k = q + E;
+
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nq, hd, scale, q, 3 * E, k, 3 * E, 0.0f, S, nq);
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, lr, hd, 1.0f, q, 3 * E, B->rph, hd, 0.0f, ch, lr);
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, lr, hd, 1.0f, q, 3 * E, B->rpw, hd, 0.0f, cw, lr);
+	for (int i = 0; i < nq; i++) {
+		int qh = i / g, qw = i % g;
+		float *r = S + (size_t)i * nq;
+		for (int kh = 0; kh < g; kh++)
+			for (int kw = 0; kw < g; kw++)
+				r[kh * g + kw] += ch[(size_t)i * lr + qh - kh + g - 1] + cw[(size_t)i * lr + qw - kw + g - 1];
+	}
+}
+
+/* the largest of r[0..n-1] (8 running maxima: the same value in any order,
+ * and a loop the compiler vectorises) */
+static float
+rowmax(const float *r, int n)
+{
+	float m8[8], mx = r[0];
+	int j = 0;
+	for (int k = 0; k < 8; k++)
+		m8[k] = r[0];
+	for (; j + 8 <= n; j += 8)
+		for (int k = 0; k < 8; k++)
+			m8[k] = r[j + k] > m8[k] ? r[j + k] : m8[k];
+	for (; j < n; j++)
+		mx = r[j] > mx ? r[j] : mx;
+	for (int k = 0; k < 8; k++)
+		mx = m8[k] > mx ? m8[k] : mx;
+	return mx;
+}
+
 /* attention with decomposed relative positions over the windows of a block
- * (q, k, v in qkv rows of 3E): forward keeps P */
+ * (q, k, v in qkv rows of 3E): the forward keeps P, or (a->rmax) each row's
+ * max and 1/sum */
 static void
 relattn_fwd(const struct mp_lora *l, const mp_sam_block *B, blk_act *a)
 {
-	int E = l->E, hd = l->hd, nq = a->nq, g = a->g, lr = 2 * g - 1;
-	float scale = 1.0f / sqrtf((float)hd);
-	float *ch = l->wsr, *cw = l->wsr + (size_t)nq * lr;
+	int E = l->E, hd = l->hd, nq = a->nq;
 
 	for (int b = 0; b < a->nb; b++)
 		for (int h = 0; h < l->heads; h++) {
-			const float *q = a->qkv + (size_t)b * nq * 3 * E + h * hd, *k = q + E, *v = q + 2 * E;
-			float *P = a->P + ((size_t)b * l->heads + h) * nq * nq;
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nq, hd, scale, q, 3 * E, k, 3 * E, 0.0f, P, nq);
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, lr, hd, 1.0f, q, 3 * E, B->rph, hd, 0.0f, ch, lr);
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, lr, hd, 1.0f, q, 3 * E, B->rpw, hd, 0.0f, cw, lr);
+			const float *v = a->qkv + (size_t)b * nq * 3 * E + h * hd + 2 * E;
+			size_t bh = (size_t)b * l->heads + h;
+			float *P = a->P ? a->P + bh * nq * nq : l->ws;
+			relattn_scores(l, B, a, b, h, P, l->wsr);
 			for (int i = 0; i < nq; i++) {
-				int qh = i / g, qw = i % g;
 				float *S = P + (size_t)i * nq;
-				for (int kh = 0; kh < g; kh++)
-					for (int kw = 0; kw < g; kw++)
-						S[kh * g + kw] += ch[(size_t)i * lr + qh - kh + g - 1] + cw[(size_t)i * lr + qw - kw + g - 1];
-				float mx = S[0];
+				float mx = rowmax(S, nq);
 				double sum = 0;
-				for (int j = 1; j < nq; j++)
-					mx = S[j] > mx ? S[j] : mx;
 				for (int j = 0; j < nq; j++) {
 					S[j] = expf(S[j] - mx);
 					sum += S[j];
 				}
 				float inv = (float)(1.0 / sum);
-				for (int j = 0; j < nq; j++)
+				int j = 0;
+				for (; j + 8 <= nq; j += 8)   /* in blocks of 8: vectorised */
+					for (int k = 0; k < 8; k++)
+						S[j + k] *= inv;
+				for (; j < nq; j++)
 					S[j] *= inv;
+				if (a->rmax)
+					a->rmax[bh * nq + i] = mx, a->rinv[bh * nq + i] = inv;
 			}
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nq, 1.0f, P, nq, v, 3 * E, 0.0f,
 			            a->O + (size_t)b * nq * E + h * hd, E);
@@ -220,7 +287,16 @@ relattn_bwd(const struct mp_lora *l, const mp_sam_block *B, const blk_act *a, co
 			size_t ro = (size_t)b * nq * 3 * E + (size_t)h * hd;
 			const float *q = a->qkv + ro, *k = q + E, *v = q + 2 * E;
 			float *dq = dqkv + ro, *dk = dq + E, *dv = dq + 2 * E;
-			const float *P = a->P + ((size_t)b * l->heads + h) * nq * nq, *d = dO + (size_t)b * nq * E + h * hd;
+			size_t bh = (size_t)b * l->heads + h;
+			const float *P = a->P ? a->P + bh * nq * nq : l->wp, *d = dO + (size_t)b * nq * E + h * hd;
+			if (!a->P) {   /* recompute as the forward did (dch: scratch until it is cleared) */
+				relattn_scores(l, B, a, b, h, l->wp, dch);
+				for (int i = 0; i < nq; i++) {
+					float *S = l->wp + (size_t)i * nq, mx = a->rmax[bh * nq + i], inv = a->rinv[bh * nq + i];
+					for (int j = 0; j < nq; j++)
+						S[j] = expf(S[j] - mx) * inv;
+				}
+			}
 			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nq, hd, nq, 1.0f, P, nq, d, E, 1.0f, dv, 3 * E);
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nq, hd, 1.0f, d, E, v, 3 * E, 0.0f, dS, nq);
 			memset(dch, 0, (size_t)2 * nq * lr * sizeof(float));
@@ -230,11 +306,18 @@ relattn_bwd(const struct mp_lora *l, const mp_sam_block *B, const blk_act *a, co
 				double s = 0;
 				for (int j = 0; j < nq; j++)
 					s += (double)pr[j] * dr[j];
-				int qh = i / g, qw = i % g;
-				for (int j = 0; j < nq; j++) {
-					dr[j] = (float)(pr[j] * (dr[j] - s));
-					dch[(size_t)i * lr + qh - j / g + g - 1] += dr[j];
-					dcw[(size_t)i * lr + qw - j % g + g - 1] += dr[j];
+				/* key j = (kh, kw): dch[i][qh - kh + g-1], dcw[i][qw - kw + g-1] += dS[i][j], in the order of j */
+				float *hr = dch + (size_t)i * lr + i / g + g - 1, *wr = dcw + (size_t)i * lr + i % g + g - 1;
+				for (int kh = 0; kh < g; kh++) {
+					const float *pj = pr + (size_t)kh * g;
+					float *dj = dr + (size_t)kh * g, acc = hr[-kh];
+					for (int kw = 0; kw < g; kw++) {
+						float d_ = (float)(pj[kw] * (dj[kw] - s));
+						dj[kw] = d_;
+						acc += d_;
+						wr[-kw] += d_;
+					}
+					hr[-kh] = acc;
 				}
 			}
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nq, scale, dS, nq, k, 3 * E, 1.0f, dq, 3 * E);

@@ -34,7 +34,13 @@ segment-anything code, on random-weight models (tests/gen/sam_ckpt.py).
 - sam-tune itself (--mode decoder, lora, full, adapter): a run lowers the
   loss, the checkpoints load strictly with only the trained parts changed,
   resume is bit-for-bit, errors; the peak RSS of each mode is printed
-  (MEDPIPE_SLOW=1: also on a 2-block ViT-B-width model at 1024).
+  (MEDPIPE_SLOW=1: also on a 2-block ViT-B-width model at 1024, and ViT-B
+  --mode lora at 1024 must stay under 4 GiB);
+- attention probabilities recomputed in the backward (the default for a
+  block's over 64 MiB) give the same loss and gradients as kept ones within
+  1e-6 relative: --mode full and adapter on the tiny model, --mode lora on a
+  2-block model whose global block spans 4096 tokens, where the peak RSS
+  must also fall by 3/4 of the attention no longer kept.
 
 The C side is build/tests/test_sam_train (a driver of libcommon/sam_train.c)
 and bin/sam-tune. The loss reference is MONAI's DiceLoss(sigmoid=True,
@@ -629,6 +635,81 @@ if names:
         ok("adapter-files", False, "%s: %s" % (type(e).__name__, e))
 
 
+# ---------------------------------------------------------------- attention recomputed in the backward
+def drv_env(args, inp, keep):
+    """the driver with MEDPIPE_TRAIN_ATTN_KEEP=keep: (output, tensor names, its peak RSS in MiB by GNU time
+    or None)"""
+    env = dict(os.environ, MEDPIPE_TRAIN_ATTN_KEEP=str(keep))
+    tm = ["/usr/bin/time", "-f", "medpipe-rss %M"] if os.access("/usr/bin/time", os.X_OK) else []
+    r = subprocess.run(tm + [DRV] + [str(a) for a in args], env=env, capture_output=True,
+                       input=b"".join(np.asarray(a, np.float32).tobytes() for a in inp))
+    err = r.stderr.decode().strip().split("\n")
+    if r.returncode:
+        raise RuntimeError("%s: %s" % (args[0], err[-2:] if tm else err))
+    rss = None
+    if tm and err[-1].startswith("medpipe-rss "):
+        rss = int(err.pop().split()[1]) / 1024.0
+    return np.frombuffer(r.stdout, np.float32).astype(np.float64), [ln.split() for ln in err], rss
+
+
+def worst_rel(a, b, names):
+    o, w = 1, abs(a[0] - b[0]) / abs(b[0])
+    for nm, cnt, _ in names:
+        n_ = int(cnt)
+        if np.any(b[o:o + n_]):
+            w = max(w, l2rel(a[o:o + n_], b[o:o + n_]))
+        elif np.any(a[o:o + n_]):
+            w = np.inf
+        o += n_
+    return w
+
+
+# the tiny model's attention is kept by default: --mode full and adapter with
+# every block's attention recomputed give the same loss and gradients
+for mode_, inp_ in (("full", [x for t_ in zip(imgs_f, boxes_f, gts_f) for x in t_]),
+                    ("adapter", [m for blk in amats for m in blk] +
+                     [x for t_ in zip(imgs_f, boxes_f, gts_f) for x in t_])):
+    try:
+        ga, nm_, _ = drv_env([mode_, CK, 2, L4], inp_, "all")
+        gr, _, _ = drv_env([mode_, CK, 2, L4], inp_, 0)
+        w_ = worst_rel(gr, ga, nm_)
+        ok("%s-attn-recomputed" % mode_, w_ <= 1e-6 and len(ga) == len(gr), "worst rel %.2g" % w_)
+    except RuntimeError as e:
+        ok("%s-attn-recomputed" % mode_, False, str(e))
+
+# a reduced model with one global block over 64 x 64 = 4096 tokens and 4
+# heads (its attention: 4 x 4096^2 floats, 256 MiB): LoRA with the attention
+# kept (the way before) and recomputed per head (the default for a block over
+# 64 MiB) give the same loss and gradients within 1e-6 relative, and the peak
+# RSS of the recomputing run is lower by at least 3/4 of what the kept
+# attention takes beyond the one head recomputed at a time (192 MiB)
+sam_ckpt.CONFIGS["glob64"] = dict(img=1024, patch=16, embed=64, depth=2, heads=4, window=14, glob=(1,), out=32,
+                                  mlp_dim=64, iou_hidden=32)
+G64 = os.path.join(T, "glob64.pth")
+sam_ckpt.save(sam_ckpt.build("glob64", seed=2)[0], G64)
+_, boxes_g, gts_g = make_batch(2, 256, 79)
+inp = [m for blk in [[r32(RANK, 64, s=0.1), r32(64, RANK, s=0.1), r32(RANK, 64, s=0.1), r32(64, RANK, s=0.1)]
+                     for _ in range(2)] for m in blk]
+for bx, g in zip(boxes_g, gts_g):
+    inp += [r32(3, 1024, 1024), bx * 4, g]
+try:
+    ga, nm_, rss_a = drv_env(["lora", G64, 2, 256, RANK, ALPHA], inp, "all")
+    gr, _, rss_r = drv_env(["lora", G64, 2, 256, RANK, ALPHA], inp, "")
+    w_ = worst_rel(gr, ga, nm_)
+    ok("lora-attn-recomputed-global-4096", w_ <= 1e-6 and len(ga) == len(gr), "worst rel %.2g" % w_)
+    saved = (4 - 1) * 4096 * 4096 * 4 / 2 ** 20
+    if rss_a is None:
+        print("SKIP lora-attn-recomputed-rss: no /usr/bin/time")
+    else:
+        ok("lora-attn-recomputed-rss", rss_a - rss_r >= 0.75 * saved,
+           "peak RSS %.0f MiB kept, %.0f MiB recomputed (want %.0f MiB less)" % (rss_a, rss_r, 0.75 * saved))
+        print("  attention recomputed (2-block model, 4096-token global block, 4 heads): gradients rel diff "
+              "%.2g; peak RSS %.0f MiB kept, %.0f MiB recomputed" % (w_, rss_a, rss_r), file=sys.stderr)
+except RuntimeError as e:
+    ok("lora-attn-recomputed-global-4096", False, str(e))
+os.unlink(G64)
+
+
 # ---------------------------------------------------------------- sam-tune
 def run(cmd):
     r = subprocess.run(cmd, shell=True, capture_output=True)
@@ -847,6 +928,22 @@ if os.environ.get("MEDPIPE_SLOW") == "1":
     print("  peak RSS, 2-block ViT-B-width model at 1024, batch 1: %s"
           % ", ".join("%s %.0f MiB" % (k, v) for k, v in rss2.items() if v), file=sys.stderr)
     os.unlink(VB2)
+    # ViT-B (random weights) at 1024, --mode lora, one step of batch 1: the
+    # four global blocks' attention alone would take 4 x 805 MB (3072 MiB);
+    # recomputed per head the whole step stays under 4 GiB (measured 3.0 GiB;
+    # 6.8 GiB when every attention matrix was kept)
+    VBF = os.path.join(T, "vitb-full.pth")
+    sam_ckpt.save(sam_ckpt.build("vit_b", seed=1)[0], VBF)
+    rc, err, rv = run_rss("%s/sam-tune --mode lora -w %s -o %s/vbfo.pth --steps 1 --batch 1 %s/vl.nrrd"
+                          % (BIN, VBF, T, T))
+    if rv is None:
+        print("SKIP tool-vitb-lora-rss: no /usr/bin/time")
+    else:
+        ok("tool-vitb-lora-rss", rc == 0 and rv < 4096, "rc %d, peak RSS %.0f MiB: %s" % (rc, rv, err.strip()))
+        print("  peak RSS, ViT-B at 1024, --mode lora, batch 1: %.0f MiB" % rv, file=sys.stderr)
+    for p_ in (VBF, os.path.join(T, "vbfo.pth")):
+        if os.path.exists(p_):
+            os.unlink(p_)
 
 # errors: one line, exit status, no output left behind
 with open(os.path.join(T, "nolab.nrrd"), "wb") as f:

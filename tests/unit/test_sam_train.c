@@ -24,6 +24,8 @@
  *   adapter CKPT B LR [OUT.pth [DIR]]
  *                            in: per block the 8 adapter tensors, B x (image box gt); out: as full;
  *                            DIR: the adapters' safetensors
+ *                            ($MEDPIPE_TRAIN_ATTN_KEEP for lora, full, adapter: the
+ *                            bytes of attention kept, see mp_sam_tune.attn_keep)
  *   adamw CKPT B LR STEPS [OUT.pth [STATE]]
  *                            in: STEPS x B x (emb box gt)  out: loss per step, the parameters;
  *                            OUT.pth: the tuned checkpoint; STATE: the optimizer state
@@ -43,6 +45,16 @@ nthreads(void)
 {
 	const char *s = getenv("MEDPIPE_TRAIN_THREADS");
 	return s && atoi(s) > 0 ? atoi(s) : 1;
+}
+
+/* $MEDPIPE_TRAIN_ATTN_KEEP: t->attn_keep in bytes, "all": SIZE_MAX (the
+ * image modes; tests/t/sam_tune.py compares kept and recomputed attention) */
+static void
+attn_keep(mp_sam_tune *t)
+{
+	const char *s = getenv("MEDPIPE_TRAIN_ATTN_KEEP");
+	if (s && *s)
+		t->attn_keep = strcmp(s, "all") == 0 ? SIZE_MAX : (size_t)strtoull(s, NULL, 10);
 }
 
 /* every buffer of the driver and the self-test, freed at exit (LeakSanitizer) */
@@ -289,6 +301,7 @@ driver(int argc, char **argv)
 		if (mp_sam_load(&m, argv[2], mp_sam_cpu_backend(nthreads())) || mp_tune_init(&t, &m, (int)a[2]) ||
 		    mp_tune_add_lora(&t, (int)a[3], strtod(argv[6], NULL), 1))
 			mp_die("%s", mp_err());
+		attn_keep(&t);
 		int B = (int)a[1], S = m.cfg.img_size;
 		for (size_t i = 0; i < t.nt; i++)
 			if (strstr(t.t[i].name, ".lora_")) {
@@ -327,6 +340,7 @@ driver(int argc, char **argv)
 		if (mp_sam_load(&m, argv[2], mp_sam_cpu_backend(nthreads())) || mp_tune_init(&t, &m, (int)a[2]) ||
 		    (ad ? mp_tune_add_adapter(&t, 1) : mp_tune_add_full(&t)))
 			mp_die("%s", mp_err());
+		attn_keep(&t);
 		int B = (int)a[1], S = m.cfg.img_size;
 		for (size_t i = 0; ad && i < t.nt; i++)
 			if (strstr(t.t[i].name, "_Adapter.")) {
