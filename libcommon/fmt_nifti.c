@@ -366,7 +366,7 @@ apply_scaling(const char *name, mp_frame *f, double slope, double inter)
 	free(f->data);
 	f->data = out;
 	f->type = t;
-	mp_set_kvf(f, "medpipe.nifti.scaling", "slope %.9g inter %.9g", slope, inter);
+	mp_set_kvf(f, MP_K_NIFTI_SCALING, "slope %.9g inter %.9g", slope, inter);
 	return 0;
 }
 
@@ -479,7 +479,7 @@ label_table(mp_frame *f, const char *x)
 		p = end;
 	}
 	if (n)
-		mp_set_kv(f, "medpipe.label_names", out);
+		mp_set_kv(f, MP_K_LABEL_NAMES, out);
 	free(out);
 }
 
@@ -537,7 +537,7 @@ read_extensions(mp_fsrc *s, const nhdr *h, uint64_t done, uint64_t limit, mp_fra
 static unsigned char *
 label_extension(const mp_frame *f, size_t *esize)
 {
-	const char *names = mp_get_kv(f, "medpipe.label_names"), *p;
+	const char *names = mp_get_kv(f, MP_K_LABEL_NAMES), *p;
 	size_t cap, n = 0;
 	char *x;
 	unsigned char *e;
@@ -763,7 +763,7 @@ mp_nifti_read(const char *path, mp_frame *f)
 			goto out;
 	}
 	if (h.intent)
-		mp_set_kvf(f, "medpipe.nifti.intent", "%d", h.intent);
+		mp_set_kvf(f, MP_K_NIFTI_INTENT, "%d", h.intent);
 	rc = 0;
 out:
 	mp_fsrc_close(s);

@@ -38,7 +38,7 @@ static const mp_prog prog = {
 	"channel, slice; a numpy array of shape (N, 256, 64, 64), the layout of SAM's image_embeddings), "
 	"role embedding. The frame keeps the image frame's keys (case, geometry history) and its geometry "
 	"(in-plane directions scaled to the embedding grid) and records what made it: "
-	"medpipe.sam.mode, .interp, .arch, .weights, .weights_id, the image's sizes, directions and origin, "
+	MP_K_SAM_MODE ", .interp, .arch, .weights, .weights_id, the image's sizes, directions and origin, "
 	"the slice's size in the model input and the list of slices. sam-decode(1) reads these to map "
 	"masks back onto the image grid and refuses embeddings made by other weights. Other frames pass "
 	"through unchanged.\n\n"

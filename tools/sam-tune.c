@@ -233,7 +233,7 @@ read_src(const char *src, int enc, int val)
 			if (x->info.G != model.cfg.grid || x->info.C != model.cfg.out_chans ||
 			    strcmp(x->info.weights_id, id) != 0)
 				mp_die("%s: frame %d: embeddings made by weights %s (%s), not by %s (%s)", src, no,
-				       mp_get_kv(&x->f, "medpipe.sam.weights") ? mp_get_kv(&x->f, "medpipe.sam.weights") : "?",
+				       mp_get_kv(&x->f, MP_K_SAM_WEIGHTS) ? mp_get_kv(&x->f, MP_K_SAM_WEIGHTS) : "?",
 				       x->info.weights_id, weights, id);
 		}
 	}
