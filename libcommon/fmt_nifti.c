@@ -930,8 +930,10 @@ mp_nifti_write(const char *path, const mp_frame *f, const mp_fmt_opts *o)
 		memset(h, 0, sizeof h);
 		if (v2) {
 			nifti_2_header n2;
-			if (nifti_convert_nim2n2hdr(&nim, &n2))
-				return mp_seterr("%s: nifti_clib could not make the NIfTI-2 header", path);
+			if (nifti_convert_nim2n2hdr(&nim, &n2)) {
+				mp_seterr("%s: nifti_clib could not make the NIfTI-2 header", path);
+				goto fail;
+			}
 			/* the standard's 8-byte magic (Debian's nifti_clib 3.0.1 ends it with
 			 * zeros); also without a qform: qfac and the offset */
 			memcpy(n2.magic, pair ? "ni2\0\r\n\032\n" : "n+2\0\r\n\032\n", 8);
@@ -942,8 +944,10 @@ mp_nifti_write(const char *path, const mp_frame *f, const mp_fmt_opts *o)
 			memcpy(h, &n2, sizeof n2);
 		} else {
 			nifti_1_header n1;
-			if (nifti_convert_nim2n1hdr(&nim, &n1))
-				return mp_seterr("%s: nifti_clib could not make the NIfTI-1 header", path);
+			if (nifti_convert_nim2n1hdr(&nim, &n1)) {
+				mp_seterr("%s: nifti_clib could not make the NIfTI-1 header", path);
+				goto fail;
+			}
 			n1.pixdim[0] = (float)qfac;
 			n1.qoffset_x = (float)A[0][3], n1.qoffset_y = (float)A[1][3], n1.qoffset_z = (float)A[2][3];
 			if (mp_fmt_host_big())
