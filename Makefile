@@ -33,7 +33,11 @@ DCMTK_LIBS = -ldcmjpls -ldcmjpeg -ldcmimage -ldcmimgle -ldcmdata -loflog -lofstd
 # 2D pictures, TIFF/OME-TIFF, whole slides, MINC2 (HDF5), MINC1 (NetCDF)
 MODAL_PKGS = libtiff-4 libxml-2.0 libjpeg openslide hdf5 netcdf
 CPPFLAGS += $(shell pkg-config --cflags $(MODAL_PKGS))
-LDLIBS   = -Wl,--as-needed $(DCMTK_LIBS) $(PKG_LIBS) $(shell pkg-config --libs $(MODAL_PKGS)) $(BLAS_LIBS) -lm -lstdc++
+# nifti_clib (libnifti2-dev) has no .pc file on Debian: its headers sit in include/nifti
+NIFTI_CFLAGS := $(shell pkg-config --cflags nifti2 2>/dev/null || echo -I/usr/include/nifti)
+NIFTI_LIBS   := $(shell pkg-config --libs nifti2 2>/dev/null || echo -lnifti2)
+CPPFLAGS += $(NIFTI_CFLAGS)
+LDLIBS   = -Wl,--as-needed $(DCMTK_LIBS) $(PKG_LIBS) $(NIFTI_LIBS) $(shell pkg-config --libs $(MODAL_PKGS)) $(BLAS_LIBS) -lm -lstdc++
 
 # MPI for data-parallel sam-tune, where Open MPI's mpicc is present (MPI=0:
 # without): only libcommon/sam_train_mpi.c is compiled with its flags and

@@ -1198,7 +1198,7 @@ mp_dicom_load4d(mp_dicom_scan *s, int i, mp_frame *f)
 		mp_frame_free(&v[k]);
 	}
 	free(v);
-	mp_set_kvf(f, "medpipe.dicom.volumes", "%d", nv);
+	mp_set_kvf(f, MP_K_DICOM_VOLUMES, "%d", nv);
 	mp_frame_touch(f);
 	return 0;
 fail:
@@ -1827,68 +1827,66 @@ add_keys(mp_dicom_scan *s, dseries *r, mp_frame *f, const dslice *f0, double slo
 	mp_sha256_hex(m->suid, strlen(m->suid), hex);
 	hex[16] = 0;
 	if (r->splitpart)
-		mp_set_kvf(f, "medpipe.case", "%s-%d", hex, r->splitpart);
+		mp_set_kvf(f, MP_K_CASE, "%s-%d", hex, r->splitpart);
 	else
-		mp_set_kv(f, "medpipe.case", hex);
-	mp_set_kv(f, "medpipe.role", "image");
-	mp_set_kv(f, "medpipe.source", "dicom");
+		mp_set_case(f, hex);
+	mp_set_role(f, "image");
+	mp_set_kv(f, MP_K_SOURCE, "dicom");
 	if (m->modality[0])
-		mp_set_kv(f, "medpipe.modality", m->modality);
+		mp_set_kv(f, MP_K_MODALITY, m->modality);
 	if (m->series_no[0])
-		mp_set_kv(f, "medpipe.dicom.series_number", m->series_no);
+		mp_set_kv(f, MP_K_DICOM_SERIES_NUMBER, m->series_no);
 	if (m->desc[0])
-		mp_set_kv(f, "medpipe.dicom.series_description", m->desc);
+		mp_set_kv(f, MP_K_DICOM_SERIES_DESCRIPTION, m->desc);
 	if (m->manufacturer[0])
-		mp_set_kv(f, "medpipe.dicom.manufacturer", m->manufacturer);
+		mp_set_kv(f, MP_K_DICOM_MANUFACTURER, m->manufacturer);
 	if (m->model[0])
-		mp_set_kv(f, "medpipe.dicom.model", m->model);
+		mp_set_kv(f, MP_K_DICOM_MODEL, m->model);
 	if (m->kernel[0])
-		mp_set_kv(f, "medpipe.dicom.kernel", m->kernel);
+		mp_set_kv(f, MP_K_DICOM_KERNEL, m->kernel);
 	if (m->bodypart[0])
-		mp_set_kv(f, "medpipe.dicom.body_part", m->bodypart);
+		mp_set_kv(f, MP_K_DICOM_BODY_PART, m->bodypart);
 	if (m->wc[0])
-		mp_set_kv(f, "medpipe.dicom.window_center", m->wc);
+		mp_set_kv(f, MP_K_DICOM_WINDOW_CENTER, m->wc);
 	if (m->ww[0])
-		mp_set_kv(f, "medpipe.dicom.window_width", m->ww);
+		mp_set_kv(f, MP_K_DICOM_WINDOW_WIDTH, m->ww);
 	if (m->xfer[0])
-		mp_set_kv(f, "medpipe.dicom.transfer_syntax", m->xfer);
+		mp_set_kv(f, MP_K_DICOM_TRANSFER_SYNTAX, m->xfer);
 	if (f0->thick > 0)
-		mp_set_kvf(f, "medpipe.dicom.slice_thickness", "%g", f0->thick);
-	mp_set_kvf(f, "medpipe.dicom.slices", "%d", r->n);
+		mp_set_kvf(f, MP_K_DICOM_SLICE_THICKNESS, "%g", f0->thick);
+	mp_set_kvf(f, MP_K_DICOM_SLICES, "%d", r->n);
 	char a[40], b[40];
 	if (isnan(slope_used))
-		mp_set_kv(f, "medpipe.dicom.rescale", "per-slice");
+		mp_set_kv(f, MP_K_DICOM_RESCALE, "per-slice");
 	else {
 		mp_fmt_double(a, sizeof a, slope_used);
 		mp_fmt_double(b, sizeof b, inter_used);
-		mp_set_kvf(f, "medpipe.dicom.rescale", "%s %s", a, b);
+		mp_set_kvf(f, MP_K_DICOM_RESCALE, "%s %s", a, b);
 	}
 	if (f0->mosaic)
-		mp_set_kvf(f, "medpipe.dicom.mosaic", "%d", f0->mosaic);
+		mp_set_kvf(f, MP_K_DICOM_MOSAIC, "%d", f0->mosaic);
 	if (!strcmp(f0->photo, "MONOCHROME1"))
-		mp_set_kv(f, "medpipe.dicom.inverted", "MONOCHROME1");
+		mp_set_kv(f, MP_K_DICOM_INVERTED, "MONOCHROME1");
 	if (r->tilt > 0) {
-		mp_set_kvf(f, "medpipe.dicom.tilt", "%.4f", r->tilt);
-		mp_set_kv(f, "medpipe.dicom.tilt_mode", r->ortho ? "resampled" : "sheared");
+		mp_set_kvf(f, MP_K_DICOM_TILT, "%.4f", r->tilt);
+		mp_set_kv(f, MP_K_DICOM_TILT_MODE, r->ortho ? "resampled" : "sheared");
 	}
 	if (r->uneven) {
-		mp_set_kvf(f, "medpipe.dicom.uneven", "%s %.6g %.6g", r->uneven == 2 ? "split" : r->resample_z ? "resampled" : "kept",
+		mp_set_kvf(f, MP_K_DICOM_UNEVEN, "%s %.6g %.6g", r->uneven == 2 ? "split" : r->resample_z ? "resampled" : "kept",
 		           r->smin, r->smax);
 		if (r->resample_z)
-			mp_set_kvf(f, "medpipe.dicom.uneven_step", "%.6g", r->step);
+			mp_set_kvf(f, MP_K_DICOM_UNEVEN_STEP, "%.6g", r->step);
 	}
 	if (!f0->has_geo)
-		mp_set_kv(f, "medpipe.dicom.geometry", "none (no ImagePositionPatient/ImageOrientationPatient)");
+		mp_set_kv(f, MP_K_DICOM_GEOMETRY, "none (no ImagePositionPatient/ImageOrientationPatient)");
 	if (s->o.keep_phi) {
-		const char *kv[][2] = { { "patient_name", m->pname }, { "patient_id", m->pid }, { "birth_date", m->birth },
-		                        { "study_date", m->sdate }, { "accession", m->accession },
-		                        { "institution", m->institution }, { "study_uid", m->stuid }, { "series_uid", m->suid } };
+		const char *kv[][2] = { { MP_K_DICOM_PATIENT_NAME, m->pname }, { MP_K_DICOM_PATIENT_ID, m->pid },
+		                        { MP_K_DICOM_BIRTH_DATE, m->birth }, { MP_K_DICOM_STUDY_DATE, m->sdate },
+		                        { MP_K_DICOM_ACCESSION, m->accession }, { MP_K_DICOM_INSTITUTION, m->institution },
+		                        { MP_K_DICOM_STUDY_UID, m->stuid }, { MP_K_DICOM_SERIES_UID, m->suid } };
 		for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
-			if (kv[i][1][0]) {
-				char key[64];
-				snprintf(key, sizeof key, "medpipe.dicom.%s", kv[i][0]);
-				mp_set_kv(f, key, kv[i][1]);
-			}
+			if (kv[i][1][0])
+				mp_set_kv(f, kv[i][0], kv[i][1]);
 	}
 }
 
@@ -2175,7 +2173,7 @@ mp_dicom_load(mp_dicom_scan *s, int si, mp_frame *f)
 	if (any_pad) {
 		char pv[40];
 		mp_fmt_double(pv, sizeof pv, padval);
-		mp_set_kv(f, "medpipe.dicom.padding_to", pv);
+		mp_set_kv(f, MP_K_DICOM_PADDING_TO, pv);
 	}
 	return 0;
 }

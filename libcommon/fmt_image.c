@@ -143,7 +143,7 @@ mp_png_read(const char *path, mp_frame *f)
 			rows[y] = (png_bytep)f->data + (size_t)y * stride;
 		png_read_image(p, rows);
 		png_read_end(p, NULL);
-		mp_set_kvf(f, "medpipe.image.bits", "%d", bd);
+		mp_set_kvf(f, MP_K_IMAGE_BITS, "%d", bd);
 	}
 	png_destroy_read_struct(&p, &info, NULL);
 	free(rows);
@@ -262,7 +262,7 @@ mp_jpeg_read(const char *path, mp_frame *f)
 	jpeg_finish_decompress(&d);
 	jpeg_destroy_decompress(&d);
 	fclose(fp);
-	mp_set_kv(f, "medpipe.image.bits", "8");
+	mp_set_kv(f, MP_K_IMAGE_BITS, "8");
 	return 0;
 }
 
@@ -403,7 +403,7 @@ mp_bmp_read(const char *path, mp_frame *f)
 	}
 	free(row);
 	fclose(fp);
-	mp_set_kv(f, "medpipe.image.bits", "8");
+	mp_set_kv(f, MP_K_IMAGE_BITS, "8");
 	return 0;
 trunc:
 	free(row);

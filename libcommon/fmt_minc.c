@@ -158,7 +158,7 @@ to_frame(mvol *v, mp_frame *f)
 				v->data = out;
 				f->type = MP_FLOAT64;
 			}
-			mp_set_kv(f, "medpipe.minc.scaling", "image-min/image-max");
+			mp_set_kv(f, MP_K_MINC_SCALING, "image-min/image-max");
 		}
 	}
 	f->data = v->data;

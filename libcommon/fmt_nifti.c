@@ -1,19 +1,18 @@
 /* fmt_nifti.c - NIfTI-1, NIfTI-2 (.nii, .nii.gz, .hdr/.img pairs) and
- * Analyze 7.5 headers read and written by field offset (the layouts of
- * nifti1.h / nifti2.h), either byte order; data through fmt.c's sources and
- * sinks (zlib for .gz). Geometry and scaling follow nibabel; see mp_fmt.h. */
+ * Analyze 7.5. The header is nifti_clib's: its structs (nifti_1_header,
+ * nifti_2_header) and byte swapping on reading, its quaternion conversions,
+ * and nifti_convert_nim2n1hdr/nim2n2hdr on writing. The data streams through
+ * fmt.c's sources and sinks (zlib for .gz), so a volume is never held to be
+ * written; extensions (the Caret label table) are read and written here, as
+ * nifti_clib handles them only through its own files. Geometry and scaling
+ * follow nibabel; see mp_fmt.h. */
 #include "mp_fmt.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* nifti1.h data type codes */
-enum {
-	DT_UINT8 = 2, DT_INT16 = 4, DT_INT32 = 8, DT_FLOAT32 = 16, DT_FLOAT64 = 64, DT_RGB24 = 128,
-	DT_INT8 = 256, DT_UINT16 = 512, DT_UINT32 = 768, DT_INT64 = 1024, DT_UINT64 = 1280, DT_RGBA32 = 2304
-};
-#define INTENT_VECTOR 1007
+#include <nifti2_io.h>
 
 /* ---------------------------------------------------------------- bytes */
 typedef struct {
@@ -34,25 +33,6 @@ getn(hb h, size_t off, int n)
 }
 static int16_t g16(hb h, size_t o) { return (int16_t)(uint16_t)getn(h, o, 2); }
 static int32_t g32(hb h, size_t o) { return (int32_t)(uint32_t)getn(h, o, 4); }
-static int64_t g64(hb h, size_t o) { return (int64_t)getn(h, o, 8); }
-static double
-gf(hb h, size_t o)
-{
-	uint32_t u = (uint32_t)getn(h, o, 4);
-	float f;
-
-	memcpy(&f, &u, 4);
-	return f;
-}
-static double
-gd(hb h, size_t o)
-{
-	uint64_t u = getn(h, o, 8);
-	double d;
-
-	memcpy(&d, &u, 8);
-	return d;
-}
 
 static void
 putn(unsigned char *p, size_t off, uint64_t v, int n)
@@ -60,26 +40,7 @@ putn(unsigned char *p, size_t off, uint64_t v, int n)
 	for (int i = 0; i < n; i++)
 		p[off + (size_t)i] = (unsigned char)(v >> (8 * i));
 }
-static void p16(unsigned char *p, size_t o, int v) { putn(p, o, (uint16_t)(int16_t)v, 2); }
 static void p32(unsigned char *p, size_t o, int32_t v) { putn(p, o, (uint32_t)v, 4); }
-static void p64(unsigned char *p, size_t o, int64_t v) { putn(p, o, (uint64_t)v, 8); }
-static void
-pf(unsigned char *p, size_t o, double d)
-{
-	float f = (float)d;
-	uint32_t u;
-
-	memcpy(&u, &f, 4);
-	putn(p, o, u, 4);
-}
-static void
-pd(unsigned char *p, size_t o, double d)
-{
-	uint64_t u;
-
-	memcpy(&u, &d, 8);
-	putn(p, o, u, 8);
-}
 
 /* ---------------------------------------------------------------- header */
 typedef struct {
@@ -98,9 +59,15 @@ typedef struct {
 	int big;
 } nhdr;
 
+/* the header in host order through nifti_clib's structs; the Analyze SPM
+ * originator (bytes 253..258, not a field of nifti_1_header) read directly */
 static int
 parse_hdr(const char *name, const unsigned char *b, size_t n, nhdr *h)
 {
+	union {
+		nifti_1_header n1;
+		nifti_2_header n2;
+	} u;
 	hb x = { b, 0 };
 	int32_t sz;
 
@@ -116,76 +83,88 @@ parse_hdr(const char *name, const unsigned char *b, size_t n, nhdr *h)
 	}
 	h->big = x.swap; /* the file is big endian */
 	if (sz == 540) {
+		const nifti_2_header *n2 = &u.n2;
 		if (n < 540)
 			return mp_seterr("%s: NIfTI-2 header truncated", name);
 		if (memcmp(b + 4, "n+2\0", 4) == 0)
 			h->single = 1;
 		else if (memcmp(b + 4, "ni2\0", 4) != 0)
 			return mp_seterr("%s: sizeof_hdr 540 but no NIfTI-2 magic", name);
+		memcpy(&u.n2, b, sizeof u.n2);
+		if (h->big != mp_fmt_host_big())
+			swap_nifti_header(&u.n2, 2);
 		h->v2 = 1;
-		h->datatype = g16(x, 12);
-		h->bitpix = g16(x, 14);
+		h->datatype = n2->datatype;
+		h->bitpix = n2->bitpix;
 		for (int i = 0; i < 8; i++) {
-			h->dim[i] = g64(x, 16 + 8 * (size_t)i);
-			h->pixdim[i] = gd(x, 104 + 8 * (size_t)i);
+			h->dim[i] = n2->dim[i];
+			h->pixdim[i] = n2->pixdim[i];
 		}
-		h->vox_offset = g64(x, 168);
-		h->slope = gd(x, 176);
-		h->inter = gd(x, 184);
-		h->qform_code = g32(x, 344);
-		h->sform_code = g32(x, 348);
-		h->qb = gd(x, 352);
-		h->qc = gd(x, 360);
-		h->qd = gd(x, 368);
-		h->qx = gd(x, 376);
-		h->qy = gd(x, 384);
-		h->qz = gd(x, 392);
-		for (int r = 0; r < 3; r++)
-			for (int c = 0; c < 4; c++)
-				h->srow[r][c] = gd(x, 400 + 32 * (size_t)r + 8 * (size_t)c);
-		h->intent = g32(x, 504);
+		h->vox_offset = n2->vox_offset;
+		h->slope = n2->scl_slope;
+		h->inter = n2->scl_inter;
+		h->qform_code = n2->qform_code;
+		h->sform_code = n2->sform_code;
+		h->qb = n2->quatern_b;
+		h->qc = n2->quatern_c;
+		h->qd = n2->quatern_d;
+		h->qx = n2->qoffset_x;
+		h->qy = n2->qoffset_y;
+		h->qz = n2->qoffset_z;
+		for (int c = 0; c < 4; c++) {
+			h->srow[0][c] = n2->srow_x[c];
+			h->srow[1][c] = n2->srow_y[c];
+			h->srow[2][c] = n2->srow_z[c];
+		}
+		h->intent = n2->intent_code;
 		return 0;
 	}
+	const nifti_1_header *n1 = &u.n1;
 	if (memcmp(b + 344, "n+1\0", 4) == 0)
 		h->single = 1;
 	else if (memcmp(b + 344, "ni1\0", 4) != 0)
 		h->analyze = 1;
-	h->datatype = g16(x, 70);
-	h->bitpix = g16(x, 72);
+	memcpy(&u.n1, b, sizeof u.n1);
+	if (h->big != mp_fmt_host_big())
+		swap_nifti_header(&u.n1, h->analyze ? 0 : 1);
+	h->datatype = n1->datatype;
+	h->bitpix = n1->bitpix;
 	for (int i = 0; i < 8; i++) {
-		h->dim[i] = g16(x, 40 + 2 * (size_t)i);
-		h->pixdim[i] = gf(x, 76 + 4 * (size_t)i);
+		h->dim[i] = n1->dim[i];
+		h->pixdim[i] = n1->pixdim[i];
 	}
 	{
-		double vo = gf(x, 108);
+		double vo = n1->vox_offset;
 		if (!isfinite(vo) || vo < 0 || vo > 1e15)
 			return mp_seterr("%s: bad vox_offset %g", name, vo);
 		h->vox_offset = (int64_t)vo;
 	}
-	h->slope = gf(x, 112);
-	h->inter = gf(x, 116);
-	h->intent = g16(x, 68);
+	h->slope = n1->scl_slope;
+	h->inter = n1->scl_inter;
+	h->intent = n1->intent_code;
 	if (h->analyze) {
-		h->cal_max = gf(x, 124);
-		h->cal_min = gf(x, 128);
-		h->glmax = g32(x, 140);
-		h->glmin = g32(x, 144);
+		h->cal_max = n1->cal_max;
+		h->cal_min = n1->cal_min;
+		h->glmax = n1->glmax;
+		h->glmin = n1->glmin;
 		for (int i = 0; i < 3; i++)
 			h->origin[i] = g16(x, 253 + 2 * (size_t)i);
 		h->intent = 0;
 		return 0;
 	}
-	h->qform_code = g16(x, 252);
-	h->sform_code = g16(x, 254);
-	h->qb = gf(x, 256);
-	h->qc = gf(x, 260);
-	h->qd = gf(x, 264);
-	h->qx = gf(x, 268);
-	h->qy = gf(x, 272);
-	h->qz = gf(x, 276);
-	for (int r = 0; r < 3; r++)
-		for (int c = 0; c < 4; c++)
-			h->srow[r][c] = gf(x, 280 + 16 * (size_t)r + 4 * (size_t)c);
+	h->qform_code = n1->qform_code;
+	h->sform_code = n1->sform_code;
+	h->qb = n1->quatern_b;
+	h->qc = n1->quatern_c;
+	h->qd = n1->quatern_d;
+	h->qx = n1->qoffset_x;
+	h->qy = n1->qoffset_y;
+	h->qz = n1->qoffset_z;
+	for (int c = 0; c < 4; c++) {
+		h->srow[0][c] = n1->srow_x[c];
+		h->srow[1][c] = n1->srow_y[c];
+		h->srow[2][c] = n1->srow_z[c];
+	}
 	return 0;
 }
 
@@ -247,36 +226,12 @@ affine(const nhdr *h, int ndim, double A[3][4])
 		return;
 	}
 	if (!h->analyze && h->qform_code > 0) {
-		double b = h->qb, c = h->qc, d = h->qd, a, w2 = 1.0 - (b * b + c * c + d * d);
-		double R[3][3], qfac = h->pixdim[0] == -1 ? -1 : 1, n, s;
-		if (w2 < 0) {
-			/* rounding: a is 0 and b, c, d a unit vector */
-			double l = sqrt(b * b + c * c + d * d);
-			b /= l;
-			c /= l;
-			d /= l;
-			a = 0;
-		} else {
-			a = sqrt(w2);
-		}
-		n = a * a + b * b + c * c + d * d;
-		s = 2.0 / n;
-		R[0][0] = 1 - s * (c * c + d * d);
-		R[0][1] = s * (b * c - a * d);
-		R[0][2] = s * (b * d + a * c);
-		R[1][0] = s * (b * c + a * d);
-		R[1][1] = 1 - s * (b * b + d * d);
-		R[1][2] = s * (c * d - a * b);
-		R[2][0] = s * (b * d - a * c);
-		R[2][1] = s * (c * d + a * b);
-		R[2][2] = 1 - s * (b * b + c * c);
-		zoom[2] *= qfac;
+		/* qfac as nibabel: pixdim[0] -1, anything else 1 */
+		nifti_dmat44 Q = nifti_quatern_to_dmat44(h->qb, h->qc, h->qd, h->qx, h->qy, h->qz, zoom[0], zoom[1],
+							 zoom[2], h->pixdim[0] == -1 ? -1 : 1);
 		for (int r = 0; r < 3; r++)
-			for (int k = 0; k < 3; k++)
-				A[r][k] = R[r][k] * zoom[k];
-		A[0][3] = h->qx;
-		A[1][3] = h->qy;
-		A[2][3] = h->qz;
+			for (int k = 0; k < 4; k++)
+				A[r][k] = Q.m[r][k];
 		return;
 	}
 	/* Analyze / no transform: diagonal pixdim, x flipped; origin at the SPM
@@ -366,7 +321,7 @@ apply_scaling(const char *name, mp_frame *f, double slope, double inter)
 	mp_frame_clear_data(f);
 	f->data = out;
 	f->type = t;
-	mp_set_kvf(f, "medpipe.nifti.scaling", "slope %.9g inter %.9g", slope, inter);
+	mp_set_kvf(f, MP_K_NIFTI_SCALING, "slope %.9g inter %.9g", slope, inter);
 	return 0;
 }
 
@@ -479,7 +434,7 @@ label_table(mp_frame *f, const char *x)
 		p = end;
 	}
 	if (n)
-		mp_set_kv(f, "medpipe.label_names", out);
+		mp_set_kv(f, MP_K_LABEL_NAMES, out);
 	free(out);
 }
 
@@ -537,7 +492,7 @@ read_extensions(mp_fsrc *s, const nhdr *h, uint64_t done, uint64_t limit, mp_fra
 static unsigned char *
 label_extension(const mp_frame *f, size_t *esize)
 {
-	const char *names = mp_get_kv(f, "medpipe.label_names"), *p;
+	const char *names = mp_get_kv(f, MP_K_LABEL_NAMES), *p;
 	size_t cap, n = 0;
 	char *x;
 	unsigned char *e;
@@ -763,7 +718,7 @@ mp_nifti_read(const char *path, mp_frame *f)
 			goto out;
 	}
 	if (h.intent)
-		mp_set_kvf(f, "medpipe.nifti.intent", "%d", h.intent);
+		mp_set_kvf(f, MP_K_NIFTI_INTENT, "%d", h.intent);
 	rc = 0;
 out:
 	mp_fsrc_close(s);
@@ -775,47 +730,6 @@ out:
 }
 
 /* ---------------------------------------------------------------- writing */
-static void
-mat_to_quat(double R[3][3], double *qb, double *qc, double *qd)
-{
-	double a = R[0][0] + R[1][1] + R[2][2] + 1, b, c, d;
-
-	if (a > 0.5) {
-		a = 0.5 * sqrt(a);
-		b = 0.25 * (R[2][1] - R[1][2]) / a;
-		c = 0.25 * (R[0][2] - R[2][0]) / a;
-		d = 0.25 * (R[1][0] - R[0][1]) / a;
-	} else {
-		double xd = 1.0 + R[0][0] - (R[1][1] + R[2][2]);
-		double yd = 1.0 + R[1][1] - (R[0][0] + R[2][2]);
-		double zd = 1.0 + R[2][2] - (R[0][0] + R[1][1]);
-		if (xd > 1.0) {
-			b = 0.5 * sqrt(xd);
-			c = 0.25 * (R[0][1] + R[1][0]) / b;
-			d = 0.25 * (R[0][2] + R[2][0]) / b;
-			a = 0.25 * (R[2][1] - R[1][2]) / b;
-		} else if (yd > 1.0) {
-			c = 0.5 * sqrt(yd);
-			b = 0.25 * (R[0][1] + R[1][0]) / c;
-			d = 0.25 * (R[1][2] + R[2][1]) / c;
-			a = 0.25 * (R[0][2] - R[2][0]) / c;
-		} else {
-			d = 0.5 * sqrt(zd);
-			b = 0.25 * (R[0][2] + R[2][0]) / d;
-			c = 0.25 * (R[1][2] + R[2][1]) / d;
-			a = 0.25 * (R[1][0] - R[0][1]) / d;
-		}
-		if (a < 0) {
-			b = -b;
-			c = -c;
-			d = -d;
-		}
-	}
-	*qb = b;
-	*qc = c;
-	*qd = d;
-}
-
 /* the voxels: from memory, or from o->src a few MiB at a time */
 static int
 write_body(mp_fsink *s, const mp_frame *f, const void *data, const mp_fmt_opts *o)
@@ -941,69 +855,20 @@ mp_nifti_write(const char *path, const mp_frame *f, const mp_fmt_opts *o)
 				if (fabs(d) > err)
 					err = fabs(d);
 			}
-		if (err > 1e-4)
+		if (err > 1e-4) {
 			qcode = 0; /* not a rotation: sform only */
-		else
-			mat_to_quat(R, &qb, &qc, &qd);
+		} else {
+			nifti_dmat44 Q = { { { 0 } } };
+			double qx, qy, qz, dx, dy, dz, qf;
+			for (int r = 0; r < 3; r++)
+				for (int c = 0; c < 4; c++)
+					Q.m[r][c] = A[r][c];
+			Q.m[3][3] = 1;
+			nifti_dmat44_to_quatern(Q, &qb, &qc, &qd, &qx, &qy, &qz, &dx, &dy, &dz, &qf);
+		}
 	}
 	pix[0] = qfac;
-	/* the header */
-	memset(h, 0, sizeof h);
 	pair = mp_fmt_ends(path, ".hdr") || mp_fmt_ends(path, ".img") || mp_fmt_ends(path, ".hdr.gz") || mp_fmt_ends(path, ".img.gz");
-	if (v2) {
-		p32(h, 0, 540);
-		memcpy(h + 4, pair ? "ni2\0\r\n\032\n" : "n+2\0\r\n\032\n", 8);
-		p16(h, 12, dt);
-		p16(h, 14, rgb ? rgb * 8 : (int)mp_type_size(f->type) * 8);
-		for (int i = 0; i < 8; i++) {
-			p64(h, 16 + 8 * (size_t)i, dim[i]);
-			pd(h, 104 + 8 * (size_t)i, pix[i]);
-		}
-		p64(h, 168, pair ? 0 : 544);
-		pd(h, 176, 1);
-		pd(h, 184, 0);
-		memcpy(h + 240, "medpipe", 7);
-		p32(h, 344, qcode);
-		p32(h, 348, 1);
-		pd(h, 352, qb);
-		pd(h, 360, qc);
-		pd(h, 368, qd);
-		pd(h, 376, A[0][3]);
-		pd(h, 384, A[1][3]);
-		pd(h, 392, A[2][3]);
-		for (int r = 0; r < 3; r++)
-			for (int c = 0; c < 4; c++)
-				pd(h, 400 + 32 * (size_t)r + 8 * (size_t)c, A[r][c]);
-		p32(h, 500, 2); /* mm */
-		p32(h, 504, vec && !rgb ? INTENT_VECTOR : 0);
-	} else {
-		p32(h, 0, 348);
-		h[38] = 'r';
-		for (int i = 0; i < 8; i++) {
-			p16(h, 40 + 2 * (size_t)i, (int)dim[i]);
-			pf(h, 76 + 4 * (size_t)i, pix[i]);
-		}
-		p16(h, 68, vec && !rgb ? INTENT_VECTOR : 0);
-		p16(h, 70, dt);
-		p16(h, 72, rgb ? rgb * 8 : (int)mp_type_size(f->type) * 8);
-		pf(h, 108, pair ? 0 : 352);
-		pf(h, 112, 1);
-		pf(h, 116, 0);
-		h[123] = 2; /* mm */
-		memcpy(h + 148, "medpipe", 7);
-		p16(h, 252, qcode);
-		p16(h, 254, 1);
-		pf(h, 256, qb);
-		pf(h, 260, qc);
-		pf(h, 264, qd);
-		pf(h, 268, A[0][3]);
-		pf(h, 272, A[1][3]);
-		pf(h, 276, A[2][3]);
-		for (int r = 0; r < 3; r++)
-			for (int c = 0; c < 4; c++)
-				pf(h, 280 + 16 * (size_t)r + 4 * (size_t)c, A[r][c]);
-		memcpy(h + 344, pair ? "ni1\0" : "n+1\0", 4);
-	}
 	if (vec && !rgb) {
 		/* channels fastest in the frame, slowest in NIfTI */
 		size_t es = mp_type_size(f->type), nch = f->size[0], inner = mp_frame_nvox(f) / nch;
@@ -1031,12 +896,66 @@ mp_nifti_write(const char *path, const mp_frame *f, const mp_fmt_opts *o)
 		free(tsrc);
 	}
 	ext = label_extension(f, &esize);
-	if (ext) {
-		if (v2)
-			p64(h, 168, pair ? 0 : 544 + (int64_t)esize);
-		else
-			pf(h, 108, pair ? 0 : 352 + (double)esize);
-		h[v2 ? 540 : 348] = 1; /* extender: extensions follow */
+	/* the header: nifti_clib's struct from an image description */
+	{
+		nifti_image nim;
+		memset(&nim, 0, sizeof nim);
+		nim.nifti_type = v2 ? (pair ? NIFTI_FTYPE_NIFTI2_2 : NIFTI_FTYPE_NIFTI2_1)
+				    : (pair ? NIFTI_FTYPE_NIFTI1_2 : NIFTI_FTYPE_NIFTI1_1);
+		nim.ndim = nd;
+		for (int i = 0; i < 8; i++) {
+			nim.dim[i] = dim[i];
+			nim.pixdim[i] = pix[i];
+		}
+		nim.nx = dim[1], nim.ny = dim[2], nim.nz = dim[3], nim.nt = dim[4];
+		nim.nu = dim[5], nim.nv = dim[6], nim.nw = dim[7];
+		nim.dx = pix[1], nim.dy = pix[2], nim.dz = pix[3], nim.dt = pix[4];
+		nim.du = pix[5], nim.dv = pix[6], nim.dw = pix[7];
+		nim.datatype = dt;
+		nim.nbyper = rgb ? rgb : (int)mp_type_size(f->type);
+		nim.scl_slope = 1;
+		nim.intent_code = vec && !rgb ? NIFTI_INTENT_VECTOR : 0;
+		nim.iname_offset = pair ? 0 : (v2 ? 544 : 352) + (int64_t)esize;
+		nim.xyz_units = NIFTI_UNITS_MM;
+		snprintf(nim.descrip, sizeof nim.descrip, "medpipe");
+		nim.qform_code = qcode;
+		nim.quatern_b = qb, nim.quatern_c = qc, nim.quatern_d = qd;
+		nim.qoffset_x = A[0][3], nim.qoffset_y = A[1][3], nim.qoffset_z = A[2][3];
+		nim.qfac = qfac;
+		nim.sform_code = NIFTI_XFORM_SCANNER_ANAT;
+		for (int r = 0; r < 3; r++)
+			for (int c = 0; c < 4; c++)
+				nim.sto_xyz.m[r][c] = A[r][c];
+		nim.sto_xyz.m[3][3] = 1;
+		memset(h, 0, sizeof h);
+		if (v2) {
+			nifti_2_header n2;
+			if (nifti_convert_nim2n2hdr(&nim, &n2)) {
+				mp_seterr("%s: nifti_clib could not make the NIfTI-2 header", path);
+				goto fail;
+			}
+			/* the standard's 8-byte magic (Debian's nifti_clib 3.0.1 ends it with
+			 * zeros); also without a qform: qfac and the offset */
+			memcpy(n2.magic, pair ? "ni2\0\r\n\032\n" : "n+2\0\r\n\032\n", 8);
+			n2.pixdim[0] = qfac;
+			n2.qoffset_x = A[0][3], n2.qoffset_y = A[1][3], n2.qoffset_z = A[2][3];
+			if (mp_fmt_host_big())
+				swap_nifti_header(&n2, 2);
+			memcpy(h, &n2, sizeof n2);
+		} else {
+			nifti_1_header n1;
+			if (nifti_convert_nim2n1hdr(&nim, &n1)) {
+				mp_seterr("%s: nifti_clib could not make the NIfTI-1 header", path);
+				goto fail;
+			}
+			n1.pixdim[0] = (float)qfac;
+			n1.qoffset_x = (float)A[0][3], n1.qoffset_y = (float)A[1][3], n1.qoffset_z = (float)A[2][3];
+			if (mp_fmt_host_big())
+				swap_nifti_header(&n1, 1);
+			memcpy(h, &n1, sizeof n1);
+		}
+		if (ext)
+			h[v2 ? 540 : 348] = 1; /* extender: extensions follow */
 	}
 	/* the files */
 	if (pair) {

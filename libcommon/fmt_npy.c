@@ -294,9 +294,9 @@ mp_npz_read(const char *path, mp_frame ***frames, size_t *n)
 		nm = mp_xstrdup(e[i].name);
 		if (mp_fmt_ends(nm, ".npy"))
 			nm[strlen(nm) - 4] = 0;
-		mp_set_kv(f, "medpipe.npz.name", nm);
+		mp_set_kv(f, MP_K_NPZ_NAME, nm);
 		if (strcmp(nm, "gts") == 0)
-			mp_set_kv(f, "medpipe.role", "label");
+			mp_set_role(f, "label");
 		free(nm);
 		fr[nf++] = f;
 	}

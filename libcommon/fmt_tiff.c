@@ -295,15 +295,15 @@ emit(tfile *tf, series *s, int sno, mp_frame ***fr, size_t *nfr)
 					return -1;
 				}
 			}
-		mp_set_kvf(f, "medpipe.series", "%d", sno);
+		mp_set_kvf(f, MP_K_SERIES, "%d", sno);
 		if (s->T > 1)
-			mp_set_kvf(f, "medpipe.time", "%zu", t);
+			mp_set_kvf(f, MP_K_TIME, "%zu", t);
 		if (s->name[0])
-			mp_set_kv(f, "medpipe.series.name", s->name);
+			mp_set_kv(f, MP_K_SERIES_NAME, s->name);
 		if (s->chnames)
-			mp_set_kv(f, "medpipe.channels", s->chnames);
+			mp_set_kv(f, MP_K_CHANNELS, s->chnames);
 		if (p0 && p0->photo == PHOTOMETRIC_PALETTE)
-			mp_set_kv(f, "medpipe.tiff.palette", "indices");
+			mp_set_kv(f, MP_K_TIFF_PALETTE, "indices");
 		*fr = mp_xrealloc(*fr, (*nfr + 1) * sizeof **fr);
 		(*fr)[(*nfr)++] = f;
 	}

@@ -184,22 +184,6 @@ mp_del_kv(mp_frame *f, const char *key)
 		}
 }
 
-const char *
-mp_role(const mp_frame *f)
-{
-	const char *r = mp_get_kv(f, "medpipe.role");
-
-	return r && *r ? r : "image";
-}
-
-const char *
-mp_case(const mp_frame *f)
-{
-	const char *c = mp_get_kv(f, "medpipe.case");
-
-	return c ? c : "";
-}
-
 double
 mp_spacing(const mp_frame *f, int axis)
 {

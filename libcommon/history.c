@@ -25,7 +25,7 @@ mp_hist_grid0(mp_frame *f)
 	double o[3], d[3][3], z[3] = { 0, 0, 0 };
 	char a[3][3][40], b[3][40];
 
-	if (mp_get_kv(f, "medpipe.grid0.sizes"))
+	if (mp_get_kv(f, MP_K_GRID0_SIZES))
 		return;
 	frame_sizes3(f, s);
 	mp_vox2world(f, z, o);
@@ -42,11 +42,20 @@ mp_hist_grid0(mp_frame *f)
 		}
 		mp_fmt_double(b[ax], sizeof b[ax], f->space ? f->origin[ax] : 0);
 	}
-	mp_set_kvf(f, "medpipe.grid0.sizes", "%zu %zu %zu", s[0], s[1], s[2]);
-	mp_set_kvf(f, "medpipe.grid0.directions", "(%s,%s,%s) (%s,%s,%s) (%s,%s,%s)",
+	mp_set_kvf(f, MP_K_GRID0_SIZES, "%zu %zu %zu", s[0], s[1], s[2]);
+	mp_set_kvf(f, MP_K_GRID0_DIRECTIONS, "(%s,%s,%s) (%s,%s,%s) (%s,%s,%s)",
 	           a[0][0], a[0][1], a[0][2], a[1][0], a[1][1], a[1][2], a[2][0], a[2][1], a[2][2]);
-	mp_set_kvf(f, "medpipe.grid0.origin", "(%s,%s,%s)", b[0], b[1], b[2]);
+	mp_set_kvf(f, MP_K_GRID0_ORIGIN, "(%s,%s,%s)", b[0], b[1], b[2]);
 	mp_frame_touch(f);
+}
+
+void
+mp_hist_clear(mp_frame *f)
+{
+	mp_del_kv(f, MP_K_HISTORY);
+	mp_del_kv(f, MP_K_GRID0_SIZES);
+	mp_del_kv(f, MP_K_GRID0_DIRECTIONS);
+	mp_del_kv(f, MP_K_GRID0_ORIGIN);
 }
 
 void
@@ -55,14 +64,14 @@ mp_hist_append(mp_frame *f, const char *op)
 	const char *h;
 
 	mp_hist_grid0(f);
-	h = mp_get_kv(f, "medpipe.history");
+	h = mp_get_kv(f, MP_K_HISTORY);
 	if (h && *h) {
 		char *t = mp_xmalloc(strlen(h) + strlen(op) + 3);
 		sprintf(t, "%s; %s", h, op);
-		mp_set_kv(f, "medpipe.history", t);
+		mp_set_kv(f, MP_K_HISTORY, t);
 		free(t);
 	} else {
-		mp_set_kv(f, "medpipe.history", op);
+		mp_set_kv(f, MP_K_HISTORY, op);
 	}
 	mp_frame_touch(f);
 }
@@ -280,10 +289,10 @@ mp_hist_free(mp_history *h)
 int
 mp_hist_read(const mp_frame *f, mp_history *h)
 {
-	const char *sz = mp_get_kv(f, "medpipe.grid0.sizes");
-	const char *dr = mp_get_kv(f, "medpipe.grid0.directions");
-	const char *og = mp_get_kv(f, "medpipe.grid0.origin");
-	const char *hs = mp_get_kv(f, "medpipe.history");
+	const char *sz = mp_get_kv(f, MP_K_GRID0_SIZES);
+	const char *dr = mp_get_kv(f, MP_K_GRID0_DIRECTIONS);
+	const char *og = mp_get_kv(f, MP_K_GRID0_ORIGIN);
+	const char *hs = mp_get_kv(f, MP_K_HISTORY);
 
 	memset(h, 0, sizeof *h);
 	if (sz) {
@@ -292,19 +301,19 @@ mp_hist_read(const mp_frame *f, mp_history *h)
 		for (int a = 0; a < 3; a++) {
 			unsigned long long v = strtoull(s, &end, 10);
 			if (end == s || v == 0)
-				return mp_seterr("medpipe.grid0.sizes: bad value '%s'", sz);
+				return mp_seterr(MP_K_GRID0_SIZES ": bad value '%s'", sz);
 			h->size0[a] = (size_t)v;
 			s = end;
 		}
 		if (!dr || !og)
-			return mp_seterr("medpipe.grid0.sizes without medpipe.grid0.directions/origin");
+			return mp_seterr(MP_K_GRID0_SIZES " without " MP_K_GRID0_DIRECTIONS "/origin");
 		s = dr;
 		for (int a = 0; a < 3; a++)
 			if (parse_vec3(&s, h->dir0[a]) < 0)
-				return mp_seterr("medpipe.grid0.directions: bad value '%s'", dr);
+				return mp_seterr(MP_K_GRID0_DIRECTIONS ": bad value '%s'", dr);
 		s = og;
 		if (parse_vec3(&s, h->origin0) < 0)
-			return mp_seterr("medpipe.grid0.origin: bad value '%s'", og);
+			return mp_seterr(MP_K_GRID0_ORIGIN ": bad value '%s'", og);
 		h->have_grid0 = 1;
 	}
 	if (hs && *hs) {
@@ -313,12 +322,12 @@ mp_hist_read(const mp_frame *f, mp_history *h)
 			if (h->nop == MP_HIST_MAXOP) {
 				free(copy);
 				mp_hist_free(h);
-				return mp_seterr("medpipe.history: more than %d operations", MP_HIST_MAXOP);
+				return mp_seterr(MP_K_HISTORY ": more than %d operations", MP_HIST_MAXOP);
 			}
 			if (parse_op(t, &h->op[h->nop]) < 0) {
 				free(h->op[h->nop].list);
 				h->op[h->nop].list = NULL;
-				mp_seterr("medpipe.history: cannot read '%s'", t);
+				mp_seterr(MP_K_HISTORY ": cannot read '%s'", t);
 				free(copy);
 				mp_hist_free(h);
 				return -1;
@@ -328,7 +337,7 @@ mp_hist_read(const mp_frame *f, mp_history *h)
 		free(copy);
 		if (!h->have_grid0) {
 			mp_hist_free(h);
-			return mp_seterr("medpipe.history without medpipe.grid0.sizes");
+			return mp_seterr(MP_K_HISTORY " without " MP_K_GRID0_SIZES);
 		}
 	}
 	return 0;
@@ -355,7 +364,7 @@ mp_hist_maps(const mp_history *h, const size_t final[3], long *map[3])
 	size_t cur[3];
 
 	if (!h->have_grid0)
-		return mp_seterr("no original grid recorded (medpipe.grid0.*)");
+		return mp_seterr("no original grid recorded (" MP_K_GRID0_PREFIX "*)");
 	for (int a = 0; a < 3; a++) {
 		map[a] = mp_xmalloc(h->size0[a] * sizeof *map[a]);
 		for (size_t q = 0; q < h->size0[a]; q++)
@@ -377,7 +386,7 @@ mp_hist_maps(const mp_history *h, const size_t final[3], long *map[3])
 			if (ps[a] != cur[a]) {
 				for (int b = 0; b < 3; b++)
 					free(map[b]), map[b] = NULL;
-				return mp_seterr("medpipe.history: operation %d expects a %zux%zux%zu grid, the grid is %zux%zux%zu here",
+				return mp_seterr(MP_K_HISTORY ": operation %d expects a %zux%zux%zu grid, the grid is %zux%zux%zu here",
 				                 i + 1, ps[0], ps[1], ps[2], cur[0], cur[1], cur[2]);
 			}
 		for (int a = 0; a < 3; a++) {

@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "mp_keys.h"   /* every medpipe.* key name */
+
 #define MP_VERSION "0.1.0"
 #define MP_MAXDIM 4
 
@@ -102,9 +104,11 @@ const char *mp_get_kv(const mp_frame *f, const char *key);    /* NULL if absent 
 void mp_set_kv(mp_frame *f, const char *key, const char *val); /* replace or append */
 void mp_set_kvf(mp_frame *f, const char *key, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void mp_del_kv(mp_frame *f, const char *key);
-/* medpipe.role, defaulting to "image"; medpipe.case defaulting to "" */
+/* medpipe.role, defaulting to "image"; medpipe.case defaulting to "" (keys.c) */
 const char *mp_role(const mp_frame *f);
 const char *mp_case(const mp_frame *f);
+void mp_set_role(mp_frame *f, const char *role);
+void mp_set_case(mp_frame *f, const char *kase);
 /* header changes invalidate the raw pass-through copy */
 void mp_frame_touch(mp_frame *f);
 

@@ -227,6 +227,8 @@ void mp_hist_grid0(mp_frame *f);
 /* append one op (text without "; ") to medpipe.history, setting grid0 first
  * when absent: call mp_hist_grid0 yourself BEFORE changing the frame's geometry */
 void mp_hist_append(mp_frame *f, const char *op);
+/* remove grid0 and the op list (the frame is on its original grid again) */
+void mp_hist_clear(mp_frame *f);
 /* helpers building op text */
 void mp_hist_crop(mp_frame *f, const size_t psz[3], const size_t csz[3], const size_t off[3]);
 void mp_hist_slices(mp_frame *f, size_t pz, const size_t *list, size_t cz);

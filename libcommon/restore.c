@@ -93,7 +93,7 @@ mp_restore_new(const mp_frame *f, const mp_frame *ref, double bg, int keep_hist,
 	if (!h->have_grid0) {
 		if (!ref) {
 			mp_restore_free(r);
-			mp_seterr("no recorded original grid (medpipe.grid0.*) and no --ref: nothing to restore onto");
+			mp_seterr("no recorded original grid (" MP_K_GRID0_PREFIX "*) and no --ref: nothing to restore onto");
 			return NULL;
 		}
 		/* identity history: the frame's own grid is grid 0 */
@@ -161,12 +161,8 @@ mp_restore_new(const mp_frame *f, const mp_frame *ref, double bg, int keep_hist,
 		for (int c = 0; c < 3; c++)
 			r->A[c][3] = q0[c];
 	}
-	if (!keep_hist) {
-		mp_del_kv(out, "medpipe.history");
-		mp_del_kv(out, "medpipe.grid0.sizes");
-		mp_del_kv(out, "medpipe.grid0.directions");
-		mp_del_kv(out, "medpipe.grid0.origin");
-	}
+	if (!keep_hist)
+		mp_hist_clear(out);
 	mp_frame_touch(out);
 	mp_put(r->bgv, f->type, 0, bg);
 	mp_frame_free(&g0);

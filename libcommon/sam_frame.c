@@ -85,25 +85,25 @@ mp_sam_emb_header(mp_frame *e, const mp_frame *f, int off, const mp_sam *m, mp_s
 		}
 	}
 	mp_frame_touch(e);
-	mp_set_kv(e, "medpipe.role", "embedding");
-	mp_set_kv(e, "medpipe.sam.mode", mp_sam_mode_name(mode));
-	mp_set_kv(e, "medpipe.sam.interp", interp);
-	mp_set_kv(e, "medpipe.sam.arch", m->cfg.arch);
-	mp_set_kv(e, "medpipe.sam.weights", bn ? bn + 1 : weights);
+	mp_set_role(e, "embedding");
+	mp_set_kv(e, MP_K_SAM_MODE, mp_sam_mode_name(mode));
+	mp_set_kv(e, MP_K_SAM_INTERP, interp);
+	mp_set_kv(e, MP_K_SAM_ARCH, m->cfg.arch);
+	mp_set_kv(e, MP_K_SAM_WEIGHTS, bn ? bn + 1 : weights);
 	mp_sam_weights_id(m, id, sizeof id);
-	mp_set_kv(e, "medpipe.sam.weights_id", id);
-	mp_set_kvf(e, "medpipe.sam.image_sizes", "%zu %zu %zu", nx, ny, nz);
-	mp_set_kvf(e, "medpipe.sam.image_dim", "%d", f->dim - off >= 3 ? 3 : 2);
+	mp_set_kv(e, MP_K_SAM_WEIGHTS_ID, id);
+	mp_set_kvf(e, MP_K_SAM_IMAGE_SIZES, "%zu %zu %zu", nx, ny, nz);
+	mp_set_kvf(e, MP_K_SAM_IMAGE_DIM, "%d", f->dim - off >= 3 ? 3 : 2);
 	if (f->space) {
 		double none[3] = { 0, 0, 0 };
 		for (int a = 0; a < 3; a++)
 			vec3(v[a], sizeof v[a], hd[a] ? d3[a] : none);
 		snprintf(buf, sizeof buf, "%s %s %s", v[0], v[1], v[2]);
-		mp_set_kv(e, "medpipe.sam.image_directions", buf);
+		mp_set_kv(e, MP_K_SAM_IMAGE_DIRECTIONS, buf);
 		vec3(buf, sizeof buf, f->origin);
-		mp_set_kv(e, "medpipe.sam.image_origin", buf);
+		mp_set_kv(e, MP_K_SAM_IMAGE_ORIGIN, buf);
 	}
-	mp_set_kvf(e, "medpipe.sam.input", "%zu %zu", rw, rh);
+	mp_set_kvf(e, MP_K_SAM_INPUT, "%zu %zu", rw, rh);
 	size_t cap = 64 + nsel * 12, p = 0;
 	char *list = mp_xmalloc(cap);
 	list[0] = 0;
@@ -117,7 +117,7 @@ mp_sam_emb_header(mp_frame *e, const mp_frame *f, int off, const mp_sam *m, mp_s
 			p += (size_t)snprintf(list + p, cap - p, "%s%zu", p ? "," : "", sel[i]);
 		i = j;
 	}
-	mp_set_kv(e, "medpipe.sam.slices", list);
+	mp_set_kv(e, MP_K_SAM_SLICES, list);
 	free(list);
 }
 
@@ -156,27 +156,27 @@ mp_sam_emb_read(const mp_frame *e, mp_sam_embinfo *in)
 		return mp_seterr("embedding frame: expected float sizes G G C N, as sam-embed writes");
 	in->G = (int)e->size[0];
 	in->C = (int)e->size[2];
-	if (!(s = mp_get_kv(e, "medpipe.sam.mode")) || mp_sam_mode_parse(s, &in->mode))
-		return mp_seterr("embedding frame: medpipe.sam.mode missing or bad");
-	snprintf(in->interp, sizeof in->interp, "%s", (s = mp_get_kv(e, "medpipe.sam.interp")) ? s : "");
-	snprintf(in->arch, sizeof in->arch, "%s", (s = mp_get_kv(e, "medpipe.sam.arch")) ? s : "");
-	snprintf(in->weights_id, sizeof in->weights_id, "%s", (s = mp_get_kv(e, "medpipe.sam.weights_id")) ? s : "");
-	if (!(s = mp_get_kv(e, "medpipe.sam.image_sizes")) || sscanf(s, "%zu %zu %zu", &in->nx, &in->ny, &in->nz) != 3 ||
+	if (!(s = mp_get_kv(e, MP_K_SAM_MODE)) || mp_sam_mode_parse(s, &in->mode))
+		return mp_seterr("embedding frame: " MP_K_SAM_MODE " missing or bad");
+	snprintf(in->interp, sizeof in->interp, "%s", (s = mp_get_kv(e, MP_K_SAM_INTERP)) ? s : "");
+	snprintf(in->arch, sizeof in->arch, "%s", (s = mp_get_kv(e, MP_K_SAM_ARCH)) ? s : "");
+	snprintf(in->weights_id, sizeof in->weights_id, "%s", (s = mp_get_kv(e, MP_K_SAM_WEIGHTS_ID)) ? s : "");
+	if (!(s = mp_get_kv(e, MP_K_SAM_IMAGE_SIZES)) || sscanf(s, "%zu %zu %zu", &in->nx, &in->ny, &in->nz) != 3 ||
 	    !in->nx || !in->ny || !in->nz)
-		return mp_seterr("embedding frame: medpipe.sam.image_sizes missing or bad");
-	if (!(s = mp_get_kv(e, "medpipe.sam.input")) || sscanf(s, "%zu %zu", &in->rw, &in->rh) != 2 || !in->rw || !in->rh)
-		return mp_seterr("embedding frame: medpipe.sam.input missing or bad");
-	in->imdim = (s = mp_get_kv(e, "medpipe.sam.image_dim")) && strcmp(s, "2") == 0 ? 2 : 3;
-	if ((s = mp_get_kv(e, "medpipe.sam.image_directions"))) {
+		return mp_seterr("embedding frame: " MP_K_SAM_IMAGE_SIZES " missing or bad");
+	if (!(s = mp_get_kv(e, MP_K_SAM_INPUT)) || sscanf(s, "%zu %zu", &in->rw, &in->rh) != 2 || !in->rw || !in->rh)
+		return mp_seterr("embedding frame: " MP_K_SAM_INPUT " missing or bad");
+	in->imdim = (s = mp_get_kv(e, MP_K_SAM_IMAGE_DIM)) && strcmp(s, "2") == 0 ? 2 : 3;
+	if ((s = mp_get_kv(e, MP_K_SAM_IMAGE_DIRECTIONS))) {
 		if (parse_vecs(s, in->dir, 3))
-			return mp_seterr("embedding frame: bad medpipe.sam.image_directions");
-		const char *o = mp_get_kv(e, "medpipe.sam.image_origin");
+			return mp_seterr("embedding frame: bad " MP_K_SAM_IMAGE_DIRECTIONS);
+		const char *o = mp_get_kv(e, MP_K_SAM_IMAGE_ORIGIN);
 		if (!o || parse_vecs(o, &in->origin, 1))
-			return mp_seterr("embedding frame: bad medpipe.sam.image_origin");
+			return mp_seterr("embedding frame: bad " MP_K_SAM_IMAGE_ORIGIN);
 		in->has_space = 1;
 	}
-	if (!(s = mp_get_kv(e, "medpipe.sam.slices")))
-		return mp_seterr("embedding frame: medpipe.sam.slices missing");
+	if (!(s = mp_get_kv(e, MP_K_SAM_SLICES)))
+		return mp_seterr("embedding frame: " MP_K_SAM_SLICES " missing");
 	in->sel = mp_xmalloc((e->size[3] + 1) * sizeof *in->sel);
 	const char *p = s;
 	while (*p) {
@@ -205,7 +205,7 @@ mp_sam_emb_read(const mp_frame *e, mp_sam_embinfo *in)
 	return 0;
 bad:
 	mp_sam_emb_free(in);
-	return mp_seterr("embedding frame: medpipe.sam.slices '%s' does not match %zu slices of %zu", s, e->size[3], in->nz);
+	return mp_seterr("embedding frame: " MP_K_SAM_SLICES " '%s' does not match %zu slices of %zu", s, e->size[3], in->nz);
 }
 
 void
@@ -232,14 +232,14 @@ mp_sam_mask_header(mp_frame *o, const mp_frame *e, const mp_sam_embinfo *in, mp_
 	}
 	/* drop the embedding's own keys */
 	for (size_t i = 0; i < o->nkv;) {
-		if (strncmp(o->keys[i], "medpipe.sam.", 12) == 0 && strcmp(o->keys[i], "medpipe.sam.weights") != 0 &&
-		    strcmp(o->keys[i], "medpipe.sam.mode") != 0)
+		if (strncmp(o->keys[i], MP_K_SAM_PREFIX, strlen(MP_K_SAM_PREFIX)) == 0 && strcmp(o->keys[i], MP_K_SAM_WEIGHTS) != 0 &&
+		    strcmp(o->keys[i], MP_K_SAM_MODE) != 0)
 			mp_del_kv(o, o->keys[i]);
 		else
 			i++;
 	}
 	mp_frame_touch(o);
-	mp_set_kv(o, "medpipe.role", role);
+	mp_set_role(o, role);
 }
 
 mp_dev *

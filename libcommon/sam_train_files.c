@@ -96,7 +96,7 @@ read_npz(const char *path, mp_frame ***frames, size_t *n)
 		return -1;
 	mp_frame *img = NULL, *gts = NULL;
 	for (size_t i = 0; i < nf; i++) {
-		const char *nm = mp_get_kv(fr[i], "medpipe.npz.name");
+		const char *nm = mp_get_kv(fr[i], MP_K_NPZ_NAME);
 		if (nm && strcmp(nm, "imgs") == 0)
 			img = fr[i];
 		else if (nm && strcmp(nm, "gts") == 0)
@@ -117,9 +117,9 @@ read_npz(const char *path, mp_frame ***frames, size_t *n)
 	out[0] = img;
 	out[1] = gts;
 	for (int k = 0; k < 2; k++) {
-		mp_set_kv(out[k], "medpipe.case", stem);
-		mp_set_kv(out[k], "medpipe.role", k ? "label" : "image");
-		mp_del_kv(out[k], "medpipe.npz.name");
+		mp_set_case(out[k], stem);
+		mp_set_role(out[k], k ? "label" : "image");
+		mp_del_kv(out[k], MP_K_NPZ_NAME);
 	}
 	free(stem);
 	for (size_t i = 0; i < nf; i++)
@@ -308,9 +308,9 @@ read_npy_dir(const char *dir, mp_frame ***frames, size_t *n)
 		}
 		if (!nl)
 			continue;
-		mp_set_kv(&img, "medpipe.case", sf[a].cs);
-		mp_set_kv(&lab, "medpipe.case", sf[a].cs);
-		mp_set_kv(&lab, "medpipe.role", "label");
+		mp_set_case(&img, sf[a].cs);
+		mp_set_case(&lab, sf[a].cs);
+		mp_set_role(&lab, "label");
 		out = mp_xrealloc(out, (nout + 2) * sizeof *out);
 		out[nout] = mp_xmalloc(sizeof(mp_frame));
 		*out[nout++] = img;

@@ -178,7 +178,7 @@ mp_tune_save_adapters(const mp_sam_tune *t, const char *dir)
 			data[k] = t->p + t->t[i].off;
 			k++;
 		}
-	static const char *meta[] = { "format", "pt", "medpipe.adapter", "Medical-SAM-Adapter (mlp_ratio 0.25, scale 0.5)",
+	static const char *meta[] = { "format", "pt", MP_CKPT_ADAPTER, "Medical-SAM-Adapter (mlp_ratio 0.25, scale 0.5)",
 		                          NULL, NULL };
 	char *path = mp_xmalloc(strlen(dir) + 40);
 	sprintf(path, "%s/adapter_model.safetensors", dir);

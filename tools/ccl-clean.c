@@ -52,7 +52,7 @@ static const mp_prog prog = {
 	"runs it touches in the rows before it) with union-find. "
 	"--ids writes the component ids: components are numbered 1..N in raster order of their "
 	"first voxel (x fastest), as scipy.ndimage.label numbers them. The frame records what "
-	"was done in medpipe.ccl-clean.\n\n"
+	"was done in " MP_K_CCL_CLEAN ".\n\n"
 	"--device (or MEDPIPE_DEVICE) chooses where the components are found: cpu (this C code) "
 	"or an OpenCL device (a block-based union-find after Allegretti et al., numbered the same "
 	"way); the output is bit for bit the same. See medpipe-devices(1).\n\n"
@@ -112,7 +112,7 @@ clean(mp_in *in, mp_frame *f, mp_out *o)
 	if (n >= 2)
 		note[n - 2] = 0;
 	if (n > 0) {
-		mp_set_kv(f, "medpipe.ccl-clean", note);
+		mp_set_kv(f, MP_K_CCL_CLEAN, note);
 		mp_note("%s: frame %d: %s", mp_in_name(in), mp_in_frameno(in), note);
 	}
 	if (!idsonly && mp_out_frame(o, f) < 0)
@@ -123,16 +123,16 @@ clean(mp_in *in, mp_frame *f, mp_out *o)
 
 		mp_frame_copy_header(&g, f);
 		g.type = wide ? MP_UINT64 : MP_UINT32;
-		mp_set_kv(&g, "medpipe.role", "instance");
-		mp_del_kv(&g, "medpipe.ccl-clean");
+		mp_set_role(&g, "instance");
+		mp_del_kv(&g, MP_K_CCL_CLEAN);
 		if (mp_frame_check(&g) < 0 || !(g.data = mp_alloc_big(mp_frame_nbytes(&g))))
 			die_frame(in, "component ids");
 		k = wide ? mp_ccl64(f->data, es, nx, ny, nz, (int)conn3, binary, g.data)
 		         : mp_dev_ccl32(dev, f->data, es, nx, ny, nz, (int)conn3, binary, g.data);
 		if (k < 0)
 			die_frame(in, "component ids");
-		mp_set_kvf(&g, "medpipe.components", "%lld", (long long)k);
-		mp_set_kvf(&g, "medpipe.connectivity", "%ld", conn3);
+		mp_set_kvf(&g, MP_K_COMPONENTS, "%lld", (long long)k);
+		mp_set_kvf(&g, MP_K_CONNECTIVITY, "%ld", conn3);
 		if (mp_out_frame(o, &g) < 0)
 			return -1;
 		mp_frame_free(&g);

@@ -27,7 +27,7 @@ static const mp_opt opts[] = {
 	  "of its own; 'fail' fails the series." },
 	{ "keep-phi", 0, MP_OPT_FLAG, &keep_phi, NULL, NULL,
 	  "Also write identifying tags (patient name and ID, birth date, study date, accession number, institution, "
-	  "study and series UIDs) as medpipe.dicom.* keys. Off by default." },
+	  "study and series UIDs) as " MP_K_DICOM_PREFIX "* keys. Off by default." },
 	{ "keep-scouts", 0, MP_OPT_FLAG, &keep_scouts, NULL, NULL,
 	  "Do not skip localizer (scout) images." },
 	{ "float", 'f', MP_OPT_FLAG, &float_out, NULL, NULL, "Always write float32 voxels." },
@@ -68,8 +68,8 @@ static const mp_prog prog = {
 	"runs along the rows (first cosine times the column spacing), axis 1 down the columns, axis 2 from the first "
 	"slice to the last; the space origin is the ImagePositionPatient of the first slice.  With gantry tilt the "
 	"third space direction is the true step between slice positions and is not orthogonal to the slice plane "
-	"(medpipe.dicom.tilt gives the angle); --tilt ortho resamples.  Uneven steps (a missing slice, mixed "
-	"spacing) are reported in medpipe.dicom.uneven and handled as --uneven says.  Objects without "
+	"(" MP_K_DICOM_TILT " gives the angle); --tilt ortho resamples.  Uneven steps (a missing slice, mixed "
+	"spacing) are reported in " MP_K_DICOM_UNEVEN " and handled as --uneven says.  Objects without "
 	"position/orientation get an identity orientation and the pixel spacing.\n\n"
 	"Values: BitsStored/HighBit/PixelRepresentation are honoured (unused high bits masked, signed values sign "
 	"extended), RescaleSlope/RescaleIntercept applied per slice (CT in HU), MONOCHROME1 inverted, "
@@ -79,8 +79,8 @@ static const mp_prog prog = {
 	"Transfer syntaxes: implicit and explicit little endian, explicit big endian, deflate, RLE, JPEG "
 	"baseline/extended/lossless and JPEG-LS (DCMTK), JPEG 2000 (OpenJPEG).\n\n"
 	"Privacy: by default no identifying tag (names, IDs, dates, institution, accession number, UIDs) reaches "
-	"the output.  medpipe.case is the first 16 hex digits of the SHA-256 of the SeriesInstanceUID (with -N "
-	"when a series is split).  Technical tags go to keys: medpipe.modality, medpipe.dicom.series_number, "
+	"the output.  " MP_K_CASE " is the first 16 hex digits of the SHA-256 of the SeriesInstanceUID (with -N "
+	"when a series is split).  Technical tags go to keys: " MP_K_MODALITY ", " MP_K_DICOM_SERIES_NUMBER ", "
 	"series_description, manufacturer, model, kernel, body_part, window_center, window_width, transfer_syntax, "
 	"slice_thickness, slices, rescale, mosaic, inverted, tilt, tilt_mode, uneven, uneven_step, padding_to.\n\n"
 	"Errors: a file that cannot be read fails its series with one line naming the file and the cause; the "

@@ -56,10 +56,10 @@ static const mp_prog prog = {
 	"clipped to them and min-max scaled to 0..255 (truncated), pixels that were 0 staying 0; "
 	"a colour image (a first axis of 3 samples) is left as it is. The output is uint8; "
 	"vol2npz --layout medsam then writes imgs (H, W, 3) and gts (H, W).\n\n"
-	"The window is recorded in the frame: medpipe.window.level, medpipe.window.width, "
-	"medpipe.window.mapping, medpipe.window.in (the input values mapped to the bottom and "
-	"top of the range), medpipe.window.out (the range), and medpipe.window.preset or "
-	"medpipe.window.percentiles when used.\n\n"
+	"The window is recorded in the frame: " MP_K_WINDOW_LEVEL ", " MP_K_WINDOW_WIDTH ", "
+	MP_K_WINDOW_MAPPING ", " MP_K_WINDOW_IN " (the input values mapped to the bottom and "
+	"top of the range), " MP_K_WINDOW_OUT " (the range), and " MP_K_WINDOW_PRESET " or "
+	MP_K_WINDOW_PERCENTILES " when used.\n\n"
 	"--device (or MEDPIPE_DEVICE) chooses where the mapping runs: cpu (this C code) or an "
 	"OpenCL device, which does the same operations in the same order: the output is bit for "
 	"bit the same. See medpipe-devices(1).",
@@ -87,24 +87,24 @@ set_keys(mp_frame *f, const mp_winmap *m, double lev, double wid)
 	char a[40], b[40];
 
 	mp_fmt_double(a, sizeof a, lev);
-	mp_set_kv(f, "medpipe.window.level", a);
+	mp_set_kv(f, MP_K_WINDOW_LEVEL, a);
 	mp_fmt_double(a, sizeof a, wid);
-	mp_set_kv(f, "medpipe.window.width", a);
-	mp_set_kv(f, "medpipe.window.mapping", medsam ? "medsam" : "clinical");
+	mp_set_kv(f, MP_K_WINDOW_WIDTH, a);
+	mp_set_kv(f, MP_K_WINDOW_MAPPING, medsam ? "medsam" : "clinical");
 	mp_fmt_double(a, sizeof a, m->in_lo);
 	mp_fmt_double(b, sizeof b, m->in_hi);
-	mp_set_kvf(f, "medpipe.window.in", "%s,%s", a, b);
+	mp_set_kvf(f, MP_K_WINDOW_IN, "%s,%s", a, b);
 	mp_fmt_double(a, sizeof a, m->out_lo);
 	mp_fmt_double(b, sizeof b, m->out_hi);
-	mp_set_kvf(f, "medpipe.window.out", "%s,%s", a, b);
-	mp_del_kv(f, "medpipe.window.preset");
-	mp_del_kv(f, "medpipe.window.percentiles");
+	mp_set_kvf(f, MP_K_WINDOW_OUT, "%s,%s", a, b);
+	mp_del_kv(f, MP_K_WINDOW_PRESET);
+	mp_del_kv(f, MP_K_WINDOW_PERCENTILES);
 	if (preset)
-		mp_set_kv(f, "medpipe.window.preset", preset);
+		mp_set_kv(f, MP_K_WINDOW_PRESET, preset);
 	if (pctl) {
 		mp_fmt_double(a, sizeof a, plo);
 		mp_fmt_double(b, sizeof b, phi);
-		mp_set_kvf(f, "medpipe.window.percentiles", "%s,%s%s", a, b, nonzero ? " positive" : "");
+		mp_set_kvf(f, MP_K_WINDOW_PERCENTILES, "%s,%s%s", a, b, nonzero ? " positive" : "");
 	}
 }
 
@@ -131,18 +131,18 @@ medsam2d_frame(mp_in *in, mp_frame *f, mp_out *o)
 				 mp_in_frameno(in), f->dim);
 	if (mp_medsam2d(f, rgb, &info) < 0)
 		return mp_preerr("%s: frame %d", mp_in_name(in), mp_in_frameno(in));
-	mp_set_kv(f, "medpipe.window.mapping", rgb ? "medsam-2d rgb" : "medsam-2d grey");
+	mp_set_kv(f, MP_K_WINDOW_MAPPING, rgb ? "medsam-2d rgb" : "medsam-2d grey");
 	if (info.rescaled) {
 		mp_fmt_double(a, sizeof a, info.in_lo);
 		mp_fmt_double(b, sizeof b, info.in_hi);
-		mp_set_kvf(f, "medpipe.window.in", "%s,%s", a, b);
+		mp_set_kvf(f, MP_K_WINDOW_IN, "%s,%s", a, b);
 	}
 	if (info.pct) {
 		mp_fmt_double(a, sizeof a, info.p_lo);
 		mp_fmt_double(b, sizeof b, info.p_hi);
-		mp_set_kvf(f, "medpipe.window.percentiles", "0.5,99.5 positive: %s,%s", a, b);
+		mp_set_kvf(f, MP_K_WINDOW_PERCENTILES, "0.5,99.5 positive: %s,%s", a, b);
 	}
-	mp_set_kv(f, "medpipe.window.out", "0,255");
+	mp_set_kv(f, MP_K_WINDOW_OUT, "0,255");
 	mp_frame_touch(f);
 	return mp_out_frame(o, f);
 }

@@ -64,7 +64,7 @@ static const mp_prog prog = {
 	"label-map reads frames (FILEs or standard input) and changes the values of every frame "
 	"of role label (--role); other frames pass through unchanged. The steps run in this "
 	"order: conversion to --type; the --map rules and --keep; --instances; --renumber. "
-	"What was done is recorded in medpipe.label-map.",
+	"What was done is recorded in " MP_K_LABEL_MAP ".",
 	"$ label-map --map 12:0 < case.vol > out.vol\n"
 	"Remove label 12 (MedSAM removes the duodenum of FLARE22 this way).\n"
 	"$ label-map --map 1,2,3:1 --keep 1 < seg.vol > liver.vol\n"
@@ -131,13 +131,13 @@ relabel(mp_in *in, mp_frame *f, mp_out *o, mp_type ot, const int64_t *sel, size_
 		k = mp_instances(f->data, f->type, nx, ny, nz, (int)conn, sel, nsel, start);
 		if (k < 0)
 			die_frame(in, mp_err());
-		mp_set_kvf(f, "medpipe.instances", "%lld..%lld", (long long)start, (long long)(start + k - 1));
+		mp_set_kvf(f, MP_K_INSTANCES, "%lld..%lld", (long long)start, (long long)(start + k - 1));
 		mp_note("%s: frame %d: %lld instances from %lld", mp_in_name(in), mp_in_frameno(in), (long long)k, (long long)start);
 	}
 	if (renumber && mp_lmap_renumber(f->data, f->type, n) < 0)
 		die_frame(in, mp_err());
 	if (note[0])
-		mp_set_kv(f, "medpipe.label-map", note);
+		mp_set_kv(f, MP_K_LABEL_MAP, note);
 	return mp_out_frame(o, f);
 }
 

@@ -27,19 +27,19 @@ static const mp_prog prog = {
 	"keep the labelled slices, crop to the labelled region plus a margin",
 	"[options] [FILE...]",
 	"roi-crop reads the frames of one case at a time (adjacent frames with the same "
-	"medpipe.case; frames without one form a single case), finds the voxels of the case's "
+	MP_K_CASE "; frames without one form a single case), finds the voxels of the case's "
 	"label frame (role label, or --from) holding a label (any non-zero value, or --labels), "
 	"and cuts every frame of the case that lies on the label's grid (same sizes) alike: the "
 	"image, the label itself, masks. Frames on other grids pass through unchanged.\n\n"
 	"--slices labelled keeps exactly the slices holding a label, as MedSAM's pre_CT_MR.py "
 	"does; when they are not contiguous the kept slices are stacked and the frame's z geometry "
-	"is that of the first kept slice (a warning says so), while medpipe.history records "
+	"is that of the first kept slice (a warning says so), while " MP_K_HISTORY " records "
 	"each slice's true position. --slices range keeps the first to the last labelled slice. "
 	"--bbox 2d crops x and y to the labels' bounding box, --bbox 3d also z; the margin "
 	"(--margin voxels, --margin-mm millimetres, one value or X,Y,Z) widens the box, clipped "
 	"to the volume. --slices and --bbox combine (--slices with --bbox 2d).\n\n"
 	"The origin moves to the first kept voxel, so world positions stay exact; the crop is "
-	"appended to medpipe.history (see vol-restore(1)).\n\n"
+	"appended to " MP_K_HISTORY " (see vol-restore(1)).\n\n"
 	"The case is held in memory. A case without a label frame, a label frame that is not "
 	"of an integer type, or an empty label frame (unless --empty says otherwise) is an "
 	"error (exit 1).",
@@ -134,7 +134,7 @@ crop_case(void *ctx, mp_heldcase *c, mp_out *o)
 		boxn[2] = nl;
 		if (!contiguous)
 			mp_warn("%s: case %s: the labelled slices are not contiguous (%zu of %zu..%zu): "
-			        "stacked; z geometry of the first; true positions in medpipe.history",
+			        "stacked; z geometry of the first; true positions in " MP_K_HISTORY,
 			        c->src, cname, nl, list[0], list[nl - 1]);
 	}
 	free(zused);

@@ -78,7 +78,7 @@ static const mp_prog prog = {
 	"frame on the original image grid (the sizes, directions, origin and keys the image had: "
 	"vol-restore(1) can take it further back), role mask, uint8 (uint16 or int32 when a label needs "
 	"it), each prompt's mask painted with its label, later prompts over earlier ones. Slices without "
-	"a prompt are 0. The predicted IoU of every prompt is recorded in the key medpipe.sam.iou "
+	"a prompt are 0. The predicted IoU of every prompt is recorded in the key " MP_K_SAM_IOU " "
 	"(LABEL@SLICE=IOU, ...). Frames other than embeddings pass through.\n\n"
 	"Prompts are given in pixel indices of the original slice (x to the right, y down, as numpy's "
 	"[y, x]): --box, --point, --box3d, --boxes (CSV or LiteMedSAM .npz), or derived from a label "
@@ -86,7 +86,7 @@ static const mp_prog prog = {
 	"mode), MedSAM's box/W*1024 (medsam mode) or LiteMedSAM's box/max(W,H)*256 (litemedsam mode) do. "
 	"The model (ViT SAM / MedSAM, LiteMedSAM or MobileSAM) is recognised from the checkpoint. The same prompts apply to every embedding frame "
 	"of the input.\n\n"
-	"Errors: embeddings made by other weights than --weights and --adapter (medpipe.sam.weights_id), a box outside "
+	"Errors: embeddings made by other weights than --weights and --adapter (" MP_K_SAM_WEIGHTS_ID "), a box outside "
 	"the image, or a prompt on a slice without an embedding: one line, exit status 1.\n\n"
 	"Weights: see sam-embed(1) (SAM sam_vit_b_01ec64.pth, MedSAM medsam_vit_b.pth, .safetensors); "
 	"--adapter DIR as there (sam-tune --adapter-out): give sam-decode the --weights and --adapter that "
@@ -357,8 +357,8 @@ run_job(job *j, const mp_frame *lab, mp_out *o)
 	mp_type t = j->maxval <= 255 ? MP_UINT8 : j->maxval <= 65535 ? MP_UINT16 : MP_INT32;
 	mp_frame mf;
 	mp_sam_mask_header(&mf, &j->e, in, t, "mask");
-	mp_set_kv(&mf, "medpipe.sam.threshold", mp_sam_mode_name(j->thr));
-	mp_set_kv(&mf, "medpipe.sam.iou", j->iou ? j->iou : "");
+	mp_set_kv(&mf, MP_K_SAM_THRESHOLD, mp_sam_mode_name(j->thr));
+	mp_set_kv(&mf, MP_K_SAM_IOU, j->iou ? j->iou : "");
 	if (mp_frame_alloc(&mf) < 0) {
 		mp_frame_free(&mf);
 		goto out;
@@ -369,7 +369,7 @@ run_job(job *j, const mp_frame *lab, mp_out *o)
 	if (rc == 0 && wantlogits) {
 		mp_frame lf;
 		mp_sam_mask_header(&lf, &j->e, in, MP_FLOAT32, "logits");
-		mp_set_kv(&lf, "medpipe.sam.threshold", mp_sam_mode_name(j->thr));
+		mp_set_kv(&lf, MP_K_SAM_THRESHOLD, mp_sam_mode_name(j->thr));
 		lf.data = j->logit;
 		rc = mp_out_frame(o, &lf);
 		lf.data = NULL;
@@ -404,9 +404,9 @@ job_init(job *j, mp_frame *e, const char *src, int frameno)
 	if (j->info.G != model.cfg.grid || j->info.C != model.cfg.out_chans ||
 	    strcmp(j->info.weights_id, model_id) != 0)
 		return mp_seterr("%s: frame %d: embeddings made by weights %s%s%s (%s), not by %s%s%s (%s)", src, frameno,
-		                 mp_get_kv(e, "medpipe.sam.weights") ? mp_get_kv(e, "medpipe.sam.weights") : "?",
-		                 mp_get_kv(e, "medpipe.sam.adapter") ? " with adapter " : "",
-		                 mp_get_kv(e, "medpipe.sam.adapter") ? mp_get_kv(e, "medpipe.sam.adapter") : "",
+		                 mp_get_kv(e, MP_K_SAM_WEIGHTS) ? mp_get_kv(e, MP_K_SAM_WEIGHTS) : "?",
+		                 mp_get_kv(e, MP_K_SAM_ADAPTER) ? " with adapter " : "",
+		                 mp_get_kv(e, MP_K_SAM_ADAPTER) ? mp_get_kv(e, MP_K_SAM_ADAPTER) : "",
 		                 j->info.weights_id, weights, adapter ? " with adapter " : "", adapter ? adapter : "", model_id);
 	j->thr = j->info.mode;
 	if (thrstr && mp_sam_mode_parse(thrstr, &j->thr))

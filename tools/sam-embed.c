@@ -19,7 +19,7 @@ static mp_sam_devs devs;
 
 static const mp_opt opts[] = {
 	{ "weights", 'w', MP_OPT_STR, &weights, NULL, "FILE", "The checkpoint: an official SAM or MedSAM PyTorch file (sam_vit_b_01ec64.pth, medsam_vit_b.pth, ...), a training checkpoint holding the state dict under 'model' or 'state_dict', or a .safetensors file. Default: $MEDPIPE_SAM_WEIGHTS." },
-	{ "adapter", 'a', MP_OPT_STR, &adapter, NULL, "DIR", "Apply on top of --weights what sam-tune --adapter-out DIR wrote: a Hugging Face PEFT LoRA adapter (DIR/adapter_config.json and adapter_model.safetensors, from sam-tune --mode lora or peft's save_pretrained; LoRA of any rank on linear layers such as target_modules [\"qkv\"] merged into the weights at load, W += lora_alpha/r B A, or lora_alpha/sqrt(r) with use_rslora; the tensors of modules_to_save replace the checkpoint's), or Medical-SAM-Adapter's adapters (DIR/adapter_model.safetensors alone, from sam-tune --mode adapter: image_encoder.blocks.N.Space_Adapter and MLP_Adapter, run in the ViT encoder on every device). The embeddings' medpipe.sam.weights_id names both, so sam-decode needs the same --weights and --adapter. DoRA, fan_in_fan_out, per-module ranks or alphas and a target_modules regular expression are refused." },
+	{ "adapter", 'a', MP_OPT_STR, &adapter, NULL, "DIR", "Apply on top of --weights what sam-tune --adapter-out DIR wrote: a Hugging Face PEFT LoRA adapter (DIR/adapter_config.json and adapter_model.safetensors, from sam-tune --mode lora or peft's save_pretrained; LoRA of any rank on linear layers such as target_modules [\"qkv\"] merged into the weights at load, W += lora_alpha/r B A, or lora_alpha/sqrt(r) with use_rslora; the tensors of modules_to_save replace the checkpoint's), or Medical-SAM-Adapter's adapters (DIR/adapter_model.safetensors alone, from sam-tune --mode adapter: image_encoder.blocks.N.Space_Adapter and MLP_Adapter, run in the ViT encoder on every device). The embeddings' " MP_K_SAM_WEIGHTS_ID " names both, so sam-decode needs the same --weights and --adapter. DoRA, fan_in_fan_out, per-module ranks or alphas and a target_modules regular expression are refused." },
 	{ "mode", 'm', MP_OPT_STR, &modestr, NULL, "MODE", "Preprocessing: 'medsam' (default for ViT models: every slice resized to the model's 1024x1024 input, then min-max scaled to [0,1], as MedSAM's inference), 'litemedsam' (default for LiteMedSAM: longest side resized to 256 with area interpolation, min-max scaled to [0,1], zero padding right and bottom, as LiteMedSAM's inference) or 'sam' (default for MobileSAM: longest side resized to the input size, ImageNet mean/std normalisation of 0..255 intensities, zero padding right and bottom, as SAM's predictor)." },
 	{ "interp", 'i', MP_OPT_STR, &interpstr, NULL, "METHOD", "Resize method: bspline3 (scikit-image order 3 with anti-aliasing, MedSAM's transform.resize; default for medsam), cubic (OpenCV INTER_CUBIC), linear (default for sam), area (OpenCV INTER_AREA; default for litemedsam), nearest." },
 	{ "slices", 's', MP_OPT_STR, &slicestr, NULL, "WHICH", "Which slices to embed: 'all' (default), 'labelled' (slices holding a non-zero voxel of the label frame of the same case that follows or precedes the image in the stream), or a list of 0-based slices and ranges 'A-B,C'." },
@@ -39,7 +39,7 @@ static const mp_prog prog = {
 	"channel, slice; a numpy array of shape (N, 256, 64, 64), the layout of SAM's image_embeddings), "
 	"role embedding. The frame keeps the image frame's keys (case, geometry history) and its geometry "
 	"(in-plane directions scaled to the embedding grid) and records what made it: "
-	"medpipe.sam.mode, .interp, .arch, .weights, .weights_id, the image's sizes, directions and origin, "
+	MP_K_SAM_MODE ", .interp, .arch, .weights, .weights_id, the image's sizes, directions and origin, "
 	"the slice's size in the model input and the list of slices. sam-decode(1) reads these to map "
 	"masks back onto the image grid and refuses embeddings made by other weights. Other frames pass "
 	"through unchanged.\n\n"
@@ -232,9 +232,9 @@ embed(const char *src, int frameno, mp_frame *f, mp_out *o)
 	mp_frame e;
 	mp_sam_emb_header(&e, f, off, &model, mode, interpname, weights, nx, ny, nz, rw, rh, sel, nsel);
 	if (adapter)
-		mp_set_kv(&e, "medpipe.sam.adapter", adapter);
+		mp_set_kv(&e, MP_K_SAM_ADAPTER, adapter);
 	else
-		mp_del_kv(&e, "medpipe.sam.adapter");
+		mp_del_kv(&e, MP_K_SAM_ADAPTER);
 	int rc = mp_out_header(o, &e);
 	size_t plane = nx * ny * (size_t)nc;
 	int ndev = devs.n;

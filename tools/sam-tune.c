@@ -256,7 +256,7 @@ src_frame(void *ctx, mp_in *in, mp_frame *f, mp_out *o)
 			mp_die("%s: frame %d: %s", s->path, no, mp_err());
 		if (x->info.G != model.cfg.grid || x->info.C != model.cfg.out_chans || strcmp(x->info.weights_id, id) != 0)
 			mp_die("%s: frame %d: embeddings made by weights %s (%s), not by %s (%s)", s->path, no,
-			       mp_get_kv(&x->f, "medpipe.sam.weights") ? mp_get_kv(&x->f, "medpipe.sam.weights") : "?",
+			       mp_get_kv(&x->f, MP_K_SAM_WEIGHTS) ? mp_get_kv(&x->f, MP_K_SAM_WEIGHTS) : "?",
 			       x->info.weights_id, weights, id);
 	}
 	return 0;

@@ -14,7 +14,7 @@ static int no_nsd, summary, all_nsd;
 
 static const mp_opt opts[] = {
 	{ "tolerance", 't', MP_OPT_DBL, &tol, NULL, "MM", "Tolerance of the surface Dice in mm (default 2)." },
-	{ "ref", 'r', MP_OPT_STR, &ref_file, NULL, "FILE", "Read the reference frames from FILE: a frame stream (its frames of every role but image, so a stream of CT and labels can be given as it is) or an image file (.nii.gz, .nrrd, .mha, .npz, ...: every frame it holds, whatever its role; a .nrrd from another program, without medpipe.role, counts as such a file); each prediction is matched to the reference of its case, or, when cases are not set, to the next reference in order. Every input frame that is not of role image (a frame without medpipe.role included) is then a prediction, and inputs may be image files too." },
+	{ "ref", 'r', MP_OPT_STR, &ref_file, NULL, "FILE", "Read the reference frames from FILE: a frame stream (its frames of every role but image, so a stream of CT and labels can be given as it is) or an image file (.nii.gz, .nrrd, .mha, .npz, ...: every frame it holds, whatever its role; a .nrrd from another program, without " MP_K_ROLE ", counts as such a file); each prediction is matched to the reference of its case, or, when cases are not set, to the next reference in order. Every input frame that is not of role image (a frame without " MP_K_ROLE " included) is then a prediction, and inputs may be image files too." },
 	{ "ref-role", 0, MP_OPT_STR, &ref_role, NULL, "ROLE", "Role of the reference frames in the input stream (default label)." },
 	{ "pred-role", 0, MP_OPT_STR, &pred_role, NULL, "ROLE", "Role of the prediction frames in the input stream (default mask)." },
 	{ "no-nsd", 0, MP_OPT_FLAG, &no_nsd, NULL, NULL, "Dice only (the nsd column is empty)." },
@@ -32,11 +32,11 @@ static const mp_prog prog = {
 	"[options] [FILE...]",
 	"seg-eval reads frames from the FILEs (none or '-': standard input) and compares every "
 	"prediction frame (role mask) with the reference frame (role label) of the same case "
-	"(medpipe.case; frames of a case are adjacent, the reference may come before or after its "
+	"(" MP_K_CASE "; frames of a case are adjacent, the reference may come before or after its "
 	"predictions). With --ref, the references come from a separate stream instead. Frames of "
 	"other roles are skipped. Reference and prediction must have the same sizes and spacing.\n\n"
 	"For every label present in either frame it prints a CSV row: case (the prediction's "
-	"medpipe.case; for a file without one, the file's name without extension), pred (the "
+	MP_K_CASE "; for a file without one, the file's name without extension), pred (the "
 	"prediction's frame number in its input), label, ref_voxels, pred_voxels, dice, nsd; then "
 	"one row with label 'all': the case summary. The CSV is written at the end (to standard "
 	"output, or atomically to --output): a run that fails writes none.\n\n"
@@ -141,7 +141,7 @@ read_vol(mp_in *in, mp_frame *f, vol *v)
 static int
 is_image_role(const mp_frame *f)
 {
-	const char *r = mp_get_kv(f, "medpipe.role");
+	const char *r = mp_get_kv(f, MP_K_ROLE);
 
 	return r && strcmp(r, "image") == 0;
 }

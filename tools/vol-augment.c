@@ -42,7 +42,7 @@ static const mp_prog prog = {
 	"value range, a contrast change about their mean and Gaussian noise; the result is stored "
 	"in the frame's own voxel type (rounded and clamped).\n\n"
 	"Frames keep their sizes and world geometry; the case becomes NAME_augC and the key "
-	"medpipe.augment records the parameters drawn. Frames of a case are adjacent in the "
+	MP_K_AUGMENT " records the parameters drawn. Frames of a case are adjacent in the "
 	"stream and must have the same sizes; frames of other roles pass through unchanged. 2D "
 	"frames are rotated in-plane only.",
 	"$ vol-cat ct.nii.gz --label seg.nii.gz | vol-augment -n 4 --seed 7 -f x | vol2npz -o 'aug_{case}.npz'\n"
@@ -134,8 +134,8 @@ emit_case(void *ctx, mp_heldcase *c, mp_out *o)
 			mp_frame g;
 			mp_frame_init(&g);
 			mp_frame_copy_header(&g, &h[i]);
-			mp_set_kv(&g, "medpipe.case", nm);
-			mp_set_kv(&g, "medpipe.augment", desc);
+			mp_set_case(&g, nm);
+			mp_set_kv(&g, MP_K_AUGMENT, desc);
 			mp_frame_touch(&g);
 			if (mp_frame_alloc(&g) < 0)
 				mp_die("%s", mp_err());

@@ -72,7 +72,7 @@ static const mp_opt opts[] = {
 	{ "image", 'i', MP_OPT_CALL, "image", opt_label, "FILE", "Read FILE as an image (role image; the default for files)." },
 	{ "role", 'r', MP_OPT_CALL, NULL, opt_role, "ROLE", "Give the files that follow this role (image, label, mask, logits, ...)." },
 	{ "case", 'c', MP_OPT_CALL, NULL, opt_case, "ID", "Give the files that follow this case identifier. Without it, an image's case is its file name without folder and extension (and without an nnU-Net channel suffix _0000), and a label or mask takes the case of the image before it." },
-	{ "series", 's', MP_OPT_INT, &series, NULL, "N", "From files with several series (OME-TIFF images, TIFF pages of different shapes), keep only series N (0-based, key medpipe.series)." },
+	{ "series", 's', MP_OPT_INT, &series, NULL, "N", "From files with several series (OME-TIFF images, TIFF pages of different shapes), keep only series N (0-based, key " MP_K_SERIES ")." },
 	{ "split-4d", 0, MP_OPT_FLAG, &split4d, NULL, NULL, "DICOM: write a series of several volumes (repeated slice positions) as one 3D frame per volume instead of one 4D frame (see dcm2vol(1))." },
 	{ "keep-float-labels", 0, MP_OPT_FLAG, &nolabelfix, NULL, NULL, "Leave floating-point label maps as they are." },
 	{ "no-colour", 0, MP_OPT_FLAG, &nocolour, NULL, NULL, "Read every axis of .npy/.npz arrays as a spatial axis: an (H,W,3) array becomes H slices of 3 x W pixels (by default it is one colour image, see DESCRIPTION)." },
@@ -107,9 +107,9 @@ static const mp_prog prog = {
 	"(Z,H,W,4), as MedSAM's per-slice images that vol2npz --slices writes) is read as a "
 	"colour image: a first frame axis of 3 (kind RGB-color) or 4 (RGBA-color) samples per "
 	"pixel, then W, H (and Z); --no-colour reads every axis as spatial.\n\n"
-	"Each frame gets medpipe.role and medpipe.case. The role is the one --label, --mask, "
+	"Each frame gets " MP_K_ROLE " and " MP_K_CASE ". The role is the one --label, --mask, "
 	"--image or --role give; without them it is image for files of every format, and for "
-	"frames that arrive without medpipe.role (a .nrrd written by 3D Slicer, pyradiomics, "
+	"frames that arrive without " MP_K_ROLE " (a .nrrd written by 3D Slicer, pyradiomics, "
 	"ITK or unu, also through '-'); frames of a medpipe stream keep theirs. "
 	"A label frame from a file must hold whole numbers.",
 	"$ vol-cat ct.nii.gz --label seg.nii.gz | vol-info\n"
@@ -275,13 +275,13 @@ read_dicom(const input *in, mp_out *o, char **lastcase)
 			break;
 		}
 		if (in->role)
-			mp_set_kv(&f, "medpipe.role", in->role);
-		else if (!mp_get_kv(&f, "medpipe.role"))
-			mp_set_kv(&f, "medpipe.role", "image");
+			mp_set_role(&f, in->role);
+		else if (!mp_get_kv(&f, MP_K_ROLE))
+			mp_set_role(&f, "image");
 		if (in->kase)
-			mp_set_kv(&f, "medpipe.case", in->kase);
-		if (!mp_get_kv(&f, "medpipe.source"))
-			mp_set_kv(&f, "medpipe.source", "DICOM");
+			mp_set_case(&f, in->kase);
+		if (!mp_get_kv(&f, MP_K_SOURCE))
+			mp_set_kv(&f, MP_K_SOURCE, "DICOM");
 		free(*lastcase);
 		*lastcase = mp_xstrdup(mp_case(&f));
 		rc = mp_out_frame(o, &f);
@@ -313,18 +313,18 @@ main(int argc, char **argv)
 			if (!s)
 				mp_die("%s", mp_err());
 			while ((r = mp_in_header(s, &f)) == 1) {
-				int plain = !mp_get_kv(&f, "medpipe.role");   /* a NRRD from elsewhere */
+				int plain = !mp_get_kv(&f, MP_K_ROLE);   /* a NRRD from elsewhere */
 				if (in->role)
-					mp_set_kv(&f, "medpipe.role", in->role);
+					mp_set_role(&f, in->role);
 				else if (plain)
-					mp_set_kv(&f, "medpipe.role", "image");
+					mp_set_role(&f, "image");
 				if (in->kase)
-					mp_set_kv(&f, "medpipe.case", in->kase);
-				else if (!mp_get_kv(&f, "medpipe.case") && strcmp(in->path, "-") != 0) {
+					mp_set_case(&f, in->kase);
+				else if (!mp_get_kv(&f, MP_K_CASE) && strcmp(in->path, "-") != 0) {
 					/* a NRRD file from elsewhere: a case as for other files */
 					char *c = strcmp(mp_role(&f), "image") != 0 && lastcase ? mp_xstrdup(lastcase)
 												 : case_from_path(in->path);
-					mp_set_kv(&f, "medpipe.case", c);
+					mp_set_case(&f, c);
 					free(c);
 				}
 				if (plain && strcmp(mp_role(&f), "label") == 0 && !mp_type_is_int(f.type) && !nolabelfix) {
@@ -371,7 +371,7 @@ main(int argc, char **argv)
 			size_t kept = 0, nseries = 0;
 			for (size_t k = 0; k < n; k++) {
 				mp_frame *f = fr[k];
-				const char *sk = mp_get_kv(f, "medpipe.series");
+				const char *sk = mp_get_kv(f, MP_K_SERIES);
 				if (sk && (size_t)atol(sk) + 1 > nseries)
 					nseries = (size_t)atol(sk) + 1;
 				if (series >= 0 && (!sk || atol(sk) != series)) {
@@ -380,11 +380,11 @@ main(int argc, char **argv)
 					continue;
 				}
 				kept++;
-				if (in->role || !mp_get_kv(f, "medpipe.role"))
-					mp_set_kv(f, "medpipe.role", role);
-				mp_set_kv(f, "medpipe.case", kase);
-				if (!mp_get_kv(f, "medpipe.source"))
-					mp_set_kv(f, "medpipe.source", src);
+				if (in->role || !mp_get_kv(f, MP_K_ROLE))
+					mp_set_role(f, role);
+				mp_set_case(f, kase);
+				if (!mp_get_kv(f, MP_K_SOURCE))
+					mp_set_kv(f, MP_K_SOURCE, src);
 				if (strcmp(mp_role(f), "label") == 0)
 					grey_label(f, in->path);
 				if (strcmp(mp_role(f), "label") == 0 && fix_label(f, in->path) < 0)

@@ -52,7 +52,7 @@ static const mp_prog prog = {
 	"Geometry stays exact in world coordinates: pixels keep covering the same area (new "
 	"spacing = old * old_size / new_size, the origin moves by the half-pixel difference), "
 	"padding adds pixels beyond the last row and column. The resize and the padding are "
-	"appended to medpipe.history (and the grid before the first change to medpipe.grid0.*) "
+	"appended to " MP_K_HISTORY " (and the grid before the first change to " MP_K_GRID0_PREFIX "*) "
 	"so that vol-restore(1) can undo them.\n\n"
 	"--spacing resamples whole volumes to a spacing: the voxel (0,0,0) keeps its position, "
 	"the size along an axis becomes round(size * old / new) and the voxels lie at exactly the "

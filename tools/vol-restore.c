@@ -12,10 +12,10 @@ static double bg = 0;
 static int keep_hist;
 
 static const mp_opt opts[] = {
-	{ "ref", 'r', MP_OPT_STR, &ref_path, NULL, "FILE", "Put the frames onto the grid of the image in FILE (any format vol-cat reads, or the first frame of a stream) instead of the recorded medpipe.grid0." },
+	{ "ref", 'r', MP_OPT_STR, &ref_path, NULL, "FILE", "Put the frames onto the grid of the image in FILE (any format vol-cat reads, or the first frame of a stream) instead of the recorded " MP_K_GRID0_PREFIX },
 	{ "roles", 0, MP_OPT_STR, &roles_s, NULL, "LIST", "Roles of the frames to restore, comma-separated (default label,mask); other frames pass unchanged." },
 	{ "background", 'b', MP_OPT_DBL, &bg, NULL, "V", "Value of voxels outside what was kept (default 0)." },
-	{ "keep-history", 0, MP_OPT_FLAG, &keep_hist, NULL, NULL, "Keep medpipe.history and medpipe.grid0.* in the restored frames (by default they are removed: the frame is on its original grid again)." },
+	{ "keep-history", 0, MP_OPT_FLAG, &keep_hist, NULL, NULL, "Keep " MP_K_HISTORY " and " MP_K_GRID0_PREFIX "* in the restored frames (by default they are removed: the frame is on its original grid again)." },
 	{ NULL, 0, MP_OPT_END, NULL, NULL, NULL, NULL }
 };
 
@@ -24,8 +24,8 @@ static const mp_prog prog = {
 	"put predictions back onto the original image grid, undoing crop, pad and resize",
 	"[options] [FILE...]",
 	"vol-restore reads frames (by default those of role label and mask) whose "
-	"medpipe.history records how they were cut and resampled from an original grid "
-	"(medpipe.grid0.*: written by roi-crop(1), vol-resize(1) and other tools that change "
+	MP_K_HISTORY " records how they were cut and resampled from an original grid "
+	"(" MP_K_GRID0_PREFIX "*: written by roi-crop(1), vol-resize(1) and other tools that change "
 	"the grid), and writes each on that original grid: every original voxel takes the value "
 	"of the voxel it became (nearest neighbour through each recorded crop, slice selection, "
 	"resize, pad and resampling, in exact integer arithmetic for resizes), and voxels that "

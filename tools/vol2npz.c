@@ -15,7 +15,7 @@ static long level = 2, slicesize = 1024;
 static int stored;
 
 static const mp_opt opts[] = {
-	{ "output", 'o', MP_OPT_STR, &outpat, NULL, "PATH", "The file to write: NAME.npz, or NAME.npy for a single frame ('-': an npz on standard output, written with data descriptors when it is a pipe). \"{case}\" in PATH is replaced by the case id (medpipe.case), and then every case of the stream goes to its own file." },
+	{ "output", 'o', MP_OPT_STR, &outpat, NULL, "PATH", "The file to write: NAME.npz, or NAME.npy for a single frame ('-': an npz on standard output, written with data descriptors when it is a pipe). \"{case}\" in PATH is replaced by the case id (" MP_K_CASE "), and then every case of the stream goes to its own file." },
 	{ "layout", 'L', MP_OPT_STR, &layout, NULL, "NAME", "roles (the default): one array per frame, named after its role (image, label, ...; a repeated role gets _2, _3, ...). medsam: MedSAM's npz: imgs (the image frame, uint8), gts (the label frame as uint8) and spacing (float64 x, y, z in mm, as SimpleITK's GetSpacing()); arrays of shape (Z, H, W); for a 2D image (grey or RGB, e.g. after hu-window --medsam-2d) MedSAM's 2D npz: imgs (H, W, 3) uint8 (grey repeated to 3 channels) and gts (H, W) uint8." },
 	{ "level", 0, MP_OPT_INT, &level, NULL, "N", "Deflate level: 1..3 ISA-L's igzip levels (default 2: zlib level 1's size at about a fifth of its time), 4..9 zlib's (numpy's savez_compressed uses zlib 6), 0: stored." },
 	{ "stored", 0, MP_OPT_FLAG, &stored, NULL, NULL, "No compression (as numpy's savez); the same as --level 0." },

@@ -41,10 +41,10 @@ static const mp_prog prog = {
 	"Geometry: spacing MPP x downsample in mm (1 x downsample when the slide has no MPP); the "
 	"origin is the centre of the tile's first pixel in level-0 pixels times the MPP "
 	"((x + (downsample - 1) / 2) MPP), so tiles of every level line up in one physical space "
-	"and vol-save writes tiles a viewer places correctly. Keys: medpipe.wsi.level, "
-	"medpipe.wsi.downsample, medpipe.wsi.x and medpipe.wsi.y (level-0 position of the "
-	"top-left pixel, what read_region takes), medpipe.wsi.col, medpipe.wsi.row, "
-	"medpipe.wsi.mpp (level 0, micrometres, or 'unknown'), medpipe.wsi.tissue (the tissue "
+	"and vol-save writes tiles a viewer places correctly. Keys: " MP_K_WSI_LEVEL ", "
+	MP_K_WSI_DOWNSAMPLE ", " MP_K_WSI_X " and " MP_K_WSI_Y " (level-0 position of the "
+	"top-left pixel, what read_region takes), " MP_K_WSI_COL ", " MP_K_WSI_ROW ", "
+	MP_K_WSI_MPP " (level 0, micrometres, or 'unknown'), " MP_K_WSI_TISSUE " (the tissue "
 	"fraction, with --tissue).\n\n"
 	"Tissue detection (--tissue sat or otsu) reads the lowest-resolution level, takes the HSV "
 	"saturation as OpenCV computes it, a median filter (--median) and a threshold (fixed, "
@@ -154,11 +154,11 @@ main(int argc, char **argv)
 			memcpy(f.data, mask, (size_t)mw * (size_t)mh);
 			f.origin[0] = (mds - 1) / 2 * (mx > 0 ? mx : 1000) / 1000;
 			f.origin[1] = (mds - 1) / 2 * (my > 0 ? my : 1000) / 1000;
-			mp_set_kv(&f, "medpipe.case", cs);
-			mp_set_kv(&f, "medpipe.role", "mask");
-			mp_set_kvf(&f, "medpipe.wsi.level", "%d", ml);
-			set_keyf(&f, "medpipe.wsi.downsample", mds);
-			mp_set_kvf(&f, "medpipe.wsi.threshold", "%d", used);
+			mp_set_case(&f, cs);
+			mp_set_role(&f, "mask");
+			mp_set_kvf(&f, MP_K_WSI_LEVEL, "%d", ml);
+			set_keyf(&f, MP_K_WSI_DOWNSAMPLE, mds);
+			mp_set_kvf(&f, MP_K_WSI_THRESHOLD, "%d", used);
 			if (mp_out_frame(o, &f) < 0)
 				mp_die("%s", mp_err());
 			mp_frame_free(&f);
@@ -194,24 +194,24 @@ main(int argc, char **argv)
 					       mp_err());
 				f.origin[0] = ((double)X + (ds - 1) / 2) * umx / 1000;
 				f.origin[1] = ((double)Y + (ds - 1) / 2) * umy / 1000;
-				mp_set_kv(&f, "medpipe.case", cs);
-				mp_set_kv(&f, "medpipe.role", "image");
-				mp_set_kvf(&f, "medpipe.source", "OpenSlide %s", mp_wsi_vendor(w));
-				mp_set_kvf(&f, "medpipe.wsi.level", "%d", lev);
-				set_keyf(&f, "medpipe.wsi.downsample", ds);
-				mp_set_kvf(&f, "medpipe.wsi.x", "%lld", (long long)X);
-				mp_set_kvf(&f, "medpipe.wsi.y", "%lld", (long long)Y);
-				mp_set_kvf(&f, "medpipe.wsi.col", "%lld", (long long)col);
-				mp_set_kvf(&f, "medpipe.wsi.row", "%lld", (long long)row);
+				mp_set_case(&f, cs);
+				mp_set_role(&f, "image");
+				mp_set_kvf(&f, MP_K_SOURCE, "OpenSlide %s", mp_wsi_vendor(w));
+				mp_set_kvf(&f, MP_K_WSI_LEVEL, "%d", lev);
+				set_keyf(&f, MP_K_WSI_DOWNSAMPLE, ds);
+				mp_set_kvf(&f, MP_K_WSI_X, "%lld", (long long)X);
+				mp_set_kvf(&f, MP_K_WSI_Y, "%lld", (long long)Y);
+				mp_set_kvf(&f, MP_K_WSI_COL, "%lld", (long long)col);
+				mp_set_kvf(&f, MP_K_WSI_ROW, "%lld", (long long)row);
 				if (mx > 0) {
 					char a[40], b[40];
 					mp_fmt_double(a, sizeof a, mx);
 					mp_fmt_double(b, sizeof b, my);
-					mp_set_kvf(&f, "medpipe.wsi.mpp", "%s,%s", a, b);
+					mp_set_kvf(&f, MP_K_WSI_MPP, "%s,%s", a, b);
 				} else
-					mp_set_kv(&f, "medpipe.wsi.mpp", "unknown");
+					mp_set_kv(&f, MP_K_WSI_MPP, "unknown");
 				if (frac >= 0)
-					set_keyf(&f, "medpipe.wsi.tissue", frac);
+					set_keyf(&f, MP_K_WSI_TISSUE, frac);
 				if (mp_out_frame(o, &f) < 0)
 					mp_die("%s", mp_err());
 				mp_frame_free(&f);
