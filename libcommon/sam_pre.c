@@ -199,8 +199,11 @@ bl_crop(const float *src, size_t sw, size_t sh, size_t dw, size_t dh, size_t cw,
 			memcpy(dst + y * cw, src + y * sw, cw * sizeof(float));
 		return;
 	}
-	int32_t *x0 = (int32_t *)scratch, *x1 = x0 + cw, *y0 = x1 + cw, *y1 = y0 + ch;
-	float *lx = (float *)(y1 + ch), *ly = lx + cw, *buf[2] = { ly + ch, ly + ch + cw };
+	/* the scratch holds the int32 tables first, then the float ones */
+	void *sp = scratch;
+	int32_t *x0 = sp, *x1 = x0 + cw, *y0 = x1 + cw, *y1 = y0 + ch;
+	void *fp = y1 + ch;
+	float *lx = fp, *ly = lx + cw, *buf[2] = { ly + ch, ly + ch + cw };
 	long tag[2] = { -1, -1 };
 
 	bl_tab(sw, dw, cw, x0, x1, lx);
