@@ -57,7 +57,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "gen"))
 sys.path.insert(0, os.path.join(HERE, ".."))
 BIN = os.environ.get("BIN", "bin")
-DRV = os.path.join("build", "tests", "test_sam_train")
 fails = 0
 
 
@@ -91,40 +90,12 @@ except Exception as e:  # noqa: BLE001
     sys.exit(0)
 import mpstream  # noqa: E402
 import nrrdframe  # noqa: E402
+from trainref import DRV, drv, split, maxrel, l2rel, t64  # noqa: E402
 
 torch.set_num_threads(2)
 T = tempfile.mkdtemp(prefix="medpipe-tune.")
 rng = np.random.default_rng(7)
 
-
-def drv(args, inp):
-    r = subprocess.run([DRV] + [str(a) for a in args], input=b"".join(np.asarray(a, np.float32).tobytes()
-                                                                       for a in inp), capture_output=True)
-    if r.returncode:
-        raise RuntimeError("%s: %s" % (args[0], r.stderr.decode().strip()))
-    return np.frombuffer(r.stdout, np.float32).astype(np.float64), r.stderr.decode()
-
-
-def split(flat, shapes):
-    out, o = [], 0
-    for s in shapes:
-        n = int(np.prod(s))
-        out.append(flat[o:o + n].reshape(s))
-        o += n
-    return out
-
-
-def maxrel(a, b):
-    """max |a - b| over max |b|"""
-    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
-
-
-def l2rel(a, b):
-    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
-
-
-def t64(a, grad=True):
-    return torch.tensor(np.asarray(a, np.float32).astype(np.float64), requires_grad=grad)
 
 
 def check_op(name, args, inputs, fn, outshapes):

@@ -35,9 +35,9 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 import mptest  # noqa: E402
+from trainref import drv, split, maxrel, l2rel, t64  # noqa: E402
 from mptest import ok, skip  # noqa: E402
 
-DRV = os.path.join("build", "tests", "test_sam_train")
 try:
     import peft  # noqa: F401  (before the timm stand-in: peft imports the real one when there)
     from peft import PeftModel
@@ -90,34 +90,6 @@ torch.set_num_threads(2)
 T = tempfile.mkdtemp(prefix="medpipe-tvtune.")
 rng = np.random.default_rng(5)
 
-
-def drv(args, inp):
-    r = subprocess.run([DRV] + [str(a) for a in args], input=b"".join(np.asarray(a, np.float32).tobytes()
-                                                                       for a in inp), capture_output=True)
-    if r.returncode:
-        raise RuntimeError("%s: %s" % (args[0], r.stderr.decode().strip()))
-    return np.frombuffer(r.stdout, np.float32).astype(np.float64), r.stderr.decode()
-
-
-def split(flat, shapes):
-    out, o = [], 0
-    for s in shapes:
-        n = int(np.prod(s))
-        out.append(flat[o:o + n].reshape(s))
-        o += n
-    return out
-
-
-def maxrel(a, b):
-    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
-
-
-def l2rel(a, b):
-    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
-
-
-def t64(a, grad=True):
-    return torch.tensor(np.asarray(a, np.float32).astype(np.float64), requires_grad=grad)
 
 
 def r32(*shape, s=1.0):
