@@ -421,17 +421,7 @@ encoder_fwd(mp_sam_tune *t, const float *img)
 	/* neck: 1x1 conv, LayerNorm2d, 3x3 conv (pad 1), LayerNorm2d */
 	mp_tr_linear_fwd(l->n0, l->x0, m->neck0, NULL, T, E, C);
 	mp_tr_layernorm_fwd(l->n1, l->mu5, l->rs5, l->n0, m->neck1.w, m->neck1.b, T, C, 1e-6f);
-	for (int yy = 0; yy < G; yy++)
-		for (int xx = 0; xx < G; xx++) {
-			float *row = l->cols + ((size_t)yy * G + xx) * 9 * C;
-			for (int ch = 0; ch < C; ch++)
-				for (int kh = 0; kh < 3; kh++)
-					for (int kw = 0; kw < 3; kw++) {
-						int sy = yy + kh - 1, sx = xx + kw - 1;
-						row[ch * 9 + kh * 3 + kw] = sy < 0 || sy >= G || sx < 0 || sx >= G ? 0.0f :
-						                            l->n1[((size_t)sy * G + sx) * C + ch];
-					}
-		}
+	mp_tr_im2col3(l->cols, l->n1, G, C);
 	mp_tr_linear_fwd(l->n2, l->cols, m->neck2, NULL, T, 9 * C, C);
 	float *e = l->dn;
 	mp_tr_layernorm_fwd(e, l->mu6, l->rs6, l->n2, m->neck3.w, m->neck3.b, T, C, 1e-6f);
@@ -460,17 +450,7 @@ encoder_bwd(mp_sam_tune *t, const float *img)
 	memset(dcols, 0, TC * 9 * sizeof(float));
 	mp_tr_linear_bwd(dcols, l->gnk2, NULL, dn2, l->cols, m->neck2, T, 9 * C, C);
 	memset(dn1, 0, TC * sizeof(float));
-	for (int yy = 0; yy < G; yy++)
-		for (int xx = 0; xx < G; xx++) {
-			const float *row = dcols + ((size_t)yy * G + xx) * 9 * C;
-			for (int ch = 0; ch < C; ch++)
-				for (int kh = 0; kh < 3; kh++)
-					for (int kw = 0; kw < 3; kw++) {
-						int sy = yy + kh - 1, sx = xx + kw - 1;
-						if (sy >= 0 && sy < G && sx >= 0 && sx < G)
-							dn1[((size_t)sy * G + sx) * C + ch] += row[ch * 9 + kh * 3 + kw];
-					}
-		}
+	mp_tr_col2im3(dn1, dcols, G, C);
 	memset(dn0, 0, TC * sizeof(float));
 	mp_tr_layernorm_bwd(dn0, l->gnk1w, l->gnk1b, dn1, l->n0, l->mu5, l->rs5, m->neck1.w, T, C);
 	float *dx = l->dx;
