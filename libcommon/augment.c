@@ -11,8 +11,9 @@
 #define M_PI 3.14159265358979323846
 #endif
 
-static uint64_t
-splitmix(uint64_t *x)
+/* SplitMix64: one step of the sequence that seeds every generator here */
+uint64_t
+mp_splitmix64(uint64_t *x)
 {
 	uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
 	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -24,7 +25,7 @@ void
 mp_rng_seed(mp_rng *r, uint64_t seed)
 {
 	for (int i = 0; i < 4; i++)
-		r->s[i] = splitmix(&seed);
+		r->s[i] = mp_splitmix64(&seed);
 }
 
 static uint64_t
@@ -71,7 +72,7 @@ mp_hash64(const void *buf, size_t n, uint64_t h)
 		h ^= p[i];
 		h *= 0x100000001b3ull;
 	}
-	return splitmix(&h);
+	return mp_splitmix64(&h);
 }
 
 static void

@@ -269,21 +269,6 @@ lookup_val(const lookup *L, int64_t x)
 	return x;
 }
 
-static int64_t
-geti(const void *buf, mp_type t, size_t i)
-{
-	switch (t) {
-	case MP_INT8: return ((const int8_t *)buf)[i];
-	case MP_UINT8: return ((const uint8_t *)buf)[i];
-	case MP_INT16: return ((const int16_t *)buf)[i];
-	case MP_UINT16: return ((const uint16_t *)buf)[i];
-	case MP_INT32: return ((const int32_t *)buf)[i];
-	case MP_UINT32: return ((const uint32_t *)buf)[i];
-	case MP_INT64: return ((const int64_t *)buf)[i];
-	default: return (int64_t)((const uint64_t *)buf)[i];
-	}
-}
-
 static void
 seti(void *buf, mp_type t, size_t i, int64_t v)
 {
@@ -325,10 +310,10 @@ mp_lmap_apply(const mp_lmap *m, void *buf, mp_type t, size_t n)
 		for (size_t i = 0; i < nt; i++)
 			tab[i] = lookup_val(&L, lo + (int64_t)i);
 		for (size_t i = 0; i < n; i++) {
-			int64_t v = tab[geti(buf, t, i) - lo];
+			int64_t v = tab[mp_geti(buf, t, i) - lo];
 			if (!fits(t, v)) {
 				r = mp_seterr("label %lld maps to %lld, which does not fit %s (--type)",
-				              (long long)geti(buf, t, i), (long long)v, mp_type_name(t));
+				              (long long)mp_geti(buf, t, i), (long long)v, mp_type_name(t));
 				break;
 			}
 			seti(buf, t, i, v);
@@ -337,7 +322,7 @@ mp_lmap_apply(const mp_lmap *m, void *buf, mp_type t, size_t n)
 	} else {
 		int64_t last = 0, lastv = lookup_val(&L, 0);
 		for (size_t i = 0; i < n; i++) {
-			int64_t x = geti(buf, t, i);
+			int64_t x = mp_geti(buf, t, i);
 			if (x != last)
 				last = x, lastv = lookup_val(&L, x);
 			if (!fits(t, lastv)) {
@@ -373,7 +358,7 @@ mp_instances(void *vol, mp_type t, size_t nx, size_t ny, size_t nz, int conn,
 		int64_t last = 0;
 		int lastin = in_sorted(s, nsel, 0);
 		for (size_t i = 0; i < n; i++) {
-			int64_t x = geti(vol, t, i);
+			int64_t x = mp_geti(vol, t, i);
 			if (x != last)
 				last = x, lastin = in_sorted(s, nsel, x);
 			mask[i] = (uint8_t)(x != 0 && lastin);
@@ -406,7 +391,7 @@ mp_lmap_renumber(void *buf, mp_type t, size_t n)
 	{
 		int64_t last = 0;
 		for (size_t i = 0; i < n; i++) {
-			int64_t x = geti(buf, t, i);
+			int64_t x = mp_geti(buf, t, i);
 			if (x != 0 && (nv == 0 || x != last))
 				v[nv++] = x;
 			last = x;

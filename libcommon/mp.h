@@ -61,6 +61,7 @@ double mp_type_max(mp_type t);
 /* element i of a buffer of type t, as double; store with rounding and clamping */
 double mp_get(const void *buf, mp_type t, size_t i);
 void mp_put(void *buf, mp_type t, size_t i, double v);
+int64_t mp_geti(const void *buf, mp_type t, size_t i); /* integer types only, exact */
 /* convert n elements; integer targets round half away from zero and clamp */
 void mp_convert(void *dst, mp_type dt, const void *src, mp_type st, size_t n);
 void mp_swap_bytes(void *buf, size_t elsize, size_t n);

@@ -10,6 +10,7 @@
 /* a small, fast, seedable generator (xoshiro256**, seeded by splitmix64) */
 typedef struct { uint64_t s[4]; } mp_rng;
 void mp_rng_seed(mp_rng *r, uint64_t seed);
+uint64_t mp_splitmix64(uint64_t *state); /* one SplitMix64 step */
 uint64_t mp_rng_next(mp_rng *r);
 double mp_rng_uniform(mp_rng *r, double lo, double hi);   /* [lo, hi) */
 double mp_rng_normal(mp_rng *r);                           /* N(0,1) */

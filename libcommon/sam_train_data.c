@@ -2,35 +2,27 @@
  * embedding frames and MedSAM's random label, box and shift (mp_train.h) */
 #include "mp_train.h"
 #include "mp.h"
+#include "mp_augment.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-static uint64_t
-sm64(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
 
 /* a generator for (seed, a, b) */
 static uint64_t
 stream(uint64_t seed, uint64_t a, uint64_t b)
 {
 	uint64_t s = seed;
-	s = sm64(&s) ^ (a * 0xd1b54a32d192ed03ULL);
-	s = sm64(&s) ^ (b * 0x8cb92ba72f3d8dd7ULL);
-	sm64(&s);
+	s = mp_splitmix64(&s) ^ (a * 0xd1b54a32d192ed03ULL);
+	s = mp_splitmix64(&s) ^ (b * 0x8cb92ba72f3d8dd7ULL);
+	mp_splitmix64(&s);
 	return s;
 }
 
 static uint64_t
 below(uint64_t *s, uint64_t n)
 {
-	return n ? sm64(s) % n : 0;
+	return n ? mp_splitmix64(s) % n : 0;
 }
 
 void

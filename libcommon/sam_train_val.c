@@ -3,6 +3,7 @@
  * sam-decode --from-label + seg-eval score it (mp_train.h) */
 #include "mp_train.h"
 #include "mp.h"
+#include "mp_augment.h"
 #include "mp_eval.h"
 
 #include <math.h>
@@ -37,15 +38,6 @@ mp_tune_sched_lr(double base, int kind, long warmup, long total, long step)
 	return base * (1.0 + cos(M_PI * f)) / 2.0;
 }
 
-static uint64_t
-sm64(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
 static const char *const *sort_names;
 static int
 cmp_idx(const void *a, const void *b)
@@ -63,9 +55,9 @@ mp_tune_val_split(const char *const *cases, size_t n, size_t nval, uint64_t seed
 	sort_names = cases;
 	qsort(ix, n, sizeof *ix, cmp_idx);
 	uint64_t r = seed ^ 0x76616c6964617465ULL;
-	sm64(&r);
+	mp_splitmix64(&r);
 	for (size_t i = n; i > 1; i--) {
-		size_t k = (size_t)(sm64(&r) % i), t = ix[i - 1];
+		size_t k = (size_t)(mp_splitmix64(&r) % i), t = ix[i - 1];
 		ix[i - 1] = ix[k];
 		ix[k] = t;
 	}

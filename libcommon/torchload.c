@@ -84,6 +84,31 @@ elem2i(const unsigned char *p, mp_tl_dtype dt)
 	}
 }
 
+/* the t->n elements of a strided view of a storage, in C order: into
+ * idata as int64 when it is given, else into t->data as float (the bounds
+ * were checked by tensor_fill) */
+static void
+view_walk(mp_tensor *t, const unsigned char *st, int64_t off, const int64_t *stride, int64_t *idata)
+{
+	size_t es = dtsize[t->dtype];
+	int64_t idx[MP_TL_MAXDIM] = { 0 };
+
+	for (size_t i = 0; i < t->n; i++) {
+		int64_t e = off;
+		for (int d = 0; d < t->ndim; d++)
+			e += idx[d] * stride[d];
+		if (idata)
+			idata[i] = elem2i(st + (size_t)e * es, t->dtype);
+		else
+			t->data[i] = elem2f(st + (size_t)e * es, t->dtype);
+		for (int d = t->ndim - 1; d >= 0; d--) {
+			if (++idx[d] < t->shape[d])
+				break;
+			idx[d] = 0;
+		}
+	}
+}
+
 /* integer and bool tensors of up to 64 elements (batch norms'
  * num_batches_tracked) keep their values as int64, so that a checkpoint
  * writer can pass them on */
@@ -93,18 +118,7 @@ int_fill(mp_tensor *t, const unsigned char *st, int64_t off, const int64_t *stri
 	if (t->n > 64)
 		return 0;
 	t->idata = mp_xmalloc((t->n ? t->n : 1) * sizeof *t->idata);
-	int64_t idx[MP_TL_MAXDIM] = { 0 };
-	for (size_t i = 0; i < t->n; i++) {
-		int64_t e = off;
-		for (int d = 0; d < t->ndim; d++)
-			e += idx[d] * stride[d];
-		t->idata[i] = elem2i(st + (size_t)e * dtsize[t->dtype], t->dtype);
-		for (int d = t->ndim - 1; d >= 0; d--) {
-			if (++idx[d] < t->shape[d])
-				break;
-			idx[d] = 0;
-		}
-	}
+	view_walk(t, st, off, stride, t->idata);
 	return 0;
 }
 
@@ -114,7 +128,7 @@ int_fill(mp_tensor *t, const unsigned char *st, int64_t off, const int64_t *stri
 static int
 tensor_fill(mp_tensor *t, const unsigned char *st, size_t st_numel, int64_t off, const int64_t *stride)
 {
-	size_t n = 1, es = dtsize[t->dtype];
+	size_t n = 1;
 	int64_t maxi = off;
 
 	if (off < 0)
@@ -154,18 +168,7 @@ tensor_fill(mp_tensor *t, const unsigned char *st, size_t st_numel, int64_t off,
 		memcpy(t->data, st + (size_t)off * 4, n * 4);
 		return 0;
 	}
-	int64_t idx[MP_TL_MAXDIM] = { 0 };
-	for (size_t i = 0; i < n; i++) {
-		int64_t e = off;
-		for (int d = 0; d < t->ndim; d++)
-			e += idx[d] * stride[d];
-		t->data[i] = elem2f(st + (size_t)e * es, t->dtype);
-		for (int d = t->ndim - 1; d >= 0; d--) {
-			if (++idx[d] < t->shape[d])
-				break;
-			idx[d] = 0;
-		}
-	}
+	view_walk(t, st, off, stride, NULL);
 	return 0;
 }
 

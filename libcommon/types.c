@@ -106,6 +106,22 @@ mp_type_max(mp_type t)
 	}
 }
 
+/* element i of an integer buffer, exactly (int64 range; uint64 above it wraps) */
+int64_t
+mp_geti(const void *buf, mp_type t, size_t i)
+{
+	switch (t) {
+	case MP_INT8: return ((const int8_t *)buf)[i];
+	case MP_UINT8: return ((const uint8_t *)buf)[i];
+	case MP_INT16: return ((const int16_t *)buf)[i];
+	case MP_UINT16: return ((const uint16_t *)buf)[i];
+	case MP_INT32: return ((const int32_t *)buf)[i];
+	case MP_UINT32: return ((const uint32_t *)buf)[i];
+	case MP_INT64: return ((const int64_t *)buf)[i];
+	default: return (int64_t)((const uint64_t *)buf)[i];
+	}
+}
+
 double
 mp_get(const void *buf, mp_type t, size_t i)
 {
