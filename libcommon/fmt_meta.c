@@ -59,19 +59,6 @@ met_name(mp_type t)
 	}
 }
 
-static char *
-trim(char *s)
-{
-	char *e;
-
-	while (*s == ' ' || *s == '\t')
-		s++;
-	e = s + strlen(s);
-	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' || e[-1] == '\n'))
-		*--e = 0;
-	return s;
-}
-
 static int
 parse_nums(const char *path, const char *key, const char *v, double *out, int want)
 {
@@ -153,7 +140,7 @@ mp_meta_read(const char *path, mp_frame *f)
 		if (next)
 			*next++ = 0;
 		lineno++;
-		if (*trim(line) == 0)
+		if (*mp_strtrim(line) == 0)
 			continue;
 		eq = strchr(line, '=');
 		if (!eq) {
@@ -161,8 +148,8 @@ mp_meta_read(const char *path, mp_frame *f)
 			goto out;
 		}
 		*eq = 0;
-		key = trim(line);
-		val = trim(eq + 1);
+		key = mp_strtrim(line);
+		val = mp_strtrim(eq + 1);
 		if (strcasecmp(key, "ObjectType") == 0) {
 			if (strcasecmp(val, "Image") != 0) {
 				mp_seterr("%s: ObjectType %.20s is not Image", path, val);

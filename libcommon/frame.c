@@ -351,3 +351,36 @@ mp_fmt_double(char *buf, size_t n, double d)
 			return;
 	}
 }
+
+size_t
+mp_fmt_ranges(char *buf, size_t cap, const size_t *list, size_t n)
+{
+	size_t p = 0;
+
+	if (cap)
+		buf[0] = 0;
+	for (size_t i = 0; i < n && p < cap; i++) {
+		size_t j = i;
+		while (j + 1 < n && list[j + 1] == list[j] + 1)
+			j++;
+		if (j > i)
+			p += (size_t)snprintf(buf + p, cap - p, "%s%zu-%zu", i ? "," : "", list[i], list[j]);
+		else
+			p += (size_t)snprintf(buf + p, cap - p, "%s%zu", i ? "," : "", list[i]);
+		i = j;
+	}
+	return p < cap ? p : cap ? cap - 1 : 0;
+}
+
+char *
+mp_strtrim(char *s)
+{
+	char *e;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	e = s + strlen(s);
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' || e[-1] == '\n'))
+		*--e = 0;
+	return s;
+}

@@ -124,16 +124,7 @@ mp_hist_slices(mp_frame *f, size_t pz, const size_t *list, size_t cz)
 	char *buf = mp_xmalloc(cap);
 
 	n = (size_t)snprintf(buf, cap, "slices %zu>%zu ", pz, cz);
-	for (size_t i = 0; i < cz;) {
-		size_t j = i;
-		while (j + 1 < cz && list[j + 1] == list[j] + 1)
-			j++;
-		if (j > i)
-			n += (size_t)snprintf(buf + n, cap - n, "%s%zu-%zu", i ? "," : "", list[i], list[j]);
-		else
-			n += (size_t)snprintf(buf + n, cap - n, "%s%zu", i ? "," : "", list[i]);
-		i = j + 1;
-	}
+	mp_fmt_ranges(buf + n, cap - n, list, cz);
 	mp_hist_append(f, buf);
 	free(buf);
 }

@@ -128,6 +128,12 @@ void mp_frame_minmax(const mp_frame *f, double *mn, double *mx);
 
 /* shortest text that reads back as exactly d */
 void mp_fmt_double(char *buf, size_t n, double d);
+/* ascending indices as "0-3,7,9-10" into buf (cap >= 44 * n + 1 always fits);
+ * returns the length written */
+size_t mp_fmt_ranges(char *buf, size_t cap, const size_t *list, size_t n);
+/* s without leading blanks and tabs and trailing blanks, tabs, CR and LF
+ * (the trailing ones are cut off in place) */
+char *mp_strtrim(char *s);
 
 /* ---------------------------------------------------------------- the stream */
 typedef struct mp_in mp_in;

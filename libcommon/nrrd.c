@@ -11,19 +11,6 @@
 
 #define HDR_LINE_MAX (1 << 20)
 
-static char *
-trim(char *s)
-{
-	char *e;
-
-	while (*s == ' ' || *s == '\t')
-		s++;
-	e = s + strlen(s);
-	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
-		*--e = 0;
-	return s;
-}
-
 /* unescape \n and \\ in a key/value string, in place */
 static void
 unescape(char *s)
@@ -151,7 +138,7 @@ mp_nrrd_parse_header(const char *text, size_t len, mp_frame *f, mp_nrrd_enc *enc
 			*next++ = 0;
 		lineno++;
 		if (lineno == 1) {
-			char *l = trim(line);
+			char *l = mp_strtrim(line);
 			if (strncmp(l, "NRRD000", 7) != 0 || l[7] < '1' || l[7] > '5' || l[8] != 0) {
 				mp_seterr("header line 1: not a NRRD magic ('%.20s')", l);
 				goto out;
@@ -164,7 +151,7 @@ mp_nrrd_parse_header(const char *text, size_t len, mp_frame *f, mp_nrrd_enc *enc
 		}
 		if (line[0] == '#')
 			continue;
-		if (*trim(line) == 0)
+		if (*mp_strtrim(line) == 0)
 			break; /* end of header */
 		colon = strchr(line, ':');
 		if (!colon) {
@@ -189,8 +176,8 @@ mp_nrrd_parse_header(const char *text, size_t len, mp_frame *f, mp_nrrd_enc *enc
 			goto out;
 		}
 		*colon = 0;
-		key = trim(line);
-		val = trim(colon + 1);
+		key = mp_strtrim(line);
+		val = mp_strtrim(colon + 1);
 
 		if (field_is(key, "type", NULL)) {
 			f->type = mp_type_parse(val);
@@ -334,7 +321,7 @@ mp_nrrd_parse_header(const char *text, size_t len, mp_frame *f, mp_nrrd_enc *enc
 			f->size[i] = (size_t)v;
 			s = end;
 		}
-		if (*trim(s)) {
+		if (*mp_strtrim(s)) {
 			mp_seterr("header line %d: sizes: more than %d values", have_sizes, f->dim);
 			goto out;
 		}
@@ -406,7 +393,7 @@ mp_nrrd_parse_header(const char *text, size_t len, mp_frame *f, mp_nrrd_enc *enc
 			mp_seterr("header line %d: space origin without space", have_origin);
 			goto out;
 		}
-		if (parse_vec(&s, v, 3) != sdim || *trim((char *)s)) {
+		if (parse_vec(&s, v, 3) != sdim || *mp_strtrim((char *)s)) {
 			mp_seterr("header line %d: space origin is not a %d-vector", have_origin, sdim);
 			goto out;
 		}

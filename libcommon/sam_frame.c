@@ -104,19 +104,9 @@ mp_sam_emb_header(mp_frame *e, const mp_frame *f, int off, const mp_sam *m, mp_s
 		mp_set_kv(e, MP_K_SAM_IMAGE_ORIGIN, buf);
 	}
 	mp_set_kvf(e, MP_K_SAM_INPUT, "%zu %zu", rw, rh);
-	size_t cap = 64 + nsel * 12, p = 0;
+	size_t cap = 64 + nsel * 12;
 	char *list = mp_xmalloc(cap);
-	list[0] = 0;
-	for (size_t i = 0; i < nsel; i++) {
-		size_t j = i;
-		while (j + 1 < nsel && sel[j + 1] == sel[j] + 1)
-			j++;
-		if (j > i)
-			p += (size_t)snprintf(list + p, cap - p, "%s%zu-%zu", p ? "," : "", sel[i], sel[j]);
-		else
-			p += (size_t)snprintf(list + p, cap - p, "%s%zu", p ? "," : "", sel[i]);
-		i = j;
-	}
+	mp_fmt_ranges(list, cap, sel, nsel);
 	mp_set_kv(e, MP_K_SAM_SLICES, list);
 	free(list);
 }
