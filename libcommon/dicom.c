@@ -289,26 +289,6 @@ csa_nums(const unsigned char *p, size_t n, const char *name, double *v, int max)
 	return 0;
 }
 
-static void
-cross(const double a[3], const double b[3], double c[3])
-{
-	c[0] = a[1] * b[2] - a[2] * b[1];
-	c[1] = a[2] * b[0] - a[0] * b[2];
-	c[2] = a[0] * b[1] - a[1] * b[0];
-}
-
-static double
-dot(const double a[3], const double b[3])
-{
-	return a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
-}
-
-static double
-norm3(const double a[3])
-{
-	return sqrt(dot(a, a));
-}
-
 typedef struct {
 	mp_dicom_scan *s;
 	atomic_size_t next;
@@ -489,7 +469,7 @@ read_file(mp_dicom_scan *s, size_t fi)
 	if (!(isfinite(base_ps[0]) && isfinite(base_ps[1]) && base_ps[0] < 1e6 && base_ps[1] < 1e6))
 		base_ps[0] = base_ps[1] = 1;
 	if (hiop) {
-		double a = norm3(base_iop), b = norm3(base_iop + 3);
+		double a = mp_vec3_norm(base_iop), b = mp_vec3_norm(base_iop + 3);
 		if (!(a > 0.5 && a < 1.5 && b > 0.5 && b < 1.5))
 			hiop = 0;
 		else
@@ -508,7 +488,7 @@ read_file(mp_dicom_scan *s, size_t fi)
 		if (mp_dcm_bytes(d, "0029,1010", &cp, &cn) == 0) {
 			if (csa_nums(cp, cn, "NumberOfImagesInMosaic", t, 1) == 1)
 				mosaic = (int)t[0];
-			if (csa_nums(cp, cn, "SliceNormalVector", csan, 3) == 3 && norm3(csan) > 0.5)
+			if (csa_nums(cp, cn, "SliceNormalVector", csan, 3) == 3 && mp_vec3_norm(csan) > 0.5)
 				has_csan = 1;
 		}
 		if (mosaic <= 0) {
@@ -531,9 +511,9 @@ read_file(mp_dicom_scan *s, size_t fi)
 			return;
 		}
 		double r[3] = { base_iop[0], base_iop[1], base_iop[2] }, c[3] = { base_iop[3], base_iop[4], base_iop[5] }, n[3];
-		cross(r, c, n);
+		mp_vec3_cross(r, c, n);
 		if (has_csan) {
-			double l = norm3(csan);
+			double l = mp_vec3_norm(csan);
 			for (int k = 0; k < 3; k++)
 				csan[k] /= l;
 		} else
@@ -599,7 +579,7 @@ read_file(mp_dicom_scan *s, size_t fi)
 			snprintf(p, sizeof p, "5200,9230[%d]/0020,9116[0]/0020,0037", fn);
 			int b = mp_dcm_nums(dd, p, y.iop, 6) == 6;
 			if (b) {
-				double la = norm3(y.iop), lb = norm3(y.iop + 3);
+				double la = mp_vec3_norm(y.iop), lb = mp_vec3_norm(y.iop + 3);
 				if (la > 0.5 && lb > 0.5)
 					for (int k = 0; k < 3; k++)
 						y.iop[k] /= la, y.iop[3 + k] /= lb;
@@ -620,7 +600,7 @@ read_file(mp_dicom_scan *s, size_t fi)
 				y.inter = v[0];
 		} else if (x.nframes > 1 && y.has_geo) {
 			double n[3];
-			cross(y.iop, y.iop + 3, n);
+			mp_vec3_cross(y.iop, y.iop + 3, n);
 			for (int k = 0; k < 3; k++)
 				y.ipp[k] = base_ipp[k] + offs[fn] * n[k];
 		}
@@ -761,7 +741,7 @@ plan_geometry(mp_dicom_scan *s, dseries *r)
 		return;
 	}
 	double n[3];
-	cross(f0->iop, f0->iop + 3, n);
+	mp_vec3_cross(f0->iop, f0->iop + 3, n);
 	for (int k = 0; k < 3; k++) {
 		r->dir[0][k] = f0->iop[k] * f0->ps[1];
 		r->dir[1][k] = f0->iop[3 + k] * f0->ps[0];
@@ -793,7 +773,7 @@ plan_geometry(mp_dicom_scan *s, dseries *r)
 	for (int k = 0; k < 3; k++)
 		u[k] = (fl->ipp[k] - f0->ipp[k]) / span;
 	double w[3] = { u[0] - n[0], u[1] - n[1], u[2] - n[2] };
-	double tanang = norm3(w);
+	double tanang = mp_vec3_norm(w);
 	if (tanang > 1e-3)
 		r->tilt = atan(tanang) * 180 / PI;
 	double mean = span / (r->n - 1);
@@ -830,8 +810,8 @@ plan_geometry(mp_dicom_scan *s, dseries *r)
 		for (int k = 0; k < 3; k++)
 			sh[k] = r->dir[2][k] - n[k] * mean;
 		r->ortho = 1;
-		r->shift[0] = dot(sh, f0->iop) / f0->ps[1];
-		r->shift[1] = dot(sh, f0->iop + 3) / f0->ps[0];
+		r->shift[0] = mp_vec3_dot(sh, f0->iop) / f0->ps[1];
+		r->shift[1] = mp_vec3_dot(sh, f0->iop + 3) / f0->ps[0];
 		double lo[2], hi[2];
 		for (int a = 0; a < 2; a++) {
 			double e = r->shift[a] * (r->nz - 1);
@@ -939,9 +919,9 @@ make_series(mp_dicom_scan *s)
 		const dslice *f0 = &s->sl[m[0]];
 		double n[3] = { 0, 0, 1 };
 		if (f0->has_geo)
-			cross(f0->iop, f0->iop + 3, n);
+			mp_vec3_cross(f0->iop, f0->iop + 3, n);
 		for (int i = 0; i < k; i++)
-			s->sl[m[i]].d = dot(s->sl[m[i]].ipp, n);
+			s->sl[m[i]].d = mp_vec3_dot(s->sl[m[i]].ipp, n);
 		qsort(m, (size_t)k, sizeof *m, cmp_slice);
 		/* duplicate positions: split by acquisition number, else fail */
 		int dup = 0;
@@ -1260,7 +1240,7 @@ mp_dicom_list(const mp_dicom_scan *s, FILE *fp)
 		if (r->splitpart)
 			snprintf(num + strlen(num), sizeof num - strlen(num), ".%d", r->splitpart);
 		snprintf(sz, sizeof sz, "%dx%dx%d%s", r->nx, r->ny, r->nz, f0->spp == 3 ? " RGB" : "");
-		snprintf(sp, sizeof sp, "%.4gx%.4gx%.4g", norm3(r->dir[0]), norm3(r->dir[1]), norm3(r->dir[2]));
+		snprintf(sp, sizeof sp, "%.4gx%.4gx%.4g", mp_vec3_norm(r->dir[0]), mp_vec3_norm(r->dir[1]), mp_vec3_norm(r->dir[2]));
 		if (r->tilt > 0)
 			snprintf(extra + strlen(extra), sizeof extra - strlen(extra), " [tilt %.1f deg]", r->tilt);
 		if (r->uneven == 1)

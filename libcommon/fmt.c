@@ -224,16 +224,6 @@ mp_fmt_swap_ext(const char *path, const char *ext, const char *next)
 	return p;
 }
 
-int
-mp_fmt_host_big(void)
-{
-	const uint16_t one = 1;
-	unsigned char c;
-
-	memcpy(&c, &one, 1);
-	return c == 0;
-}
-
 /* ---------------------------------------------------------------- geometry */
 static int
 vector_kind(const char *k)
@@ -251,26 +241,6 @@ mp_fmt_spatial_axes(const mp_frame *f, int ax[MP_MAXDIM])
 			ax[n++] = i;
 	}
 	return n;
-}
-
-static void
-cross(const double a[3], const double b[3], double c[3])
-{
-	c[0] = a[1] * b[2] - a[2] * b[1];
-	c[1] = a[2] * b[0] - a[0] * b[2];
-	c[2] = a[0] * b[1] - a[1] * b[0];
-}
-
-static int
-unit(double v[3])
-{
-	double n = sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
-
-	if (!(n > 0) || !isfinite(n))
-		return -1;
-	for (int c = 0; c < 3; c++)
-		v[c] /= n;
-	return 0;
 }
 
 void
@@ -292,7 +262,7 @@ mp_fmt_dirs3(const mp_frame *f, const int *ax, int nsp, double m[3][3])
 		double u[3], d;
 		int best = 0;
 		memcpy(u, col[0], sizeof u);
-		if (unit(u) < 0) {
+		if (mp_vec3_unit(u) < 0) {
 			u[0] = 1;
 			u[1] = u[2] = 0;
 		}
@@ -304,7 +274,7 @@ mp_fmt_dirs3(const mp_frame *f, const int *ax, int nsp, double m[3][3])
 		d = col[1][0] * u[0] + col[1][1] * u[1] + col[1][2] * u[2];
 		for (int c = 0; c < 3; c++)
 			col[1][c] -= d * u[c];
-		if (unit(col[1]) < 0) {
+		if (mp_vec3_unit(col[1]) < 0) {
 			memset(col[1], 0, sizeof col[1]);
 			col[1][1] = 1;
 		}
@@ -313,9 +283,9 @@ mp_fmt_dirs3(const mp_frame *f, const int *ax, int nsp, double m[3][3])
 		double a[3], b[3];
 		memcpy(a, col[0], sizeof a);
 		memcpy(b, col[1], sizeof b);
-		if (unit(a) == 0 && unit(b) == 0) {
-			cross(a, b, col[2]);
-			if (unit(col[2]) < 0) {
+		if (mp_vec3_unit(a) == 0 && mp_vec3_unit(b) == 0) {
+			mp_vec3_cross(a, b, col[2]);
+			if (mp_vec3_unit(col[2]) < 0) {
 				memset(col[2], 0, sizeof col[2]);
 				col[2][2] = 1;
 			}
@@ -622,7 +592,7 @@ swap_if(mp_frame *f, int big)
 {
 	size_t es = mp_type_size(f->type);
 
-	if (es > 1 && big != mp_fmt_host_big())
+	if (es > 1 && big != mp_host_big())
 		mp_swap_bytes(f->data, es, mp_frame_nvox(f));
 }
 
@@ -872,7 +842,7 @@ mp_fsink_write_le(mp_fsink *s, const void *buf, mp_type t, size_t nvox)
 {
 	size_t es = mp_type_size(t), nb = es * nvox;
 
-	if (es == 1 || !mp_fmt_host_big())
+	if (es == 1 || !mp_host_big())
 		return mp_fsink_write(s, buf, nb);
 	{
 		unsigned char *tmp = mp_xmalloc(1 << 20);

@@ -117,7 +117,7 @@ mp_png_read(const char *path, mp_frame *f)
 			png_set_packing(p);
 		if (ct & PNG_COLOR_MASK_ALPHA)
 			png_set_strip_alpha(p);
-		if (bd == 16 && !mp_fmt_host_big())
+		if (bd == 16 && !mp_host_big())
 			png_set_swap(p);
 		png_set_interlace_handling(p);
 		png_read_update_info(p, info);

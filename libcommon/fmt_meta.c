@@ -407,7 +407,7 @@ mp_meta_write(const char *path, const mp_frame *f, const mp_fmt_opts *o)
 		org[c] = f->space ? f->origin[c] : 0;
 	if (gz && mp_fmt_zlib_mem(f->data, mp_frame_nbytes(f), o->level, &zbuf, &zn) < 0)
 		return mp_preerr("%s", path);
-	if (mp_fmt_host_big() && mp_type_size(f->type) > 1 && gz) {
+	if (mp_host_big() && mp_type_size(f->type) > 1 && gz) {
 		free(zbuf);
 		return mp_seterr("%s: compressed MetaImage on a big-endian host is not supported", path);
 	}

@@ -91,7 +91,7 @@ parse_hdr(const char *name, const unsigned char *b, size_t n, nhdr *h)
 		else if (memcmp(b + 4, "ni2\0", 4) != 0)
 			return mp_seterr("%s: sizeof_hdr 540 but no NIfTI-2 magic", name);
 		memcpy(&u.n2, b, sizeof u.n2);
-		if (h->big != mp_fmt_host_big())
+		if (h->big != mp_host_big())
 			swap_nifti_header(&u.n2, 2);
 		h->v2 = 1;
 		h->datatype = n2->datatype;
@@ -125,7 +125,7 @@ parse_hdr(const char *name, const unsigned char *b, size_t n, nhdr *h)
 	else if (memcmp(b + 344, "ni1\0", 4) != 0)
 		h->analyze = 1;
 	memcpy(&u.n1, b, sizeof u.n1);
-	if (h->big != mp_fmt_host_big())
+	if (h->big != mp_host_big())
 		swap_nifti_header(&u.n1, h->analyze ? 0 : 1);
 	h->datatype = n1->datatype;
 	h->bitpix = n1->bitpix;
@@ -939,7 +939,7 @@ mp_nifti_write(const char *path, const mp_frame *f, const mp_fmt_opts *o)
 			memcpy(n2.magic, pair ? "ni2\0\r\n\032\n" : "n+2\0\r\n\032\n", 8);
 			n2.pixdim[0] = qfac;
 			n2.qoffset_x = A[0][3], n2.qoffset_y = A[1][3], n2.qoffset_z = A[2][3];
-			if (mp_fmt_host_big())
+			if (mp_host_big())
 				swap_nifti_header(&n2, 2);
 			memcpy(h, &n2, sizeof n2);
 		} else {
@@ -950,7 +950,7 @@ mp_nifti_write(const char *path, const mp_frame *f, const mp_fmt_opts *o)
 			}
 			n1.pixdim[0] = (float)qfac;
 			n1.qoffset_x = (float)A[0][3], n1.qoffset_y = (float)A[1][3], n1.qoffset_z = (float)A[2][3];
-			if (mp_fmt_host_big())
+			if (mp_host_big())
 				swap_nifti_header(&n1, 1);
 			memcpy(h, &n1, sizeof n1);
 		}

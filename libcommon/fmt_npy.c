@@ -47,7 +47,7 @@ descr_type(const char *d, int *big)
 	if (*d == '>')
 		*big = 1;
 	else if (*d == '=')
-		*big = mp_fmt_host_big();
+		*big = mp_host_big();
 	if (*d == '<' || *d == '>' || *d == '|' || *d == '=')
 		d++;
 	kind = d[0];

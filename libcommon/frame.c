@@ -245,8 +245,9 @@ axisdir(const mp_frame *f, int a, double d[3])
 	}
 	if (a == 2 && f->dim == 2) {
 		const double *x = f->dir[0], *y = f->dir[1];
-		double c[3] = { x[1] * y[2] - x[2] * y[1], x[2] * y[0] - x[0] * y[2], x[0] * y[1] - x[1] * y[0] };
-		double n = sqrt(c[0] * c[0] + c[1] * c[1] + c[2] * c[2]);
+		double c[3];
+		mp_vec3_cross(x, y, c);
+		double n = mp_vec3_norm(c);
 		if (n > 0) {
 			for (int i = 0; i < 3; i++)
 				d[i] = c[i] / n;
@@ -383,4 +384,36 @@ mp_strtrim(char *s)
 	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' || e[-1] == '\n'))
 		*--e = 0;
 	return s;
+}
+
+void
+mp_vec3_cross(const double a[3], const double b[3], double c[3])
+{
+	c[0] = a[1] * b[2] - a[2] * b[1];
+	c[1] = a[2] * b[0] - a[0] * b[2];
+	c[2] = a[0] * b[1] - a[1] * b[0];
+}
+
+double
+mp_vec3_dot(const double a[3], const double b[3])
+{
+	return a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
+}
+
+double
+mp_vec3_norm(const double a[3])
+{
+	return sqrt(mp_vec3_dot(a, a));
+}
+
+int
+mp_vec3_unit(double v[3])
+{
+	double n = mp_vec3_norm(v);
+
+	if (!(n > 0) || !isfinite(n))
+		return -1;
+	for (int c = 0; c < 3; c++)
+		v[c] /= n;
+	return 0;
 }

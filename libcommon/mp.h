@@ -65,6 +65,7 @@ int64_t mp_geti(const void *buf, mp_type t, size_t i); /* integer types only, ex
 /* convert n elements; integer targets round half away from zero and clamp */
 void mp_convert(void *dst, mp_type dt, const void *src, mp_type st, size_t n);
 void mp_swap_bytes(void *buf, size_t elsize, size_t n);
+int mp_host_big(void);                          /* 1 on a big-endian host */
 
 /* ---------------------------------------------------------------- frames */
 typedef struct mp_frame {
@@ -125,6 +126,13 @@ void mp_vox2world(const mp_frame *f, const double ijk[3], double xyz[3]);
 int mp_world2vox(const mp_frame *f, const double xyz[3], double ijk[3]);
 /* value range of data */
 void mp_frame_minmax(const mp_frame *f, double *mn, double *mx);
+
+/* 3-vectors: c = a x b (c may not alias a or b), a . b, |a|; unit scales v to
+ * length 1 and returns -1 (v unchanged) when its length is 0 or not finite */
+void mp_vec3_cross(const double a[3], const double b[3], double c[3]);
+double mp_vec3_dot(const double a[3], const double b[3]);
+double mp_vec3_norm(const double a[3]);
+int mp_vec3_unit(double v[3]);
 
 /* shortest text that reads back as exactly d */
 void mp_fmt_double(char *buf, size_t n, double d);

@@ -146,7 +146,6 @@ uint64_t mp_fsink_bytes(const mp_fsink *s);  /* bytes written to the file */
 /* deflate a buffer into memory (zlib stream), for headers that need the size first */
 int mp_fmt_zlib_mem(const void *buf, size_t n, int level, unsigned char **out, size_t *outn);
 
-int mp_fmt_host_big(void);
 /* path of a file named in a header, relative to the header's folder (malloc'd) */
 char *mp_fmt_sibling(const char *hdrpath, const char *name);
 /* replace the extension ext (with dot, e.g. ".hdr") of path by next (malloc'd) */

@@ -73,23 +73,13 @@ mp_npy_header(mp_type t, int nd, const size_t *shp, size_t *len)
 	return out;
 }
 
-static int
-host_big(void)
-{
-	const uint16_t one = 1;
-	unsigned char c;
-
-	memcpy(&c, &one, 1);
-	return c == 0;
-}
-
 /* write n bytes of elements of es bytes little endian through fn */
 static int
 put_le(int (*fn)(void *ctx, const void *buf, size_t n), void *ctx, const void *data, size_t nbytes, size_t es)
 {
 	const unsigned char *p = data;
 
-	if (!host_big() || es == 1)
+	if (!mp_host_big() || es == 1)
 		return fn(ctx, data, nbytes);
 	unsigned char *tmp = mp_xmalloc(1u << 20);
 	size_t step = (1u << 20) / es * es;

@@ -76,12 +76,11 @@ mp_sam_emb_header(mp_frame *e, const mp_frame *f, int off, const mp_sam *m, mp_s
 		e->has_dir[3] = hd[2] || (hd[0] && hd[1]);
 		if (!hd[2] && hd[0] && hd[1]) {
 			/* a 2-D slice: the normal, unit length */
-			double *a = d3[0], *b = d3[1], cr[3] = { a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0] };
-			double l = 0;
+			double cr[3];
+			mp_vec3_cross(d3[0], d3[1], cr);
+			double l = mp_vec3_norm(cr);
 			for (int k = 0; k < 3; k++)
-				l += cr[k] * cr[k];
-			for (int k = 0; k < 3; k++)
-				e->dir[3][k] = l > 0 ? cr[k] / sqrt(l) : 0;
+				e->dir[3][k] = l > 0 ? cr[k] / l : 0;
 		}
 	}
 	mp_frame_touch(e);

@@ -36,14 +36,6 @@ struct mp_in {
  * is reachable (no leak report), whatever the caller's stack holds */
 static mp_in *open_inputs;
 
-static int
-host_big(void)
-{
-	const uint16_t one = 1;
-
-	return *(const unsigned char *)&one == 0;
-}
-
 /* a pipe of 1 MiB rather than 64 KiB: far fewer wake-ups between the stages
  * of a pipeline (best effort: the limit may be lower) */
 static void
@@ -290,7 +282,7 @@ mp_in_header(mp_in *in, mp_frame *f)
 	}
 	in->left = mp_frame_nbytes(f);
 	in->elsize = mp_type_size(f->type);
-	in->swap = in->elsize > 1 && enc.big != host_big();
+	in->swap = in->elsize > 1 && enc.big != mp_host_big();
 	in->gzip = enc.gzip;
 	in->zend = 0;
 	if (in->gzip) {
@@ -309,7 +301,7 @@ mp_in_header(mp_in *in, mp_frame *f)
 	{
 		/* a raw little-endian LPS frame can be passed on byte for byte */
 		const char *sp = strstr(hdr, "\nspace: ");
-		f->raw_ok = !enc.gzip && (!enc.big || in->elsize == 1) && !host_big() &&
+		f->raw_ok = !enc.gzip && (!enc.big || in->elsize == 1) && !mp_host_big() &&
 			    sp && strncmp(sp + 8, "left-posterior-superior\n", 24) == 0;
 	}
 	return 1;
@@ -679,7 +671,7 @@ mp_out_data(mp_out *o, const void *buf, size_t n)
 	if (n > o->left)
 		return mp_seterr("%s: frame %d: more data than the header says", o->name, o->frames);
 	o->left -= n;
-	if (host_big() && o->elsize > 1) {
+	if (mp_host_big() && o->elsize > 1) {
 		unsigned char tmp[65536];
 		const unsigned char *p = buf;
 		size_t step = sizeof tmp - sizeof tmp % o->elsize;

@@ -231,3 +231,13 @@ mp_swap_bytes(void *buf, size_t elsize, size_t n)
 			p[b] = c;
 		}
 }
+
+int
+mp_host_big(void)
+{
+	const uint16_t one = 1;
+	unsigned char c;
+
+	memcpy(&c, &one, 1);
+	return c == 0;
+}

@@ -389,7 +389,7 @@ meta_variants(void)
 	const char *h;
 
 	memcpy(be, v, sizeof v);
-	if (!mp_fmt_host_big())
+	if (!mp_host_big())
 		mp_swap_bytes(be, 2, 6);
 	fp = fopen(tp("mv.raw"), "wb");
 	fwrite(pad, 1, 16, fp);
