@@ -48,17 +48,23 @@ mp_frame_touch(mp_frame *f)
 }
 
 void
-mp_frame_copy_header(mp_frame *dst, const mp_frame *src)
+mp_frame_copy_grid(mp_frame *dst, const mp_frame *src)
 {
-	mp_frame_init(dst);
 	dst->dim = src->dim;
 	memcpy(dst->size, src->size, sizeof dst->size);
-	dst->type = src->type;
 	dst->space = src->space;
 	memcpy(dst->has_dir, src->has_dir, sizeof dst->has_dir);
 	memcpy(dst->dir, src->dir, sizeof dst->dir);
 	memcpy(dst->origin, src->origin, sizeof dst->origin);
 	memcpy(dst->kind, src->kind, sizeof dst->kind);
+}
+
+void
+mp_frame_copy_header(mp_frame *dst, const mp_frame *src)
+{
+	mp_frame_init(dst);
+	mp_frame_copy_grid(dst, src);
+	dst->type = src->type;
 	for (size_t i = 0; i < src->nkv; i++)
 		mp_set_kv(dst, src->keys[i], src->vals[i]);
 }

@@ -94,6 +94,8 @@ void mp_frame_free(mp_frame *f);             /* frees everything, re-inits */
 void mp_frame_clear_data(mp_frame *f);
 /* copy header, geometry and keys (not data) */
 void mp_frame_copy_header(mp_frame *dst, const mp_frame *src);
+/* only the grid: dim, sizes, space, directions, origin, axis kinds */
+void mp_frame_copy_grid(mp_frame *dst, const mp_frame *src);
 size_t mp_frame_nvox(const mp_frame *f);
 size_t mp_frame_nbytes(const mp_frame *f);
 /* validates dims/sizes and that the byte count neither overflows nor exceeds

@@ -119,13 +119,7 @@ mp_restore_new(const mp_frame *f, const mp_frame *ref, double bg, int keep_hist,
 	/* the output frame */
 	mp_frame_copy_header(out, f);
 	if (ref) {
-		out->dim = ref->dim;
-		out->space = ref->space;
-		memcpy(out->size, ref->size, sizeof out->size);
-		memcpy(out->has_dir, ref->has_dir, sizeof out->has_dir);
-		memcpy(out->dir, ref->dir, sizeof out->dir);
-		memcpy(out->origin, ref->origin, sizeof out->origin);
-		memcpy(out->kind, ref->kind, sizeof out->kind);
+		mp_frame_copy_grid(out, ref);
 		r->direct = mp_same_grid(ref, &g0);
 	} else {
 		out->dim = f->dim == 2 && h->size0[2] == 1 ? 2 : 3;
