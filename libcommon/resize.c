@@ -162,6 +162,8 @@ area_tab(mp_rs_tab *t, size_t sn, size_t dn, int shrink)
 	return 0;
 }
 
+static int bs_tab(mp_rs_tab *t, size_t sn, size_t dn, size_t pad);
+
 static int
 tab_make(mp_rs_tab *t, mp_rs_method m, size_t sn, size_t dn, double cubic_a, int area_shrink)
 {
@@ -211,19 +213,7 @@ tab_make(mp_rs_tab *t, mp_rs_method m, size_t sn, size_t dn, double cubic_a, int
 	case MP_RS_AREA:
 		return area_tab(t, sn, dn, area_shrink);
 	case MP_RS_BSPLINE3:
-		if (tab_alloc(t, sn, dn, 4) < 0)
-			return -1;
-		for (size_t i = 0; i < dn; i++) {
-			double x = ((double)i + 0.5) * scale - 0.5, fl = floor(x), u = x - fl, v = 1 - u;
-			long sx = (long)fl;
-			double c[4] = { v * v * v / 6, (4 - 6 * u * u + 3 * u * u * u) / 6,
-				        (4 - 6 * v * v + 3 * v * v * v) / 6, u * u * u / 6 };
-			for (int k = 0; k < 4; k++) {
-				t->idx[4 * i + k] = (int32_t)mirror(sx - 1 + k, n);
-				t->w[4 * i + k] = (float)c[k];
-			}
-		}
-		return 0;
+		return bs_tab(t, sn, dn, 0);
 	}
 	return mp_seterr("unknown interpolation %d", (int)m);
 }
