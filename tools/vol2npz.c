@@ -269,6 +269,32 @@ base_name(const char *path)
 	return s;
 }
 
+/* MedSAM's npz of a case: imgs (3 axes), gts (gdim axes) and, for a volume
+ * (sp not NULL), spacing */
+static void
+medsam_write(const mp_frame *mimg, const size_t *ishape, const void *img, int gdim, const size_t *gshape,
+             const uint8_t *gt, const double *sp)
+{
+	char *path = mp_outname(outpat, mimg, ++ncase);
+	if (ends_with(path, ".npy"))
+		mp_die("%s: MedSAM's layout is an .npz", path);
+	out_start(path);
+	if (mp_npz_add(cur.z, "imgs", MP_UINT8, 3, ishape, img) < 0 ||
+	    mp_npz_add(cur.z, "gts", MP_UINT8, gdim, gshape, gt) < 0 ||
+	    (sp && mp_npz_add(cur.z, "spacing", MP_FLOAT64, 1, (size_t[]){ 3 }, sp) < 0))
+		mp_die("%s", mp_err());
+	cur.frames = sp ? 3 : 2;
+	out_finish();
+	free(path);
+}
+
+/* the base name of a case's --slices files */
+static char *
+slice_base(const char *cs)
+{
+	return slicename ? mp_xstrdup(slicename) : *cs ? mp_xstrdup(cs) : outpat ? base_name(outpat) : mp_xstrdup("slice");
+}
+
 /* a case in MedSAM's layout: its image and its label */
 static void
 medsam_flush(const mp_heldcase *c)
@@ -320,20 +346,10 @@ medsam_flush(const mp_heldcase *c)
 		if (!rgb)
 			for (size_t i = 0; i < nx * ny; i++)
 				img3[3 * i] = img3[3 * i + 1] = img3[3 * i + 2] = ((uint8_t *)mimg->data)[i];
-		if (outpat) {
-			char *path = mp_outname(outpat, mimg, ++ncase);
-			if (ends_with(path, ".npy"))
-				mp_die("%s: MedSAM's layout is an .npz", path);
-			out_start(path);
-			if (mp_npz_add(cur.z, "imgs", MP_UINT8, 3, s3, img3) < 0 ||
-			    mp_npz_add(cur.z, "gts", MP_UINT8, 2, s2, gt) < 0)
-				mp_die("%s", mp_err());
-			cur.frames = 2;
-			out_finish();
-			free(path);
-		}
+		if (outpat)
+			medsam_write(mimg, s3, img3, 2, s2, gt, NULL);
 		if (slicedir) {
-			char *name = slicename ? mp_xstrdup(slicename) : *cs ? mp_xstrdup(cs) : outpat ? base_name(outpat) : mp_xstrdup("slice");
+			char *name = slice_base(cs);
 			write_slices(name, img3, 3, gt, nx, ny, 1);
 			free(name);
 		}
@@ -343,21 +359,10 @@ medsam_flush(const mp_heldcase *c)
 			free(gt);
 		return;
 	}
-	if (outpat) {
-		char *path = mp_outname(outpat, mimg, ++ncase);
-		if (ends_with(path, ".npy"))
-			mp_die("%s: MedSAM's layout is an .npz", path);
-		out_start(path);
-		if (mp_npz_add(cur.z, "imgs", MP_UINT8, 3, shp, mimg->data) < 0 ||
-		    mp_npz_add(cur.z, "gts", MP_UINT8, 3, shp, gt) < 0 ||
-		    mp_npz_add(cur.z, "spacing", MP_FLOAT64, 1, (size_t[]){ 3 }, sp) < 0)
-			mp_die("%s", mp_err());
-		cur.frames = 3;
-		out_finish();
-		free(path);
-	}
+	if (outpat)
+		medsam_write(mimg, shp, mimg->data, 3, shp, gt, sp);
 	if (slicedir) {
-		char *name = slicename ? mp_xstrdup(slicename) : *cs ? mp_xstrdup(cs) : outpat ? base_name(outpat) : mp_xstrdup("slice");
+		char *name = slice_base(cs);
 		write_slices(name, mimg->data, 1, gt, nx, ny, nz);
 		free(name);
 	}
