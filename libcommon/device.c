@@ -209,12 +209,19 @@ mp_dev_close(mp_dev *d)
 
 int mp_dev_is_cl(const mp_dev *d) { return d && d->cl && !d->failed; }
 
-int
-mp_dev_c_only(const mp_dev *d, const char *what)
+mp_dev *
+mp_dev_open_for(const char *spec, const char *c_only)
 {
-	if (!mp_dev_is_cl(d) || d->automatic)
-		return 0;
-	return mp_seterr("%s runs only in C, not on %s (use --device cpu or auto)", what, d->name);
+	mp_dev *d = mp_dev_open(spec);
+
+	/* a step with no OpenCL implementation: under auto it runs in C, an
+	 * OpenCL device named is never left silently */
+	if (d && c_only && mp_dev_is_cl(d) && !d->automatic) {
+		mp_seterr("%s runs only in C, not on %s (use --device cpu or auto)", c_only, d->name);
+		mp_dev_close(d);
+		return NULL;
+	}
+	return d;
 }
 struct mp_cl *mp_dev_cl(mp_dev *d) { return mp_dev_is_cl(d) ? d->cl : NULL; }
 const char *mp_dev_name(const mp_dev *d) { return d ? d->name : "cpu"; }
@@ -269,10 +276,17 @@ mp_dev_window_apply(mp_dev *d, void *dst, mp_type dt, const void *src, mp_type s
 	return 0;
 }
 
+/* the OpenCL resize has no zero border (--border constant): that runs in C */
+static int
+resize_on_cl(const mp_dev *d, const mp_resizer *r)
+{
+	return mp_dev_is_cl(d) && !r->zero_border;
+}
+
 int
 mp_dev_resize(mp_dev *d, mp_resizer *r, const float *src, float *dst, size_t nslices)
 {
-	if (mp_dev_is_cl(d)) {
+	if (resize_on_cl(d, r)) {
 		int k = mp_dev_after_cl(d, mp_cl_resize(d->cl, r, src, dst, nslices), "resize");
 		if (k <= 0)
 			return k;
@@ -295,6 +309,51 @@ mp_dev_resize_nearest(mp_dev *d, void *dst, size_t dw, size_t dh, const void *sr
 		mp_resize_nearest((char *)dst + z * dw * dh * elsize, dw, dh,
 		                  (const char *)src + z * sw * sh * elsize, sw, sh, elsize);
 	return 0;
+}
+
+int
+mp_dev_resize_slice(mp_dev *d, mp_resizer *r, void *dst, mp_type dt, size_t dw, size_t dh,
+                    const void *src, mp_type st, size_t sw, size_t sh)
+{
+	size_t n = dw * dh;
+	int rc;
+
+	if (!r) {
+		/* nearest: values copied, then converted through floats when the type changes */
+		void *near = dt == st ? dst : mp_xmalloc(n * mp_type_size(st));
+		rc = mp_dev_resize_nearest(d, near, dw, dh, src, sw, sh, mp_type_size(st), 1);
+		if (near != dst) {
+			float *tmp = mp_xmalloc(n * sizeof *tmp);
+			mp_convert(tmp, MP_FLOAT32, near, st, n);
+			mp_convert(dst, dt, tmp, MP_FLOAT32, n);
+			free(tmp);
+			free(near);
+		}
+		return rc;
+	}
+	float *fs = mp_xmalloc(sw * sh * sizeof *fs), *fd = NULL;
+	mp_to_float(fs, src, st, sw * sh);
+	if (!resize_on_cl(d, r)) {
+		/* the C path converts each output row while it is in cache */
+		rc = mp_resizer_run_to(r, fs, dst, dt);
+	} else {
+		fd = mp_xmalloc(n * sizeof *fd);
+		if ((rc = mp_dev_resize(d, r, fs, fd, 1)) == 0)
+			mp_from_float(dst, dt, fd, n);
+	}
+	free(fs);
+	free(fd);
+	return rc;
+}
+
+int64_t
+mp_dev_ccl_ids(mp_dev *d, const void *vol, size_t elsize, size_t nx, size_t ny, size_t nz,
+               int conn, int binary, int wide, void *ids)
+{
+	/* 64-bit ids: C only (mp_dev_open_for refuses a named device) */
+	if (wide)
+		return mp_ccl64(vol, elsize, nx, ny, nz, conn, binary, ids);
+	return mp_dev_ccl32(d, vol, elsize, nx, ny, nz, conn, binary, ids);
 }
 
 int64_t

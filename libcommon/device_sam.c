@@ -31,3 +31,24 @@ mp_dev_sam_retry(mp_dev *d, mp_sam *m, int nthreads)
 	mp_sam_decode_forget(m);
 	return 1;
 }
+
+int
+mp_dev_sam_encode(mp_dev *d, mp_sam *m, const float *img, float *emb, int nthreads)
+{
+	int rc;
+
+	while ((rc = mp_sam_encode(m, img, emb)) && mp_dev_sam_retry(d, m, nthreads))
+		;
+	return rc;
+}
+
+int
+mp_dev_sam_decode_masks(mp_dev *d, mp_sam *m, const float *emb, size_t n, const mp_sam_prompt *p,
+                        const mp_sam_masks *s, float *const *planes, float *iou, int nthreads)
+{
+	int rc;
+
+	while ((rc = mp_sam_decode_masks(m, emb, n, p, s, planes, iou)) && mp_dev_sam_retry(d, m, nthreads))
+		;
+	return rc;
+}

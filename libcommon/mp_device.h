@@ -2,11 +2,14 @@
  *
  * A tool with a heavy step adds the option
  *     MP_DEV_OPTION(&devspec),
- * to its table, opens the device once (mp_dev_open(devspec)) and calls the
- * mp_dev_* dispatchers below instead of the C functions; they run the OpenCL
- * kernel on an OpenCL device and the C function otherwise.  Both give the same
- * results: bit for bit for integer output, within the tolerance stated in
- * opencl/mp_cl.h for floating point.
+ * to its table, opens the device once (mp_dev_open(devspec), or
+ * mp_dev_open_for when a step it will run has no OpenCL implementation) and
+ * calls the mp_dev_* dispatchers below instead of the C functions, one call
+ * per step; they run the OpenCL kernel on an OpenCL device and the C function
+ * otherwise.  The choice, the fallback of auto to C and the SAM retry live
+ * here (device.c, device_sam.c): a tool never branches on the device.  Both
+ * paths give the same results: bit for bit for integer output, within the
+ * tolerance stated in opencl/mp_cl.h for floating point.
  *
  * Device specs (option --device, else env MEDPIPE_DEVICE, else "auto"):
  *   cpu        the C implementation (libcommon)
@@ -37,10 +40,11 @@ void mp_dev_close(mp_dev *d);
 int mp_dev_is_cl(const mp_dev *d);
 struct mp_cl *mp_dev_cl(mp_dev *d);            /* NULL on the C path */
 const char *mp_dev_name(const mp_dev *d);     /* "cpu" or "opencl:0 (NAME)" */
-/* a step with no OpenCL implementation is about to run in C: 0 when d is
- * the C path or was chosen by auto; -1 + mp_err ("WHAT runs only in C, not on
- * DEVICE ...") when an OpenCL device was named, which is never left silently */
-int mp_dev_c_only(const mp_dev *d, const char *what);
+/* mp_dev_open for a program that will run the step c_only (NULL: none)
+ * only in C: NULL + mp_err ("C_ONLY runs only in C, not on DEVICE ...") when
+ * an OpenCL device was named, which is never left silently; under auto the
+ * step runs in C */
+mp_dev *mp_dev_open_for(const char *spec, const char *c_only);
 /* the device lists of sam-embed and sam-decode (mp_sam_devs, mp_sam.h): "opencl:all" (every OpenCL device, when
  * resolve; 1 without looking when not) or "opencl:A,B,..." (indices into
  * idx, at most max). 0 when spec is not a list (one device, mp_dev_open's);
@@ -70,22 +74,31 @@ int mp_dev_resize(mp_dev *d, struct mp_resizer *r, const float *src, float *dst,
 /* mp_resize_nearest on nslices consecutive slices */
 int mp_dev_resize_nearest(mp_dev *d, void *dst, size_t dw, size_t dh, const void *src, size_t sw, size_t sh,
                           size_t elsize, size_t nslices);
+/* one slice of vol-resize: src (sw x sh values of type st) to dst (dw x dh
+ * of type dt).  r NULL: nearest (values copied; converted through float when
+ * dt != st); else r's interpolation (initialised for these sizes), in C when
+ * r has a zero border (mp_resizer_run_to) */
+int mp_dev_resize_slice(mp_dev *d, struct mp_resizer *r, void *dst, mp_type dt, size_t dw, size_t dh,
+                        const void *src, mp_type st, size_t sw, size_t sh);
 
 /* mp_ccl32 and mp_dust (mp_label.h) */
 int64_t mp_dev_ccl32(mp_dev *d, const void *vol, size_t elsize, size_t nx, size_t ny, size_t nz,
                      int conn, int binary, uint32_t *ids);
+/* component ids: mp_ccl64 when wide (C only: open with mp_dev_open_for), else mp_dev_ccl32 */
+int64_t mp_dev_ccl_ids(mp_dev *d, const void *vol, size_t elsize, size_t nx, size_t ny, size_t nz,
+                       int conn, int binary, int wide, void *ids);
 int mp_dev_dust(mp_dev *d, void *vol, size_t elsize, size_t nx, size_t ny, size_t nz, int conn,
                 int binary, double min, int keep_largest, uint64_t *ncomp, uint64_t *nremoved);
+
+/* (device.c) after an OpenCL attempt returned rc: 0 done; 1 run the C path
+ * instead (a note; under auto the device falls back to the C path); -1 fail */
+int mp_dev_after_cl(mp_dev *d, int rc, const char *step);
 
 /* the SAM backend (mp_sam.h) for d: the CPU backend with nthreads threads
  * on the C path, the OpenCL backend otherwise.  When the OpenCL kernels
  * cannot be built: under auto a note and the CPU backend, else NULL + mp_err.
  * Measured (tests/bench/sam.sh): PoCL on a CPU runs the ViT-B encoder about 4
  * times slower than OpenBLAS, one more reason auto keeps to the C path there. */
-/* (device.c) after an OpenCL attempt returned rc: 0 done; 1 run the C path
- * instead (a note; under auto the device falls back to the C path); -1 fail */
-int mp_dev_after_cl(mp_dev *d, int rc, const char *step);
-
 struct mp_sam_backend;
 struct mp_sam;
 const struct mp_sam_backend *mp_dev_sam_backend(mp_dev *d, int nthreads);
@@ -93,5 +106,12 @@ const struct mp_sam_backend *mp_dev_sam_backend(mp_dev *d, int nthreads);
  * run again because d was chosen by auto and m now uses the C path (with a
  * note), 0 when the failure stands */
 int mp_dev_sam_retry(mp_dev *d, struct mp_sam *m, int nthreads);
+/* mp_sam_encode and mp_sam_decode_masks (mp_sam.h) on m, run again on the C
+ * path while mp_dev_sam_retry says so: one call per step for a tool */
+struct mp_sam_prompt;
+struct mp_sam_masks;
+int mp_dev_sam_encode(mp_dev *d, struct mp_sam *m, const float *img, float *emb, int nthreads);
+int mp_dev_sam_decode_masks(mp_dev *d, struct mp_sam *m, const float *emb, size_t n, const struct mp_sam_prompt *p,
+                            const struct mp_sam_masks *s, float *const *planes, float *iou, int nthreads);
 
 #endif

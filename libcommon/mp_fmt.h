@@ -97,6 +97,11 @@ int mp_file_write_opts(const char *path, const mp_frame *f, const mp_fmt_opts *o
  * replaced; malloc'd */
 char *mp_outname(const char *pat, const mp_frame *f, int n);
 int mp_outname_is_pattern(const char *s);   /* holds one of those fields */
+/* holds {case} or {n}: a name for each case (vol-preview, vol2npz, with n
+ * the case's number 1, 2, ...) */
+int mp_outname_per_case(const char *s);
+/* pat with the older spellings %c and %n turned into {case} and {n}; malloc'd */
+char *mp_outname_percent(const char *pat);
 /* create the missing folders above path (mode 0777 & ~umask); -1 + mp_err */
 int mp_make_parents(const char *path);
 

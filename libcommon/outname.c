@@ -92,3 +92,24 @@ mp_make_parents(const char *path)
 	free(p);
 	return 0;
 }
+
+char *
+mp_outname_percent(const char *pat)
+{
+	/* "%c" (2 bytes) grows to "{case}" (6): at most 3 times as long */
+	char *out = mp_xmalloc(3 * strlen(pat) + 1), *q = out;
+
+	for (const char *p = pat; *p; p++)
+		if (p[0] == '%' && (p[1] == 'c' || p[1] == 'n'))
+			q = stpcpy(q, *++p == 'c' ? "{case}" : "{n}");
+		else
+			*q++ = *p;
+	*q = 0;
+	return out;
+}
+
+int
+mp_outname_per_case(const char *s)
+{
+	return strstr(s, "{case}") || strstr(s, "{n}");
+}

@@ -127,9 +127,7 @@ clean(mp_in *in, mp_frame *f, mp_out *o)
 		mp_del_kv(&g, MP_K_CCL_CLEAN);
 		if (mp_frame_check(&g) < 0 || !(g.data = mp_alloc_big(mp_frame_nbytes(&g))))
 			die_frame(in, "component ids");
-		k = wide ? mp_ccl64(f->data, es, nx, ny, nz, (int)conn3, binary, g.data)
-		         : mp_dev_ccl32(dev, f->data, es, nx, ny, nz, (int)conn3, binary, g.data);
-		if (k < 0)
+		if ((k = mp_dev_ccl_ids(dev, f->data, es, nx, ny, nz, (int)conn3, binary, wide, g.data)) < 0)
 			die_frame(in, "component ids");
 		mp_set_kvf(&g, MP_K_COMPONENTS, "%lld", (long long)k);
 		mp_set_kvf(&g, MP_K_CONNECTIVITY, "%ld", conn3);
@@ -164,9 +162,7 @@ main(int argc, char **argv)
 		mp_usage_die("--ids and --ids-only contradict each other");
 	if (wide && !ids && !idsonly)
 		ids = 1;
-	if (!(dev = mp_dev_open(devspec)))
-		mp_die("%s", mp_err());
-	if (wide && mp_dev_c_only(dev, "--ids64") < 0)
+	if (!(dev = mp_dev_open_for(devspec, wide ? "--ids64" : NULL)))
 		mp_die("%s", mp_err());
 	o = mp_out_stdout();
 	mp_run_filter(args, nargs, o, each_frame, NULL);

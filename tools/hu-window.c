@@ -62,7 +62,8 @@ static const mp_prog prog = {
 	MP_K_WINDOW_PERCENTILES " when used.\n\n"
 	"--device (or MEDPIPE_DEVICE) chooses where the mapping runs: cpu (this C code) or an "
 	"OpenCL device, which does the same operations in the same order: the output is bit for "
-	"bit the same. See medpipe-devices(1).",
+	"bit the same. --medsam-2d runs only in C: with an OpenCL device named (not auto) it fails "
+	"with one line rather than leave it. See medpipe-devices(1).",
 	"$ hu-window --preset soft-tissue < ct.nrrd > ct-w.nrrd\n"
 	"Window 40/400 to uint8 0..255.\n"
 	"$ vol-cat ct.nii.gz --label seg.nii.gz | hu-window -l 40 -w 400 --mapping medsam | vol2npz --layout medsam -o out.npz\n"
@@ -260,7 +261,7 @@ main(int argc, char **argv)
 
 	mp_out *o;
 
-	if (!(dev = mp_dev_open(devspec)))
+	if (!(dev = mp_dev_open_for(devspec, medsam2d ? "--medsam-2d" : NULL)))
 		mp_die("%s", mp_err());
 	o = mp_out_stdout();
 	mp_run_filter(args, nargs, o, each_frame, NULL);

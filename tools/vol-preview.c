@@ -1,6 +1,7 @@
 /* vol-preview - PNG montages of slices with labels or predictions drawn over the image */
 #include "mp.h"
 #include "mp_filter.h"
+#include "mp_fmt.h"
 #include "mp_preview.h"
 
 #include <stdlib.h>
@@ -12,7 +13,7 @@ static double alpha = 0.4, scale = 1;
 static int outline, no_legend, no_text;
 
 static const mp_opt opts[] = {
-	{ "output", 'o', MP_OPT_STR, &outpat, NULL, "FILE", "PNG to write (required). '{case}' (or '%c') in the name is replaced by the case, '{n}' (or '%n') by the case's number (1, 2, ...), as in vol-save and vol2npz names; needed when the input holds several cases." },
+	{ "output", 'o', MP_OPT_STR, &outpat, NULL, "FILE", "PNG to write (required). '{case}' (or '%c') in the name is replaced by the case (made safe for a file name as in vol-save: '/', '\\', blanks and control characters become '_'), '{n}' (or '%n') by the case's number (1, 2, ...), '{role}' and '{type}' by those of the case's first frame, as in vol2npz names; {case} or {n} is needed when the input holds several cases." },
 	{ "axis", 'a', MP_OPT_STR, &axis_s, NULL, "PLANE", "axial (default), coronal or sagittal: slices across the third, second or first voxel axis. Coronal and sagittal slices are drawn with the third axis (superior) up." },
 	{ "slices", 's', MP_OPT_STR, &slices_s, NULL, "SPEC", "Which slices: 'labelled' (those where a label or mask frame is non-zero; the default when there is one), 'all' (the default otherwise), 'every:N' (every Nth), or a list of 0-based indices '3,10,20'." },
 	{ "max", 'm', MP_OPT_INT, &maxn, NULL, "N", "At most N slices (evenly spread over the chosen ones; default 16; 0: no limit)." },
@@ -63,6 +64,7 @@ typedef struct {
 	const char *casename;
 	const char *src;
 	int frameno;
+	const mp_frame *first;       /* its first frame (output names: mp_outname) */
 } kase;
 
 static int axis;
@@ -70,38 +72,11 @@ static int ncase;
 static size_t cdim[3];
 static double csp[3];
 
-static char *
-out_name(const char *casename)
-{
-	size_t n = strlen(outpat) + 64;
-	for (const char *p = outpat; *p; p++)
-		if ((p[0] == '%' && p[1] == 'c') || strncmp(p, "{case}", 6) == 0)
-			n += strlen(casename) + 4;
-		else if (strncmp(p, "{n}", 3) == 0)
-			n += 24;
-	char *s = mp_xmalloc(n), *q = s;
-	for (const char *p = outpat; *p; p++) {
-		int brace = strncmp(p, "{case}", 6) == 0;
-		if ((p[0] == '%' && p[1] == 'c') || brace) {
-			const char *c = *casename ? casename : "case";
-			for (; *c; c++)
-				*q++ = (*c == '/') ? '_' : *c;
-			p += brace ? 5 : 1;
-		} else if ((p[0] == '%' && p[1] == 'n') || strncmp(p, "{n}", 3) == 0) {
-			q += sprintf(q, "%d", ncase);
-			p += p[0] == '{' ? 2 : 1;
-		} else
-			*q++ = *p;
-	}
-	*q = 0;
-	return s;
-}
-
 static void
 render(kase *k)
 {
 	ncase++;
-	if (ncase > 1 && !strstr(outpat, "%c") && !strstr(outpat, "%n") && !strstr(outpat, "{case}") && !strstr(outpat, "{n}"))
+	if (ncase > 1 && !mp_outname_per_case(outpat))
 		mp_die("%s: frame %d: a second case ('%s'): use {case} or {n} in the --output name",
 		       k->src, k->frameno, k->casename);
 	size_t ns = mp_preview_nslices(k->dim, axis), *sel = mp_xmalloc((ns ? ns : 1) * sizeof *sel), nsel = 0;
@@ -153,7 +128,7 @@ render(kase *k)
 	if (mp_preview_montage(&r, k->img, k->labs, k->nlabs, k->dim, k->sp, sel, nsel, &o, (size_t)cols,
 	                       !no_legend, no_text ? NULL : title) < 0)
 		mp_die("%s: case '%s': %s", k->src, k->casename, mp_err());
-	char *path = out_name(k->casename);
+	char *path = mp_outname(outpat, k->first, ncase);
 	if (mp_png_save(path, &r) < 0)
 		mp_die("%s", mp_err());
 	mp_note("%s: %zu slices, %zux%zu pixels", path, nsel, r.w, r.h);
@@ -203,7 +178,7 @@ frame_check(void *ctx, mp_in *in, const mp_frame *f, const mp_heldcase *c)
 static int
 each_case(void *ctx, mp_heldcase *c, mp_out *o)
 {
-	kase k = { NULL, mp_xmalloc(c->n * sizeof(mp_frame)), 0, { 0 }, { 0 }, c->name, c->src, c->frameno };
+	kase k = { NULL, mp_xmalloc(c->n * sizeof(mp_frame)), 0, { 0 }, { 0 }, c->name, c->src, c->frameno, c->f };
 
 	(void)ctx, (void)o;
 	memcpy(k.dim, cdim, sizeof k.dim);
@@ -226,6 +201,7 @@ main(int argc, char **argv)
 
 	if (!outpat)
 		mp_usage_die("--output: required");
+	outpat = mp_outname_percent(outpat);
 	if (strcmp(axis_s, "axial") == 0)
 		axis = 0;
 	else if (strcmp(axis_s, "coronal") == 0)

@@ -164,8 +164,7 @@ resize_frame(mp_in *in, mp_frame *f, mp_out *o)
 			return mp_preerr("%s: frame %d", mp_in_name(in), mp_in_frameno(in));
 		rs.nthreads = (int)nthreads;
 	}
-	unsigned char *sbuf = mp_xmalloc(sw * sh * sel), *dbuf = mp_xmalloc(dw * dh * (del > 4 ? del : 4));
-	float *fs = lab ? NULL : mp_xmalloc(sw * sh * sizeof(float)), *fd = lab ? NULL : mp_xmalloc(dw * dh * sizeof(float));
+	unsigned char *sbuf = mp_xmalloc(sw * sh * sel), *dbuf = mp_xmalloc(dw * dh * del);
 	unsigned char *fill = mp_xmalloc(4096 * del);
 	double pv = lab ? 0 : pad_value;
 	if (mp_out_header(o, f) < 0)
@@ -173,28 +172,9 @@ resize_frame(mp_in *in, mp_frame *f, mp_out *o)
 	for (size_t z = 0; z < nz; z++) {
 		if (mp_in_data(in, sbuf, sw * sh * sel) < 0)
 			goto done;
-		if (lab || method == MP_RS_NEAREST) {
-			if (mp_dev_resize_nearest(dev, dbuf, dw, dh, sbuf, sw, sh, sel, 1) < 0)
-				goto done;
-			if (!lab && dt != st) {
-				/* convert through floats */
-				float *tmp = mp_xmalloc(dw * dh * sizeof *tmp);
-				mp_convert(tmp, MP_FLOAT32, dbuf, st, dw * dh);
-				mp_convert(dbuf, dt, tmp, MP_FLOAT32, dw * dh);
-				free(tmp);
-			}
-		} else {
-			mp_to_float(fs, sbuf, st, sw * sh);
-			if (!mp_dev_is_cl(dev) || rs.zero_border) {
-				/* the C path converts each output row while it is in cache */
-				if (mp_resizer_run_to(&rs, fs, dbuf, dt) < 0)
-					goto done;
-			} else {
-				if (mp_dev_resize(dev, &rs, fs, fd, 1) < 0)
-					goto done;
-				mp_from_float(dbuf, dt, fd, dw * dh);
-			}
-		}
+		if (mp_dev_resize_slice(dev, lab || method == MP_RS_NEAREST ? NULL : &rs, dbuf, dt, dw, dh,
+		                        sbuf, st, sw, sh) < 0)
+			goto done;
 		if (ow == dw && oh == dh) {
 			if (mp_out_data(o, dbuf, dw * dh * del) < 0)
 				goto done;
@@ -214,8 +194,6 @@ done:
 		mp_resizer_free(&rs);
 	free(sbuf);
 	free(dbuf);
-	free(fs);
-	free(fd);
 	free(fill);
 	return rc;
 }
@@ -327,11 +305,9 @@ main(int argc, char **argv)
 	if (otype_s && (otype = mp_type_parse(otype_s)) == MP_NONE)
 		mp_usage_die("--type: unknown type '%s'", otype_s);
 
-	if (!(dev = mp_dev_open(devspec)))
-		mp_die("%s", mp_err());
-	if (spacing_s && mp_dev_c_only(dev, "resampling to a spacing (--spacing)") < 0)
-		mp_die("%s", mp_err());
-	if (zero_border && mp_dev_c_only(dev, "--border constant") < 0)
+	/* (--spacing and --border constant exclude each other: linear/nearest, bspline3) */
+	if (!(dev = mp_dev_open_for(devspec, spacing_s ? "resampling to a spacing (--spacing)"
+	                                     : zero_border ? "--border constant" : NULL)))
 		mp_die("%s", mp_err());
 	mp_out *o = mp_out_stdout();
 	mp_run_filter(args, nargs, o, each_frame, NULL);

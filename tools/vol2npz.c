@@ -1,6 +1,7 @@
 /* vol2npz - frames to numpy .npy/.npz files (MedSAM's layout too) */
 #include "mp.h"
 #include "mp_filter.h"
+#include "mp_fmt.h"
 #include "mp_label.h"
 #include "mp_sam.h"
 
@@ -15,7 +16,7 @@ static long level = 2, slicesize = 1024;
 static int stored;
 
 static const mp_opt opts[] = {
-	{ "output", 'o', MP_OPT_STR, &outpat, NULL, "PATH", "The file to write: NAME.npz, or NAME.npy for a single frame ('-': an npz on standard output, written with data descriptors when it is a pipe). \"{case}\" in PATH is replaced by the case id (" MP_K_CASE "), and then every case of the stream goes to its own file." },
+	{ "output", 'o', MP_OPT_STR, &outpat, NULL, "PATH", "The file to write: NAME.npz, or NAME.npy for a single frame ('-': an npz on standard output, written with data descriptors when it is a pipe). \"{case}\" in PATH is replaced by the case id (" MP_K_CASE ", made safe for a file name as in vol-save: '/', '\\', blanks and control characters become '_'; \"case\" when there is none), \"{n}\" by the case's number (1, 2, ...), and then every case of the stream goes to its own file; \"{role}\" and \"{type}\" by those of the case's first frame (the image in the medsam layout)." },
 	{ "layout", 'L', MP_OPT_STR, &layout, NULL, "NAME", "roles (the default): one array per frame, named after its role (image, label, ...; a repeated role gets _2, _3, ...). medsam: MedSAM's npz: imgs (the image frame, uint8), gts (the label frame as uint8) and spacing (float64 x, y, z in mm, as SimpleITK's GetSpacing()); arrays of shape (Z, H, W); for a 2D image (grey or RGB, e.g. after hu-window --medsam-2d) MedSAM's 2D npz: imgs (H, W, 3) uint8 (grey repeated to 3 channels) and gts (H, W) uint8." },
 	{ "level", 0, MP_OPT_INT, &level, NULL, "N", "Deflate level: 1..3 ISA-L's igzip levels (default 2: zlib level 1's size at about a fifth of its time), 4..9 zlib's (numpy's savez_compressed uses zlib 6), 0: stored." },
 	{ "stored", 0, MP_OPT_FLAG, &stored, NULL, NULL, "No compression (as numpy's savez); the same as --level 0." },
@@ -64,22 +65,7 @@ typedef struct {
 } outfile;
 
 static outfile cur;
-static int medsam, percase;
-
-static char *
-expand(const char *pat, const char *cs)
-{
-	const char *p = strstr(pat, "{case}");
-	char *s;
-
-	if (!p)
-		return mp_xstrdup(pat);
-	s = mp_xmalloc(strlen(pat) + strlen(cs) + 1);
-	memcpy(s, pat, (size_t)(p - pat));
-	strcpy(s + (p - pat), cs);
-	strcat(s, p + 6);
-	return s;
-}
+static int medsam, percase, ncase;
 
 static int
 ends_with(const char *s, const char *e)
@@ -283,6 +269,32 @@ base_name(const char *path)
 	return s;
 }
 
+/* MedSAM's npz of a case: imgs (3 axes), gts (gdim axes) and, for a volume
+ * (sp not NULL), spacing */
+static void
+medsam_write(const mp_frame *mimg, const size_t *ishape, const void *img, int gdim, const size_t *gshape,
+             const uint8_t *gt, const double *sp)
+{
+	char *path = mp_outname(outpat, mimg, ++ncase);
+	if (ends_with(path, ".npy"))
+		mp_die("%s: MedSAM's layout is an .npz", path);
+	out_start(path);
+	if (mp_npz_add(cur.z, "imgs", MP_UINT8, 3, ishape, img) < 0 ||
+	    mp_npz_add(cur.z, "gts", MP_UINT8, gdim, gshape, gt) < 0 ||
+	    (sp && mp_npz_add(cur.z, "spacing", MP_FLOAT64, 1, (size_t[]){ 3 }, sp) < 0))
+		mp_die("%s", mp_err());
+	cur.frames = sp ? 3 : 2;
+	out_finish();
+	free(path);
+}
+
+/* the base name of a case's --slices files */
+static char *
+slice_base(const char *cs)
+{
+	return slicename ? mp_xstrdup(slicename) : *cs ? mp_xstrdup(cs) : outpat ? base_name(outpat) : mp_xstrdup("slice");
+}
+
 /* a case in MedSAM's layout: its image and its label */
 static void
 medsam_flush(const mp_heldcase *c)
@@ -334,20 +346,10 @@ medsam_flush(const mp_heldcase *c)
 		if (!rgb)
 			for (size_t i = 0; i < nx * ny; i++)
 				img3[3 * i] = img3[3 * i + 1] = img3[3 * i + 2] = ((uint8_t *)mimg->data)[i];
-		if (outpat) {
-			char *path = expand(outpat, cs);
-			if (ends_with(path, ".npy"))
-				mp_die("%s: MedSAM's layout is an .npz", path);
-			out_start(path);
-			if (mp_npz_add(cur.z, "imgs", MP_UINT8, 3, s3, img3) < 0 ||
-			    mp_npz_add(cur.z, "gts", MP_UINT8, 2, s2, gt) < 0)
-				mp_die("%s", mp_err());
-			cur.frames = 2;
-			out_finish();
-			free(path);
-		}
+		if (outpat)
+			medsam_write(mimg, s3, img3, 2, s2, gt, NULL);
 		if (slicedir) {
-			char *name = slicename ? mp_xstrdup(slicename) : *cs ? mp_xstrdup(cs) : outpat ? base_name(outpat) : mp_xstrdup("slice");
+			char *name = slice_base(cs);
 			write_slices(name, img3, 3, gt, nx, ny, 1);
 			free(name);
 		}
@@ -357,21 +359,10 @@ medsam_flush(const mp_heldcase *c)
 			free(gt);
 		return;
 	}
-	if (outpat) {
-		char *path = expand(outpat, cs);
-		if (ends_with(path, ".npy"))
-			mp_die("%s: MedSAM's layout is an .npz", path);
-		out_start(path);
-		if (mp_npz_add(cur.z, "imgs", MP_UINT8, 3, shp, mimg->data) < 0 ||
-		    mp_npz_add(cur.z, "gts", MP_UINT8, 3, shp, gt) < 0 ||
-		    mp_npz_add(cur.z, "spacing", MP_FLOAT64, 1, (size_t[]){ 3 }, sp) < 0)
-			mp_die("%s", mp_err());
-		cur.frames = 3;
-		out_finish();
-		free(path);
-	}
+	if (outpat)
+		medsam_write(mimg, shp, mimg->data, 3, shp, gt, sp);
 	if (slicedir) {
-		char *name = slicename ? mp_xstrdup(slicename) : *cs ? mp_xstrdup(cs) : outpat ? base_name(outpat) : mp_xstrdup("slice");
+		char *name = slice_base(cs);
 		write_slices(name, mimg->data, 1, gt, nx, ny, nz);
 		free(name);
 	}
@@ -410,7 +401,7 @@ stream_frame(void *ctx, mp_in *in, mp_frame *f, mp_out *o)
 {
 	(void)ctx, (void)o;
 	if (!cur.path) {
-		char *p = expand(outpat, mp_case(f));
+		char *p = mp_outname(outpat, f, ++ncase);
 		out_start(p);
 		free(p);
 	}
@@ -459,7 +450,7 @@ main(int argc, char **argv)
 		mp_usage_die("--size %ld: want 1..65536", slicesize);
 	if (strcmp(slicetype, "float64") != 0 && strcmp(slicetype, "float32") != 0)
 		mp_usage_die("--slice-type %s: want float64 or float32", slicetype);
-	percase = outpat && strstr(outpat, "{case}");
+	percase = outpat && mp_outname_per_case(outpat);
 	mp_read_frames(args, nargs, NULL, &(mp_reader){ frame_role, frame_check, stream_frame, case_end, NULL, 0, 0 }, NULL);
 	out_finish();
 	free(args);

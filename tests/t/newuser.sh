@@ -169,6 +169,8 @@ if [ "$(medpipe-devices --brief 2>/dev/null | grep -c '^opencl:')" -gt 0 ]; then
 	unset MEDPIPE_CL_PIECE
 	expect_err newuser/opencl_ids64_no_fallback 1 'ccl-clean: --ids64 runs only in C, not on opencl' \
 		ccl-clean --ids64 --device opencl "$T/case.nrrd"
+	expect_err newuser/opencl_medsam2d_no_fallback 1 'hu-window: --medsam-2d runs only in C, not on opencl:0' \
+		hu-window --medsam-2d --device opencl:0 "$T/case.nrrd"
 	# what can run on the device still does, identical to C
 	a=$(vol-resize --device opencl 64x64 "$T/case.nrrd" | cksum); b=$(vol-resize --device cpu 64x64 "$T/case.nrrd" | cksum)
 	check newuser/opencl_resize_runs test "$a" = "$b"

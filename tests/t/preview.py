@@ -135,6 +135,9 @@ def main():
         p = run("-o", os.path.join(tmp, "p_%c.png"), two)
         res(p.returncode == 0 and os.path.exists(os.path.join(tmp, "p_a.png"))
             and os.path.exists(os.path.join(tmp, "p_b.png")), "cases/pattern", p.stderr.decode())
+        p = run("-o", os.path.join(tmp, "q_{case}_{n}.png"), two)
+        res(p.returncode == 0 and os.path.exists(os.path.join(tmp, "q_a_1.png"))
+            and os.path.exists(os.path.join(tmp, "q_b_2.png")), "cases/pattern_braces", p.stderr.decode())
         p = run("-o", os.path.join(tmp, "one.png"), two)
         res(p.returncode == 1 and p.stderr.decode().count("\n") == 1, "cases/needs_pattern", p.stderr.decode())
 

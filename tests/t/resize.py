@@ -92,6 +92,14 @@ ref = lab[:, yi][:, :, xi]
 res("resize-label-nearest-exact", out.array.dtype == np.int16 and np.array_equal(out.array, ref), "labels differ")
 res("resize-label-values-kept", set(np.unique(out.array)) <= set(np.unique(lab)), "new label values appeared")
 
+# nearest for an image whose type narrows (float64 -> uint8): values picked
+# as for labels, then converted (rounded, clamped) as numpy would
+img64 = rng.random((3, 23, 37)) * 300 - 20
+o64 = run(["100x61", "--interp", "nearest", "--type", "uint8"], frame(img64, keys={"medpipe.role": "image"}))[0]
+ref = np.clip(np.round(img64[:, yi][:, :, xi].astype(np.float32)), 0, 255).astype(np.uint8)
+res("resize-nearest-float64-to-uint8", o64.array.dtype == np.uint8 and np.array_equal(o64.array, ref),
+    "%d pixels differ" % int((o64.array != ref).sum()))
+
 # ---------------------------------------------------------------- geometry
 fr = out
 d0 = np.array(DIRS)
