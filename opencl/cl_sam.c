@@ -180,8 +180,11 @@ operand(clsam *s, const float *p, size_t nf, int i, int up, dop *o)
 	wconst *w = find_const(s, p, nf * sizeof(float));
 
 	if (w) {
-		if (!w->m && !(w->m = mp_cl_hostbuf(s->c, CL_MEM_READ_ONLY, w->n, (void *)w->p)))
-			return -1;
+		if (!w->m) {
+			if (!(w->m = mp_cl_hostbuf(s->c, CL_MEM_READ_ONLY, w->n, (void *)w->p)))
+				return -1;
+			mp_cl_count_constant(s->c, w->n);
+		}
 		o->m = w->m;
 		o->off = (cl_ulong)((const char *)p - w->p) / sizeof(float);
 		return 0;
