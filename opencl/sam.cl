@@ -317,3 +317,93 @@ gemm_nn_v(int M, int N, int K, float alpha, float beta,
 		}
 	}
 }
+
+/* ---------------------------------------------------------------- the resident encoder
+ * The steps between products that the model code does on the host, so that
+ * the ViT encoder's activations stay on the device (cl_sam.c, cl_encode). */
+
+/* patch embedding's im2col: cols (T x K, K = 3 P P in (c, kh, kw) order) from
+ * the image (3 x S x S); item (kk, t) */
+__kernel void
+patch_im2col(__global float *cols, __global const float *img, int S, int P, int G)
+{
+	int kk = (int)get_global_id(0), t = (int)get_global_id(1), K = 3 * P * P;
+	if (kk >= K || t >= G * G)
+		return;
+	int ch = kk / (P * P), kh = (kk / P) % P, kw = kk % P, ty = t / G, tx = t % G;
+	cols[(size_t)t * K + kk] = img[((size_t)ch * S + (size_t)ty * P + kh) * S + (size_t)tx * P + kw];
+}
+
+/* x (T x E) += b[e] + pos[t][e] */
+__kernel void
+patch_pos(__global float *x, __global const float *b, ulong boff, __global const float *pos, ulong poff, int E,
+          ulong n)
+{
+	size_t i = get_global_id(0);
+	if (i >= n)
+		return;
+	x[i] += b[boff + i % (size_t)E] + pos[poff + i];
+}
+
+/* y (rows x n from yoff) += alpha b (n from boff) on every row */
+__kernel void
+bias_rows(__global float *y, ulong yoff, int n, ulong total, __global const float *b, ulong boff, float alpha)
+{
+	size_t i = get_global_id(0);
+	if (i >= total)
+		return;
+	y[yoff + i] += alpha * b[boff + i % (size_t)n];
+}
+
+/* x += y over n values */
+__kernel void
+add_to(__global float *x, __global const float *y, ulong n)
+{
+	size_t i = get_global_id(0);
+	if (i < n)
+		x[i] += y[i];
+}
+
+/* windows of w x w tokens (nwx x nwx of them, the grid zero-padded to
+ * nwx w): token ti of window wi <- grid token (gy, gx); item (e, wi w w + ti) */
+__kernel void
+win_part(__global float *dst, __global const float *src, int G, int w, int nwx, int E)
+{
+	int e = (int)get_global_id(0), p = (int)get_global_id(1), ww = w * w;
+	if (e >= E || p >= nwx * nwx * ww)
+		return;
+	int wi = p / ww, ti = p % ww, gy = (wi / nwx) * w + ti / w, gx = (wi % nwx) * w + ti % w;
+	dst[(size_t)p * E + e] = gy < G && gx < G ? src[((size_t)gy * G + gx) * E + e] : 0.0f;
+}
+
+/* and back: x (grid tokens) += the windows' token; item (e, t) */
+__kernel void
+win_unpart_add(__global float *x, __global const float *src, int G, int w, int nwx, int E)
+{
+	int e = (int)get_global_id(0), t = (int)get_global_id(1);
+	if (e >= E || t >= G * G)
+		return;
+	int gy = t / G, gx = t % G, wi = (gy / w) * nwx + gx / w, ti = (gy % w) * w + gx % w;
+	x[(size_t)t * E + e] += src[((size_t)wi * w * w + ti) * E + e];
+}
+
+/* the neck's 3x3 im2col (pad 1): cols (T x 9C, (ch, kh, kw) order) from n0
+ * (T x C); item (j, t) */
+__kernel void
+im2col3(__global float *cols, __global const float *n0, int G, int C)
+{
+	int j = (int)get_global_id(0), t = (int)get_global_id(1);
+	if (j >= 9 * C || t >= G * G)
+		return;
+	int ch = j / 9, kh = (j / 3) % 3, kw = j % 3, sy = t / G + kh - 1, sx = t % G + kw - 1;
+	cols[(size_t)t * 9 * C + j] = sy < 0 || sy >= G || sx < 0 || sx >= G ? 0.0f : n0[((size_t)sy * G + sx) * C + ch];
+}
+
+/* emb (C x T) <- x (T x C); item (t, ch) */
+__kernel void
+to_chw(__global float *emb, __global const float *x, int T, int C)
+{
+	int t = (int)get_global_id(0), ch = (int)get_global_id(1);
+	if (t < T && ch < C)
+		emb[(size_t)ch * T + t] = x[(size_t)t * C + ch];
+}

@@ -3,7 +3,12 @@
 # (sam-embed / sam-decode --verbose, counted by opencl/cl_runtime.c as a
 # device with its own memory would copy them, also on PoCL): the model's
 # weights once (constants), then per slice of the encoder the input image
-# and the output embedding.  Tiny random-weight ViT (tests/gen/sam_ckpt.py).
+# and the output embedding: the encoder keeps its activations on the device
+# (opencl/cl_sam.c, cl_encode), so a slice moves at most the input + output +
+# 4 KiB (the stated constant; today exactly input + output).  The resident
+# encoder gives the same bytes as the path op by op through the backend's
+# entries (MEDPIPE_SAM_CL_RESIDENT=0), whose traffic is printed beside.
+# Tiny random-weight ViT (tests/gen/sam_ckpt.py).
 # Skips without an OpenCL device or the model (torch, segment_anything).
 . tests/lib.sh
 ncl=$(medpipe-devices --brief 2> /dev/null | grep -c '^opencl:')
@@ -23,7 +28,13 @@ if [ "$n" -eq 3 ]; then pass bytes-embed-lines; else fail bytes-embed-lines "--v
 # the weights cross once: constants on the first slice only
 awk 'NR == 1 && $4 > 0 { c++ } NR > 1 && $4 == 0 { c++ } END { exit c != NR }' "$T/embed.bytes" \
 	&& pass bytes-embed-constants-once || fail bytes-embed-constants-once "$(tr '\n' ';' < "$T/embed.bytes")"
+awk -v lim=$((IN + OUT + 4096)) '$2 + $3 > lim { bad = bad " slice " $1 ": " $2 " + " $3 } END { if (bad != "") { print bad; exit 1 } }' \
+	"$T/embed.bytes" > "$T/over" && pass bytes-embed-resident \
+	|| fail bytes-embed-resident "over input $IN + output $OUT + 4096 bytes:$(cat "$T/over")"
 echo "# encoder per slice (to from constants): $(awk '{ print $2, $3, $4 }' "$T/embed.bytes" | tr '\n' ';') input $IN output $OUT"
+MEDPIPE_SAM_CL_RESIDENT=0 sam-embed --verbose -w "$T/tiny.pth" --device opencl:0 "$T/ct.nrrd" 2> "$T/embed0.log" > "$T/emb0.nrrd"
+check bytes-embed-resident-same cmp "$T/emb.nrrd" "$T/emb0.nrrd"
+echo "# op by op (MEDPIPE_SAM_CL_RESIDENT=0): $(grep 'encoder, slice' "$T/embed0.log" | sed 's/.*encoder, //' | tr '\n' ';')"
 
 sam-decode --verbose -w "$T/tiny.pth" --device opencl:0 --from-label < "$T/emb.nrrd" 2> "$T/decode.log" > /dev/null
 n=$(grep -c 'decoder, slice .* bytes to the device' "$T/decode.log")
