@@ -842,6 +842,29 @@ mp_cl_run(mp_cl *c, cl_kernel k, int dims, const size_t *global, int wait)
 }
 
 int
+mp_cl_enqueue(mp_cl *c, cl_kernel k, int dims, const size_t *global, const size_t *local)
+{
+	double t0 = 0;
+	cl_int e;
+	if (profiling < 0) {
+		const char *p = getenv("MEDPIPE_CL_PROFILE");
+		profiling = p && *p && strcmp(p, "0") != 0;
+	}
+	if (profiling) {
+		clFinish(c->q);
+		t0 = now_s();
+	}
+	e = clEnqueueNDRangeKernel(c->q, k, (cl_uint)dims, NULL, global, local, 0, NULL, NULL);
+	if (e != CL_SUCCESS)
+		return mp_cl_fail(e, "%s: running a kernel", c->info.name);
+	if (profiling) {
+		clFinish(c->q);
+		prof_add(k, now_s() - t0);
+	}
+	return 0;
+}
+
+int
 mp_cl_finish(mp_cl *c)
 {
 	cl_int e = clFinish(c->q);

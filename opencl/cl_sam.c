@@ -11,7 +11,10 @@
  * range, made on first use and kept until `forget`.  Other operands go
  * through scratch buffers that grow as needed and are kept.
  *
- * Attention is composed: for a chunk of batches (and, for long sequences,
+ * Attention on GPUs is one fused kernel (attn_fused in sam.cl: key tiles
+ * through local memory, online softmax, the scores never stored; only the
+ * relative-position terms, rows x (gh + gw) per head, are).  Elsewhere, and
+ * for heads wider than 128, it is composed: for a chunk of batches (and, for long sequences,
  * of query rows) the scores S = scale Q K^T of every head by the batched
  * GEMM, the relative-position terms by a small kernel, row softmax (adding
  * TinyViT's learned attention bias when there is one), then
@@ -59,7 +62,7 @@ typedef struct clsam {
 	int failed;
 	char err[600];
 	cl_kernel gemm[4], gemm_v[2], ln, gelu, rel, soft;
-	cl_kernel im2col, patchpos, bias, add, winpart, winadd, im2col3, chw;
+	cl_kernel fused, im2col, patchpos, bias, add, winpart, winadd, im2col3, chw;
 	int cpu;                 /* a CPU device: the vectorised NN/NT kernels */
 } clsam;
 
@@ -88,8 +91,7 @@ run(clsam *s, cl_kernel k, int dims, const size_t *g, const size_t *l)
 			return 0;
 		gg[i] = l ? (g[i] + l[i] - 1) / l[i] * l[i] : g[i];
 	}
-	cl_int e = clEnqueueNDRangeKernel(mp_cl_queue(s->c), k, (cl_uint)dims, NULL, gg, l, 0, NULL, NULL);
-	return e == CL_SUCCESS ? 0 : mp_cl_fail(e, "%s: running a SAM kernel", mp_cl_info(s->c)->name);
+	return mp_cl_enqueue(s->c, k, dims, gg, l);
 }
 
 /* ---------------------------------------------------------------- buffers */
@@ -340,6 +342,21 @@ att_span(int nb, size_t bs, int n, int ld, int width)
 
 static int attention_dev(clsam *s, const mp_sam_attn *a, const dop *in, dop O, dop RH, dop RW, dop BI);
 
+/* the fused kernel (attn_fused in sam.cl: work-groups of SAM_CL_FQ query
+ * rows, heads of at most SAM_CL_HDMAX values) on GPUs and accelerators; on
+ * CPU devices the composed path, whose products run through the vectorised
+ * GEMMs (PoCL: the fused kernel 1.6x the CPU time, tests/bench/sam_cl.sh).
+ * MEDPIPE_SAM_CL_ATTN=fused or composed chooses for every device. */
+#define SAM_CL_FQ 32
+#define SAM_CL_HDMAX 128
+static int
+use_fused(const clsam *s, int hd)
+{
+	const char *e = getenv("MEDPIPE_SAM_CL_ATTN");
+	int want = e && strcmp(e, "fused") == 0 ? 1 : e && strcmp(e, "composed") == 0 ? 0 : !s->cpu;
+	return want && hd <= SAM_CL_HDMAX;
+}
+
 static int
 attention(clsam *s, const mp_sam_attn *a)
 {
@@ -391,11 +408,13 @@ attention(clsam *s, const mp_sam_attn *a)
 static int
 attention_dev(clsam *s, const mp_sam_attn *a, const dop *in, dop O, dop RH, dop RW, dop BI)
 {
-	int H = a->heads, hd = a->hd, rel = a->rph != NULL, hasb = a->bias != NULL;
+	int H = a->heads, hd = a->hd, rel = a->rph != NULL, hasb = a->bias != NULL, fused = use_fused(s, hd);
 	cl_mem S;
 
-	/* chunks: whole batches when one batch's scores fit, else query rows */
-	size_t per_row = (size_t)H * a->nk * sizeof(float), cap = SAM_CL_SCORES;
+	/* chunks: whole batches when one batch's scores (fused: its relative-
+	 * position terms) fit, else query rows */
+	size_t per_row = fused ? (size_t)H * (rel ? a->gh + a->gw : 1) * sizeof(float) : (size_t)H * a->nk * sizeof(float);
+	size_t cap = SAM_CL_SCORES;
 	if (cap > mp_cl_piece(s->c))
 		cap = mp_cl_piece(s->c);
 	int bch = 1, qb = a->nq;
@@ -407,7 +426,7 @@ attention_dev(clsam *s, const mp_sam_attn *a, const dop *in, dop O, dop RH, dop 
 		qb = r < 1 ? 1 : (int)r;
 	}
 	size_t smax = (size_t)bch * per_row * qb;
-	if (!(S = scr(s, SS, smax)))
+	if (!(S = scr(s, SS, fused ? 4 : smax)))
 		return -1;
 	for (int b0 = 0; b0 < a->nb; b0 += bch) {
 		int nbc = a->nb - b0 < bch ? a->nb - b0 : bch, zn = nbc * H;
@@ -434,6 +453,23 @@ attention_dev(clsam *s, const mp_sam_attn *a, const dop *in, dop O, dop RH, dop 
 					    run(s, s->rel, 3, gs, NULL))
 						return -1;
 				}
+			}
+			if (fused) {
+				cl_ulong ko = in[1].off + (cl_ulong)b0 * a->bsk, vo = in[2].off + (cl_ulong)b0 * a->bsv;
+				cl_ulong oo = O.off + (cl_ulong)b0 * a->bso, bsq = a->bsq, bsk = a->bsk, bsv = a->bsv, bso = a->bso;
+				size_t gf[2] = { ((size_t)nqb + SAM_CL_FQ - 1) / SAM_CL_FQ * SAM_CL_FQ, (size_t)zn }, lf[2] = { SAM_CL_FQ, 1 };
+				if (mp_cl_args(s->fused, sizeof(cl_mem), &in[0].m, sizeof qoff, &qoff, sizeof(int), &a->ldq, sizeof bsq, &bsq,
+				               sizeof(cl_mem), &in[1].m, sizeof ko, &ko, sizeof(int), &a->ldk, sizeof bsk, &bsk,
+				               sizeof(cl_mem), &in[2].m, sizeof vo, &vo, sizeof(int), &a->ldv, sizeof bsv, &bsv,
+				               sizeof(cl_mem), &O.m, sizeof oo, &oo, sizeof(int), &a->ldo, sizeof bso, &bso,
+				               sizeof(int), &a->nq, sizeof(int), &a->nk, sizeof H, &H, sizeof hd, &hd,
+				               sizeof(float), &a->scale, sizeof i0, &i0, sizeof nqb, &nqb, sizeof rh, &rh, sizeof rw, &rw,
+				               sizeof(int), &a->gh, sizeof(int), &a->gw, sizeof rel, &rel,
+				               sizeof(cl_mem), hasb ? &BI.m : &S, sizeof(cl_ulong), &BI.off, sizeof hasb, &hasb,
+				               (size_t)0) ||
+				    run(s, s->fused, 2, gf, lf))
+					return -1;
+				continue;
 			}
 			size_t sz = (size_t)nqb * a->nk;
 			gop Q = { { in[0].m, qoff + (cl_ulong)i0 * a->ldq }, a->ldq, a->bsq, (cl_ulong)hd };
@@ -584,6 +620,16 @@ adapter_dev(clsam *s, const mp_sam_lin *a1, const mp_sam_lin *a2, dop X, dop Y, 
 	return bias_dev(s, Y, nr, E, a2->b, alpha);
 }
 
+/* activation slot i of n bytes, within the allocation limit as operands are */
+static cl_mem
+rscr(clsam *s, int i, size_t n)
+{
+	if (n > mp_cl_piece(s->c))
+		return mp_seterr("opencl: %s: out of memory: an activation of %zu bytes exceeds the allocation limit (%zu bytes)",
+		                 mp_cl_info(s->c)->name, n, mp_cl_piece(s->c)), NULL;
+	return scr(s, i, n);
+}
+
 static int
 encode_dev(clsam *s, const mp_sam *m, const float *img, float *emb)
 {
@@ -602,18 +648,18 @@ encode_dev(clsam *s, const mp_sam *m, const float *img, float *emb)
 		HW = b->sa1.w && b->sa1.out > HW ? b->sa1.out : HW;
 		HW = b->ma1.w && b->ma1.out > HW ? b->ma1.out : HW;
 	}
-	if (!(x = scr(s, RX, (size_t)T * E * f)) || !(xn = scr(s, RXN, (size_t)rows * EW * f)) ||
-	    !(qkv = scr(s, RQKV, (size_t)rows * 3 * E * f)) || !(ao = scr(s, RAO, (size_t)rows * EW * f)) ||
-	    !(hid = scr(s, RHID, (size_t)MC * HW * f)) ||
-	    !(cols = scr(s, RCOLS, (size_t)T * (K > 9 * C ? K : 9 * C) * f)) ||
-	    !(im = scr(s, RIMG, (size_t)3 * S * S * f)) || !(em = scr(s, REMB, (size_t)C * T * f)))
+	if (!(x = rscr(s, RX, (size_t)T * E * f)) || !(xn = rscr(s, RXN, (size_t)rows * EW * f)) ||
+	    !(qkv = rscr(s, RQKV, (size_t)rows * 3 * E * f)) || !(ao = rscr(s, RAO, (size_t)rows * EW * f)) ||
+	    !(hid = rscr(s, RHID, (size_t)MC * HW * f)) ||
+	    !(cols = rscr(s, RCOLS, (size_t)T * (K > 9 * C ? K : 9 * C) * f)) ||
+	    !(im = rscr(s, RIMG, (size_t)3 * S * S * f)) || !(em = rscr(s, REMB, (size_t)C * T * f)))
 		return -1;
 
 	/* patch embedding */
 	if (mp_cl_write(s->c, im, 0, (size_t)3 * S * S * f, img))
 		return -1;
 	{
-		size_t g[2] = { (size_t)K, (size_t)T };
+		size_t g[2] = { (size_t)3 * P, (size_t)T };
 		cl_ulong n = (cl_ulong)T * E;
 		size_t gn = (size_t)n;
 		dop PB, PS;
@@ -707,7 +753,7 @@ encode_dev(clsam *s, const mp_sam *m, const float *img, float *emb)
 
 	/* neck */
 	{
-		size_t g[2] = { (size_t)9 * C, (size_t)T }, gt[2] = { (size_t)T, (size_t)C };
+		size_t g[2] = { (size_t)C, (size_t)T }, gt[2] = { (size_t)T, (size_t)C };
 		if ((r = wop(s, m->neck0, (size_t)C * E, &W)) || (r = wop(s, m->neck2, (size_t)C * 9 * C, &B)))
 			return r;
 		if (gemm_nt(s, T, C, E, 1.0f, at(x, 0), E, W, E, 0.0f, at(ao, 0), C))
@@ -737,10 +783,7 @@ cl_encode(void *ctx, const mp_sam *m, const float *img, float *emb)
 		return cl_status(s);
 	if (e && strcmp(e, "0") == 0)
 		return 1;
-	int r = encode_dev(s, m, img, emb);
-	if (r < 0)
-		return mp_preerr("opencl: %s", mp_cl_info(s->c)->name);
-	return r;
+	return encode_dev(s, m, img, emb);
 }
 
 /* ---------------------------------------------------------------- setup */
@@ -780,7 +823,8 @@ mp_cl_sam_backend(mp_cl *c)
 	    !(s->im2col = mp_cl_kernel(c, "sam", "patch_im2col")) || !(s->patchpos = mp_cl_kernel(c, "sam", "patch_pos")) ||
 	    !(s->bias = mp_cl_kernel(c, "sam", "bias_rows")) || !(s->add = mp_cl_kernel(c, "sam", "add_to")) ||
 	    !(s->winpart = mp_cl_kernel(c, "sam", "win_part")) || !(s->winadd = mp_cl_kernel(c, "sam", "win_unpart_add")) ||
-	    !(s->im2col3 = mp_cl_kernel(c, "sam", "im2col3")) || !(s->chw = mp_cl_kernel(c, "sam", "to_chw")))
+	    !(s->im2col3 = mp_cl_kernel(c, "sam", "im2col3")) || !(s->chw = mp_cl_kernel(c, "sam", "to_chw")) ||
+	    !(s->fused = mp_cl_kernel(c, "sam", "attn_fused")))
 		goto bad;
 	s->be.name = "opencl";
 	s->be.ctx = s;

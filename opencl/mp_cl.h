@@ -119,6 +119,9 @@ int mp_cl_args(cl_kernel k, ...);
  * runtime chooses; kernels check bounds) and wait when wait != 0 */
 int mp_cl_run(mp_cl *c, cl_kernel k, int dims, const size_t *global, int wait);
 int mp_cl_finish(mp_cl *c);
+/* enqueue k over exactly global (local: NULL or sizes dividing it), timed
+ * under MEDPIPE_CL_PROFILE=1 as mp_cl_run's kernels are */
+int mp_cl_enqueue(mp_cl *c, cl_kernel k, int dims, const size_t *global, const size_t *local);
 
 /* ---------------------------------------------------------------- steps
  * Each returns 0, -1 + mp_err on failure, or MP_CL_UNSUPPORTED when this

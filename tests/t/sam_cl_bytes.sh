@@ -35,6 +35,20 @@ echo "# encoder per slice (to from constants): $(awk '{ print $2, $3, $4 }' "$T/
 MEDPIPE_SAM_CL_RESIDENT=0 sam-embed --verbose -w "$T/tiny.pth" --device opencl:0 "$T/ct.nrrd" 2> "$T/embed0.log" > "$T/emb0.nrrd"
 check bytes-embed-resident-same cmp "$T/emb.nrrd" "$T/emb0.nrrd"
 echo "# op by op (MEDPIPE_SAM_CL_RESIDENT=0): $(grep 'encoder, slice' "$T/embed0.log" | sed 's/.*encoder, //' | tr '\n' ';')"
+# the fused attention kernel (the default on GPUs; MEDPIPE_SAM_CL_ATTN=fused
+# here) against the composed path: embeddings within 1e-5 relative (L2), the
+# tolerance of the OpenCL path against the C path in tests/t/sam.py
+for m in fused composed; do
+	MEDPIPE_SAM_CL_ATTN=$m sam-embed -w "$T/tiny.pth" --device opencl:0 "$T/ct.nrrd" > "$T/emb-$m.nrrd" \
+		|| fail bytes-embed-$m "sam-embed failed"
+done
+r=$("$VPY" -c '
+import sys; sys.path.insert(0, "tests")
+import numpy as np, mpstream
+a, b = (mpstream.read_frames(open(f, "rb").read())[0].array.astype(np.float64) for f in sys.argv[1:3])
+print("%.3g" % (np.linalg.norm(a - b) / np.linalg.norm(b)))' "$T/emb-fused.nrrd" "$T/emb-composed.nrrd" 2>&1)
+if awk -v r="$r" 'BEGIN { exit !(r + 0 == r && r <= 1e-5) }'; then pass "bytes-embed-fused-attention: rel err $r"
+else fail bytes-embed-fused-attention "relative error $r (tolerance 1e-5)"; fi
 
 sam-decode --verbose -w "$T/tiny.pth" --device opencl:0 --from-label < "$T/emb.nrrd" 2> "$T/decode.log" > /dev/null
 n=$(grep -c 'decoder, slice .* bytes to the device' "$T/decode.log")
