@@ -346,7 +346,7 @@ static int attention_dev(clsam *s, const mp_sam_attn *a, const dop *in, dop O, d
 /* the fused kernel (attn_fused in sam.cl: work-groups of SAM_CL_FQ query
  * rows, heads of at most SAM_CL_HDMAX values) on GPUs and accelerators; on
  * CPU devices the composed path, whose products run through the vectorised
- * GEMMs (PoCL: the fused kernel 1.6x the CPU time, tests/bench/sam_cl.sh).
+ * GEMMs (PoCL: the fused kernel about 1.5x the CPU time, tests/bench/sam_cl.sh).
  * MEDPIPE_SAM_CL_ATTN=fused or composed chooses for every device. */
 #define SAM_CL_FQ 32
 #define SAM_CL_HDMAX 128
