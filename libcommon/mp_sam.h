@@ -19,7 +19,9 @@
  * The model code is the same for both and passes host pointers: the OpenCL
  * backend uploads each operation's inputs and reads its output back, except
  * for the checkpoint's tensors, which mp_sam_load declares constant
- * (backend entry `constant`) and which therefore cross the bus once.
+ * (backend entry `constant`) and which therefore cross the bus once.  The
+ * ViT encoder runs whole on the device instead (backend entry `encode`):
+ * only the image goes up and the embedding comes down.
  * mp_sam_encode and mp_sam_decode return -1 + mp_err when the backend
  * reports a failure (`status`: out of device memory, a kernel that failed).
  */
@@ -52,6 +54,7 @@ typedef struct mp_sam_attn {
 	const float *bias;           /* heads x nq x nk, or NULL */
 } mp_sam_attn;
 
+struct mp_sam;
 typedef struct mp_sam_backend {
 	const char *name;
 	void *ctx;
@@ -71,6 +74,10 @@ typedef struct mp_sam_backend {
 	/* optional: 0, or -1 + mp_err for the first failure since the last
 	 * call (the entries above do nothing after a failure); clears it */
 	int (*status)(void *ctx);
+	/* optional: the whole ViT image encoder (mp_sam_encode) with its
+	 * activations kept on the device; 0, -1 + mp_err, or 1 when the backend
+	 * leaves this model to the operations above */
+	int (*encode)(void *ctx, const struct mp_sam *m, const float *img, float *emb);
 } mp_sam_backend;
 
 /* the CPU backend (CBLAS + threads); nthreads <= 0: all online CPUs */

@@ -466,6 +466,9 @@ mp_sam_encode(mp_sam *m, const float *img, float *emb)
 		return mp_sam_tvit_encode(m, img, emb);
 	const mp_sam_config *c = &m->cfg;
 	const mp_sam_backend *be = m->be;
+	int dr = be->encode ? be->encode(be->ctx, m, img, emb) : 1;
+	if (dr <= 0)
+		return dr ? mp_preerr("image encoder") : 0;
 	int G = c->grid, E = c->embed, P = c->patch, S = c->img_size, C = c->out_chans;
 	int T = G * G, ws = c->window ? c->window : 1;
 	int nwx = (G + ws - 1) / ws, Np = nwx * nwx * ws * ws;

@@ -231,7 +231,32 @@ struct mp_cl {
 	progent *progs;
 	void *slot[MP_CL_NSLOT];
 	void (*slotfree[MP_CL_NSLOT])(void *);
+	mp_cl_bytes bytes, noted;   /* bus traffic, and its value at the last mp_cl_note_bytes */
 };
+
+mp_cl_bytes mp_cl_get_bytes(const mp_cl *c) { return c->bytes; }
+
+void
+mp_cl_count_constant(mp_cl *c, size_t n)
+{
+	c->bytes.to -= n < c->bytes.to ? n : c->bytes.to;
+	c->bytes.constant += n;
+}
+
+void
+mp_cl_note_bytes(mp_cl *c, const char *fmt, ...)
+{
+	char what[200];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof what, fmt, ap);
+	va_end(ap);
+	mp_cl_bytes d = { c->bytes.to - c->noted.to, c->bytes.from - c->noted.from,
+	                  c->bytes.constant - c->noted.constant };
+	c->noted = c->bytes;
+	mp_note("opencl: %s: %s: %llu bytes to the device, %llu from it (and %llu bytes of constants to it)", c->info.name,
+	        what, (unsigned long long)d.to, (unsigned long long)d.from, (unsigned long long)d.constant);
+}
 
 void **
 mp_cl_slot(mp_cl *c, int id, void (*release)(void *))
@@ -672,6 +697,8 @@ mp_cl_buffer(mp_cl *c, cl_mem_flags fl, size_t n, const void *host)
 	m = clCreateBuffer(c->ctx, fl | (host ? CL_MEM_COPY_HOST_PTR : 0), n, (void *)host, &e);
 	if (!m)
 		mp_cl_fail(e, "%s: allocating %zu MiB", c->info.name, n >> 20);
+	else if (host)
+		c->bytes.to += n;
 	return m;
 }
 
@@ -687,6 +714,8 @@ mp_cl_hostbuf(mp_cl *c, cl_mem_flags fl, size_t n, void *host)
 	m = clCreateBuffer(c->ctx, fl | CL_MEM_USE_HOST_PTR, n, host, &e);
 	if (!m)
 		mp_cl_fail(e, "%s: a buffer of %zu MiB over host memory", c->info.name, n >> 20);
+	else if (!(fl & CL_MEM_WRITE_ONLY))
+		c->bytes.to += n;   /* what a device with its own memory would copy */
 	return m;
 }
 
@@ -704,6 +733,7 @@ mp_cl_hostread(mp_cl *c, cl_mem b, size_t n, void *host)
 		return mp_cl_fail(e, "%s: mapping %zu bytes", c->info.name, n);
 	if (p != host)
 		memcpy(host, p, n);
+	c->bytes.from += n;
 	e = clEnqueueUnmapMemObject(c->q, b, p, 0, NULL, NULL);
 	if (e == CL_SUCCESS)
 		e = clFinish(c->q);
@@ -717,6 +747,8 @@ mp_cl_write(mp_cl *c, cl_mem b, size_t off, size_t n, const void *host)
 	if (n == 0)
 		return 0;
 	e = clEnqueueWriteBuffer(c->q, b, CL_TRUE, off, n, host, 0, NULL, NULL);
+	if (e == CL_SUCCESS)
+		c->bytes.to += n;
 	return e == CL_SUCCESS ? 0 : mp_cl_fail(e, "%s: writing %zu bytes", c->info.name, n);
 }
 
@@ -727,6 +759,8 @@ mp_cl_read(mp_cl *c, cl_mem b, size_t off, size_t n, void *host)
 	if (n == 0)
 		return 0;
 	e = clEnqueueReadBuffer(c->q, b, CL_TRUE, off, n, host, 0, NULL, NULL);
+	if (e == CL_SUCCESS)
+		c->bytes.from += n;
 	return e == CL_SUCCESS ? 0 : mp_cl_fail(e, "%s: reading %zu bytes", c->info.name, n);
 }
 
@@ -804,6 +838,29 @@ mp_cl_run(mp_cl *c, cl_kernel k, int dims, const size_t *global, int wait)
 	}
 	if (wait)
 		return mp_cl_finish(c);
+	return 0;
+}
+
+int
+mp_cl_enqueue(mp_cl *c, cl_kernel k, int dims, const size_t *global, const size_t *local)
+{
+	double t0 = 0;
+	cl_int e;
+	if (profiling < 0) {
+		const char *p = getenv("MEDPIPE_CL_PROFILE");
+		profiling = p && *p && strcmp(p, "0") != 0;
+	}
+	if (profiling) {
+		clFinish(c->q);
+		t0 = now_s();
+	}
+	e = clEnqueueNDRangeKernel(c->q, k, (cl_uint)dims, NULL, global, local, 0, NULL, NULL);
+	if (e != CL_SUCCESS)
+		return mp_cl_fail(e, "%s: running a kernel", c->info.name);
+	if (profiling) {
+		clFinish(c->q);
+		prof_add(k, now_s() - t0);
+	}
 	return 0;
 }
 

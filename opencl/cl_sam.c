@@ -2,13 +2,19 @@
  * OpenCL device, kernels in sam.cl.
  *
  * The model code is shared with the CPU backend and passes host pointers,
- * so every entry uploads its inputs, runs, and downloads its output.  Data
+ * so every entry uploads its inputs, runs, and downloads its output; the ViT
+ * encoder instead runs whole on the device (`encode`, cl_encode below: the
+ * image up, the embedding down, nothing else per slice; the variable
+ * MEDPIPE_SAM_CL_RESIDENT=0 sends it through the entries, for comparison).  Data
  * the model declares constant (the checkpoint's tensors, through the
  * backend's `constant` entry) crosses the bus once: one device buffer per
  * range, made on first use and kept until `forget`.  Other operands go
  * through scratch buffers that grow as needed and are kept.
  *
- * Attention is composed: for a chunk of batches (and, for long sequences,
+ * Attention on GPUs is one fused kernel (attn_fused in sam.cl: key tiles
+ * through local memory, online softmax, the scores never stored; only the
+ * relative-position terms, rows x (gh + gw) per head, are).  Elsewhere, and
+ * for heads wider than 128, it is composed: for a chunk of batches (and, for long sequences,
  * of query rows) the scores S = scale Q K^T of every head by the batched
  * GEMM, the relative-position terms by a small kernel, row softmax (adding
  * TinyViT's learned attention bias when there is one), then
@@ -22,9 +28,11 @@
 #include "mp_cl.h"
 #include "mp_sam.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define SAM_CL_SCORES ((size_t)32 << 20)
 
@@ -34,8 +42,11 @@ typedef struct {
 	cl_mem m;
 } wconst;
 
-/* scratch slots: operands A, B, V, C; scores; relative-position terms and tables */
-enum { SA, SB, SV, SC, SS, SRH, SRW, STH, STW, SBI, NSCR };
+/* scratch slots: operands A, B, V, C; scores; relative-position terms and
+ * tables; the resident encoder's activations (cl_encode: tokens, normed
+ * tokens, qkv, attention output, MLP hidden rows, im2col rows, image,
+ * embedding) */
+enum { SA, SB, SV, SC, SS, SRH, SRW, STH, STW, SBI, RX, RXN, RQKV, RAO, RHID, RCOLS, RIMG, REMB, NSCR };
 
 typedef struct {
 	cl_mem m;
@@ -52,6 +63,7 @@ typedef struct clsam {
 	int failed;
 	char err[600];
 	cl_kernel gemm[4], gemm_v[2], ln, gelu, rel, soft;
+	cl_kernel fused, im2col, patchpos, bias, add, winpart, winadd, im2col3, chw;
 	int cpu;                 /* a CPU device: the vectorised NN/NT kernels */
 } clsam;
 
@@ -80,8 +92,7 @@ run(clsam *s, cl_kernel k, int dims, const size_t *g, const size_t *l)
 			return 0;
 		gg[i] = l ? (g[i] + l[i] - 1) / l[i] * l[i] : g[i];
 	}
-	cl_int e = clEnqueueNDRangeKernel(mp_cl_queue(s->c), k, (cl_uint)dims, NULL, gg, l, 0, NULL, NULL);
-	return e == CL_SUCCESS ? 0 : mp_cl_fail(e, "%s: running a SAM kernel", mp_cl_info(s->c)->name);
+	return mp_cl_enqueue(s->c, k, dims, gg, l);
 }
 
 /* ---------------------------------------------------------------- buffers */
@@ -180,8 +191,11 @@ operand(clsam *s, const float *p, size_t nf, int i, int up, dop *o)
 	wconst *w = find_const(s, p, nf * sizeof(float));
 
 	if (w) {
-		if (!w->m && !(w->m = mp_cl_hostbuf(s->c, CL_MEM_READ_ONLY, w->n, (void *)w->p)))
-			return -1;
+		if (!w->m) {
+			if (!(w->m = mp_cl_hostbuf(s->c, CL_MEM_READ_ONLY, w->n, (void *)w->p)))
+				return -1;
+			mp_cl_count_constant(s->c, w->n);
+		}
 		o->m = w->m;
 		o->off = (cl_ulong)((const char *)p - w->p) / sizeof(float);
 		return 0;
@@ -327,6 +341,23 @@ att_span(int nb, size_t bs, int n, int ld, int width)
 	return (size_t)(nb - 1) * bs + span((size_t)n, (size_t)width, (size_t)ld);
 }
 
+static int attention_dev(clsam *s, const mp_sam_attn *a, const dop *in, dop O, dop RH, dop RW, dop BI);
+
+/* the fused kernel (attn_fused in sam.cl: work-groups of SAM_CL_FQ query
+ * rows, heads of at most SAM_CL_HDMAX values) on GPUs and accelerators; on
+ * CPU devices the composed path, whose products run through the vectorised
+ * GEMMs (PoCL: the fused kernel about 1.5x the CPU time, tests/bench/sam_cl.sh).
+ * MEDPIPE_SAM_CL_ATTN=fused or composed chooses for every device. */
+#define SAM_CL_FQ 32
+#define SAM_CL_HDMAX 128
+static int
+use_fused(const clsam *s, int hd)
+{
+	const char *e = getenv("MEDPIPE_SAM_CL_ATTN");
+	int want = e && strcmp(e, "fused") == 0 ? 1 : e && strcmp(e, "composed") == 0 ? 0 : !s->cpu;
+	return want && hd <= SAM_CL_HDMAX;
+}
+
 static int
 attention(clsam *s, const mp_sam_attn *a)
 {
@@ -336,7 +367,6 @@ attention(clsam *s, const mp_sam_attn *a)
 	                att_span(a->nb, a->bsv, a->nk, a->ldv, W) };
 	size_t no = att_span(a->nb, a->bso, a->nq, a->ldo, W);
 	dop in[3], O, RH = { NULL, 0 }, RW = { NULL, 0 }, BI = { NULL, 0 };
-	cl_mem S;
 
 	/* q, k, v: one upload of their union when they share memory (the
 	 * encoder's qkv rows), else one each */
@@ -366,12 +396,26 @@ attention(clsam *s, const mp_sam_attn *a)
 	if (rel && (operand(s, a->rph, (size_t)(2 * a->gh - 1) * hd, STH, 1, &RH) ||
 	            operand(s, a->rpw, (size_t)(2 * a->gw - 1) * hd, STW, 1, &RW)))
 		return -1;
-	int hasb = a->bias != NULL;
-	if (hasb && operand(s, a->bias, (size_t)H * a->nq * a->nk, SBI, 1, &BI))
+	if (a->bias && operand(s, a->bias, (size_t)H * a->nq * a->nk, SBI, 1, &BI))
 		return -1;
+	if (attention_dev(s, a, in, O, RH, RW, BI))
+		return -1;
+	return mp_cl_read(s->c, O.m, O.off * sizeof(float), no * sizeof(float), a->o);
+}
 
-	/* chunks: whole batches when one batch's scores fit, else query rows */
-	size_t per_row = (size_t)H * a->nk * sizeof(float), cap = SAM_CL_SCORES;
+/* attention on device operands: q, k, v at in[0..2], the output at O, the
+ * relative-position tables at RH, RW (a->rph != NULL), the bias at BI
+ * (a->bias != NULL); a's pointers are not read */
+static int
+attention_dev(clsam *s, const mp_sam_attn *a, const dop *in, dop O, dop RH, dop RW, dop BI)
+{
+	int H = a->heads, hd = a->hd, rel = a->rph != NULL, hasb = a->bias != NULL, fused = use_fused(s, hd);
+	cl_mem S;
+
+	/* chunks: whole batches when one batch's scores (fused: its relative-
+	 * position terms) fit, else query rows */
+	size_t per_row = fused ? (size_t)H * (rel ? a->gh + a->gw : 1) * sizeof(float) : (size_t)H * a->nk * sizeof(float);
+	size_t cap = SAM_CL_SCORES;
 	if (cap > mp_cl_piece(s->c))
 		cap = mp_cl_piece(s->c);
 	int bch = 1, qb = a->nq;
@@ -383,7 +427,7 @@ attention(clsam *s, const mp_sam_attn *a)
 		qb = r < 1 ? 1 : (int)r;
 	}
 	size_t smax = (size_t)bch * per_row * qb;
-	if (!(S = scr(s, SS, smax)))
+	if (!(S = scr(s, SS, fused ? 4 : smax)))
 		return -1;
 	for (int b0 = 0; b0 < a->nb; b0 += bch) {
 		int nbc = a->nb - b0 < bch ? a->nb - b0 : bch, zn = nbc * H;
@@ -411,6 +455,23 @@ attention(clsam *s, const mp_sam_attn *a)
 						return -1;
 				}
 			}
+			if (fused) {
+				cl_ulong ko = in[1].off + (cl_ulong)b0 * a->bsk, vo = in[2].off + (cl_ulong)b0 * a->bsv;
+				cl_ulong oo = O.off + (cl_ulong)b0 * a->bso, bsq = a->bsq, bsk = a->bsk, bsv = a->bsv, bso = a->bso;
+				size_t gf[2] = { ((size_t)nqb + SAM_CL_FQ - 1) / SAM_CL_FQ * SAM_CL_FQ, (size_t)zn }, lf[2] = { SAM_CL_FQ, 1 };
+				if (mp_cl_args(s->fused, sizeof(cl_mem), &in[0].m, sizeof qoff, &qoff, sizeof(int), &a->ldq, sizeof bsq, &bsq,
+				               sizeof(cl_mem), &in[1].m, sizeof ko, &ko, sizeof(int), &a->ldk, sizeof bsk, &bsk,
+				               sizeof(cl_mem), &in[2].m, sizeof vo, &vo, sizeof(int), &a->ldv, sizeof bsv, &bsv,
+				               sizeof(cl_mem), &O.m, sizeof oo, &oo, sizeof(int), &a->ldo, sizeof bso, &bso,
+				               sizeof(int), &a->nq, sizeof(int), &a->nk, sizeof H, &H, sizeof hd, &hd,
+				               sizeof(float), &a->scale, sizeof i0, &i0, sizeof nqb, &nqb, sizeof rh, &rh, sizeof rw, &rw,
+				               sizeof(int), &a->gh, sizeof(int), &a->gw, sizeof rel, &rel,
+				               sizeof(cl_mem), hasb ? &BI.m : &S, sizeof(cl_ulong), &BI.off, sizeof hasb, &hasb,
+				               (size_t)0) ||
+				    run(s, s->fused, 2, gf, lf))
+					return -1;
+				continue;
+			}
 			size_t sz = (size_t)nqb * a->nk;
 			gop Q = { { in[0].m, qoff + (cl_ulong)i0 * a->ldq }, a->ldq, a->bsq, (cl_ulong)hd };
 			gop K = { { in[1].m, in[1].off + (cl_ulong)b0 * a->bsk }, a->ldk, a->bsk, (cl_ulong)hd };
@@ -428,7 +489,7 @@ attention(clsam *s, const mp_sam_attn *a)
 				return -1;
 		}
 	}
-	return mp_cl_read(s->c, O.m, O.off * sizeof(float), no * sizeof(float), a->o);
+	return 0;
 }
 
 static void
@@ -454,6 +515,283 @@ cl_status(void *ctx)
 		return 0;
 	s->failed = 0;
 	return mp_seterr("%s", s->err);
+}
+
+
+/* ---------------------------------------------------------------- the resident encoder
+ * mp_sam_encode's ViT on device buffers: the image goes up, the embedding
+ * comes down, and every step between (im2col, bias and position adds, the
+ * windows, residual adds, the neck) runs as a kernel on activations that
+ * stay in the scratch slots RX.. (grown once to the model's and input's
+ * sizes, kept).  The same kernels and order of operations as the model code
+ * through the entries above, so the results are the same. */
+
+/* the device copy of weight p (nf floats): 0, 1 when p is not a declared
+ * constant (the encoder then runs through the entries), -1 + mp_err */
+static int
+wop(clsam *s, const float *p, size_t nf, dop *o)
+{
+	if (!p || !find_const(s, p, nf * sizeof(float)))
+		return 1;
+	return operand(s, p, nf, SA, 0, o);
+}
+
+static dop
+at(cl_mem m, size_t off)
+{
+	dop d = { m, (cl_ulong)off };
+	return d;
+}
+
+/* C (m x n, ldc) = alpha A (m x k, lda) B^T (n x k, ldb) + beta C */
+static int
+gemm_nt(clsam *s, int m, int n, int k, float alpha, dop A, int lda, dop B, int ldb, float beta, dop C, int ldc)
+{
+	gop a = { A, lda, 0, 0 }, b = { B, ldb, 0, 0 }, c = { C, ldc, 0, 0 };
+	return dgemm(s, 0, 1, m, n, k, alpha, &a, &b, beta, &c, 1, 1);
+}
+
+/* y (rows x n) += alpha b */
+static int
+bias_dev(clsam *s, dop Y, int rows, int n, const float *b, float alpha)
+{
+	dop B;
+	int r = wop(s, b, (size_t)n, &B);
+	cl_ulong tot = (cl_ulong)rows * n;
+	size_t g = (size_t)tot;
+	if (r)
+		return r;
+	if (mp_cl_args(s->bias, sizeof(cl_mem), &Y.m, sizeof Y.off, &Y.off, sizeof n, &n, sizeof tot, &tot,
+	               sizeof(cl_mem), &B.m, sizeof B.off, &B.off, sizeof alpha, &alpha, (size_t)0) ||
+	    run(s, s->bias, 1, &g, NULL))
+		return -1;
+	return 0;
+}
+
+/* y = x W^T + b (the model's `linear`) */
+static int
+lin_dev(clsam *s, const mp_sam_lin *L, dop X, int rows, dop Y)
+{
+	dop W;
+	int r = wop(s, L->w, (size_t)L->out * L->in, &W);
+	if (r)
+		return r;
+	if (gemm_nt(s, rows, L->out, L->in, 1.0f, X, L->in, W, L->in, 0.0f, Y, L->out))
+		return -1;
+	return L->b ? bias_dev(s, Y, rows, L->out, L->b, 1.0f) : 0;
+}
+
+static int
+ln_dev(clsam *s, dop Y, dop X, size_t rows, int d, const mp_sam_norm *n, float eps)
+{
+	dop W, B;
+	int r;
+	size_t g = rows * 64, l = 64;
+	if ((r = wop(s, n->w, (size_t)d, &W)) || (r = wop(s, n->b, (size_t)d, &B)))
+		return r;
+	if (mp_cl_args(s->ln, sizeof(cl_mem), &Y.m, sizeof Y.off, &Y.off, sizeof(cl_mem), &X.m, sizeof X.off, &X.off,
+	               sizeof d, &d, sizeof(cl_mem), &W.m, sizeof W.off, &W.off, sizeof(cl_mem), &B.m, sizeof B.off, &B.off,
+	               sizeof eps, &eps, (size_t)0) ||
+	    run(s, s->ln, 1, &g, &l))
+		return -1;
+	return 0;
+}
+
+static int
+gelu_dev(clsam *s, dop X, size_t n)
+{
+	cl_ulong un = n;
+	size_t g = n;
+	if (mp_cl_args(s->gelu, sizeof(cl_mem), &X.m, sizeof X.off, &X.off, sizeof un, &un, (size_t)0) ||
+	    run(s, s->gelu, 1, &g, NULL))
+		return -1;
+	return 0;
+}
+
+/* an adapter on rows [r0, r0 + nr) of Y: Y += alpha (a2(gelu(a1(X))) + b2) */
+static int
+adapter_dev(clsam *s, const mp_sam_lin *a1, const mp_sam_lin *a2, dop X, dop Y, dop HID, int nr, int E, float alpha)
+{
+	dop W2;
+	int r, H = a1->out;
+	if ((r = lin_dev(s, a1, X, nr, HID)) || (r = wop(s, a2->w, (size_t)E * H, &W2)))
+		return r;
+	if (gelu_dev(s, HID, (size_t)nr * H) || gemm_nt(s, nr, E, H, alpha, HID, H, W2, H, 1.0f, Y, E))
+		return -1;
+	return bias_dev(s, Y, nr, E, a2->b, alpha);
+}
+
+/* activation slot i of n bytes, within the allocation limit as operands are */
+static cl_mem
+rscr(clsam *s, int i, size_t n)
+{
+	if (n > mp_cl_piece(s->c))
+		return mp_seterr("opencl: %s: out of memory: an activation of %zu bytes exceeds the allocation limit (%zu bytes)",
+		                 mp_cl_info(s->c)->name, n, mp_cl_piece(s->c)), NULL;
+	return scr(s, i, n);
+}
+
+static int
+encode_dev(clsam *s, const mp_sam *m, const float *img, float *emb)
+{
+	const mp_sam_config *c = &m->cfg;
+	int G = c->grid, E = c->embed, P = c->patch, S = c->img_size, C = c->out_chans;
+	int T = G * G, ws = c->window ? c->window : 1;
+	int nwx = (G + ws - 1) / ws, Np = nwx * nwx * ws * ws;
+	int rows = Np > T ? Np : T, K = 3 * P * P, MC = 1024, r;
+	int EW = E > C ? E : C, HW = c->mlp > 9 * C ? c->mlp : 9 * C;
+	size_t f = sizeof(float);
+	cl_mem x, xn, qkv, ao, hid, cols, im, em;
+	dop W, B;
+
+	for (int bi = 0; bi < c->depth; bi++) {
+		const mp_sam_block *b = &m->blk[bi];
+		HW = b->sa1.w && b->sa1.out > HW ? b->sa1.out : HW;
+		HW = b->ma1.w && b->ma1.out > HW ? b->ma1.out : HW;
+	}
+	if (!(x = rscr(s, RX, (size_t)T * E * f)) || !(xn = rscr(s, RXN, (size_t)rows * EW * f)) ||
+	    !(qkv = rscr(s, RQKV, (size_t)rows * 3 * E * f)) || !(ao = rscr(s, RAO, (size_t)rows * EW * f)) ||
+	    !(hid = rscr(s, RHID, (size_t)MC * HW * f)) ||
+	    !(cols = rscr(s, RCOLS, (size_t)T * (K > 9 * C ? K : 9 * C) * f)) ||
+	    !(im = rscr(s, RIMG, (size_t)3 * S * S * f)) || !(em = rscr(s, REMB, (size_t)C * T * f)))
+		return -1;
+
+	/* patch embedding */
+	if (mp_cl_write(s->c, im, 0, (size_t)3 * S * S * f, img))
+		return -1;
+	{
+		size_t g[2] = { (size_t)3 * P, (size_t)T };
+		cl_ulong n = (cl_ulong)T * E;
+		size_t gn = (size_t)n;
+		dop PB, PS;
+		if ((r = wop(s, m->patch_w, (size_t)E * K, &W)) || (r = wop(s, m->patch_b, (size_t)E, &PB)) ||
+		    (r = wop(s, m->pos, (size_t)T * E, &PS)))
+			return r;
+		if (mp_cl_args(s->im2col, sizeof cols, &cols, sizeof im, &im, sizeof S, &S, sizeof P, &P, sizeof G, &G,
+		               (size_t)0) ||
+		    run(s, s->im2col, 2, g, NULL) || gemm_nt(s, T, E, K, 1.0f, at(cols, 0), K, W, K, 0.0f, at(x, 0), E) ||
+		    mp_cl_args(s->patchpos, sizeof x, &x, sizeof(cl_mem), &PB.m, sizeof PB.off, &PB.off, sizeof(cl_mem),
+		               &PS.m, sizeof PS.off, &PS.off, sizeof E, &E, sizeof n, &n, (size_t)0) ||
+		    run(s, s->patchpos, 1, &gn, NULL))
+			return -1;
+	}
+
+	for (int bi = 0; bi < c->depth; bi++) {
+		const mp_sam_block *b = &m->blk[bi];
+		int N = b->window ? Np : T, w = b->window;
+		if (b->window) {
+			size_t g[2] = { (size_t)E, (size_t)Np };
+			if ((r = ln_dev(s, at(ao, 0), at(x, 0), (size_t)T, E, &b->n1, 1e-6f)))
+				return r;
+			if (mp_cl_args(s->winpart, sizeof xn, &xn, sizeof ao, &ao, sizeof G, &G, sizeof w, &w, sizeof nwx, &nwx,
+			               sizeof E, &E, (size_t)0) ||
+			    run(s, s->winpart, 2, g, NULL))
+				return -1;
+		} else if ((r = ln_dev(s, at(xn, 0), at(x, 0), (size_t)T, E, &b->n1, 1e-6f)))
+			return r;
+		if ((r = lin_dev(s, &b->qkv, at(xn, 0), N, at(qkv, 0))))
+			return r;
+		mp_sam_attn a;
+		memset(&a, 0, sizeof a);
+		a.nb = b->window ? nwx * nwx : 1;
+		a.nq = a.nk = b->window ? b->window * b->window : T;
+		a.heads = c->heads;
+		a.hd = c->hd;
+		a.ldq = a.ldk = a.ldv = 3 * E;
+		a.bsq = a.bsk = a.bsv = (size_t)a.nq * 3 * E;
+		a.ldo = E;
+		a.bso = (size_t)a.nq * E;
+		a.scale = 1.0f / sqrtf((float)c->hd);
+		a.rph = b->rph;
+		a.rpw = b->rpw;
+		a.gh = a.gw = b->window ? b->window : G;
+		dop in[3] = { at(qkv, 0), at(qkv, (size_t)E), at(qkv, (size_t)2 * E) }, RH = { NULL, 0 }, RW = { NULL, 0 };
+		if (a.rph && ((r = wop(s, a.rph, (size_t)(2 * a.gh - 1) * c->hd, &RH)) ||
+		              (r = wop(s, a.rpw, (size_t)(2 * a.gw - 1) * c->hd, &RW))))
+			return r;
+		if (a.nk <= 0 || (a.rph && (a.gh * a.gw != a.nk || a.nq != a.nk)))
+			return 1;
+		if (attention_dev(s, &a, in, at(ao, 0), RH, RW, RH))
+			return -1;
+		if ((r = lin_dev(s, &b->proj, at(ao, 0), N, at(xn, 0))))
+			return r;
+		if (b->sa1.w)
+			for (int r0 = 0; r0 < N; r0 += MC) {
+				int nr = N - r0 < MC ? N - r0 : MC;
+				dop a0 = at(xn, (size_t)r0 * E);
+				if ((r = adapter_dev(s, &b->sa1, &b->sa2, a0, a0, at(hid, 0), nr, E, 1.0f)))
+					return r;
+			}
+		if (b->window) {
+			size_t g[2] = { (size_t)E, (size_t)T };
+			if (mp_cl_args(s->winadd, sizeof x, &x, sizeof xn, &xn, sizeof G, &G, sizeof w, &w, sizeof nwx, &nwx,
+			               sizeof E, &E, (size_t)0) ||
+			    run(s, s->winadd, 2, g, NULL))
+				return -1;
+		} else {
+			cl_ulong n = (cl_ulong)T * E;
+			size_t g = (size_t)n;
+			if (mp_cl_args(s->add, sizeof x, &x, sizeof xn, &xn, sizeof n, &n, (size_t)0) || run(s, s->add, 1, &g, NULL))
+				return -1;
+		}
+		if ((r = ln_dev(s, at(xn, 0), at(x, 0), (size_t)T, E, &b->n2, 1e-6f)) ||
+		    (r = wop(s, b->lin2.w, (size_t)E * c->mlp, &W)))
+			return r;
+		for (int r0 = 0; r0 < T; r0 += MC) {
+			int nr = T - r0 < MC ? T - r0 : MC;
+			dop xr = at(x, (size_t)r0 * E), xnr = at(xn, (size_t)r0 * E);
+			if ((r = lin_dev(s, &b->lin1, xnr, nr, at(hid, 0))))
+				return r;
+			if (gelu_dev(s, at(hid, 0), (size_t)nr * c->mlp) ||
+			    gemm_nt(s, nr, E, c->mlp, 1.0f, at(hid, 0), c->mlp, W, c->mlp, 1.0f, xr, E))
+				return -1;
+			if ((r = bias_dev(s, xr, nr, E, b->lin2.b, 1.0f)))
+				return r;
+			if (b->ma1.w && (r = adapter_dev(s, &b->ma1, &b->ma2, xnr, xr, at(hid, 0), nr, E, 0.5f)))
+				return r;
+		}
+	}
+
+	/* neck */
+	{
+		size_t g[2] = { (size_t)C, (size_t)T }, gt[2] = { (size_t)T, (size_t)C };
+		if ((r = wop(s, m->neck0, (size_t)C * E, &W)) || (r = wop(s, m->neck2, (size_t)C * 9 * C, &B)))
+			return r;
+		if (gemm_nt(s, T, C, E, 1.0f, at(x, 0), E, W, E, 0.0f, at(ao, 0), C))
+			return -1;
+		if ((r = ln_dev(s, at(ao, 0), at(ao, 0), (size_t)T, C, &m->neck1, 1e-6f)))
+			return r;
+		if (mp_cl_args(s->im2col3, sizeof cols, &cols, sizeof ao, &ao, sizeof G, &G, sizeof C, &C, (size_t)0) ||
+		    run(s, s->im2col3, 2, g, NULL) ||
+		    gemm_nt(s, T, C, 9 * C, 1.0f, at(cols, 0), 9 * C, B, 9 * C, 0.0f, at(xn, 0), C))
+			return -1;
+		if ((r = ln_dev(s, at(xn, 0), at(xn, 0), (size_t)T, C, &m->neck3, 1e-6f)))
+			return r;
+		if (mp_cl_args(s->chw, sizeof em, &em, sizeof xn, &xn, sizeof T, &T, sizeof C, &C, (size_t)0) ||
+		    run(s, s->chw, 2, gt, NULL))
+			return -1;
+	}
+	return mp_cl_read(s->c, em, 0, (size_t)C * T * f, emb);
+}
+
+static int
+cl_encode(void *ctx, const mp_sam *m, const float *img, float *emb)
+{
+	clsam *s = ctx;
+	const char *e = getenv("MEDPIPE_SAM_CL_RESIDENT");
+
+	if (s->failed)
+		return cl_status(s);
+	if (e && strcmp(e, "0") == 0)
+		return 1;
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	int r = encode_dev(s, m, img, emb);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (r == 0)   /* the line tests/bench/sam.sh reads ("encoder: neck", "total X s") */
+		mp_note("encoder: neck and %d blocks resident on the device; total %.3f s", m->cfg.depth,
+		        (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
+	return r;
 }
 
 /* ---------------------------------------------------------------- setup */
@@ -489,7 +827,12 @@ mp_cl_sam_backend(mp_cl *c)
 	s->cpu = mp_cl_info(c)->type == MP_CL_CPU;
 	if (!(s->gemm_v[0] = mp_cl_kernel(c, "sam", "gemm_nn_v")) || !(s->gemm_v[1] = mp_cl_kernel(c, "sam", "gemm_nt_v")) ||
 	    !(s->ln = mp_cl_kernel(c, "sam", "layernorm")) || !(s->gelu = mp_cl_kernel(c, "sam", "gelu")) ||
-	    !(s->rel = mp_cl_kernel(c, "sam", "relpos")) || !(s->soft = mp_cl_kernel(c, "sam", "softmax_rel")))
+	    !(s->rel = mp_cl_kernel(c, "sam", "relpos")) || !(s->soft = mp_cl_kernel(c, "sam", "softmax_rel")) ||
+	    !(s->im2col = mp_cl_kernel(c, "sam", "patch_im2col")) || !(s->patchpos = mp_cl_kernel(c, "sam", "patch_pos")) ||
+	    !(s->bias = mp_cl_kernel(c, "sam", "bias_rows")) || !(s->add = mp_cl_kernel(c, "sam", "add_to")) ||
+	    !(s->winpart = mp_cl_kernel(c, "sam", "win_part")) || !(s->winadd = mp_cl_kernel(c, "sam", "win_unpart_add")) ||
+	    !(s->im2col3 = mp_cl_kernel(c, "sam", "im2col3")) || !(s->chw = mp_cl_kernel(c, "sam", "to_chw")) ||
+	    !(s->fused = mp_cl_kernel(c, "sam", "attn_fused")))
 		goto bad;
 	s->be.name = "opencl";
 	s->be.ctx = s;
@@ -500,6 +843,7 @@ mp_cl_sam_backend(mp_cl *c)
 	s->be.constant = cl_constant;
 	s->be.forget = cl_forget;
 	s->be.status = cl_status;
+	s->be.encode = cl_encode;
 	*slot = s;
 	return &s->be;
 bad:

@@ -86,6 +86,21 @@ char *mp_cl_cache_dir(void);
 /* mkdir -p (path is modified while working and restored); 0 or -1 + errno */
 int mp_cl_mkdirs(char *path);
 
+/* bytes that crossed the bus between host and this device since mp_cl_open:
+ * every write, read, map for reading and buffer made from host memory,
+ * counted as a device with its own memory would copy them (also on CPU
+ * devices, where buffers over host memory copy nothing); `constant`: the
+ * part of `to` a caller declared as constants (mp_cl_count_constant: the
+ * model's weights, sent once) */
+typedef struct { unsigned long long to, from, constant; } mp_cl_bytes;
+mp_cl_bytes mp_cl_get_bytes(const mp_cl *c);
+/* the last n bytes counted to the device were constants */
+void mp_cl_count_constant(mp_cl *c, size_t n);
+/* under --verbose one line: "opencl: DEVICE: WHAT: N bytes to the device,
+ * M from it (and K bytes of constants to it)", counted since the last call
+ * (WHAT: printf format) */
+void mp_cl_note_bytes(mp_cl *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* error helpers: "opencl: WHAT: CL_ERROR_NAME" (out of memory spelled out) */
 const char *mp_cl_errname(cl_int e);
 int mp_cl_fail(cl_int e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -104,6 +119,9 @@ int mp_cl_args(cl_kernel k, ...);
  * runtime chooses; kernels check bounds) and wait when wait != 0 */
 int mp_cl_run(mp_cl *c, cl_kernel k, int dims, const size_t *global, int wait);
 int mp_cl_finish(mp_cl *c);
+/* enqueue k over exactly global (local: NULL or sizes dividing it), timed
+ * under MEDPIPE_CL_PROFILE=1 as mp_cl_run's kernels are */
+int mp_cl_enqueue(mp_cl *c, cl_kernel k, int dims, const size_t *global, const size_t *local);
 
 /* ---------------------------------------------------------------- steps
  * Each returns 0, -1 + mp_err on failure, or MP_CL_UNSUPPORTED when this

@@ -317,3 +317,183 @@ gemm_nn_v(int M, int N, int K, float alpha, float beta,
 		}
 	}
 }
+
+/* ---------------------------------------------------------------- the resident encoder
+ * The steps between products that the model code does on the host, so that
+ * the ViT encoder's activations stay on the device (cl_sam.c, cl_encode). */
+
+/* patch embedding's im2col: cols (T x K, K = 3 P P in (c, kh, kw) order) from
+ * the image (3 x S x S); item (ch P + kh, t) copies P values */
+__kernel void
+patch_im2col(__global float *cols, __global const float *img, int S, int P, int G)
+{
+	int rr = (int)get_global_id(0), t = (int)get_global_id(1), K = 3 * P * P;
+	if (rr >= 3 * P || t >= G * G)
+		return;
+	int ch = rr / P, kh = rr % P, ty = t / G, tx = t % G;
+	__global const float *src = img + ((size_t)ch * S + (size_t)ty * P + kh) * S + (size_t)tx * P;
+	__global float *dst = cols + (size_t)t * K + (size_t)rr * P;
+	for (int kw = 0; kw < P; kw++)
+		dst[kw] = src[kw];
+}
+
+/* x (T x E) += b[e] + pos[t][e] */
+__kernel void
+patch_pos(__global float *x, __global const float *b, ulong boff, __global const float *pos, ulong poff, int E,
+          ulong n)
+{
+	size_t i = get_global_id(0);
+	if (i >= n)
+		return;
+	x[i] += b[boff + i % (size_t)E] + pos[poff + i];
+}
+
+/* y (rows x n from yoff) += alpha b (n from boff) on every row */
+__kernel void
+bias_rows(__global float *y, ulong yoff, int n, ulong total, __global const float *b, ulong boff, float alpha)
+{
+	size_t i = get_global_id(0);
+	if (i >= total)
+		return;
+	y[yoff + i] += alpha * b[boff + i % (size_t)n];
+}
+
+/* x += y over n values */
+__kernel void
+add_to(__global float *x, __global const float *y, ulong n)
+{
+	size_t i = get_global_id(0);
+	if (i < n)
+		x[i] += y[i];
+}
+
+/* windows of w x w tokens (nwx x nwx of them, the grid zero-padded to
+ * nwx w): token ti of window wi <- grid token (gy, gx); item (e, wi w w + ti) */
+__kernel void
+win_part(__global float *dst, __global const float *src, int G, int w, int nwx, int E)
+{
+	int e = (int)get_global_id(0), p = (int)get_global_id(1), ww = w * w;
+	if (e >= E || p >= nwx * nwx * ww)
+		return;
+	int wi = p / ww, ti = p % ww, gy = (wi / nwx) * w + ti / w, gx = (wi % nwx) * w + ti % w;
+	dst[(size_t)p * E + e] = gy < G && gx < G ? src[((size_t)gy * G + gx) * E + e] : 0.0f;
+}
+
+/* and back: x (grid tokens) += the windows' token; item (e, t) */
+__kernel void
+win_unpart_add(__global float *x, __global const float *src, int G, int w, int nwx, int E)
+{
+	int e = (int)get_global_id(0), t = (int)get_global_id(1);
+	if (e >= E || t >= G * G)
+		return;
+	int gy = t / G, gx = t % G, wi = (gy / w) * nwx + gx / w, ti = (gy % w) * w + gx % w;
+	x[(size_t)t * E + e] += src[((size_t)wi * w * w + ti) * E + e];
+}
+
+/* the neck's 3x3 im2col (pad 1): cols (T x 9C, (ch, kh, kw) order) from n0
+ * (T x C); item (ch, t) writes its 9 values */
+__kernel void
+im2col3(__global float *cols, __global const float *n0, int G, int C)
+{
+	int ch = (int)get_global_id(0), t = (int)get_global_id(1);
+	if (ch >= C || t >= G * G)
+		return;
+	int y = t / G, x = t % G;
+	__global float *d = cols + (size_t)t * 9 * C + (size_t)ch * 9;
+	for (int kh = 0; kh < 3; kh++)
+		for (int kw = 0; kw < 3; kw++) {
+			int sy = y + kh - 1, sx = x + kw - 1;
+			d[kh * 3 + kw] = sy < 0 || sy >= G || sx < 0 || sx >= G ? 0.0f : n0[((size_t)sy * G + sx) * C + ch];
+		}
+}
+
+/* emb (C x T) <- x (T x C); item (t, ch) */
+__kernel void
+to_chw(__global float *emb, __global const float *x, int T, int C)
+{
+	int t = (int)get_global_id(0), ch = (int)get_global_id(1);
+	if (t < T && ch < C)
+		emb[(size_t)ch * T + t] = x[(size_t)t * C + ch];
+}
+
+/* ---------------------------------------------------------------- fused attention
+ * O = softmax(scale Q K^T (+ relative positions) (+ bias)) V without the
+ * scores: each work-item one query row of one (batch, head), keys in tiles
+ * of FK through local memory (shared by the FQ rows of a work-group), with a
+ * running maximum and sum (online softmax) rescaling the row's accumulator
+ * once per tile.  Rows i0 .. i0 + nqc - 1 of batches from qoff on (global
+ * dimension 1: b * heads + h); rh, rw as relpos writes them for these rows
+ * ((z * nqc + i - i0) * g + kk); bias as softmax_rel reads it.  hd <= HDMAX. */
+#define FQ 32
+#define FK 16
+#define HDMAX 128
+
+__kernel __attribute__((reqd_work_group_size(FQ, 1, 1))) void
+attn_fused(__global const float *Q, ulong qoff, int ldq, ulong bsq, __global const float *K, ulong koff, int ldk,
+           ulong bsk, __global const float *V, ulong voff, int ldv, ulong bsv, __global float *O, ulong ooff, int ldo,
+           ulong bso, int nq, int nk, int heads, int hd, float scale, int i0, int nqc,
+           __global const float *rh, __global const float *rw, int gh, int gw, int rel,
+           __global const float *bias, ulong boff, int hasb)
+{
+	__local float Ks[FK][HDMAX], Vs[FK][HDMAX];
+	int l = (int)get_local_id(0), il = (int)get_group_id(0) * FQ + l, i = i0 + il, live = il < nqc;
+	size_t z = get_global_id(1), b = z / (size_t)heads, h = z % (size_t)heads;
+	float q[HDMAX], acc[HDMAX], sc[FK], m = -INFINITY, sum = 0.0f;
+
+	Q += qoff + b * bsq + h * (size_t)hd + (size_t)(live ? i : 0) * ldq;
+	K += koff + b * bsk + h * (size_t)hd;
+	V += voff + b * bsv + h * (size_t)hd;
+	for (int e = 0; e < hd; e++) {
+		q[e] = live ? Q[e] : 0.0f;
+		acc[e] = 0.0f;
+	}
+	if (rel) {
+		rh += (z * (size_t)nqc + (size_t)(live ? il : 0)) * gh;
+		rw += (z * (size_t)nqc + (size_t)(live ? il : 0)) * gw;
+	}
+	if (hasb)
+		bias += boff + (h * (size_t)nq + (size_t)(live ? i : 0)) * (size_t)nk;
+	for (int j0 = 0; j0 < nk; j0 += FK) {
+		int nt = nk - j0 < FK ? nk - j0 : FK;
+		for (int x = l; x < nt * hd; x += FQ) {
+			int r = x / hd, e = x % hd;
+			Ks[r][e] = K[(size_t)(j0 + r) * ldk + e];
+			Vs[r][e] = V[(size_t)(j0 + r) * ldv + e];
+		}
+		barrier(CLK_LOCAL_MEM_FENCE);
+		if (live) {
+			float mt = m;
+			for (int r = 0; r < nt; r++) {
+				float s = 0.0f;
+				for (int e = 0; e < hd; e++)
+					s = fma(q[e], Ks[r][e], s);
+				s *= scale;
+				int j = j0 + r;
+				if (rel)
+					s += rh[j / gw] + rw[j % gw];
+				if (hasb)
+					s += bias[j];
+				sc[r] = s;
+				mt = fmax(mt, s);
+			}
+			float corr = exp(m - mt);
+			sum *= corr;
+			for (int e = 0; e < hd; e++)
+				acc[e] *= corr;
+			for (int r = 0; r < nt; r++) {
+				float p = exp(sc[r] - mt);
+				sum += p;
+				for (int e = 0; e < hd; e++)
+					acc[e] = fma(p, Vs[r][e], acc[e]);
+			}
+			m = mt;
+		}
+		barrier(CLK_LOCAL_MEM_FENCE);
+	}
+	if (live) {
+		float inv = 1.0f / sum;
+		O += ooff + b * bso + h * (size_t)hd + (size_t)i * ldo;
+		for (int e = 0; e < hd; e++)
+			O[e] = acc[e] * inv;
+	}
+}

@@ -1,6 +1,7 @@
 /* sam-decode - the SAM / MedSAM prompt encoder and mask decoder: embeddings
  * plus box or point prompts to masks on the original slice grid */
 #include "mp.h"
+#include "mp_cl.h"
 #include "mp_device.h"
 #include "mp_sam.h"
 #include "mp_sam_prompt.h"
@@ -187,6 +188,8 @@ decode_run(job *j, int k, size_t i, size_t n)
 	}
 	while ((rc = mp_sam_decode_masks(m, emb, n, p, &s, planes, iou)) && mp_dev_sam_retry(devs.d[k], m, (int)threads))
 		;
+	if (mp_dev_cl(devs.d[k]))
+		mp_cl_note_bytes(mp_dev_cl(devs.d[k]), "decoder, slice %ld, %zu prompts", j->q[i].z, n);
 	for (size_t q = 0; q < n; q++) {
 		task *t = &j->q[i + q];
 		t->iou = iou[q];

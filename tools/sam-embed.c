@@ -1,5 +1,6 @@
 /* sam-embed - the SAM / MedSAM image encoder: image slices to embeddings */
 #include "mp.h"
+#include "mp_cl.h"
 #include "mp_device.h"
 #include "mp_filter.h"
 #include "mp_sam.h"
@@ -196,6 +197,8 @@ run_job(void *ctx, int k, size_t i)
 	while (!er && (er = mp_sam_encode(m, j->img, j->emb)) && mp_dev_sam_retry(devs.d[k], m, (int)threads))
 		;
 	j->rc = er;
+	if (mp_dev_cl(devs.d[k]))
+		mp_cl_note_bytes(mp_dev_cl(devs.d[k]), "encoder, slice %zu", j->z);
 	if (er)
 		snprintf(j->err, sizeof j->err, "%s", mp_err());
 }

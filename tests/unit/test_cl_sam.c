@@ -102,14 +102,16 @@ maxdiff(const float *x, const float *y, size_t n, double *scale)
 	return d;
 }
 
-/* attention on both backends; qkv interleaved (the encoder's layout) or separate */
+/* attention on both backends; qkv interleaved (the encoder's layout) or
+ * separate; with TinyViT's learned bias (heads x nq x nk) when att_bias */
+static int att_bias;
 static int
 att_case(const mp_sam_backend *be, const mp_sam_backend *cpu, const char *name, int nb, int nq, int nk, int heads,
          int hd, int g, int inter)
 {
 	int W = heads * hd;
 	mp_sam_attn a;
-	float *qkv = NULL, *q = NULL, *k = NULL, *v = NULL, *rh = NULL, *rw = NULL;
+	float *qkv = NULL, *q = NULL, *k = NULL, *v = NULL, *rh = NULL, *rw = NULL, *bias = NULL;
 	size_t no = (size_t)nb * nq * W;
 	float *o1 = calloc(no, 4), *o2 = calloc(no, 4);
 	double sc, d;
@@ -144,6 +146,8 @@ att_case(const mp_sam_backend *be, const mp_sam_backend *cpu, const char *name, 
 		a.rpw = rw = rnd((size_t)(2 * g - 1) * hd);
 		be->constant(be->ctx, rh, (size_t)(2 * g - 1) * hd * 4);
 	}
+	if (att_bias)
+		a.bias = bias = rnd((size_t)heads * nq * nk);
 	a.o = o1;
 	cpu->attention(cpu->ctx, &a);
 	a.o = o2;
@@ -164,6 +168,7 @@ att_case(const mp_sam_backend *be, const mp_sam_backend *cpu, const char *name, 
 	free(v);
 	free(rh);
 	free(rw);
+	free(bias);
 	free(o1);
 	free(o2);
 	return st || !(d <= 1e-5 * sc);
@@ -250,10 +255,28 @@ main(void)
 		free(g2);
 	}
 
-	/* attention */
-	bad += att_case(be, cpu, "cl sam attention: windows 5x5, rel pos, qkv interleaved", 4, 25, 25, 3, 8, 5, 1);
-	bad += att_case(be, cpu, "cl sam attention: decoder tokens to image", 1, 7, 1024, 8, 16, 0, 0);
-	bad += att_case(be, cpu, "cl sam attention: decoder image to tokens", 1, 1024, 7, 8, 16, 0, 0);
+	/* attention: the fused kernel (the default) and the composed path
+	 * (MEDPIPE_SAM_CL_ATTN=composed), both against the CPU */
+	for (int mode = 0; mode < 2; mode++) {
+		char nm[6][120];
+		const char *mn = mode ? "composed" : "fused";
+		setenv("MEDPIPE_SAM_CL_ATTN", mn, 1);
+		snprintf(nm[0], sizeof nm[0], "cl sam attention (%s): windows 5x5, rel pos, qkv interleaved", mn);
+		snprintf(nm[1], sizeof nm[1], "cl sam attention (%s): decoder tokens to image", mn);
+		snprintf(nm[2], sizeof nm[2], "cl sam attention (%s): decoder image to tokens", mn);
+		snprintf(nm[3], sizeof nm[3], "cl sam attention (%s): TinyViT bias, 7x7 windows, 49 keys: tiles of 16 and a rest", mn);
+		snprintf(nm[4], sizeof nm[4], "cl sam attention (%s): 14x14 windows, 2 heads of 64, rel pos", mn);
+		snprintf(nm[5], sizeof nm[5], "cl sam attention (%s): heads of 128 and of 136 (beyond the fused kernel's)", mn);
+		bad += att_case(be, cpu, nm[0], 4, 25, 25, 3, 8, 5, 1);
+		bad += att_case(be, cpu, nm[1], 1, 7, 1024, 8, 16, 0, 0);
+		bad += att_case(be, cpu, nm[2], 1, 1024, 7, 8, 16, 0, 0);
+		att_bias = 1;
+		bad += att_case(be, cpu, nm[3], 3, 49, 49, 2, 32, 0, 0);
+		att_bias = 0;
+		bad += att_case(be, cpu, nm[4], 2, 196, 196, 2, 64, 14, 1);
+		bad += att_case(be, cpu, nm[5], 1, 50, 37, 1, 128, 0, 0) + att_case(be, cpu, nm[5], 1, 50, 37, 1, 136, 0, 0);
+	}
+	unsetenv("MEDPIPE_SAM_CL_ATTN");
 
 	/* small pieces: GEMM split along m (64 KiB), global attention in chunks
 	 * of query rows (256 KiB: 81 rows of 400 keys, 2 heads), and an operand
@@ -267,6 +290,9 @@ main(void)
 		setenv("MEDPIPE_CL_PIECE", "262144", 1);
 		bad += att_case(be, cpu, "cl sam attention: global 20x20, rel pos, chunks of query rows", 1, 400, 400, 2, 16,
 		                20, 1);
+		setenv("MEDPIPE_CL_PIECE", "100000", 1);   /* fused: the rel. position terms of 312 rows at a time */
+		bad += att_case(be, cpu, "cl sam attention: global 20x20, rel pos, fused in chunks of query rows", 1, 400, 400,
+		                2, 8, 20, 1);
 		setenv("MEDPIPE_CL_PIECE", "65536", 1);
 		float *a = rnd(20000), *b = rnd(20000), *cc = rnd(20000);
 		be->gemm(be->ctx, 0, 0, 1, 20000, 1, 1.0f, a, 1, b, 20000, 0.0f, cc, 20000);
