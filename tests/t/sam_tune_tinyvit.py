@@ -322,6 +322,67 @@ if names:
     except Exception as e:  # noqa: BLE001
         ok("tinyvit-lora-merged-checkpoint", False, "%s: %s" % (type(e).__name__, e))
 
+# ---------------------------------------------------------------- --mode full (every encoder parameter)
+FULLCK = os.path.join(T, "full.pth")
+inp = []
+for im, bx, g in zip(imgs, boxes, gts):
+    inp += [im, bx, g]
+try:
+    flat, fnames = drv(["full", CK, 2, LR, FULLCK], inp)
+    fnames = [ln.split() for ln in fnames.strip().split("\n")]
+except RuntimeError as e:
+    ok("tinyvit-full-grads", False, str(e))
+    fnames = None
+if fnames:
+    mf = build(3)
+    # the attention's bias table as in training: eval mode caches it
+    # detached (Attention.train(False) stores self.ab), train mode indexes
+    # attention_biases in every forward (batch norms stay in eval mode)
+    for mod in mf.image_encoder.modules():
+        if hasattr(mod, "attention_bias_idxs"):
+            mod.train(True)
+    mf.image_encoder.double()
+    mf.mask_decoder.double()
+    lref = torch_loss(mf, imgs, boxes, gts)
+    lref.backward()
+    refg = {"mask_decoder." + k: v.grad for k, v in mf.mask_decoder.named_parameters()}
+    refg.update({"image_encoder." + k: v.grad for k, v in mf.image_encoder.named_parameters() if v.grad is not None})
+    o, worst, bad, seen = 1, {}, [], set()
+    for nm, cnt, _ in fnames:
+        g = flat[o:o + int(cnt)]
+        o += int(cnt)
+        ref = refg.get(nm)
+        if ref is None:
+            if np.any(g != 0):
+                bad.append(nm + " (torch: none)")
+            continue
+        if nm.endswith("k_proj.bias"):
+            continue
+        seen.add(nm)
+        e = l2rel(g, ref.numpy().ravel())
+        kind = ("decoder" if nm.startswith("mask_decoder.") else "attention_biases" if "attention_biases" in nm
+                else "conv/bn" if (".c." in nm or ".bn." in nm) else "neck" if ".neck." in nm
+                else "norm" if "norm" in nm else "linear")
+        worst[kind] = max(worst.get(kind, 0.0), e)
+        if e > (1e-4 if kind == "decoder" else 1e-3):
+            bad.append("%s %.2g" % (nm, e))
+    enc_ref = sorted(k for k in refg if k.startswith("image_encoder."))
+    missing = [k for k in enc_ref if k not in seen]
+    le = abs(flat[0] - lref.item()) / abs(lref.item())
+    ok("tinyvit-full-grads", not bad and not missing and le <= 1e-5 and o == len(flat),
+       "loss rel %.2g; %d encoder tensors; missing %s; off: %s" % (le, len(enc_ref), missing[:4], ", ".join(bad[:6])))
+    print("  full (reduced TinyViT, batch 2): loss rel err %.2g; %d encoder tensors; gradient rel L2 max per kind: %s"
+          % (le, len(enc_ref), ", ".join("%s %.2g" % kv for kv in sorted(worst.items()))), file=sys.stderr)
+    try:
+        sd = torch.load(FULLCK, weights_only=True)
+        mm = build(8)
+        mm.load_state_dict(sd, strict=True)
+        orig = base.state_dict()
+        diff = [k for k in orig if not torch.equal(sd[k], orig[k]) or sd[k].dtype != orig[k].dtype]
+        ok("tinyvit-full-checkpoint-unchanged", not diff, "tensors differing after 0 steps: %s" % diff[:5])
+    except Exception as e:  # noqa: BLE001
+        ok("tinyvit-full-checkpoint-unchanged", False, "%s: %s" % (type(e).__name__, e))
+
 # ---------------------------------------------------------------- AdamW steps
 STEPS, LRATE = 3, 1e-3
 batches = [make_batch(2, 100 + i) for i in range(STEPS)]
@@ -439,5 +500,46 @@ else:
             ok("tinyvit-tool-lora-adapter-out", e <= 1e-4, "embedding rel L2 %.2g" % e)
         except Exception as e:  # noqa: BLE001
             ok("tinyvit-tool-lora-adapter-out", False, "%s: %s" % (type(e).__name__, e))
+
+# --mode full with the tool (4 steps): the loss falls, every trained encoder
+# tensor moves, buffers (running statistics, int64 num_batches_tracked)
+# stay, the checkpoint loads strictly; resume is bit for bit: 2 steps +
+# resume + 2 steps == 4 steps (full; lora with --batch 1)
+for mode_, bopt in (("full", ""), ("lora", "--batch 1 ")):
+    fm = "%s/sam-tune --mode %s -w %s -o %s/%%s --lr 1e-3 --log %s/%%s.csv %s%%s %s/vl.nrrd" % (BIN, mode_, CK, T, T,
+                                                                                              bopt, T)
+    r1 = run(fm % ("r4.pth", "r4", "--steps 4"))
+    r2 = run(fm % ("r2.pth", "r2", "--steps 2 --state %s/r.state" % T))
+    r3 = run(fm % ("r24.pth", "r24", "--steps 4 --resume %s/r.state" % T))
+    if r1[0] or r2[0] or r3[0]:
+        ok("tinyvit-tool-%s-resume-bit-for-bit" % mode_, False, (r1[2] + r2[2] + r3[2]).strip())
+        continue
+    same = open(os.path.join(T, "r4.pth"), "rb").read() == open(os.path.join(T, "r24.pth"), "rb").read()
+    la = [r.split(",")[2] for r in open(os.path.join(T, "r4.csv")).read().split("\n")[1:] if r]
+    lb = [r.split(",")[2] for r in open(os.path.join(T, "r24.csv")).read().split("\n")[1:] if r]
+    ok("tinyvit-tool-%s-resume-bit-for-bit" % mode_, same and la[2:] == lb[-2:],
+       "checkpoints equal %s; losses of steps 3-4 %s vs %s" % (same, la[2:], lb[-2:]))
+    if mode_ != "full":
+        continue
+    loss = [float(v) for v in la]
+    try:
+        sd = torch.load(os.path.join(T, "r4.pth"), weights_only=True)
+        orig = torch.load(CK, weights_only=True)
+        mm = build(8)
+        mm.load_state_dict(sd, strict=True)
+        params = {"image_encoder." + k for k, _ in mm.image_encoder.named_parameters()}
+        enc = [k for k in orig if k.startswith("image_encoder.")]
+        still = [k for k in enc if k in params and torch.equal(sd[k], orig[k])]
+        moved_buf = [k for k in enc if k not in params and (not torch.equal(sd[k], orig[k]) or
+                                                           sd[k].dtype != orig[k].dtype)]
+        nbt = [k for k in enc if k.endswith("num_batches_tracked")]
+        ok("tinyvit-tool-full", len(loss) == 4 and loss[-1] < loss[0] - 0.05 and not still and not moved_buf and nbt
+           and all(sd[k].dtype == torch.int64 for k in nbt),
+           "losses %s; parameters unchanged: %s; buffers changed: %s; %d num_batches_tracked int64"
+           % (["%.4f" % v for v in loss], still[:4], moved_buf[:4], len(nbt)))
+        print("  sam-tune --mode full (reduced TinyViT, 4 steps of 2, lr 1e-3): loss %s"
+              % " ".join("%.4f" % v for v in loss), file=sys.stderr)
+    except Exception as e:  # noqa: BLE001
+        ok("tinyvit-tool-full", False, "%s: %s" % (type(e).__name__, e))
 
 sys.exit(mptest.status())
