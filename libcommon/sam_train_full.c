@@ -60,6 +60,8 @@ slots(mp_sam *m, const float ***s)
 static void
 bind(mp_sam_tune *t, int to)
 {
+	if (t->m->tv)   /* TinyViT: sam_train_tinyvit.c points the model at the trained tensors */
+		return;
 	const float **s[9 + 14 * MP_SAM_MAXDEPTH];
 	size_t ns = slots(t->m, s);
 	for (size_t i = 0; i < t->nt; i++) {
@@ -85,8 +87,6 @@ int
 mp_tune_add_full(mp_sam_tune *t)
 {
 	const mp_sam *m = t->m;
-	if (m->tv)
-		return mp_seterr("--mode full is written for the ViT image encoder only (not TinyViT)");
 	if (t->lora_rank || t->adapter || t->full)
 		return mp_seterr("--mode full: the encoder already has LoRA or adapters");
 	size_t k = 0;
@@ -95,6 +95,12 @@ mp_tune_add_full(mp_sam_tune *t)
 	for (size_t i = 0; i < m->td.n; i++) {
 		const mp_tensor *x = &m->td.t[i];
 		if (strncmp(x->name, "image_encoder.", 14) != 0)
+			continue;
+		/* TinyViT: batch norms' running statistics and num_batches_tracked
+		 * are frozen buffers (eval mode), MobileSAM's classifier head unused */
+		if (m->tv && ((!x->data && x->idata) || strstr(x->name, ".running_mean") || strstr(x->name, ".running_var") ||
+		              strncmp(x->name, "image_encoder.head.", 19) == 0 ||
+		              strncmp(x->name, "image_encoder.norm_head.", 24) == 0))
 			continue;
 		if (!x->data) {
 			free(names), free(n);

@@ -40,7 +40,7 @@ opt_val(void *ctx, const char *arg)
 }
 
 static const mp_opt opts[] = {
-	{ "mode", 'm', MP_OPT_STR, &modestr, NULL, "MODE", "What is trained: decoder (the mask decoder, on embeddings cached by sam-embed, or on images that it embeds once; default), lora (low-rank adapters on the q and v projections of every image-encoder block, SAMed's scheme, plus the mask decoder, on images; ViT, and TinyViT's attention blocks), adapter (Medical-SAM-Adapter's bottleneck adapters in every encoder block plus the mask decoder, on images; needs --adapter-out) or full (the whole image encoder and the mask decoder, MedSAM's recipe, on images). The prompt encoder stays frozen in every mode." },
+	{ "mode", 'm', MP_OPT_STR, &modestr, NULL, "MODE", "What is trained: decoder (the mask decoder, on embeddings cached by sam-embed, or on images that it embeds once; default), lora (low-rank adapters on the q and v projections of every image-encoder block, SAMed's scheme, plus the mask decoder, on images; ViT, and TinyViT's attention blocks), adapter (Medical-SAM-Adapter's bottleneck adapters in every encoder block plus the mask decoder, on images; ViT only; needs --adapter-out) or full (the whole image encoder and the mask decoder, MedSAM's recipe, on images; ViT and TinyViT). The prompt encoder stays frozen in every mode." },
 	{ "rank", 'r', MP_OPT_INT, &rank, NULL, "N", "LoRA rank (default 4)." },
 	{ "alpha", 0, MP_OPT_DBL, &alpha, NULL, "X", "LoRA scale numerator: the update is (alpha/rank) B A x (default alpha = rank, SAMed's scale 1)." },
 	{ "prep", 0, MP_OPT_STR, &prepstr, NULL, "MODE", "How image slices become the encoder's input (--mode lora, adapter or full, and images in --mode decoder), as sam-embed --mode: medsam (default) or sam." },
@@ -124,7 +124,12 @@ static const mp_prog prog = {
 	"merged into the official per-head [q k v] rows, and as PEFT's rank-2r LoRA on qkv with --adapter-out); "
 	"gradients run back from the neck through the attention stages and their merging layers (batch norms in "
 	"eval mode); the stem and the MBConv stage run frozen without gradients (tests/t/sam_tune_tinyvit.py checks "
-	"them against autograd on a reduced TinyViT). Adapters and full fine-tuning of TinyViT are not written yet.\n\n"
+	"them against autograd on a reduced TinyViT). --mode full trains every image_encoder parameter of TinyViT "
+	"(the stem's and MBConv convolutions, every batch norm's weight and bias, the attention blocks' norms, qkv, "
+	"proj, attention_biases, MLP and local conv, the merging layers, the neck) with the decoder; batch norms "
+	"stay in eval mode (running_mean, running_var and num_batches_tracked frozen and written as loaded; "
+	"LiteMedSAM's own training runs them in train mode, with batch statistics). Adapters for TinyViT are "
+	"not written yet.\n\n"
 	"sam-decode(1) checks that embeddings were made by its --weights: embed again with the tuned "
 	"checkpoint (with --mode decoder its image encoder is unchanged) before decoding with it.\n\n"
 	"Distributed (data-parallel) training: started by an MPI launcher (mpirun -np N, or srun --mpi=pmix in a "

