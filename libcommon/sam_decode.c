@@ -4,7 +4,6 @@
  * on the image grid; with --from-label an embedding frame waits for the label
  * frame of its case next to it (mp_sam_prompt.h: mp_sam_decode_stream) */
 #include "mp.h"
-#include "mp_device.h"
 #include "mp_sam.h"
 #include "mp_sam_prompt.h"
 

@@ -3,7 +3,6 @@
  * frames; with --slices labelled each image waits for the label frame of its
  * case next to it (mp_sam.h: mp_sam_embed_stream) */
 #include "mp.h"
-#include "mp_device.h"
 #include "mp_filter.h"
 #include "mp_sam.h"
 
