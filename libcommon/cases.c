@@ -55,9 +55,13 @@ over(mp_in *in, mp_frame *f, mp_out *o, int pass)
 }
 
 void
-mp_read_frames(char **args, int nargs, mp_out *o, const mp_reader *r, void *ctx)
+mp_read_frames_wait(char **args, int nargs, mp_out *o, const mp_reader *r, const mp_reader_wait *w, void *ctx)
 {
+	static const mp_reader_wait none;
 	mp_heldcase c;
+
+	if (!w)
+		w = &none;
 
 	memset(&c, 0, sizeof c);
 	for (int i = 0; i < (nargs ? nargs : 1); i++) {
@@ -78,12 +82,16 @@ mp_read_frames(char **args, int nargs, mp_out *o, const mp_reader *r, void *ctx)
 			if (act < 0)
 				mp_die("%s", mp_err());
 			if (act == MP_CASE_PASS || act == MP_CASE_SKIP) {
+				/* ordered: nothing goes out ahead of a held frame */
+				if (w->ordered && act == MP_CASE_PASS)
+					flush(&c, o, r, ctx);
 				over(in, &f, o, act == MP_CASE_PASS);
 				continue;
 			}
 			/* a frame of another case ends the case so far */
 			if (c.name && strcmp(c.name, mp_case(&f)) != 0)
 				flush(&c, o, r, ctx);
+			int fresh = !c.name;
 			if (!c.name)
 				c.name = mp_xstrdup(mp_case(&f));
 			if (act == MP_CASE_READ) {
@@ -100,9 +108,18 @@ mp_read_frames(char **args, int nargs, mp_out *o, const mp_reader *r, void *ctx)
 				over(in, &f, o, 0);
 				continue;
 			}
-			if (mp_in_rest_map(in, &f) < 0)
+			if (act == MP_CASE_END && !fresh) {   /* the case so far first */
+				flush(&c, o, r, ctx);
+				c.name = mp_xstrdup(mp_case(&f));
+			}
+			if ((w->spool ? mp_in_rest_spool(in, &f, w->spool) : mp_in_rest_map(in, &f)) < 0)
 				mp_die("%s", mp_err());
 			hold(&c, in, &f);
+			act = w->ready ? w->ready(ctx, &c) : 0;
+			if (act < 0)
+				mp_die("%s", mp_err());
+			if (act)
+				flush(&c, o, r, ctx);
 		}
 		if (rc < 0)
 			mp_die("%s", mp_err());
@@ -118,6 +135,12 @@ mp_read_frames(char **args, int nargs, mp_out *o, const mp_reader *r, void *ctx)
 	free(c.fsrc);
 	if (o && mp_out_close(o) < 0)
 		mp_die("%s", mp_err());
+}
+
+void
+mp_read_frames(char **args, int nargs, mp_out *o, const mp_reader *r, void *ctx)
+{
+	mp_read_frames_wait(args, nargs, o, r, NULL, ctx);
 }
 
 void

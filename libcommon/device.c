@@ -6,6 +6,8 @@
 #include "mp_label.h"
 
 #include <dirent.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -414,4 +416,18 @@ mp_dev_list(const char *spec, int *idx, int max, int resolve)
 		p = end + 1;
 	}
 	return n;
+}
+
+void
+mp_dev_note_bytes(mp_dev *d, const char *fmt, ...)
+{
+	char what[200];
+	va_list ap;
+
+	if (!mp_dev_is_cl(d))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof what, fmt, ap);
+	va_end(ap);
+	mp_cl_note_bytes(mp_dev_cl(d), "%s", what);
 }

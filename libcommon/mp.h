@@ -241,7 +241,7 @@ typedef struct mp_heldcase {
 	const char *src;            /* the input of its last frame */
 	int frameno;                /* the number of its last frame there */
 } mp_heldcase;
-enum { MP_CASE_PASS = 0, MP_CASE_HOLD = 1, MP_CASE_SKIP = 2, MP_CASE_READ = 3 };
+enum { MP_CASE_PASS = 0, MP_CASE_HOLD = 1, MP_CASE_SKIP = 2, MP_CASE_READ = 3, MP_CASE_END = 4 };
 typedef int (*mp_case_role_fn)(void *ctx, mp_in *in, const mp_frame *f, const mp_heldcase *c);
 typedef int (*mp_case_check_fn)(void *ctx, mp_in *in, const mp_frame *f, const mp_heldcase *c);
 typedef int (*mp_case_fn)(void *ctx, mp_heldcase *c, mp_out *o);
@@ -256,7 +256,8 @@ void mp_case_clear(mp_heldcase *c);
  * (may be NULL) is asked first for every input path: 1 when the program has
  * read it itself (an image file, ...), 0 to read it as a frame stream.
  * empty_ok: an input without frames is no error. Closes o (may be NULL);
- * args stay the caller's. */
+ * args stay the caller's. check may also say MP_CASE_END: the case so far
+ * goes to fn first, the frame starts the next one. */
 typedef struct mp_reader {
 	mp_case_role_fn role;       /* NULL: MP_CASE_READ with frame, else HOLD */
 	mp_case_check_fn check;
@@ -266,6 +267,19 @@ typedef struct mp_reader {
 	int per_input, empty_ok;
 } mp_reader;
 void mp_read_frames(char **args, int nargs, mp_out *o, const mp_reader *r, void *ctx);
+/* mp_read_frames for frames that wait for a companion of their case
+ * (sam-embed's images for their label, sam-decode's embeddings for theirs):
+ * w->ready (may be NULL), asked after every held frame, says 1 to hand the
+ * case to fn at once, 0 to wait, or -1 + mp_err; w->ordered: a frame passed
+ * while a case is held hands that case over first (nothing overtakes a held
+ * frame); w->spool: held frames are read with mp_in_rest_spool(in, f,
+ * w->spool) rather than mapped. */
+typedef struct mp_reader_wait {
+	int (*ready)(void *ctx, const mp_heldcase *c);
+	int ordered;
+	size_t spool;
+} mp_reader_wait;
+void mp_read_frames_wait(char **args, int nargs, mp_out *o, const mp_reader *r, const mp_reader_wait *w, void *ctx);
 /* a held frame (data read whole) out unchanged: byte for byte when it came
  * in raw little endian, else written anew */
 int mp_out_held(mp_out *o, const mp_frame *f);

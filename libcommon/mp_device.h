@@ -40,6 +40,9 @@ void mp_dev_close(mp_dev *d);
 int mp_dev_is_cl(const mp_dev *d);
 struct mp_cl *mp_dev_cl(mp_dev *d);            /* NULL on the C path */
 const char *mp_dev_name(const mp_dev *d);     /* "cpu" or "opencl:0 (NAME)" */
+/* --verbose: the bytes moved to and from an OpenCL device since the last
+ * note, as one line about WHAT (nothing for the C path) */
+void mp_dev_note_bytes(mp_dev *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* mp_dev_open for a program that will run the step c_only (NULL: none)
  * only in C: NULL + mp_err ("C_ONLY runs only in C, not on DEVICE ...") when
  * an OpenCL device was named, which is never left silently; under auto the

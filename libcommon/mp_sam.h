@@ -329,18 +329,37 @@ typedef struct mp_sam_devs {
 	int n;                               /* devices (1 without a list) */
 	mp_sam m[MP_SAM_MAXDEV];             /* model k on device d[k] */
 	struct mp_dev *d[MP_SAM_MAXDEV];
+	long threads;                        /* of the C path a device falls back to */
 } mp_sam_devs;
 int mp_sam_devs_optfn(void *ctx, const char *arg);
 #define MP_SAM_DEVS_HELP(tool, what) " " tool " also takes several devices: opencl:all (every OpenCL device of medpipe-devices) or a list opencl:A,B,... (a device may be named twice): " what
 void mp_sam_devs_open(mp_sam_devs *s, const char **weights, const char *adapter, const char *devspec, long threads,
                       const char *part);
 void mp_sam_devs_free(mp_sam_devs *s);
+/* mp_sam_encode and mp_sam_decode_masks on model k of s: an OpenCL device
+ * that fails goes over to the C path and the step is run again there
+ * (mp_dev_sam_retry); 0, or -1 + mp_err */
+int mp_sam_devs_encode(mp_sam_devs *s, int k, const float *img, float *emb);
+int mp_sam_devs_decode_masks(mp_sam_devs *s, int k, const float *emb, size_t n, const mp_sam_prompt *p,
+                             const mp_sam_masks *ms, float *const *planes, float *iou);
 /* fn(ctx, k, i) for every item i < n, item i on device k = dev[i] (dev NULL:
  * i mod ndev): a thread per device with items (device 0's on the calling
  * thread), each taking its items in increasing order; returns when all are
  * done. fn keeps its own results and errors (mp_err is per thread). */
 typedef void (*mp_dev_pool_fn)(void *ctx, int k, size_t i);
 void mp_dev_pool(int ndev, size_t n, const int *dev, mp_dev_pool_fn fn, void *ctx);
+
+/* sam-embed (sam_embed.c): for every image frame (role opt->role) of the
+ * inputs (args, or standard input), one embedding frame of its chosen
+ * slices (opt->slices: "all", "labelled" or a list "A-B,C"), the slices
+ * over the devices of opt->devspec; other frames pass through. mode and
+ * interp NULL: the model's own preprocessing. Bad usage or any failure: one
+ * line, exit 2 or 1. Frees args. */
+typedef struct mp_sam_embed_opts {
+	const char *weights, *adapter, *devspec, *mode, *interp, *slices, *role;
+	long threads;
+} mp_sam_embed_opts;
+void mp_sam_embed_stream(mp_sam_embed_opts *opt, char **args, int nargs);
 
 /* a mask frame header on the original image grid for an embedding frame */
 void mp_sam_mask_header(mp_frame *o, const mp_frame *e, const mp_sam_embinfo *info, mp_type t,

@@ -82,4 +82,18 @@ int mp_sp_run(const mp_sam_prompts *s, size_t nx, size_t ny, size_t nz, long gro
 int mp_sp_from_label(const mp_frame *lab, size_t nx, size_t ny, const size_t *sel, size_t nsel,
                      long shift, long seed, mp_sp_decode_fn fn, void *ctx);
 
+/* sam-decode (sam_decode.c): for every embedding frame of the inputs (args,
+ * or standard input), one mask frame (and with logits a logits frame) from
+ * the prompts of opt (and of the file opt->boxes; with fromlabel from the
+ * label frame of its case next to it), decoded over the devices of
+ * opt->devspec; other frames pass through. Bad usage or any failure: one
+ * line, exit 2 or 1. Frees args and the prompts. */
+typedef struct mp_sam_decode_opts {
+	const char *weights, *adapter, *devspec, *threshold, *boxes;
+	mp_sam_prompts prompts;
+	int fromlabel, multimask, logits;
+	long shift, seed, threads, grow;
+} mp_sam_decode_opts;
+void mp_sam_decode_stream(mp_sam_decode_opts *opt, char **args, int nargs);
+
 #endif

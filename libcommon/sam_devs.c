@@ -29,6 +29,7 @@ mp_sam_devs_open(mp_sam_devs *s, const char **weights, const char *adapter, cons
 	int n = mp_dev_list(devspec, idx, MP_SAM_MAXDEV, 1);
 	if (n < 0)
 		mp_die("--device: %s", mp_err());
+	s->threads = threads;
 	if (n == 0) {
 		s->n = 1;
 		s->d[0] = mp_sam_tool_open(&s->m[0], weights, adapter, devspec, threads, part);
@@ -50,6 +51,19 @@ mp_sam_devs_free(mp_sam_devs *s)
 		mp_dev_close(s->d[k]);
 	}
 	s->n = 0;
+}
+
+int
+mp_sam_devs_encode(mp_sam_devs *s, int k, const float *img, float *emb)
+{
+	return mp_dev_sam_encode(s->d[k], &s->m[k], img, emb, (int)s->threads);
+}
+
+int
+mp_sam_devs_decode_masks(mp_sam_devs *s, int k, const float *emb, size_t n, const mp_sam_prompt *p,
+                         const mp_sam_masks *ms, float *const *planes, float *iou)
+{
+	return mp_dev_sam_decode_masks(s->d[k], &s->m[k], emb, n, p, ms, planes, iou, (int)s->threads);
 }
 
 typedef struct {
