@@ -117,8 +117,8 @@ mp_tr_gelu_bwd(float *dx, const float *dy, const float *x, size_t n)
 	}
 }
 
-static void
-softmax_rows(float *s, int rows, int n)
+void
+mp_tr_softmax_rows(float *s, int rows, int n)
 {
 	for (int r = 0; r < rows; r++) {
 		float *x = s + (size_t)r * n, mx = x[0];
@@ -145,7 +145,7 @@ mp_tr_attn_fwd(float *o, float *p, const float *q, const float *k, const float *
 		float *P = p + (size_t)h * nq * nk;
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, scale, q + h * hd, d, k + h * hd, d, 0.0f,
 		            P, nk);
-		softmax_rows(P, nq, nk);
+		mp_tr_softmax_rows(P, nq, nk);
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1.0f, P, nk, v + h * hd, d, 0.0f,
 		            o + h * hd, d);
 	}
@@ -384,7 +384,7 @@ mp_tr_attnbias_fwd(float *o, float *p, const float *qkv, const float *bias, int 
 		const float *q = qkv + h * hd, *k = q + d, *v = q + 2 * d;
 		memcpy(P, bias + (size_t)h * n * n, (size_t)n * n * sizeof(float));
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hd, scale, q, 3 * d, k, 3 * d, 1.0f, P, n);
-		softmax_rows(P, n, n);
+		mp_tr_softmax_rows(P, n, n);
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, n, 1.0f, P, n, v, 3 * d, 0.0f, o + h * hd, d);
 	}
 }
