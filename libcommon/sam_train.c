@@ -613,9 +613,11 @@ forward(mp_sam_tune *t, const float *emb, const float box[4])
 			e[j] += m->point_emb[2 + k][j];
 	}
 	float *k0 = w->la[0].kin;
-	for (int tt = 0; tt < T; tt++)
-		for (int ch = 0; ch < C; ch++)
-			k0[(size_t)tt * C + ch] = emb[(size_t)ch * T + tt] + m->no_mask[ch];
+	for (int t0 = 0; t0 < T; t0 += 32)   /* transposed in tiles of 32 x 32 */
+		for (int c0 = 0; c0 < C; c0 += 32)
+			for (int tt = t0; tt < T && tt < t0 + 32; tt++)
+				for (int ch = c0; ch < C && ch < c0 + 32; ch++)
+					k0[(size_t)tt * C + ch] = emb[(size_t)ch * T + tt] + m->no_mask[ch];
 	const float *q = w->tok;
 	for (int l = 0; l < w->depth; l++) {
 		const tlay *L = &D->L[l];

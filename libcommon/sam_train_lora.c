@@ -254,11 +254,7 @@ relattn_fwd(const struct mp_lora *l, const mp_sam_block *B, blk_act *a)
 			for (int i = 0; i < nq; i++) {
 				float *S = P + (size_t)i * nq;
 				float mx = rowmax(S, nq);
-				double sum = 0;
-				for (int j = 0; j < nq; j++) {
-					S[j] = expf(S[j] - mx);
-					sum += S[j];
-				}
+				double sum = mp_tr_exp_sub(S, nq, mx);
 				float inv = (float)(1.0 / sum);
 				int j = 0;
 				for (; j + 8 <= nq; j += 8)   /* in blocks of 8: vectorised */
@@ -293,8 +289,9 @@ relattn_bwd(const struct mp_lora *l, const mp_sam_block *B, const blk_act *a, co
 				relattn_scores(l, B, a, b, h, l->wp, dch);
 				for (int i = 0; i < nq; i++) {
 					float *S = l->wp + (size_t)i * nq, mx = a->rmax[bh * nq + i], inv = a->rinv[bh * nq + i];
+					mp_tr_exp_sub(S, nq, mx);
 					for (int j = 0; j < nq; j++)
-						S[j] = expf(S[j] - mx) * inv;
+						S[j] *= inv;
 				}
 			}
 			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nq, hd, nq, 1.0f, P, nq, d, E, 1.0f, dv, 3 * E);
@@ -465,11 +462,7 @@ encoder_bwd(mp_sam_tune *t, const float *img)
 		memcpy(dx1, dx, TE * sizeof(float));
 		memset(dh, 0, (size_t)T * l->mlp * sizeof(float));
 		mp_tr_linear_bwd(dh, a->gl2w, a->gl2b, dx, a->hg, B->lin2.w, T, l->mlp, E);
-		for (size_t i = 0; i < (size_t)T * l->mlp; i++) {
-			double v = a->hpre[i];
-			dh[i] = (float)(dh[i] * (0.5 * (1.0 + erf(v * M_SQRT1_2)) + v * (0.5 * M_2_SQRTPI * M_SQRT1_2) *
-			                                                                 exp(-0.5 * v * v)));
-		}
+		mp_tr_gelu_bwd_mul(dh, a->hpre, (size_t)T * l->mlp);
 		float *dxn = l->dxn;
 		memset(dxn, 0, TE * sizeof(float));
 		mp_tr_linear_bwd(dxn, a->gl1w, a->gl1b, dh, a->xn2, B->lin1.w, T, E, l->mlp);
