@@ -42,6 +42,11 @@ void mp_tr_gelu_bwd(float *dx, const float *dy, const float *x, size_t n);
  * projections: q (nq x d), k, v (nk x d), heads of d/heads values, scale
  * 1/sqrt(d/heads); p: heads x nq x nk probabilities (kept for the backward);
  * o: nq x d. The backward needs ws: nq * nk floats. */
+void mp_tr_softmax_rows(float *s, int rows, int n);   /* in place, each row of n */
+/* x[j] = exp(x[j] - mx) (the exp of the ops: within 1e-7 relative); returns their sum */
+double mp_tr_exp_sub(float *x, int n, float mx);
+/* d[i] *= GELU'(x[i]) (the gradient through mp_tr_gelu_fwd, in place) */
+void mp_tr_gelu_bwd_mul(float *d, const float *x, size_t n);
 void mp_tr_attn_fwd(float *o, float *p, const float *q, const float *k, const float *v, int nq, int nk, int d,
                     int heads);
 void mp_tr_attn_bwd(float *dq, float *dk, float *dv, const float *dout, const float *p, const float *q,

@@ -32,8 +32,9 @@ typedef struct {
 	tlin hyper[3];              /* the single-mask output's (hypernetwork 0) */
 } tdec;
 
-/* saved activations of one attention (after the projections) */
-typedef struct { float *in_q, *Q, *K, *V, *P, *O; } aact;
+/* saved activations of one attention (after the projections); X: the
+ * factored forms of a cross attention (att_fwd) */
+typedef struct { float *in_q, *Q, *K, *V, *P, *O, *X; } aact;
 typedef struct {
 	float *qin, *sain;
 	aact sa;
@@ -132,6 +133,8 @@ aact_alloc(mp_tune *w, aact *a, int nq, int nk, int d)
 	a->V = al(w, (size_t)nk * d);
 	a->O = al(w, (size_t)nq * d);
 	a->P = al(w, (size_t)w->H * nq * nk);
+	int n = nq < nk ? nq : nk;
+	a->X = nq != nk ? al(w, (size_t)w->H * n * (2 * (size_t)w->C + 1)) : NULL;
 }
 
 int
@@ -229,6 +232,7 @@ mp_tune_init(mp_sam_tune *t, mp_sam *m, int loss_res)
 	size_t nws = NT * T;
 	nws = nws > T16 * w->C8 ? nws : T16 * w->C8;
 	nws = nws > T4 * w->C4 ? nws : T4 * w->C4;
+	nws = nws > (size_t)w->H * NT * (T + 1) ? nws : (size_t)w->H * NT * (T + 1);   /* a factored attention's dP, dc */
 	w->ws = al(w, nws);
 	w->dy1 = al(w, T4 * w->C4), w->du1 = al(w, T4 * w->C4), w->dy2 = al(w, T16 * w->C8);
 	w->du2 = al(w, T16 * w->C8);
@@ -366,11 +370,195 @@ zero(float *d, size_t n)
 	memset(d, 0, n * sizeof(float));
 }
 
+/* The cross attentions between the few tokens and the T image tokens are
+ * computed in factored form, so that no product with T rows has the
+ * attention's width NI: with n tokens and H heads every such product has
+ * H*n columns or rows instead (SAM: 56 against 128), and the projected keys
+ * and values of the image are never formed. The same function of the same
+ * weights (the scores of a head are q_h . (W_k,h x + b_k,h), and so on);
+ * k_proj's bias of the tokens-to-image attention drops out of the scores
+ * (a shift of a whole softmax row) and gets its exact gradient, zero.
+ *
+ * Few queries (nq < nk; queries qin: nq x C, keys kin, values vin: nk x C):
+ *   A_h = scale Q_h W_k,h (n x C), S = A kin^T (H n x nk), P = softmax(S),
+ *   Z = P vin (H n x C), O_h = Z_h W_v,h^T + b_v,h, out = O W_o^T + b_o.
+ *   Kept: Q, P, X = [A | Z].
+ * Few keys (nq > nk; keys and values: nk x C):
+ *   K, V projected; M_h = scale W_q,h^T K_h^T (C x n), c_h = scale K_h b_q,h;
+ *   S = qin M + c (nq x H n: the heads' rows of n side by side), P = softmax
+ *   of each head's n; U_h = V_h W_o,h^T (n x C), out = P U + b_o.
+ *   Kept: K, V, P, X = [M | U | c]. */
+static void
+att_fwd_fq(mp_tune *w, const tatt *A, aact *a, const float *qin, int n, const float *kin, const float *vin, int nk,
+           int C, int NI, float *out)
+{
+	int H = w->H, hd = NI / H, Hn = H * n;
+	float scale = 1.0f / sqrtf((float)hd), *Am = a->X, *Z = a->X + (size_t)Hn * C;
+
+	mp_tr_linear_fwd(a->Q, qin, A->q.w, A->q.b, n, C, NI);
+	for (int h = 0; h < H; h++)
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, C, hd, scale, a->Q + h * hd, NI,
+		            A->k.w + (size_t)h * hd * C, C, 0.0f, Am + (size_t)h * n * C, C);
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Hn, nk, C, 1.0f, Am, C, kin, C, 0.0f, a->P, nk);
+	mp_tr_softmax_rows(a->P, Hn, nk);
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Hn, C, nk, 1.0f, a->P, nk, vin, C, 0.0f, Z, C);
+	for (int i = 0; i < n; i++)
+		memcpy(a->O + (size_t)i * NI, A->v.b, (size_t)NI * sizeof(float));
+	for (int h = 0; h < H; h++)
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, hd, C, 1.0f, Z + (size_t)h * n * C, C,
+		            A->v.w + (size_t)h * hd * C, C, 1.0f, a->O + h * hd, NI);
+	mp_tr_linear_fwd(out, a->O, A->o.w, A->o.b, n, NI, C);
+}
+
+static void
+att_fwd_fk(mp_tune *w, const tatt *A, aact *a, const float *qin, int nq, const float *kin, const float *vin, int n,
+           int C, int NI, float *out)
+{
+	int H = w->H, hd = NI / H, Hn = H * n;
+	float scale = 1.0f / sqrtf((float)hd), *M = a->X, *U = a->X + (size_t)Hn * C, *c = U + (size_t)Hn * C;
+
+	mp_tr_linear_fwd(a->K, kin, A->k.w, A->k.b, n, C, NI);
+	mp_tr_linear_fwd(a->V, vin, A->v.w, A->v.b, n, C, NI);
+	for (int h = 0; h < H; h++) {
+		cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, C, n, hd, scale, A->q.w + (size_t)h * hd * C, C,
+		            a->K + h * hd, NI, 0.0f, M + h * n, Hn);
+		for (int j = 0; j < n; j++) {
+			float s = 0;
+			for (int e = 0; e < hd; e++)
+				s += A->q.b[h * hd + e] * a->K[(size_t)j * NI + h * hd + e];
+			c[h * n + j] = scale * s;
+		}
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, C, hd, 1.0f, a->V + h * hd, NI, A->o.w + h * hd, NI,
+		            0.0f, U + (size_t)h * n * C, C);
+	}
+	for (int i = 0; i < nq; i++)
+		memcpy(a->P + (size_t)i * Hn, c, (size_t)Hn * sizeof(float));
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, Hn, C, 1.0f, qin, C, M, Hn, 1.0f, a->P, Hn);
+	mp_tr_softmax_rows(a->P, nq * H, n);
+	for (int i = 0; i < nq; i++)
+		memcpy(out + (size_t)i * C, A->o.b, (size_t)C * sizeof(float));
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, C, Hn, 1.0f, a->P, Hn, U, C, 1.0f, out, C);
+}
+
+/* ds = p (dp - sum_j p dp) over rows of n */
+static void
+softmax_bwd_rows(float *ds, const float *p, int rows, int n)
+{
+	for (int i = 0; i < rows; i++) {
+		const float *pr = p + (size_t)i * n;
+		float *dr = ds + (size_t)i * n;
+		double s = 0;
+		for (int j = 0; j < n; j++)
+			s += (double)pr[j] * dr[j];
+		float sf = (float)s;
+		for (int j = 0; j < n; j++)
+			dr[j] = pr[j] * (dr[j] - sf);
+	}
+}
+
+static void
+colsum_add(float *d, const float *x, int rows, int n)
+{
+	float acc[1024];
+	for (int j0 = 0; j0 < n; j0 += 1024) {
+		int m = n - j0 < 1024 ? n - j0 : 1024;
+		memset(acc, 0, (size_t)m * sizeof(float));
+		for (int r = 0; r < rows; r++) {
+			const float *xr = x + (size_t)r * n + j0;
+			for (int j = 0; j < m; j++)
+				acc[j] += xr[j];
+		}
+		for (int j = 0; j < m; j++)
+			d[j0 + j] += acc[j];
+	}
+}
+
+static void
+att_bwd_fq(mp_tune *w, const tatt *A, const tatt *G, const aact *a, const float *qin, int n, const float *kin,
+           const float *vin, int nk, int C, int NI, const float *dout, float *dqin, float *dkin, float *dvin)
+{
+	int H = w->H, hd = NI / H, Hn = H * n;
+	float scale = 1.0f / sqrtf((float)hd), *dO = w->dO, *dQ = w->dQ, *dZ = w->dK, *dA = w->dV, *ws = w->ws;
+	const float *Am = a->X, *Z = a->X + (size_t)Hn * C;
+
+	zero(dO, (size_t)n * NI);
+	mp_tr_linear_bwd(dO, G->o.w, G->o.b, dout, a->O, A->o.w, n, NI, C);
+	for (int h = 0; h < H; h++) {
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, C, hd, 1.0f, dO + h * hd, NI,
+		            A->v.w + (size_t)h * hd * C, C, 0.0f, dZ + (size_t)h * n * C, C);
+		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, hd, C, n, 1.0f, dO + h * hd, NI, Z + (size_t)h * n * C, C,
+		            1.0f, G->v.w + (size_t)h * hd * C, C);
+	}
+	colsum_add(G->v.b, dO, n, NI);
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Hn, nk, C, 1.0f, dZ, C, vin, C, 0.0f, ws, nk);
+	if (dvin)
+		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, C, Hn, 1.0f, a->P, nk, dZ, C, 1.0f, dvin, C);
+	softmax_bwd_rows(ws, a->P, Hn, nk);
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Hn, C, nk, 1.0f, ws, nk, kin, C, 0.0f, dA, C);
+	if (dkin)
+		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, C, Hn, 1.0f, ws, nk, Am, C, 1.0f, dkin, C);
+	for (int h = 0; h < H; h++) {
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, hd, C, scale, dA + (size_t)h * n * C, C,
+		            A->k.w + (size_t)h * hd * C, C, 0.0f, dQ + h * hd, NI);
+		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, hd, C, n, scale, a->Q + h * hd, NI,
+		            dA + (size_t)h * n * C, C, 1.0f, G->k.w + (size_t)h * hd * C, C);
+	}
+	mp_tr_linear_bwd(dqin, G->q.w, G->q.b, dQ, qin, A->q.w, n, C, NI);
+}
+
+static void
+att_bwd_fk(mp_tune *w, const tatt *A, const tatt *G, const aact *a, const float *qin, int nq, const float *kin,
+           const float *vin, int n, int C, int NI, const float *dout, float *dqin, float *dkin, float *dvin)
+{
+	int H = w->H, hd = NI / H, Hn = H * n;
+	float scale = 1.0f / sqrtf((float)hd), *dK = w->dK, *dV = w->dV, *dU = w->dQ, *dM = w->dO, *ws = w->ws;
+	const float *M = a->X, *U = a->X + (size_t)Hn * C;
+	float *dc = ws + (size_t)nq * Hn;
+
+	colsum_add(G->o.b, dout, nq, C);
+	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Hn, C, nq, 1.0f, a->P, Hn, dout, C, 0.0f, dU, C);
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, Hn, C, 1.0f, dout, C, U, C, 0.0f, ws, Hn);
+	for (int h = 0; h < H; h++) {
+		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, hd, n, 1.0f, dU + (size_t)h * n * C, C, a->V + h * hd,
+		            NI, 1.0f, G->o.w + h * hd, NI);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, C, 1.0f, dU + (size_t)h * n * C, C,
+		            A->o.w + h * hd, NI, 0.0f, dV + h * hd, NI);
+	}
+	softmax_bwd_rows(ws, a->P, nq * H, n);
+	if (dqin)
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, C, Hn, 1.0f, ws, Hn, M, Hn, 1.0f, dqin, C);
+	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, Hn, nq, 1.0f, qin, C, ws, Hn, 0.0f, dM, Hn);
+	memset(dc, 0, (size_t)Hn * sizeof(float));
+	colsum_add(dc, ws, nq, Hn);
+	for (int h = 0; h < H; h++) {
+		cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, hd, C, n, scale, a->K + h * hd, NI, dM + h * n, Hn, 1.0f,
+		            G->q.w + (size_t)h * hd * C, C);
+		cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, n, hd, C, scale, dM + h * n, Hn,
+		            A->q.w + (size_t)h * hd * C, C, 0.0f, dK + h * hd, NI);
+		for (int j = 0; j < n; j++)
+			for (int e = 0; e < hd; e++) {
+				float g = scale * dc[h * n + j];
+				G->q.b[h * hd + e] += g * a->K[(size_t)j * NI + h * hd + e];
+				dK[(size_t)j * NI + h * hd + e] += g * A->q.b[h * hd + e];
+			}
+	}
+	mp_tr_linear_bwd(dkin, G->k.w, G->k.b, dK, kin, A->k.w, n, C, NI);
+	mp_tr_linear_bwd(dvin, G->v.w, G->v.b, dV, vin, A->v.w, n, C, NI);
+}
+
 /* out = out_proj(attn(q(qin), k(kin), v(vin))), activations kept in a */
 static void
 att_fwd(mp_tune *w, const tatt *A, aact *a, const float *qin, int nq, const float *kin, const float *vin, int nk,
         int C, int NI, float *out)
 {
+	if (nq < nk) {
+		att_fwd_fq(w, A, a, qin, nq, kin, vin, nk, C, NI, out);
+		return;
+	}
+	if (nq > nk) {
+		att_fwd_fk(w, A, a, qin, nq, kin, vin, nk, C, NI, out);
+		return;
+	}
 	mp_tr_linear_fwd(a->Q, qin, A->q.w, A->q.b, nq, C, NI);
 	mp_tr_linear_fwd(a->K, kin, A->k.w, A->k.b, nk, C, NI);
 	mp_tr_linear_fwd(a->V, vin, A->v.w, A->v.b, nk, C, NI);
@@ -378,13 +566,22 @@ att_fwd(mp_tune *w, const tatt *A, aact *a, const float *qin, int nq, const floa
 	mp_tr_linear_fwd(out, a->O, A->o.w, A->o.b, nq, NI, C);
 }
 
-/* the backward of att_fwd: dqin, dkin, dvin (any may alias) += */
+/* the backward of att_fwd: dqin, dkin, dvin (any may alias; NULL: not
+ * wanted, for the two of the factored sides) += */
 static void
 att_bwd(mp_tune *w, const tatt *A, const tatt *G, const aact *a, const float *qin, int nq, const float *kin,
         const float *vin, int nk, int C, int NI, const float *dout, float *dqin, float *dkin, float *dvin)
 {
 	float *dO = w->dO, *dQ = w->dQ, *dK = w->dK, *dV = w->dV;
 
+	if (nq < nk) {
+		att_bwd_fq(w, A, G, a, qin, nq, kin, vin, nk, C, NI, dout, dqin, dkin, dvin);
+		return;
+	}
+	if (nq > nk) {
+		att_bwd_fk(w, A, G, a, qin, nq, kin, vin, nk, C, NI, dout, dqin, dkin, dvin);
+		return;
+	}
 	zero(dO, (size_t)nq * NI);
 	mp_tr_linear_bwd(dO, G->o.w, G->o.b, dout, a->O, A->o.w, nq, NI, C);
 	zero(dQ, (size_t)nq * NI);
@@ -416,9 +613,11 @@ forward(mp_sam_tune *t, const float *emb, const float box[4])
 			e[j] += m->point_emb[2 + k][j];
 	}
 	float *k0 = w->la[0].kin;
-	for (int tt = 0; tt < T; tt++)
-		for (int ch = 0; ch < C; ch++)
-			k0[(size_t)tt * C + ch] = emb[(size_t)ch * T + tt] + m->no_mask[ch];
+	for (int t0 = 0; t0 < T; t0 += 32)   /* transposed in tiles of 32 x 32 */
+		for (int c0 = 0; c0 < C; c0 += 32)
+			for (int tt = t0; tt < T && tt < t0 + 32; tt++)
+				for (int ch = c0; ch < C && ch < c0 + 32; ch++)
+					k0[(size_t)tt * C + ch] = emb[(size_t)ch * T + tt] + m->no_mask[ch];
 	const float *q = w->tok;
 	for (int l = 0; l < w->depth; l++) {
 		const tlay *L = &D->L[l];
@@ -548,7 +747,9 @@ backward(mp_sam_tune *t, const float *dlow, float *demb, double gscale)
 		/* dkin now holds dr4: the residual's share stays, the attention's goes below */
 		zero(dkk, nk);
 		zero(dtq, nq);
-		att_bwd(w, &L->i2t, &GL->i2t, &a->it, a->kk, T, a->tq3, a->q3, NT, C, NI, dkin, dkk, dtq, dq);
+		/* layer 0 without demb: the image side's gradient is not wanted */
+		int img = l > 0 || demb;
+		att_bwd(w, &L->i2t, &GL->i2t, &a->it, a->kk, T, a->tq3, a->q3, NT, C, NI, dkin, img ? dkk : NULL, dtq, dq);
 		accv(dq, dtq, nq);
 		accv(dtok, dtq, nq);
 		/* q3 = LN3(q2 + mlp(q2)) */
@@ -568,10 +769,12 @@ backward(mp_sam_tune *t, const float *dlow, float *demb, double gscale)
 		mp_tr_layernorm_bwd(dr, GL->n2.w, GL->n2.b, dq, a->r2, a->mu2, a->rs2, L->n2.w, NT, C);
 		memcpy(dq, dr, nq * sizeof(float));
 		zero(dtq, nq);
-		att_bwd(w, &L->t2i, &GL->t2i, &a->ti, a->tq, NT, a->kk, a->kin, T, C, NI, dr, dtq, dkk, dkin);
+		att_bwd(w, &L->t2i, &GL->t2i, &a->ti, a->tq, NT, a->kk, a->kin, T, C, NI, dr, dtq, img ? dkk : NULL,
+		        img ? dkin : NULL);
 		accv(dq, dtq, nq);
 		accv(dtok, dtq, nq);
-		accv(dkin, dkk, nk);
+		if (img)
+			accv(dkin, dkk, nk);
 		/* q1 = LN1(qin + sa(qin + tok, qin + tok, qin)), or LN1(sa(qin, qin, qin)) in layer 0 */
 		zero(dr, nq);
 		mp_tr_layernorm_bwd(dr, GL->n1.w, GL->n1.b, dq, a->r1, a->mu1, a->rs1, L->n1.w, NT, C);
@@ -585,7 +788,8 @@ backward(mp_sam_tune *t, const float *dlow, float *demb, double gscale)
 			accv(dq, dtq, nq);
 			accv(dtok, dtq, nq);
 		}
-		memcpy(dk, dkin, nk * sizeof(float));
+		if (img)
+			memcpy(dk, dkin, nk * sizeof(float));
 	}
 	/* the queries start as the tokens */
 	accv(dtok, dq, nq);

@@ -26,6 +26,8 @@
  *                            DIR: the adapters' safetensors
  *                            ($MEDPIPE_TRAIN_ATTN_KEEP for lora, full, adapter: the
  *                            bytes of attention kept, see mp_sam_tune.attn_keep)
+ *   sgemm M N K REPS         REPS x C (M x N) = A (M x K) B (K x N) through the library's
+ *                            BLAS, nothing out (tests/bench/sam_tune.sh: the SGEMM rate)
  *   adamw CKPT B LR STEPS [OUT.pth [STATE]]
  *                            in: STEPS x B x (emb box gt)  out: loss per step, the parameters;
  *                            OUT.pth: the tuned checkpoint; STATE: the optimizer state
@@ -35,6 +37,7 @@
 #include "mp.h"
 #include "t.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,6 +114,8 @@ zf(size_t n)
 	return keep(mp_xcalloc(n ? n : 1, sizeof(float)));
 }
 
+static void fill(float *p, size_t n, float s);
+
 static int
 driver(int argc, char **argv)
 {
@@ -118,7 +123,14 @@ driver(int argc, char **argv)
 	long a[6] = { 0 };
 	for (int i = 2; i < argc && i < 8; i++)
 		a[i - 2] = strtol(argv[i], NULL, 10);
-	if (strcmp(op, "linear") == 0) {
+	if (strcmp(op, "sgemm") == 0) {
+		int M = (int)a[0], N = (int)a[1], K = (int)a[2], reps = (int)a[3];
+		mp_sam_cpu_backend(nthreads());
+		float *A = zf((size_t)M * K), *Bm = zf((size_t)K * N), *Cm = zf((size_t)M * N);
+		fill(A, (size_t)M * K, 1.0f), fill(Bm, (size_t)K * N, 1.0f);
+		for (int r = 0; r < reps; r++)
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, K, Bm, N, 0.0f, Cm, N);
+	} else if (strcmp(op, "linear") == 0) {
 		int n = (int)a[0], in = (int)a[1], out = (int)a[2];
 		float *x = rd((size_t)n * in), *w = rd((size_t)out * in), *b = rd((size_t)out), *dy = rd((size_t)n * out);
 		float *y = zf((size_t)n * out), *dx = zf((size_t)n * in), *dw = zf((size_t)out * in), *db = zf((size_t)out);
