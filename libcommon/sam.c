@@ -429,6 +429,15 @@ now(void)
 	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* CPU time of the process (all threads) */
+static double
+cpunow(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 /* y (rows x out) = x (rows x in) W^T + b */
 static void
 linear(const mp_sam *m, const mp_sam_lin *L, const float *x, int rows, float *y)
@@ -459,6 +468,95 @@ tryalloc(size_t n, size_t sz)
 }
 
 /* ================================================================ encoder */
+typedef struct {
+	float *x;
+	const float *b;
+	size_t rows, d;
+	int gelu;
+} rows_ctx;
+
+static void
+rows_task(void *vc, size_t i, int tid)
+{
+	rows_ctx *r = vc;
+	size_t r0 = i * 16, n = r->rows - r0 < 16 ? r->rows - r0 : 16;
+	float *x = r->x + r0 * r->d;
+
+	(void)tid;
+	if (r->gelu)
+		mp_sam_cpu_bias_gelu1(x, n, r->d, r->b);
+	else
+		for (size_t k = 0; k < n; k++)
+			mp_sam_add(x + k * r->d, x + k * r->d, r->b, r->d);
+}
+
+/* CPU: rows of d values x += b, or x = gelu(x + b), on the threads */
+static void
+rows_bias(float *x, size_t rows, size_t d, const float *b, int gelu)
+{
+	rows_ctx r = { x, b, rows, d, gelu };
+	mp_sam_cpu_parfor((rows + 15) / 16, rows_task, &r);
+}
+
+/* one ViT block on the CPU: the attention (sam_vitatt.c) reads the qkv
+ * rows of the grid by windows, so nothing is partitioned or padded and the
+ * padded tokens are never multiplied; the products' biases are added in
+ * passes the results make anyway, the residuals by the products (beta 1) */
+static void
+vit_block_cpu(const mp_sam *m, const mp_sam_block *b, float *x, float *xn, float *qkv, float *ao, float *hid, int MC)
+{
+	const mp_sam_config *c = &m->cfg;
+	const mp_sam_backend *be = m->be;
+	int G = c->grid, E = c->embed, T = G * G;
+
+	be->layernorm(be->ctx, xn, x, (size_t)T, (size_t)E, b->n1.w, b->n1.b, 1e-6f);
+	mp_sam_prof_lap(MP_SP_LN1);
+	be->gemm(be->ctx, 0, 1, T, 3 * E, E, 1.0f, xn, E, b->qkv.w, E, 0.0f, qkv, 3 * E);
+	mp_sam_prof_lap(MP_SP_QKV);
+	mp_sam_vitatt a = { G, b->window, c->heads, c->hd, qkv, b->qkv.b, (size_t)3 * E, b->rph, b->rpw,
+	                    1.0f / sqrtf((float)c->hd), ao, (size_t)E };
+	mp_sam_vitatt_run(&a);
+	mp_sam_prof_lap(MP_SP_ATT);
+	if (b->sa1.w) {   /* Space_Adapter on the attention's output, then the residual */
+		linear(m, &b->proj, ao, T, xn);
+		for (int r0 = 0; r0 < T; r0 += MC) {
+			int nr = T - r0 < MC ? T - r0 : MC, H = b->sa1.out;
+			float *a0 = xn + (size_t)r0 * E;
+			linear(m, &b->sa1, a0, nr, hid);
+			be->gelu(be->ctx, hid, (size_t)nr * H);
+			be->gemm(be->ctx, 0, 1, nr, E, H, 1.0f, hid, H, b->sa2.w, H, 1.0f, a0, E);
+			rows_bias(a0, (size_t)nr, (size_t)E, b->sa2.b, 0);
+		}
+		mp_sam_add(x, x, xn, (size_t)T * E);
+	} else {
+		be->gemm(be->ctx, 0, 1, T, E, E, 1.0f, ao, E, b->proj.w, E, 1.0f, x, E);
+		rows_bias(x, (size_t)T, (size_t)E, b->proj.b, 0);
+	}
+	mp_sam_prof_lap(MP_SP_PROJ);
+	be->layernorm(be->ctx, xn, x, (size_t)T, (size_t)E, b->n2.w, b->n2.b, 1e-6f);
+	mp_sam_prof_lap(MP_SP_LN2);
+	for (int r0 = 0; r0 < T; r0 += MC) {
+		int nr = T - r0 < MC ? T - r0 : MC;
+		float *xr = x + (size_t)r0 * E;
+		be->gemm(be->ctx, 0, 1, nr, c->mlp, E, 1.0f, xn + (size_t)r0 * E, E, b->lin1.w, E, 0.0f, hid, c->mlp);
+		mp_sam_prof_lap(MP_SP_LIN1);
+		rows_bias(hid, (size_t)nr, (size_t)c->mlp, b->lin1.b, 1);
+		mp_sam_prof_lap(MP_SP_GELU);
+		be->gemm(be->ctx, 0, 1, nr, E, c->mlp, 1.0f, hid, c->mlp, b->lin2.w, c->mlp, 1.0f, xr, E);
+		rows_bias(xr, (size_t)nr, (size_t)E, b->lin2.b, 0);
+		mp_sam_prof_lap(MP_SP_LIN2);
+		if (b->ma1.w) {   /* MLP_Adapter beside the MLP: += 0.5 ma2(gelu(ma1(norm2(x)))) */
+			int H = b->ma1.out;
+			linear(m, &b->ma1, xn + (size_t)r0 * E, nr, hid);
+			be->gelu(be->ctx, hid, (size_t)nr * H);
+			be->gemm(be->ctx, 0, 1, nr, E, H, 0.5f, hid, H, b->ma2.w, H, 1.0f, xr, E);
+			for (int r = 0; r < nr; r++)
+				for (int e = 0; e < E; e++)
+					xr[(size_t)r * E + e] += 0.5f * b->ma2.b[e];
+		}
+	}
+}
+
 int
 mp_sam_encode(mp_sam *m, const float *img, float *emb)
 {
@@ -470,7 +568,7 @@ mp_sam_encode(mp_sam *m, const float *img, float *emb)
 	int T = G * G, ws = c->window ? c->window : 1;
 	int nwx = (G + ws - 1) / ws, Np = nwx * nwx * ws * ws;
 	int rows = Np > T ? Np : T, K = 3 * P * P, MC = 1024;
-	double t0 = now(), t1;
+	double t0 = now(), t1, c0 = cpunow();
 	int EW = E > C ? E : C, HW = c->mlp > 9 * C ? c->mlp : 9 * C;
 	for (int bi = 0; bi < c->depth; bi++) {   /* adapters' hidden widths */
 		const mp_sam_block *b = &m->blk[bi];
@@ -487,6 +585,7 @@ mp_sam_encode(mp_sam *m, const float *img, float *emb)
 		mp_seterr("image encoder: out of memory");
 		goto out;
 	}
+	mp_sam_prof_lap(-1);
 	/* patch embedding: im2col (c, kh, kw) then one product */
 	for (int ty = 0; ty < G; ty++)
 		for (int tx = 0; tx < G; tx++) {
@@ -500,13 +599,20 @@ mp_sam_encode(mp_sam *m, const float *img, float *emb)
 	for (int t = 0; t < T; t++)
 		for (int e = 0; e < E; e++)
 			x[(size_t)t * E + e] += m->patch_b[e] + m->pos[(size_t)t * E + e];
+	mp_sam_prof_lap(MP_SP_PATCH);
 	t1 = now();
 	mp_note("encoder: patch embedding %.3f s", t1 - t0);
 
+	int fast = mp_sam_is_cpu(be) && mp_sam_vitatt_ok(c->hd, G) && mp_sam_vitatt_ok(c->hd, ws);
 	for (int bi = 0; bi < c->depth; bi++) {
 		const mp_sam_block *b = &m->blk[bi];
 		double tb = now();
 		int N = b->window ? Np : T;
+		if (fast) {
+			vit_block_cpu(m, b, x, xn, qkv, ao, hid, MC);
+			mp_note("encoder: block %d (%s) %.3f s", bi, b->window ? "window" : "global", now() - tb);
+			continue;
+		}
 		if (b->window) {
 			int w = b->window;
 			memset(xn, 0, (size_t)Np * E * sizeof(float));
@@ -519,7 +625,9 @@ mp_sam_encode(mp_sam *m, const float *img, float *emb)
 				}
 		} else
 			be->layernorm(be->ctx, xn, x, (size_t)T, (size_t)E, b->n1.w, b->n1.b, 1e-6f);
+		mp_sam_prof_lap(MP_SP_LN1);
 		linear(m, &b->qkv, xn, N, qkv);
+		mp_sam_prof_lap(MP_SP_QKV);
 		mp_sam_attn a;
 		memset(&a, 0, sizeof a);
 		a.nb = b->window ? nwx * nwx : 1;
@@ -539,7 +647,9 @@ mp_sam_encode(mp_sam *m, const float *img, float *emb)
 		a.rpw = b->rpw;
 		a.gh = a.gw = b->window ? b->window : G;
 		be->attention(be->ctx, &a);
+		mp_sam_prof_lap(MP_SP_ATT);
 		linear(m, &b->proj, ao, N, xn);
+		mp_sam_prof_lap(MP_SP_PROJ);
 		if (b->sa1.w)   /* Space_Adapter: a += sa2(gelu(sa1(a))) on the attention's output */
 			for (int r0 = 0; r0 < N; r0 += MC) {
 				int nr = N - r0 < MC ? N - r0 : MC, H = b->sa1.out;
@@ -564,17 +674,22 @@ mp_sam_encode(mp_sam *m, const float *img, float *emb)
 		} else
 			for (size_t i = 0; i < (size_t)T * E; i++)
 				x[i] += xn[i];
+		mp_sam_prof_lap(MP_SP_RES);
 		/* MLP in chunks of rows */
 		be->layernorm(be->ctx, xn, x, (size_t)T, (size_t)E, b->n2.w, b->n2.b, 1e-6f);
+		mp_sam_prof_lap(MP_SP_LN2);
 		for (int r0 = 0; r0 < T; r0 += MC) {
 			int nr = T - r0 < MC ? T - r0 : MC;
 			linear(m, &b->lin1, xn + (size_t)r0 * E, nr, hid);
+			mp_sam_prof_lap(MP_SP_LIN1);
 			be->gelu(be->ctx, hid, (size_t)nr * c->mlp);
+			mp_sam_prof_lap(MP_SP_GELU);
 			m->be->gemm(be->ctx, 0, 1, nr, E, c->mlp, 1.0f, hid, c->mlp, b->lin2.w, c->mlp, 1.0f,
 			            x + (size_t)r0 * E, E);
 			for (int r = r0; r < r0 + nr; r++)
 				for (int e = 0; e < E; e++)
 					x[(size_t)r * E + e] += b->lin2.b[e];
+			mp_sam_prof_lap(MP_SP_LIN2);
 			if (b->ma1.w) {   /* MLP_Adapter beside the MLP: += 0.5 ma2(gelu(ma1(norm2(x)))) */
 				int H = b->ma1.out;
 				linear(m, &b->ma1, xn + (size_t)r0 * E, nr, hid);
@@ -612,7 +727,9 @@ mp_sam_encode(mp_sam *m, const float *img, float *emb)
 		mp_preerr("image encoder");
 		goto out;
 	}
-	mp_note("encoder: neck %.3f s; total %.3f s", now() - t1, now() - t0);
+	mp_sam_prof_lap(MP_SP_NECK);
+	mp_sam_prof_report();
+	mp_note("encoder: neck %.3f s; total %.3f s; CPU %.3f s", now() - t1, now() - t0, cpunow() - c0);
 	rc = 0;
 out:
 	free(x);
