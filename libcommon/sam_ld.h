@@ -63,7 +63,8 @@ void mp_sam_softmax_cols(float *s, size_t rows, size_t n, size_t ld, const float
  * mp_sam_prof_thread) to cat of thread tid and sets *t0 to now;
  * mp_sam_prof_report prints the table to stderr. */
 enum { MP_SP_PATCH, MP_SP_LN1, MP_SP_QKV, MP_SP_ATT, MP_SP_QKP, MP_SP_QK, MP_SP_RP, MP_SP_SM, MP_SP_AV, MP_SP_PROJ,
-       MP_SP_RES, MP_SP_LN2, MP_SP_LIN1, MP_SP_GELU, MP_SP_LIN2, MP_SP_NECK, MP_SP_N };
+       MP_SP_RES, MP_SP_LN2, MP_SP_LIN1, MP_SP_GELU, MP_SP_LIN2, MP_SP_MLP,
+       MP_SP_NECK, MP_SP_N };
 int mp_sam_prof_on(void);
 void mp_sam_prof_lap(int cat);
 double mp_sam_prof_thread(void);

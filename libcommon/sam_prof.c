@@ -15,7 +15,8 @@ static const char *names[MP_SP_N] = {
 	"  pack q (+ k, v in windows)", "  q k^T products", "  rel. pos. products (old: + add)",
 	"  softmax (new: + rel. pos. add)", "  attn v products",
 	"proj product + bias", "window unpartition + residual", "layer norm 2", "lin1 product",
-	"bias + GELU", "lin2 product + bias + residual", "neck",
+	"bias + GELU", "lin2 product + bias + residual",
+	"MLP by blocks of rows (all of it)", "neck",
 };
 
 int
