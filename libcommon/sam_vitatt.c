@@ -282,7 +282,7 @@ att_task(void *vc, size_t task, int tid)
 		Kp = c->kv + (size_t)h * c->kvsz;
 		Vp = Kp + (size_t)nkp * hd;
 	} else {
-		Kp = (float *)(qi + bq) + bq;
+		Kp = (float *)(void *)(qi + bq) + bq;
 		Vp = Kp + (size_t)nkp * hd;
 		pack_kv(c, b, h, Kp, Vp);
 	}
@@ -308,7 +308,7 @@ att_task(void *vc, size_t task, int tid)
 	mp_sam_prof_tadd(tid, MP_SP_RP, &pt);
 	tiles_qk(Q, nqt, hd, Kp, nkp / 16, a->scale, S, (size_t)nkp);
 	mp_sam_prof_tadd(tid, MP_SP_QK, &pt);
-	float *inv = (float *)(qi + bq);
+	float *inv = (float *)(void *)(qi + bq);
 	for (int i = 0; i < n; i++) {
 		int qh = qi[i] / g, qw = qi[i] % g;
 		float *s = S + (size_t)i * nkp;
