@@ -429,6 +429,15 @@ now(void)
 	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* CPU time of the process (all threads) */
+static double
+cpunow(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 /* y (rows x out) = x (rows x in) W^T + b */
 static void
 linear(const mp_sam *m, const mp_sam_lin *L, const float *x, int rows, float *y)
@@ -459,6 +468,177 @@ tryalloc(size_t n, size_t sz)
 }
 
 /* ================================================================ encoder */
+typedef struct {
+	float *x;
+	const float *b;
+	size_t rows, d;
+	int gelu;
+} rows_ctx;
+
+static void
+rows_task(void *vc, size_t i, int tid)
+{
+	rows_ctx *r = vc;
+	size_t r0 = i * 16, n = r->rows - r0 < 16 ? r->rows - r0 : 16;
+	float *x = r->x + r0 * r->d;
+
+	(void)tid;
+	if (r->gelu)
+		mp_sam_cpu_bias_gelu1(x, n, r->d, r->b);
+	else
+		for (size_t k = 0; k < n; k++)
+			mp_sam_add(x + k * r->d, x + k * r->d, r->b, r->d);
+}
+
+/* CPU: rows of d values x += b, or x = gelu(x + b), on the threads */
+static void
+rows_bias(float *x, size_t rows, size_t d, const float *b, int gelu)
+{
+	rows_ctx r = { x, b, rows, d, gelu };
+	mp_sam_cpu_parfor((rows + 15) / 16, rows_task, &r);
+}
+
+/* CPU: rows per block when the encoder's products are split into blocks of
+ * rows over the threads (each block one single-threaded BLAS call, taken by
+ * whichever thread is free: no thread spins waiting for another, which on
+ * a loaded machine costs the BLAS's own threads CPU time); 0: too many
+ * threads for blocks of >= 256 rows, the BLAS threads the products itself */
+static int
+split_rows(int rows)
+{
+	int nt = mp_sam_threads(), rc = 512;
+
+	if (nt <= 1)
+		return rows;
+	while (rc > 256 && rows / rc < 2 * nt)
+		rc /= 2;
+	return rows / rc >= nt ? rc : 0;
+}
+
+typedef struct {
+	const mp_sam *m;
+	int rows, n, k, lda, ldc, rc;
+	const float *a, *w;
+	float beta, *c;
+} grows_ctx;
+
+static void
+grows_task(void *vc, size_t i, int tid)
+{
+	grows_ctx *g = vc;
+	int r0 = (int)i * g->rc, nr = g->rows - r0 < g->rc ? g->rows - r0 : g->rc;
+
+	(void)tid;
+	g->m->be->gemm(g->m->be->ctx, 0, 1, nr, g->n, g->k, 1.0f, g->a + (size_t)r0 * g->lda, g->lda, g->w, g->k, g->beta,
+	               g->c + (size_t)r0 * g->ldc, g->ldc);
+}
+
+/* CPU: c (rows x n) = a (rows x k) w^T + beta c, split by split_rows */
+static void
+gemm_rows(const mp_sam *m, int rows, int n, int k, const float *a, int lda, const float *w, float beta, float *c, int ldc)
+{
+	int rc = split_rows(rows);
+
+	if (!rc || rc >= rows) {
+		m->be->gemm(m->be->ctx, 0, 1, rows, n, k, 1.0f, a, lda, w, k, beta, c, ldc);
+		return;
+	}
+	grows_ctx g = { m, rows, n, k, lda, ldc, rc, a, w, beta, c };
+	mp_sam_cpu_parfor((size_t)((rows + rc - 1) / rc), grows_task, &g);
+}
+
+/* CPU: the MLP of a block of rows on one thread: x += lin2(gelu(lin1(xn))) */
+typedef struct {
+	const mp_sam *m;
+	const mp_sam_block *b;
+	float *x, *hid;
+	const float *xn;
+	int rows, rc;
+} mlp_ctx;
+
+static void
+mlp_task(void *vc, size_t i, int tid)
+{
+	mlp_ctx *t = vc;
+	const mp_sam *m = t->m;
+	const mp_sam_block *b = t->b;
+	int E = m->cfg.embed, M = m->cfg.mlp, r0 = (int)i * t->rc, nr = t->rows - r0 < t->rc ? t->rows - r0 : t->rc;
+	float *hid = t->hid + (size_t)tid * t->rc * M, *xr = t->x + (size_t)r0 * E;
+
+	m->be->gemm(m->be->ctx, 0, 1, nr, M, E, 1.0f, t->xn + (size_t)r0 * E, E, b->lin1.w, E, 0.0f, hid, M);
+	mp_sam_cpu_bias_gelu1(hid, (size_t)nr, (size_t)M, b->lin1.b);
+	m->be->gemm(m->be->ctx, 0, 1, nr, E, M, 1.0f, hid, M, b->lin2.w, M, 1.0f, xr, E);
+	for (int r = 0; r < nr; r++)
+		mp_sam_add(xr + (size_t)r * E, xr + (size_t)r * E, b->lin2.b, (size_t)E);
+}
+
+/* one ViT block on the CPU: the attention (sam_vitatt.c) reads the qkv
+ * rows of the grid by windows, so nothing is partitioned or padded and the
+ * padded tokens are never multiplied; the products' biases are added in
+ * passes the results make anyway, the residuals by the products (beta 1) */
+static void
+vit_block_cpu(const mp_sam *m, const mp_sam_block *b, float *x, float *xn, float *qkv, float *ao, float *hid, int MC)
+{
+	const mp_sam_config *c = &m->cfg;
+	const mp_sam_backend *be = m->be;
+	int G = c->grid, E = c->embed, T = G * G;
+
+	be->layernorm(be->ctx, xn, x, (size_t)T, (size_t)E, b->n1.w, b->n1.b, 1e-6f);
+	mp_sam_prof_lap(MP_SP_LN1);
+	gemm_rows(m, T, 3 * E, E, xn, E, b->qkv.w, 0.0f, qkv, 3 * E);
+	mp_sam_prof_lap(MP_SP_QKV);
+	mp_sam_vitatt a = { G, b->window, c->heads, c->hd, qkv, b->qkv.b, (size_t)3 * E, b->rph, b->rpw,
+	                    1.0f / sqrtf((float)c->hd), ao, (size_t)E };
+	mp_sam_vitatt_run(&a);
+	mp_sam_prof_lap(MP_SP_ATT);
+	if (b->sa1.w) {   /* Space_Adapter on the attention's output, then the residual */
+		linear(m, &b->proj, ao, T, xn);
+		for (int r0 = 0; r0 < T; r0 += MC) {
+			int nr = T - r0 < MC ? T - r0 : MC, H = b->sa1.out;
+			float *a0 = xn + (size_t)r0 * E;
+			linear(m, &b->sa1, a0, nr, hid);
+			be->gelu(be->ctx, hid, (size_t)nr * H);
+			be->gemm(be->ctx, 0, 1, nr, E, H, 1.0f, hid, H, b->sa2.w, H, 1.0f, a0, E);
+			rows_bias(a0, (size_t)nr, (size_t)E, b->sa2.b, 0);
+		}
+		mp_sam_add(x, x, xn, (size_t)T * E);
+	} else {
+		gemm_rows(m, T, E, E, ao, E, b->proj.w, 1.0f, x, E);
+		rows_bias(x, (size_t)T, (size_t)E, b->proj.b, 0);
+	}
+	mp_sam_prof_lap(MP_SP_PROJ);
+	be->layernorm(be->ctx, xn, x, (size_t)T, (size_t)E, b->n2.w, b->n2.b, 1e-6f);
+	mp_sam_prof_lap(MP_SP_LN2);
+	int rc = split_rows(T);
+	if (rc && !b->ma1.w && (size_t)rc * mp_sam_threads() <= (size_t)MC * 2) {
+		/* blocks of rows through the whole MLP, one per thread at a time */
+		mlp_ctx t = { m, b, x, hid, xn, T, rc };
+		mp_sam_cpu_parfor((size_t)((T + rc - 1) / rc), mlp_task, &t);
+		mp_sam_prof_lap(MP_SP_MLP);
+		return;
+	}
+	for (int r0 = 0; r0 < T; r0 += MC) {
+		int nr = T - r0 < MC ? T - r0 : MC;
+		float *xr = x + (size_t)r0 * E;
+		be->gemm(be->ctx, 0, 1, nr, c->mlp, E, 1.0f, xn + (size_t)r0 * E, E, b->lin1.w, E, 0.0f, hid, c->mlp);
+		mp_sam_prof_lap(MP_SP_LIN1);
+		rows_bias(hid, (size_t)nr, (size_t)c->mlp, b->lin1.b, 1);
+		mp_sam_prof_lap(MP_SP_GELU);
+		be->gemm(be->ctx, 0, 1, nr, E, c->mlp, 1.0f, hid, c->mlp, b->lin2.w, c->mlp, 1.0f, xr, E);
+		rows_bias(xr, (size_t)nr, (size_t)E, b->lin2.b, 0);
+		mp_sam_prof_lap(MP_SP_LIN2);
+		if (b->ma1.w) {   /* MLP_Adapter beside the MLP: += 0.5 ma2(gelu(ma1(norm2(x)))) */
+			int H = b->ma1.out;
+			linear(m, &b->ma1, xn + (size_t)r0 * E, nr, hid);
+			be->gelu(be->ctx, hid, (size_t)nr * H);
+			be->gemm(be->ctx, 0, 1, nr, E, H, 0.5f, hid, H, b->ma2.w, H, 1.0f, xr, E);
+			for (int r = 0; r < nr; r++)
+				for (int e = 0; e < E; e++)
+					xr[(size_t)r * E + e] += 0.5f * b->ma2.b[e];
+		}
+	}
+}
+
 int
 mp_sam_encode(mp_sam *m, const float *img, float *emb)
 {
@@ -473,7 +653,7 @@ mp_sam_encode(mp_sam *m, const float *img, float *emb)
 	int T = G * G, ws = c->window ? c->window : 1;
 	int nwx = (G + ws - 1) / ws, Np = nwx * nwx * ws * ws;
 	int rows = Np > T ? Np : T, K = 3 * P * P, MC = 1024;
-	double t0 = now(), t1;
+	double t0 = now(), t1, c0 = cpunow();
 	int EW = E > C ? E : C, HW = c->mlp > 9 * C ? c->mlp : 9 * C;
 	for (int bi = 0; bi < c->depth; bi++) {   /* adapters' hidden widths */
 		const mp_sam_block *b = &m->blk[bi];
@@ -482,7 +662,7 @@ mp_sam_encode(mp_sam *m, const float *img, float *emb)
 	}
 	float *x = tryalloc((size_t)T, (size_t)E * 4), *xn = tryalloc((size_t)rows, (size_t)EW * 4);
 	float *qkv = tryalloc((size_t)rows, (size_t)3 * E * 4), *ao = tryalloc((size_t)rows, (size_t)EW * 4);
-	float *hid = tryalloc((size_t)MC, (size_t)HW * 4);
+	float *hid = tryalloc((size_t)MC * 2, (size_t)HW * 4);
 	float *cols = tryalloc((size_t)T, (size_t)(K > 9 * C ? K : 9 * C) * 4);
 	int rc = -1;
 
@@ -490,6 +670,7 @@ mp_sam_encode(mp_sam *m, const float *img, float *emb)
 		mp_seterr("image encoder: out of memory");
 		goto out;
 	}
+	mp_sam_prof_lap(-1);
 	/* patch embedding: im2col (c, kh, kw) then one product */
 	for (int ty = 0; ty < G; ty++)
 		for (int tx = 0; tx < G; tx++) {
@@ -499,10 +680,15 @@ mp_sam_encode(mp_sam *m, const float *img, float *emb)
 					memcpy(r + (ch * P + kh) * P, img + ((size_t)ch * S + (size_t)ty * P + kh) * S + (size_t)tx * P,
 					       (size_t)P * sizeof(float));
 		}
-	be->gemm(be->ctx, 0, 1, T, E, K, 1.0f, cols, K, m->patch_w, K, 0.0f, x, E);
+	int fast = mp_sam_is_cpu(be) && mp_sam_vitatt_ok(c->hd, G) && mp_sam_vitatt_ok(c->hd, ws);
+	if (fast)
+		gemm_rows(m, T, E, K, cols, K, m->patch_w, 0.0f, x, E);
+	else
+		be->gemm(be->ctx, 0, 1, T, E, K, 1.0f, cols, K, m->patch_w, K, 0.0f, x, E);
 	for (int t = 0; t < T; t++)
 		for (int e = 0; e < E; e++)
 			x[(size_t)t * E + e] += m->patch_b[e] + m->pos[(size_t)t * E + e];
+	mp_sam_prof_lap(MP_SP_PATCH);
 	t1 = now();
 	mp_note("encoder: patch embedding %.3f s", t1 - t0);
 
@@ -510,6 +696,11 @@ mp_sam_encode(mp_sam *m, const float *img, float *emb)
 		const mp_sam_block *b = &m->blk[bi];
 		double tb = now();
 		int N = b->window ? Np : T;
+		if (fast) {
+			vit_block_cpu(m, b, x, xn, qkv, ao, hid, MC);
+			mp_note("encoder: block %d (%s) %.3f s", bi, b->window ? "window" : "global", now() - tb);
+			continue;
+		}
 		if (b->window) {
 			int w = b->window;
 			memset(xn, 0, (size_t)Np * E * sizeof(float));
@@ -522,7 +713,9 @@ mp_sam_encode(mp_sam *m, const float *img, float *emb)
 				}
 		} else
 			be->layernorm(be->ctx, xn, x, (size_t)T, (size_t)E, b->n1.w, b->n1.b, 1e-6f);
+		mp_sam_prof_lap(MP_SP_LN1);
 		linear(m, &b->qkv, xn, N, qkv);
+		mp_sam_prof_lap(MP_SP_QKV);
 		mp_sam_attn a;
 		memset(&a, 0, sizeof a);
 		a.nb = b->window ? nwx * nwx : 1;
@@ -542,7 +735,9 @@ mp_sam_encode(mp_sam *m, const float *img, float *emb)
 		a.rpw = b->rpw;
 		a.gh = a.gw = b->window ? b->window : G;
 		be->attention(be->ctx, &a);
+		mp_sam_prof_lap(MP_SP_ATT);
 		linear(m, &b->proj, ao, N, xn);
+		mp_sam_prof_lap(MP_SP_PROJ);
 		if (b->sa1.w)   /* Space_Adapter: a += sa2(gelu(sa1(a))) on the attention's output */
 			for (int r0 = 0; r0 < N; r0 += MC) {
 				int nr = N - r0 < MC ? N - r0 : MC, H = b->sa1.out;
@@ -567,17 +762,22 @@ mp_sam_encode(mp_sam *m, const float *img, float *emb)
 		} else
 			for (size_t i = 0; i < (size_t)T * E; i++)
 				x[i] += xn[i];
+		mp_sam_prof_lap(MP_SP_RES);
 		/* MLP in chunks of rows */
 		be->layernorm(be->ctx, xn, x, (size_t)T, (size_t)E, b->n2.w, b->n2.b, 1e-6f);
+		mp_sam_prof_lap(MP_SP_LN2);
 		for (int r0 = 0; r0 < T; r0 += MC) {
 			int nr = T - r0 < MC ? T - r0 : MC;
 			linear(m, &b->lin1, xn + (size_t)r0 * E, nr, hid);
+			mp_sam_prof_lap(MP_SP_LIN1);
 			be->gelu(be->ctx, hid, (size_t)nr * c->mlp);
+			mp_sam_prof_lap(MP_SP_GELU);
 			m->be->gemm(be->ctx, 0, 1, nr, E, c->mlp, 1.0f, hid, c->mlp, b->lin2.w, c->mlp, 1.0f,
 			            x + (size_t)r0 * E, E);
 			for (int r = r0; r < r0 + nr; r++)
 				for (int e = 0; e < E; e++)
 					x[(size_t)r * E + e] += b->lin2.b[e];
+			mp_sam_prof_lap(MP_SP_LIN2);
 			if (b->ma1.w) {   /* MLP_Adapter beside the MLP: += 0.5 ma2(gelu(ma1(norm2(x)))) */
 				int H = b->ma1.out;
 				linear(m, &b->ma1, xn + (size_t)r0 * E, nr, hid);
@@ -593,7 +793,10 @@ mp_sam_encode(mp_sam *m, const float *img, float *emb)
 	t1 = now();
 	/* neck: 1x1 conv, LayerNorm2d, 3x3 conv (pad 1), LayerNorm2d */
 	float *n0 = ao, *n1 = xn;
-	be->gemm(be->ctx, 0, 1, T, C, E, 1.0f, x, E, m->neck0, E, 0.0f, n0, C);
+	if (fast)
+		gemm_rows(m, T, C, E, x, E, m->neck0, 0.0f, n0, C);
+	else
+		be->gemm(be->ctx, 0, 1, T, C, E, 1.0f, x, E, m->neck0, E, 0.0f, n0, C);
 	be->layernorm(be->ctx, n0, n0, (size_t)T, (size_t)C, m->neck1.w, m->neck1.b, 1e-6f);
 	for (int y = 0; y < G; y++)
 		for (int xx = 0; xx < G; xx++) {
@@ -606,7 +809,10 @@ mp_sam_encode(mp_sam *m, const float *img, float *emb)
 						                          n0[((size_t)sy * G + sx) * C + ch];
 					}
 		}
-	be->gemm(be->ctx, 0, 1, T, C, 9 * C, 1.0f, cols, 9 * C, m->neck2, 9 * C, 0.0f, n1, C);
+	if (fast)
+		gemm_rows(m, T, C, 9 * C, cols, 9 * C, m->neck2, 0.0f, n1, C);
+	else
+		be->gemm(be->ctx, 0, 1, T, C, 9 * C, 1.0f, cols, 9 * C, m->neck2, 9 * C, 0.0f, n1, C);
 	be->layernorm(be->ctx, n1, n1, (size_t)T, (size_t)C, m->neck3.w, m->neck3.b, 1e-6f);
 	for (int t = 0; t < T; t++)
 		for (int ch = 0; ch < C; ch++)
@@ -615,7 +821,9 @@ mp_sam_encode(mp_sam *m, const float *img, float *emb)
 		mp_preerr("image encoder");
 		goto out;
 	}
-	mp_note("encoder: neck %.3f s; total %.3f s", now() - t1, now() - t0);
+	mp_sam_prof_lap(MP_SP_NECK);
+	mp_sam_prof_report();
+	mp_note("encoder: neck %.3f s; total %.3f s; CPU %.3f s", now() - t1, now() - t0, cpunow() - c0);
 	rc = 0;
 out:
 	free(x);

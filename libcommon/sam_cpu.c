@@ -359,6 +359,34 @@ softmax_row(float *r, int n)
 		r[j] *= inv;
 }
 
+int
+mp_sam_cpu_avx2(void)
+{
+#ifdef HAVE_AVX2_PATH
+	return have_avx2();
+#else
+	return 0;
+#endif
+}
+
+float
+mp_sam_cpu_exp_row(float *r, size_t n, float mx)
+{
+	size_t j = 0;
+	float sum = 0;
+#ifdef HAVE_AVX2_PATH
+	if (have_avx2()) {
+		sum = expsum8(r, (int)n, mx);
+		j = n / 8 * 8;
+	}
+#endif
+	for (; j < n; j++) {
+		r[j] = fexp(r[j] - mx);
+		sum += r[j];
+	}
+	return sum;
+}
+
 /* ---------------------------------------------------------------- ops */
 static void
 cpu_gemm(void *ctx, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
@@ -507,9 +535,11 @@ att_task(void *vc, size_t task, int tid)
 	float *o = a->o + (size_t)b * a->bso + (size_t)i0 * a->ldo + (size_t)h * a->hd;
 	float *S = c->ws[tid];
 	int nk = a->nk, hd = a->hd;
+	double pt = mp_sam_prof_thread();
 
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hd, a->scale, q, a->ldq, k, a->ldk,
 	            0.0f, S, nk);
+	mp_sam_prof_tadd(tid, MP_SP_QK, &pt);
 	if (a->rph) {
 		/* every q . R[r] by two products, then picked per query */
 		int lh = 2 * a->gh - 1, lw = 2 * a->gw - 1;
@@ -528,6 +558,7 @@ att_task(void *vc, size_t task, int tid)
 			}
 		}
 	}
+	mp_sam_prof_tadd(tid, MP_SP_RP, &pt);
 	if (a->bias)
 		for (int i = 0; i < nq; i++) {
 			const float *br = a->bias + ((size_t)h * a->nq + (size_t)(i0 + i)) * nk;
@@ -537,8 +568,10 @@ att_task(void *vc, size_t task, int tid)
 		}
 	for (int i = 0; i < nq; i++)
 		softmax_row(S + (size_t)i * nk, nk);
+	mp_sam_prof_tadd(tid, MP_SP_SM, &pt);
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, nk, 1.0f, S, nk, v, a->ldv, 0.0f, o,
 	            a->ldo);
+	mp_sam_prof_tadd(tid, MP_SP_AV, &pt);
 }
 
 static void

@@ -56,4 +56,44 @@ void mp_sam_add(float *d, const float *a, const float *b, size_t n);
  * (rows < 8) */
 void mp_sam_softmax_cols(float *s, size_t rows, size_t n, size_t ld, const float *add, float *tmp);
 
+/* per-operation CPU time of the ViT encoder (sam_prof.c), kept when the
+ * environment variable MEDPIPE_SAM_PROFILE is set: mp_sam_prof_lap(cat)
+ * adds the process CPU time since the previous lap to cat (cat < 0: clears
+ * all, starts); mp_sam_prof_tadd adds a thread's CPU time since *t0 (from
+ * mp_sam_prof_thread) to cat of thread tid and sets *t0 to now;
+ * mp_sam_prof_report prints the table to stderr. */
+enum { MP_SP_PATCH, MP_SP_LN1, MP_SP_QKV, MP_SP_ATT, MP_SP_QKP, MP_SP_QK, MP_SP_RP, MP_SP_SM, MP_SP_AV, MP_SP_PROJ,
+       MP_SP_RES, MP_SP_LN2, MP_SP_LIN1, MP_SP_GELU, MP_SP_LIN2, MP_SP_MLP,
+       MP_SP_NECK, MP_SP_N };
+int mp_sam_prof_on(void);
+void mp_sam_prof_lap(int cat);
+double mp_sam_prof_thread(void);
+void mp_sam_prof_tadd(int tid, int cat, double *t0);
+void mp_sam_prof_report(void);
+
+/* the ViT encoder's attention on the CPU (sam_vitatt.c), straight from the
+ * qkv product: T = G*G rows of qkv (row stride ld) in the grid's raster
+ * order hold q | k | v (E = heads*hd each) without the bias bqkv (3E); the
+ * attention runs in windows of w x w tokens of the grid padded to a
+ * multiple of w (w 0: global), padded tokens being the bias alone, with the
+ * decomposed relative positions rph, rpw ((2g-1) x hd, g = w or G); the
+ * result of the grid's tokens goes to row t of o (stride ldo), head h at
+ * column h*hd. mp_sam_vitatt_ok: whether it runs here (AVX2 + FMA, hd a
+ * multiple of 16) for head width hd and window (or grid) g. */
+typedef struct mp_sam_vitatt {
+	int G, w, heads, hd;
+	const float *qkv, *bqkv;
+	size_t ld;
+	const float *rph, *rpw;
+	float scale;
+	float *o;
+	size_t ldo;
+} mp_sam_vitatt;
+int mp_sam_vitatt_ok(int hd, int g);
+void mp_sam_vitatt_run(const mp_sam_vitatt *a);
+/* sam_cpu.c: whether the AVX2 + FMA paths run; r[i] = exp(r[i] - mx) for
+ * i < n, returning their sum */
+int mp_sam_cpu_avx2(void);
+float mp_sam_cpu_exp_row(float *r, size_t n, float mx);
+
 #endif

@@ -94,7 +94,7 @@ Tw = 4900
 fl = 0
 for i in range(12):
     n = Tk if i in (2, 5, 8, 11) else Tw
-    fl += 2 * n * (E * 3 * E + E * E + 2 * E * Mlp)
+    fl += 2 * n * (E * 3 * E + E * E) + 2 * Tk * 2 * E * Mlp   # the MLP runs on the 4096 tokens only
     fl += 2 * 2 * (Tk * Tk * E if i in (2, 5, 8, 11) else 25 * 196 * 196 * E)
 fl += 2 * Tk * (768 * E) + 2 * Tk * (E * 256 + 9 * 256 * 256)
 print("sam-embed: %.2f s per 1024x1024 slice (ViT-B, %d threads), PyTorch %.2f s: ratio %.2f (medpipe/PyTorch); "
