@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #define HUGE ((size_t)2 << 20)   /* a transparent huge page */
 #define BIG ((size_t)8 << 20)    /* blocks from here on are worth it */
@@ -193,4 +194,31 @@ mp_mulsize(size_t a, size_t b, size_t *out)
 		return mp_seterr("size overflow (%zu x %zu)", a, b);
 	*out = a * b;
 	return 0;
+}
+
+static double
+clock_of(clockid_t id)
+{
+	struct timespec ts;
+
+	clock_gettime(id, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+double
+mp_clock(void)
+{
+	return clock_of(CLOCK_MONOTONIC);
+}
+
+double
+mp_cpu_clock(void)
+{
+	return clock_of(CLOCK_PROCESS_CPUTIME_ID);
+}
+
+double
+mp_thread_clock(void)
+{
+	return clock_of(CLOCK_THREAD_CPUTIME_ID);
 }

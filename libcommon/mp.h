@@ -31,6 +31,11 @@ void mp_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 extern int mp_verbose;
 extern const char *mp_version_note;   /* a second line of --version (what a program was built with), or NULL */
 void mp_note(const char *fmt, ...) __attribute__((format(printf, 1, 2))); /* only when mp_verbose */
+/* seconds: monotonic wall clock, and CPU time of the process (all threads)
+ * or of the calling thread */
+double mp_clock(void);
+double mp_cpu_clock(void);
+double mp_thread_clock(void);
 void *mp_xmalloc(size_t n);            /* die on failure */
 void *mp_xcalloc(size_t n, size_t sz);
 /* a block for a whole volume (free() releases it): from 8 MiB on, 2 MiB

@@ -420,24 +420,6 @@ mp_sam_describe(const mp_sam *m, char *buf, size_t n)
 		snprintf(buf + p, n - p, " with Medical-SAM-Adapter adapters in %d blocks", na);
 }
 
-/* ================================================================ helpers */
-static double
-now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* CPU time of the process (all threads) */
-static double
-cpunow(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* y (rows x out) = x (rows x in) W^T + b */
 static void
 linear(const mp_sam *m, const mp_sam_lin *L, const float *x, int rows, float *y)
@@ -653,7 +635,7 @@ mp_sam_encode(mp_sam *m, const float *img, float *emb)
 	int T = G * G, ws = c->window ? c->window : 1;
 	int nwx = (G + ws - 1) / ws, Np = nwx * nwx * ws * ws;
 	int rows = Np > T ? Np : T, K = 3 * P * P, MC = 1024;
-	double t0 = now(), t1, c0 = cpunow();
+	double t0 = mp_clock(), t1, c0 = mp_cpu_clock();
 	int EW = E > C ? E : C, HW = c->mlp > 9 * C ? c->mlp : 9 * C;
 	for (int bi = 0; bi < c->depth; bi++) {   /* adapters' hidden widths */
 		const mp_sam_block *b = &m->blk[bi];
@@ -689,16 +671,16 @@ mp_sam_encode(mp_sam *m, const float *img, float *emb)
 		for (int e = 0; e < E; e++)
 			x[(size_t)t * E + e] += m->patch_b[e] + m->pos[(size_t)t * E + e];
 	mp_sam_prof_lap(MP_SP_PATCH);
-	t1 = now();
+	t1 = mp_clock();
 	mp_note("encoder: patch embedding %.3f s", t1 - t0);
 
 	for (int bi = 0; bi < c->depth; bi++) {
 		const mp_sam_block *b = &m->blk[bi];
-		double tb = now();
+		double tb = mp_clock();
 		int N = b->window ? Np : T;
 		if (fast) {
 			vit_block_cpu(m, b, x, xn, qkv, ao, hid, MC);
-			mp_note("encoder: block %d (%s) %.3f s", bi, b->window ? "window" : "global", now() - tb);
+			mp_note("encoder: block %d (%s) %.3f s", bi, b->window ? "window" : "global", mp_clock() - tb);
 			continue;
 		}
 		if (b->window) {
@@ -788,9 +770,9 @@ mp_sam_encode(mp_sam *m, const float *img, float *emb)
 						x[(size_t)r * E + e] += 0.5f * b->ma2.b[e];
 			}
 		}
-		mp_note("encoder: block %d (%s) %.3f s", bi, b->window ? "window" : "global", now() - tb);
+		mp_note("encoder: block %d (%s) %.3f s", bi, b->window ? "window" : "global", mp_clock() - tb);
 	}
-	t1 = now();
+	t1 = mp_clock();
 	/* neck: 1x1 conv, LayerNorm2d, 3x3 conv (pad 1), LayerNorm2d */
 	float *n0 = ao, *n1 = xn;
 	if (fast)
@@ -823,7 +805,7 @@ mp_sam_encode(mp_sam *m, const float *img, float *emb)
 	}
 	mp_sam_prof_lap(MP_SP_NECK);
 	mp_sam_prof_report();
-	mp_note("encoder: neck %.3f s; total %.3f s; CPU %.3f s", now() - t1, now() - t0, cpunow() - c0);
+	mp_note("encoder: neck %.3f s; total %.3f s; CPU %.3f s", mp_clock() - t1, mp_clock() - t0, mp_cpu_clock() - c0);
 	rc = 0;
 out:
 	free(x);

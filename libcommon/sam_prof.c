@@ -29,20 +29,12 @@ mp_sam_prof_on(void)
 	return on;
 }
 
-static double
-cpu(clockid_t id)
-{
-	struct timespec ts;
-	clock_gettime(id, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 void
 mp_sam_prof_lap(int cat)
 {
 	if (!mp_sam_prof_on())
 		return;
-	double t = cpu(CLOCK_PROCESS_CPUTIME_ID);
+	double t = mp_cpu_clock();
 	if (cat >= 0 && cat < MP_SP_N)
 		acc[cat] += t - last;
 	else
@@ -53,7 +45,7 @@ mp_sam_prof_lap(int cat)
 double
 mp_sam_prof_thread(void)
 {
-	return mp_sam_prof_on() ? cpu(CLOCK_THREAD_CPUTIME_ID) : 0;
+	return mp_sam_prof_on() ? mp_thread_clock() : 0;
 }
 
 void
@@ -61,7 +53,7 @@ mp_sam_prof_tadd(int tid, int cat, double *t0)
 {
 	if (!mp_sam_prof_on() || tid < 0 || tid >= 64)
 		return;
-	double t = cpu(CLOCK_THREAD_CPUTIME_ID);
+	double t = mp_thread_clock();
 	tacc[tid][cat] += t - *t0;
 	*t0 = t;
 }

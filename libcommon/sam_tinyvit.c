@@ -351,15 +351,6 @@ mp_sam_tvit_describe(const mp_sam *m, char *buf, size_t n)
 		snprintf(buf + p, n - p, "; image %d, embedding %dx%dx%d)", c->img_size, c->out_chans, c->grid, c->grid);
 }
 
-/* ================================================================ helpers */
-static double
-now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void
 add_bias(float *y, size_t rows, int n, const float *b)
 {
@@ -653,7 +644,7 @@ tvit_run(mp_sam *m, const float *img, float *emb, float *front)
 	size_t cap = (size_t)G * G * 9 * C;   /* the neck's im2col */
 	bufs w = { NULL, NULL, NULL, 0 };
 	float *x = NULL;
-	double t0 = now(), t1;
+	double t0 = mp_clock(), t1;
 	int rc = -1;
 
 	/* the largest activation: rows x width over every step */
@@ -707,11 +698,11 @@ tvit_run(mp_sam *m, const float *img, float *emb, float *front)
 		goto out;
 	}
 	R = conv_out(s1, R);
-	t1 = now();
+	t1 = mp_clock();
 	mp_note("encoder: stem %.3f s", t1 - t0);
 	for (int i = 0; i < t->nstage; i++) {
 		const tstage *s = &t->st[i];
-		double ts = now();
+		double ts = mp_clock();
 		if (front && !s->conv) {
 			memcpy(front, x, (size_t)R * R * (size_t)s->dim * sizeof(float));
 			rc = i;
@@ -725,9 +716,9 @@ tvit_run(mp_sam *m, const float *img, float *emb, float *front)
 			R = s->out_res;
 		}
 		mp_note("encoder: stage %d (%s, %d blocks, width %d, %dx%d) %.3f s", i, s->conv ? "MBConv" : "attention",
-		        s->depth, s->dim, s->res, s->res, now() - ts);
+		        s->depth, s->dim, s->res, s->res, mp_clock() - ts);
 	}
-	t1 = now();
+	t1 = mp_clock();
 	/* neck: 1x1 conv, LayerNorm2d, 3x3 conv (pad 1), LayerNorm2d */
 	size_t T = (size_t)G * G;
 	be->gemm(be->ctx, 0, 1, (int)T, C, E, 1.0f, x, E, t->neck0, E, 0.0f, w.a, C);
@@ -743,7 +734,7 @@ tvit_run(mp_sam *m, const float *img, float *emb, float *front)
 		mp_preerr("image encoder");
 		goto out;
 	}
-	mp_note("encoder: neck %.3f s; total %.3f s", now() - t1, now() - t0);
+	mp_note("encoder: neck %.3f s; total %.3f s", mp_clock() - t1, mp_clock() - t0);
 	rc = 0;
 out:
 	free(x);

@@ -179,14 +179,6 @@ mp_cl_devices(const mp_cl_devinfo **list)
 static struct { char name[64]; double t; int n; } prof[64];
 static int nprof, profiling = -1;
 
-static double
-now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void
 prof_add(cl_kernel k, double t)
 {
@@ -827,14 +819,14 @@ mp_cl_run(mp_cl *c, cl_kernel k, int dims, const size_t *global, int wait)
 	}
 	if (profiling) {
 		clFinish(c->q);
-		t0 = now_s();
+		t0 = mp_clock();
 	}
 	e = clEnqueueNDRangeKernel(c->q, k, (cl_uint)dims, NULL, g, l, 0, NULL, NULL);
 	if (e != CL_SUCCESS)
 		return mp_cl_fail(e, "%s: running a kernel", c->info.name);
 	if (profiling) {
 		clFinish(c->q);
-		prof_add(k, now_s() - t0);
+		prof_add(k, mp_clock() - t0);
 	}
 	if (wait)
 		return mp_cl_finish(c);
@@ -852,14 +844,14 @@ mp_cl_enqueue(mp_cl *c, cl_kernel k, int dims, const size_t *global, const size_
 	}
 	if (profiling) {
 		clFinish(c->q);
-		t0 = now_s();
+		t0 = mp_clock();
 	}
 	e = clEnqueueNDRangeKernel(c->q, k, (cl_uint)dims, NULL, global, local, 0, NULL, NULL);
 	if (e != CL_SUCCESS)
 		return mp_cl_fail(e, "%s: running a kernel", c->info.name);
 	if (profiling) {
 		clFinish(c->q);
-		prof_add(k, now_s() - t0);
+		prof_add(k, mp_clock() - t0);
 	}
 	return 0;
 }
