@@ -50,4 +50,17 @@ int mp_eval_labels(const int32_t *ref, const int32_t *pred, const size_t dim[3],
  * and the mean Dice is <= gate, NSD is 0 (MedSAM: gate 0.2). NaN when the
  * reference has no labels. */
 void mp_eval_case(const mp_eval_label *l, size_t n, double gate, double *dice, double *nsd);
+
+/* seg-eval after its options (eval_csv.c): the predictions in args (standard
+ * input when nargs is 0) against the references of their case (ref_role in
+ * the same stream, or every frame of ref_file), the CSV to output (NULL:
+ * standard output) at the end; NULL roles take the defaults (label, mask).
+ * Bad usage or any failure: one line, exit 2 or 1. Frees args. */
+typedef struct mp_seg_eval_opts {
+	const char *ref_role, *pred_role, *ref_file, *output;
+	double tolerance, gate;
+	long digits;
+	int no_nsd, summary, all_nsd;
+} mp_seg_eval_opts;
+void mp_seg_eval_stream(const mp_seg_eval_opts *opt, char **args, int nargs);
 #endif

@@ -105,6 +105,18 @@ char *mp_outname_percent(const char *pat);
 /* create the missing folders above path (mode 0777 & ~umask); -1 + mp_err */
 int mp_make_parents(const char *path);
 
+/* vol2npz after its options (npz_write.c): the frames of args (standard
+ * input when nargs is 0) to output (a pattern as mp_outname's) in layout
+ * "roles" or "medsam", MedSAM's per-slice files under slices; NULL strings
+ * take the defaults (roles, float64, reflect). Bad usage or any failure: one
+ * line, exit 2 or 1. Frees args. */
+typedef struct mp_vol2npz_opts {
+	const char *output, *layout, *slices, *name, *slice_type, *border;
+	long level, size;
+	int stored;
+} mp_vol2npz_opts;
+void mp_vol2npz_stream(const mp_vol2npz_opts *opt, char **args, int nargs);
+
 /* ---------------------------------------------------------------------------
  * Internals shared by the format files (fmt*.c, zipread.c).
  */
