@@ -71,9 +71,10 @@ void mp_tr_dwconv_bwd(float *dx, float *dw, const float *dy, const float *x, con
 /* TinyViT's attention of one window after its projection: qkv (n x 3d: q of
  * every head, then k, then v), bias (heads x n x n, added to the scaled
  * scores), p: heads x n x n probabilities kept, o: n x d. The backward adds
- * the gradients of q, k, v into dqkv (n x 3d); ws: n * n floats. */
+ * the gradients of q, k, v into dqkv (n x 3d) and, unless dbias is NULL,
+ * the scores' gradient into dbias (heads x n x n); ws: n * n floats. */
 void mp_tr_attnbias_fwd(float *o, float *p, const float *qkv, const float *bias, int n, int d, int heads);
-void mp_tr_attnbias_bwd(float *dqkv, const float *dout, const float *p, const float *qkv, int n, int d, int heads,
+void mp_tr_attnbias_bwd(float *dqkv, float *dbias, const float *dout, const float *p, const float *qkv, int n, int d, int heads,
                         float *ws);
 /* im2col of a channels-last G x G x C image for a 3x3 conv (pad 1): rows
  * (y, x), columns (c, kh, kw) as torch's weights; col2im3 adds back */
@@ -133,6 +134,8 @@ typedef struct mp_sam_tune {
  * checkpoint); loss_res 0: img_size. 0 or -1 + mp_err. */
 int mp_tune_init(mp_sam_tune *t, mp_sam *m, int loss_res);
 void mp_tune_free(mp_sam_tune *t);
+/* the tensor named by fmt... in base (t->p or t->g), or NULL */
+float *mp_tune_tensor(const mp_sam_tune *t, float *base, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void mp_tune_zero_grad(mp_sam_tune *t);
 /* forward and backward of one prompt: emb (C x G x G, as mp_sam_encode),
  * box x0,y0,x1,y1 in the model's input frame (0..img_size), gt: loss_res^2

@@ -70,8 +70,8 @@ al(mp_tune *w, size_t n)
 	return p;
 }
 
-static float *
-pv(mp_sam_tune *t, float *base, const char *fmt, ...)
+float *
+mp_tune_tensor(const mp_sam_tune *t, float *base, const char *fmt, ...)
 {
 	char name[256];
 	va_list ap;
@@ -89,7 +89,7 @@ static int
 views(mp_sam_tune *t, float *base, tdec *d)
 {
 	int ok = 1;
-#define V(dst, ...) do { (dst) = pv(t, base, __VA_ARGS__); ok &= (dst) != NULL; } while (0)
+#define V(dst, ...) do { (dst) = mp_tune_tensor(t, base, __VA_ARGS__); ok &= (dst) != NULL; } while (0)
 #define LIN(l, ...) do { char pre_[256]; snprintf(pre_, sizeof pre_, __VA_ARGS__); \
 		V((l).w, "%s.weight", pre_); V((l).b, "%s.bias", pre_); } while (0)
 #define ATT(a, ...) do { char pa_[160]; snprintf(pa_, sizeof pa_, __VA_ARGS__); \
@@ -882,8 +882,8 @@ mp_tune_save(const mp_sam_tune *t, const char *path)
 		const mp_tensor *x = &td->t[i];
 		int dec = strncmp(x->name, "mask_decoder.", 13) == 0;
 		const float *d = dec ? t->p + t->t[j++].off : x->data;
-		if (t->full && strncmp(x->name, "image_encoder.", 14) == 0 && pv((mp_sam_tune *)t, t->p, "%s", x->name))
-			d = pv((mp_sam_tune *)t, t->p, "%s", x->name);   /* --mode full: the trained encoder */
+		if (t->full && strncmp(x->name, "image_encoder.", 14) == 0 && mp_tune_tensor((mp_sam_tune *)t, t->p, "%s", x->name))
+			d = mp_tune_tensor((mp_sam_tune *)t, t->p, "%s", x->name);   /* --mode full: the trained encoder */
 		int blk;
 		char tail[32];
 		if (t->lora_rank && sscanf(x->name, "image_encoder.blocks.%d.attn.qkv.%31s", &blk, tail) == 2 &&
@@ -892,10 +892,10 @@ mp_tune_save(const mp_sam_tune *t, const char *path)
 			int E = t->m->cfg.embed, r = t->lora_rank;
 			float *mw = mp_xmalloc(x->n * sizeof(float));
 			memcpy(mw, d, x->n * sizeof(float));
-			const float *aq = pv((mp_sam_tune *)t, t->p, "image_encoder.blocks.%d.attn.qkv.lora_A_q", blk);
-			const float *bq = pv((mp_sam_tune *)t, t->p, "image_encoder.blocks.%d.attn.qkv.lora_B_q", blk);
-			const float *av = pv((mp_sam_tune *)t, t->p, "image_encoder.blocks.%d.attn.qkv.lora_A_v", blk);
-			const float *bv = pv((mp_sam_tune *)t, t->p, "image_encoder.blocks.%d.attn.qkv.lora_B_v", blk);
+			const float *aq = mp_tune_tensor((mp_sam_tune *)t, t->p, "image_encoder.blocks.%d.attn.qkv.lora_A_q", blk);
+			const float *bq = mp_tune_tensor((mp_sam_tune *)t, t->p, "image_encoder.blocks.%d.attn.qkv.lora_B_q", blk);
+			const float *av = mp_tune_tensor((mp_sam_tune *)t, t->p, "image_encoder.blocks.%d.attn.qkv.lora_A_v", blk);
+			const float *bv = mp_tune_tensor((mp_sam_tune *)t, t->p, "image_encoder.blocks.%d.attn.qkv.lora_B_v", blk);
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, E, E, r, (float)t->lora_scale, bq, r, aq, E, 1.0f,
 			            mw, E);
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, E, E, r, (float)t->lora_scale, bv, r, av, E, 1.0f,
@@ -913,9 +913,9 @@ mp_tune_save(const mp_sam_tune *t, const char *path)
 			float *mw = mp_xmalloc(x->n * sizeof(float)), *dq = mp_xmalloc((size_t)C * C * sizeof(float));
 			memcpy(mw, d, x->n * sizeof(float));
 			for (int k = 0; k < 2; k++) {
-				const float *A = pv((mp_sam_tune *)t, t->p, "image_encoder.layers.%d.blocks.%d.attn.qkv.lora_A_%c", ts,
+				const float *A = mp_tune_tensor((mp_sam_tune *)t, t->p, "image_encoder.layers.%d.blocks.%d.attn.qkv.lora_A_%c", ts,
 				                    blk, k ? 'v' : 'q');
-				const float *Bm = pv((mp_sam_tune *)t, t->p, "image_encoder.layers.%d.blocks.%d.attn.qkv.lora_B_%c", ts,
+				const float *Bm = mp_tune_tensor((mp_sam_tune *)t, t->p, "image_encoder.layers.%d.blocks.%d.attn.qkv.lora_B_%c", ts,
 				                     blk, k ? 'v' : 'q');
 				if (!A || !Bm)
 					continue;

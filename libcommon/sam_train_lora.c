@@ -78,23 +78,13 @@ z(size_t n)
 static float *
 tv(mp_sam_tune *t, float *base, int b, const char *suf)
 {
-	char name[160];
-	snprintf(name, sizeof name, "image_encoder.blocks.%d.attn.qkv.%s", b, suf);
-	for (size_t i = 0; i < t->nt; i++)
-		if (strcmp(t->t[i].name, name) == 0)
-			return base + t->t[i].off;
-	return NULL;
+	return mp_tune_tensor(t, base, "image_encoder.blocks.%d.attn.qkv.%s", b, suf);
 }
 
 static float *
 nv(mp_sam_tune *t, float *base, const char *fmt, int b, const char *suf)
 {
-	char name[200];
-	snprintf(name, sizeof name, fmt, b, suf);
-	for (size_t i = 0; i < t->nt; i++)
-		if (strcmp(t->t[i].name, name) == 0)
-			return base + t->t[i].off;
-	return NULL;
+	return mp_tune_tensor(t, base, fmt, b, suf);
 }
 
 static const char *adsuf[8] = { "Space_Adapter.D_fc1.weight", "Space_Adapter.D_fc1.bias", "Space_Adapter.D_fc2.weight",

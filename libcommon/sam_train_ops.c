@@ -566,7 +566,7 @@ mp_tr_attnbias_fwd(float *o, float *p, const float *qkv, const float *bias, int 
 }
 
 void
-mp_tr_attnbias_bwd(float *dqkv, const float *dout, const float *p, const float *qkv, int n, int d, int heads,
+mp_tr_attnbias_bwd(float *dqkv, float *dbias, const float *dout, const float *p, const float *qkv, int n, int d, int heads,
                    float *ws)
 {
 	int hd = d / heads;
@@ -586,6 +586,11 @@ mp_tr_attnbias_bwd(float *dqkv, const float *dout, const float *p, const float *
 				s += (double)pr[j] * dr[j];
 			for (int j = 0; j < n; j++)
 				dr[j] = (float)(pr[j] * (dr[j] - s));
+			if (dbias) {
+				float *db = dbias + ((size_t)h * n + i) * n;
+				for (int j = 0; j < n; j++)
+					db[j] += dr[j];
+			}
 		}
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, n, scale, ws, n, k, 3 * d, 1.0f, dq, 3 * d);
 		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hd, n, scale, ws, n, q, 3 * d, 1.0f, dk, 3 * d);

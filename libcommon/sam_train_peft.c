@@ -14,10 +14,7 @@
 static const float *
 find(const mp_sam_tune *t, const char *name)
 {
-	for (size_t i = 0; i < t->nt; i++)
-		if (strcmp(t->t[i].name, name) == 0)
-			return t->p + t->t[i].off;
-	return NULL;
+	return mp_tune_tensor(t, t->p, "%s", name);
 }
 
 /* a folder for outputs: made when missing, else it must be a folder */

@@ -174,29 +174,9 @@ mp_tune_tvit_blocks(const mp_sam *m, int *stage, int *blk, int *dim, int max)
 static float *
 lv(mp_sam_tune *t, float *base, int st, int b, const char *suf)
 {
-	char name[200];
-	snprintf(name, sizeof name, "image_encoder.layers.%d.blocks.%d.attn.qkv.%s", st, b, suf);
-	for (size_t i = 0; i < t->nt; i++)
-		if (strcmp(t->t[i].name, name) == 0)
-			return base + t->t[i].off;
-	return NULL;
+	return mp_tune_tensor(t, base, "image_encoder.layers.%d.blocks.%d.attn.qkv.%s", st, b, suf);
 }
 
-
-/* a tensor of t (base t->p or t->g) by name, or NULL */
-static float *
-nv(mp_sam_tune *t, float *base, const char *fmt, ...)
-{
-	char name[256];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(name, sizeof name, fmt, ap);
-	va_end(ap);
-	for (size_t i = 0; i < t->nt; i++)
-		if (strcmp(t->t[i].name, name) == 0)
-			return base + t->t[i].off;
-	return NULL;
-}
 
 /* the checkpoint's tensor by name, or NULL */
 static const float *
@@ -224,9 +204,9 @@ addcb(mp_sam_tune *t, struct mp_tvlora *l, tconv *c, const char *prefix)
 	tcb *b = &l->cb[l->ncb];
 	const mp_sam *m = t->m;
 	b->c = c;
-	b->W = nv(t, t->p, "%s.c.weight", prefix), b->gW = nv(t, t->g, "%s.c.weight", prefix);
-	b->gam = nv(t, t->p, "%s.bn.weight", prefix), b->ggam = nv(t, t->g, "%s.bn.weight", prefix);
-	b->bet = nv(t, t->p, "%s.bn.bias", prefix), b->gbet = nv(t, t->g, "%s.bn.bias", prefix);
+	b->W = mp_tune_tensor(t, t->p, "%s.c.weight", prefix), b->gW = mp_tune_tensor(t, t->g, "%s.c.weight", prefix);
+	b->gam = mp_tune_tensor(t, t->p, "%s.bn.weight", prefix), b->ggam = mp_tune_tensor(t, t->g, "%s.bn.weight", prefix);
+	b->bet = mp_tune_tensor(t, t->p, "%s.bn.bias", prefix), b->gbet = mp_tune_tensor(t, t->g, "%s.bn.bias", prefix);
 	b->W0 = ck(m, "%s.c.weight", prefix), b->gam0 = ck(m, "%s.bn.weight", prefix);
 	b->bet0 = ck(m, "%s.bn.bias", prefix);
 	b->mu = ck(m, "%s.bn.running_mean", prefix), b->var = ck(m, "%s.bn.running_var", prefix);
@@ -351,17 +331,17 @@ setup_fblock(mp_sam_tune *t, struct mp_tvlora *l, tvb *a, int i, int j)
 	float **gb[5] = { &f->an_b, &f->mn_b, &f->proj_b, &f->fc1_b, &f->fc2_b };
 	const char *pf = "image_encoder.layers.%d.blocks.%d.%s.%s";
 	for (int k = 0; k < 5; k++) {
-		const float *pw = nv(t, t->p, pf, i, j, sub[k], "weight"), *pb = nv(t, t->p, pf, i, j, sub[k], "bias");
-		*gw[k] = nv(t, t->g, pf, i, j, sub[k], "weight"), *gb[k] = nv(t, t->g, pf, i, j, sub[k], "bias");
+		const float *pw = mp_tune_tensor(t, t->p, pf, i, j, sub[k], "weight"), *pb = mp_tune_tensor(t, t->p, pf, i, j, sub[k], "bias");
+		*gw[k] = mp_tune_tensor(t, t->g, pf, i, j, sub[k], "weight"), *gb[k] = mp_tune_tensor(t, t->g, pf, i, j, sub[k], "bias");
 		if (!pw || !pb || !*gw[k] || !*gb[k])
 			return mp_seterr("image_encoder.layers.%d.blocks.%d.%s: tensors missing", i, j, sub[k]);
 		slot(l, k < 2 ? &Nm[k]->w : &L[k - 2]->w, pw);
 		slot(l, k < 2 ? &Nm[k]->b : &L[k - 2]->b, pb);
 	}
-	f->pqw = nv(t, t->p, pf, i, j, "attn.qkv", "weight"), f->pqb = nv(t, t->p, pf, i, j, "attn.qkv", "bias");
-	f->qw = nv(t, t->g, pf, i, j, "attn.qkv", "weight"), f->qb = nv(t, t->g, pf, i, j, "attn.qkv", "bias");
-	f->pab = nv(t, t->p, "image_encoder.layers.%d.blocks.%d.attn.attention_biases", i, j);
-	f->ab = nv(t, t->g, "image_encoder.layers.%d.blocks.%d.attn.attention_biases", i, j);
+	f->pqw = mp_tune_tensor(t, t->p, pf, i, j, "attn.qkv", "weight"), f->pqb = mp_tune_tensor(t, t->p, pf, i, j, "attn.qkv", "bias");
+	f->qw = mp_tune_tensor(t, t->g, pf, i, j, "attn.qkv", "weight"), f->qb = mp_tune_tensor(t, t->g, pf, i, j, "attn.qkv", "bias");
+	f->pab = mp_tune_tensor(t, t->p, "image_encoder.layers.%d.blocks.%d.attn.attention_biases", i, j);
+	f->ab = mp_tune_tensor(t, t->g, "image_encoder.layers.%d.blocks.%d.attn.attention_biases", i, j);
 	f->oqw = ck(t->m, pf, i, j, "attn.qkv", "weight"), f->oqb = ck(t->m, pf, i, j, "attn.qkv", "bias");
 	f->oab = ck(t->m, "image_encoder.layers.%d.blocks.%d.attn.attention_biases", i, j);
 	if (!f->pqw || !f->pqb || !f->qw || !f->qb || !f->pab || !f->ab || !f->oqw || !f->oqb || !f->oab)
@@ -487,12 +467,12 @@ setup(mp_sam_tune *t)
 		l->ncols = mx(l->ncols, TG * 9 * C);
 		l->s5 = z(cap), l->cols = z(l->ncols), l->dcols = z(l->ncols);
 		l->xe = z(TG * (size_t)l->E), l->n1 = z(TG * C);
-		const float *p0 = nv(t, t->p, "image_encoder.neck.0.weight"), *p2 = nv(t, t->p, "image_encoder.neck.2.weight");
-		const float *p1w = nv(t, t->p, "image_encoder.neck.1.weight"), *p1b = nv(t, t->p, "image_encoder.neck.1.bias");
-		const float *p3w = nv(t, t->p, "image_encoder.neck.3.weight"), *p3b = nv(t, t->p, "image_encoder.neck.3.bias");
-		l->g_n0 = nv(t, t->g, "image_encoder.neck.0.weight"), l->g_n2 = nv(t, t->g, "image_encoder.neck.2.weight");
-		l->g_n1w = nv(t, t->g, "image_encoder.neck.1.weight"), l->g_n1b = nv(t, t->g, "image_encoder.neck.1.bias");
-		l->g_n3w = nv(t, t->g, "image_encoder.neck.3.weight"), l->g_n3b = nv(t, t->g, "image_encoder.neck.3.bias");
+		const float *p0 = mp_tune_tensor(t, t->p, "image_encoder.neck.0.weight"), *p2 = mp_tune_tensor(t, t->p, "image_encoder.neck.2.weight");
+		const float *p1w = mp_tune_tensor(t, t->p, "image_encoder.neck.1.weight"), *p1b = mp_tune_tensor(t, t->p, "image_encoder.neck.1.bias");
+		const float *p3w = mp_tune_tensor(t, t->p, "image_encoder.neck.3.weight"), *p3b = mp_tune_tensor(t, t->p, "image_encoder.neck.3.bias");
+		l->g_n0 = mp_tune_tensor(t, t->g, "image_encoder.neck.0.weight"), l->g_n2 = mp_tune_tensor(t, t->g, "image_encoder.neck.2.weight");
+		l->g_n1w = mp_tune_tensor(t, t->g, "image_encoder.neck.1.weight"), l->g_n1b = mp_tune_tensor(t, t->g, "image_encoder.neck.1.bias");
+		l->g_n3w = mp_tune_tensor(t, t->g, "image_encoder.neck.3.weight"), l->g_n3b = mp_tune_tensor(t, t->g, "image_encoder.neck.3.bias");
 		if (!p0 || !p2 || !p1w || !p1b || !p3w || !p3b || !l->g_n0 || !l->g_n2 || !l->g_n1w || !l->g_n1b ||
 		    !l->g_n3w || !l->g_n3b) {
 			mp_seterr("image_encoder.neck: tensors missing (mp_tune_add_full)");
@@ -574,37 +554,6 @@ colsum(float *db, const float *dy, size_t n, int C)
 	}
 }
 
-/* mp_tr_attnbias_bwd that also adds the scores' gradient (heads x n x n)
- * into dbias: the attention bias enters the scores as they are */
-static void
-attnb_bwd(float *dqkv, float *dbias, const float *dout, const float *p, const float *qkv, int n, int d, int heads,
-          float *ws)
-{
-	int hd = d / heads;
-	float scale = 1.0f / sqrtf((float)hd);
-
-	for (int h = 0; h < heads; h++) {
-		const float *P = p + (size_t)h * n * n, *dO = dout + h * hd;
-		const float *q = qkv + h * hd, *k = q + d, *v = q + 2 * d;
-		float *dq = dqkv + h * hd, *dk = dq + d, *dv = dq + 2 * d, *db = dbias + (size_t)h * n * n;
-		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hd, n, 1.0f, P, n, dO, d, 1.0f, dv, 3 * d);
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hd, 1.0f, dO, d, v, 3 * d, 0.0f, ws, n);
-		for (int i = 0; i < n; i++) {
-			const float *pr = P + (size_t)i * n;
-			float *dr = ws + (size_t)i * n;
-			double s = 0;
-			for (int j = 0; j < n; j++)
-				s += (double)pr[j] * dr[j];
-			for (int j = 0; j < n; j++) {
-				dr[j] = (float)(pr[j] * (dr[j] - s));
-				db[(size_t)i * n + j] += dr[j];
-			}
-		}
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, n, scale, ws, n, k, 3 * d, 1.0f, dq, 3 * d);
-		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hd, n, scale, ws, n, q, 3 * d, 1.0f, dk, 3 * d);
-	}
-}
-
 /* d (T x C): the gradient of x3 in, of x out; in full mode the weight
  * gradients of the block too */
 static void
@@ -653,10 +602,7 @@ block_bwd(const mp_sam_tune *t, const struct mp_tvlora *l, const tvb *a, float *
 		float *dq = dqkv + (size_t)w * a->N * 3 * C;
 		const float *dOw = dO + (size_t)w * a->N * C, *Pw = a->P + (size_t)w * a->H * a->N * a->N;
 		const float *qw = a->qkv + (size_t)w * a->N * 3 * C;
-		if (f)
-			attnb_bwd(dq, f->dbias, dOw, Pw, qw, a->N, C, a->H, l->ws);
-		else
-			mp_tr_attnbias_bwd(dq, dOw, Pw, qw, a->N, C, a->H, l->ws);
+		mp_tr_attnbias_bwd(dq, f ? f->dbias : NULL, dOw, Pw, qw, a->N, C, a->H, l->ws);
 	}
 	memset(dxn, 0, (size_t)n * C * sizeof(float));
 	for (int k = 0; a->aq && k < 2; k++) {

@@ -200,7 +200,7 @@ driver(int argc, char **argv)
 		float *qkv = rd((size_t)n * 3 * d), *bias = rd((size_t)h * n * n), *dO = rd((size_t)n * d);
 		float *o = zf((size_t)n * d), *p = zf((size_t)h * n * n), *ws = zf((size_t)n * n), *dqkv = zf((size_t)n * 3 * d);
 		mp_tr_attnbias_fwd(o, p, qkv, bias, n, d, h);
-		mp_tr_attnbias_bwd(dqkv, dO, p, qkv, n, d, h, ws);
+		mp_tr_attnbias_bwd(dqkv, NULL, dO, p, qkv, n, d, h, ws);
 		wr(o, (size_t)n * d), wr(dqkv, (size_t)n * 3 * d);
 	} else if (strcmp(op, "conv3") == 0) {
 		/* 3x3 conv pad 1 through im2col3 / col2im3: x (G x G x C), w (Co x C x 3 x 3), dy (G x G x Co) */
