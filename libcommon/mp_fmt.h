@@ -207,6 +207,22 @@ int mp_minc_read(const char *path, mp_frame ***frames, size_t *n);
 int mp_img_frame(mp_frame *f, mp_type t, int ch, const char *kind0, size_t w, size_t h, size_t d, double sx, double sy,
 		 double sz);
 
+/* vol-cat (volcat.c): every input in order to one frame stream on standard
+ * output: a frame stream ('-' or a file) passes through, a DICOM file or
+ * folder gives dcm2vol's frames, any other file mp_file_read's; roles and
+ * cases set as vol-cat(1) describes, label maps made whole numbers. No
+ * inputs: standard input. Any failure: one line, exit 1. */
+typedef struct {
+	const char *path;
+	const char *role;   /* NULL: keep (streams) / image (files) */
+	const char *kase;   /* NULL: derived */
+} mp_volcat_input;
+typedef struct mp_volcat_opts {
+	long series;        /* -1: every series, else only series N */
+	int nolabelfix, nocolour, split4d;
+} mp_volcat_opts;
+void mp_volcat_stream(const mp_volcat_opts *opt, const mp_volcat_input *in, size_t n);
+
 /* zip reading (zipread.c) */
 typedef struct {
 	char *name;

@@ -292,6 +292,22 @@ int mp_dist_sum_d(double *buf, size_t n);
 int mp_dist_same(const void *buf, size_t n);
 const char *mp_dist_about(void);
 
+/* ---------------------------------------------------------------- sam-tune */
+/* sam_tune_main.c: the whole of sam-tune after its options (the fields are
+ * its options, see sam-tune(1); valfiles: the --val files). Reads args
+ * (nargs 0: standard input), trains, writes the outputs; argc/argv go to
+ * mp_dist_init. Bad usage or any failure: one line, exit 2 or 1. Frees args. */
+typedef struct mp_sam_tune_opts {
+	const char *weights, *out, *modestr, *logpath, *statepath, *resumepath;
+	const char *prepstr, *interpstr, *adapterout, *schedstr, *vallogpath;
+	long batch, steps, epochs, lossres, shift, seed, threads, rank;
+	long warmup, schedsteps, accum;
+	double lr, wd, alpha, valfrac;
+	const char **valfiles;
+	size_t nvalfiles;
+} mp_sam_tune_opts;
+void mp_sam_tune_run(const mp_sam_tune_opts *o, char **args, int nargs, int argc, char **argv);
+
 /* ---------------------------------------------------------------- torch checkpoint writer */
 /* A safe torch.save writer: an OrderedDict of float32 tensors (pickle
  * protocol 2 with collections.OrderedDict, torch._utils._rebuild_tensor_v2
