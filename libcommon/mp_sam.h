@@ -202,6 +202,11 @@ void mp_sam_decode_forget(mp_sam *m);
 typedef enum { MP_SAM_MEDSAM = 0, MP_SAM_SAM = 1, MP_SAM_LITEMEDSAM = 2 } mp_sam_mode;
 const char *mp_sam_mode_name(mp_sam_mode m);
 int mp_sam_mode_parse(const char *s, mp_sam_mode *m);
+/* a model's own preprocessing (ViT: medsam; TinyViT at 256: litemedsam;
+ * other TinyViT: sam) and a mode's default resize method (bspline3, area,
+ * linear) */
+mp_sam_mode mp_sam_model_mode(const mp_sam *m);
+const char *mp_sam_mode_interp(mp_sam_mode mode);
 /* the size (before padding) an nx x ny slice takes in the model's input:
  * medsam: S x S; sam, litemedsam: longest side S (ResizeLongestSide) */
 void mp_sam_input_size(mp_sam_mode m, int S, size_t nx, size_t ny, size_t *rw, size_t *rh);

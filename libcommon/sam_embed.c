@@ -288,9 +288,8 @@ mp_sam_embed_stream(mp_sam_embed_opts *opt, char **args, int nargs)
 	/* the model's own preprocessing unless --mode says otherwise */
 	const mp_sam *model = &em->devs.m[0];
 	if (!opt->mode)
-		em->mode = !model->tv ? MP_SAM_MEDSAM : model->cfg.img_size == 256 ? MP_SAM_LITEMEDSAM : MP_SAM_SAM;
-	em->interpname = opt->interp ? opt->interp
-	               : em->mode == MP_SAM_MEDSAM ? "bspline3" : em->mode == MP_SAM_LITEMEDSAM ? "area" : "linear";
+		em->mode = mp_sam_model_mode(model);
+	em->interpname = opt->interp ? opt->interp : mp_sam_mode_interp(em->mode);
 	if (mp_rs_parse(em->interpname, &rm))
 		mp_usage_die("--interp: %s", mp_err());
 	em->interp = (int)rm;

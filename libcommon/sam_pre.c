@@ -14,6 +14,18 @@ mp_sam_mode_name(mp_sam_mode m)
 	return m == MP_SAM_SAM ? "sam" : m == MP_SAM_LITEMEDSAM ? "litemedsam" : "medsam";
 }
 
+mp_sam_mode
+mp_sam_model_mode(const mp_sam *m)
+{
+	return !m->tv ? MP_SAM_MEDSAM : m->cfg.img_size == 256 ? MP_SAM_LITEMEDSAM : MP_SAM_SAM;
+}
+
+const char *
+mp_sam_mode_interp(mp_sam_mode mode)
+{
+	return mode == MP_SAM_MEDSAM ? "bspline3" : mode == MP_SAM_LITEMEDSAM ? "area" : "linear";
+}
+
 int
 mp_sam_mode_parse(const char *s, mp_sam_mode *m)
 {

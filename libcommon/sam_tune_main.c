@@ -157,14 +157,6 @@ label_of(size_t i)
 	return NULL;
 }
 
-static double
-now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 void
 mp_sam_tune_run(const mp_sam_tune_opts *o, char **args, int nargs, int argc, char **argv)
 {
@@ -206,9 +198,9 @@ mp_sam_tune_run(const mp_sam_tune_opts *o, char **args, int nargs, int argc, cha
 	mp_rs_method rm;
 	if (!enc && strcmp(modestr, "decoder") != 0)
 		mp_usage_die("--mode %s: decoder, lora, adapter or full", modestr);
-	if (mp_sam_mode_parse(prepstr, &prep))
+	if (prepstr && mp_sam_mode_parse(prepstr, &prep))
 		mp_usage_die("--prep: %s", mp_err());
-	if (mp_rs_parse(interpstr ? interpstr : prep == MP_SAM_MEDSAM ? "bspline3" : "linear", &rm))
+	if (interpstr && mp_rs_parse(interpstr, &rm))
 		mp_usage_die("--interp: %s", mp_err());
 	if (rank < 1 || rank > 1024)
 		mp_usage_die("--rank %ld: want 1..1024", rank);
@@ -255,6 +247,11 @@ mp_sam_tune_run(const mp_sam_tune_opts *o, char **args, int nargs, int argc, cha
 	for (int i = 0; enc && !model.tv && i < model.cfg.depth; i++)
 		if (model.blk[i].sa1.w || model.blk[i].ma1.w)
 			mp_die("%s: holds Medical-SAM-Adapter adapters; --mode %s trains the plain SAM encoder", weights, modestr);
+	/* the model's own preprocessing, as sam-embed's, unless --prep/--interp say otherwise */
+	if (!prepstr)
+		prep = mp_sam_model_mode(&model);
+	if (!interpstr && mp_rs_parse(mp_sam_mode_interp(prep), &rm))
+		mp_die("%s", mp_err());
 	if (shift < 0)
 		shift = 20L * model.cfg.img_size / 1024;
 	if (mp_tune_init(&t, &model, (int)lossres))
@@ -397,7 +394,7 @@ mp_sam_tune_run(const mp_sam_tune_opts *o, char **args, int nargs, int argc, cha
 	int S = model.cfg.img_size;
 	float *img = enc ? mp_xmalloc((size_t)3 * S * S * sizeof(float)) : NULL, *plane = NULL;
 	while (t.step < total) {
-		double t0 = now(), L = 0, D = 0, B = 0;
+		double t0 = mp_clock(), L = 0, D = 0, B = 0;
 		long s = t.step;
 		mp_tune_zero_grad(&t);
 		for (long j = R; j < nb; j += N) {
@@ -431,7 +428,7 @@ mp_sam_tune_run(const mp_sam_tune_opts *o, char **args, int nargs, int argc, cha
 		}
 		double lrs = mp_tune_sched_lr(lr, sched, warmup, horizon, s);
 		mp_tune_adamw(&t, lrs);
-		double ms = 1e3 * (now() - t0);
+		double ms = 1e3 * (mp_clock() - t0);
 		if (log)
 			fprintf(log->fp, "%ld,%ld,%.7g,%.7g,%.7g,%.15g,%.1f\n", s + 1, s / spe + 1, L, D, B, lrs, ms);
 		if (tty)

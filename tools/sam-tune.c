@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static mp_sam_tune_opts o = { .modestr = "decoder", .prepstr = "medsam", .batch = 2, .steps = -1, .epochs = 1, .shift = -1, .seed = 1, .rank = 4, .lr = 1e-4, .wd = 0.01, .alpha = -1, .schedstr = "constant", .accum = 1 };
+static mp_sam_tune_opts o = { .modestr = "decoder", .batch = 2, .steps = -1, .epochs = 1, .shift = -1, .seed = 1, .rank = 4, .lr = 1e-4, .wd = 0.01, .alpha = -1, .schedstr = "constant", .accum = 1 };
 
 static int
 opt_val(void *ctx, const char *arg)
@@ -31,8 +31,8 @@ static const mp_opt opts[] = {
 	{ "mode", 'm', MP_OPT_STR, &o.modestr, NULL, "MODE", "What is trained: decoder (the mask decoder, on embeddings cached by sam-embed, or on images that it embeds once; default), lora (low-rank adapters on the q and v projections of every image-encoder block, SAMed's scheme, plus the mask decoder, on images; ViT, and TinyViT's attention blocks), adapter (Medical-SAM-Adapter's bottleneck adapters in every encoder block plus the mask decoder, on images; ViT only; needs --adapter-out) or full (the whole image encoder and the mask decoder, MedSAM's recipe, on images; ViT and TinyViT). The prompt encoder stays frozen in every mode." },
 	{ "rank", 'r', MP_OPT_INT, &o.rank, NULL, "N", "LoRA rank (default 4)." },
 	{ "alpha", 0, MP_OPT_DBL, &o.alpha, NULL, "X", "LoRA scale numerator: the update is (alpha/rank) B A x (default alpha = rank, SAMed's scale 1)." },
-	{ "prep", 0, MP_OPT_STR, &o.prepstr, NULL, "MODE", "How image slices become the encoder's input (--mode lora, adapter or full, and images in --mode decoder), as sam-embed --mode: medsam (default) or sam." },
-	{ "interp", 'i', MP_OPT_STR, &o.interpstr, NULL, "METHOD", "The resize method for image slices, as sam-embed --interp (default bspline3 for medsam, linear for sam)." },
+	{ "prep", 0, MP_OPT_STR, &o.prepstr, NULL, "MODE", "How image slices become the encoder's input (--mode lora, adapter or full, and images in --mode decoder), as sam-embed --mode: medsam, litemedsam or sam; default: the model's own, as sam-embed (medsam for ViT models, litemedsam for LiteMedSAM, sam for MobileSAM)." },
+	{ "interp", 'i', MP_OPT_STR, &o.interpstr, NULL, "METHOD", "The resize method for image slices, as sam-embed --interp (default bspline3 for medsam, area for litemedsam, linear for sam)." },
 	{ "weights", 'w', MP_OPT_STR, &o.weights, NULL, "FILE", "The checkpoint to start from (as sam-embed(1)); the embeddings must have been made with it. Default: $MEDPIPE_SAM_WEIGHTS." },
 	{ "out", 'o', MP_OPT_STR, &o.out, NULL, "FILE", "The tuned checkpoint: the whole SAM state dict (torch zip), written at the end." },
 	{ "adapter-out", 0, MP_OPT_STR, &o.adapterout, NULL, "DIR", "With --mode lora: also write the LoRA and the mask decoder as a Hugging Face PEFT adapter in folder DIR (made if missing): adapter_model.safetensors and adapter_config.json, which peft's PeftModel.from_pretrained(sam, DIR) applies to the segment_anything model of --weights. The q/v LoRA of rank r is written as PEFT's LoRA of rank 2r on the fused qkv projection (target_modules [\"qkv\"], the k rows of lora_B zero, lora_alpha 2 x --alpha), the mask decoder as modules_to_save. With --mode adapter (required there): the adapters as DIR/adapter_model.safetensors, named as Medical-SAM-Adapter's state dict (image_encoder.blocks.N.Space_Adapter.D_fc1.weight, ...)." },
@@ -107,7 +107,7 @@ static const mp_prog prog = {
 	"Cost: about 11 GFLOP per sample and step for ViT-B's decoder.\n\n"
 	"LiteMedSAM (TinyViT encoder, 256x256 input, the same mask decoder): --mode decoder as for SAM, the box "
 	"shift scaled to 5 pixels; tests/t/sam_tune_real.py tunes its real weights on part of the slices of a CT and "
-	"an MR and measures Dice on the others. --mode lora (use --prep litemedsam) puts the LoRA on the q and v "
+	"an MR and measures Dice on the others. --mode lora (--prep litemedsam and --interp area by default, as sam-embed) puts the LoRA on the q and v "
 	"parts of the fused qkv of every attention block (image_encoder.layers.L.blocks.B.attn.qkv, stages 1 on; "
 	"merged into the official per-head [q k v] rows, and as PEFT's rank-2r LoRA on qkv with --adapter-out); "
 	"gradients run back from the neck through the attention stages and their merging layers (batch norms in "
