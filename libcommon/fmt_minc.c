@@ -220,6 +220,110 @@ read_scale_nc(int nc, mvol *v, const char *name, double **out)
 	return 0;
 }
 
+/* the NetCDF classic header (CDF1, CDF2, CDF5) walked before libnetcdf sees
+ * it: every count of dimensions, attributes, variables, values and name bytes
+ * must fit in the bytes left. libnetcdf allocates a declared count first (a
+ * 5 KB file declaring 2^27 dimensions cost it 1 GB of address space and 4 s);
+ * -1 when a count cannot fit, 0 otherwise (also for what is not a classic
+ * header: libnetcdf then says what it is) */
+typedef struct {
+	const unsigned char *b;
+	size_t len, p, cs;      /* cs: bytes of a count (8 in CDF5) */
+	int bad;
+} ncw;
+
+static uint64_t
+ncw_u(ncw *w, size_t n)
+{
+	uint64_t v = 0;
+
+	if (w->bad || w->len - w->p < n) {
+		w->bad = 1;
+		return 0;
+	}
+	for (size_t i = 0; i < n; i++)
+		v = v << 8 | w->b[w->p + i];
+	w->p += n;
+	return v;
+}
+
+static void
+ncw_skip(ncw *w, uint64_t n)
+{
+	uint64_t pad = (4 - n % 4) % 4;
+
+	if (w->bad || n > w->len - w->p || pad > w->len - w->p - n)
+		w->bad = 1;
+	else
+		w->p += (size_t)(n + pad);
+}
+
+/* a count of elements of at least min bytes each */
+static uint64_t
+ncw_count(ncw *w, size_t min)
+{
+	uint64_t n = ncw_u(w, w->cs);
+
+	if (!w->bad && n > (w->len - w->p) / min)
+		w->bad = 1;
+	return w->bad ? 0 : n;
+}
+
+static void
+ncw_atts(ncw *w)
+{
+	static const unsigned char tsize[12] = { 0, 1, 1, 2, 4, 4, 8, 1, 2, 4, 8, 8 };
+	uint32_t tag = (uint32_t)ncw_u(w, 4);
+	uint64_t n = ncw_count(w, 2 * w->cs + 4);
+
+	if (tag != 0 && tag != 0x0C)
+		w->bad = 1;
+	for (uint64_t i = 0; i < n && !w->bad; i++) {
+		ncw_skip(w, ncw_count(w, 1));
+		uint32_t t = (uint32_t)ncw_u(w, 4);
+		if (t < 1 || t > 11) {
+			w->bad = 1;
+			break;
+		}
+		ncw_skip(w, ncw_count(w, tsize[t]) * tsize[t]);
+	}
+}
+
+static int
+ncw_check(const unsigned char *b, size_t len)
+{
+	ncw w = { b, len, 4, 4, 0 };
+
+	if (len < 4 || memcmp(b, "CDF", 3) != 0 || (b[3] != 1 && b[3] != 2 && b[3] != 5))
+		return 0;
+	if (b[3] == 5)
+		w.cs = 8;
+	ncw_u(&w, w.cs);                          /* numrecs */
+	uint32_t tag = (uint32_t)ncw_u(&w, 4);    /* dimensions */
+	uint64_t n = ncw_count(&w, 2 * w.cs);
+	if (tag != 0 && tag != 0x0A)
+		w.bad = 1;
+	for (uint64_t i = 0; i < n && !w.bad; i++) {
+		ncw_skip(&w, ncw_count(&w, 1));
+		ncw_u(&w, w.cs);
+	}
+	ncw_atts(&w);                             /* global attributes */
+	tag = (uint32_t)ncw_u(&w, 4);             /* variables */
+	n = ncw_count(&w, 3 * w.cs + 12);
+	if (tag != 0 && tag != 0x0B)
+		w.bad = 1;
+	for (uint64_t i = 0; i < n && !w.bad; i++) {
+		ncw_skip(&w, ncw_count(&w, 1));
+		uint64_t nd = ncw_count(&w, w.cs);
+		ncw_skip(&w, nd * w.cs);
+		ncw_atts(&w);
+		ncw_u(&w, 4);                     /* type */
+		ncw_u(&w, w.cs);                  /* vsize */
+		ncw_u(&w, b[3] == 1 ? 4 : 8);     /* begin */
+	}
+	return w.bad ? -1 : 0;
+}
+
 static int
 minc1_read(const char *path, void *buf, size_t len, mvol *v)
 {
@@ -228,7 +332,7 @@ minc1_read(const char *path, void *buf, size_t len, mvol *v)
 	char sign[32] = "";
 	size_t n = 1;
 
-	if (nc_open_mem(path, NC_NOWRITE, len, buf, &nc) != NC_NOERR)
+	if (ncw_check(buf, len) < 0 || nc_open_mem(path, NC_NOWRITE, len, buf, &nc) != NC_NOERR)
 		return mp_seterr("%s: MINC1: not a readable NetCDF file", path);
 	if (nc_inq_varid(nc, "image", &id) != NC_NOERR) {
 		nc_close(nc);
