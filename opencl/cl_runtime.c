@@ -795,11 +795,9 @@ mp_cl_args(cl_kernel k, ...)
 int
 mp_cl_run(mp_cl *c, cl_kernel k, int dims, const size_t *global, int wait)
 {
-	double t0 = 0;
 	static const size_t l1[1] = {64}, l2[2] = {16, 8}, l3[3] = {8, 8, 2};
 	const size_t *loc = dims == 1 ? l1 : dims == 2 ? l2 : l3;
 	size_t g[3], l[3], tot = 1;
-	cl_int e;
 
 	for (int i = 0; i < dims; i++) {
 		if (global[i] == 0)
@@ -813,21 +811,8 @@ mp_cl_run(mp_cl *c, cl_kernel k, int dims, const size_t *global, int wait)
 	}
 	for (int i = 0; i < dims; i++)
 		g[i] = (global[i] + l[i] - 1) / l[i] * l[i];
-	if (profiling < 0) {
-		const char *p = getenv("MEDPIPE_CL_PROFILE");
-		profiling = p && *p && strcmp(p, "0") != 0;
-	}
-	if (profiling) {
-		clFinish(c->q);
-		t0 = mp_clock();
-	}
-	e = clEnqueueNDRangeKernel(c->q, k, (cl_uint)dims, NULL, g, l, 0, NULL, NULL);
-	if (e != CL_SUCCESS)
-		return mp_cl_fail(e, "%s: running a kernel", c->info.name);
-	if (profiling) {
-		clFinish(c->q);
-		prof_add(k, mp_clock() - t0);
-	}
+	if (mp_cl_enqueue(c, k, dims, g, l) < 0)
+		return -1;
 	if (wait)
 		return mp_cl_finish(c);
 	return 0;
