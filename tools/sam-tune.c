@@ -106,7 +106,7 @@ static const mp_prog prog = {
 	"Gradients equal PyTorch's autograd within float32 rounding (tests/t/sam_tune.py).\n\n"
 	"Cost: about 11 GFLOP per sample and step for ViT-B's decoder.\n\n"
 	"LiteMedSAM (TinyViT encoder, 256x256 input, the same mask decoder): --mode decoder as for SAM, the box "
-	"shift scaled to 5 pixels; tests/t/sam_tune_real.py tunes its real weights on part of the slices of a CT and "
+	"shift scaled to 5 pixels; tests/t/sam_tune_real.py tunes its real weights (decoder and lora) on part of the slices of a CT and "
 	"an MR and measures Dice on the others. --mode lora (--prep litemedsam and --interp area by default, as sam-embed) puts the LoRA on the q and v "
 	"parts of the fused qkv of every attention block (image_encoder.layers.L.blocks.B.attn.qkv, stages 1 on; "
 	"merged into the official per-head [q k v] rows, and as PEFT's rank-2r LoRA on qkv with --adapter-out); "
