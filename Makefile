@@ -131,8 +131,9 @@ mutants: deps all
 # libFuzzer harnesses (tests/fuzz/README): built with clang in build/fuzz/,
 # run FUZZ_SECONDS each; fails on any finding
 FUZZ_SECONDS ?= 60
+FUZZ_JOBS ?= 1
 fuzz: fuzz-build
-	@FUZZ_SECONDS=$(FUZZ_SECONDS) sh tests/fuzz/run.sh
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_JOBS=$(FUZZ_JOBS) sh tests/fuzz/run.sh
 fuzz-build:
 	@$(MAKE) --no-print-directory -f tests/fuzz/fuzz.mk 'MP_CPPFLAGS=$(CPPFLAGS)' 'MP_LDLIBS=$(LDLIBS)'
 

@@ -16,6 +16,7 @@ export PY VPY DATA="${DATA:-../shared/data}" BIN=bin
 if [ "${SANITIZE:-0}" = 1 ]; then
 	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=99
 	export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:exitcode=99
+	export LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 fi
 [ -d "$DATA" ] || echo "note: $DATA is absent: tests that need real data will be skipped"
 logs=build/test-logs; mkdir -p $logs

@@ -6,6 +6,8 @@
 # findings: build/fuzz/findings/HARNESS/ (crash-*, leak-*, timeout-*, oom-*).
 # Prints one line per harness: PASS/FAIL, executions per second, coverage,
 # findings. Exits 1 when any harness found something.
+# FUZZ_JOBS=N (default 1) runs N harnesses at a time (CI: 2, one per core);
+# the lines come out in the order of the harness list once all have run.
 cd "$(dirname "$0")/../.." || exit 2
 B=build/fuzz
 SECS=${FUZZ_SECONDS:-60}
@@ -15,9 +17,40 @@ PY=python3
 # default: every harness fuzz.mk builds (its HARNESSES list)
 HARNESSES=${*:-$(sed -n '/^HARNESSES *=/,/[^\\]$/p' tests/fuzz/fuzz.mk | sed 's/^HARNESSES *=//; s/\\$//' | tr -s ' \t\n' '   ')}
 # leaks inside libhdf5/libnetcdf on damaged files are theirs (lsan.supp)
-export LSAN_OPTIONS="suppressions=$PWD/tests/fuzz/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
-rm -rf $B/seeds
-$PY tests/fuzz/seeds.py $B/seeds "$DATA" || { echo "fuzz: seeds.py failed" >&2; exit 2; }
+JOBS=${FUZZ_JOBS:-1}
+case $JOBS in ''|*[!0-9]*|0) echo "fuzz: FUZZ_JOBS must be a positive number: $JOBS" >&2; exit 2 ;; esac
+if [ -z "${FUZZ_CHILD:-}" ]; then
+	export LSAN_OPTIONS="suppressions=$PWD/tests/fuzz/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+	rm -rf $B/seeds
+	$PY tests/fuzz/seeds.py $B/seeds "$DATA" || { echo "fuzz: seeds.py failed" >&2; exit 2; }
+fi
+if [ "$JOBS" -gt 1 ]; then
+	# one queue of harnesses per job (round robin), each run by this script
+	# (FUZZ_CHILD: the seeds are written) into its own file; the harnesses'
+	# lines are printed in list order once every job has ended
+	mkdir -p $B/log
+	i=0; pids=
+	for h in $HARNESSES; do
+		eval "q$((i % JOBS))=\"\${q$((i % JOBS)):-} $h\""
+		i=$((i + 1))
+	done
+	j=0
+	while [ $j -lt $JOBS ] && [ $j -lt $i ]; do
+		eval "q=\$q$j"
+		FUZZ_CHILD=1 FUZZ_JOBS=1 sh tests/fuzz/run.sh $q > $B/log/job$j.out 2>&1 &
+		pids="$pids $!"
+		j=$((j + 1))
+	done
+	fail=0
+	for p in $pids; do wait $p || fail=1; done
+	for h in $HARNESSES; do
+		grep -h -E "^(PASS|FAIL) fuzz-$h[:]" $B/log/job*.out || { echo "FAIL fuzz-$h: no result (see $B/log/job*.out)"; fail=1; }
+	done
+	# anything else the jobs said (errors, the first sanitizer line of a finding)
+	grep -h -v -E '^(PASS|FAIL) fuzz-' $B/log/job*.out
+	[ $fail -eq 0 ] && rm -f $B/log/job*.out
+	exit $fail
+fi
 fail=0
 for h in $HARNESSES; do
 	bin=$B/bin/$h
