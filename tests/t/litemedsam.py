@@ -19,7 +19,7 @@ sigmoid > 0.5) on the same windowed slices (the hu-window output, given to
 cv2 as float32). Limits: embeddings within 1e-4 relative (each slice),
 probabilities within 1e-3 (the largest over the prompts, per voxel),
 painted masks identical on >= 99.9 % of voxels, per-label Dice against the
-label map equal to 3 decimals. The Dice figures are printed on stderr.
+label map within 0.002 (a voxel of the smallest organ). The Dice figures are printed on stderr.
 
 make check takes every fifth labelled slice (CT 6 of 30 slices, 147 boxes;
 MR 4 of 20, 64 boxes: the official decoder and ours each cost about 0.1 s of CPU per
@@ -208,8 +208,10 @@ def lite_case(net, ck, name, img, seg, window):
         a, b = dice(mask[zs] == v, gz == v), dice(rmask[zs] == v, gz == v)
         dc.append(a)
         dr.append(b)
-        worst = max(worst, abs(round(a, 3) - round(b, 3)))
-    ok(name + "-dice", worst == 0.0, "per-label Dice differs by up to %.3f" % worst)
+        worst = max(worst, abs(a - b))
+    # the masks may differ by float rounding at the threshold (a few voxels in 10^5, -masks); on the
+    # smallest organ one voxel moves Dice by about 0.001
+    ok(name + "-dice", worst <= 0.002, "per-label Dice differs by up to %.4f" % worst)
     print("  %s: %d slices, %d labels; embeddings rel err <= %.2g, probabilities <= %.2g, masks %.5f equal; "
           "Dice medpipe mean %.4f median %.4f, reference mean %.4f median %.4f"
           % (name, len(zs), len(dc), eworst, perr, same, np.mean(dc), np.median(dc), np.mean(dr), np.median(dr)),
