@@ -18,7 +18,24 @@ struct mp_dev {
 	int automatic;      /* chosen by auto: fall back to C on OpenCL failure */
 	int failed;         /* auto and OpenCL failed once: stay on C */
 	char name[300];
+	/* per-slice work buffers of mp_dev_resize_slice, kept between slices
+	 * (freed at each slice, a frame's slices would pass through the
+	 * allocator, and through ASan's quarantine, one by one) */
+	void *scr[2];
+	size_t scrn[2];
 };
+
+/* work buffer k (0 or 1) of at least n bytes, kept in d until mp_dev_close */
+static void *
+dev_scratch(mp_dev *d, int k, size_t n)
+{
+	if (d->scrn[k] < n) {
+		free(d->scr[k]);
+		d->scr[k] = mp_xmalloc(n);
+		d->scrn[k] = n;
+	}
+	return d->scr[k];
+}
 
 int
 mp_dev_check(const char *spec)
@@ -206,6 +223,8 @@ mp_dev_close(mp_dev *d)
 	if (!d)
 		return;
 	mp_cl_close(d->cl);
+	free(d->scr[0]);
+	free(d->scr[1]);
 	free(d);
 }
 
@@ -322,29 +341,25 @@ mp_dev_resize_slice(mp_dev *d, mp_resizer *r, void *dst, mp_type dt, size_t dw, 
 
 	if (!r) {
 		/* nearest: values copied, then converted through floats when the type changes */
-		void *near = dt == st ? dst : mp_xmalloc(n * mp_type_size(st));
+		void *near = dt == st ? dst : dev_scratch(d, 0, n * mp_type_size(st));
 		rc = mp_dev_resize_nearest(d, near, dw, dh, src, sw, sh, mp_type_size(st), 1);
 		if (near != dst) {
-			float *tmp = mp_xmalloc(n * sizeof *tmp);
+			float *tmp = dev_scratch(d, 1, n * sizeof *tmp);
 			mp_convert(tmp, MP_FLOAT32, near, st, n);
 			mp_convert(dst, dt, tmp, MP_FLOAT32, n);
-			free(tmp);
-			free(near);
 		}
 		return rc;
 	}
-	float *fs = mp_xmalloc(sw * sh * sizeof *fs), *fd = NULL;
+	float *fs = dev_scratch(d, 0, sw * sh * sizeof *fs), *fd;
 	mp_to_float(fs, src, st, sw * sh);
 	if (!resize_on_cl(d, r)) {
 		/* the C path converts each output row while it is in cache */
 		rc = mp_resizer_run_to(r, fs, dst, dt);
 	} else {
-		fd = mp_xmalloc(n * sizeof *fd);
+		fd = dev_scratch(d, 1, n * sizeof *fd);
 		if ((rc = mp_dev_resize(d, r, fs, fd, 1)) == 0)
 			mp_from_float(dst, dt, fd, n);
 	}
-	free(fs);
-	free(fd);
 	return rc;
 }
 

@@ -80,7 +80,8 @@ int mp_dev_resize_nearest(mp_dev *d, void *dst, size_t dw, size_t dh, const void
 /* one slice of vol-resize: src (sw x sh values of type st) to dst (dw x dh
  * of type dt).  r NULL: nearest (values copied; converted through float when
  * dt != st); else r's interpolation (initialised for these sizes), in C when
- * r has a zero border (mp_resizer_run_to) */
+ * r has a zero border (mp_resizer_run_to). Its work buffers are kept in d
+ * from slice to slice: one thread at a time per d */
 int mp_dev_resize_slice(mp_dev *d, struct mp_resizer *r, void *dst, mp_type dt, size_t dw, size_t dh,
                         const void *src, mp_type st, size_t sw, size_t sh);
 
