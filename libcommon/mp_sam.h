@@ -119,6 +119,11 @@ typedef struct mp_sam_config {
 	                                      "tinyvit_256" (LiteMedSAM), "tinyvit_1024" (MobileSAM) */
 } mp_sam_config;
 
+/* the attention descriptor of ViT block b of a model with config c (nwx
+ * windows across the grid): every field but q, k, v and o (sam.c; both
+ * backends' encoders) */
+void mp_sam_block_attn(const mp_sam_config *c, const mp_sam_block *b, int nwx, mp_sam_attn *a);
+
 #define MP_SAM_MAXDEPTH 64
 
 typedef struct mp_sam {

@@ -620,6 +620,29 @@ vit_block_cpu(const mp_sam *m, const mp_sam_block *b, float *x, float *xn, float
 		}
 	}
 }
+/* the attention of ViT block b (window partitions or the whole grid, fused
+ * qkv rows of 3 x embed values, decomposed relative positions): every field
+ * but the q, k, v and o pointers (both backends' encoders) */
+void
+mp_sam_block_attn(const mp_sam_config *c, const mp_sam_block *b, int nwx, mp_sam_attn *a)
+{
+	int E = c->embed, G = c->grid;
+
+	memset(a, 0, sizeof *a);
+	a->nb = b->window ? nwx * nwx : 1;
+	a->nq = a->nk = b->window ? b->window * b->window : G * G;
+	a->heads = c->heads;
+	a->hd = c->hd;
+	a->ldq = a->ldk = a->ldv = 3 * E;
+	a->bsq = a->bsk = a->bsv = (size_t)a->nq * 3 * E;
+	a->ldo = E;
+	a->bso = (size_t)a->nq * E;
+	a->scale = 1.0f / sqrtf((float)c->hd);
+	a->rph = b->rph;
+	a->rpw = b->rpw;
+	a->gh = a->gw = b->window ? b->window : G;
+}
+
 
 int
 mp_sam_encode(mp_sam *m, const float *img, float *emb)
@@ -699,23 +722,11 @@ mp_sam_encode(mp_sam *m, const float *img, float *emb)
 		linear(m, &b->qkv, xn, N, qkv);
 		mp_sam_prof_lap(MP_SP_QKV);
 		mp_sam_attn a;
-		memset(&a, 0, sizeof a);
-		a.nb = b->window ? nwx * nwx : 1;
-		a.nq = a.nk = b->window ? b->window * b->window : T;
-		a.heads = c->heads;
-		a.hd = c->hd;
+		mp_sam_block_attn(c, b, nwx, &a);
 		a.q = qkv;
 		a.k = qkv + E;
 		a.v = qkv + 2 * E;
-		a.ldq = a.ldk = a.ldv = 3 * E;
-		a.bsq = a.bsk = a.bsv = (size_t)a.nq * 3 * E;
 		a.o = ao;
-		a.ldo = E;
-		a.bso = (size_t)a.nq * E;
-		a.scale = 1.0f / sqrtf((float)c->hd);
-		a.rph = b->rph;
-		a.rpw = b->rpw;
-		a.gh = a.gw = b->window ? b->window : G;
 		be->attention(be->ctx, &a);
 		mp_sam_prof_lap(MP_SP_ATT);
 		linear(m, &b->proj, ao, N, xn);

@@ -692,19 +692,7 @@ encode_dev(clsam *s, const mp_sam *m, const float *img, float *emb)
 		if ((r = lin_dev(s, &b->qkv, at(xn, 0), N, at(qkv, 0))))
 			return r;
 		mp_sam_attn a;
-		memset(&a, 0, sizeof a);
-		a.nb = b->window ? nwx * nwx : 1;
-		a.nq = a.nk = b->window ? b->window * b->window : T;
-		a.heads = c->heads;
-		a.hd = c->hd;
-		a.ldq = a.ldk = a.ldv = 3 * E;
-		a.bsq = a.bsk = a.bsv = (size_t)a.nq * 3 * E;
-		a.ldo = E;
-		a.bso = (size_t)a.nq * E;
-		a.scale = 1.0f / sqrtf((float)c->hd);
-		a.rph = b->rph;
-		a.rpw = b->rpw;
-		a.gh = a.gw = b->window ? b->window : G;
+		mp_sam_block_attn(c, b, nwx, &a);
 		dop in[3] = { at(qkv, 0), at(qkv, (size_t)E), at(qkv, (size_t)2 * E) }, RH = { NULL, 0 }, RW = { NULL, 0 };
 		if (a.rph && ((r = wop(s, a.rph, (size_t)(2 * a.gh - 1) * c->hd, &RH)) ||
 		              (r = wop(s, a.rpw, (size_t)(2 * a.gw - 1) * c->hd, &RW))))
