@@ -492,6 +492,12 @@ mp_in_rest_map(mp_in *in, mp_frame *f)
 	at = cur - (off_t)buffered;   /* file offset of the frame's next data byte */
 	if (at < 0 || (uint64_t)st.st_size < (uint64_t)at + total)
 		return mp_in_rest(in, f);   /* short: the reader reports the truncation */
+	/* the mapping starts on a page, so the data lies at the header's length
+	 * modulo the page: after a header of odd length an int16 or float would
+	 * be misaligned (undefined behaviour; UBSan stops there); such data is
+	 * read into fresh memory instead */
+	if (at % 16)
+		return mp_in_rest(in, f);
 	base = at - at % pg;
 	p = mmap(NULL, total + (size_t)(at - base), PROT_READ | PROT_WRITE, MAP_PRIVATE, in->fd, base);
 	if (p == MAP_FAILED)
