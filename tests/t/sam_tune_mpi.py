@@ -69,6 +69,10 @@ ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIR
            OMPI_MCA_rmaps_base_oversubscribe="1")
 for k in ("MEDPIPE_TUNE_GRADS", "SLURM_STEP_NUM_TASKS", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK"):
     ENV.pop(k, None)
+if os.environ.get("SANITIZE") == "1":
+    # OpenMPI loses memory in MPI_Init/MPI_Finalize, inside plugins built without frame pointers:
+    # only full stacks reach libmpi, which tests/lsan.supp names
+    ENV["ASAN_OPTIONS"] = os.environ.get("ASAN_OPTIONS", "") + ":fast_unwind_on_malloc=0"
 MPIRUN = "mpirun --oversubscribe -np 2 "
 
 
