@@ -593,6 +593,7 @@ struct mp_out {
 	size_t left;     /* bytes of data the current frame still needs */
 	size_t elsize;
 	int frames;
+	uint64_t pos;    /* bytes written so far */
 };
 
 static void
@@ -648,6 +649,7 @@ out_write(mp_out *o, const void *p, size_t n)
 		out_fail(o);
 		return mp_seterr("%s: write error:", o->name);
 	}
+	o->pos += n;
 	return 0;
 }
 
@@ -663,6 +665,21 @@ mp_out_header(mp_out *o, const mp_frame *f)
 	if (mp_frame_check(f) < 0)
 		return mp_preerr("%s: frame %d", o->name, o->frames + 1);
 	h = mp_nrrd_header_text(f, &len);
+	/* a comment line ("#" and spaces) before the empty line puts the data at
+	 * a multiple of 16 bytes from the start of the output, so that a reader
+	 * of the saved stream can map it with every value aligned (mp_in_rest_map) */
+	size_t pad = (size_t)((16 - (o->pos + len) % 16) % 16);
+	if (pad == 1)
+		pad = 17;   /* the shortest comment line is "#\n" */
+	if (pad && len >= 2 && h[len - 1] == '\n' && h[len - 2] == '\n') {
+		h = mp_xrealloc(h, len + pad + 1);
+		h[len - 1] = '#';
+		memset(h + len, ' ', pad - 2);
+		h[len + pad - 2] = '\n';
+		h[len + pad - 1] = '\n';
+		h[len + pad] = 0;
+		len += pad;
+	}
 	r = out_write(o, h, len);
 	free(h);
 	o->frames++;
