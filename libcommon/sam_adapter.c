@@ -420,8 +420,11 @@ read_config(const jv *o, lora_cfg *c)
 		return mp_seterr("layer_replication: not supported");
 	if (cfg_strlist(o, "target_modules", &c->target, &c->ntarget))
 		return -1;
-	if (cfg_strlist(o, "modules_to_save", &c->save, &c->nsave))
+	if (cfg_strlist(o, "modules_to_save", &c->save, &c->nsave)) {
+		free(c->target);   /* the caller frees the lists only on success */
+		c->target = NULL;
 		return -1;
+	}
 	c->scale = c->rslora ? c->alpha / sqrt((double)c->r) : c->alpha / c->r;
 	return 0;
 }

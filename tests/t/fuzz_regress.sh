@@ -60,6 +60,14 @@ for f in $R/*/*; do
 	# detached header: the bytes before the first NUL, the data file ("d") after it
 	nhdr|mhd) split_nul "$f" "$in/x.$h" "$in/d"; run "$n" vol-cat "$in/x.$h" ;;
 	wsi)      cp "$f" "$in/x.tiff"; run "$n" wsi-tile "$in/x.tiff" ;;
+	# --adapter DIR: adapter_config.json before the first NUL, adapter_model.safetensors after it,
+	# applied to a tiny random SAM checkpoint (made once; needs torch)
+	adapter)
+		if [ ! -s "$T/tiny.pth" ] && ! "$VPY" tests/gen/sam_ckpt.py "$T/tiny.pth" --config tiny > "$T/ck.log" 2>&1; then
+			skip "$n" "no torch to make a checkpoint: $(tail -n 1 "$T/ck.log")"; continue
+		fi
+		mkdir -p "$in/ad"; split_nul "$f" "$in/ad/adapter_config.json" "$in/ad/adapter_model.safetensors"
+		run "$n" sam-embed -w "$T/tiny.pth" --adapter "$in/ad" ;;
 	*)        fail "$n" "no program for harness $h" ;;
 	esac
 done
