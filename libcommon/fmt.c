@@ -596,7 +596,7 @@ swap_if(mp_frame *f, int big)
 		mp_swap_bytes(f->data, es, mp_frame_nvox(f));
 }
 
-/* raw data of 1 MiB or more at an offset that is a multiple of 16: mapped
+/* raw data of 1 MiB or more at an offset that is a multiple of MP_DATA_ALIGN: mapped
  * from the file (private, copy on write), no copy and no fresh memory; the
  * frame frees it with mp_frame_clear_data */
 static int
@@ -607,8 +607,8 @@ map_data(mp_fsrc *s, mp_frame *f, size_t total)
 	void *p;
 
 	/* the data would lie at its file offset modulo the page: unless that is
-	 * a multiple of 16, a value could be misaligned (read it instead) */
-	if (pg <= 0 || at % 16)
+	 * a multiple of MP_DATA_ALIGN, a value could be misaligned (read it instead) */
+	if (pg <= 0 || at % MP_DATA_ALIGN)
 		return -1;
 	base = at - at % (uint64_t)pg;
 	p = mmap(NULL, total + (size_t)(at - base), PROT_READ | PROT_WRITE, MAP_PRIVATE, fileno(s->fp), (off_t)base);

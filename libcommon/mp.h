@@ -173,10 +173,14 @@ int mp_in_rest(mp_in *in, mp_frame *f);
  * allocated: memory the kernel can page out. over is taken from
  * $MEDPIPE_SPOOL_BYTES when set. mp_frame_free unmaps it. */
 int mp_in_rest_spool(mp_in *in, mp_frame *f, size_t over);
+/* data is mapped from a file only where it starts at a multiple of this many
+ * bytes (any value then aligned); stream writers pad headers to match */
+#define MP_DATA_ALIGN 16
 /* the same as mp_in_rest, but the raw data of a frame (1 MiB or more, host
- * order) that a regular input file holds whole is mapped from the file
- * (private, copy on write) instead of read: no copy, no fresh memory. Free it
- * with mp_frame_clear_data/mp_frame_free only. */
+ * order, at a file offset that is a multiple of MP_DATA_ALIGN) that a regular
+ * input file holds whole is mapped from the file (private, copy on write)
+ * instead of read: no copy, no fresh memory. Free it with
+ * mp_frame_clear_data/mp_frame_free only. */
 int mp_in_rest_map(mp_in *in, mp_frame *f);
 /* skip the rest of the current frame's data */
 int mp_in_skipdata(mp_in *in);

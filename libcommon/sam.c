@@ -620,6 +620,7 @@ vit_block_cpu(const mp_sam *m, const mp_sam_block *b, float *x, float *xn, float
 		}
 	}
 }
+
 /* the attention of ViT block b (window partitions or the whole grid, fused
  * qkv rows of 3 x embed values, decomposed relative positions): every field
  * but the q, k, v and o pointers (both backends' encoders) */
@@ -642,7 +643,6 @@ mp_sam_block_attn(const mp_sam_config *c, const mp_sam_block *b, int nwx, mp_sam
 	a->rpw = b->rpw;
 	a->gh = a->gw = b->window ? b->window : G;
 }
-
 
 int
 mp_sam_encode(mp_sam *m, const float *img, float *emb)

@@ -496,7 +496,7 @@ mp_in_rest_map(mp_in *in, mp_frame *f)
 	 * modulo the page: after a header of odd length an int16 or float would
 	 * be misaligned (undefined behaviour; UBSan stops there); such data is
 	 * read into fresh memory instead */
-	if (at % 16)
+	if (at % MP_DATA_ALIGN)
 		return mp_in_rest(in, f);
 	base = at - at % pg;
 	p = mmap(NULL, total + (size_t)(at - base), PROT_READ | PROT_WRITE, MAP_PRIVATE, in->fd, base);
@@ -666,11 +666,11 @@ mp_out_header(mp_out *o, const mp_frame *f)
 		return mp_preerr("%s: frame %d", o->name, o->frames + 1);
 	h = mp_nrrd_header_text(f, &len);
 	/* a comment line ("#" and spaces) before the empty line puts the data at
-	 * a multiple of 16 bytes from the start of the output, so that a reader
-	 * of the saved stream can map it with every value aligned (mp_in_rest_map) */
-	size_t pad = (size_t)((16 - (o->pos + len) % 16) % 16);
+	 * a multiple of MP_DATA_ALIGN bytes from the start of the output, so that
+	 * a reader of the saved stream can map it (mp_in_rest_map) */
+	size_t pad = (size_t)((MP_DATA_ALIGN - (o->pos + len) % MP_DATA_ALIGN) % MP_DATA_ALIGN);
 	if (pad == 1)
-		pad = 17;   /* the shortest comment line is "#\n" */
+		pad += MP_DATA_ALIGN;   /* the shortest comment line is "#\n" */
 	if (pad && len >= 2 && h[len - 1] == '\n' && h[len - 2] == '\n') {
 		h = mp_xrealloc(h, len + pad + 1);
 		h[len - 1] = '#';
