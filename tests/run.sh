@@ -1,5 +1,6 @@
 #!/bin/sh
 # tests/run.sh - runs every test and prints "N passed, N failed, N skipped".
+# The failures are listed again just before that line.
 #   unit tests:  build/tests/*          (from tests/unit/*.c)
 #   tool tests:  tests/t/*.sh, tests/t/*.py
 # Each prints PASS/FAIL/SKIP lines; a test program that exits non-zero without
@@ -22,6 +23,7 @@ fi
 logs=build/test-logs; mkdir -p $logs
 p=0; f=0; s=0
 : > $logs/.skips
+: > $logs/.fails
 if [ "${CI:-}" = true ] && [ "$VPY" = "$PY" ]; then
 	echo "FAIL venv: .venv/bin/python3 is missing and CI=true (run tests/deps.sh): the PyPI reference tests cannot run"
 	f=1
@@ -42,19 +44,27 @@ for t in build/tests/* tests/t/*.sh tests/t/*.py; do
 	tp=$(grep -c '^PASS ' "$log"); tf=$(grep -c '^FAIL ' "$log"); ts=$(grep -c '^SKIP ' "$log")
 	if [ "$rc" -ne 0 ] && [ "$tf" -eq 0 ]; then
 		echo "FAIL $name: exited $rc (see $log)"; tail -n 5 "$log" | sed 's/^/    /'
+		echo "$name: exited $rc: $(tail -n 1 "$log")" >> $logs/.fails
 		tf=1
 	elif [ "$tp" -eq 0 ] && [ "$tf" -eq 0 ] && [ "$ts" -eq 0 ]; then
 		echo "FAIL $name: exited $rc but printed no PASS, FAIL or SKIP line (see $log)"
+		echo "$name: no PASS, FAIL or SKIP line" >> $logs/.fails
 		tf=1
 	fi
 	grep -E '^(FAIL|SKIP) ' "$log" | sed "s|^|  $name: |"
 	grep '^SKIP ' "$log" | sed 's/^SKIP [^:]*: *//' >> $logs/.skips
+	grep '^FAIL ' "$log" | sed "s|^FAIL |$name: |" >> $logs/.fails
 	echo "$name: $tp passed, $tf failed, $ts skipped ($(( $(date +%s) - start ))s)"
 	p=$((p + tp)); f=$((f + tf)); s=$((s + ts))
 done
 if [ -s $logs/.skips ]; then
 	echo "skipped, by reason:"
 	sort $logs/.skips | uniq -c | sort -rn | sed 's/^ *\([0-9]*\) /  \1 x /'
+fi
+# the failures again at the end, where a log's last lines show them
+if [ -s $logs/.fails ]; then
+	echo "failed:"
+	cut -c 1-300 $logs/.fails | head -n 20 | sed 's/^/  /'
 fi
 echo "$p passed, $f failed, $s skipped"
 [ "$f" -eq 0 ]
