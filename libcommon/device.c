@@ -380,6 +380,8 @@ mp_dev_ccl32(mp_dev *d, const void *vol, size_t elsize, size_t nx, size_t ny, si
 	if (mp_dev_is_cl(d) && mp_ccl_conn_ok(conn)) {
 		int64_t n = mp_cl_ccl(d->cl, vol, elsize, nx, ny, nz, conn, binary, 0, ids);
 		int k = mp_dev_after_cl(d, n >= 0 ? 0 : (int)n, "connected components");
+		if (n >= 0)
+			mp_dev_note_bytes(d, "connected components, %zux%zux%zu", nx, ny, nz);
 		if (k < 0)
 			return -1;
 		if (k == 0)
@@ -395,6 +397,8 @@ mp_dev_dust(mp_dev *d, void *vol, size_t elsize, size_t nx, size_t ny, size_t nz
 	if (mp_dev_is_cl(d) && mp_ccl_conn_ok(conn)) {
 		int k = mp_dev_after_cl(d, mp_cl_dust(d->cl, vol, elsize, nx, ny, nz, conn, binary, min, keep_largest,
 		                               ncomp, nremoved), "connected components");
+		if (k == 0)
+			mp_dev_note_bytes(d, "connected components, %zux%zux%zu", nx, ny, nz);
 		if (k <= 0)
 			return k;
 	}

@@ -199,6 +199,38 @@ count(__global const void *vol, int es, int binary, __global const uint *parent,
 	counts[c] = k;
 }
 
+/* the chunks' counts into their exclusive prefix sums, in place, by one
+ * work-group of at most 64 items; the total goes to counts[n] (the host
+ * reads it back once, after the last kernel) */
+__kernel void
+scan(__global uint *counts, uint n)
+{
+	__local uint part[64];
+	uint t = get_local_id(0), nt = get_local_size(0);
+	uint per = (n + nt - 1) / nt, lo = min(t * per, n), hi = min(lo + per, n), s = 0;
+
+	for (uint i = lo; i < hi; i++)
+		s += counts[i];
+	part[t] = s;
+	barrier(CLK_LOCAL_MEM_FENCE);
+	if (t == 0) {
+		uint acc = 0;
+		for (uint i = 0; i < nt; i++) {
+			uint v = part[i];
+			part[i] = acc;
+			acc += v;
+		}
+		counts[n] = acc;
+	}
+	barrier(CLK_LOCAL_MEM_FENCE);
+	s = part[t];
+	for (uint i = lo; i < hi; i++) {
+		uint v = counts[i];
+		counts[i] = s;
+		s += v;
+	}
+}
+
 __kernel void
 number(__global const void *vol, int es, int binary, __global const uint *parent, __global const uint *first,
        __global const uint *size, __global const uint *base, __global uint *num, uint n, uint chunk,

@@ -25,6 +25,15 @@ one_value(const void *vol, size_t es, size_t n)
 	return 1;
 }
 
+/* the work-group of the scan kernel: 64 items, fewer on small devices */
+static size_t
+c_wg(const mp_cl *c)
+{
+	size_t m = mp_cl_info(c)->max_wg;
+
+	return m < 64 ? (m ? m : 1) : 64;
+}
+
 static long
 ccl_slab(mp_cl *c, const void *vol, size_t es, size_t nx, size_t ny, size_t nz, int conn,
          int binary, size_t minsize, uint32_t *out)
@@ -34,8 +43,9 @@ ccl_slab(mp_cl *c, const void *vol, size_t es, size_t nx, size_t ny, size_t nz, 
 	cl_uint un, uch = CHUNK, umin, nnu;
 	cl_int tc = (cl_int)es, cn = conn, bin = binary;
 	cl_mem vb = NULL, par = NULL, first = NULL, size = NULL, cnt = NULL, num = NULL, ob = NULL;
-	cl_kernel kinit, kmerge, kflat, kstats, kcount, knum, kfinal;
-	uint32_t *counts = NULL;
+	cl_kernel kinit, kmerge, kflat, kstats, kcount, kscan, knum, kfinal;
+	cl_uint ntot = 0, unch;
+	size_t wg;
 	long total = -1;
 
 	if (n == 0)
@@ -51,10 +61,12 @@ ccl_slab(mp_cl *c, const void *vol, size_t es, size_t nx, size_t ny, size_t nz, 
 	nchunks = (n + CHUNK - 1) / CHUNK;
 	un = (cl_uint)n;
 	nnu = (cl_uint)nnodes;
+	unch = (cl_uint)nchunks;
 	umin = minsize > 0xffffffffu ? 0xffffffffu : (cl_uint)minsize;
 	if (!(kinit = mp_cl_kernel(c, "ccl", "init")) || !(kmerge = mp_cl_kernel(c, "ccl", "merge"))
 	    || !(kflat = mp_cl_kernel(c, "ccl", "flatten")) || !(kstats = mp_cl_kernel(c, "ccl", "stats"))
-	    || !(kcount = mp_cl_kernel(c, "ccl", "count")) || !(knum = mp_cl_kernel(c, "ccl", "number"))
+	    || !(kcount = mp_cl_kernel(c, "ccl", "count")) || !(kscan = mp_cl_kernel(c, "ccl", "scan"))
+	    || !(knum = mp_cl_kernel(c, "ccl", "number"))
 	    || !(kfinal = mp_cl_kernel(c, "ccl", "final")))
 		return -1;
 	if (!(vb = mp_cl_hostbuf(c, CL_MEM_READ_ONLY, n * es, (void *)vol))
@@ -62,7 +74,7 @@ ccl_slab(mp_cl *c, const void *vol, size_t es, size_t nx, size_t ny, size_t nz, 
 	    || !(first = mp_cl_buffer(c, CL_MEM_READ_WRITE, nnodes * 4, NULL))
 	    || !(size = mp_cl_buffer(c, CL_MEM_READ_WRITE, nnodes * 4, NULL))
 	    || !(num = mp_cl_buffer(c, CL_MEM_READ_WRITE, nnodes * 4, NULL))
-	    || !(cnt = mp_cl_buffer(c, CL_MEM_READ_WRITE, nchunks * 4, NULL))
+	    || !(cnt = mp_cl_buffer(c, CL_MEM_READ_WRITE, (nchunks + 1) * 4, NULL))
 	    || !(ob = mp_cl_hostbuf(c, CL_MEM_WRITE_ONLY, n * 4, out)))
 		goto out;
 	{
@@ -93,16 +105,11 @@ ccl_slab(mp_cl *c, const void *vol, size_t es, size_t nx, size_t ny, size_t nz, 
 	                  4, &bx, 4, &by, 4, &bz, 4, &nbx, 4, &nby, 4, &umin, (size_t)0)
 	    || mp_cl_run(c, kcount, 1, &gc, 0))
 		goto out;
-	counts = mp_xmalloc(nchunks * 4);
-	if (mp_cl_read(c, cnt, 0, nchunks * 4, counts))
-		goto out;
-	total = 0;
-	for (size_t i = 0; i < nchunks; i++) {
-		uint32_t k = counts[i];
-		counts[i] = (uint32_t)total;
-		total += k;
-	}
-	if (mp_cl_write(c, cnt, 0, nchunks * 4, counts)
+	/* the prefix sums on the device: nothing crosses the bus between the
+	 * kernels; the component count (4 bytes) comes back at the end */
+	wg = c_wg(c);
+	if (mp_cl_args(kscan, sizeof cnt, &cnt, 4, &unch, (size_t)0)
+	    || mp_cl_enqueue(c, kscan, 1, &wg, &wg) < 0
 	    || mp_cl_args(knum, sizeof vb, &vb, sizeof tc, &tc, sizeof bin, &bin, sizeof par, &par, sizeof first, &first,
 	                  sizeof size, &size, sizeof cnt, &cnt, sizeof num, &num, 4, &un, 4, &uch, 4, &ux, 4, &uy,
 	                  4, &bx, 4, &by, 4, &bz, 4, &nbx, 4, &nby, 4, &umin, (size_t)0)
@@ -110,10 +117,11 @@ ccl_slab(mp_cl *c, const void *vol, size_t es, size_t nx, size_t ny, size_t nz, 
 	    || mp_cl_args(kfinal, sizeof vb, &vb, sizeof tc, &tc, sizeof bin, &bin, sizeof par, &par, sizeof num, &num,
 	                  sizeof ob, &ob, 4, &ux, 4, &uy, 4, &uz, 4, &bx, 4, &by, 4, &bz, 4, &nbx, 4, &nby, (size_t)0)
 	    || mp_cl_run(c, kfinal, 3, g3, 0)
-	    || mp_cl_hostread(c, ob, n * 4, out))
-		total = -1;
+	    || mp_cl_hostread(c, ob, n * 4, out)
+	    || mp_cl_read(c, cnt, nchunks * 4, 4, &ntot))
+		goto out;
+	total = ntot;
 out:
-	free(counts);
 	if (vb) clReleaseMemObject(vb);
 	if (par) clReleaseMemObject(par);
 	if (first) clReleaseMemObject(first);

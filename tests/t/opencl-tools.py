@@ -6,6 +6,7 @@ streams must be byte-identical (the kernels mirror the C code; floating point
 results are compared exactly too, since they come out equal)."""
 import gzip
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -159,6 +160,17 @@ def main():
     ok("ccl-clean --device auto", rc == 0 and o == o2, e)
     rc, o, e = run("ccl-clean", ["--min", "10"], stream, "opencl:42")
     ok("ccl-clean --device opencl:42 fails", rc == 1 and len(o) == 0 and "no device 42" in e and e.count("\n") == 0, e)
+    # the connected-components kernels keep everything on the device: the
+    # labels go in, the ids come back with the component count (4 bytes);
+    # nothing crosses the bus between kernels (the chunks' prefix sums are a
+    # kernel too). --verbose counts the bytes as a device with its own memory
+    # would copy them.
+    rc, o, e = run("ccl-clean", ["--ids-only", "--verbose"], frame(lab, "label"), "opencl:0")
+    m = re.search(r"connected components, 90x70x12: (\d+) bytes to the device, (\d+) from it", e)
+    want = (lab.size, lab.size * 4 + 4)
+    ok("ccl-clean bytes on the bus: labels in, ids + count out", rc == 0 and m is not None
+       and (int(m.group(1)), int(m.group(2))) == want,
+       "want %d to, %d from: %s" % (want + ((m.group(0) if m else e[-300:]),)))
     rc, o, e = run("hu-window", ["--preset", "bone"], stream, "gpu")
     ok("hu-window --device gpu is a usage error", rc == 2 and "bad device" in e, e)
     return mptest.status()
