@@ -155,6 +155,7 @@ typedef struct mp_sam {
 	float *dbuf, *tbuf, *wbuf;         /* wbuf: wbuf_n floats, the CPU path's per thread */
 	size_t wbuf_n;
 	const float *cache_emb;
+	int cache_proj;                    /* c_k, c_v, c_q made for cache_emb */
 	float *c_keys0, *c_kpe0, *c_k, *c_v, *c_q;
 	char adapter[200];                 /* what mp_sam_load_adapter applied ("" none) */
 } mp_sam;
@@ -267,10 +268,13 @@ void mp_sam_post(mp_sam_mode m, int prob, int S, const float *low, int L, size_t
  * (planes unused); iou[i] its predicted IoU. The kept mask: the single-mask output (0), or with
  * multimask the one of 1..nmask-1 of the highest predicted IoU. On the CPU
  * backend only that mask is computed, the prompts are decoded in parallel
- * over the backend's threads (one prompt: the upscaling over rows of the
- * image tokens), and the upscaled maps are made tile by tile in the cache;
- * the buffers stay with m for the next call. Other backends: mp_sam_decode
- * per prompt. 0 or -1 + mp_err (the first failure). */
+ * over the backend's threads (one prompt: its attentions with the image
+ * tokens and the upscaling split by blocks of image tokens, and on a new
+ * embedding its first layer folded instead of projecting every image
+ * token), the BLAS on one thread per call, and the upscaled maps are made
+ * tile by tile in the cache; the buffers stay with m for the next call.
+ * Other backends: mp_sam_decode per prompt. 0 or -1 + mp_err (the first
+ * failure). */
 typedef struct mp_sam_masks {
 	int multimask;
 	mp_sam_mode mode;       /* geometry of mp_sam_post */

@@ -851,6 +851,41 @@ mp_sam_pe_coords(const mp_sam *m, float x, float y, float *out)
 }
 
 /* out (nq x C) = out_proj(attention(Q, K, V)) for projected Q (nq x I), K, V (nk x I) */
+/* the decoder's products over all image tokens: on the CPU split into
+ * blocks of rows over the threads (the decoder keeps the BLAS on one
+ * thread: mp_sam_decode_masks), elsewhere linear() */
+typedef struct {
+	const mp_sam *m;
+	const mp_sam_lin *L;
+	const float *x;
+	float *y;
+	int rows, rb;
+} dlin_ctx;
+
+static void
+dlin_task(void *vc, size_t i, int tid)
+{
+	dlin_ctx *d = vc;
+	int r0 = (int)i * d->rb, nr = d->rows - r0 < d->rb ? d->rows - r0 : d->rb;
+
+	(void)tid;
+	linear(d->m, d->L, d->x + (size_t)r0 * d->L->in, nr, d->y + (size_t)r0 * d->L->out);
+}
+
+static void
+dec_linear(const mp_sam *m, const mp_sam_lin *L, const float *x, int rows, float *y)
+{
+	int nt = mp_sam_threads();
+
+	if (!mp_sam_is_cpu(m->be) || nt < 2 || rows < 512) {
+		linear(m, L, x, rows, y);
+		return;
+	}
+	dlin_ctx d = { m, L, x, y, rows, (rows + 2 * nt - 1) / (2 * nt) };
+	d.rb = d.rb < 64 ? 64 : (d.rb + 15) / 16 * 16;
+	mp_sam_cpu_parfor((size_t)((rows + d.rb - 1) / d.rb), dlin_task, &d);
+}
+
 static void
 attn_core(const mp_sam *m, const mp_sam_tattn *A, const float *Q, int nq, const float *K, const float *V, int nk,
           float *O, float *out)
@@ -882,9 +917,9 @@ tattn(const mp_sam *m, const mp_sam_tattn *A, const float *qin, int nq, const fl
 	size_t T = (size_t)m->cfg.grid * m->cfg.grid, I = (size_t)A->q.out;
 	float *Q = ws, *K = ws + T * I, *V = ws + 2 * T * I, *O = ws + 3 * T * I;
 
-	linear(m, &A->q, qin, nq, Q);
-	linear(m, &A->k, kin, nk, K);
-	linear(m, &A->v, vin, nk, V);
+	dec_linear(m, &A->q, qin, nq, Q);
+	dec_linear(m, &A->k, kin, nk, K);
+	dec_linear(m, &A->v, vin, nk, V);
 	attn_core(m, A, Q, nq, K, V, nk, O, out);
 }
 
@@ -1010,6 +1045,174 @@ i2t_folded(const mp_sam *m, const mp_sam_tattn *A, const float *qin, const float
 	be->gemm(be->ctx, 1, 0, nq, C, HN, 1.0f, S, nq, M, C, resid ? 1.0f : 0.0f, out, C);
 }
 
+/* ---- the same two attentions on the CPU, split over the threads by blocks
+ * of image tokens (a lone prompt: its image-side work would otherwise run
+ * on one thread, or on the BLAS's threads, which spin between calls while
+ * the other steps run). Every block makes the same sums as the whole
+ * products above. */
+#define TBLK 256
+
+typedef struct {
+	const mp_sam *m;
+	int H, hd, I, C, nq, nk, HN;
+	float sc;
+	const float *F, *K, *cq, *qin, *c, *M, *resid, *kv;
+	float *S, *out, *R, *tk;
+	const float *kpe;
+	const mp_sam_norm *ln;
+} blk_ctx;
+
+/* t2i: the scores of a block of image tokens (columns of S) */
+static void
+t2i_scores(void *vc, size_t b, int tid)
+{
+	blk_ctx *x = vc;
+	const mp_sam_backend *be = x->m->be;
+	int r0 = (int)b * TBLK, nb = x->nk - r0 < TBLK ? x->nk - r0 : TBLK;
+
+	(void)tid;
+	be->gemm(be->ctx, 0, 1, x->HN, nb, x->C, x->sc, x->F, x->C, x->qin + (size_t)r0 * x->C, x->C, 0.0f, x->S + r0,
+	         x->nk);
+}
+
+/* t2i: R = S V for a block of 32 of the C columns */
+static void
+t2i_values(void *vc, size_t b, int tid)
+{
+	blk_ctx *x = vc;
+	const mp_sam_backend *be = x->m->be;
+	int c0 = (int)b * 32, nc = x->C - c0 < 32 ? x->C - c0 : 32;
+
+	(void)tid;
+	be->gemm(be->ctx, 0, 0, x->HN, nc, x->nk, 1.0f, x->S, x->nk, x->kv + c0, x->C, 0.0f, x->R + c0, x->C);
+}
+
+/* t2i_folded on the threads; kin: the image tokens + pe (T x C), vin the tokens */
+static void
+t2i_par(const mp_sam *m, const mp_sam_tattn *A, const float *qin, int nq, const float *kin, const float *vin,
+        int nk, float *out, float *s)
+{
+	int I = A->q.out, H = m->cfg.dec_heads, hd = I / H, C = A->k.in, HN = H * nq;
+	float *Q = s, *F = Q + (size_t)nq * I, *R = F + (size_t)HN * C, *O = R + (size_t)HN * C;
+	float *S = O + (size_t)nq * I;
+	blk_ctx x;
+
+	linear(m, &A->q, qin, nq, Q);
+	for (int h = 0; h < H; h++)
+		smallmm(nq, C, hd, Q + h * hd, I, A->k.w + (size_t)h * hd * C, C, 0, F + (size_t)h * nq * C, C);
+	memset(&x, 0, sizeof x);
+	x.m = m, x.C = C, x.nk = nk, x.HN = HN, x.sc = 1.0f / sqrtf((float)hd);
+	x.F = F, x.qin = kin, x.S = S, x.kv = vin, x.R = R;
+	mp_sam_cpu_parfor((size_t)(nk + TBLK - 1) / TBLK, t2i_scores, &x);
+	softmax_rows(S, (size_t)HN, (size_t)nk, (size_t)nk);
+	mp_sam_cpu_parfor((size_t)(C + 31) / 32, t2i_values, &x);
+	for (int h = 0; h < H; h++)
+		smallmm(nq, hd, C, R + (size_t)h * nq * C, C, A->v.w + (size_t)h * hd * C, C, 1, O + h * hd, I);
+	if (A->v.b)
+		for (int r = 0; r < nq; r++)
+			for (int j = 0; j < I; j++)
+				O[(size_t)r * I + j] += A->v.b[j];
+	linear(m, &A->o, O, nq, out);
+}
+
+/* the first layer's t2i on the cached projections of the image tokens
+ * (m->c_k, m->c_v): a head per task, scores and values as two products
+ * on the strided head columns */
+static void
+t2i0_head(void *vc, size_t h, int tid)
+{
+	blk_ctx *x = vc;
+	const mp_sam_backend *be = x->m->be;
+	float *S = x->S + h * (size_t)x->nq * x->nk;
+	int o = (int)h * x->hd;
+
+	(void)tid;
+	be->gemm(be->ctx, 0, 1, x->nq, x->nk, x->hd, x->sc, x->F + o, x->I, x->K + o, x->I, 0.0f, S, x->nk);
+	softmax_rows(S, (size_t)x->nq, (size_t)x->nk, (size_t)x->nk);
+	be->gemm(be->ctx, 0, 0, x->nq, x->hd, x->nk, 1.0f, S, x->nk, x->kv + o, x->I, 0.0f, x->R + o, x->I);
+}
+
+/* tokens qin (nq x C) attend to the image with keys K and values V (nk x I,
+ * projected); ws: 2 nq I + heads nq nk floats */
+static void
+t2i0_par(const mp_sam *m, const mp_sam_tattn *A, const float *qin, int nq, const float *K, const float *V, int nk,
+         float *out, float *ws)
+{
+	int I = A->q.out, H = m->cfg.dec_heads;
+	float *Q = ws, *O = Q + (size_t)nq * I, *S = O + (size_t)nq * I;
+	blk_ctx x;
+
+	linear(m, &A->q, qin, nq, Q);
+	memset(&x, 0, sizeof x);
+	x.m = m, x.hd = I / H, x.I = I, x.nq = nq, x.nk = nk, x.sc = 1.0f / sqrtf((float)(I / H));
+	x.F = Q, x.K = K, x.kv = V, x.S = S, x.R = O;
+	mp_sam_cpu_parfor((size_t)H, t2i0_head, &x);
+	linear(m, &A->o, O, nq, out);
+}
+
+/* i2t for a block of image tokens: scores, softmax down the columns, the
+ * output added to the residual, the layer norm, and the next keys + pe */
+static void
+i2t_block(void *vc, size_t b, int tid)
+{
+	blk_ctx *x = vc;
+	const mp_sam_backend *be = x->m->be;
+	int r0 = (int)b * TBLK, nb = x->nq - r0 < TBLK ? x->nq - r0 : TBLK, nk = x->nk, nq = x->nq, C = x->C;
+	float tmp[2 * TBLK], *o = x->out + (size_t)r0 * C;
+
+	(void)tid;
+	if (x->cq)
+		for (int h = 0; h < x->H; h++)
+			be->gemm(be->ctx, 0, 1, nk, nb, x->hd, x->sc, x->K + h * x->hd, x->I, x->cq + (size_t)r0 * x->I + h * x->hd,
+			         x->I, 0.0f, x->S + (size_t)h * nk * nq + r0, nq);
+	else
+		be->gemm(be->ctx, 0, 1, x->HN, nb, C, x->sc, x->F, C, x->qin + (size_t)r0 * C, C, 0.0f, x->S + r0, nq);
+	for (int h = 0; h < x->H; h++)
+		mp_sam_softmax_cols(x->S + (size_t)h * nk * nq + r0, (size_t)nk, (size_t)nb, (size_t)nq,
+		                    x->cq ? NULL : x->c + h * nk, tmp);
+	if (x->resid != x->out)
+		memcpy(o, x->resid + (size_t)r0 * C, (size_t)nb * C * sizeof(float));
+	be->gemm(be->ctx, 1, 0, nb, C, x->HN, 1.0f, x->S + r0, nq, x->M, C, 1.0f, o, C);
+	mp_sam_cpu_ln1(o, o, (size_t)nb, (size_t)C, x->ln->w, x->ln->b, 1e-5f);
+	mp_sam_add(x->tk + (size_t)r0 * C, o, x->kpe + (size_t)r0 * C, (size_t)nb * C);
+}
+
+/* i2t_folded (resid not NULL) and the layer norm ln of its output on the
+ * threads; tk gets out + kpe, the next attentions' keys */
+static void
+i2t_par(const mp_sam *m, const mp_sam_tattn *A, const float *qin, const float *cq, int nq, const float *kin,
+        const float *vin, int nk, float *out, const float *resid, const mp_sam_norm *ln, float *tk, float *s)
+{
+	int I = A->q.out, H = m->cfg.dec_heads, hd = I / H, C = A->q.in, HN = H * nk;
+	float *K = s, *V = K + (size_t)nk * I, *F = V + (size_t)nk * I, *M = F + (size_t)HN * C, *c = M + (size_t)HN * C;
+	float *S = c + HN, sc = 1.0f / sqrtf((float)hd);
+	blk_ctx x;
+
+	linear(m, &A->k, kin, nk, K);
+	linear(m, &A->v, vin, nk, V);
+	if (!cq)
+		for (int h = 0; h < H; h++) {
+			smallmm(nk, C, hd, K + h * hd, I, A->q.w + (size_t)h * hd * C, C, 0, F + (size_t)h * nk * C, C);
+			for (int j = 0; j < nk; j++) {
+				float d = 0;
+				for (int e = 0; e < hd; e++)
+					d += K[(size_t)j * I + h * hd + e] * (A->q.b ? A->q.b[h * hd + e] : 0.0f);
+				c[h * nk + j] = sc * d;
+			}
+		}
+	for (int h = 0; h < H; h++)
+		smallmm(nk, C, hd, V + h * hd, I, A->o.w + h * hd, I, 1, M + (size_t)h * nk * C, C);
+	if (A->o.b)
+		for (int r = 0; r < HN; r++)
+			for (int j = 0; j < C; j++)
+				M[(size_t)r * C + j] += A->o.b[j] / (float)H;
+	memset(&x, 0, sizeof x);
+	x.m = m, x.H = H, x.hd = hd, x.I = I, x.C = C, x.nq = nq, x.nk = nk, x.HN = HN, x.sc = sc;
+	x.F = F, x.K = K, x.cq = cq, x.qin = qin, x.c = c, x.M = M, x.resid = resid, x.S = S, x.out = out;
+	x.tk = tk, x.kpe = m->dense_pe, x.ln = ln;
+	mp_sam_cpu_parfor((size_t)(nq + TBLK - 1) / TBLK, i2t_block, &x);
+}
+
 void
 mp_sam_decode_forget(mp_sam *m)
 {
@@ -1083,11 +1286,39 @@ dec_check(const mp_sam *m, const mp_sam_prompt *p)
 	return 0;
 }
 
+/* image tokens t of block b (64 tokens): keys0 (T x C) = the embedding
+ * (C x T) transposed + the no-mask embedding, kpe0 = keys0 + dense pe */
+typedef struct {
+	mp_sam *m;
+	const float *emb;
+} prep_ctx;
+
+static void
+prep_tokens(void *vc, size_t b, int tid)
+{
+	prep_ctx *x = vc;
+	mp_sam *m = x->m;
+	int C = m->cfg.out_chans, T = m->cfg.grid * m->cfg.grid, t0 = (int)b * 64, t1 = t0 + 64 < T ? t0 + 64 : T;
+
+	(void)tid;
+	for (int ch = 0; ch < C; ch++) {
+		const float *e = x->emb + (size_t)ch * T;
+		float nm = m->no_mask[ch];
+		for (int t = t0; t < t1; t++)
+			m->c_keys0[(size_t)t * C + ch] = e[t] + nm;
+	}
+	addv(m->c_kpe0 + (size_t)t0 * C, m->c_keys0 + (size_t)t0 * C, m->dense_pe + (size_t)t0 * C, (size_t)(t1 - t0) * C);
+}
+
 /* what depends on the model alone (the transposed convolutions' weights) and
- * on the embedding alone (image tokens + no-mask embedding, the first
- * layer's projections of them), kept for the next call with emb */
+ * on the embedding alone (image tokens + no-mask embedding, and with proj
+ * the first layer's projections of them), kept for the next call with emb.
+ * A lone prompt whose attentions fold (dec_fold) on a new embedding does
+ * without the projections: folded, its first layer costs fewer products
+ * than making them (3 T C I multiply-adds), which pays off from the second
+ * prompt on. */
 static int
-dec_prepare(mp_sam *m, const float *emb)
+dec_prepare(mp_sam *m, const float *emb, int proj)
 {
 	const mp_sam_config *c = &m->cfg;
 	int C = c->out_chans, G = c->grid, T = G * G, I = c->dec_internal, C4 = C / 4, C8 = C / 8;
@@ -1116,14 +1347,20 @@ dec_prepare(mp_sam *m, const float *emb)
 		m->cache_emb = NULL;
 	}
 	if (m->cache_emb != emb) {
-		for (int t = 0; t < T; t++)
-			for (int ch = 0; ch < C; ch++)
-				m->c_keys0[(size_t)t * C + ch] = emb[(size_t)ch * T + t] + m->no_mask[ch];
-		addv(m->c_kpe0, m->c_keys0, m->dense_pe, TC);
-		linear(m, &m->tl[0].t2i.k, m->c_kpe0, T, m->c_k);
-		linear(m, &m->tl[0].t2i.v, m->c_keys0, T, m->c_v);
-		linear(m, &m->tl[0].i2t.q, m->c_kpe0, T, m->c_q);
+		prep_ctx x = { m, emb };
+		if (mp_sam_is_cpu(m->be))
+			mp_sam_cpu_parfor((size_t)(T + 63) / 64, prep_tokens, &x);
+		else
+			for (size_t b = 0; b < (size_t)(T + 63) / 64; b++)
+				prep_tokens(&x, b, 0);
 		m->cache_emb = emb;
+		m->cache_proj = 0;
+	}
+	if (proj && !m->cache_proj) {
+		dec_linear(m, &m->tl[0].t2i.k, m->c_kpe0, T, m->c_k);
+		dec_linear(m, &m->tl[0].t2i.v, m->c_keys0, T, m->c_v);
+		dec_linear(m, &m->tl[0].i2t.q, m->c_kpe0, T, m->c_q);
+		m->cache_proj = 1;
 	}
 	return 0;
 }
@@ -1134,10 +1371,22 @@ dec_w0(const mp_sam *m)
 	return m->c_q + (size_t)m->cfg.grid * m->cfg.grid * m->cfg.dec_internal;
 }
 
+/* whether prompt p's attentions with the image tokens run folded (t2i_folded,
+ * i2t_folded): fewer products when heads x tokens < the attention's width */
+static int
+dec_fold(const mp_sam *m, const mp_sam_prompt *p)
+{
+	int nt = 1 + m->cfg.nmask + p->npts + (p->has_box ? 2 : 1);
+
+	return m->cfg.dec_heads * nt < m->cfg.dec_internal;
+}
+
 /* the prompt encoder and the two-way transformer for prompt p: w->qry gets
- * the NT output tokens (iou, mask tokens, ...), w->keys the image tokens */
+ * the NT output tokens (iou, mask tokens, ...), w->keys the image tokens;
+ * split: the CPU backend's threads are this prompt's alone (one prompt
+ * decoded at a time on more than one thread) */
 static void
-dec_tokens(const mp_sam *m, const mp_sam_prompt *p, dec_ws *w)
+dec_tokens(const mp_sam *m, const mp_sam_prompt *p, dec_ws *w, int split)
 {
 	const mp_sam_config *c = &m->cfg;
 	int C = c->out_chans, G = c->grid, T = G * G, NM = c->nmask, I = c->dec_internal;
@@ -1147,8 +1396,13 @@ dec_tokens(const mp_sam *m, const mp_sam_prompt *p, dec_ws *w)
 	size_t TC = (size_t)T * C, TI = (size_t)T * I;
 	float *tok = w->tok, *qry = w->qry, *tq = w->tq, *tmpq = w->tmpq, *h = w->h, *keys = w->keys, *tk = w->tk;
 	float *tmpk = w->tmpk, *ws = w->ws, *fws = w->fws;
-	/* fold the image-side projections into the token side when that is fewer products */
-	int fold = c->dec_heads * NT < I;
+	/* fold the image-side projections into the token side when that is
+	 * fewer products; the first layer too when the projections of the
+	 * image tokens are not made (dec_prepare) */
+	int fold = dec_fold(m, p), proj = m->cache_proj;
+	/* CPU, split: the folded attentions over the threads by blocks of image
+	 * tokens (tk made by i2t_par with each layer's keys) */
+	int par = split && fold && mp_sam_is_cpu(be);
 
 	/* tokens: iou, mask tokens, points (padded), box corners */
 	memset(tok, 0, (size_t)NT * C * sizeof(float));
@@ -1189,10 +1443,18 @@ dec_tokens(const mp_sam *m, const mp_sam_prompt *p, dec_ws *w)
 		}
 		be->layernorm(be->ctx, qry, qry, (size_t)NT, (size_t)C, L->n1.w, L->n1.b, 1e-5f);
 		addv(tq, qry, tok, nq);
-		if (li == 0) {
+		if (li == 0 && !proj && par)
+			t2i_par(m, &L->t2i, tq, NT, m->c_kpe0, m->c_keys0, T, tmpq, fws);
+		else if (li == 0 && !proj)
+			t2i_folded(m, &L->t2i, tq, NT, m->c_kpe0, m->c_keys0, T, tmpq, fws);
+		else if (li == 0 && par)
+			t2i0_par(m, &L->t2i, tq, NT, m->c_k, m->c_v, T, tmpq, ws);
+		else if (li == 0) {
 			linear(m, &L->t2i.q, tq, NT, ws);
 			attn_core(m, &L->t2i, ws, NT, m->c_k, m->c_v, T, ws + 3 * TI, tmpq);
-		} else {
+		} else if (par)
+			t2i_par(m, &L->t2i, tq, NT, tk, keys, T, tmpq, fws);
+		else {
 			addv(tk, keys, kpe, nk);
 			if (fold)
 				t2i_folded(m, &L->t2i, tq, NT, tk, keys, T, tmpq, fws);
@@ -1209,9 +1471,14 @@ dec_tokens(const mp_sam *m, const mp_sam_prompt *p, dec_ws *w)
 		addv(tq, qry, tok, nq);
 		/* image tokens attend to the prompt tokens: q = keys + pe */
 		/* keys start as the image tokens; the attention's output is added */
+		if (par) {
+			i2t_par(m, &L->i2t, li == 0 ? m->c_kpe0 : tk, li == 0 && proj ? m->c_q : NULL, T, tq, qry, NT, keys,
+			        li == 0 ? m->c_keys0 : keys, &L->n4, tk, fws);
+			continue;   /* the layer norm done, tk = keys + pe made */
+		}
 		if (fold)
-			i2t_folded(m, &L->i2t, tk, li == 0 ? m->c_q : NULL, T, tq, qry, NT, keys,
-			           li == 0 ? m->c_keys0 : keys, fws);
+			i2t_folded(m, &L->i2t, li == 0 ? m->c_kpe0 : tk, li == 0 && proj ? m->c_q : NULL, T, tq, qry, NT,
+			           keys, li == 0 ? m->c_keys0 : keys, fws);
 		else {
 			if (li == 0) {
 				float *K = ws, *V = ws + TI;
@@ -1225,8 +1492,11 @@ dec_tokens(const mp_sam *m, const mp_sam_prompt *p, dec_ws *w)
 		be->layernorm(be->ctx, keys, keys, (size_t)T, (size_t)C, L->n4.w, L->n4.b, 1e-5f);
 	}
 	addv(tq, qry, tok, nq);
-	addv(tk, keys, kpe, nk);
-	if (fold)
+	if (!par)
+		addv(tk, keys, kpe, nk);
+	if (par)
+		t2i_par(m, &m->final_attn, tq, NT, tk, keys, T, tmpq, fws);
+	else if (fold)
 		t2i_folded(m, &m->final_attn, tq, NT, tk, keys, T, tmpq, fws);
 	else
 		tattn(m, &m->final_attn, tq, NT, tk, keys, T, tmpq, ws);
@@ -1252,7 +1522,7 @@ mp_sam_decode(mp_sam *m, const float *emb, const mp_sam_prompt *p, float *lowres
 		if (!m->tbuf)
 			return mp_seterr("mask decoder: out of memory");
 	}
-	if (dec_prepare(m, emb))
+	if (dec_prepare(m, emb, 1))
 		return -1;
 	dec_ws_set(m, m->tbuf, &w);
 	float *y1 = m->tbuf + dec_ws_floats(m), *u1 = y1 + (size_t)T * C4 * 4, *y2 = u1 + (size_t)G2 * G2 * C4;
@@ -1260,7 +1530,7 @@ mp_sam_decode(mp_sam *m, const float *emb, const mp_sam_prompt *p, float *lowres
 	const float *w0 = dec_w0(m), *w3 = w0 + (size_t)C * C4 * 4;
 	float *keys = w.keys, *qry = w.qry;
 
-	dec_tokens(m, p, &w);
+	dec_tokens(m, p, &w, 0);
 	/* upscaling: two transposed 2x2 convolutions, stride 2 */
 	be->gemm(be->ctx, 0, 0, T, C4 * 4, C, 1.0f, keys, C, w0, C4 * 4, 0.0f, y1, C4 * 4);
 	for (int y = 0; y < G; y++)
@@ -1391,6 +1661,24 @@ binarise(const float *v, size_t n, float thr, unsigned char *b)
 		b[i] = v[i] > thr;
 }
 
+/* binarise by blocks of 64 Ki values over the threads */
+typedef struct {
+	const float *v;
+	unsigned char *b;
+	size_t n;
+	float thr;
+} bin_ctx;
+
+static void
+bin_task(void *vc, size_t i, int tid)
+{
+	bin_ctx *c = vc;
+	size_t o = i * 65536;
+
+	(void)tid;
+	binarise(c->v + o, c->n - o < 65536 ? c->n - o : 65536, c->thr, c->b + o);
+}
+
 /* worker state of mp_sam_decode_masks on the CPU */
 typedef struct {
 	mp_sam *m;
@@ -1430,7 +1718,7 @@ dm_one(dm_ctx *d, size_t i, int tid, int rowpar)
 	up_ctx u;
 
 	dec_ws_set(m, b, &w);
-	dec_tokens(m, &d->p[i], &w);
+	dec_tokens(m, &d->p[i], &w, rowpar && mp_sam_threads() > 1);
 	mlp3(m, m->iou_head, c->iou_depth, w.qry, iou);
 	int k = pick_mask(m, d->spec->multimask, iou);
 	d->iou[i] = iou[k];
@@ -1453,7 +1741,10 @@ dm_one(dm_ctx *d, size_t i, int tid, int rowpar)
 	const mp_sam_masks *s = d->spec;
 	float *dst = s->bin ? post + post_floats(c->img_size, L, s->rw, s->rh, s->nx, s->ny) : d->planes[i];
 	mp_sam_post(s->mode, s->prob, c->img_size, u.low, L, s->rw, s->rh, s->nx, s->ny, dst, post);
-	if (s->bin)
+	if (s->bin && rowpar) {
+		bin_ctx bc = { dst, s->bin[i], s->nx * s->ny, s->thr };
+		mp_sam_cpu_parfor((bc.n + 65535) / 65536, bin_task, &bc);
+	} else if (s->bin)
 		binarise(dst, s->nx * s->ny, s->thr, s->bin[i]);
 }
 
@@ -1512,13 +1803,21 @@ mp_sam_decode_masks(mp_sam *m, const float *emb, size_t n, const mp_sam_prompt *
 			return mp_seterr("mask decoder: out of memory");
 		m->wbuf_n = need;
 	}
-	if (dec_prepare(m, emb))
+	/* the products run on this code's threads, each BLAS call on one: the
+	 * BLAS's own threads would spin between its calls, taking the cores */
+	int blas = mp_sam_cpu_blas_threads(1);
+	/* the projections when they serve several prompts: of this call, or of
+	 * calls again on the same embedding (one prompt at a time) */
+	if (dec_prepare(m, emb, n > 1 || !dec_fold(m, &p[0]) || m->cache_emb == emb)) {
+		mp_sam_cpu_blas_threads(blas);
 		return -1;
+	}
 	dm_ctx d = { m, emb, p, s, planes, iou, per, nw, tile };
 	if (n == 1 || nt == 1)
 		for (size_t i = 0; i < n; i++)
 			dm_one(&d, i, 0, 1);
 	else
 		mp_sam_cpu_parfor(n, dm_task, &d);
+	mp_sam_cpu_blas_threads(blas);
 	return 0;
 }

@@ -621,6 +621,15 @@ wrk_run(void *vc, size_t i, int tid)
 	inworker = was;
 }
 
+int
+mp_sam_cpu_blas_threads(int n)
+{
+	int old = openblas_get_num_threads();
+
+	openblas_set_num_threads(n);
+	return old;
+}
+
 void
 mp_sam_cpu_parfor(size_t n, void (*fn)(void *ctx, size_t i, int tid), void *ctx)
 {

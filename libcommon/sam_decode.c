@@ -98,7 +98,12 @@ decode_run(job *j, int k, size_t i, size_t n)
 		else
 			t->mb = mb[q] = mp_xmalloc(in->nx * in->ny);
 	}
+	double t0 = mp_clock(), c0 = mp_cpu_clock();
 	rc = mp_sam_devs_decode_masks(devs, k, emb, n, p, &s, planes, iou);
+	if (rc == 0)
+		mp_note("decoder, slice %ld: %zu prompt%s in %.1f ms, %.1f ms CPU (masks on the %zux%zu slice grid)",
+		        j->q[i].z, n, n == 1 ? "" : "s", (mp_clock() - t0) * 1e3, (mp_cpu_clock() - c0) * 1e3, in->nx,
+		        in->ny);
 	mp_dev_note_bytes(devs->d[k], "decoder, slice %ld, %zu prompts", j->q[i].z, n);
 	for (size_t q = 0; q < n; q++) {
 		task *t = &j->q[i + q];
