@@ -923,6 +923,49 @@ tattn(const mp_sam *m, const mp_sam_tattn *A, const float *qin, int nq, const fl
 	attn_core(m, A, Q, nq, K, V, nk, O, out);
 }
 
+/* ---- a lone prompt on the CPU: the attentions with the image tokens split
+ * over the threads by blocks of image tokens (t2i_folded with split,
+ * i2t_par), each block one single-threaded BLAS call; otherwise its
+ * image-side work would run on the BLAS's threads, which spin between
+ * calls while the other steps run. The blocks make the same sums as the
+ * whole products. */
+#define TBLK 256
+
+typedef struct {
+	const mp_sam *m;
+	int H, hd, I, C, nq, nk, HN;
+	float sc;
+	const float *F, *K, *cq, *qin, *c, *M, *resid, *kv;
+	float *S, *out, *R, *tk;
+	const float *kpe;
+	const mp_sam_norm *ln;
+} blk_ctx;
+
+/* t2i: the scores of a block of image tokens (columns of S) */
+static void
+t2i_scores(void *vc, size_t b, int tid)
+{
+	blk_ctx *x = vc;
+	const mp_sam_backend *be = x->m->be;
+	int r0 = (int)b * TBLK, nb = x->nk - r0 < TBLK ? x->nk - r0 : TBLK;
+
+	(void)tid;
+	be->gemm(be->ctx, 0, 1, x->HN, nb, x->C, x->sc, x->F, x->C, x->qin + (size_t)r0 * x->C, x->C, 0.0f, x->S + r0,
+	         x->nk);
+}
+
+/* t2i: R = S V for a block of 32 of the C columns */
+static void
+t2i_values(void *vc, size_t b, int tid)
+{
+	blk_ctx *x = vc;
+	const mp_sam_backend *be = x->m->be;
+	int c0 = (int)b * 32, nc = x->C - c0 < 32 ? x->C - c0 : 32;
+
+	(void)tid;
+	be->gemm(be->ctx, 0, 0, x->HN, nc, x->nk, 1.0f, x->S, x->nk, x->kv + c0, x->C, 0.0f, x->R + c0, x->C);
+}
+
 #define MAXTOK 64
 /* workspace of t2i_folded / i2t_folded */
 #define FOLDWS(H, T, C) ((size_t)(H) * MAXTOK * ((size_t)(T) + 2 * (size_t)(C) + 1) + 2 * (size_t)MAXTOK * (size_t)(C) + \
@@ -973,21 +1016,31 @@ smallmm(int n, int m, int k, const float *a, int lda, const float *b, int ldb, i
 /* tokens (nq x C, projected by A->q here) attend to image keys kin and values vin (nk x C) */
 static void
 t2i_folded(const mp_sam *m, const mp_sam_tattn *A, const float *qin, int nq, const float *kin, const float *vin,
-           int nk, float *out, float *s)
+           int nk, float *out, float *s, int split)
 {
 	const mp_sam_backend *be = m->be;
 	int I = A->q.out, H = m->cfg.dec_heads, hd = I / H, C = A->k.in, HN = H * nq;
 	float *Q = s, *F = Q + (size_t)nq * I, *R = F + (size_t)HN * C, *O = R + (size_t)HN * C;
 	float *S = O + (size_t)nq * I;
+	blk_ctx x;
 
 	linear(m, &A->q, qin, nq, Q);
 	for (int h = 0; h < H; h++)
 		smallmm(nq, C, hd, Q + h * hd, I, A->k.w + (size_t)h * hd * C, C, 0, F + (size_t)h * nq * C, C);
-	be->gemm(be->ctx, 0, 1, HN, nk, C, 1.0f / sqrtf((float)hd), F, C, kin, C, 0.0f, S, nk);
+	memset(&x, 0, sizeof x);
+	x.m = m, x.C = C, x.nk = nk, x.HN = HN, x.sc = 1.0f / sqrtf((float)hd);
+	x.F = F, x.qin = kin, x.S = S, x.kv = vin, x.R = R;
+	if (split)
+		mp_sam_cpu_parfor((size_t)(nk + TBLK - 1) / TBLK, t2i_scores, &x);
+	else
+		be->gemm(be->ctx, 0, 1, HN, nk, C, x.sc, F, C, kin, C, 0.0f, S, nk);
 	if (be->status && be->status(be->ctx))
 		return;
 	softmax_rows(S, (size_t)HN, (size_t)nk, (size_t)nk);
-	be->gemm(be->ctx, 0, 0, HN, C, nk, 1.0f, S, nk, vin, C, 0.0f, R, C);
+	if (split)
+		mp_sam_cpu_parfor((size_t)(C + 31) / 32, t2i_values, &x);
+	else
+		be->gemm(be->ctx, 0, 0, HN, C, nk, 1.0f, S, nk, vin, C, 0.0f, R, C);
 	for (int h = 0; h < H; h++)
 		smallmm(nq, hd, C, R + (size_t)h * nq * C, C, A->v.w + (size_t)h * hd * C, C, 1, O + h * hd, I);
 	if (A->v.b)
@@ -995,6 +1048,37 @@ t2i_folded(const mp_sam *m, const mp_sam_tattn *A, const float *qin, int nq, con
 			for (int j = 0; j < I; j++)
 				O[(size_t)r * I + j] += A->v.b[j];
 	linear(m, &A->o, O, nq, out);
+}
+
+/* the token side of i2t_folded / i2t_par in s: K, V (nk x I) projected from
+ * the tokens kin, vin; with fold the query weights folded into them per
+ * head (F, HN x C) and the query bias's constant per key (c); M (HN x C):
+ * each head's values through its part of the output projection, + b / H */
+static void
+i2t_tokens(const mp_sam *m, const mp_sam_tattn *A, int fold, const float *kin, const float *vin, int nk, float *s)
+{
+	int I = A->q.out, H = m->cfg.dec_heads, hd = I / H, C = A->q.in, HN = H * nk;
+	float *K = s, *V = K + (size_t)nk * I, *F = V + (size_t)nk * I, *M = F + (size_t)HN * C, *c = M + (size_t)HN * C;
+	float sc = 1.0f / sqrtf((float)hd);
+
+	linear(m, &A->k, kin, nk, K);
+	linear(m, &A->v, vin, nk, V);
+	if (fold)
+		for (int h = 0; h < H; h++) {
+			smallmm(nk, C, hd, K + h * hd, I, A->q.w + (size_t)h * hd * C, C, 0, F + (size_t)h * nk * C, C);
+			for (int j = 0; j < nk; j++) {
+				float d = 0;
+				for (int e = 0; e < hd; e++)
+					d += K[(size_t)j * I + h * hd + e] * (A->q.b ? A->q.b[h * hd + e] : 0.0f);
+				c[h * nk + j] = sc * d;
+			}
+		}
+	for (int h = 0; h < H; h++)
+		smallmm(nk, C, hd, V + h * hd, I, A->o.w + h * hd, I, 1, M + (size_t)h * nk * C, C);
+	if (A->o.b)
+		for (int r = 0; r < HN; r++)
+			for (int j = 0; j < C; j++)
+				M[(size_t)r * C + j] += A->o.b[j] / (float)H;
 }
 
 /* image tokens qin (nq x C; or their projections cq, nq x I, when not NULL)
@@ -1013,29 +1097,12 @@ i2t_folded(const mp_sam *m, const mp_sam_tattn *A, const float *qin, const float
 	float *K = s, *V = K + (size_t)nk * I, *F = V + (size_t)nk * I, *M = F + (size_t)HN * C, *c = M + (size_t)HN * C;
 	float *S = c + HN, *tmp = S + (size_t)HN * nq, sc = 1.0f / sqrtf((float)hd);
 
-	linear(m, &A->k, kin, nk, K);
-	linear(m, &A->v, vin, nk, V);
+	i2t_tokens(m, A, !cq, kin, vin, nk, s);
 	if (cq)
 		for (int h = 0; h < H; h++)
 			be->gemm(be->ctx, 0, 1, nk, nq, hd, sc, K + h * hd, I, cq + h * hd, I, 0.0f, S + (size_t)h * nk * nq, nq);
-	else {
-		for (int h = 0; h < H; h++) {
-			smallmm(nk, C, hd, K + h * hd, I, A->q.w + (size_t)h * hd * C, C, 0, F + (size_t)h * nk * C, C);
-			for (int j = 0; j < nk; j++) {
-				float d = 0;
-				for (int e = 0; e < hd; e++)
-					d += K[(size_t)j * I + h * hd + e] * (A->q.b ? A->q.b[h * hd + e] : 0.0f);
-				c[h * nk + j] = sc * d;
-			}
-		}
+	else
 		be->gemm(be->ctx, 0, 1, HN, nq, C, sc, F, C, qin, C, 0.0f, S, nq);
-	}
-	for (int h = 0; h < H; h++)
-		smallmm(nk, C, hd, V + h * hd, I, A->o.w + h * hd, I, 1, M + (size_t)h * nk * C, C);
-	if (A->o.b)
-		for (int r = 0; r < HN; r++)
-			for (int j = 0; j < C; j++)
-				M[(size_t)r * C + j] += A->o.b[j] / (float)H;
 	if (be->status && be->status(be->ctx))
 		return;
 	for (int h = 0; h < H; h++)
@@ -1043,76 +1110,6 @@ i2t_folded(const mp_sam *m, const mp_sam_tattn *A, const float *qin, const float
 	if (resid && resid != out)
 		memcpy(out, resid, (size_t)nq * C * sizeof(float));
 	be->gemm(be->ctx, 1, 0, nq, C, HN, 1.0f, S, nq, M, C, resid ? 1.0f : 0.0f, out, C);
-}
-
-/* ---- the same two attentions on the CPU, split over the threads by blocks
- * of image tokens (a lone prompt: its image-side work would otherwise run
- * on one thread, or on the BLAS's threads, which spin between calls while
- * the other steps run). Every block makes the same sums as the whole
- * products above. */
-#define TBLK 256
-
-typedef struct {
-	const mp_sam *m;
-	int H, hd, I, C, nq, nk, HN;
-	float sc;
-	const float *F, *K, *cq, *qin, *c, *M, *resid, *kv;
-	float *S, *out, *R, *tk;
-	const float *kpe;
-	const mp_sam_norm *ln;
-} blk_ctx;
-
-/* t2i: the scores of a block of image tokens (columns of S) */
-static void
-t2i_scores(void *vc, size_t b, int tid)
-{
-	blk_ctx *x = vc;
-	const mp_sam_backend *be = x->m->be;
-	int r0 = (int)b * TBLK, nb = x->nk - r0 < TBLK ? x->nk - r0 : TBLK;
-
-	(void)tid;
-	be->gemm(be->ctx, 0, 1, x->HN, nb, x->C, x->sc, x->F, x->C, x->qin + (size_t)r0 * x->C, x->C, 0.0f, x->S + r0,
-	         x->nk);
-}
-
-/* t2i: R = S V for a block of 32 of the C columns */
-static void
-t2i_values(void *vc, size_t b, int tid)
-{
-	blk_ctx *x = vc;
-	const mp_sam_backend *be = x->m->be;
-	int c0 = (int)b * 32, nc = x->C - c0 < 32 ? x->C - c0 : 32;
-
-	(void)tid;
-	be->gemm(be->ctx, 0, 0, x->HN, nc, x->nk, 1.0f, x->S, x->nk, x->kv + c0, x->C, 0.0f, x->R + c0, x->C);
-}
-
-/* t2i_folded on the threads; kin: the image tokens + pe (T x C), vin the tokens */
-static void
-t2i_par(const mp_sam *m, const mp_sam_tattn *A, const float *qin, int nq, const float *kin, const float *vin,
-        int nk, float *out, float *s)
-{
-	int I = A->q.out, H = m->cfg.dec_heads, hd = I / H, C = A->k.in, HN = H * nq;
-	float *Q = s, *F = Q + (size_t)nq * I, *R = F + (size_t)HN * C, *O = R + (size_t)HN * C;
-	float *S = O + (size_t)nq * I;
-	blk_ctx x;
-
-	linear(m, &A->q, qin, nq, Q);
-	for (int h = 0; h < H; h++)
-		smallmm(nq, C, hd, Q + h * hd, I, A->k.w + (size_t)h * hd * C, C, 0, F + (size_t)h * nq * C, C);
-	memset(&x, 0, sizeof x);
-	x.m = m, x.C = C, x.nk = nk, x.HN = HN, x.sc = 1.0f / sqrtf((float)hd);
-	x.F = F, x.qin = kin, x.S = S, x.kv = vin, x.R = R;
-	mp_sam_cpu_parfor((size_t)(nk + TBLK - 1) / TBLK, t2i_scores, &x);
-	softmax_rows(S, (size_t)HN, (size_t)nk, (size_t)nk);
-	mp_sam_cpu_parfor((size_t)(C + 31) / 32, t2i_values, &x);
-	for (int h = 0; h < H; h++)
-		smallmm(nq, hd, C, R + (size_t)h * nq * C, C, A->v.w + (size_t)h * hd * C, C, 1, O + h * hd, I);
-	if (A->v.b)
-		for (int r = 0; r < nq; r++)
-			for (int j = 0; j < I; j++)
-				O[(size_t)r * I + j] += A->v.b[j];
-	linear(m, &A->o, O, nq, out);
 }
 
 /* the first layer's t2i on the cached projections of the image tokens
@@ -1188,24 +1185,7 @@ i2t_par(const mp_sam *m, const mp_sam_tattn *A, const float *qin, const float *c
 	float *S = c + HN, sc = 1.0f / sqrtf((float)hd);
 	blk_ctx x;
 
-	linear(m, &A->k, kin, nk, K);
-	linear(m, &A->v, vin, nk, V);
-	if (!cq)
-		for (int h = 0; h < H; h++) {
-			smallmm(nk, C, hd, K + h * hd, I, A->q.w + (size_t)h * hd * C, C, 0, F + (size_t)h * nk * C, C);
-			for (int j = 0; j < nk; j++) {
-				float d = 0;
-				for (int e = 0; e < hd; e++)
-					d += K[(size_t)j * I + h * hd + e] * (A->q.b ? A->q.b[h * hd + e] : 0.0f);
-				c[h * nk + j] = sc * d;
-			}
-		}
-	for (int h = 0; h < H; h++)
-		smallmm(nk, C, hd, V + h * hd, I, A->o.w + h * hd, I, 1, M + (size_t)h * nk * C, C);
-	if (A->o.b)
-		for (int r = 0; r < HN; r++)
-			for (int j = 0; j < C; j++)
-				M[(size_t)r * C + j] += A->o.b[j] / (float)H;
+	i2t_tokens(m, A, !cq, kin, vin, nk, s);
 	memset(&x, 0, sizeof x);
 	x.m = m, x.H = H, x.hd = hd, x.I = I, x.C = C, x.nq = nq, x.nk = nk, x.HN = HN, x.sc = sc;
 	x.F = F, x.K = K, x.cq = cq, x.qin = qin, x.c = c, x.M = M, x.resid = resid, x.S = S, x.out = out;
@@ -1443,21 +1423,19 @@ dec_tokens(const mp_sam *m, const mp_sam_prompt *p, dec_ws *w, int split)
 		}
 		be->layernorm(be->ctx, qry, qry, (size_t)NT, (size_t)C, L->n1.w, L->n1.b, 1e-5f);
 		addv(tq, qry, tok, nq);
-		if (li == 0 && !proj && par)
-			t2i_par(m, &L->t2i, tq, NT, m->c_kpe0, m->c_keys0, T, tmpq, fws);
-		else if (li == 0 && !proj)
-			t2i_folded(m, &L->t2i, tq, NT, m->c_kpe0, m->c_keys0, T, tmpq, fws);
+		if (li == 0 && !proj)
+			t2i_folded(m, &L->t2i, tq, NT, m->c_kpe0, m->c_keys0, T, tmpq, fws, par);
 		else if (li == 0 && par)
 			t2i0_par(m, &L->t2i, tq, NT, m->c_k, m->c_v, T, tmpq, ws);
 		else if (li == 0) {
 			linear(m, &L->t2i.q, tq, NT, ws);
 			attn_core(m, &L->t2i, ws, NT, m->c_k, m->c_v, T, ws + 3 * TI, tmpq);
-		} else if (par)
-			t2i_par(m, &L->t2i, tq, NT, tk, keys, T, tmpq, fws);
+		} else if (par)   /* tk made by i2t_par */
+			t2i_folded(m, &L->t2i, tq, NT, tk, keys, T, tmpq, fws, 1);
 		else {
 			addv(tk, keys, kpe, nk);
 			if (fold)
-				t2i_folded(m, &L->t2i, tq, NT, tk, keys, T, tmpq, fws);
+				t2i_folded(m, &L->t2i, tq, NT, tk, keys, T, tmpq, fws, 0);
 			else
 				tattn(m, &L->t2i, tq, NT, tk, keys, T, tmpq, ws);
 		}
@@ -1494,10 +1472,8 @@ dec_tokens(const mp_sam *m, const mp_sam_prompt *p, dec_ws *w, int split)
 	addv(tq, qry, tok, nq);
 	if (!par)
 		addv(tk, keys, kpe, nk);
-	if (par)
-		t2i_par(m, &m->final_attn, tq, NT, tk, keys, T, tmpq, fws);
-	else if (fold)
-		t2i_folded(m, &m->final_attn, tq, NT, tk, keys, T, tmpq, fws);
+	if (fold)
+		t2i_folded(m, &m->final_attn, tq, NT, tk, keys, T, tmpq, fws, par);
 	else
 		tattn(m, &m->final_attn, tq, NT, tk, keys, T, tmpq, ws);
 	addv(qry, qry, tmpq, nq);
