@@ -1,6 +1,8 @@
 #!/bin/sh
 # tests/run.sh - runs every test and prints "N passed, N failed, N skipped".
-# The failures are listed again just before that line.
+# The failures are listed again just before that line.  A file with a
+# failure is run a second time (RERUN=0: not): if it passes then, it counts
+# as passed and is listed under "flaky" with the first run's failures.
 #   unit tests:  build/tests/*          (from tests/unit/*.c)
 #   tool tests:  tests/t/*.sh, tests/t/*.py
 # Each prints PASS/FAIL/SKIP lines; a test program that exits non-zero without
@@ -28,6 +30,28 @@ if [ "${CI:-}" = true ] && [ "$VPY" = "$PY" ]; then
 	echo "FAIL venv: .venv/bin/python3 is missing and CI=true (run tests/deps.sh): the PyPI reference tests cannot run"
 	f=1
 fi
+# run test file $1 into log $2: sets rc, and tp, tf, ts (its PASS, FAIL and
+# SKIP lines; a non-zero exit without a FAIL line, or no line at all, is one
+# failure, noted in $3)
+run_file() {
+	case "$1" in
+	*.sh) timeout 900 sh "$1" > "$2" 2>&1 ;;
+	*.py) timeout 900 "$VPY" "$1" > "$2" 2>&1 ;;
+	*)    timeout 900 "$1" > "$2" 2>&1 ;;
+	esac
+	rc=$?
+	tp=$(grep -c '^PASS ' "$2"); tf=$(grep -c '^FAIL ' "$2"); ts=$(grep -c '^SKIP ' "$2")
+	: > "$3"
+	if [ "$rc" -ne 0 ] && [ "$tf" -eq 0 ]; then
+		echo "$name: exited $rc: $(tail -n 1 "$2")" > "$3"
+		tf=1
+	elif [ "$tp" -eq 0 ] && [ "$tf" -eq 0 ] && [ "$ts" -eq 0 ]; then
+		echo "$name: exited $rc but printed no PASS, FAIL or SKIP line" > "$3"
+		tf=1
+	fi
+	grep '^FAIL ' "$2" | sed "s|^FAIL |$name: |" >> "$3"
+}
+: > $logs/.flaky
 for t in build/tests/* tests/t/*.sh tests/t/*.py; do
 	[ -f "$t" ] || continue
 	case "$t" in *.d|*.o) continue;; esac
@@ -35,25 +59,27 @@ for t in build/tests/* tests/t/*.sh tests/t/*.py; do
 	name=$(basename "$t")
 	log=$logs/$name.log
 	start=$(date +%s)
-	case "$t" in
-	*.sh) timeout 900 sh "$t" > "$log" 2>&1 ;;
-	*.py) timeout 900 "$VPY" "$t" > "$log" 2>&1 ;;
-	*)    timeout 900 "$t" > "$log" 2>&1 ;;
-	esac
-	rc=$?
-	tp=$(grep -c '^PASS ' "$log"); tf=$(grep -c '^FAIL ' "$log"); ts=$(grep -c '^SKIP ' "$log")
-	if [ "$rc" -ne 0 ] && [ "$tf" -eq 0 ]; then
+	rm -f "$log.first"
+	run_file "$t" "$log" $logs/.cur
+	# a file with a failure runs once more (RERUN=0: not): failing again, it
+	# counts as failed; passing, it counts as passed but is listed as flaky
+	# at the end with the first run's failures (log kept as NAME.log.first)
+	if [ "$tf" -gt 0 ] && [ "${RERUN:-1}" != 0 ]; then
+		mv "$log" "$log.first"; mv $logs/.cur $logs/.first
+		echo "RERUN $name: $(head -n 1 $logs/.first | cut -c 1-200)"
+		run_file "$t" "$log" $logs/.cur
+		if [ "$tf" -eq 0 ]; then
+			sed 's/^/first run: /' $logs/.first >> $logs/.flaky
+		fi
+	fi
+	if [ "$rc" -ne 0 ] && [ "$(grep -c '^FAIL ' "$log")" -eq 0 ]; then
 		echo "FAIL $name: exited $rc (see $log)"; tail -n 5 "$log" | sed 's/^/    /'
-		echo "$name: exited $rc: $(tail -n 1 "$log")" >> $logs/.fails
-		tf=1
-	elif [ "$tp" -eq 0 ] && [ "$tf" -eq 0 ] && [ "$ts" -eq 0 ]; then
+	elif [ "$tf" -gt 0 ] && [ "$(grep -c '^FAIL ' "$log")" -eq 0 ]; then
 		echo "FAIL $name: exited $rc but printed no PASS, FAIL or SKIP line (see $log)"
-		echo "$name: no PASS, FAIL or SKIP line" >> $logs/.fails
-		tf=1
 	fi
 	grep -E '^(FAIL|SKIP) ' "$log" | sed "s|^|  $name: |"
 	grep '^SKIP ' "$log" | sed 's/^SKIP [^:]*: *//' >> $logs/.skips
-	grep '^FAIL ' "$log" | sed "s|^FAIL |$name: |" >> $logs/.fails
+	cat $logs/.cur >> $logs/.fails
 	echo "$name: $tp passed, $tf failed, $ts skipped ($(( $(date +%s) - start ))s)"
 	p=$((p + tp)); f=$((f + tf)); s=$((s + ts))
 done
@@ -61,7 +87,12 @@ if [ -s $logs/.skips ]; then
 	echo "skipped, by reason:"
 	sort $logs/.skips | uniq -c | sort -rn | sed 's/^ *\([0-9]*\) /  \1 x /'
 fi
-# the failures again at the end, where a log's last lines show them
+# the flaky files and the failures again at the end, where a log's last
+# lines show them
+if [ -s $logs/.flaky ]; then
+	echo "flaky (failed, then passed when run again):"
+	cut -c 1-300 $logs/.flaky | head -n 20 | sed 's/^/  /'
+fi
 if [ -s $logs/.fails ]; then
 	echo "failed:"
 	cut -c 1-300 $logs/.fails | head -n 20 | sed 's/^/  /'
