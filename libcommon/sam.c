@@ -850,28 +850,10 @@ mp_sam_pe_coords(const mp_sam *m, float x, float y, float *out)
 	pe_coords(m, x, y, out);
 }
 
-/* out (nq x C) = out_proj(attention(Q, K, V)) for projected Q (nq x I), K, V (nk x I) */
 /* the decoder's products over all image tokens: on the CPU split into
- * blocks of rows over the threads (the decoder keeps the BLAS on one
- * thread: mp_sam_decode_masks), elsewhere linear() */
-typedef struct {
-	const mp_sam *m;
-	const mp_sam_lin *L;
-	const float *x;
-	float *y;
-	int rows, rb;
-} dlin_ctx;
-
-static void
-dlin_task(void *vc, size_t i, int tid)
-{
-	dlin_ctx *d = vc;
-	int r0 = (int)i * d->rb, nr = d->rows - r0 < d->rb ? d->rows - r0 : d->rb;
-
-	(void)tid;
-	linear(d->m, d->L, d->x + (size_t)r0 * d->L->in, nr, d->y + (size_t)r0 * d->L->out);
-}
-
+ * blocks of rows over the threads as gemm_rows does, but always (the
+ * decoder keeps the BLAS on one thread: mp_sam_decode_masks); elsewhere
+ * linear() */
 static void
 dec_linear(const mp_sam *m, const mp_sam_lin *L, const float *x, int rows, float *y)
 {
@@ -881,11 +863,14 @@ dec_linear(const mp_sam *m, const mp_sam_lin *L, const float *x, int rows, float
 		linear(m, L, x, rows, y);
 		return;
 	}
-	dlin_ctx d = { m, L, x, y, rows, (rows + 2 * nt - 1) / (2 * nt) };
-	d.rb = d.rb < 64 ? 64 : (d.rb + 15) / 16 * 16;
-	mp_sam_cpu_parfor((size_t)((rows + d.rb - 1) / d.rb), dlin_task, &d);
+	int rc = (rows + 2 * nt - 1) / (2 * nt);
+	grows_ctx g = { m, rows, L->out, L->in, L->in, L->out, rc < 64 ? 64 : (rc + 15) / 16 * 16, x, L->w, 0.0f, y };
+	mp_sam_cpu_parfor((size_t)((rows + g.rc - 1) / g.rc), grows_task, &g);
+	if (L->b)
+		rows_bias(y, (size_t)rows, (size_t)L->out, L->b, 0);
 }
 
+/* out (nq x C) = out_proj(attention(Q, K, V)) for projected Q (nq x I), K, V (nk x I) */
 static void
 attn_core(const mp_sam *m, const mp_sam_tattn *A, const float *Q, int nq, const float *K, const float *V, int nk,
           float *O, float *out)

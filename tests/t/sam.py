@@ -434,6 +434,14 @@ else:
                    [ref_embed(sam, img, "sam")])
     check_decode("decode-grid64-box", sam, "sam", img, ours, S, S, S, S, "--box 200,300,700,800",
                  [(1, 0, [200, 300, 700, 800], None, None, False)], cl=True)
+    # 33 boxes of one slice: a batch of 32, then the 33rd alone on the same
+    # embedding (the CPU decoder's lone prompt with the first layer's
+    # projections already made; the lone box above is on a new embedding)
+    bx = [[40 + 23 * i, 60 + 17 * i, 300 + 19 * i, 280 + 21 * i] for i in range(33)]
+    with open(os.path.join(T, "boxes33.csv"), "w") as f:
+        f.write("".join("%d,%d,%d,%d,0,%d\n" % (b[0], b[1], b[2], b[3], i + 1) for i, b in enumerate(bx)))
+    check_decode("decode-grid64-33-boxes", sam, "sam", img, ours, S, S, S, S, "--boxes %s/boxes33.csv" % T,
+                 [(i + 1, 0, b, None, None, False) for i, b in enumerate(bx)])
 # resized input: the decoder and postprocessing on the grid of a 300x200 image (our embedding)
 img2 = smooth_image(200, 300)
 with open(os.path.join(T, "img2.nrrd"), "wb") as f:
