@@ -90,7 +90,7 @@ case_source = $(if $(filter $(1),$(NNU_CASES)),$(P)vol-cat --case $(1) $(IN)/ima
 define case_rules
 $(OUT)/work/$(1).nrrd: $(call case_inputs,$(1)) | $(OUT)/work
 	$$(info prep   $(1))
-	$(Q)trap 'rm -f "$$@.tmp"' EXIT; trap 'exit 1' HUP INT TERM; \
+	$(Q)trap 'rm -f "$$@.tmp"' EXIT; trap 'trap "" HUP INT TERM; exit 1' HUP INT TERM; \
 	  $(call case_source,$(1)) \
 	  | $(P)hu-window $(WINDOW_OPTS) \
 	  | $(P)ccl-clean --min $(MIN) --min2d $(MIN2D) \
@@ -104,7 +104,7 @@ SKIPPED = no label left after the clean-up (MIN=$(MIN) MIN2D=$(MIN2D))
 
 # one CSV line per case: case, slices, size, spacing, labels (label:voxels ...), status
 $(OUT)/info/%.csv: $(OUT)/work/%.nrrd | $(OUT)/info
-	$(Q)trap 'rm -f "$@.tmp"' EXIT; trap 'exit 1' HUP INT TERM; \
+	$(Q)trap 'rm -f "$@.tmp"' EXIT; trap 'trap "" HUP INT TERM; exit 1' HUP INT TERM; \
 	  if [ ! -s $< ]; then echo '$*,0,,,,skipped: $(SKIPPED)' > $@.tmp; mv -f $@.tmp $@; exit 0; fi; \
 	  $(P)vol-info $< | awk -v c="$*" ' \
 	  /^frame /            { f++ } \
@@ -118,7 +118,7 @@ $(OUT)/info/%.csv: $(OUT)/work/%.nrrd | $(OUT)/info
 	  mv -f $@.tmp $@
 
 $(OUT)/summary.csv: $(CASES:%=$(OUT)/info/%.csv) | $(OUT)
-	$(Q)trap 'rm -f "$@.tmp"' EXIT; trap 'exit 1' HUP INT TERM; \
+	$(Q)trap 'rm -f "$@.tmp"' EXIT; trap 'trap "" HUP INT TERM; exit 1' HUP INT TERM; \
 	  { echo "case,slices,size,spacing_mm,labels,status"; cat $^ /dev/null; } > $@.tmp && mv -f $@.tmp $@; \
 	  n=$$(grep -c ',skipped: ' $@ || true); echo "summary $@ ($(words $(CASES)) cases$$([ $$n -eq 0 ] || echo ", $$n skipped"))"
 

@@ -104,6 +104,10 @@ done
 running=0; kill -0 $pid 2>/dev/null && running=1
 kill -TERM -$pid 2>/dev/null
 wait $pid 2>/dev/null
+# make exits at once on TERM; the recipes' shells of its process group then
+# finish their EXIT traps (removing their .tmp files): look once they are gone
+k=0
+while kill -0 -$pid 2>/dev/null && [ $k -lt 200 ]; do sleep 0.05; k=$((k + 1)); done
 nnpz=$(ls "$T/run/npz" 2>/dev/null | wc -l); nref=$(ls "$T/ref/npz" | wc -l)
 partial="$(ls "$T/run/work" 2>/dev/null | grep -c "nrrd$") processed, $nnpz npz"
 # the kill must have come while cases were left to do, or the rest tests nothing
