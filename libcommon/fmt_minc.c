@@ -118,47 +118,57 @@ to_frame(mvol *v, mp_frame *f)
 			o += rot[r][c] * starts[c];
 		f->origin[r] = o * (r < 2 ? -1 : 1);
 	}
-	/* scaling */
+	/* scaling: a first pass finds whether every scaled value is a float32
+	 * (and whether the scaling is the identity), the second writes the
+	 * values straight into a buffer of that type (no float64 copy of the
+	 * whole volume on the way: its peak is the data plus the output) */
 	if (mp_type_is_int(v->t) && v->imin && v->imax) {
 		double vmin = v->has_vr ? v->vr[0] : mp_type_min(v->t), vmax = v->has_vr ? v->vr[1] : mp_type_max(v->t);
-		size_t per = 1;
+		size_t per = 1, osz;
 		int ident = 1, f32 = 1;
-		double *out;
+		void *out;
 		if (v->has_vr && (vmin < mp_type_min(v->t) || vmax > mp_type_max(v->t)))
 			return mp_seterr("%s: MINC: valid_range outside the data type's range", v->path);
+		size_t cover;
 		for (int i = v->nsc; i < nd; i++)
 			per *= v->d[i].len;
-		out = malloc(n * sizeof *out);
-		if (!out)
-			return mp_seterr("%s: MINC: out of memory", v->path);
-		for (size_t k = 0; k < v->nscv; k++) {
-			double s = (v->imax[k] - v->imin[k]) / (vmax - vmin), in = v->imin[k] - vmin * s;
-			if (s != 1 || in != 0)
-				ident = 0;
-			for (size_t j = k * per; j < (k + 1) * per && j < n; j++) {
-				double x = mp_get(v->data, v->t, j);
-				x = x < vmin ? vmin : x > vmax ? vmax : x;
-				out[j] = x * s + in;
-				if ((double)(float)out[j] != out[j])
-					f32 = 0;
+		if (mp_mulsize(v->nscv, per, &cover) < 0 || cover != n)
+			return mp_seterr("%s: MINC: image-max and image-min do not cover the image", v->path);
+		for (int pass = 0; pass < 2; pass++) {
+			if (pass == 1) {
+				if (ident)
+					break;
+				osz = f32 ? sizeof(float) : sizeof(double);
+				if (n > mp_max_bytes() / osz)
+					return mp_seterr("%s: MINC: image too large once scaled to %s", v->path,
+							 f32 ? "float32" : "float64");
+				if (!(out = malloc(n * osz)))
+					return mp_seterr("%s: MINC: out of memory", v->path);
 			}
-		}
-		if (ident) {
-			free(out);
-		} else {
-			free(v->data);
-			if (f32) {
-				float *o32 = mp_xmalloc(n * sizeof *o32);
-				for (size_t j = 0; j < n; j++)
-					o32[j] = (float)out[j];
-				free(out);
-				v->data = o32;
-				f->type = MP_FLOAT32;
-			} else {
+			for (size_t k = 0; k < v->nscv; k++) {
+				double s = (v->imax[k] - v->imin[k]) / (vmax - vmin), in = v->imin[k] - vmin * s;
+				if (s != 1 || in != 0)
+					ident = 0;
+				for (size_t j = k * per; j < (k + 1) * per && j < n; j++) {
+					double x = mp_get(v->data, v->t, j);
+					x = x < vmin ? vmin : x > vmax ? vmax : x;
+					x = x * s + in;
+					if (pass == 0) {
+						if (f32 && (double)(float)x != x)
+							f32 = 0;
+					} else if (f32) {
+						((float *)out)[j] = (float)x;
+					} else {
+						((double *)out)[j] = x;
+					}
+				}
+			}
+			if (pass == 1) {
+				free(v->data);
 				v->data = out;
-				f->type = MP_FLOAT64;
+				f->type = f32 ? MP_FLOAT32 : MP_FLOAT64;
+				mp_set_kv(f, MP_K_MINC_SCALING, "image-min/image-max");
 			}
-			mp_set_kv(f, MP_K_MINC_SCALING, "image-min/image-max");
 		}
 	}
 	f->data = v->data;

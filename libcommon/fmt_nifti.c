@@ -262,28 +262,32 @@ fits(double v, mp_type t)
 }
 
 /* apply slope/intercept in double (nibabel's float64 result); store in the
- * smallest type holding every value exactly */
+ * smallest type holding every value exactly. Two passes over the data: the
+ * first finds that type, the second writes the values in it (no float64
+ * copy of the whole volume on the way: the peak is the data plus the output) */
+static double
+scaled(const mp_frame *f, size_t i, double slope, double inter)
+{
+	double x = mp_get(f->data, f->type, i);
+
+	if (slope != 1.0)
+		x *= slope;
+	if (inter != 0.0)
+		x += inter;
+	return x;
+}
+
 static int
 apply_scaling(const char *name, mp_frame *f, double slope, double inter)
 {
 	size_t n = mp_frame_nvox(f);
-	double *v, mn = INFINITY, mx = -INFINITY;
+	double mn = INFINITY, mx = -INFINITY;
 	int integral = 1, f32 = 1;
 	mp_type t;
 	void *out;
 
-	if (mp_mulsize(n, sizeof(double), &(size_t){ 0 }) < 0)
-		return mp_seterr("%s: too many voxels", name);
-	v = malloc(n ? n * sizeof *v : 1);
-	if (!v)
-		return mp_seterr("%s: out of memory for scaling %zu voxels", name, n);
 	for (size_t i = 0; i < n; i++) {
-		double x = mp_get(f->data, f->type, i);
-		if (slope != 1.0)
-			x *= slope;
-		if (inter != 0.0)
-			x += inter;
-		v[i] = x;
+		double x = scaled(f, i, slope, inter);
 		if (x < mn)
 			mn = x;
 		if (x > mx)
@@ -307,17 +311,20 @@ apply_scaling(const char *name, mp_frame *f, double slope, double inter)
 	} else {
 		t = f32 ? MP_FLOAT32 : MP_FLOAT64;
 	}
-	if (t == MP_FLOAT64) {
-		out = v;
-	} else {
-		out = malloc(n ? n * mp_type_size(t) : 1);
-		if (!out) {
-			free(v);
-			return mp_seterr("%s: out of memory", name);
-		}
-		mp_convert(out, t, v, MP_FLOAT64, n);
-		free(v);
-	}
+	if (n > mp_max_bytes() / mp_type_size(t))
+		return mp_seterr("%s: image too large once scaled (%zu voxels of %s)", name, n, mp_type_name(t));
+	out = malloc(n ? n * mp_type_size(t) : 1);
+	if (!out)
+		return mp_seterr("%s: out of memory for scaling %zu voxels", name, n);
+	if (t == MP_FLOAT32)
+		for (size_t i = 0; i < n; i++)
+			((float *)out)[i] = (float)scaled(f, i, slope, inter);
+	else if (t == MP_FLOAT64)
+		for (size_t i = 0; i < n; i++)
+			((double *)out)[i] = scaled(f, i, slope, inter);
+	else
+		for (size_t i = 0; i < n; i++)
+			mp_put(out, t, i, scaled(f, i, slope, inter));
 	mp_frame_clear_data(f);
 	f->data = out;
 	f->type = t;
