@@ -78,7 +78,31 @@ typedef struct mp_sam_backend {
 	 * activations kept on the device; 0, -1 + mp_err, or 1 when the backend
 	 * leaves this model to the operations above */
 	int (*encode)(void *ctx, const struct mp_sam *m, const float *img, float *emb);
+	/* optional, all four or none: the mask decoder's image side kept on
+	 * the device (mp_sam_decode when its attentions fold, sam.c), the prompt
+	 * tokens' side on the host through the entries above. The image tensors
+	 * (T x C, token-major) live in the slots MP_SAM_D*. dec_begin: the image
+	 * tokens keys0 up to KEYS0, KPE0 = keys0 + m->dense_pe (a declared
+	 * constant), when fresh (new tokens) or the slots hold another model's;
+	 * 0, 1 when the backend leaves the decoder to the entries
+	 * above, or -1 + mp_err. dec_t2i: R (HN x C, host) = softmax_rows(sc F
+	 * K^T) V, F (HN x C) from the host, K and V slots. dec_i2t: KEYS =
+	 * layernorm(RES + softmax_cols(sc F Q^T + c)^T M) with eps 1e-5 and the
+	 * weights lnw, lnb, the softmax down each head's nk rows (F, M: HN x C,
+	 * c: HN, from the host; Q, RES slots), then TK = KEYS + dense_pe.
+	 * dec_masks: lowres (NM x (4G)^2, host) = hyper (NM x C/8) times the
+	 * upscaled KEYS (wt: both transposed convolutions' weights as (in, kh,
+	 * kw, out), a declared constant). Failures: as the other entries. */
+	int (*dec_begin)(void *ctx, const struct mp_sam *m, const float *keys0, int fresh);
+	void (*dec_t2i)(void *ctx, const struct mp_sam *m, int ks, int vs, const float *F, int HN, float sc, float *R);
+	void (*dec_i2t)(void *ctx, const struct mp_sam *m, int qs, int rs, const float *F, const float *c,
+	                const float *M, int HN, int nk, float sc, const float *lnw, const float *lnb);
+	void (*dec_masks)(void *ctx, const struct mp_sam *m, const float *wt, const float *hyper, int NM,
+	                  float *lowres);
 } mp_sam_backend;
+
+/* the decoder's image slots (dec_begin ...) */
+enum { MP_SAM_DKEYS0, MP_SAM_DKPE0, MP_SAM_DKEYS, MP_SAM_DTK, MP_SAM_DSLOTS };
 
 /* the CPU backend (CBLAS + threads); nthreads <= 0: all online CPUs */
 const mp_sam_backend *mp_sam_cpu_backend(int nthreads);
@@ -156,6 +180,7 @@ typedef struct mp_sam {
 	size_t wbuf_n;
 	const float *cache_emb;
 	int cache_proj;                    /* c_k, c_v, c_q made for cache_emb */
+	int dev_keys;                      /* c_keys0 on the device (dec_begin) */
 	float *c_keys0, *c_kpe0, *c_k, *c_v, *c_q;
 	char adapter[200];                 /* what mp_sam_load_adapter applied ("" none) */
 } mp_sam;

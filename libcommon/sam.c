@@ -369,6 +369,8 @@ prompt:
 	}
 	free(l.used);
 	dense_pe(m);
+	if (m->be->constant)     /* the decoder's positional encoding, too */
+		m->be->constant(m->be->ctx, m->dense_pe, (size_t)m->cfg.grid * m->cfg.grid * m->cfg.out_chans * sizeof(float));
 	if (m->be->constant)
 		for (size_t i = 0; i < m->td.n; i++)
 			if (m->td.t[i].data)
@@ -1001,7 +1003,7 @@ smallmm(int n, int m, int k, const float *a, int lda, const float *b, int ldb, i
 /* tokens (nq x C, projected by A->q here) attend to image keys kin and values vin (nk x C) */
 static void
 t2i_folded(const mp_sam *m, const mp_sam_tattn *A, const float *qin, int nq, const float *kin, const float *vin,
-           int nk, float *out, float *s, int split)
+           int nk, float *out, float *s, int split, int ks, int vs)
 {
 	const mp_sam_backend *be = m->be;
 	int I = A->q.out, H = m->cfg.dec_heads, hd = I / H, C = A->k.in, HN = H * nq;
@@ -1015,17 +1017,20 @@ t2i_folded(const mp_sam *m, const mp_sam_tattn *A, const float *qin, int nq, con
 	memset(&x, 0, sizeof x);
 	x.m = m, x.C = C, x.nk = nk, x.HN = HN, x.sc = 1.0f / sqrtf((float)hd);
 	x.F = F, x.qin = kin, x.S = S, x.kv = vin, x.R = R;
-	if (split)
-		mp_sam_cpu_parfor((size_t)(nk + TBLK - 1) / TBLK, t2i_scores, &x);
-	else
-		be->gemm(be->ctx, 0, 1, HN, nk, C, x.sc, F, C, kin, C, 0.0f, S, nk);
-	if (be->status && be->status(be->ctx))
-		return;
-	softmax_rows(S, (size_t)HN, (size_t)nk, (size_t)nk);
-	if (split)
-		mp_sam_cpu_parfor((size_t)(C + 31) / 32, t2i_values, &x);
-	else
-		be->gemm(be->ctx, 0, 0, HN, C, nk, 1.0f, S, nk, vin, C, 0.0f, R, C);
+	/* (a backend's failure: mp_sam_decode asks its status at the end) */
+	if (ks >= 0) {           /* the image side on the device: slots ks, vs */
+		be->dec_t2i(be->ctx, m, ks, vs, F, HN, x.sc, R);
+	} else {
+		if (split)
+			mp_sam_cpu_parfor((size_t)(nk + TBLK - 1) / TBLK, t2i_scores, &x);
+		else
+			be->gemm(be->ctx, 0, 1, HN, nk, C, x.sc, F, C, kin, C, 0.0f, S, nk);
+		softmax_rows(S, (size_t)HN, (size_t)nk, (size_t)nk);
+		if (split)
+			mp_sam_cpu_parfor((size_t)(C + 31) / 32, t2i_values, &x);
+		else
+			be->gemm(be->ctx, 0, 0, HN, C, nk, 1.0f, S, nk, vin, C, 0.0f, R, C);
+	}
 	for (int h = 0; h < H; h++)
 		smallmm(nq, hd, C, R + (size_t)h * nq * C, C, A->v.w + (size_t)h * hd * C, C, 1, O + h * hd, I);
 	if (A->v.b)
@@ -1088,8 +1093,6 @@ i2t_folded(const mp_sam *m, const mp_sam_tattn *A, const float *qin, const float
 			be->gemm(be->ctx, 0, 1, nk, nq, hd, sc, K + h * hd, I, cq + h * hd, I, 0.0f, S + (size_t)h * nk * nq, nq);
 	else
 		be->gemm(be->ctx, 0, 1, HN, nq, C, sc, F, C, qin, C, 0.0f, S, nq);
-	if (be->status && be->status(be->ctx))
-		return;
 	for (int h = 0; h < H; h++)
 		mp_sam_softmax_cols(S + (size_t)h * nk * nq, (size_t)nk, (size_t)nq, (size_t)nq, cq ? NULL : c + h * nk, tmp);
 	if (resid && resid != out)
@@ -1208,6 +1211,7 @@ mlp3(const mp_sam *m, const mp_sam_lin *L, int n, const float *in, float *out)
 /* the two-way transformer's workspace, one per prompt decoded at once */
 typedef struct {
 	float *tok, *qry, *tq, *tmpq, *h, *keys, *tk, *tmpk, *ws, *fws;
+	int res;                 /* the image side on the device (dec_tokens) */
 } dec_ws;
 
 static size_t
@@ -1236,6 +1240,7 @@ dec_ws_set(const mp_sam *m, float *b, dec_ws *w)
 	w->tmpk = w->tk + T * C;
 	w->ws = w->tmpk + T * C;
 	w->fws = w->ws + 4 * T * I;
+	w->res = 0;
 }
 
 static int
@@ -1309,6 +1314,8 @@ dec_prepare(mp_sam *m, const float *emb, int proj)
 			for (int o = 0; o < C8; o++)
 				for (int k = 0; k < 4; k++)
 					w3[((size_t)i * 4 + k) * C8 + o] = m->up3_w[((size_t)i * C8 + o) * 4 + k];
+		if (m->be->constant)     /* unchanged until mp_sam_free */
+			m->be->constant(m->be->ctx, w0, ((size_t)C * C4 * 4 + (size_t)C4 * C8 * 4) * sizeof(float));
 		m->cache_emb = NULL;
 	}
 	if (m->cache_emb != emb) {
@@ -1320,6 +1327,7 @@ dec_prepare(mp_sam *m, const float *emb, int proj)
 				prep_tokens(&x, b, 0);
 		m->cache_emb = emb;
 		m->cache_proj = 0;
+		m->dev_keys = 0;
 	}
 	if (proj && !m->cache_proj) {
 		dec_linear(m, &m->tl[0].t2i.k, m->c_kpe0, T, m->c_k);
@@ -1334,6 +1342,21 @@ static const float *
 dec_w0(const mp_sam *m)
 {
 	return m->c_q + (size_t)m->cfg.grid * m->cfg.grid * m->cfg.dec_internal;
+}
+
+/* i2t_folded with its image side on the device: the token side (K, V, F,
+ * M, c) here, then KEYS = ln(slot rs + the attention of slot qs's tokens)
+ * and TK = KEYS + pe by the backend */
+static void
+i2t_dev(const mp_sam *m, const mp_sam_tattn *A, int qs, int rs, const float *kin, const float *vin, int nk,
+        const mp_sam_norm *ln, float *s)
+{
+	const mp_sam_backend *be = m->be;
+	int I = A->q.out, H = m->cfg.dec_heads, hd = I / H, C = A->q.in, HN = H * nk;
+	float *K = s, *V = K + (size_t)nk * I, *F = V + (size_t)nk * I, *M = F + (size_t)HN * C, *c = M + (size_t)HN * C;
+
+	i2t_tokens(m, A, 1, kin, vin, nk, s);
+	be->dec_i2t(be->ctx, m, qs, rs, F, c, M, HN, nk, 1.0f / sqrtf((float)hd), ln->w, ln->b);
 }
 
 /* whether prompt p's attentions with the image tokens run folded (t2i_folded,
@@ -1368,6 +1391,13 @@ dec_tokens(const mp_sam *m, const mp_sam_prompt *p, dec_ws *w, int split)
 	/* CPU, split: the folded attentions over the threads by blocks of image
 	 * tokens (tk made by i2t_par with each layer's keys) */
 	int par = split && fold && mp_sam_is_cpu(be);
+	/* res: the image side on the device (mp_sam_decode, dec_begin done:
+	 * keys, tk and the first layer's image tokens are the backend's slots;
+	 * the first layer folded, its projections not made) */
+	int res = w->res;
+
+	if (res)
+		proj = par = 0;
 
 	/* tokens: iou, mask tokens, points (padded), box corners */
 	memset(tok, 0, (size_t)NT * C * sizeof(float));
@@ -1409,18 +1439,21 @@ dec_tokens(const mp_sam *m, const mp_sam_prompt *p, dec_ws *w, int split)
 		be->layernorm(be->ctx, qry, qry, (size_t)NT, (size_t)C, L->n1.w, L->n1.b, 1e-5f);
 		addv(tq, qry, tok, nq);
 		if (li == 0 && !proj)
-			t2i_folded(m, &L->t2i, tq, NT, m->c_kpe0, m->c_keys0, T, tmpq, fws, par);
+			t2i_folded(m, &L->t2i, tq, NT, m->c_kpe0, m->c_keys0, T, tmpq, fws, par, res ? MP_SAM_DKPE0 : -1,
+			           MP_SAM_DKEYS0);
 		else if (li == 0 && par)
 			t2i0_par(m, &L->t2i, tq, NT, m->c_k, m->c_v, T, tmpq, ws);
 		else if (li == 0) {
 			linear(m, &L->t2i.q, tq, NT, ws);
 			attn_core(m, &L->t2i, ws, NT, m->c_k, m->c_v, T, ws + 3 * TI, tmpq);
 		} else if (par)   /* tk made by i2t_par */
-			t2i_folded(m, &L->t2i, tq, NT, tk, keys, T, tmpq, fws, 1);
+			t2i_folded(m, &L->t2i, tq, NT, tk, keys, T, tmpq, fws, 1, -1, -1);
+		else if (res)   /* TK made by dec_i2t */
+			t2i_folded(m, &L->t2i, tq, NT, tk, keys, T, tmpq, fws, 0, MP_SAM_DTK, MP_SAM_DKEYS);
 		else {
 			addv(tk, keys, kpe, nk);
 			if (fold)
-				t2i_folded(m, &L->t2i, tq, NT, tk, keys, T, tmpq, fws, 0);
+				t2i_folded(m, &L->t2i, tq, NT, tk, keys, T, tmpq, fws, 0, -1, -1);
 			else
 				tattn(m, &L->t2i, tq, NT, tk, keys, T, tmpq, ws);
 		}
@@ -1439,6 +1472,11 @@ dec_tokens(const mp_sam *m, const mp_sam_prompt *p, dec_ws *w, int split)
 			        li == 0 ? m->c_keys0 : keys, &L->n4, tk, fws);
 			continue;   /* the layer norm done, tk = keys + pe made */
 		}
+		if (res) {      /* the same on the device: KEYS, then TK */
+			i2t_dev(m, &L->i2t, li == 0 ? MP_SAM_DKPE0 : MP_SAM_DTK, li == 0 ? MP_SAM_DKEYS0 : MP_SAM_DKEYS, tq, qry,
+			        NT, &L->n4, fws);
+			continue;
+		}
 		if (fold)
 			i2t_folded(m, &L->i2t, li == 0 ? m->c_kpe0 : tk, li == 0 && proj ? m->c_q : NULL, T, tq, qry, NT,
 			           keys, li == 0 ? m->c_keys0 : keys, fws);
@@ -1455,10 +1493,10 @@ dec_tokens(const mp_sam *m, const mp_sam_prompt *p, dec_ws *w, int split)
 		be->layernorm(be->ctx, keys, keys, (size_t)T, (size_t)C, L->n4.w, L->n4.b, 1e-5f);
 	}
 	addv(tq, qry, tok, nq);
-	if (!par)
+	if (!par && !res)
 		addv(tk, keys, kpe, nk);
 	if (fold)
-		t2i_folded(m, &m->final_attn, tq, NT, tk, keys, T, tmpq, fws, par);
+		t2i_folded(m, &m->final_attn, tq, NT, tk, keys, T, tmpq, fws, par, res ? MP_SAM_DTK : -1, MP_SAM_DKEYS);
 	else
 		tattn(m, &m->final_attn, tq, NT, tk, keys, T, tmpq, ws);
 	addv(qry, qry, tmpq, nq);
@@ -1483,15 +1521,34 @@ mp_sam_decode(mp_sam *m, const float *emb, const mp_sam_prompt *p, float *lowres
 		if (!m->tbuf)
 			return mp_seterr("mask decoder: out of memory");
 	}
-	if (dec_prepare(m, emb, 1))
+	/* a backend with the decoder's image side (dec_begin): the image tokens
+	 * go up once per embedding, the first layer folds (no projections) */
+	int res = be->dec_begin && dec_fold(m, p);
+	if (dec_prepare(m, emb, !res))
 		return -1;
+	if (res) {
+		int r = be->dec_begin(be->ctx, m, m->c_keys0, !m->dev_keys);
+		if (r < 0)
+			return mp_preerr("mask decoder");
+		m->dev_keys = r == 0;
+		if (r > 0 && dec_prepare(m, emb, 1))
+			return -1;
+		res = r == 0;
+	}
 	dec_ws_set(m, m->tbuf, &w);
+	w.res = res;
 	float *y1 = m->tbuf + dec_ws_floats(m), *u1 = y1 + (size_t)T * C4 * 4, *y2 = u1 + (size_t)G2 * G2 * C4;
 	float *u2 = y2 + (size_t)G2 * G2 * C8 * 4, *hyper = u2 + (size_t)G4 * G4 * C8;
 	const float *w0 = dec_w0(m), *w3 = w0 + (size_t)C * C4 * 4;
 	float *keys = w.keys, *qry = w.qry;
 
 	dec_tokens(m, p, &w, 0);
+	if (res) {      /* the upscaling and the masks on the device */
+		for (int i = 0; i < NM; i++)
+			mlp3(m, m->hyper[i], 3, qry + (size_t)(1 + i) * C, hyper + (size_t)i * C8);
+		be->dec_masks(be->ctx, m, w0, hyper, NM, lowres);
+		goto heads;
+	}
 	/* upscaling: two transposed 2x2 convolutions, stride 2 */
 	be->gemm(be->ctx, 0, 0, T, C4 * 4, C, 1.0f, keys, C, w0, C4 * 4, 0.0f, y1, C4 * 4);
 	for (int y = 0; y < G; y++)
@@ -1525,6 +1582,7 @@ mp_sam_decode(mp_sam *m, const float *emb, const mp_sam_prompt *p, float *lowres
 	for (int i = 0; i < NM; i++)
 		mlp3(m, m->hyper[i], 3, qry + (size_t)(1 + i) * C, hyper + (size_t)i * C8);
 	be->gemm(be->ctx, 0, 1, NM, G4 * G4, C8, 1.0f, hyper, C8, u2, C8, 0.0f, lowres, G4 * G4);
+heads:
 	mlp3(m, m->iou_head, c->iou_depth, qry, iou);
 	if (be->status && be->status(be->ctx)) {
 		m->cache_emb = NULL;    /* the cached projections may be incomplete */

@@ -764,7 +764,8 @@ mp_sam_is_cpu(const mp_sam_backend *be)
 	return be && be->gemm == cpu_gemm;
 }
 
-static mp_sam_backend cpu_be = { "cpu", NULL, cpu_gemm, cpu_layernorm, cpu_gelu, cpu_attention, NULL, NULL, NULL, NULL };
+static mp_sam_backend cpu_be = { .name = "cpu", .gemm = cpu_gemm, .layernorm = cpu_layernorm, .gelu = cpu_gelu,
+                                 .attention = cpu_attention };
 
 const mp_sam_backend *
 mp_sam_cpu_backend(int nthreads)

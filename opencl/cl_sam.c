@@ -4,8 +4,11 @@
  * The model code is shared with the CPU backend and passes host pointers,
  * so every entry uploads its inputs, runs, and downloads its output; the ViT
  * encoder instead runs whole on the device (`encode`, cl_encode below: the
- * image up, the embedding down, nothing else per slice; the variable
- * MEDPIPE_SAM_CL_RESIDENT=0 sends it through the entries, for comparison).  Data
+ * image up, the embedding down, nothing else per slice), and so does the
+ * image side of the mask decoder when its attentions fold (`dec_*`: the
+ * image tokens up once per embedding, the masks down; the prompt tokens'
+ * side, a few rows, through the entries); the variable
+ * MEDPIPE_SAM_CL_RESIDENT=0 sends both through the entries, for comparison.  Data
  * the model declares constant (the checkpoint's tensors, through the
  * backend's `constant` entry) crosses the bus once: one device buffer per
  * range, made on first use and kept until `forget`.  Other operands go
@@ -46,7 +49,12 @@ typedef struct {
  * tables; the resident encoder's activations (cl_encode: tokens, normed
  * tokens, qkv, attention output, MLP hidden rows, im2col rows, image,
  * embedding) */
-enum { SA, SB, SV, SC, SS, SRH, SRW, STH, STW, SBI, RX, RXN, RQKV, RAO, RHID, RCOLS, RIMG, REMB, NSCR };
+enum { SA, SB, SV, SC, SS, SRH, SRW, STH, STW, SBI, RX, RXN, RQKV, RAO, RHID, RCOLS, RIMG, REMB,
+       /* the resident decoder (dec_*): the image slots MP_SAM_D* (keys0,
+        * keys0 + pe, keys, keys + pe), scores, the host's operands F, M, c,
+        * R, the upscaling's product and map, the hypernetwork vectors, the
+        * low-resolution masks */
+       DK0, DKPE0, DKEYS, DTK, DS, DF, DM, DC, DR, DY, DU, DH, DL, NSCR };
 
 typedef struct {
 	cl_mem m;
@@ -64,6 +72,8 @@ typedef struct clsam {
 	char err[600];
 	cl_kernel gemm[4], gemm_v[2], ln, gelu, rel, soft;
 	cl_kernel fused, im2col, patchpos, bias, add, winpart, winadd, im2col3, chw;
+	cl_kernel add3, softgrp, upshuf;
+	const mp_sam *dec_owner;  /* whose image tokens the decoder's slots hold */
 	int cpu;                 /* a CPU device: the vectorised NN/NT kernels */
 } clsam;
 
@@ -782,6 +792,166 @@ cl_encode(void *ctx, const mp_sam *m, const float *img, float *emb)
 	return r;
 }
 
+/* ---------------------------------------------------------------- the resident decoder
+ * The image side of mp_sam_decode's folded attentions and its upscaling on
+ * device buffers (mp_sam_backend's dec_* entries; sam.c keeps the prompt
+ * tokens' side): per embedding the image tokens go up once, per prompt the
+ * folded token operands (a few heads x tokens rows of C) go up, the
+ * attentions' token-side results and the low-resolution masks come down. */
+static const int dslot[MP_SAM_DSLOTS] = { DK0, DKPE0, DKEYS, DTK };
+
+/* y (slot) = a (slot) + the model's dense positional encoding */
+static int
+add_pe(clsam *s, const mp_sam *m, cl_mem y, cl_mem a)
+{
+	size_t T = (size_t)m->cfg.grid * m->cfg.grid, n = T * (size_t)m->cfg.out_chans, g = n;
+	cl_ulong un = n;
+	dop P;
+	int r = wop(s, m->dense_pe, n, &P);
+
+	if (r)
+		return r > 0 ? mp_seterr("opencl: the decoder's positional encoding is not on the device") : -1;
+	if (mp_cl_args(s->add3, sizeof y, &y, sizeof a, &a, sizeof(cl_mem), &P.m, sizeof P.off, &P.off, sizeof un, &un,
+	               (size_t)0) ||
+	    run(s, s->add3, 1, &g, NULL))
+		return -1;
+	return 0;
+}
+
+/* 0: the image tokens on the device; 1: the decoder goes through the entries */
+static int
+cl_dec_begin(void *ctx, const mp_sam *m, const float *keys0, int fresh)
+{
+	clsam *s = ctx;
+	size_t n = (size_t)m->cfg.grid * m->cfg.grid * m->cfg.out_chans * sizeof(float);
+	const char *e = getenv("MEDPIPE_SAM_CL_RESIDENT");
+	cl_mem k0, kpe0;
+
+	if (s->failed)
+		return cl_status(s);
+	if ((e && strcmp(e, "0") == 0) || !find_const(s, m->dense_pe, n))
+		return 1;
+	if (!fresh && s->dec_owner == m)
+		return 0;
+	s->dec_owner = NULL;
+	if (!(k0 = rscr(s, DK0, n)) || !(kpe0 = rscr(s, DKPE0, n)) || !rscr(s, DKEYS, n) || !rscr(s, DTK, n) ||
+	    mp_cl_write(s->c, k0, 0, n, keys0) || add_pe(s, m, kpe0, k0)) {
+		fail(s);
+		return cl_status(s);
+	}
+	s->dec_owner = m;
+	return 0;
+}
+
+static void
+cl_dec_t2i(void *ctx, const mp_sam *m, int ks, int vs, const float *F, int HN, float sc, float *R)
+{
+	clsam *s = ctx;
+	int C = m->cfg.out_chans, T = m->cfg.grid * m->cfg.grid;
+	size_t nf = (size_t)HN * C, rows = (size_t)HN * 64, l = 64;
+	cl_mem S, f, r;
+	int zero = 0;
+
+	if (s->failed)
+		return;
+	if (!(S = rscr(s, DS, (size_t)HN * T * sizeof(float))) || !(f = rscr(s, DF, nf * sizeof(float))) ||
+	    !(r = rscr(s, DR, nf * sizeof(float))) || mp_cl_write(s->c, f, 0, nf * sizeof(float), F) ||
+	    gemm_nt(s, HN, T, C, sc, at(f, 0), C, at(s->s[dslot[ks]].m, 0), C, 0.0f, at(S, 0), T) ||
+	    mp_cl_args(s->soft, sizeof S, &S, sizeof T, &T, sizeof(cl_mem), &S, sizeof(cl_mem), &S, sizeof zero, &zero,
+	               sizeof zero, &zero, sizeof zero, &zero, sizeof(cl_mem), &S, sizeof(cl_ulong), &(cl_ulong){ 0 },
+	               sizeof zero, &zero, sizeof zero, &zero, sizeof zero, &zero, sizeof zero, &zero, sizeof zero,
+	               &zero, (size_t)0) ||
+	    run(s, s->soft, 1, &rows, &l)) {
+		fail(s);
+		return;
+	}
+	gop a = { at(S, 0), T, 0, 0 }, b = { at(s->s[dslot[vs]].m, 0), C, 0, 0 }, c = { at(r, 0), C, 0, 0 };
+	if (dgemm(s, 0, 0, HN, C, T, 1.0f, &a, &b, 0.0f, &c, 1, 1) || mp_cl_read(s->c, r, 0, nf * sizeof(float), R))
+		fail(s);
+}
+
+static void
+cl_dec_i2t(void *ctx, const mp_sam *m, int qs, int rs, const float *F, const float *cb, const float *M, int HN,
+           int nk, float sc, const float *lnw, const float *lnb)
+{
+	clsam *s = ctx;
+	int C = m->cfg.out_chans, T = m->cfg.grid * m->cfg.grid, H = HN / nk;
+	size_t nf = (size_t)HN * C, ng[2] = { (size_t)T, (size_t)H }, g = (size_t)T * C;
+	mp_sam_norm ln = { lnw, lnb };
+	cl_mem S, f, mm, c, keys = s->s[DKEYS].m, res = s->s[dslot[rs]].m;
+	cl_ulong un = g;
+
+	if (s->failed)
+		return;
+	if (!(S = rscr(s, DS, (size_t)HN * T * sizeof(float))) || !(f = rscr(s, DF, nf * sizeof(float))) ||
+	    !(mm = rscr(s, DM, nf * sizeof(float))) || !(c = rscr(s, DC, (size_t)HN * sizeof(float))) ||
+	    mp_cl_write(s->c, f, 0, nf * sizeof(float), F) || mp_cl_write(s->c, mm, 0, nf * sizeof(float), M) ||
+	    mp_cl_write(s->c, c, 0, (size_t)HN * sizeof(float), cb) ||
+	    gemm_nt(s, T, HN, C, sc, at(s->s[dslot[qs]].m, 0), C, at(f, 0), C, 0.0f, at(S, 0), HN) ||
+	    mp_cl_args(s->softgrp, sizeof S, &S, sizeof nk, &nk, sizeof T, &T, sizeof H, &H, sizeof c, &c, (size_t)0) ||
+	    run(s, s->softgrp, 2, ng, NULL))
+		goto bad;
+	/* the scores image token by token (T x HN: both products of the CPU
+	 * kernels' kind, no transposed operand); keys = S M + res (one
+	 * rounding, as the host's product onto res) */
+	gop a = { at(S, 0), HN, 0, 0 }, b = { at(mm, 0), C, 0, 0 }, o = { at(keys, 0), C, 0, 0 };
+	if (dgemm(s, 0, 0, T, C, HN, 1.0f, &a, &b, res == keys ? 1.0f : 0.0f, &o, 1, 1) ||
+	    (res != keys && (mp_cl_args(s->add, sizeof keys, &keys, sizeof res, &res, sizeof un, &un, (size_t)0) ||
+	                     run(s, s->add, 1, &g, NULL))) ||
+	    ln_dev(s, at(keys, 0), at(keys, 0), (size_t)T, C, &ln, 1e-5f) || add_pe(s, m, s->s[DTK].m, keys))
+		goto bad;
+	return;
+bad:
+	fail(s);
+}
+
+/* the upscaling of KEYS and the masks' products with the hypernetwork's
+ * vectors: the steps of mp_sam_decode's host code, on the device */
+static void
+cl_dec_masks(void *ctx, const mp_sam *m, const float *wt, const float *hyper, int NM, float *lowres)
+{
+	clsam *s = ctx;
+	const mp_sam_config *cf = &m->cfg;
+	int C = cf->out_chans, G = cf->grid, T = G * G, C4 = C / 4, C8 = C / 8, G2 = 2 * G, G4 = 4 * G;
+	size_t f = sizeof(float), nl = (size_t)NM * G4 * G4;
+	size_t g1[3] = { (size_t)C4, 4, (size_t)T }, g2[3] = { (size_t)C8, 4, (size_t)G2 * G2 };
+	cl_mem y, u, h, low, keys = s->s[DKEYS].m;
+	dop W0, W3, B0, B3;
+	int r;
+
+	if (s->failed)
+		return;
+	if ((r = wop(s, wt, (size_t)C * C4 * 4 + (size_t)C4 * C8 * 4, &W0)) || (r = wop(s, m->up0_b, (size_t)C4, &B0)) ||
+	    (r = wop(s, m->up3_b, (size_t)C8, &B3))) {
+		if (r > 0)
+			mp_seterr("opencl: the decoder's upscaling weights are not on the device");
+		goto bad;
+	}
+	W3 = at(W0.m, (size_t)W0.off + (size_t)C * C4 * 4);
+	if (!(y = rscr(s, DY, (size_t)G2 * G2 * C8 * 4 * f)) || !(u = rscr(s, DU, (size_t)G4 * G4 * C8 * f)) ||
+	    !(h = rscr(s, DH, (size_t)NM * C8 * f)) || !(low = rscr(s, DL, nl * f)) ||
+	    mp_cl_write(s->c, h, 0, (size_t)NM * C8 * f, hyper))
+		goto bad;
+	gop a = { at(keys, 0), C, 0, 0 }, b = { W0, C4 * 4, 0, 0 }, o = { at(y, 0), C4 * 4, 0, 0 };
+	if (dgemm(s, 0, 0, T, C4 * 4, C, 1.0f, &a, &b, 0.0f, &o, 1, 1) ||
+	    mp_cl_args(s->upshuf, sizeof u, &u, sizeof y, &y, sizeof(cl_mem), &B0.m, sizeof B0.off, &B0.off, sizeof G,
+	               &G, sizeof C4, &C4, (size_t)0) ||
+	    run(s, s->upshuf, 3, g1, NULL) || ln_dev(s, at(u, 0), at(u, 0), (size_t)G2 * G2, C4, &m->up1, 1e-6f) ||
+	    gelu_dev(s, at(u, 0), (size_t)G2 * G2 * C4))
+		goto bad;
+	gop a2 = { at(u, 0), C4, 0, 0 }, b2 = { W3, C8 * 4, 0, 0 }, o2 = { at(y, 0), C8 * 4, 0, 0 };
+	if (dgemm(s, 0, 0, G2 * G2, C8 * 4, C4, 1.0f, &a2, &b2, 0.0f, &o2, 1, 1) ||
+	    mp_cl_args(s->upshuf, sizeof u, &u, sizeof y, &y, sizeof(cl_mem), &B3.m, sizeof B3.off, &B3.off, sizeof G2,
+	               &G2, sizeof C8, &C8, (size_t)0) ||
+	    run(s, s->upshuf, 3, g2, NULL) || gelu_dev(s, at(u, 0), (size_t)G4 * G4 * C8) ||
+	    gemm_nt(s, NM, G4 * G4, C8, 1.0f, at(h, 0), C8, at(u, 0), C8, 0.0f, at(low, 0), G4 * G4) ||
+	    mp_cl_read(s->c, low, 0, nl * f, lowres))
+		goto bad;
+	return;
+bad:
+	fail(s);
+}
+
 /* ---------------------------------------------------------------- setup */
 static void
 release(void *v)
@@ -820,7 +990,8 @@ mp_cl_sam_backend(mp_cl *c)
 	    !(s->bias = mp_cl_kernel(c, "sam", "bias_rows")) || !(s->add = mp_cl_kernel(c, "sam", "add_to")) ||
 	    !(s->winpart = mp_cl_kernel(c, "sam", "win_part")) || !(s->winadd = mp_cl_kernel(c, "sam", "win_unpart_add")) ||
 	    !(s->im2col3 = mp_cl_kernel(c, "sam", "im2col3")) || !(s->chw = mp_cl_kernel(c, "sam", "to_chw")) ||
-	    !(s->fused = mp_cl_kernel(c, "sam", "attn_fused")))
+	    !(s->fused = mp_cl_kernel(c, "sam", "attn_fused")) || !(s->add3 = mp_cl_kernel(c, "sam", "add3")) ||
+	    !(s->softgrp = mp_cl_kernel(c, "sam", "softmax_groups")) || !(s->upshuf = mp_cl_kernel(c, "sam", "up_shuffle")))
 		goto bad;
 	s->be.name = "opencl";
 	s->be.ctx = s;
@@ -832,6 +1003,10 @@ mp_cl_sam_backend(mp_cl *c)
 	s->be.forget = cl_forget;
 	s->be.status = cl_status;
 	s->be.encode = cl_encode;
+	s->be.dec_begin = cl_dec_begin;
+	s->be.dec_t2i = cl_dec_t2i;
+	s->be.dec_i2t = cl_dec_i2t;
+	s->be.dec_masks = cl_dec_masks;
 	*slot = s;
 	return &s->be;
 bad:

@@ -416,6 +416,58 @@ to_chw(__global float *emb, __global const float *x, int T, int C)
 		emb[(size_t)ch * T + t] = x[(size_t)t * C + ch];
 }
 
+/* ---------------------------------------------------------------- the resident decoder
+ * The mask decoder's image side on the device (cl_sam.c, dec_*). */
+
+/* y = a + b over n values (b from boff: a declared constant) */
+__kernel void
+add3(__global float *y, __global const float *a, __global const float *b, ulong boff, ulong n)
+{
+	size_t i = get_global_id(0);
+	if (i < n)
+		y[i] = a[i] + b[boff + i];
+}
+
+/* scores of image tokens (rows of S, nq of them) over prompt tokens: a row
+ * holds heads groups of nk, group h gets c[h nk + r] on its value r, then
+ * softmax over the group; item (i, h) */
+__kernel void
+softmax_groups(__global float *S, int nk, int nq, int heads, __global const float *c)
+{
+	int i = (int)get_global_id(0), h = (int)get_global_id(1);
+	if (i >= nq)
+		return;
+	__global float *s = S + ((size_t)i * heads + h) * nk;
+	__global const float *ch = c + (size_t)h * nk;
+	float mx = -INFINITY, sum = 0.0f, inv;
+	for (int r = 0; r < nk; r++) {
+		float v = s[r] + ch[r];
+		s[r] = v;
+		mx = fmax(mx, v);
+	}
+	for (int r = 0; r < nk; r++) {
+		float e = exp(s[r] - mx);
+		s[r] = e;
+		sum += e;
+	}
+	inv = 1.0f / sum;
+	for (int r = 0; r < nk; r++)
+		s[r] *= inv;
+}
+
+/* a transposed 2x2 convolution of stride 2 after its product: u (2G x 2G x
+ * cq) from y (G x G tokens of 4 cq values in (kh, kw, out) order) + b (from
+ * boff); item (o, kh 2 + kw, t) */
+__kernel void
+up_shuffle(__global float *u, __global const float *y, __global const float *b, ulong boff, int G, int cq)
+{
+	int o = (int)get_global_id(0), k = (int)get_global_id(1), t = (int)get_global_id(2);
+	if (o >= cq || t >= G * G)
+		return;
+	int ty = t / G, tx = t % G, kh = k / 2, kw = k % 2;
+	u[((size_t)(2 * ty + kh) * 2 * G + 2 * tx + kw) * cq + o] = y[((size_t)t * 4 + k) * cq + o] + b[boff + o];
+}
+
 /* ---------------------------------------------------------------- fused attention
  * O = softmax(scale Q K^T (+ relative positions) (+ bias)) V without the
  * scores: each work-item one query row of one (batch, head), keys in tiles

@@ -14,7 +14,9 @@ path's outputs within CL_EMB_TOL / CL_LOGIT_TOL (below).
 Configurations: tiny (image 256, grid 16, window 7 with padding) and grid64
 (image 1024, grid 64, window 14 padded to 70, decoder width 256). The full
 ViT-B runs in tests/t/sam_vitb.py."""
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -52,6 +54,7 @@ import nrrdframe  # noqa: E402
 
 torch.set_num_threads(2)
 T = tempfile.mkdtemp(prefix="medpipe-sam.")
+atexit.register(shutil.rmtree, T, True)   # nothing left behind, whatever the outcome
 
 
 def run(cmd, inp=None):
@@ -150,7 +153,9 @@ HAVE_CL = rc_ == 0 and b"\nopencl:" in b"\n" + out_
 def check_decode(name, sam, mode, img, emb_ours, H, W, rw, rh, dec_args, prompts, thr=None, cl=False):
     """run sam-decode on the embedding stream already in T/emb.nrrd; prompts:
     list of (value, z, box, pts, labs, multimask).  cl: also on the OpenCL
-    device, against the official code and the C path's logits"""
+    device, against the official code and the C path's logits; cl="c": against
+    the C path's only (many overlapping masks: a voxel at the threshold that
+    flips by float rounding may be most of a small label's visible part)"""
     if cl:
         if not HAVE_CL:
             print("SKIP %s-opencl: no OpenCL device" % name)
@@ -168,8 +173,9 @@ def check_decode(name, sam, mode, img, emb_ours, H, W, rw, rh, dec_args, prompts
                 ok(name + "-opencl-vs-c", d <= CL_LOGIT_TOL and nd <= max(1, a[0].array.size // 100000),
                    "logits max abs diff %.3g, %d mask voxels differ" % (d, nd))
                 print("  %s: OpenCL vs C logits max abs diff %.2g" % (name, d), file=sys.stderr)
-            check_decode(name + "-opencl", sam, mode, img, emb_ours, H, W, rw, rh, "--device opencl " + dec_args,
-                         prompts, thr)
+            if cl is True:
+                check_decode(name + "-opencl", sam, mode, img, emb_ours, H, W, rw, rh, "--device opencl " + dec_args,
+                             prompts, thr)
     rc, out, err = run("%s/sam-decode -w %s --logits %s %s/emb.nrrd" % (BIN, CK, dec_args, T))
     if rc != 0:
         ok(name, False, err.strip())
@@ -441,7 +447,7 @@ else:
     with open(os.path.join(T, "boxes33.csv"), "w") as f:
         f.write("".join("%d,%d,%d,%d,0,%d\n" % (b[0], b[1], b[2], b[3], i + 1) for i, b in enumerate(bx)))
     check_decode("decode-grid64-33-boxes", sam, "sam", img, ours, S, S, S, S, "--boxes %s/boxes33.csv" % T,
-                 [(i + 1, 0, b, None, None, False) for i, b in enumerate(bx)])
+                 [(i + 1, 0, b, None, None, False) for i, b in enumerate(bx)], cl="c")
 # resized input: the decoder and postprocessing on the grid of a 300x200 image (our embedding)
 img2 = smooth_image(200, 300)
 with open(os.path.join(T, "img2.nrrd"), "wb") as f:

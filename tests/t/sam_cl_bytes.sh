@@ -54,3 +54,43 @@ sam-decode --verbose -w "$T/tiny.pth" --device opencl:0 --from-label < "$T/emb.n
 n=$(grep -c 'decoder, slice .* bytes to the device' "$T/decode.log")
 if [ "$n" -eq 3 ]; then pass bytes-decode-lines; else fail bytes-decode-lines "--verbose printed $n byte counts for 3 slices"; fi
 echo "# decoder per slice: $(grep 'decoder, slice' "$T/decode.log" | sed 's/.*decoder, //' | tr '\n' ';')"
+
+# The resident decoder (cl_sam.c, dec_*: the image side of the decoder's
+# folded attentions and its upscaling on the device) on a model with SAM's
+# decoder (grid64: 256 channels, 64 x 64 image tokens; a box prompt folds,
+# the tiny model's 32-wide attentions do not): per slice the image tokens go
+# up once (input: 64 x 64 x 256 floats, 4 MiB), per prompt the low-resolution
+# masks come down (output: 4 x 256 x 256 floats, 1 MiB), and the prompt
+# tokens' side crosses both ways: at most 1 MiB per prompt each way (the
+# stated constant; 0.72 MiB up and 0.46 MiB down with this model).
+# The path op by op (MEDPIPE_SAM_CL_RESIDENT=0) moves the image tokens at
+# every product: its bytes are printed beside, its masks compared.
+"$VPY" tests/gen/sam_ckpt.py "$T/g64.pth" --config grid64 > "$T/ck64.log" 2>&1 \
+	|| { fail bytes-decode-resident "sam_ckpt.py grid64: $(tail -n 1 "$T/ck64.log")"; exit 0; }
+sam-embed -w "$T/g64.pth" --mode sam "$T/ct.nrrd" > "$T/emb64.nrrd" 2> "$T/e64.err" \
+	|| { fail bytes-decode-resident "sam-embed grid64: $(cat "$T/e64.err")"; exit 0; }
+MIB=1048576
+for r in 1 0; do
+	MEDPIPE_SAM_CL_RESIDENT=$r sam-decode --verbose -w "$T/g64.pth" --device opencl:0 --from-label < "$T/emb64.nrrd" \
+		2> "$T/d64-$r.log" > "$T/m64-$r.nrrd" || fail "bytes-decode-resident-run-$r" "$(tail -n 1 "$T/d64-$r.log")"
+	grep 'decoder, slice .* bytes to the device' "$T/d64-$r.log" \
+		| sed 's/.*slice \([0-9]*\), \([0-9]*\) prompts*: \([0-9]*\) bytes to the device, \([0-9]*\) from it.*/\1 \2 \3 \4/' > "$T/d64-$r.bytes"
+done
+n=$(wc -l < "$T/d64-1.bytes")
+[ "$n" -eq 3 ] || fail bytes-decode-resident-lines "--verbose printed $n byte counts for 3 slices"
+awk -v inb=$((4 * MIB)) -v outb=$MIB -v c=$MIB '$3 > inb + $2 * c || $4 > $2 * (outb + c) { bad = bad " slice " $1 ": " $2 " prompts, " $3 " to, " $4 " from" }
+	END { if (bad != "" || NR != 3) { print bad; exit 1 } }' "$T/d64-1.bytes" > "$T/over64" \
+	&& pass bytes-decode-resident \
+	|| fail bytes-decode-resident "over 4 MiB + 1 MiB a prompt to the device or 2 MiB a prompt from it:$(cat "$T/over64")"
+echo "# resident decoder per slice (slice prompts to from): $(tr '\n' ';' < "$T/d64-1.bytes")"
+echo "# op by op (MEDPIPE_SAM_CL_RESIDENT=0): $(tr '\n' ';' < "$T/d64-0.bytes")"
+# the same masks (a voxel may flip where the logit is within float rounding
+# of the threshold: at most 1 in 10^5)
+r=$("$VPY" -c '
+import sys; sys.path.insert(0, "tests")
+import mpstream
+a, b = (mpstream.read_frames(open(f, "rb").read())[0].array for f in sys.argv[1:3])
+print(int((a != b).sum()), a.size)' "$T/m64-1.nrrd" "$T/m64-0.nrrd" 2>&1)
+set -- $r
+if [ "${1:-x}" -ge 0 ] 2> /dev/null && [ "$1" -le $(( ${2:-0} / 100000 + 1 )) ]; then pass "bytes-decode-resident-same-masks: $1 of $2 voxels differ"
+else fail bytes-decode-resident-same-masks "$r"; fi

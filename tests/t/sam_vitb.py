@@ -8,7 +8,9 @@ With an OpenCL device (PoCL on a CPU: about 60 s more on two cores) the
 embedding is made again with --device opencl and held to the official code
 (1e-4) and to the C path's (1e-5 relative: float rounding, measured ~1e-6),
 and the first box decoded on it with --device opencl."""
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -44,6 +46,7 @@ def ok(name, cond, why=""):
 
 
 T = tempfile.mkdtemp(prefix="medpipe-sam-vitb.")
+atexit.register(shutil.rmtree, T, True)   # nothing left behind, whatever the outcome
 sam, cfg = sam_ckpt.build("vit_b", 5)
 CK = os.path.join(T, "vitb.pth")
 sam_ckpt.save(sam, CK, "pth")
