@@ -176,6 +176,27 @@ to_frame(mvol *v, mp_frame *f)
 	return 0;
 }
 
+/* whether the n voxels still fit MEDPIPE_MAX_BYTES once image-min/max scale
+ * them (then to float32 at least: to_frame): asked before the data is read,
+ * so that a small file declaring a huge scaled volume is refused before its
+ * voxels are allocated and filled; -1 + mp_err when they do not */
+static int
+scaled_fits(const mvol *v, size_t n, const char *what)
+{
+	double vmin, vmax;
+
+	if (!mp_type_is_int(v->t) || !v->imin || !v->imax)
+		return 0;
+	vmin = v->has_vr ? v->vr[0] : mp_type_min(v->t);
+	vmax = v->has_vr ? v->vr[1] : mp_type_max(v->t);
+	for (size_t k = 0; k < v->nscv; k++) {
+		double sc = (v->imax[k] - v->imin[k]) / (vmax - vmin), in = v->imin[k] - vmin * sc;
+		if ((sc != 1 || in != 0) && n > mp_max_bytes() / sizeof(float))
+			return mp_seterr("%s: %s: image too large once scaled to float32", v->path, what);
+	}
+	return 0;
+}
+
 /* ---------------------------------------------------------------- MINC1 */
 static mp_type
 nc_mptype(nc_type t, int uns)
@@ -395,22 +416,21 @@ minc1_read(const char *path, void *buf, size_t len, mvol *v)
 		nc_close(nc);
 		return mp_seterr("%s: MINC1: image too large", path);
 	}
-	v->data = malloc((n ? n : 1) * mp_type_size(v->t));
-	if (!v->data) {
-		nc_close(nc);
-		return mp_seterr("%s: MINC1: out of memory", path);
-	}
-	/* raw values in host order; unsigned types read through their bits */
-	if (nc_get_var(nc, id, v->data) != NC_NOERR)
-		rc = mp_seterr("%s: MINC1: cannot read the image data (truncated or damaged)", path);
-	if (rc == 0 && mp_type_is_int(v->t)) {
+	if (mp_type_is_int(v->t)) {
 		rc = read_scale_nc(nc, v, "image-max", &v->imax);
 		int nsc = v->nsc;
 		if (rc == 0)
 			rc = read_scale_nc(nc, v, "image-min", &v->imin);
 		if (rc == 0 && v->imax && v->imin && nsc != v->nsc)
 			rc = mp_seterr("%s: MINC1: image-max and image-min do not have the same dimensions", path);
+		if (rc == 0)
+			rc = scaled_fits(v, n, "MINC1");
 	}
+	if (rc == 0 && !(v->data = malloc((n ? n : 1) * mp_type_size(v->t))))
+		rc = mp_seterr("%s: MINC1: out of memory", path);
+	/* raw values in host order; unsigned types read through their bits */
+	if (rc == 0 && nc_get_var(nc, id, v->data) != NC_NOERR)
+		rc = mp_seterr("%s: MINC1: cannot read the image data (truncated or damaged)", path);
 	nc_close(nc);
 	return rc;
 }
@@ -630,15 +650,6 @@ minc2_read(const char *path, void *buf, size_t len, mvol *v)
 	case MP_FLOAT32: mt = H5T_NATIVE_FLOAT; break;
 	default: mt = H5T_NATIVE_DOUBLE; break;
 	}
-	v->data = malloc((n ? n : 1) * mp_type_size(v->t));
-	if (!v->data) {
-		rc = mp_seterr("%s: MINC2: out of memory", path);
-		goto out;
-	}
-	if (H5Dread(ds, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, v->data) < 0) {
-		rc = mp_seterr("%s: MINC2: cannot read the image data (truncated or damaged)", path);
-		goto out;
-	}
 	if (h5_attr_doubles(ds, "valid_range", v->vr, 2) == 2) {
 		v->has_vr = 1;
 		if (v->vr[0] > v->vr[1]) {
@@ -655,6 +666,19 @@ minc2_read(const char *path, void *buf, size_t len, mvol *v)
 		if (rc == 0 && v->imax && v->imin && a != b)
 			rc = mp_seterr("%s: MINC2: image-max and image-min do not have the same dimensions", path);
 		v->nsc = a;
+		if (rc == 0)
+			rc = scaled_fits(v, n, "MINC2");
+		if (rc < 0)
+			goto out;
+	}
+	v->data = malloc((n ? n : 1) * mp_type_size(v->t));
+	if (!v->data) {
+		rc = mp_seterr("%s: MINC2: out of memory", path);
+		goto out;
+	}
+	if (H5Dread(ds, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, v->data) < 0) {
+		rc = mp_seterr("%s: MINC2: cannot read the image data (truncated or damaged)", path);
+		goto out;
 	}
 out:
 	if (t >= 0)
