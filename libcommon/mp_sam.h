@@ -55,6 +55,7 @@ typedef struct mp_sam_attn {
 } mp_sam_attn;
 
 struct mp_sam;
+struct mp_sam_tattn;
 typedef struct mp_sam_backend {
 	const char *name;
 	void *ctx;
@@ -78,7 +79,7 @@ typedef struct mp_sam_backend {
 	 * activations kept on the device; 0, -1 + mp_err, or 1 when the backend
 	 * leaves this model to the operations above */
 	int (*encode)(void *ctx, const struct mp_sam *m, const float *img, float *emb);
-	/* optional, all four or none: the mask decoder's image side kept on
+	/* optional, all six or none: the mask decoder's image side kept on
 	 * the device (mp_sam_decode when its attentions fold, sam.c), the prompt
 	 * tokens' side on the host through the entries above. The image tensors
 	 * (T x C, token-major) live in the slots MP_SAM_D*. dec_begin: the image
@@ -92,13 +93,22 @@ typedef struct mp_sam_backend {
 	 * c: HN, from the host; Q, RES slots), then TK = KEYS + dense_pe.
 	 * dec_masks: lowres (NM x (4G)^2, host) = hyper (NM x C/8) times the
 	 * upscaled KEYS (wt: both transposed convolutions' weights as (in, kh,
-	 * kw, out), a declared constant). Failures: as the other entries. */
+	 * kw, out), a declared constant). The attentions that do not fold
+	 * (many prompt tokens, or narrow ones): dec_t2i_attn: O (nq x I, host) =
+	 * attention of the projected prompt tokens Q (nq x I, host) over A's k
+	 * and v projections of slots ks, vs; dec_i2t_attn: KEYS = layernorm(RES
+	 * + A's o projection of the attention of A's q projection of slot qs
+	 * over K, V (nk x I, host)), then TK. Failures: as the other entries. */
 	int (*dec_begin)(void *ctx, const struct mp_sam *m, const float *keys0, int fresh);
 	void (*dec_t2i)(void *ctx, const struct mp_sam *m, int ks, int vs, const float *F, int HN, float sc, float *R);
 	void (*dec_i2t)(void *ctx, const struct mp_sam *m, int qs, int rs, const float *F, const float *c,
 	                const float *M, int HN, int nk, float sc, const float *lnw, const float *lnb);
 	void (*dec_masks)(void *ctx, const struct mp_sam *m, const float *wt, const float *hyper, int NM,
 	                  float *lowres);
+	void (*dec_t2i_attn)(void *ctx, const struct mp_sam *m, const struct mp_sam_tattn *A, int ks, int vs,
+	                     const float *Q, int nq, float *O);
+	void (*dec_i2t_attn)(void *ctx, const struct mp_sam *m, const struct mp_sam_tattn *A, int qs, int rs,
+	                     const float *K, const float *V, int nk, const float *lnw, const float *lnb);
 } mp_sam_backend;
 
 /* the decoder's image slots (dec_begin ...) */

@@ -1344,17 +1344,42 @@ dec_w0(const mp_sam *m)
 	return m->c_q + (size_t)m->cfg.grid * m->cfg.grid * m->cfg.dec_internal;
 }
 
-/* i2t_folded with its image side on the device: the token side (K, V, F,
- * M, c) here, then KEYS = ln(slot rs + the attention of slot qs's tokens)
- * and TK = KEYS + pe by the backend */
+/* the attentions with the image side on the device (dec_tokens with res):
+ * the prompt tokens' side here, the image tokens in the backend's slots.
+ * t2i_dev: tokens qin (nq) attend to slots ks (keys) and vs (values);
+ * i2t_dev: the tokens of slot qs attend to kin, vin (nk), and the backend
+ * makes KEYS = ln(slot rs + that) and TK = KEYS + pe. Folded or not as
+ * dec_fold says: fws, the folded attentions' workspace; ws: 2 nq I floats */
 static void
-i2t_dev(const mp_sam *m, const mp_sam_tattn *A, int qs, int rs, const float *kin, const float *vin, int nk,
+t2i_dev(const mp_sam *m, const mp_sam_tattn *A, int fold, const float *qin, int nq, int ks, int vs, float *out,
+        float *ws, float *fws)
+{
+	const mp_sam_backend *be = m->be;
+	float *Q = ws, *O = ws + (size_t)nq * A->q.out;
+
+	if (fold) {
+		t2i_folded(m, A, qin, nq, NULL, NULL, m->cfg.grid * m->cfg.grid, out, fws, 0, ks, vs);
+		return;
+	}
+	linear(m, &A->q, qin, nq, Q);
+	be->dec_t2i_attn(be->ctx, m, A, ks, vs, Q, nq, O);
+	linear(m, &A->o, O, nq, out);
+}
+
+static void
+i2t_dev(const mp_sam *m, const mp_sam_tattn *A, int fold, int qs, int rs, const float *kin, const float *vin, int nk,
         const mp_sam_norm *ln, float *s)
 {
 	const mp_sam_backend *be = m->be;
 	int I = A->q.out, H = m->cfg.dec_heads, hd = I / H, C = A->q.in, HN = H * nk;
 	float *K = s, *V = K + (size_t)nk * I, *F = V + (size_t)nk * I, *M = F + (size_t)HN * C, *c = M + (size_t)HN * C;
 
+	if (!fold) {
+		linear(m, &A->k, kin, nk, K);
+		linear(m, &A->v, vin, nk, V);
+		be->dec_i2t_attn(be->ctx, m, A, qs, rs, K, V, nk, ln->w, ln->b);
+		return;
+	}
 	i2t_tokens(m, A, 1, kin, vin, nk, s);
 	be->dec_i2t(be->ctx, m, qs, rs, F, c, M, HN, nk, 1.0f / sqrtf((float)hd), ln->w, ln->b);
 }
@@ -1393,7 +1418,7 @@ dec_tokens(const mp_sam *m, const mp_sam_prompt *p, dec_ws *w, int split)
 	int par = split && fold && mp_sam_is_cpu(be);
 	/* res: the image side on the device (mp_sam_decode, dec_begin done:
 	 * keys, tk and the first layer's image tokens are the backend's slots;
-	 * the first layer folded, its projections not made) */
+	 * the first layer's projections not made) */
 	int res = w->res;
 
 	if (res)
@@ -1438,9 +1463,11 @@ dec_tokens(const mp_sam *m, const mp_sam_prompt *p, dec_ws *w, int split)
 		}
 		be->layernorm(be->ctx, qry, qry, (size_t)NT, (size_t)C, L->n1.w, L->n1.b, 1e-5f);
 		addv(tq, qry, tok, nq);
-		if (li == 0 && !proj)
-			t2i_folded(m, &L->t2i, tq, NT, m->c_kpe0, m->c_keys0, T, tmpq, fws, par, res ? MP_SAM_DKPE0 : -1,
-			           MP_SAM_DKEYS0);
+		if (res)
+			t2i_dev(m, &L->t2i, fold, tq, NT, li == 0 ? MP_SAM_DKPE0 : MP_SAM_DTK, li == 0 ? MP_SAM_DKEYS0 : MP_SAM_DKEYS,
+			        tmpq, ws, fws);
+		else if (li == 0 && !proj)
+			t2i_folded(m, &L->t2i, tq, NT, m->c_kpe0, m->c_keys0, T, tmpq, fws, par, -1, -1);
 		else if (li == 0 && par)
 			t2i0_par(m, &L->t2i, tq, NT, m->c_k, m->c_v, T, tmpq, ws);
 		else if (li == 0) {
@@ -1448,8 +1475,6 @@ dec_tokens(const mp_sam *m, const mp_sam_prompt *p, dec_ws *w, int split)
 			attn_core(m, &L->t2i, ws, NT, m->c_k, m->c_v, T, ws + 3 * TI, tmpq);
 		} else if (par)   /* tk made by i2t_par */
 			t2i_folded(m, &L->t2i, tq, NT, tk, keys, T, tmpq, fws, 1, -1, -1);
-		else if (res)   /* TK made by dec_i2t */
-			t2i_folded(m, &L->t2i, tq, NT, tk, keys, T, tmpq, fws, 0, MP_SAM_DTK, MP_SAM_DKEYS);
 		else {
 			addv(tk, keys, kpe, nk);
 			if (fold)
@@ -1473,8 +1498,8 @@ dec_tokens(const mp_sam *m, const mp_sam_prompt *p, dec_ws *w, int split)
 			continue;   /* the layer norm done, tk = keys + pe made */
 		}
 		if (res) {      /* the same on the device: KEYS, then TK */
-			i2t_dev(m, &L->i2t, li == 0 ? MP_SAM_DKPE0 : MP_SAM_DTK, li == 0 ? MP_SAM_DKEYS0 : MP_SAM_DKEYS, tq, qry,
-			        NT, &L->n4, fws);
+			i2t_dev(m, &L->i2t, fold, li == 0 ? MP_SAM_DKPE0 : MP_SAM_DTK, li == 0 ? MP_SAM_DKEYS0 : MP_SAM_DKEYS, tq,
+			        qry, NT, &L->n4, fws);
 			continue;
 		}
 		if (fold)
@@ -1495,8 +1520,10 @@ dec_tokens(const mp_sam *m, const mp_sam_prompt *p, dec_ws *w, int split)
 	addv(tq, qry, tok, nq);
 	if (!par && !res)
 		addv(tk, keys, kpe, nk);
-	if (fold)
-		t2i_folded(m, &m->final_attn, tq, NT, tk, keys, T, tmpq, fws, par, res ? MP_SAM_DTK : -1, MP_SAM_DKEYS);
+	if (res)
+		t2i_dev(m, &m->final_attn, fold, tq, NT, MP_SAM_DTK, MP_SAM_DKEYS, tmpq, ws, fws);
+	else if (fold)
+		t2i_folded(m, &m->final_attn, tq, NT, tk, keys, T, tmpq, fws, par, -1, -1);
 	else
 		tattn(m, &m->final_attn, tq, NT, tk, keys, T, tmpq, ws);
 	addv(qry, qry, tmpq, nq);
@@ -1522,8 +1549,8 @@ mp_sam_decode(mp_sam *m, const float *emb, const mp_sam_prompt *p, float *lowres
 			return mp_seterr("mask decoder: out of memory");
 	}
 	/* a backend with the decoder's image side (dec_begin): the image tokens
-	 * go up once per embedding, the first layer folds (no projections) */
-	int res = be->dec_begin && dec_fold(m, p);
+	 * go up once per embedding, their projections are made there */
+	int res = be->dec_begin != NULL;
 	if (dec_prepare(m, emb, !res))
 		return -1;
 	if (res) {

@@ -54,7 +54,9 @@ enum { SA, SB, SV, SC, SS, SRH, SRW, STH, STW, SBI, RX, RXN, RQKV, RAO, RHID, RC
         * keys0 + pe, keys, keys + pe), scores, the host's operands F, M, c,
         * R, the upscaling's product and map, the hypernetwork vectors, the
         * low-resolution masks */
-       DK0, DKPE0, DKEYS, DTK, DS, DF, DM, DC, DR, DY, DU, DH, DL, NSCR };
+       DK0, DKPE0, DKEYS, DTK, DS, DF, DM, DC, DR, DY, DU, DH, DL,
+       /* and without folding: image-side projections (q or k, v, output) */
+       DP1, DP2, DP3, NSCR };
 
 typedef struct {
 	cl_mem m;
@@ -905,6 +907,64 @@ bad:
 	fail(s);
 }
 
+/* an attention of the decoder on device operands (as attn_core's) */
+static int
+dec_attn(clsam *s, const mp_sam *m, int I, int nq, int nk, dop Q, dop K, dop V, dop O)
+{
+	mp_sam_attn a;
+	dop in[3] = { Q, K, V }, none = { NULL, 0 };
+
+	memset(&a, 0, sizeof a);
+	a.nb = 1, a.nq = nq, a.nk = nk, a.heads = m->cfg.dec_heads, a.hd = I / a.heads;
+	a.ldq = a.ldk = a.ldv = a.ldo = I;
+	a.scale = 1.0f / sqrtf((float)a.hd);
+	return attention_dev(s, &a, in, O, none, none, none);
+}
+
+static void
+cl_dec_t2i_attn(void *ctx, const mp_sam *m, const mp_sam_tattn *A, int ks, int vs, const float *Q, int nq, float *O)
+{
+	clsam *s = ctx;
+	int T = m->cfg.grid * m->cfg.grid, I = A->q.out;
+	size_t nf = (size_t)nq * I * sizeof(float);
+	cl_mem q, k, v, o;
+
+	if (s->failed)
+		return;
+	if (!(q = rscr(s, DF, nf)) || !(o = rscr(s, DR, nf)) || !(k = rscr(s, DP1, (size_t)T * I * sizeof(float))) ||
+	    !(v = rscr(s, DP2, (size_t)T * I * sizeof(float))) || mp_cl_write(s->c, q, 0, nf, Q) ||
+	    lin_dev(s, &A->k, at(s->s[dslot[ks]].m, 0), T, at(k, 0)) ||
+	    lin_dev(s, &A->v, at(s->s[dslot[vs]].m, 0), T, at(v, 0)) ||
+	    dec_attn(s, m, I, nq, T, at(q, 0), at(k, 0), at(v, 0), at(o, 0)) || mp_cl_read(s->c, o, 0, nf, O))
+		fail(s);
+}
+
+static void
+cl_dec_i2t_attn(void *ctx, const mp_sam *m, const mp_sam_tattn *A, int qs, int rs, const float *K, const float *V,
+                int nk, const float *lnw, const float *lnb)
+{
+	clsam *s = ctx;
+	int T = m->cfg.grid * m->cfg.grid, I = A->q.out, C = m->cfg.out_chans;
+	size_t nf = (size_t)nk * I * sizeof(float), n = (size_t)T * C;
+	mp_sam_norm ln = { lnw, lnb };
+	cl_mem k, v, q, o, y, keys = s->s[DKEYS].m, res = s->s[dslot[rs]].m;
+	cl_ulong un = n, z = 0;
+	size_t g = n;
+
+	if (s->failed)
+		return;
+	if (!(k = rscr(s, DF, nf)) || !(v = rscr(s, DM, nf)) || !(q = rscr(s, DP1, (size_t)T * I * sizeof(float))) ||
+	    !(o = rscr(s, DP2, (size_t)T * I * sizeof(float))) || !(y = rscr(s, DP3, n * sizeof(float))) ||
+	    mp_cl_write(s->c, k, 0, nf, K) || mp_cl_write(s->c, v, 0, nf, V) ||
+	    lin_dev(s, &A->q, at(s->s[dslot[qs]].m, 0), T, at(q, 0)) ||
+	    dec_attn(s, m, I, T, nk, at(q, 0), at(k, 0), at(v, 0), at(o, 0)) || lin_dev(s, &A->o, at(o, 0), T, at(y, 0)) ||
+	    mp_cl_args(s->add3, sizeof keys, &keys, sizeof res, &res, sizeof y, &y, sizeof z, &z, sizeof un, &un,
+	               (size_t)0) ||
+	    run(s, s->add3, 1, &g, NULL) || ln_dev(s, at(keys, 0), at(keys, 0), (size_t)T, C, &ln, 1e-5f) ||
+	    add_pe(s, m, s->s[DTK].m, keys))
+		fail(s);
+}
+
 /* the upscaling of KEYS and the masks' products with the hypernetwork's
  * vectors: the steps of mp_sam_decode's host code, on the device */
 static void
@@ -1007,6 +1067,8 @@ mp_cl_sam_backend(mp_cl *c)
 	s->be.dec_t2i = cl_dec_t2i;
 	s->be.dec_i2t = cl_dec_i2t;
 	s->be.dec_masks = cl_dec_masks;
+	s->be.dec_t2i_attn = cl_dec_t2i_attn;
+	s->be.dec_i2t_attn = cl_dec_i2t_attn;
 	*slot = s;
 	return &s->be;
 bad:

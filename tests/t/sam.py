@@ -440,6 +440,13 @@ else:
                    [ref_embed(sam, img, "sam")])
     check_decode("decode-grid64-box", sam, "sam", img, ours, S, S, S, S, "--box 200,300,700,800",
                  [(1, 0, [200, 300, 700, 800], None, None, False)], cl=True)
+    # 12 points: 18 prompt tokens, too many for the folded attentions (the
+    # OpenCL decoder's unfolded image side, dec_t2i_attn / dec_i2t_attn)
+    pts = [(150 + 61 * i, 200 + 47 * (i % 5)) for i in range(12)]
+    labs = [1 if i % 3 else 0 for i in range(12)]
+    check_decode("decode-grid64-12-points", sam, "sam", img, ours, S, S, S, S,
+                 " ".join("--point %d,%d,0,%d" % (x, y, lb) for (x, y), lb in zip(pts, labs)),
+                 [(1, 0, None, pts, labs, False)], cl=True)
     # 33 boxes of one slice: a batch of 32, then the 33rd alone on the same
     # embedding (the CPU decoder's lone prompt with the first layer's
     # projections already made; the lone box above is on a new embedding)

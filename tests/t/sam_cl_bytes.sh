@@ -50,10 +50,22 @@ print("%.3g" % (np.linalg.norm(a - b) / np.linalg.norm(b)))' "$T/emb-fused.nrrd"
 if awk -v r="$r" 'BEGIN { exit !(r + 0 == r && r <= 1e-5) }'; then pass "bytes-embed-fused-attention: rel err $r"
 else fail bytes-embed-fused-attention "relative error $r (tolerance 1e-5)"; fi
 
+# the decoder (tiny: its 32-wide attentions do not fold; their image side
+# is resident too, cl_sam.c dec_t2i_attn/dec_i2t_attn): per slice the image
+# tokens up once (16 x 16 x 64 floats, 64 KiB), per prompt the masks down
+# (4 x 64 x 64 floats, 64 KiB) and the prompt tokens' side both ways, at
+# most 128 KiB per prompt each way (the stated constant for this model;
+# 72 KiB up and 57 KiB down here)
 sam-decode --verbose -w "$T/tiny.pth" --device opencl:0 --from-label < "$T/emb.nrrd" 2> "$T/decode.log" > /dev/null
 n=$(grep -c 'decoder, slice .* bytes to the device' "$T/decode.log")
 if [ "$n" -eq 3 ]; then pass bytes-decode-lines; else fail bytes-decode-lines "--verbose printed $n byte counts for 3 slices"; fi
 echo "# decoder per slice: $(grep 'decoder, slice' "$T/decode.log" | sed 's/.*decoder, //' | tr '\n' ';')"
+grep 'decoder, slice .* bytes to the device' "$T/decode.log" \
+	| sed 's/.*slice \([0-9]*\), \([0-9]*\) prompts*: \([0-9]*\) bytes to the device, \([0-9]*\) from it.*/\1 \2 \3 \4/' > "$T/dt.bytes"
+awk -v inb=65536 -v outb=65536 -v c=131072 '$3 > inb + $2 * c || $4 > $2 * (outb + c) { bad = bad " slice " $1 ": " $2 " prompts, " $3 " to, " $4 " from" }
+	END { if (bad != "" || NR != 3) { print bad; exit 1 } }' "$T/dt.bytes" > "$T/overt" \
+	&& pass bytes-decode-resident-unfolded \
+	|| fail bytes-decode-resident-unfolded "over 64 KiB + 128 KiB a prompt to the device or 192 KiB a prompt from it:$(cat "$T/overt")"
 
 # The resident decoder (cl_sam.c, dec_*: the image side of the decoder's
 # folded attentions and its upscaling on the device) on a model with SAM's
