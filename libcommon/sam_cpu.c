@@ -229,7 +229,7 @@ gelu8(float *x, size_t n)
 		x[i] = 0.5f * x[i] * (1.0f + ferf(x[i] * 0.70710678118654752f));
 }
 
-static int avx2;   /* set by mp_sam_cpu_backend */
+static int avx2, avx512;   /* set by mp_sam_cpu_backend */
 #define have_avx2() avx2
 
 /* x[i] = exp(x[i] - sub[i]), acc[i] += it, for the first n/8*8; returns that count */
@@ -357,6 +357,16 @@ softmax_row(float *r, int n)
 	float inv = 1.0f / sum;
 	for (j = 0; j < n; j++)
 		r[j] *= inv;
+}
+
+int
+mp_sam_cpu_avx512(void)
+{
+#ifdef HAVE_AVX2_PATH
+	return avx512;
+#else
+	return 0;
+#endif
 }
 
 int
@@ -778,6 +788,10 @@ mp_sam_cpu_backend(int nthreads)
 	openblas_set_num_threads(nthr);
 #ifdef HAVE_AVX2_PATH
 	avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+	/* the ViT attention's 16-float kernels (sam_vitatt.c); MEDPIPE_SAM_AVX512=0
+	 * keeps the 8-float ones (for comparison) */
+	const char *e = getenv("MEDPIPE_SAM_AVX512");
+	avx512 = avx2 && __builtin_cpu_supports("avx512f") && !(e && strcmp(e, "0") == 0);
 #endif
 	return &cpu_be;
 }

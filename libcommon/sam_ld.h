@@ -96,6 +96,7 @@ void mp_sam_vitatt_run(const mp_sam_vitatt *a);
 /* sam_cpu.c: whether the AVX2 + FMA paths run; r[i] = exp(r[i] - mx) for
  * i < n, returning their sum */
 int mp_sam_cpu_avx2(void);
+int mp_sam_cpu_avx512(void);   /* AVX-512F usable (and not MEDPIPE_SAM_AVX512=0) */
 float mp_sam_cpu_exp_row(float *r, size_t n, float mx);
 
 #endif

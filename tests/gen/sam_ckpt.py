@@ -2,7 +2,7 @@
 """sam_ckpt.py - random-weight SAM checkpoints made with the official
 segment-anything code, for tests (never real weights).
 
-    sam_ckpt.py OUT.pth [--config tiny|grid64|vit_b] [--seed N]
+    sam_ckpt.py OUT.pth [--config tiny|tiny_hd48|grid64|vit_b] [--seed N]
                 [--format pth|nested|fp16|safetensors|evil-global|evil-opcode]
 
 As a module: build(config, seed) -> (sam model, config dict); load_sam() imports
@@ -27,6 +27,10 @@ CONFIGS = {
                  mlp_dim=128, iou_hidden=64),
     "grid64": dict(img=1024, patch=16, embed=64, depth=2, heads=2, window=14, glob=(1,), out=256,
                    mlp_dim=2048, iou_hidden=256),
+    # heads of 48 values (ViT-H's 80 is not a multiple of 32 either): the
+    # 16-float attention kernels' last 16 channels alone
+    "tiny_hd48": dict(img=256, patch=16, embed=96, depth=2, heads=2, window=7, glob=(1,), out=64,
+                      mlp_dim=128, iou_hidden=64),
     "vit_b": dict(img=1024, patch=16, embed=768, depth=12, heads=12, window=14, glob=(2, 5, 8, 11), out=256,
                   mlp_dim=2048, iou_hidden=256),
 }
