@@ -68,3 +68,11 @@ expect_err decode-devices-bad-slice 1 "slice 9" sam-decode -w "$T/tiny.pth" --bo
 # two models, one per context (--verbose names the device of each)
 n=$(sam-decode --verbose -w "$T/tiny.pth" --from-label --device opencl:0,0 "$T/emb.nrrd" 2>&1 > /dev/null | grep -c 'decoder on opencl:0')
 if [ "$n" -eq 2 ]; then pass decode-devices-two-models; else fail decode-devices-two-models "--verbose named $n decoders, wanted 2"; fi
+# a device that fails in the decoder (an allocation limit below its buffers:
+# the resident image side, and the path op by op) stops with one line that
+# says why, and writes nothing (a failure in the middle of the decoder once
+# reached its end as success: the status checks between products cleared it)
+for r in 1 0; do
+	expect_err "decode-devices-fails-one-line-$r" 1 "mask decoder: opencl: .*allocation limit" \
+		env MEDPIPE_SAM_CL_RESIDENT=$r MEDPIPE_CL_PIECE=4096 sam-decode -w "$T/tiny.pth" --from-label --device opencl:0 "$T/emb.nrrd"
+done
