@@ -1851,11 +1851,11 @@ mp_sam_decode_masks(mp_sam *m, const float *emb, size_t n, const mp_sam_prompt *
 	}
 	/* the products run on this code's threads, each BLAS call on one: the
 	 * BLAS's own threads would spin between its calls, taking the cores */
-	int blas = mp_sam_cpu_blas_threads(1);
+	mp_sam_cpu_blas_one(1);
 	/* the projections when they serve several prompts: of this call, or of
 	 * calls again on the same embedding (one prompt at a time) */
 	if (dec_prepare(m, emb, n > 1 || !dec_fold(m, &p[0]) || m->cache_emb == emb)) {
-		mp_sam_cpu_blas_threads(blas);
+		mp_sam_cpu_blas_one(0);
 		return -1;
 	}
 	dm_ctx d = { m, emb, p, s, planes, iou, per, nw, tile };
@@ -1864,6 +1864,6 @@ mp_sam_decode_masks(mp_sam *m, const float *emb, size_t n, const mp_sam_prompt *
 			dm_one(&d, i, 0, 1);
 	else
 		mp_sam_cpu_parfor(n, dm_task, &d);
-	mp_sam_cpu_blas_threads(blas);
+	mp_sam_cpu_blas_one(0);
 	return 0;
 }

@@ -605,10 +605,9 @@ cpu_attention(void *ctx, const mp_sam_attn *a)
 		for (size_t i = 0; i < ntask; i++)
 			att_task(&c, i, 0);
 	} else {
-		int old = openblas_get_num_threads();
-		openblas_set_num_threads(1);
+		mp_sam_cpu_blas_one(1);
 		parfor(ntask, att_task, &c);
-		openblas_set_num_threads(old);
+		mp_sam_cpu_blas_one(0);
 	}
 	for (int t = 0; t < nt; t++)
 		free(c.ws[t]);
@@ -631,13 +630,25 @@ wrk_run(void *vc, size_t i, int tid)
 	inworker = was;
 }
 
-int
-mp_sam_cpu_blas_threads(int n)
-{
-	int old = openblas_get_num_threads();
+/* OpenBLAS's thread count is one setting for the whole process: the
+ * sections that run on their own threads hold it at 1, holds counted
+ * (nested, or from several threads at once: one device's decoder beside
+ * another's), and the count from before the first hold comes back after
+ * the last */
+static pthread_mutex_t blas_mu = PTHREAD_MUTEX_INITIALIZER;
+static int blas_holds, blas_saved;
 
-	openblas_set_num_threads(n);
-	return old;
+void
+mp_sam_cpu_blas_one(int hold)
+{
+	pthread_mutex_lock(&blas_mu);
+	if (hold && blas_holds++ == 0) {
+		blas_saved = openblas_get_num_threads();
+		openblas_set_num_threads(1);
+	} else if (!hold && blas_holds > 0 && --blas_holds == 0) {
+		openblas_set_num_threads(blas_saved);
+	}
+	pthread_mutex_unlock(&blas_mu);
 }
 
 void
@@ -650,10 +661,9 @@ mp_sam_cpu_parfor(size_t n, void (*fn)(void *ctx, size_t i, int tid), void *ctx)
 			fn(ctx, i, 0);
 		return;
 	}
-	int old = openblas_get_num_threads();
-	openblas_set_num_threads(1);
+	mp_sam_cpu_blas_one(1);
 	parfor(n, wrk_run, &w);
-	openblas_set_num_threads(old);
+	mp_sam_cpu_blas_one(0);
 }
 
 void

@@ -43,8 +43,10 @@ void mp_sam_tvit_constant(mp_sam *m);
  * thread GELU and layer norm; row-wise softmax (vectorised exp) */
 int mp_sam_is_cpu(const mp_sam_backend *be);
 void mp_sam_cpu_parfor(size_t n, void (*fn)(void *ctx, size_t i, int tid), void *ctx);
-/* the BLAS's own threads for the calls of this thread; returns the old count */
-int mp_sam_cpu_blas_threads(int n);
+/* hold (1) the BLAS's own threads at one, or release (0) a hold: holds are
+ * counted across threads, the count before the first comes back after the
+ * last */
+void mp_sam_cpu_blas_one(int hold);
 void mp_sam_cpu_gelu1(float *x, size_t n);
 /* rows of d values: x = gelu(x + b) */
 void mp_sam_cpu_bias_gelu1(float *x, size_t rows, size_t d, const float *b);

@@ -35,10 +35,13 @@
 #include "mp_train.h"
 #include "mp_train_peft.h"
 #include "mp.h"
+#include "sam_ld.h"
 #include "t.h"
 
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -115,6 +118,53 @@ zf(size_t n)
 }
 
 static void fill(float *p, size_t n, float s);
+
+/* the BLAS thread holds (sam_cpu.c mp_sam_cpu_blas_one) from two threads at
+ * once, as two devices' decoders: held, the count is 1; after the last
+ * release it is the count from before (a save/set/restore per caller lost
+ * it when the holds interleaved) */
+static int hold_bad;
+static pthread_barrier_t hold_go;
+
+static void *
+hold_loop(void *v)
+{
+	(void)v;
+	pthread_barrier_wait(&hold_go);
+	for (int i = 0; i < 2000; i++) {
+		mp_sam_cpu_blas_one(1);
+		sched_yield();    /* the other thread's hold and release in between */
+		if (openblas_get_num_threads() != 1)
+			hold_bad = 1;
+		mp_sam_cpu_blas_one(0);
+		sched_yield();
+	}
+	return NULL;
+}
+
+static void
+blas_holds(void)
+{
+	pthread_t th[2];
+	int before;
+
+	mp_sam_cpu_backend(2);
+	before = openblas_get_num_threads();
+	mp_sam_cpu_blas_one(1);
+	mp_sam_cpu_blas_one(1);
+	int held = openblas_get_num_threads() == 1;
+	mp_sam_cpu_blas_one(0);
+	held = held && openblas_get_num_threads() == 1;
+	mp_sam_cpu_blas_one(0);
+	T_OK(held && openblas_get_num_threads() == before, "blas-hold-nested");
+	pthread_barrier_init(&hold_go, NULL, 2);
+	for (int i = 0; i < 2; i++)
+		pthread_create(&th[i], NULL, hold_loop, NULL);
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	pthread_barrier_destroy(&hold_go);
+	T_OK(!hold_bad && openblas_get_num_threads() == before, "blas-hold-two-threads");
+}
 
 static int
 driver(int argc, char **argv)
@@ -517,5 +567,6 @@ main(int argc, char **argv)
 	if (argc > 1)
 		return driver(argc, argv);
 	selftest();
+	blas_holds();
 	return t_failed ? 1 : 0;
 }
