@@ -795,11 +795,13 @@ cl_encode(void *ctx, const mp_sam *m, const float *img, float *emb)
 }
 
 /* ---------------------------------------------------------------- the resident decoder
- * The image side of mp_sam_decode's folded attentions and its upscaling on
+ * The image side of mp_sam_decode's attentions (folded: dec_t2i, dec_i2t;
+ * unfolded: dec_t2i_attn, dec_i2t_attn) and its upscaling (dec_masks) on
  * device buffers (mp_sam_backend's dec_* entries; sam.c keeps the prompt
- * tokens' side): per embedding the image tokens go up once, per prompt the
- * folded token operands (a few heads x tokens rows of C) go up, the
- * attentions' token-side results and the low-resolution masks come down. */
+ * tokens' side): per embedding the image tokens go up once (dec_begin), per
+ * prompt the token operands (a few heads x tokens rows of C, or the tokens'
+ * projections) go up, the attentions' token-side results and the
+ * low-resolution masks come down. */
 static const int dslot[MP_SAM_DSLOTS] = { DK0, DKPE0, DKEYS, DTK };
 
 /* y (slot) = a (slot) + the model's dense positional encoding */
