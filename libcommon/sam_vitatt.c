@@ -174,37 +174,44 @@ tiles_pv(const float *P, size_t ldp, int nqt, const float *V, int nk, int hd, fl
  * The sums are made in the same order as above (d, then j, ascending), so
  * the results are the same to the bit. The loops over the 6 rows are
  * unrolled so that the accumulators stay in registers. */
+/* the micro-kernel of both: c[r][h] += sum_{k0 <= k < k1} x[r ldx + k]
+ * b[k ldb + h off] for the QT rows, h < 2 (two) or h = 0 */
+__attribute__((target("avx512f"), always_inline)) static inline void
+fma_rows16(__m512 c[QT][2], const float *x, size_t ldx, const float *b, size_t ldb, size_t off, int k0, int k1,
+           int two)
+{
+	if (two)
+		for (int k = k0; k < k1; k++) {
+			__m512 b0 = _mm512_loadu_ps(b + (size_t)k * ldb), b1 = _mm512_loadu_ps(b + (size_t)k * ldb + off);
+#pragma GCC unroll 6
+			for (int r = 0; r < QT; r++) {
+				__m512 v = _mm512_set1_ps(x[(size_t)r * ldx + k]);
+				c[r][0] = _mm512_fmadd_ps(v, b0, c[r][0]);
+				c[r][1] = _mm512_fmadd_ps(v, b1, c[r][1]);
+			}
+		}
+	else
+		for (int k = k0; k < k1; k++) {
+			__m512 b0 = _mm512_loadu_ps(b + (size_t)k * ldb);
+#pragma GCC unroll 6
+			for (int r = 0; r < QT; r++)
+				c[r][0] = _mm512_fmadd_ps(_mm512_set1_ps(x[(size_t)r * ldx + k]), b0, c[r][0]);
+		}
+}
+
 __attribute__((target("avx512f"))) static void
 tiles_qk16(const float *Q, int nqt, int hd, const float *B, int np, float scale, float *S, size_t lds)
 {
 	__m512 sc = _mm512_set1_ps(scale);
 
 	for (int p = 0; p < np; p += 2) {
-		const float *b0p = B + (size_t)p * hd * 16, *b1p = b0p + (size_t)hd * 16;
 		int two = p + 1 < np;
 		for (int t = 0; t < nqt; t++) {
-			const float *q = Q + (size_t)t * QT * hd;
 			__m512 c[QT][2];
 #pragma GCC unroll 6
 			for (int r = 0; r < QT; r++)
 				c[r][0] = c[r][1] = _mm512_setzero_ps();
-			if (two)
-				for (int d = 0; d < hd; d++) {
-					__m512 b0 = _mm512_loadu_ps(b0p + d * 16), b1 = _mm512_loadu_ps(b1p + d * 16);
-#pragma GCC unroll 6
-					for (int r = 0; r < QT; r++) {
-						__m512 x = _mm512_set1_ps(q[(size_t)r * hd + d]);
-						c[r][0] = _mm512_fmadd_ps(x, b0, c[r][0]);
-						c[r][1] = _mm512_fmadd_ps(x, b1, c[r][1]);
-					}
-				}
-			else
-				for (int d = 0; d < hd; d++) {
-					__m512 b0 = _mm512_loadu_ps(b0p + d * 16);
-#pragma GCC unroll 6
-					for (int r = 0; r < QT; r++)
-						c[r][0] = _mm512_fmadd_ps(_mm512_set1_ps(q[(size_t)r * hd + d]), b0, c[r][0]);
-				}
+			fma_rows16(c, Q + (size_t)t * QT * hd, (size_t)hd, B + (size_t)p * hd * 16, 16, (size_t)hd * 16, 0, hd, two);
 			float *s = S + (size_t)t * QT * lds + (size_t)p * 16;
 #pragma GCC unroll 6
 			for (int r = 0; r < QT; r++, s += lds) {
@@ -224,7 +231,6 @@ tiles_pv16(const float *P, size_t ldp, int nqt, const float *V, int nk, int hd, 
 		for (int cc = 0; cc < hd; cc += 32) {
 			int two = cc + 32 <= hd;
 			for (int t = 0; t < nqt; t++) {
-				const float *p = P + (size_t)t * QT * ldp;
 				float *a = A + (size_t)t * QT * hd + cc;
 				__m512 c[QT][2];
 #pragma GCC unroll 6
@@ -232,24 +238,7 @@ tiles_pv16(const float *P, size_t ldp, int nqt, const float *V, int nk, int hd, 
 					c[r][0] = _mm512_loadu_ps(a + (size_t)r * hd);
 					c[r][1] = two ? _mm512_loadu_ps(a + (size_t)r * hd + 16) : c[r][0];
 				}
-				if (two)
-					for (int j = j0; j < j1; j++) {
-						const float *v = V + (size_t)j * hd + cc;
-						__m512 b0 = _mm512_loadu_ps(v), b1 = _mm512_loadu_ps(v + 16);
-#pragma GCC unroll 6
-						for (int r = 0; r < QT; r++) {
-							__m512 x = _mm512_set1_ps(p[(size_t)r * ldp + j]);
-							c[r][0] = _mm512_fmadd_ps(x, b0, c[r][0]);
-							c[r][1] = _mm512_fmadd_ps(x, b1, c[r][1]);
-						}
-					}
-				else
-					for (int j = j0; j < j1; j++) {
-						__m512 b0 = _mm512_loadu_ps(V + (size_t)j * hd + cc);
-#pragma GCC unroll 6
-						for (int r = 0; r < QT; r++)
-							c[r][0] = _mm512_fmadd_ps(_mm512_set1_ps(p[(size_t)r * ldp + j]), b0, c[r][0]);
-					}
+				fma_rows16(c, P + (size_t)t * QT * ldp, ldp, V + cc, (size_t)hd, 16, j0, j1, two);
 #pragma GCC unroll 6
 				for (int r = 0; r < QT; r++) {
 					_mm512_storeu_ps(a + (size_t)r * hd, c[r][0]);
