@@ -154,7 +154,11 @@ start_cluster() {
 	# --- slurm.conf
 	node=$(slurmd -C 2> /dev/null | head -n 1)
 	case "$node" in NodeName=*) ;; *) why="slurmd -C printed no node line"; exit 77;; esac
-	base=$(free_ports 102) || { why="no free ports on 127.0.0.1"; exit 77; }
+	# srun listens on several ports of SrunPortRange per job step, and a port
+	# stays taken for a minute after (TIME_WAIT): 100 ports ran out once in
+	# tests/t/slurm.sh's 23 steps ("sock_bind_listen_range: all ports in
+	# range exhausted"); 1000 leave room
+	base=$(free_ports 1002) || { why="no free ports on 127.0.0.1"; exit 77; }
 	# the daemons and srun listen on the address the host name resolves to
 	# (NoInAddrAny): 127.0.0.1 where it is a loopback address (Debian's
 	# 127.0.1.1 convention); elsewhere (a container's own address, no name
@@ -163,7 +167,7 @@ start_cluster() {
 	case "$(getent hosts "$host" | awk '{ print $1; exit }')" in
 	127.*) ;;
 	*) bind="#CommunicationParameters=NoInAddrAny,NoCtldInAddrAny  ($host is not a loopback address)"
-	   echo "slurm-cluster: note: $host does not resolve to 127.x: the daemons listen on every address (ports $base-$((base + 101)))" >&2 ;;
+	   echo "slurm-cluster: note: $host does not resolve to 127.x: the daemons listen on every address (ports $base-$((base + 1001)))" >&2 ;;
 	esac
 	conf=$d/slurm.conf
 	cat > "$conf" <<EOF
@@ -172,7 +176,7 @@ ClusterName=medpipe
 SlurmctldHost=$host(127.0.0.1)
 SlurmctldPort=$base
 SlurmdPort=$((base + 1))
-SrunPortRange=$((base + 2))-$((base + 101))
+SrunPortRange=$((base + 2))-$((base + 1001))
 $bind
 AuthType=auth/munge
 CredType=cred/munge
